@@ -1,11 +1,17 @@
 #![allow(unused_doc_comments)]
-//! dvb2ip GStreamer plugin.
-
-pub mod proto;
+//! dvb2ip GStreamer plugin: a DVB tuner pool with emulated frontends (`dvbtunersrc`), SAT>IP
+//! request mapping, TS timeline export and DVB-CSS serving.
+//!
+//! The launcher and tests link the rlib and call [`plugin_register_static`].
 
 use gst::glib;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+pub mod dvbtunersrc;
+pub mod proto;
+pub mod tuners;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    dvbtunersrc::register(plugin)?;
     Ok(())
 }
 

@@ -8,7 +8,11 @@ const fn make_table() -> [u32; 256] {
         let mut c = (i as u32) << 24;
         let mut k = 0;
         while k < 8 {
-            c = if c & 0x8000_0000 != 0 { (c << 1) ^ 0x04C1_1DB7 } else { c << 1 };
+            c = if c & 0x8000_0000 != 0 {
+                (c << 1) ^ 0x04C1_1DB7
+            } else {
+                c << 1
+            };
             k += 1;
         }
         table[i] = c;
@@ -40,7 +44,9 @@ mod tests {
 
     #[test]
     fn section_with_crc_checks_to_zero() {
-        let mut s = vec![0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xE1, 0x00];
+        let mut s = vec![
+            0x00, 0xB0, 0x0D, 0x00, 0x01, 0xC1, 0x00, 0x00, 0x00, 0x01, 0xE1, 0x00,
+        ];
         let c = crc32_mpeg2(&s);
         s.extend_from_slice(&c.to_be_bytes());
         assert_eq!(crc32_mpeg2(&s), 0);

@@ -80,16 +80,29 @@ pub struct MuxSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MuxError {
     NoServices,
-    LoopMismatch { pid: u16, loop_90k: u64, expected_90k: u64 },
-    EmptyStream { pid: u16 },
-    BitrateTooLow { bitrate: u64, needed: u64 },
+    LoopMismatch {
+        pid: u16,
+        loop_90k: u64,
+        expected_90k: u64,
+    },
+    EmptyStream {
+        pid: u16,
+    },
+    BitrateTooLow {
+        bitrate: u64,
+        needed: u64,
+    },
 }
 
 impl std::fmt::Display for MuxError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MuxError::NoServices => write!(f, "multiplex has no services"),
-            MuxError::LoopMismatch { pid, loop_90k, expected_90k } => write!(
+            MuxError::LoopMismatch {
+                pid,
+                loop_90k,
+                expected_90k,
+            } => write!(
                 f,
                 "PID {pid} loops every {loop_90k} ticks, other streams every {expected_90k}"
             ),
@@ -170,7 +183,12 @@ pub struct Mux {
 /// A TEMI temi_timeline_descriptor with a 32- or 64-bit media timestamp.
 pub fn temi_timeline_descriptor(timeline_id: u8, timescale: u32, value: u64) -> Vec<u8> {
     let wide = value > u32::MAX as u64;
-    let mut d = vec![0x04, if wide { 15 } else { 11 }, if wide { 0x80 } else { 0x40 }, 0x7F];
+    let mut d = vec![
+        0x04,
+        if wide { 15 } else { 11 },
+        if wide { 0x80 } else { 0x40 },
+        0x7F,
+    ];
     d.push(timeline_id);
     d.extend_from_slice(&timescale.to_be_bytes());
     if wide {
@@ -208,7 +226,11 @@ impl Mux {
             match loop_90k {
                 None => loop_90k = Some(l),
                 Some(e) if e != l => {
-                    return Err(MuxError::LoopMismatch { pid: s.pid, loop_90k: l, expected_90k: e })
+                    return Err(MuxError::LoopMismatch {
+                        pid: s.pid,
+                        loop_90k: l,
+                        expected_90k: e,
+                    })
                 }
                 _ => {}
             }
@@ -218,7 +240,10 @@ impl Mux {
         }
         needed_bits += 200_000; // PSI/SI
         if spec.bitrate < needed_bits {
-            return Err(MuxError::BitrateTooLow { bitrate: spec.bitrate, needed: needed_bits });
+            return Err(MuxError::BitrateTooLow {
+                bitrate: spec.bitrate,
+                needed: needed_bits,
+            });
         }
 
         let start_27m = (start_unix_ns.max(0) as u128 * STC_HZ as u128 / 1_000_000_000) as u64;
@@ -260,12 +285,42 @@ impl Mux {
         ];
         let ms = STC_HZ / 1000;
         let mut tables = vec![
-            Table { pid_index: 0, interval_27m: 100 * ms, next_27m: start_27m, kind: TableKind::Pat },
-            Table { pid_index: 2, interval_27m: 500 * ms, next_27m: start_27m + 5 * ms, kind: TableKind::Sdt },
-            Table { pid_index: 1, interval_27m: 2000 * ms, next_27m: start_27m + 7 * ms, kind: TableKind::Nit },
-            Table { pid_index: 3, interval_27m: 1000 * ms, next_27m: start_27m + 9 * ms, kind: TableKind::Eit },
-            Table { pid_index: 4, interval_27m: 5000 * ms, next_27m: start_27m + 11 * ms, kind: TableKind::Tdt },
-            Table { pid_index: 4, interval_27m: 5000 * ms, next_27m: start_27m + 2511 * ms, kind: TableKind::Tot },
+            Table {
+                pid_index: 0,
+                interval_27m: 100 * ms,
+                next_27m: start_27m,
+                kind: TableKind::Pat,
+            },
+            Table {
+                pid_index: 2,
+                interval_27m: 500 * ms,
+                next_27m: start_27m + 5 * ms,
+                kind: TableKind::Sdt,
+            },
+            Table {
+                pid_index: 1,
+                interval_27m: 2000 * ms,
+                next_27m: start_27m + 7 * ms,
+                kind: TableKind::Nit,
+            },
+            Table {
+                pid_index: 3,
+                interval_27m: 1000 * ms,
+                next_27m: start_27m + 9 * ms,
+                kind: TableKind::Eit,
+            },
+            Table {
+                pid_index: 4,
+                interval_27m: 5000 * ms,
+                next_27m: start_27m + 11 * ms,
+                kind: TableKind::Tdt,
+            },
+            Table {
+                pid_index: 4,
+                interval_27m: 5000 * ms,
+                next_27m: start_27m + 2511 * ms,
+                kind: TableKind::Tot,
+            },
         ];
         for (i, svc) in spec.services.iter().enumerate() {
             packetizers.push(si::SectionPacketizer::new(svc.pmt_pid));
@@ -306,7 +361,8 @@ impl Mux {
 
     /// The STC (27 MHz) at the start of slot `slot`.
     pub fn stc_at(&self, slot: u64) -> u64 {
-        self.start_27m + (slot as u128 * 188 * 8 * STC_HZ as u128 / self.spec.bitrate as u128) as u64
+        self.start_27m
+            + (slot as u128 * 188 * 8 * STC_HZ as u128 / self.spec.bitrate as u128) as u64
     }
 
     /// Unix time (ns) of slot `slot`.
@@ -323,12 +379,14 @@ impl Mux {
         let spec = &self.spec;
         match kind {
             TableKind::Pat => {
-                let mut entries = vec![si::PatEntry { program_number: 0, pid: si::PID_NIT }];
-                entries.extend(
-                    spec.services
-                        .iter()
-                        .map(|s| si::PatEntry { program_number: s.service_id, pid: s.pmt_pid }),
-                );
+                let mut entries = vec![si::PatEntry {
+                    program_number: 0,
+                    pid: si::PID_NIT,
+                }];
+                entries.extend(spec.services.iter().map(|s| si::PatEntry {
+                    program_number: s.service_id,
+                    pid: s.pmt_pid,
+                }));
                 vec![si::pat(spec.transport_stream_id, 0, &entries)]
             }
             TableKind::Pmt(i) => {
@@ -344,7 +402,11 @@ impl Mux {
                         if s.temi.is_some() {
                             d.extend(si::af_extensions_descriptor());
                         }
-                        si::PmtStream { stream_type: s.stream_type, pid: s.pid, descriptors: d }
+                        si::PmtStream {
+                            stream_type: s.stream_type,
+                            pid: s.pid,
+                            descriptors: d,
+                        }
                     })
                     .collect();
                 vec![si::pmt(svc.service_id, 0, svc.pcr_pid, &[], &streams)]
@@ -360,11 +422,19 @@ impl Mux {
                         descriptors: si::service_descriptor(s.service_type, &s.provider, &s.name),
                     })
                     .collect();
-                vec![si::sdt_actual(spec.transport_stream_id, spec.original_network_id, 0, &services)]
+                vec![si::sdt_actual(
+                    spec.transport_stream_id,
+                    spec.original_network_id,
+                    0,
+                    &services,
+                )]
             }
             TableKind::Nit => {
-                let list: Vec<(u16, u8)> =
-                    spec.services.iter().map(|s| (s.service_id, s.service_type)).collect();
+                let list: Vec<(u16, u8)> = spec
+                    .services
+                    .iter()
+                    .map(|s| (s.service_id, s.service_type))
+                    .collect();
                 let mut d = spec.delivery_descriptors.clone();
                 d.extend(si::service_list_descriptor(&list));
                 vec![si::nit_actual(
@@ -380,8 +450,11 @@ impl Mux {
             }
             TableKind::Eit => {
                 let mut out = Vec::new();
-                let services: Vec<(u16, String)> =
-                    spec.services.iter().map(|s| (s.service_id, s.name.clone())).collect();
+                let services: Vec<(u16, String)> = spec
+                    .services
+                    .iter()
+                    .map(|s| (s.service_id, s.name.clone()))
+                    .collect();
                 for (sid, name) in services {
                     let (present, following) = schedule(now_unix_s, &name);
                     // The version follows the present event, so it changes only when the
@@ -448,13 +521,18 @@ impl Mux {
         e.pes.clear();
         e.pes_pos = 0;
         let video = e.stream_id & 0xF0 == 0xE0;
-        let aud: &[u8] = if video && !starts_with_aud(frame) { &[0, 0, 0, 1, 0x09, 0xF0] } else { &[] };
+        let aud: &[u8] = if video && !starts_with_aud(frame) {
+            &[0, 0, 0, 1, 0x09, 0xF0]
+        } else {
+            &[]
+        };
         let payload_len = aud.len() + frame.len();
         let pes_len = 3 + 5 + payload_len;
         e.pes.extend_from_slice(&[0, 0, 1, e.stream_id]);
         let l = if pes_len > 0xFFFF { 0 } else { pes_len as u16 };
         e.pes.extend_from_slice(&l.to_be_bytes());
-        e.pes.extend_from_slice(&[0x80 | if e.es.keyframes[idx] { 0x04 } else { 0 }, 0x80, 5]);
+        e.pes
+            .extend_from_slice(&[0x80 | if e.es.keyframes[idx] { 0x04 } else { 0 }, 0x80, 5]);
         e.pes.extend_from_slice(&pts_bytes(0x2, dts));
         e.pes.extend_from_slice(aud);
         e.pes.extend_from_slice(frame);
@@ -689,7 +767,10 @@ mod tests {
                         component_tag: 1,
                         language: None,
                         es: es(50, 5000, 3600),
-                        temi: Some(TemiSpec { timeline_id: 1, timescale: 1000 }),
+                        temi: Some(TemiSpec {
+                            timeline_id: 1,
+                            timescale: 1000,
+                        }),
                         max_delay_90k: 45_000,
                     },
                     StreamSpec {
@@ -749,7 +830,10 @@ mod tests {
     #[test]
     fn temi_descriptor_layouts() {
         let d = temi_timeline_descriptor(1, 1000, 0);
-        assert_eq!(d, vec![0x04, 0x0b, 0x40, 0x7f, 0x01, 0, 0, 0x03, 0xe8, 0, 0, 0, 0]);
+        assert_eq!(
+            d,
+            vec![0x04, 0x0b, 0x40, 0x7f, 0x01, 0, 0, 0x03, 0xe8, 0, 0, 0, 0]
+        );
         let d = temi_timeline_descriptor(2, 90000, 1 << 40);
         assert_eq!(d.len(), 17);
         assert_eq!(d[1], 15);
@@ -769,6 +853,9 @@ mod tests {
         assert!(matches!(Mux::new(s, 0), Err(MuxError::LoopMismatch { .. })));
         let mut s = spec();
         s.bitrate = 100_000;
-        assert!(matches!(Mux::new(s, 0), Err(MuxError::BitrateTooLow { .. })));
+        assert!(matches!(
+            Mux::new(s, 0),
+            Err(MuxError::BitrateTooLow { .. })
+        ));
     }
 }

@@ -113,7 +113,13 @@ pub fn iso639_descriptor(lang: &[u8; 3]) -> Vec<u8> {
 fn dvb_string(s: &str, max: usize) -> Vec<u8> {
     let mut out: Vec<u8> = s
         .chars()
-        .map(|c| if (c as u32) < 0x100 { c as u32 as u8 } else { b'?' })
+        .map(|c| {
+            if (c as u32) < 0x100 {
+                c as u32 as u8
+            } else {
+                b'?'
+            }
+        })
         .collect();
     // Only prefix with 0x10 0x00 0x01 (ISO 8859-1) where a byte could be taken for a table id.
     if out.iter().any(|&b| b >= 0x80) {
@@ -244,7 +250,11 @@ pub fn t2_delivery_descriptor(plp_id: u8, t2_system_id: u16) -> Vec<u8> {
 }
 
 /// cable_delivery_system_descriptor (0x44). `modulation`: 1=16QAM … 5=256QAM.
-pub fn cable_delivery_descriptor(frequency_hz: u64, symbol_rate_ksym: u32, modulation: u8) -> Vec<u8> {
+pub fn cable_delivery_descriptor(
+    frequency_hz: u64,
+    symbol_rate_ksym: u32,
+    modulation: u8,
+) -> Vec<u8> {
     // frequency: 8 BCD digits, 100 Hz units (XXXX.XXXX MHz)
     let f = bcd(frequency_hz / 100, 8) as u32;
     let mut b = f.to_be_bytes().to_vec();
@@ -314,7 +324,11 @@ pub fn tdt(unix_secs: i64) -> Vec<u8> {
 /// TOT (table 0x73) with an optional descriptor loop, and CRC.
 pub fn tot(unix_secs: i64, descriptors: &[u8]) -> Vec<u8> {
     let section_length = 5 + 2 + descriptors.len() + 4;
-    let mut s = vec![0x73, 0x70 | ((section_length >> 8) as u8 & 0x0F), section_length as u8];
+    let mut s = vec![
+        0x73,
+        0x70 | ((section_length >> 8) as u8 & 0x0F),
+        section_length as u8,
+    ];
     s.extend_from_slice(&utc_time(unix_secs));
     s.extend_from_slice(&(0xF000 | (descriptors.len() as u16 & 0x0FFF)).to_be_bytes());
     s.extend_from_slice(descriptors);
@@ -423,7 +437,16 @@ mod tests {
         let s = pat(
             1,
             0,
-            &[PatEntry { program_number: 0, pid: 0x10 }, PatEntry { program_number: 1, pid: 0x100 }],
+            &[
+                PatEntry {
+                    program_number: 0,
+                    pid: 0x10,
+                },
+                PatEntry {
+                    program_number: 1,
+                    pid: 0x100,
+                },
+            ],
         );
         assert_eq!(&s[..8], &[0x00, 0xB0, 0x11, 0x00, 0x01, 0xC1, 0x00, 0x00]);
         assert_eq!(&s[8..16], &[0x00, 0x00, 0xE0, 0x10, 0x00, 0x01, 0xE1, 0x00]);

@@ -48,9 +48,13 @@ impl fmt::Display for TsError {
         match self {
             TsError::Truncated => write!(f, "truncated data"),
             TsError::BadSync(b) => write!(f, "bad sync byte 0x{b:02x}"),
-            TsError::ReservedAdaptationFieldControl => write!(f, "reserved adaptation_field_control"),
+            TsError::ReservedAdaptationFieldControl => {
+                write!(f, "reserved adaptation_field_control")
+            }
             TsError::BadAdaptationFieldLength(l) => write!(f, "bad adaptation_field_length {l}"),
-            TsError::AdaptationFieldOverrun => write!(f, "adaptation field fields overrun its length"),
+            TsError::AdaptationFieldOverrun => {
+                write!(f, "adaptation field fields overrun its length")
+            }
             TsError::BadExtensionLength(l) => {
                 write!(f, "bad adaptation_field_extension_length {l}")
             }
@@ -130,7 +134,11 @@ impl<'a> ByteCursor<'a> {
         if n > 8 {
             return None;
         }
-        Some(self.bytes(n)?.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+        Some(
+            self.bytes(n)?
+                .iter()
+                .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)),
+        )
     }
 
     /// Skip `n` bytes; `None` if fewer remain.
@@ -217,12 +225,16 @@ impl Pcr {
     /// Decode the 6-byte field `base(33) reserved(6) extension(9)`.
     pub fn parse(b: &[u8]) -> Option<Pcr> {
         let v = ByteCursor::new(b).be(6)?;
-        Some(Pcr { base: v >> 15, extension: (v & 0x1FF) as u16 })
+        Some(Pcr {
+            base: v >> 15,
+            extension: (v & 0x1FF) as u16,
+        })
     }
 
     /// Encode to 6 bytes with the reserved bits set to 1.
     pub fn encode(&self) -> [u8; 6] {
-        let v = ((self.base & 0x1_FFFF_FFFF) << 15) | (0x3F << 9) | u64::from(self.extension & 0x1FF);
+        let v =
+            ((self.base & 0x1_FFFF_FFFF) << 15) | (0x3F << 9) | u64::from(self.extension & 0x1FF);
         let b = v.to_be_bytes();
         [b[2], b[3], b[4], b[5], b[6], b[7]]
     }
@@ -291,7 +303,10 @@ impl<'a> AdaptationField<'a> {
     /// Parse the adaptation field body: the `length` bytes after adaptation_field_length.
     pub fn parse(body: &'a [u8]) -> Result<AdaptationField<'a>, TsError> {
         let length = u8::try_from(body.len()).map_err(|_| TsError::AdaptationFieldOverrun)?;
-        let mut af = AdaptationField { length, ..Default::default() };
+        let mut af = AdaptationField {
+            length,
+            ..Default::default()
+        };
         let mut c = ByteCursor::new(body);
         let flags = match c.u8() {
             Some(f) => f,
@@ -316,7 +331,9 @@ impl<'a> AdaptationField<'a> {
         }
         if flags & 0x01 != 0 {
             let e = c.u8().ok_or(ovr)?;
-            let ext = c.bytes(usize::from(e)).ok_or(TsError::BadExtensionLength(e))?;
+            let ext = c
+                .bytes(usize::from(e))
+                .ok_or(TsError::BadExtensionLength(e))?;
             af.extension = Some(parse_af_extension(ext)?);
         }
         Ok(af)
@@ -327,14 +344,22 @@ impl<'a> AdaptationField<'a> {
 fn parse_af_extension(ext: &[u8]) -> Result<AfExtension<'_>, TsError> {
     let ovr = TsError::AdaptationFieldOverrun;
     let mut c = ByteCursor::new(ext);
-    let mut out = AfExtension { ltw: None, piecewise_rate: None, seamless_splice: None, af_descriptors: None };
+    let mut out = AfExtension {
+        ltw: None,
+        piecewise_rate: None,
+        seamless_splice: None,
+        af_descriptors: None,
+    };
     let flags = match c.u8() {
         Some(f) => f,
         None => return Ok(out),
     };
     if flags & 0x80 != 0 {
         let v = c.u16().ok_or(ovr)?;
-        out.ltw = Some(Ltw { valid: v & 0x8000 != 0, offset: v & 0x7FFF });
+        out.ltw = Some(Ltw {
+            valid: v & 0x8000 != 0,
+            offset: v & 0x7FFF,
+        });
     }
     if flags & 0x40 != 0 {
         out.piecewise_rate = Some(c.u24().ok_or(ovr)? & 0x3F_FFFF);
@@ -342,8 +367,10 @@ fn parse_af_extension(ext: &[u8]) -> Result<AfExtension<'_>, TsError> {
     if flags & 0x20 != 0 {
         let b = c.bytes(5).ok_or(ovr)?;
         let first = b.first().copied().unwrap_or(0);
-        out.seamless_splice =
-            Some(SeamlessSplice { splice_type: first >> 4, dts_next_au: decode_timestamp(b).ok_or(ovr)? });
+        out.seamless_splice = Some(SeamlessSplice {
+            splice_type: first >> 4,
+            dts_next_au: decode_timestamp(b).ok_or(ovr)?,
+        });
     }
     if flags & 0x10 == 0 {
         out.af_descriptors = Some(c.rest());
@@ -402,17 +429,29 @@ impl<'a> PacketView<'a> {
             if usize::from(l) > max {
                 return Err(TsError::BadAdaptationFieldLength(l));
             }
-            adaptation_field_bytes =
-                Some(pkt.get(5..5 + usize::from(l)).ok_or(TsError::BadAdaptationFieldLength(l))?);
+            adaptation_field_bytes = Some(
+                pkt.get(5..5 + usize::from(l))
+                    .ok_or(TsError::BadAdaptationFieldLength(l))?,
+            );
             pos = 5 + usize::from(l);
         }
-        let payload = if header.has_payload() { pkt.get(pos..).unwrap_or(&[]) } else { &[] };
-        Ok(PacketView { header, adaptation_field_bytes, payload })
+        let payload = if header.has_payload() {
+            pkt.get(pos..).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        Ok(PacketView {
+            header,
+            adaptation_field_bytes,
+            payload,
+        })
     }
 
     /// Parse the adaptation field, if any.
     pub fn adaptation_field(&self) -> Result<Option<AdaptationField<'a>>, TsError> {
-        self.adaptation_field_bytes.map(AdaptationField::parse).transpose()
+        self.adaptation_field_bytes
+            .map(AdaptationField::parse)
+            .transpose()
     }
 }
 
@@ -429,7 +468,10 @@ pub struct Packet {
 
 impl fmt::Debug for Packet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Packet").field("index", &self.index).field("offset", &self.offset).finish()
+        f.debug_struct("Packet")
+            .field("index", &self.index)
+            .field("offset", &self.offset)
+            .finish()
     }
 }
 
@@ -539,11 +581,17 @@ impl TsReader {
         if bytes.first() != Some(&SYNC_BYTE) {
             self.synced = false;
             self.stats.sync_losses += 1;
-            return Err(TsError::LostSync { offset: self.base_offset + self.start as u64 });
+            return Err(TsError::LostSync {
+                offset: self.base_offset + self.start as u64,
+            });
         }
         let mut data = [0u8; PACKET_SIZE];
         data.copy_from_slice(bytes);
-        let pkt = Packet { data, index: self.stats.packets, offset: self.base_offset + self.start as u64 };
+        let pkt = Packet {
+            data,
+            index: self.stats.packets,
+            offset: self.base_offset + self.start as u64,
+        };
         self.start = end;
         self.stats.packets += 1;
         if data.get(1).is_some_and(|b| b & 0x80 != 0) {
@@ -639,7 +687,10 @@ impl Default for ContinuityChecker {
 impl ContinuityChecker {
     /// A checker that has seen nothing yet.
     pub fn new() -> Self {
-        ContinuityChecker { state: vec![CC_UNKNOWN; 8192], errors: 0 }
+        ContinuityChecker {
+            state: vec![CC_UNKNOWN; 8192],
+            errors: 0,
+        }
     }
 
     /// Number of discontinuities reported so far.
@@ -684,7 +735,10 @@ impl ContinuityChecker {
                 return CcStatus::Duplicate;
             }
             self.errors += 1;
-            return CcStatus::Discontinuity { expected: (last + 1) & 0x0F, found: cc };
+            return CcStatus::Discontinuity {
+                expected: (last + 1) & 0x0F,
+                found: cc,
+            };
         }
         *slot = cc;
         let expected = (last + 1) & 0x0F;
@@ -692,7 +746,10 @@ impl ContinuityChecker {
             CcStatus::Ok
         } else {
             self.errors += 1;
-            CcStatus::Discontinuity { expected, found: cc }
+            CcStatus::Discontinuity {
+                expected,
+                found: cc,
+            }
         }
     }
 }
@@ -720,7 +777,10 @@ pub struct PesHeader {
 
 /// Whether a stream_id has the optional PES header (13818-1 Table 2-21 exclusions).
 pub fn stream_id_has_optional_header(stream_id: u8) -> bool {
-    !matches!(stream_id, 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xFF | 0xF2 | 0xF8)
+    !matches!(
+        stream_id,
+        0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xFF | 0xF2 | 0xF8
+    )
 }
 
 impl PesHeader {
@@ -766,11 +826,23 @@ impl PesHeader {
         }
         match f2 >> 6 {
             0b10 => {
-                h.pts = Some(opt.bytes(5).and_then(decode_timestamp).ok_or(TsError::Truncated)?);
+                h.pts = Some(
+                    opt.bytes(5)
+                        .and_then(decode_timestamp)
+                        .ok_or(TsError::Truncated)?,
+                );
             }
             0b11 => {
-                h.pts = Some(opt.bytes(5).and_then(decode_timestamp).ok_or(TsError::Truncated)?);
-                h.dts = Some(opt.bytes(5).and_then(decode_timestamp).ok_or(TsError::Truncated)?);
+                h.pts = Some(
+                    opt.bytes(5)
+                        .and_then(decode_timestamp)
+                        .ok_or(TsError::Truncated)?,
+                );
+                h.dts = Some(
+                    opt.bytes(5)
+                        .and_then(decode_timestamp)
+                        .ok_or(TsError::Truncated)?,
+                );
             }
             _ => {}
         }
@@ -785,10 +857,14 @@ mod tests {
     /// TS packet 3 of shared/media/temi_a_single_timeline.ts (first 4 + 52 bytes, then the PES).
     fn temi_a_packet3() -> [u8; PACKET_SIZE] {
         let mut p = [0u8; PACKET_SIZE];
-        let mut v: Vec<u8> = vec![0x47, 0x40, 0x66, 0x30, 0x33, 0x51, 0x00, 0x00, 0x05, 0xdc, 0x00, 0x00];
+        let mut v: Vec<u8> = vec![
+            0x47, 0x40, 0x66, 0x30, 0x33, 0x51, 0x00, 0x00, 0x05, 0xdc, 0x00, 0x00,
+        ];
         v.extend_from_slice(&[0x2b, 0x0f, 0x05, 0x1b, 0x0f, 0x81, 0x01, 0x16]);
         v.extend_from_slice(b"example.com/temi/a.xml");
-        v.extend_from_slice(&[0x00, 0x04, 0x0b, 0x40, 0x7f, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00]);
+        v.extend_from_slice(&[
+            0x00, 0x04, 0x0b, 0x40, 0x7f, 0x01, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0x00, 0x00,
+        ]);
         assert_eq!(v.len(), 56);
         // PES: video, unbounded, PTS+DTS.
         v.extend_from_slice(&[0x00, 0x00, 0x01, 0xe0, 0x00, 0x00, 0x80, 0xc0, 0x0a]);
@@ -804,14 +880,28 @@ mod tests {
         let h = TsHeader::parse(&p).unwrap();
         assert_eq!(
             h,
-            TsHeader { tei: false, pusi: true, priority: false, pid: 102, scrambling: 0, afc: 3, cc: 0 }
+            TsHeader {
+                tei: false,
+                pusi: true,
+                priority: false,
+                pid: 102,
+                scrambling: 0,
+                afc: 3,
+                cc: 0
+            }
         );
         assert_eq!(h.encode(), [0x47, 0x40, 0x66, 0x30]);
-        assert_eq!(TsHeader::parse(&[0x46, 0, 0, 0]), Err(TsError::BadSync(0x46)));
+        assert_eq!(
+            TsHeader::parse(&[0x46, 0, 0, 0]),
+            Err(TsError::BadSync(0x46))
+        );
         assert_eq!(TsHeader::parse(&[0x47, 0]), Err(TsError::Truncated));
         let all = TsHeader::parse(&[0x47, 0xFF, 0xFF, 0xFF]).unwrap();
         assert!(all.tei && all.pusi && all.priority);
-        assert_eq!((all.pid, all.scrambling, all.afc, all.cc), (0x1FFF, 3, 3, 15));
+        assert_eq!(
+            (all.pid, all.scrambling, all.afc, all.cc),
+            (0x1FFF, 3, 3, 15)
+        );
     }
 
     #[test]
@@ -821,11 +911,20 @@ mod tests {
         let af = v.adaptation_field().unwrap().unwrap();
         assert_eq!(af.length, 0x33);
         assert!(af.random_access && !af.discontinuity && !af.es_priority);
-        assert_eq!(af.pcr, Some(Pcr { base: 3000, extension: 0 }));
+        assert_eq!(
+            af.pcr,
+            Some(Pcr {
+                base: 3000,
+                extension: 0
+            })
+        );
         assert_eq!(af.pcr.unwrap().to_27mhz(), 900_000);
         assert_eq!(af.opcr, None);
         let ext = af.extension.unwrap();
-        assert_eq!((ext.ltw, ext.piecewise_rate, ext.seamless_splice), (None, None, None));
+        assert_eq!(
+            (ext.ltw, ext.piecewise_rate, ext.seamless_splice),
+            (None, None, None)
+        );
         let d = ext.af_descriptors.unwrap();
         assert_eq!(d.len(), 42);
         assert_eq!(&d[..4], &[0x05, 0x1b, 0x0f, 0x81]);
@@ -840,8 +939,14 @@ mod tests {
 
     #[test]
     fn adaptation_field_all_fields() {
-        let pcr = Pcr { base: 0x1_2345_6789, extension: 299 };
-        let opcr = Pcr { base: 7, extension: 1 };
+        let pcr = Pcr {
+            base: 0x1_2345_6789,
+            extension: 299,
+        };
+        let opcr = Pcr {
+            base: 7,
+            extension: 1,
+        };
         let mut af = vec![0xFF]; // all flags
         af.extend_from_slice(&pcr.encode());
         af.extend_from_slice(&opcr.encode());
@@ -866,9 +971,21 @@ mod tests {
         assert_eq!(a.splice_countdown, Some(-2));
         assert_eq!(a.private_data, Some(&[0xAA, 0xBB][..]));
         let e = a.extension.unwrap();
-        assert_eq!(e.ltw, Some(Ltw { valid: true, offset: 0x1234 }));
+        assert_eq!(
+            e.ltw,
+            Some(Ltw {
+                valid: true,
+                offset: 0x1234
+            })
+        );
         assert_eq!(e.piecewise_rate, Some(0x12_3456));
-        assert_eq!(e.seamless_splice, Some(SeamlessSplice { splice_type: 5, dts_next_au: 0x1_0000_0001 }));
+        assert_eq!(
+            e.seamless_splice,
+            Some(SeamlessSplice {
+                splice_type: 5,
+                dts_next_au: 0x1_0000_0001
+            })
+        );
         assert_eq!(e.af_descriptors, Some(&[0x80, 0x01, 0x99][..]));
         // not-present flag set: no descriptors
         let a = AdaptationField::parse(&[0x01, 0x02, 0x1F, 0x00]).unwrap();
@@ -877,20 +994,38 @@ mod tests {
 
     #[test]
     fn malformed_adaptation_fields() {
-        assert_eq!(AdaptationField::parse(&[0x10, 0, 0]), Err(TsError::AdaptationFieldOverrun));
-        assert_eq!(AdaptationField::parse(&[0x02, 5, 1]), Err(TsError::AdaptationFieldOverrun));
-        assert_eq!(AdaptationField::parse(&[0x01, 9, 0, 0]), Err(TsError::BadExtensionLength(9)));
-        assert_eq!(AdaptationField::parse(&[0x01, 2, 0x80, 0]), Err(TsError::AdaptationFieldOverrun));
+        assert_eq!(
+            AdaptationField::parse(&[0x10, 0, 0]),
+            Err(TsError::AdaptationFieldOverrun)
+        );
+        assert_eq!(
+            AdaptationField::parse(&[0x02, 5, 1]),
+            Err(TsError::AdaptationFieldOverrun)
+        );
+        assert_eq!(
+            AdaptationField::parse(&[0x01, 9, 0, 0]),
+            Err(TsError::BadExtensionLength(9))
+        );
+        assert_eq!(
+            AdaptationField::parse(&[0x01, 2, 0x80, 0]),
+            Err(TsError::AdaptationFieldOverrun)
+        );
         assert_eq!(AdaptationField::parse(&[]).unwrap().length, 0);
         let mut p = [0xFFu8; PACKET_SIZE];
         p[..5].copy_from_slice(&[0x47, 0x00, 0x10, 0x30, 183]);
-        assert_eq!(PacketView::parse(&p), Err(TsError::BadAdaptationFieldLength(183)));
+        assert_eq!(
+            PacketView::parse(&p),
+            Err(TsError::BadAdaptationFieldLength(183))
+        );
         p[3] = 0x20;
         let v = PacketView::parse(&p).unwrap();
         assert!(v.payload.is_empty());
         assert_eq!(v.adaptation_field_bytes.unwrap().len(), 183);
         p[3] = 0x00;
-        assert_eq!(PacketView::parse(&p), Err(TsError::ReservedAdaptationFieldControl));
+        assert_eq!(
+            PacketView::parse(&p),
+            Err(TsError::ReservedAdaptationFieldControl)
+        );
         assert_eq!(PacketView::parse(&p[..100]), Err(TsError::Truncated));
     }
 
@@ -899,8 +1034,14 @@ mod tests {
         let mut pes = vec![0, 0, 1, 0xC0, 0x01, 0x00, 0x80, 0x80, 0x05];
         pes.extend_from_slice(&encode_timestamp(0b0010, 0x1_FFFF_FFFF));
         let h = PesHeader::parse(&pes).unwrap();
-        assert_eq!((h.pts, h.dts, h.packet_length, h.payload_offset), (Some(0x1_FFFF_FFFF), None, 256, 14));
-        assert_eq!(encode_timestamp(0b0010, 0x1_FFFF_FFFF), [0x2F, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            (h.pts, h.dts, h.packet_length, h.payload_offset),
+            (Some(0x1_FFFF_FFFF), None, 256, 14)
+        );
+        assert_eq!(
+            encode_timestamp(0b0010, 0x1_FFFF_FFFF),
+            [0x2F, 0xFF, 0xFF, 0xFF, 0xFF]
+        );
         assert_eq!(encode_timestamp(0b0010, 0), [0x21, 0x00, 0x01, 0x00, 0x01]);
         // padding stream: no optional header
         let h = PesHeader::parse(&[0, 0, 1, 0xBE, 0, 4, 0xFF]).unwrap();
@@ -909,9 +1050,18 @@ mod tests {
         let h = PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x80, 0x00, 0x00]).unwrap();
         assert_eq!(h.pts, None);
         assert_eq!(PesHeader::parse(&[0, 0, 2, 0xE0]), Err(TsError::NotPes));
-        assert_eq!(PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 0x05, 0x21]), Err(TsError::Truncated));
-        assert_eq!(PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 0x02]), Err(TsError::BadPesHeader));
-        assert_eq!(PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x40, 0x00, 0x00]), Err(TsError::BadPesHeader));
+        assert_eq!(
+            PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 0x05, 0x21]),
+            Err(TsError::Truncated)
+        );
+        assert_eq!(
+            PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x80, 0x80, 0x02]),
+            Err(TsError::BadPesHeader)
+        );
+        assert_eq!(
+            PesHeader::parse(&[0, 0, 1, 0xE0, 0, 0, 0x40, 0x00, 0x00]),
+            Err(TsError::BadPesHeader)
+        );
     }
 
     fn null_packet(cc: u8) -> [u8; PACKET_SIZE] {
@@ -974,7 +1124,9 @@ mod tests {
         assert_eq!(r.next(), Ok(None));
         // random garbage never panics and yields nothing
         let mut r = TsReader::new();
-        let junk: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let junk: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         r.push(&junk);
         r.finish();
         let mut n = 0;
@@ -987,15 +1139,35 @@ mod tests {
     #[test]
     fn continuity_counter() {
         let mut c = ContinuityChecker::new();
-        let h = |cc: u8, afc: u8| TsHeader { tei: false, pusi: false, priority: false, pid: 0x100, scrambling: 0, afc, cc };
+        let h = |cc: u8, afc: u8| TsHeader {
+            tei: false,
+            pusi: false,
+            priority: false,
+            pid: 0x100,
+            scrambling: 0,
+            afc,
+            cc,
+        };
         assert_eq!(c.check(&h(14, 1), false), CcStatus::First);
         assert_eq!(c.check(&h(15, 1), false), CcStatus::Ok);
         assert_eq!(c.check(&h(15, 1), false), CcStatus::Duplicate);
-        assert_eq!(c.check(&h(15, 1), false), CcStatus::Discontinuity { expected: 0, found: 15 });
+        assert_eq!(
+            c.check(&h(15, 1), false),
+            CcStatus::Discontinuity {
+                expected: 0,
+                found: 15
+            }
+        );
         assert_eq!(c.check(&h(0, 1), false), CcStatus::Ok);
         assert_eq!(c.check(&h(0, 2), false), CcStatus::NoPayload); // AF only: no increment
         assert_eq!(c.check(&h(1, 3), false), CcStatus::Ok);
-        assert_eq!(c.check(&h(5, 3), false), CcStatus::Discontinuity { expected: 2, found: 5 });
+        assert_eq!(
+            c.check(&h(5, 3), false),
+            CcStatus::Discontinuity {
+                expected: 2,
+                found: 5
+            }
+        );
         assert_eq!(c.check(&h(9, 3), true), CcStatus::Signalled);
         assert_eq!(c.check(&h(10, 1), false), CcStatus::Ok);
         assert_eq!(c.errors(), 2);

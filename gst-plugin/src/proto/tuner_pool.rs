@@ -89,12 +89,18 @@ impl DelSys {
         if s == "dvb-c" || s == "dvbc" {
             return Some(DelSys::DvbCAnnexA);
         }
-        DelSys::ALL.iter().copied().find(|d| d.nick() == s || d.nick().replace('-', "") == s)
+        DelSys::ALL
+            .iter()
+            .copied()
+            .find(|d| d.nick() == s || d.nick().replace('-', "") == s)
     }
 
     /// Satellite systems measure frequency in kHz in `dvbsrc`; all others in Hz.
     pub fn is_satellite(self) -> bool {
-        matches!(self, DelSys::DvbS | DelSys::DvbS2 | DelSys::IsdbS | DelSys::Dss | DelSys::Turbo)
+        matches!(
+            self,
+            DelSys::DvbS | DelSys::DvbS2 | DelSys::IsdbS | DelSys::Dss | DelSys::Turbo
+        )
     }
 
     pub fn is_cable(self) -> bool {
@@ -254,7 +260,10 @@ pub enum PoolError {
     /// No frontend of the pool supports the delivery system at all.
     Unsupported(DelSys),
     /// The pinned adapter/frontend does not exist.
-    NoSuchFrontend { adapter: Option<u32>, frontend: Option<u32> },
+    NoSuchFrontend {
+        adapter: Option<u32>,
+        frontend: Option<u32>,
+    },
 }
 
 impl fmt::Display for PoolError {
@@ -292,19 +301,29 @@ impl Pool {
 
     /// Decides which frontend serves `req` and records it.
     pub fn acquire(&mut self, req: &Request) -> Result<Grant, PoolError> {
-        let candidates: Vec<usize> = (0..self.slots.len()).filter(|&i| self.pinned(i, req)).collect();
+        let candidates: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.pinned(i, req))
+            .collect();
         if candidates.is_empty() {
-            return Err(PoolError::NoSuchFrontend { adapter: req.adapter, frontend: req.frontend });
+            return Err(PoolError::NoSuchFrontend {
+                adapter: req.adapter,
+                frontend: req.frontend,
+            });
         }
         let delsys = req.transponder.delsys;
-        if !candidates.iter().any(|&i| self.slots[i].delsys.contains(&delsys)) {
+        if !candidates
+            .iter()
+            .any(|&i| self.slots[i].delsys.contains(&delsys))
+        {
             return Err(PoolError::Unsupported(delsys));
         }
         if let Some(&i) = candidates.iter().find(|&&i| {
             let s = &self.slots[i];
             s.users > 0
                 && s.delsys.contains(&delsys)
-                && s.tuned.as_ref().is_some_and(|t| t.same_transponder(&req.transponder))
+                && s.tuned
+                    .as_ref()
+                    .is_some_and(|t| t.same_transponder(&req.transponder))
         }) {
             self.slots[i].users += 1;
             return Ok(Grant::Shared(i));
@@ -327,7 +346,9 @@ impl Pool {
 
     /// Gives back one use of frontend `index`. Returns true when it became idle.
     pub fn release(&mut self, index: usize) -> bool {
-        let Some(s) = self.slots.get_mut(index) else { return false };
+        let Some(s) = self.slots.get_mut(index) else {
+            return false;
+        };
         if s.users == 0 {
             return false;
         }
@@ -357,7 +378,11 @@ mod tests {
     }
 
     fn req(tp: Transponder) -> Request {
-        Request { transponder: tp, adapter: None, frontend: None }
+        Request {
+            transponder: tp,
+            adapter: None,
+            frontend: None,
+        }
     }
 
     fn pool() -> Pool {
@@ -379,9 +404,15 @@ mod tests {
     #[test]
     fn same_transponder_shares_a_frontend() {
         let mut p = pool();
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT, 506_000))), Ok(Grant::Fresh(0)));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 506_000))),
+            Ok(Grant::Fresh(0))
+        );
         // Within 1 MHz is the same transponder.
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT, 506_500))), Ok(Grant::Shared(0)));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 506_500))),
+            Ok(Grant::Shared(0))
+        );
         assert_eq!(p.slots[0].users, 2);
         assert!(!p.release(0));
         assert!(p.release(0));
@@ -391,24 +422,45 @@ mod tests {
     #[test]
     fn other_transponder_takes_a_free_frontend_then_busy() {
         let mut p = pool();
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT, 506_000))), Ok(Grant::Fresh(0)));
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT2, 474_000))), Ok(Grant::Fresh(1)));
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT, 522_000))), Err(PoolError::Busy));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 506_000))),
+            Ok(Grant::Fresh(0))
+        );
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT2, 474_000))),
+            Ok(Grant::Fresh(1))
+        );
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 522_000))),
+            Err(PoolError::Busy)
+        );
         // DVB-T and DVB-T2 at one frequency are different signals.
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT2, 506_000))), Err(PoolError::Busy));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT2, 506_000))),
+            Err(PoolError::Busy)
+        );
         p.release(0);
-        assert_eq!(p.acquire(&req(t(DelSys::DvbT, 522_000))), Ok(Grant::Fresh(0)));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 522_000))),
+            Ok(Grant::Fresh(0))
+        );
     }
 
     #[test]
     fn unsupported_and_pinning() {
         let mut p = pool();
-        assert_eq!(p.acquire(&req(t(DelSys::Atsc, 600_000))), Err(PoolError::Unsupported(DelSys::Atsc)));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::Atsc, 600_000))),
+            Err(PoolError::Unsupported(DelSys::Atsc))
+        );
         let mut r = req(t(DelSys::DvbT, 506_000));
         r.adapter = Some(1);
         assert_eq!(p.acquire(&r), Ok(Grant::Fresh(1)));
         r.adapter = Some(9);
-        assert!(matches!(p.acquire(&r), Err(PoolError::NoSuchFrontend { .. })));
+        assert!(matches!(
+            p.acquire(&r),
+            Err(PoolError::NoSuchFrontend { .. })
+        ));
         // Pinned to a frontend that does not support the system.
         r.adapter = Some(2);
         assert_eq!(p.acquire(&r), Err(PoolError::Unsupported(DelSys::DvbT)));

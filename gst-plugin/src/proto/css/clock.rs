@@ -493,7 +493,10 @@ mod tests {
         assert!(CorrelatedClock::new(0.0, 1.0).is_err());
         assert!(CorrelatedClock::new(1.0, f64::NAN).is_err());
         let mut c = pts_clock();
-        assert_eq!(c.set_speed(f64::INFINITY), Err(ClockError::InvalidSpeed(f64::INFINITY)));
+        assert_eq!(
+            c.set_speed(f64::INFINITY),
+            Err(ClockError::InvalidSpeed(f64::INFINITY))
+        );
         assert!(c.set_tick_rate(-1.0).is_err());
         let before = c.clone();
         assert!(c
@@ -558,7 +561,10 @@ mod tests {
         let mut c = pts_clock();
         c.set_correlation(Correlation::new(0, 0));
         // same timing expressed at another point: no change
-        assert_eq!(c.change_size(&Correlation::new(1_000_000_000, 90_000), 1.0), 0.0);
+        assert_eq!(
+            c.change_size(&Correlation::new(1_000_000_000, 90_000), 1.0),
+            0.0
+        );
         // timeline 9 ticks (0.1 ms) ahead
         let ahead = Correlation::new(1_000_000_000, 90_009);
         assert!((c.change_size(&ahead, 1.0) - 0.000_1).abs() < 1e-9);

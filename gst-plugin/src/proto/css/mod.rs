@@ -75,10 +75,16 @@ impl From<serde_json::Error> for JsonMessageError {
     }
 }
 
-/// Size check plus `serde_json::from_str`, shared by the message parsers.
-pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(text: &'a str) -> Result<T, JsonMessageError> {
+/// Size check, "must be a JSON object" check, then `serde_json::from_str`; shared by the
+/// message parsers. (serde's derived structs would also accept a JSON array positionally.)
+pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(
+    text: &'a str,
+) -> Result<T, JsonMessageError> {
     if text.len() > MAX_JSON_MESSAGE_LEN {
         return Err(JsonMessageError::TooLarge { len: text.len() });
+    }
+    if !text.trim_start().starts_with('{') {
+        return Err(JsonMessageError::Invalid("not a JSON object".into()));
     }
     Ok(serde_json::from_str(text)?)
 }
@@ -91,14 +97,69 @@ mod tests {
     fn oversized_text_is_rejected_before_parsing() {
         let text = " ".repeat(MAX_JSON_MESSAGE_LEN + 1);
         let r: Result<serde_json::Value, _> = from_json(&text);
-        assert!(matches!(r, Err(JsonMessageError::TooLarge { len }) if len == MAX_JSON_MESSAGE_LEN + 1));
+        assert!(
+            matches!(r, Err(JsonMessageError::TooLarge { len }) if len == MAX_JSON_MESSAGE_LEN + 1)
+        );
     }
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let text = format!("{}{}", "{\"a\":[".repeat(5_000), "]}".repeat(5_000));
         let r: Result<serde_json::Value, _> = from_json(&text);
         assert!(matches!(r, Err(JsonMessageError::Malformed(_))));
+    }
+
+    /// Truncations and single-character substitutions of valid messages never panic any
+    /// parser or validator.
+    #[test]
+    fn mutated_messages_never_panic() {
+        let samples = [
+            r#"{"protocolVersion":"1.1","contentId":"dvb://233a.1004.1044;363a~20130218T0915Z--PT00H45M","contentIdStatus":"final","presentationStatus":"okay","wcUrl":"udp://192.0.2.10:6677","tsUrl":"ws://192.0.2.10:7681/ts","timelines":[{"timelineSelector":"urn:dvb:css:timeline:pts","timelineProperties":{"unitsPerTick":1,"unitsPerSecond":90000,"accuracy":0.5}}],"private":[{"type":"urn:x","a":1}]}"#,
+            r#"{"contentIdStem":"dvb://233a","timelineSelector":"urn:dvb:css:timeline:temi:1:1"}"#,
+            r#"{"contentTime":"1234567","wallClockTime":"98765432100000","timelineSpeedMultiplier":1.0}"#,
+            r#"{"actual":{"contentTime":"10","wallClockTime":"20"},"earliest":{"contentTime":"10","wallClockTime":"minusinfinity"},"latest":{"contentTime":"10","wallClockTime":"plusinfinity"}}"#,
+        ];
+        let run = |t: &str| {
+            if let Ok(m) = cii::CiiMessage::parse(t) {
+                let _ = m.validate();
+                let mut s = cii::CiiState::default();
+                s.apply(&m);
+                let _ = cii::CiiState::diff(&cii::CiiState::default(), &s);
+                if let Some(id) = m.content_id.value() {
+                    let _ = contentid::DvbContentId::parse(id);
+                }
+            }
+            if let Ok(s) = ts::SetupData::parse(t) {
+                let _ = timeline::TimelineSelector::parse(&s.timeline_selector);
+            }
+            if let Ok(c) = ts::ControlTimestamp::parse(t) {
+                let _ = c.to_json();
+            }
+            if let Ok(a) = ts::AptEptLpt::parse(t) {
+                let _ = a.to_json();
+            }
+        };
+        for text in samples {
+            let chars: Vec<char> = text.chars().collect();
+            for i in 0..chars.len() {
+                run(&chars[..i].iter().collect::<String>());
+                for r in ['"', '{', '}', '[', ':', ',', '0', '-', 'n', ' ', '\\', 'é'] {
+                    let mut m = chars.clone();
+                    m[i] = r;
+                    run(&m.iter().collect::<String>());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn non_objects_are_rejected() {
+        for t in ["[]", "1", "\"x\"", "null", ""] {
+            assert!(matches!(
+                from_json::<serde_json::Value>(t),
+                Err(JsonMessageError::Invalid(_))
+            ));
+        }
     }
 
     #[test]
@@ -106,6 +167,8 @@ mod tests {
         let e = from_json::<serde_json::Value>("{").unwrap_err();
         assert!(e.to_string().starts_with("malformed message"));
         assert!(std::error::Error::source(&e).is_some());
-        assert!(JsonMessageError::Invalid("x".into()).to_string().contains('x'));
+        assert!(JsonMessageError::Invalid("x".into())
+            .to_string()
+            .contains('x'));
     }
 }

@@ -310,6 +310,18 @@ pub fn respond(
     })
 }
 
+/// [`respond`], encoded: the 32 response bytes to send back to the request's source address
+/// and port.
+pub fn respond_bytes(
+    request: &[u8],
+    receive_ns: u64,
+    transmit_ns: u64,
+    info: ServerClockInfo,
+    will_follow_up: bool,
+) -> Result<[u8; WC_MESSAGE_LEN], WcError> {
+    respond(request, receive_ns, transmit_ns, info, will_follow_up).map(|m| m.encode())
+}
+
 /// Server side: the type-3 follow-up to a type-2 `response`, with a better-measured
 /// `transmit_ns` (never earlier than the response's own transmit value).
 pub fn follow_up(response: &WcMessage, transmit_ns: u64) -> WcMessage {
@@ -651,18 +663,12 @@ mod tests {
                 message_type: t,
                 precision: -128,
                 max_freq_error: u32::MAX,
-                originate: Timevalue {
-                    secs: 1,
-                    nanos: 2,
-                },
+                originate: Timevalue { secs: 1, nanos: 2 },
                 receive: Timevalue {
                     secs: u32::MAX,
                     nanos: 999_999_999,
                 },
-                transmit: Timevalue {
-                    secs: 7,
-                    nanos: 8,
-                },
+                transmit: Timevalue { secs: 7, nanos: 8 },
             };
             let b = m.encode();
             assert_eq!(b[1], byte);
@@ -706,10 +712,7 @@ mod tests {
     fn checklist_02_version_other_than_0_is_ignored() {
         let mut req = WcMessage::request(1).encode();
         req[0] = 1;
-        assert_eq!(
-            WcMessage::decode(&req),
-            Err(WcError::UnsupportedVersion(1))
-        );
+        assert_eq!(WcMessage::decode(&req), Err(WcError::UnsupportedVersion(1)));
         assert_eq!(
             respond(&req, 1, 2, info(), false),
             Err(WcError::UnsupportedVersion(1))
@@ -733,6 +736,17 @@ mod tests {
         assert_eq!(
             respond(&req, 1, 2, info(), false),
             Err(WcError::UnknownMessageType(4))
+        );
+    }
+
+    #[test]
+    fn respond_bytes_matches_spec_example() {
+        let req = WcMessage::request(1000).encode();
+        let info = ServerClockInfo::from_secs_ppm(32.0, 30.0);
+        assert_eq!(respond_bytes(&req, 2000, 3000, info, false), Ok(EXAMPLE));
+        assert_eq!(
+            respond_bytes(&req[..4], 2000, 3000, info, false),
+            Err(WcError::WrongLength(4))
         );
     }
 
@@ -767,10 +781,7 @@ mod tests {
         let r2 = respond(&req, 2, 3, info(), true).unwrap().encode();
         assert_eq!(&r2[0..2], &[0, 2]);
         let m = WcMessage::decode(&r1).unwrap();
-        assert_eq!(
-            (m.receive.secs, m.receive.nanos),
-            (5, 999_999_999)
-        );
+        assert_eq!((m.receive.secs, m.receive.nanos), (5, 999_999_999));
         assert_eq!((m.transmit.secs, m.transmit.nanos), (6, 1));
         assert!(m.receive.nanos < 1_000_000_000 && m.transmit.nanos < 1_000_000_000);
         // checklist 10: transmit never before receive, even if the caller's clock reads are
@@ -852,7 +863,10 @@ mod tests {
         assert_eq!(ex.on_datagram(&resp(999, MessageType::Response), 5), Ok(-7));
         assert!(!ex.is_done());
         assert_eq!(ex.best().unwrap().t1, 999);
-        assert_eq!(ex.on_datagram(&resp(1_000, MessageType::Response), 6), Ok(3));
+        assert_eq!(
+            ex.on_datagram(&resp(1_000, MessageType::Response), 6),
+            Ok(3)
+        );
         assert!(ex.is_done());
         assert_eq!(ex.best().unwrap().t1, 1_000);
     }
@@ -869,7 +883,10 @@ mod tests {
             transmit: Timevalue::default(),
         };
         assert_eq!(reply_rank(&mk(MessageType::Response), o), Some(3));
-        assert_eq!(reply_rank(&mk(MessageType::ResponseWithFollowUp), o), Some(2));
+        assert_eq!(
+            reply_rank(&mk(MessageType::ResponseWithFollowUp), o),
+            Some(2)
+        );
         assert_eq!(reply_rank(&mk(MessageType::FollowUp), o), Some(4));
         assert_eq!(reply_rank(&mk(MessageType::Request), o), None);
         assert_eq!(
@@ -883,18 +900,23 @@ mod tests {
             .unwrap();
         assert!(!ex.is_done());
         assert_eq!(ex.best().unwrap().t4, 10);
-        ex.on_datagram(&mk(MessageType::FollowUp).encode(), 11).unwrap();
+        ex.on_datagram(&mk(MessageType::FollowUp).encode(), 11)
+            .unwrap();
         assert!(ex.is_done());
         assert_eq!(ex.best().unwrap().t4, 11);
         // a later, lower-ranked reply does not replace it
-        ex.on_datagram(&mk(MessageType::Response).encode(), 12).unwrap();
+        ex.on_datagram(&mk(MessageType::Response).encode(), 12)
+            .unwrap();
         assert_eq!(ex.best().unwrap().t4, 11);
     }
 
     #[test]
     fn checklist_22_client_discards_bad_replies_and_keeps_going() {
         let (mut ex, req) = Exchange::start(5);
-        assert_eq!(ex.on_datagram(&req, 1), Err(WcError::UnexpectedType(MessageType::Request)));
+        assert_eq!(
+            ex.on_datagram(&req, 1),
+            Err(WcError::UnexpectedType(MessageType::Request))
+        );
         assert_eq!(ex.on_datagram(&req[..20], 1), Err(WcError::WrongLength(20)));
         let mut bad = req;
         bad[0] = 9;
@@ -996,7 +1018,10 @@ mod tests {
             ..worse
         };
         assert!(alg.offer(&worse_later, later));
-        assert_eq!(alg.wall_clock().unwrap().correlation(), worse_later.correlation(500.0));
+        assert_eq!(
+            alg.wall_clock().unwrap().correlation(),
+            worse_later.correlation(500.0)
+        );
     }
 
     #[test]
@@ -1008,9 +1033,15 @@ mod tests {
         let offset = 5 * NANOS_PER_SEC;
         let t1 = 1_000_000;
         let (mut ex, req) = Exchange::start(t1);
-        let resp = respond(&req, t1 + 15_000 + offset, t1 + 16_000 + offset, server_info, false)
-            .unwrap()
-            .encode();
+        let resp = respond(
+            &req,
+            t1 + 15_000 + offset,
+            t1 + 16_000 + offset,
+            server_info,
+            false,
+        )
+        .unwrap()
+        .encode();
         let t4 = t1 + 31_000;
         ex.on_datagram(&resp, t4).unwrap();
         assert!(alg.offer(&ex.best().unwrap(), t4));

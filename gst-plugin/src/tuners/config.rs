@@ -1,0 +1,441 @@
+//! Configuration of the tuner pool: emulated adapters and the multiplexes they receive.
+//!
+//! These are the `[emulator]`, `[[adapter]]` and `[[mux]]` parts of a dvb2ip configuration file
+//! (see `conf/default.toml`). Other top-level keys belong to the launcher and are ignored here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::proto::tuner_pool::{DelSys, Polarisation, Transponder};
+
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../../../conf/default.toml");
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct BroadcastConfig {
+    #[serde(default)]
+    pub emulator: EmulatorConfig,
+    #[serde(default)]
+    pub adapter: Vec<AdapterConfig>,
+    #[serde(default)]
+    pub mux: Vec<MuxConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorConfig {
+    /// Where generated content is cached; empty = `$DVB2IP_CACHE_DIR`, `$XDG_CACHE_HOME/dvb2ip`
+    /// or `~/.cache/dvb2ip`.
+    #[serde(default)]
+    pub cache_dir: String,
+    /// Probe real adapters under /dev/dvb: "auto" (default) or "off".
+    #[serde(default = "default_hardware")]
+    pub hardware: String,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: String::new(),
+            hardware: default_hardware(),
+        }
+    }
+}
+
+fn default_hardware() -> String {
+    "auto".into()
+}
+
+/// Fault knobs of an emulated frontend.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Lose lock this long after each lock (0 = never).
+    #[serde(default)]
+    pub lose_lock_after_ms: u64,
+    /// How long the lock stays lost (default 1000 ms).
+    #[serde(default)]
+    pub lock_lost_for_ms: u64,
+    /// Probability of dropping each TS packet (0.0–1.0).
+    #[serde(default)]
+    pub drop_probability: f64,
+    /// Probability of flipping each bit (0.0–1.0).
+    #[serde(default)]
+    pub bit_error_rate: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterConfig {
+    pub name: String,
+    /// Delivery systems the frontend supports (dvbsrc nicks: dvb-t, dvb-t2, dvb-c, dvb-s, dvb-s2…).
+    pub delsys: Vec<String>,
+    #[serde(default = "default_lock_time")]
+    pub lock_time_ms: u64,
+    /// Signal level in percent.
+    #[serde(default = "default_level")]
+    pub signal_level: u32,
+    /// Signal quality in percent.
+    #[serde(default = "default_quality")]
+    pub signal_quality: u32,
+    #[serde(default = "default_snr")]
+    pub snr_db: f64,
+    #[serde(default)]
+    pub ber: f64,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+fn default_lock_time() -> u64 {
+    300
+}
+fn default_level() -> u32 {
+    78
+}
+fn default_quality() -> u32 {
+    93
+}
+fn default_snr() -> f64 {
+    27.5
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Tv,
+    Radio,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemiConfig {
+    pub timeline_id: u8,
+    /// Ticks per second: 1000 or 90000.
+    pub timescale: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub service_id: u16,
+    pub name: String,
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    pub kind: ServiceKind,
+    pub pmt_pid: u16,
+    #[serde(default)]
+    pub video_pid: Option<u16>,
+    pub audio_pid: u16,
+    /// videotestsrc pattern nick.
+    #[serde(default = "default_pattern")]
+    pub pattern: String,
+    /// Audio test tone in Hz.
+    #[serde(default = "default_tone")]
+    pub tone_hz: u32,
+    #[serde(default)]
+    pub temi: Option<TemiConfig>,
+}
+
+fn default_provider() -> String {
+    "dvb2ip".into()
+}
+fn default_pattern() -> String {
+    "smpte".into()
+}
+fn default_tone() -> u32 {
+    440
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuxConfig {
+    pub name: String,
+    pub delsys: String,
+    /// Centre frequency in kHz (all delivery systems).
+    pub frequency_khz: u64,
+    #[serde(default)]
+    pub bandwidth_hz: u32,
+    #[serde(default)]
+    pub symbol_rate_ksym: u32,
+    #[serde(default)]
+    pub polarisation: Option<String>,
+    #[serde(default)]
+    pub modulation: Option<String>,
+    #[serde(default = "default_stream_id")]
+    pub stream_id: i32,
+    /// Constant multiplex bitrate in bit/s (15–25 Mbit/s for the defaults).
+    #[serde(default = "default_bitrate")]
+    pub bitrate: u64,
+    pub transport_stream_id: u16,
+    pub original_network_id: u16,
+    #[serde(default = "default_network_id")]
+    pub network_id: u16,
+    #[serde(default = "default_network_name")]
+    pub network_name: String,
+    pub service: Vec<ServiceConfig>,
+}
+
+fn default_stream_id() -> i32 {
+    -1
+}
+fn default_bitrate() -> u64 {
+    20_000_000
+}
+fn default_network_id() -> u16 {
+    0x3001
+}
+fn default_network_name() -> String {
+    "dvb2ip emulated network".into()
+}
+
+/// A configuration error, naming the file (when known), line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Converts a toml error into one naming file and line.
+pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    ConfigError {
+        file: file.to_string(),
+        line,
+        message: e.message().to_string(),
+    }
+}
+
+/// Finds the line of the first `[[mux]]`-style table whose `name = "<name>"` appears.
+fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+impl MuxConfig {
+    pub fn delsys(&self) -> Option<DelSys> {
+        DelSys::from_nick(&self.delsys)
+    }
+
+    pub fn transponder(&self) -> Option<Transponder> {
+        let delsys = self.delsys()?;
+        Some(Transponder {
+            delsys,
+            frequency_khz: self.frequency_khz,
+            polarisation: self.polarisation.as_deref().and_then(Polarisation::parse),
+            symbol_rate_ksym: self.symbol_rate_ksym,
+            bandwidth_hz: self.bandwidth_hz,
+            stream_id: self.stream_id,
+        })
+    }
+}
+
+impl BroadcastConfig {
+    /// Parses and validates; `file` is used in error messages.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: BroadcastConfig = toml::from_str(text).map_err(|e| toml_error(file, text, &e))?;
+        cfg.validate(file, text)?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&file, &text)
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Self {
+        Self::parse("<embedded conf/default.toml>", DEFAULT_CONFIG)
+            .expect("embedded config is valid")
+    }
+
+    fn validate(&self, file: &str, text: &str) -> Result<(), ConfigError> {
+        let err = |needle: &str, message: String| ConfigError {
+            file: file.to_string(),
+            line: line_of(text, needle),
+            message,
+        };
+        if !matches!(self.emulator.hardware.as_str(), "auto" | "off") {
+            return Err(err(
+                "hardware",
+                format!(
+                    "emulator.hardware must be \"auto\" or \"off\", not {:?}",
+                    self.emulator.hardware
+                ),
+            ));
+        }
+        for a in &self.adapter {
+            let needle = format!("\"{}\"", a.name);
+            if a.delsys.is_empty() {
+                return Err(err(
+                    &needle,
+                    format!("adapter {:?} lists no delivery system", a.name),
+                ));
+            }
+            for d in &a.delsys {
+                if DelSys::from_nick(d).is_none() {
+                    return Err(err(
+                        &format!("\"{d}\""),
+                        format!("adapter {:?}: unknown delivery system {d:?}", a.name),
+                    ));
+                }
+            }
+            let f = &a.faults;
+            if !(0.0..=1.0).contains(&f.drop_probability)
+                || !(0.0..=1.0).contains(&f.bit_error_rate)
+            {
+                return Err(err(
+                    &needle,
+                    format!(
+                        "adapter {:?}: fault probabilities must be within 0..1",
+                        a.name
+                    ),
+                ));
+            }
+        }
+        for m in &self.mux {
+            let needle = format!("\"{}\"", m.name);
+            let Some(delsys) = m.delsys() else {
+                return Err(err(
+                    &needle,
+                    format!("mux {:?}: unknown delivery system {:?}", m.name, m.delsys),
+                ));
+            };
+            if delsys.is_satellite() {
+                if m.polarisation
+                    .as_deref()
+                    .and_then(Polarisation::parse)
+                    .is_none()
+                {
+                    return Err(err(
+                        &needle,
+                        format!("mux {:?}: satellite mux needs polarisation h/v/l/r", m.name),
+                    ));
+                }
+                if m.symbol_rate_ksym == 0 {
+                    return Err(err(
+                        &needle,
+                        format!("mux {:?}: satellite mux needs symbol_rate_ksym", m.name),
+                    ));
+                }
+            }
+            if delsys.is_cable() && m.symbol_rate_ksym == 0 {
+                return Err(err(
+                    &needle,
+                    format!("mux {:?}: cable mux needs symbol_rate_ksym", m.name),
+                ));
+            }
+            if !(1_000_000..=100_000_000).contains(&m.bitrate) {
+                return Err(err(
+                    &needle,
+                    format!("mux {:?}: bitrate {} bit/s out of range", m.name, m.bitrate),
+                ));
+            }
+            if m.service.is_empty() {
+                return Err(err(&needle, format!("mux {:?} has no services", m.name)));
+            }
+            let mut pids = std::collections::HashSet::new();
+            for s in &m.service {
+                let sneedle = format!("\"{}\"", s.name);
+                if s.kind == ServiceKind::Tv && s.video_pid.is_none() {
+                    return Err(err(
+                        &sneedle,
+                        format!("service {:?}: a tv service needs video_pid", s.name),
+                    ));
+                }
+                for p in [Some(s.pmt_pid), s.video_pid, Some(s.audio_pid)]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !(0x20..0x1FFF).contains(&p) || !pids.insert(p) {
+                        return Err(err(
+                            &sneedle,
+                            format!(
+                                "service {:?}: PID {p} is reserved or used twice in mux {:?}",
+                                s.name, m.name
+                            ),
+                        ));
+                    }
+                }
+                if let Some(t) = &s.temi {
+                    if t.timescale == 0 || s.video_pid.is_none() {
+                        return Err(err(
+                            &sneedle,
+                            format!(
+                                "service {:?}: TEMI needs a video PID and a timescale",
+                                s.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The cache directory for generated content.
+    pub fn cache_dir(&self) -> PathBuf {
+        if !self.emulator.cache_dir.is_empty() {
+            return PathBuf::from(&self.emulator.cache_dir);
+        }
+        if let Some(d) = std::env::var_os("DVB2IP_CACHE_DIR") {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+            return PathBuf::from(d).join("dvb2ip");
+        }
+        if let Some(d) = std::env::var_os("HOME") {
+            return PathBuf::from(d).join(".cache").join("dvb2ip");
+        }
+        std::env::temp_dir().join("dvb2ip-cache")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_complete() {
+        let c = BroadcastConfig::embedded();
+        assert_eq!(c.adapter.len(), 4);
+        assert!(c.mux.len() >= 4);
+        for m in &c.mux {
+            assert!(m.service.len() >= 3);
+            assert!((15_000_000..=25_000_000).contains(&m.bitrate));
+        }
+        assert!(c
+            .mux
+            .iter()
+            .any(|m| m.service.iter().any(|s| s.temi.is_some())));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let text = "[[adapter]]\nname = \"x\"\ndelsys = [\"dvb-q\"]\n";
+        let e = BroadcastConfig::parse("my.toml", text).unwrap_err();
+        assert_eq!(e.file, "my.toml");
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("dvb-q"), "{e}");
+        let e = BroadcastConfig::parse("my.toml", "[[adapter]]\nname = 3\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+}

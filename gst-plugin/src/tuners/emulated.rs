@@ -1,0 +1,411 @@
+//! The emulated frontend: behaves like a real one (lock time, signal figures, no lock where no
+//! multiplex is configured, fault knobs) and plays the configured multiplex in real time.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::config::{AdapterConfig, Faults, MuxConfig, ServiceKind};
+use super::content;
+use super::feed::{Fanout, TunerStatus};
+use crate::proto::mux::{self, EsData, MuxSpec, ServiceSpec, StreamSpec, TemiSpec};
+use crate::proto::si;
+use crate::proto::tuner_pool::{DelSys, Polarisation};
+
+/// Interval at which the play-out thread wakes up and sends what is due.
+pub const TICK: Duration = Duration::from_millis(5);
+
+/// Builds the multiplex description of `m`, generating its content if needed.
+pub fn build_spec(m: &MuxConfig, cache_dir: &std::path::Path) -> Result<MuxSpec, String> {
+    let recipes = content::recipes(m);
+    let flat: Vec<content::EsRecipe> = recipes
+        .iter()
+        .flat_map(|(v, a)| v.iter().cloned().chain(std::iter::once(a.clone())))
+        .collect();
+    let data = content::ensure(cache_dir, &flat).map_err(|e| e.to_string())?;
+    let mut it = data.into_iter();
+    let mut services = Vec::new();
+    for s in &m.service {
+        let mut streams = Vec::new();
+        let mut tag = 1u8;
+        if s.kind == ServiceKind::Tv {
+            let es: EsData = it.next().ok_or("content missing")?;
+            streams.push(StreamSpec {
+                pid: s.video_pid.ok_or("tv service without video PID")?,
+                stream_type: 0x1B,
+                stream_id: 0xE0,
+                component_tag: tag,
+                language: None,
+                es,
+                temi: s.temi.as_ref().map(|t| TemiSpec {
+                    timeline_id: t.timeline_id,
+                    timescale: t.timescale,
+                }),
+                max_delay_90k: 45_000,
+            });
+            tag += 1;
+        }
+        let es = it.next().ok_or("content missing")?;
+        streams.push(StreamSpec {
+            pid: s.audio_pid,
+            stream_type: 0x03,
+            stream_id: 0xC0,
+            component_tag: tag,
+            language: Some(*b"eng"),
+            es,
+            temi: None,
+            max_delay_90k: 9_000,
+        });
+        services.push(ServiceSpec {
+            service_id: s.service_id,
+            name: s.name.clone(),
+            provider: s.provider.clone(),
+            service_type: if s.kind == ServiceKind::Tv {
+                0x16
+            } else {
+                0x02
+            },
+            pmt_pid: s.pmt_pid,
+            pcr_pid: s.video_pid.unwrap_or(s.audio_pid),
+            streams,
+        });
+    }
+    let delsys = m.delsys().ok_or("unknown delivery system")?;
+    let delivery_descriptors = if delsys.is_satellite() {
+        let pol = match m.polarisation.as_deref().and_then(Polarisation::parse) {
+            Some(Polarisation::Vertical) => 1,
+            Some(Polarisation::CircularLeft) => 2,
+            Some(Polarisation::CircularRight) => 3,
+            _ => 0,
+        };
+        si::satellite_delivery_descriptor(
+            m.frequency_khz,
+            192,
+            true,
+            pol,
+            delsys == DelSys::DvbS2,
+            m.symbol_rate_ksym,
+        )
+    } else if delsys.is_cable() {
+        let modulation = match m.modulation.as_deref().unwrap_or("qam-256") {
+            "qam-16" => 1,
+            "qam-32" => 2,
+            "qam-64" => 3,
+            "qam-128" => 4,
+            _ => 5,
+        };
+        si::cable_delivery_descriptor(m.frequency_khz * 1000, m.symbol_rate_ksym, modulation)
+    } else {
+        let mut d = si::terrestrial_delivery_descriptor(m.frequency_khz * 1000, m.bandwidth_hz);
+        if delsys == DelSys::DvbT2 {
+            d.extend(si::t2_delivery_descriptor(
+                m.stream_id.max(0) as u8,
+                m.transport_stream_id,
+            ));
+        }
+        d
+    };
+    Ok(MuxSpec {
+        transport_stream_id: m.transport_stream_id,
+        original_network_id: m.original_network_id,
+        network_id: m.network_id,
+        network_name: m.network_name.clone(),
+        delivery_descriptors,
+        services,
+        bitrate: m.bitrate,
+    })
+}
+
+/// xorshift64* — enough randomness for fault injection, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9E37_79B9_7F4A_7C15);
+        Rng(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in (0, 1].
+    fn unit(&mut self) -> f64 {
+        ((self.next() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    }
+    /// Number of trials until the next success of probability `p` (geometric).
+    fn gap(&mut self, p: f64) -> f64 {
+        if p <= 0.0 {
+            f64::INFINITY
+        } else if p >= 1.0 {
+            0.0
+        } else {
+            (self.unit().ln() / (1.0 - p).ln()).floor()
+        }
+    }
+}
+
+/// Applies packet drops and bit errors to a chunk of packets.
+struct FaultInjector {
+    rng: Rng,
+    next_drop: f64,
+    next_flip: f64,
+    p_drop: f64,
+    p_flip: f64,
+}
+
+impl FaultInjector {
+    fn new() -> Self {
+        Self {
+            rng: Rng::new(),
+            next_drop: f64::INFINITY,
+            next_flip: f64::INFINITY,
+            p_drop: 0.0,
+            p_flip: 0.0,
+        }
+    }
+
+    fn apply(&mut self, f: &Faults, chunk: Vec<u8>) -> Vec<u8> {
+        if f.drop_probability != self.p_drop {
+            self.p_drop = f.drop_probability;
+            self.next_drop = self.rng.gap(self.p_drop);
+        }
+        if f.bit_error_rate != self.p_flip {
+            self.p_flip = f.bit_error_rate;
+            self.next_flip = self.rng.gap(self.p_flip);
+        }
+        let mut chunk = chunk;
+        if self.p_flip > 0.0 {
+            let bits = chunk.len() as f64 * 8.0;
+            let mut pos = self.next_flip;
+            while pos < bits {
+                let b = pos as usize;
+                chunk[b / 8] ^= 1 << (b % 8);
+                pos += 1.0 + self.rng.gap(self.p_flip);
+            }
+            self.next_flip = pos - bits;
+        }
+        if self.p_drop > 0.0 {
+            let n = chunk.len() / 188;
+            let mut keep = Vec::with_capacity(chunk.len());
+            for i in 0..n {
+                if self.next_drop < 1.0 {
+                    self.next_drop = self.rng.gap(self.p_drop);
+                } else {
+                    self.next_drop -= 1.0;
+                    keep.extend_from_slice(&chunk[i * 188..(i + 1) * 188]);
+                }
+            }
+            chunk = keep;
+        }
+        chunk
+    }
+}
+
+pub(crate) struct EmulatedFeed {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EmulatedFeed {
+    pub fn start(
+        adapter: AdapterConfig,
+        faults: Arc<Mutex<Faults>>,
+        mux: Option<MuxConfig>,
+        cache_dir: std::path::PathBuf,
+        fanout: Arc<Fanout>,
+        status: Arc<Mutex<TunerStatus>>,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("dvb2ip-emu{}", status.lock().unwrap().adapter))
+            .spawn(move || run(adapter, faults, mux, cache_dir, fanout, status, stop2))
+            .expect("spawn emulated frontend thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EmulatedFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn sleep_until(deadline: Instant, stop: &AtomicBool) {
+    let now = Instant::now();
+    if deadline > now && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(deadline - now);
+    }
+}
+
+fn unix_now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+fn run(
+    adapter: AdapterConfig,
+    faults: Arc<Mutex<Faults>>,
+    mux_cfg: Option<MuxConfig>,
+    cache_dir: std::path::PathBuf,
+    fanout: Arc<Fanout>,
+    status: Arc<Mutex<TunerStatus>>,
+    stop: Arc<AtomicBool>,
+) {
+    // Content generation (first use only) is not tuning: lock time counts from when it is ready.
+    let began = Instant::now();
+    let spec = match mux_cfg.as_ref().map(|m| build_spec(m, &cache_dir)) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            fanout.failed(&format!("emulated content unavailable: {e}"));
+            None
+        }
+        None => None,
+    };
+    fanout.extend_deadlines(began.elapsed());
+    let no_signal = {
+        let st = status.lock().unwrap();
+        match &st.transponder {
+            Some(t) => format!("no signal on {t}: no multiplex is configured there"),
+            None => "no signal".to_string(),
+        }
+    };
+    let mut lock_at = Instant::now() + Duration::from_millis(adapter.lock_time_ms);
+    let mut locked: Option<(mux::Mux, Instant, u64, Instant)> = None;
+    let mut injector = FaultInjector::new();
+    let mut next_status = Instant::now();
+    let mut next_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let f = faults.lock().unwrap().clone();
+        match &mut locked {
+            None => {
+                if let (Some(spec), true) = (&spec, now >= lock_at) {
+                    match mux::Mux::new(spec.clone(), unix_now_ns()) {
+                        Ok(m) => {
+                            locked = Some((m, now, 0, now));
+                            let st = {
+                                let mut s = status.lock().unwrap();
+                                s.locked = true;
+                                s.level = adapter.signal_level;
+                                s.quality = adapter.signal_quality;
+                                s.snr_db = adapter.snr_db;
+                                s.ber = adapter.ber.max(f.bit_error_rate);
+                                s.clone()
+                            };
+                            fanout.lock_changed(true, &st);
+                        }
+                        Err(e) => {
+                            fanout.failed(&format!("emulated multiplex is invalid: {e}"));
+                            lock_at = now + Duration::from_secs(3600);
+                        }
+                    }
+                } else {
+                    fanout.check_deadlines(now, &no_signal);
+                }
+            }
+            Some((m, started, produced, locked_since)) => {
+                if f.lose_lock_after_ms > 0
+                    && now >= *locked_since + Duration::from_millis(f.lose_lock_after_ms)
+                {
+                    let lost_for = if f.lock_lost_for_ms == 0 {
+                        1000
+                    } else {
+                        f.lock_lost_for_ms
+                    };
+                    lock_at = now + Duration::from_millis(lost_for);
+                    locked = None;
+                    let st = {
+                        let mut s = status.lock().unwrap();
+                        s.locked = false;
+                        s.level = adapter.signal_level / 4;
+                        s.quality = 0;
+                        s.snr_db = 0.0;
+                        s.clone()
+                    };
+                    fanout.lock_changed(false, &st);
+                } else {
+                    let pkt_ns = m.packet_duration_ns();
+                    let due = ((now - *started).as_nanos() as f64 / pkt_ns) as u64;
+                    let mut n = due.saturating_sub(*produced);
+                    // After a stall of more than a second, skip ahead like a live signal would.
+                    let one_sec = (1e9 / pkt_ns) as u64;
+                    if n > one_sec {
+                        *produced += n - one_sec / 10;
+                        n = one_sec / 10;
+                    }
+                    if n > 0 {
+                        let mut chunk = Vec::with_capacity(n as usize * 188);
+                        m.fill(n as usize, &mut chunk);
+                        *produced += n;
+                        if f.drop_probability > 0.0 || f.bit_error_rate > 0.0 {
+                            chunk = injector.apply(&f, chunk);
+                        }
+                        if !chunk.is_empty() {
+                            fanout.distribute(chunk);
+                        }
+                    }
+                }
+            }
+        }
+        if now >= next_status {
+            next_status = now + Duration::from_secs(1);
+            let st = status.lock().unwrap().clone();
+            fanout.status(&st);
+        }
+        next_tick += TICK;
+        if next_tick < now {
+            next_tick = now + TICK;
+        }
+        sleep_until(next_tick, &stop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_injector_drops_about_p() {
+        let mut fi = FaultInjector::new();
+        let f = Faults {
+            drop_probability: 0.1,
+            ..Default::default()
+        };
+        let mut kept = 0;
+        for _ in 0..100 {
+            kept += fi.apply(&f, vec![0x47; 188 * 100]).len() / 188;
+        }
+        assert!((8500..9500).contains(&kept), "kept {kept}");
+    }
+
+    #[test]
+    fn fault_injector_flips_about_ber() {
+        let mut fi = FaultInjector::new();
+        let f = Faults {
+            bit_error_rate: 1e-3,
+            ..Default::default()
+        };
+        let mut flips = 0u32;
+        for _ in 0..100 {
+            let c = fi.apply(&f, vec![0u8; 1000]);
+            flips += c.iter().map(|b| b.count_ones()).sum::<u32>();
+        }
+        // 800k bits at 1e-3: ~800 flips.
+        assert!((600..1000).contains(&flips), "flips {flips}");
+    }
+}

@@ -1,0 +1,261 @@
+//! A feed is what one tuned frontend delivers: one upstream read, fanned out to every
+//! subscriber on that transponder. Subscribers with `pids=all` get the very same buffer (no
+//! payload copy); subscribers with a PID set get a filtered copy, computed once per distinct set.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::proto::tuner_pool::Transponder;
+
+/// PIDs a subscriber wants.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PidFilter {
+    All,
+    Set(Box<[u64; 128]>),
+}
+
+impl std::fmt::Debug for PidFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PidFilter::All => f.write_str("all"),
+            PidFilter::Set(_) => write!(f, "{:?}", self.pids()),
+        }
+    }
+}
+
+impl PidFilter {
+    pub fn from_pids(pids: impl IntoIterator<Item = u16>) -> Self {
+        let mut b = Box::new([0u64; 128]);
+        for p in pids {
+            let p = (p & 0x1FFF) as usize;
+            b[p / 64] |= 1 << (p % 64);
+        }
+        PidFilter::Set(b)
+    }
+
+    #[inline]
+    pub fn contains(&self, pid: u16) -> bool {
+        match self {
+            PidFilter::All => true,
+            PidFilter::Set(b) => {
+                let p = (pid & 0x1FFF) as usize;
+                b[p / 64] & (1 << (p % 64)) != 0
+            }
+        }
+    }
+
+    pub fn pids(&self) -> Vec<u16> {
+        (0..8192u16).filter(|&p| self.contains(p)).collect()
+    }
+
+    /// Parses `all`, `8192` (dvbsrc's "everything"), `none`, or a list of PIDs separated by
+    /// `,`, `:` or spaces.
+    pub fn parse(s: &str) -> Result<PidFilter, String> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("all") || t == "8192" {
+            return Ok(PidFilter::All);
+        }
+        if t.is_empty() || t.eq_ignore_ascii_case("none") {
+            return Ok(PidFilter::from_pids([]));
+        }
+        let mut pids = Vec::new();
+        for part in t.split([',', ':', ' ']).filter(|p| !p.is_empty()) {
+            let v: u32 = part.parse().map_err(|_| format!("{part:?} is not a PID"))?;
+            if v == 8192 {
+                return Ok(PidFilter::All);
+            }
+            if v > 8191 {
+                return Err(format!("PID {v} is out of range 0–8191"));
+            }
+            pids.push(v as u16);
+        }
+        Ok(PidFilter::from_pids(pids))
+    }
+}
+
+/// Frontend status as reported to subscribers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TunerStatus {
+    pub adapter: u32,
+    pub frontend: u32,
+    pub name: String,
+    pub transponder: Option<Transponder>,
+    pub locked: bool,
+    /// Percent.
+    pub level: u32,
+    /// Percent.
+    pub quality: u32,
+    pub snr_db: f64,
+    pub ber: f64,
+}
+
+/// What a subscriber receives. Implementations must not block.
+pub trait FeedSink: Send + Sync {
+    fn push(&self, buffer: gst::Buffer);
+    fn status(&self, status: &TunerStatus);
+    fn lock_changed(&self, locked: bool, status: &TunerStatus);
+    /// The frontend did not lock within the subscriber's tuning timeout.
+    fn tune_failed(&self, reason: &str);
+    /// The feed hit an unrecoverable error (e.g. the device vanished).
+    fn failed(&self, reason: &str);
+}
+
+pub(crate) struct Subscriber {
+    pub id: u64,
+    pub filter: Arc<Mutex<PidFilter>>,
+    pub sink: Arc<dyn FeedSink>,
+    /// Monotonic deadline for lock, `None` once locked or when no timeout applies.
+    pub lock_deadline: Mutex<Option<std::time::Instant>>,
+}
+
+/// Counters over the life of the process.
+#[derive(Debug, Default)]
+pub struct FeedCounters {
+    pub bytes_in: AtomicU64,
+    pub bytes_copied: AtomicU64,
+    pub buffers_out: AtomicU64,
+}
+
+pub static COUNTERS: FeedCounters = FeedCounters {
+    bytes_in: AtomicU64::new(0),
+    bytes_copied: AtomicU64::new(0),
+    buffers_out: AtomicU64::new(0),
+};
+
+/// The subscriber list of one feed.
+#[derive(Default)]
+pub(crate) struct Fanout {
+    subs: Mutex<Vec<Arc<Subscriber>>>,
+}
+
+impl Fanout {
+    pub fn add(&self, s: Arc<Subscriber>) {
+        self.subs.lock().unwrap().push(s);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.subs.lock().unwrap().retain(|s| s.id != id);
+    }
+
+    pub fn snapshot(&self) -> Vec<Arc<Subscriber>> {
+        self.subs.lock().unwrap().clone()
+    }
+
+    /// Sends one chunk of whole TS packets to every subscriber.
+    pub fn distribute(&self, chunk: Vec<u8>) {
+        let subs = self.snapshot();
+        if subs.is_empty() {
+            return;
+        }
+        COUNTERS
+            .bytes_in
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        let all = gst::Buffer::from_mut_slice(chunk);
+        let map = all.map_readable().expect("fresh buffer is readable");
+        let data = map.as_slice();
+        let mut filtered: Vec<(PidFilter, Option<gst::Buffer>)> = Vec::new();
+        let mut pushes: Vec<(Arc<Subscriber>, gst::Buffer)> = Vec::with_capacity(subs.len());
+        for s in subs {
+            let f = s.filter.lock().unwrap().clone();
+            let buf = match f {
+                PidFilter::All => Some(all.clone()),
+                set => {
+                    if let Some((_, b)) = filtered.iter().find(|(k, _)| *k == set) {
+                        b.clone()
+                    } else {
+                        let mut out = Vec::with_capacity(data.len() / 4);
+                        for p in data.chunks_exact(188) {
+                            let pid = ((p[1] as u16 & 0x1F) << 8) | p[2] as u16;
+                            if set.contains(pid) {
+                                out.extend_from_slice(p);
+                            }
+                        }
+                        COUNTERS
+                            .bytes_copied
+                            .fetch_add(out.len() as u64, Ordering::Relaxed);
+                        let b = (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out));
+                        filtered.push((set, b.clone()));
+                        b
+                    }
+                }
+            };
+            if let Some(b) = buf {
+                pushes.push((s, b));
+            }
+        }
+        drop(map);
+        COUNTERS
+            .buffers_out
+            .fetch_add(pushes.len() as u64, Ordering::Relaxed);
+        for (s, b) in pushes {
+            s.sink.push(b);
+        }
+    }
+
+    pub fn status(&self, st: &TunerStatus) {
+        for s in self.snapshot() {
+            s.sink.status(st);
+        }
+    }
+
+    pub fn lock_changed(&self, locked: bool, st: &TunerStatus) {
+        for s in self.snapshot() {
+            if locked {
+                *s.lock_deadline.lock().unwrap() = None;
+            }
+            s.sink.lock_changed(locked, st);
+        }
+    }
+
+    /// Pushes every pending lock deadline back by `by` (time spent generating content).
+    pub fn extend_deadlines(&self, by: std::time::Duration) {
+        for s in self.snapshot() {
+            if let Some(d) = s.lock_deadline.lock().unwrap().as_mut() {
+                *d += by;
+            }
+        }
+    }
+
+    /// Reports subscribers whose lock deadline passed.
+    pub fn check_deadlines(&self, now: std::time::Instant, reason: &str) {
+        for s in self.snapshot() {
+            let expired = {
+                let mut d = s.lock_deadline.lock().unwrap();
+                match *d {
+                    Some(t) if now >= t => {
+                        *d = None;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if expired {
+                s.sink.tune_failed(reason);
+            }
+        }
+    }
+
+    pub fn failed(&self, reason: &str) {
+        for s in self.snapshot() {
+            s.sink.failed(reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_filter_parsing() {
+        assert_eq!(PidFilter::parse("all").unwrap(), PidFilter::All);
+        assert_eq!(PidFilter::parse("8192").unwrap(), PidFilter::All);
+        assert_eq!(
+            PidFilter::parse("0,16:17 256").unwrap().pids(),
+            vec![0, 16, 17, 256]
+        );
+        assert_eq!(PidFilter::parse("none").unwrap().pids(), Vec::<u16>::new());
+        assert!(PidFilter::parse("9000").unwrap_err().contains("9000"));
+        assert!(PidFilter::parse("abc").is_err());
+    }
+}

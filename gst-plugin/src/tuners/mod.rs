@@ -1,0 +1,403 @@
+//! The process-wide tuner pool: real frontends found under /dev/dvb plus emulated ones from the
+//! configuration. Elements lease a frontend with [`lease`]; the [`Lease`] gives it back on drop.
+//!
+//! Allocation rules live in the GStreamer-free [`crate::proto::tuner_pool`]. This module holds
+//! the registry (`static TUNERS`, as threadshare's named contexts) and starts or stops the feed
+//! of a frontend when its first user comes or its last user goes.
+
+pub mod config;
+pub mod content;
+pub(crate) mod emulated;
+pub mod feed;
+pub(crate) mod hardware;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use once_cell::sync::Lazy;
+
+pub use config::{BroadcastConfig, ConfigError, Faults};
+pub use feed::{FeedSink, PidFilter, TunerStatus, COUNTERS};
+
+use crate::proto::tuner_pool::{DelSys, Grant, Pool, PoolError, Request, Slot, Transponder};
+use feed::{Fanout, Subscriber};
+
+/// What kind of device backs a frontend.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Emulated(config::AdapterConfig),
+    Hardware(hardware::HwFrontend),
+}
+
+/// A frontend of the pool, as listed by [`frontends`].
+#[derive(Debug, Clone)]
+pub struct FrontendInfo {
+    pub index: usize,
+    pub adapter: u32,
+    pub frontend: u32,
+    pub name: String,
+    pub delsys: Vec<DelSys>,
+    pub emulated: bool,
+    pub users: usize,
+    pub tuned: Option<Transponder>,
+}
+
+struct ActiveFeed {
+    fanout: Arc<Fanout>,
+    status: Arc<Mutex<TunerStatus>>,
+    _backend: ActiveBackend,
+}
+
+// The backends are held only for their Drop, which stops the frontend.
+#[allow(dead_code)]
+enum ActiveBackend {
+    Emulated(emulated::EmulatedFeed),
+    Hardware(hardware::HardwareFeed),
+}
+
+struct Registry {
+    config: BroadcastConfig,
+    backends: Vec<Backend>,
+    faults: Vec<Arc<Mutex<Faults>>>,
+    pool: Pool,
+    feeds: Vec<Option<Arc<ActiveFeed>>>,
+}
+
+impl Registry {
+    fn new(config: BroadcastConfig) -> Self {
+        let mut backends = Vec::new();
+        let mut slots = Vec::new();
+        if config.emulator.hardware == "auto" {
+            for hw in hardware::discover(std::path::Path::new("/dev/dvb")) {
+                slots.push(Slot {
+                    adapter: hw.adapter,
+                    frontend: hw.frontend,
+                    delsys: hw.delsys.clone(),
+                    tuned: None,
+                    users: 0,
+                });
+                backends.push(Backend::Hardware(hw));
+            }
+        }
+        let first_emulated = slots.iter().map(|s| s.adapter + 1).max().unwrap_or(0);
+        for (i, a) in config.adapter.iter().enumerate() {
+            slots.push(Slot {
+                adapter: first_emulated + i as u32,
+                frontend: 0,
+                delsys: a
+                    .delsys
+                    .iter()
+                    .filter_map(|d| DelSys::from_nick(d))
+                    .collect(),
+                tuned: None,
+                users: 0,
+            });
+            backends.push(Backend::Emulated(a.clone()));
+        }
+        let faults = backends
+            .iter()
+            .map(|b| {
+                Arc::new(Mutex::new(match b {
+                    Backend::Emulated(a) => a.faults.clone(),
+                    Backend::Hardware(_) => Faults::default(),
+                }))
+            })
+            .collect();
+        let n = slots.len();
+        Self {
+            config,
+            backends,
+            faults,
+            pool: Pool::new(slots),
+            feeds: vec![None; n],
+        }
+    }
+}
+
+static TUNERS: Lazy<Mutex<Option<Registry>>> = Lazy::new(|| Mutex::new(None));
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    let mut g = TUNERS.lock().unwrap();
+    let reg = g.get_or_insert_with(|| Registry::new(default_config()));
+    f(reg)
+}
+
+/// The configuration used when nobody called [`configure`]: the file named by `$DVB2IP_CONFIG`
+/// if set and valid (a broken one is reported on stderr and the embedded default is used), else
+/// the embedded default.
+fn default_config() -> BroadcastConfig {
+    if let Some(p) = std::env::var_os("DVB2IP_CONFIG") {
+        match BroadcastConfig::load(std::path::Path::new(&p)) {
+            Ok(c) => return c,
+            Err(e) => eprintln!("dvb2ip: ignoring DVB2IP_CONFIG: {e}"),
+        }
+    }
+    BroadcastConfig::embedded()
+}
+
+/// Replaces the pool's configuration. Fails while any frontend is leased.
+pub fn configure(config: BroadcastConfig) -> Result<(), String> {
+    let mut g = TUNERS.lock().unwrap();
+    if let Some(reg) = g.as_ref() {
+        if reg.pool.slots.iter().any(|s| s.users > 0) {
+            return Err("cannot reconfigure the tuner pool while frontends are in use".into());
+        }
+    }
+    *g = Some(Registry::new(config));
+    Ok(())
+}
+
+/// The current configuration.
+pub fn current_config() -> BroadcastConfig {
+    with_registry(|r| r.config.clone())
+}
+
+/// Every frontend of the pool.
+pub fn frontends() -> Vec<FrontendInfo> {
+    with_registry(|r| {
+        r.pool
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| FrontendInfo {
+                index: i,
+                adapter: s.adapter,
+                frontend: s.frontend,
+                name: match &r.backends[i] {
+                    Backend::Emulated(a) => a.name.clone(),
+                    Backend::Hardware(h) => h.name.clone(),
+                },
+                delsys: s.delsys.clone(),
+                emulated: matches!(r.backends[i], Backend::Emulated(_)),
+                users: s.users,
+                tuned: s.tuned.clone(),
+            })
+            .collect()
+    })
+}
+
+/// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
+pub fn set_faults(adapter: u32, faults: Faults) -> Result<(), String> {
+    with_registry(|r| {
+        let i = r
+            .pool
+            .slots
+            .iter()
+            .position(|s| s.adapter == adapter)
+            .ok_or_else(|| format!("no adapter {adapter}"))?;
+        if !matches!(r.backends[i], Backend::Emulated(_)) {
+            return Err(format!("adapter {adapter} is not emulated"));
+        }
+        *r.faults[i].lock().unwrap() = faults;
+        Ok(())
+    })
+}
+
+/// Generates the content of every configured multiplex now (the launcher does this at start so
+/// the first client does not wait).
+pub fn prepare_content() -> Result<(), String> {
+    let cfg = current_config();
+    let dir = cfg.cache_dir();
+    for m in &cfg.mux {
+        emulated::build_spec(m, &dir).map_err(|e| format!("mux {:?}: {e}", m.name))?;
+    }
+    Ok(())
+}
+
+/// What a lease asks for.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub transponder: Transponder,
+    pub adapter: Option<u32>,
+    pub frontend: Option<u32>,
+    pub pids: PidFilter,
+    /// Give up when no lock within this time (reported through `FeedSink::tune_failed`).
+    pub tuning_timeout: Duration,
+    /// Extra `dvbsrc` properties (name, value) for hardware frontends.
+    pub dvbsrc_properties: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseError {
+    Pool(PoolError),
+    Backend(String),
+}
+
+impl std::fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeaseError::Pool(e) => e.fmt(f),
+            LeaseError::Backend(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for LeaseError {}
+
+/// A frontend in use; dropping it unsubscribes and, for the last user, stops the frontend.
+pub struct Lease {
+    index: usize,
+    shared: bool,
+    feed: Arc<ActiveFeed>,
+    sub: Arc<Subscriber>,
+    info: (u32, u32, String),
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("index", &self.index)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl Lease {
+    /// Changes the PIDs this subscriber receives, without retuning.
+    pub fn set_pids(&self, pids: PidFilter) {
+        *self.sub.filter.lock().unwrap() = pids;
+    }
+
+    pub fn status(&self) -> TunerStatus {
+        self.feed.status.lock().unwrap().clone()
+    }
+
+    pub fn adapter(&self) -> u32 {
+        self.info.0
+    }
+
+    pub fn frontend(&self) -> u32 {
+        self.info.1
+    }
+
+    pub fn frontend_name(&self) -> &str {
+        &self.info.2
+    }
+
+    /// True when the frontend was already tuned for another user.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Index of the frontend in [`frontends`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.feed.fanout.remove(self.sub.id);
+        let stopped = {
+            let mut g = TUNERS.lock().unwrap();
+            let Some(reg) = g.as_mut() else { return };
+            if reg.pool.release(self.index) {
+                reg.feeds[self.index].take()
+            } else {
+                None
+            }
+        };
+        // The feed stops (joins its thread) outside the registry lock.
+        drop(stopped);
+    }
+}
+
+/// Leases a frontend for `req`; `sink` receives the stream and status.
+pub fn lease(req: LeaseRequest, sink: Arc<dyn FeedSink>) -> Result<Lease, LeaseError> {
+    let mut g = TUNERS.lock().unwrap();
+    let reg = g.get_or_insert_with(|| Registry::new(default_config()));
+    let grant = reg
+        .pool
+        .acquire(&Request {
+            transponder: req.transponder.clone(),
+            adapter: req.adapter,
+            frontend: req.frontend,
+        })
+        .map_err(LeaseError::Pool)?;
+    let index = grant.index();
+    let (adapter, frontend) = (
+        reg.pool.slots[index].adapter,
+        reg.pool.slots[index].frontend,
+    );
+    let name = match &reg.backends[index] {
+        Backend::Emulated(a) => a.name.clone(),
+        Backend::Hardware(h) => h.name.clone(),
+    };
+    let feed = match (grant, reg.feeds[index].clone()) {
+        (Grant::Shared(_), Some(f)) => f,
+        _ => {
+            let fanout = Arc::new(Fanout::default());
+            let status = Arc::new(Mutex::new(TunerStatus {
+                adapter,
+                frontend,
+                name: name.clone(),
+                transponder: Some(req.transponder.clone()),
+                ..Default::default()
+            }));
+            let backend = match &reg.backends[index] {
+                Backend::Emulated(a) => {
+                    let mux = reg
+                        .config
+                        .mux
+                        .iter()
+                        .find(|m| {
+                            m.transponder()
+                                .is_some_and(|t| t.same_transponder(&req.transponder))
+                        })
+                        .cloned();
+                    ActiveBackend::Emulated(emulated::EmulatedFeed::start(
+                        a.clone(),
+                        reg.faults[index].clone(),
+                        mux,
+                        reg.config.cache_dir(),
+                        fanout.clone(),
+                        status.clone(),
+                    ))
+                }
+                Backend::Hardware(h) => {
+                    match hardware::HardwareFeed::start(
+                        h,
+                        &req.dvbsrc_properties,
+                        fanout.clone(),
+                        status.clone(),
+                    ) {
+                        Ok(f) => ActiveBackend::Hardware(f),
+                        Err(e) => {
+                            reg.pool.release(index);
+                            return Err(LeaseError::Backend(e));
+                        }
+                    }
+                }
+            };
+            let f = Arc::new(ActiveFeed {
+                fanout,
+                status,
+                _backend: backend,
+            });
+            reg.feeds[index] = Some(f.clone());
+            f
+        }
+    };
+    let locked = feed.status.lock().unwrap().locked;
+    let sub = Arc::new(Subscriber {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        filter: Arc::new(Mutex::new(req.pids)),
+        sink: sink.clone(),
+        lock_deadline: Mutex::new((!locked).then(|| Instant::now() + req.tuning_timeout)),
+    });
+    feed.fanout.add(sub.clone());
+    let st = feed.status.lock().unwrap().clone();
+    drop(g);
+    if st.locked {
+        sink.lock_changed(true, &st);
+    }
+    Ok(Lease {
+        index,
+        shared: matches!(grant, Grant::Shared(_)),
+        feed,
+        sub,
+        info: (adapter, frontend, name),
+    })
+}
