@@ -7,3 +7,4 @@ pub mod crc;
 pub mod mux;
 pub mod si;
 pub mod tuner_pool;
+pub mod css;
