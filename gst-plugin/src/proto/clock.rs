@@ -179,15 +179,18 @@ impl Correlation {
     /// The timeline position at reference time `ns` (negative results are clamped to 0).
     pub fn timeline_at(&self, ns: u64) -> u64 {
         let dns = i128::from(ns) - i128::from(self.reference_ns);
+        let float =
+            || (dns as f64 * self.tick_rate as f64 / NS_PER_S as f64 * self.speed).floor() as i128;
         let dt = if self.speed == 1.0 {
-            (dns * i128::from(self.tick_rate)).div_euclid(i128::from(NS_PER_S))
+            dns.checked_mul(i128::from(self.tick_rate))
+                .map(|v| v.div_euclid(i128::from(NS_PER_S)))
+                .unwrap_or_else(float)
         } else if self.speed == 0.0 {
             0
         } else {
-            let v = dns as f64 * self.tick_rate as f64 / NS_PER_S as f64 * self.speed;
-            v.floor() as i128
+            float()
         };
-        let v = (i128::from(self.timeline_ticks) + dt).max(0);
+        let v = i128::from(self.timeline_ticks).saturating_add(dt).max(0);
         u64::try_from(v).unwrap_or(u64::MAX)
     }
 
@@ -203,7 +206,7 @@ impl Correlation {
         } else {
             (dt as f64 * NS_PER_S as f64 / self.tick_rate as f64 / self.speed).floor() as i128
         };
-        u64::try_from(i128::from(self.reference_ns) + dns).ok()
+        u64::try_from(i128::from(self.reference_ns).saturating_add(dns)).ok()
     }
 
     /// The same correlation expressed at another tick rate.
@@ -358,6 +361,31 @@ mod tests {
         let paused = Correlation { speed: 0.0, ..c };
         assert_eq!(paused.timeline_at(100 * NS_PER_S), 1000);
         assert_eq!(paused.reference_at(2000), None);
+        let huge = Correlation {
+            timeline_ticks: u64::MAX,
+            tick_rate: u64::MAX,
+            reference_ns: 0,
+            speed: 1.0,
+        };
+        assert_eq!(huge.timeline_at(u64::MAX), u64::MAX);
+        assert_eq!(
+            Correlation {
+                speed: f64::NAN,
+                ..huge
+            }
+            .timeline_at(0),
+            u64::MAX
+        );
+        assert_eq!(
+            Correlation {
+                speed: -1e300,
+                ..huge
+            }
+            .timeline_at(u64::MAX),
+            0
+        );
+        assert_eq!(huge.reference_at(0), None); // before the reference clock epoch
+        assert_eq!(huge.reference_at(u64::MAX), Some(0));
         let double = Correlation { speed: 2.0, ..c };
         assert_eq!(double.timeline_at(6 * NS_PER_S), 3000);
         assert_eq!(double.reference_at(3000), Some(6 * NS_PER_S));

@@ -8,3 +8,8 @@ pub mod mux;
 pub mod si;
 pub mod tuner_pool;
 pub mod css;
+pub mod clock;
+pub mod psi;
+pub mod temi;
+pub mod timeline;
+pub mod ts;

@@ -31,6 +31,9 @@ pub struct TrackerConfig {
     pub jump_tolerance_ticks: u64,
     /// Maximum number of descriptors kept waiting for a PTS on one PID. Default 32.
     pub max_pending: usize,
+    /// Maximum number of (PID, timeline_id) timelines followed; descriptors of further
+    /// timelines are counted in [`TrackerStats::dropped_descriptors`] and ignored. Default 256.
+    pub max_timelines: usize,
 }
 
 impl Default for TrackerConfig {
@@ -39,6 +42,7 @@ impl Default for TrackerConfig {
             timeline_timeout_27mhz: 5 * PCR_HZ,
             jump_tolerance_ticks: 2,
             max_pending: 32,
+            max_timelines: 256,
         }
     }
 }
@@ -622,14 +626,22 @@ impl TimelineTracker {
             });
             return;
         };
-        let tolerance = self.config.jump_tolerance_ticks + u64::from(timescale).div_ceil(PTS_HZ);
+        let tolerance = self
+            .config
+            .jump_tolerance_ticks
+            .saturating_add(u64::from(timescale).div_ceil(PTS_HZ));
         let new_anchor = TimelineAnchor {
             pts,
             value,
             timescale: u64::from(timescale),
             paused: d.paused,
         };
+        let full = self.timelines.len() >= self.config.max_timelines;
         match self.timelines.get_mut(&(pid, d.timeline_id)) {
+            None if full => {
+                self.stats.dropped_descriptors += 1;
+                return;
+            }
             None => {
                 out.push(change(ChangeKind::Appeared { timescale }));
                 if d.paused {
@@ -1381,7 +1393,7 @@ mod tests {
             ]);
             p[4] = af.len() as u8;
             p[5..5 + af.len()].copy_from_slice(&af);
-            let mut pos = 5 + af.len();
+            let pos = 5 + af.len();
             if pusi {
                 let mut pes = vec![0, 0, 1, 0xE0, 0, 0, 0x80];
                 match pts {
@@ -1392,9 +1404,7 @@ mod tests {
                     None => pes.extend_from_slice(&[0x00, 0]),
                 }
                 p[pos..pos + pes.len()].copy_from_slice(&pes);
-                pos += pes.len();
             }
-            let _ = pos;
             self.out.push(p);
         }
 

@@ -239,9 +239,9 @@ impl Pcr {
         [b[2], b[3], b[4], b[5], b[6], b[7]]
     }
 
-    /// The value in 27 MHz ticks: base × 300 + extension.
+    /// The value in 27 MHz ticks: base × 300 + extension (fields masked to 33 and 9 bits).
     pub fn to_27mhz(&self) -> u64 {
-        self.base * 300 + u64::from(self.extension)
+        (self.base & 0x1_FFFF_FFFF) * 300 + u64::from(self.extension & 0x1FF)
     }
 }
 
