@@ -94,9 +94,10 @@ impl Nt {
 pub fn is_valid_uuid(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.len() == 5
-        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| {
-            g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit())
-        })
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The UUID inside a USN (`uuid:<UUID>[::...]`), if any.
@@ -197,16 +198,18 @@ pub fn search_refusal(id: &Identity, device_id: u8) -> String {
 /// announced our id; HOST is the target address, which [TVH] requires).
 pub fn defend_search(target: &str, user_agent: &str, device_id: u8) -> String {
     format!(
-        "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {SATIP_DEVICE_TYPE}\r\n\
-         USER-AGENT: {user_agent}\r\nDEVICEID.SES.COM: {device_id}\r\n\r\n"
+        "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\n\
+         ST: {SATIP_DEVICE_TYPE}\r\nUSER-AGENT: {user_agent}\r\n\
+         DEVICEID.SES.COM: {device_id}\r\n\r\n"
     )
 }
 
 /// RFC 1123 date (`Tue, 04 Mar 2025 18:20:11 GMT`) of a Unix time in seconds.
 pub fn http_date(unix_secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] =
-        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = unix_secs / 86_400;
     let secs = unix_secs % 86_400;
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm), all unsigned.
@@ -220,7 +223,10 @@ pub fn http_date(unix_secs: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     let wd = DAYS.get((days % 7) as usize).copied().unwrap_or("Thu");
-    let mon = MONTHS.get((month as usize).saturating_sub(1)).copied().unwrap_or("Jan");
+    let mon = MONTHS
+        .get((month as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or("Jan");
     format!(
         "{wd}, {day:02} {mon} {year} {:02}:{:02}:{:02} GMT",
         secs / 3600,
@@ -295,7 +301,10 @@ impl SearchRequest {
             vec![Nt::RootDevice]
         } else if st.eq_ignore_ascii_case(SATIP_DEVICE_TYPE) {
             vec![Nt::DeviceType]
-        } else if st.strip_prefix("uuid:").is_some_and(|u| u.eq_ignore_ascii_case(our_uuid)) {
+        } else if st
+            .strip_prefix("uuid:")
+            .is_some_and(|u| u.eq_ignore_ascii_case(our_uuid))
+        {
             vec![Nt::Uuid]
         } else {
             Vec::new()
@@ -584,13 +593,24 @@ pub struct DeviceIdNegotiator {
 impl DeviceIdNegotiator {
     /// Start from the stored id (0 and 255 are outside our range and become 1).
     pub fn new(stored: u8) -> Self {
-        let id = if (1..=254).contains(&stored) { stored } else { 1 };
-        DeviceIdNegotiator { id, settled: false, announced_at: None }
+        let id = if (1..=254).contains(&stored) {
+            stored
+        } else {
+            1
+        };
+        DeviceIdNegotiator {
+            id,
+            settled: false,
+            announced_at: None,
+        }
     }
 
     /// Start with an id known to be ours (no negotiation).
     pub fn settled(id: u8) -> Self {
-        DeviceIdNegotiator { settled: true, ..DeviceIdNegotiator::new(id) }
+        DeviceIdNegotiator {
+            settled: true,
+            ..DeviceIdNegotiator::new(id)
+        }
     }
 
     pub fn device_id(&self) -> u8 {
@@ -622,7 +642,9 @@ impl DeviceIdNegotiator {
 
     fn in_window(&self, now_ms: u64) -> bool {
         !self.settled
-            && self.announced_at.is_some_and(|t| now_ms.saturating_sub(t) < DEVICE_ID_SETTLE_MS)
+            && self
+                .announced_at
+                .is_some_and(|t| now_ms.saturating_sub(t) < DEVICE_ID_SETTLE_MS)
     }
 
     /// Decide on an M-SEARCH that carried `their_id` in `DEVICEID.SES.COM` (or not).
@@ -631,18 +653,25 @@ impl DeviceIdNegotiator {
             return SearchVerdict::Answer { device_id: None };
         };
         if theirs != self.id {
-            return SearchVerdict::Answer { device_id: Some(self.id) };
+            return SearchVerdict::Answer {
+                device_id: Some(self.id),
+            };
         }
         if self.in_window(now_ms) {
             let old_id = self.id;
             self.id = next_device_id(old_id);
             self.announced_at = None;
-            SearchVerdict::Yield { old_id, new_id: self.id }
+            SearchVerdict::Yield {
+                old_id,
+                new_id: self.id,
+            }
         } else if self.settled || self.announced_at.is_some() {
             SearchVerdict::Refuse { device_id: self.id }
         } else {
             // Not announced yet: nobody can have seen our id; answer plainly.
-            SearchVerdict::Answer { device_id: Some(self.id) }
+            SearchVerdict::Answer {
+                device_id: Some(self.id),
+            }
         }
     }
 
@@ -657,7 +686,10 @@ impl DeviceIdNegotiator {
         {
             return None;
         }
-        Some(Defend { device_id: self.id, port: notify.search_port.unwrap_or(SSDP_PORT) })
+        Some(Defend {
+            device_id: self.id,
+            port: notify.search_port.unwrap_or(SSDP_PORT),
+        })
     }
 }
 
@@ -696,7 +728,13 @@ pub struct Icon {
 
 impl Icon {
     pub fn new(mimetype: &str, size: u32, url: &str) -> Icon {
-        Icon { mimetype: mimetype.to_owned(), width: size, height: size, depth: 24, url: url.to_owned() }
+        Icon {
+            mimetype: mimetype.to_owned(),
+            width: size,
+            height: size,
+            depth: 24,
+            url: url.to_owned(),
+        }
     }
 }
 
@@ -846,7 +884,10 @@ impl DeviceDescription {
             s.push_str("    </iconList>\n");
         }
         if let Some(v) = &self.presentation_url {
-            s.push_str(&format!("    <presentationURL>{}</presentationURL>\n", xml_escape(v)));
+            s.push_str(&format!(
+                "    <presentationURL>{}</presentationURL>\n",
+                xml_escape(v)
+            ));
         }
         s.push_str(&format!(
             "    <satip:X_SATIPCAP xmlns:satip=\"{SATIP_XML_NS}\">{}</satip:X_SATIPCAP>\n",
@@ -860,5 +901,741 @@ impl DeviceDescription {
         }
         s.push_str("  </device>\n</root>");
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UUID: &str = "3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c";
+
+    fn identity() -> Identity {
+        Identity {
+            uuid: UUID.to_owned(),
+            location: "http://10.0.0.5:8080/desc.xml".to_owned(),
+            server: "Linux/6.1 UPnP/1.1 satipd/0.3".to_owned(),
+            max_age: DEFAULT_MAX_AGE,
+            boot_id: 17,
+            config_id: 0,
+            device_id: Some(1),
+            search_port: None,
+        }
+    }
+
+    fn search(st: &str) -> SearchRequest {
+        let msg = format!(
+            "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\nST: {st}\r\n\r\n"
+        );
+        match parse_message(msg.as_bytes()) {
+            Ok(Message::Search(s)) => s,
+            other => panic!("not a search: {other:?}"),
+        }
+    }
+
+    fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+        msg.split("\r\n").find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[test]
+    fn alive_message_bytes() {
+        let expected = "NOTIFY * HTTP/1.1\r\n\
+HOST: 239.255.255.250:1900\r\n\
+CACHE-CONTROL: max-age=1800\r\n\
+LOCATION: http://10.0.0.5:8080/desc.xml\r\n\
+NT: urn:ses-com:device:SatIPServer:1\r\n\
+NTS: ssdp:alive\r\n\
+SERVER: Linux/6.1 UPnP/1.1 satipd/0.3\r\n\
+USN: uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c::urn:ses-com:device:SatIPServer:1\r\n\
+BOOTID.UPNP.ORG: 17\r\n\
+CONFIGID.UPNP.ORG: 0\r\n\
+DEVICEID.SES.COM: 1\r\n\
+\r\n";
+        assert_eq!(alive(&identity(), Nt::DeviceType), expected);
+        let mut id = identity();
+        id.search_port = Some(1901);
+        id.device_id = None;
+        let m = alive(&id, Nt::RootDevice);
+        assert_eq!(header(&m, "SEARCHPORT.UPNP.ORG"), Some("1901"));
+        assert_eq!(header(&m, "DEVICEID.SES.COM"), None);
+    }
+
+    #[test]
+    fn checklist_109_three_alive_messages() {
+        let set = alive_set(&identity());
+        let rows: Vec<(Option<&str>, Option<&str>)> = set
+            .iter()
+            .map(|m| (header(m, "NT"), header(m, "USN")))
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (Some("upnp:rootdevice"), Some("uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c::upnp:rootdevice")),
+                (Some("uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c"), Some("uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c")),
+                (
+                    Some("urn:ses-com:device:SatIPServer:1"),
+                    Some("uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c::urn:ses-com:device:SatIPServer:1")
+                ),
+            ]
+        );
+        for m in &set {
+            assert!(m.starts_with("NOTIFY * HTTP/1.1\r\n") && m.ends_with("\r\n\r\n"));
+            assert_eq!(header(m, "HOST"), Some(SSDP_HOST));
+        }
+    }
+
+    #[test]
+    fn checklist_110_alive_headers() {
+        for m in alive_set(&identity()) {
+            for h in [
+                "HOST",
+                "CACHE-CONTROL",
+                "LOCATION",
+                "NT",
+                "NTS",
+                "SERVER",
+                "USN",
+                "BOOTID.UPNP.ORG",
+                "CONFIGID.UPNP.ORG",
+                "DEVICEID.SES.COM",
+            ] {
+                assert!(header(&m, h).is_some(), "{h} missing in {m}");
+            }
+            // And our parser reads it back.
+            match parse_message(m.as_bytes()) {
+                Ok(Message::Notify(n)) => {
+                    assert_eq!(n.nts, Nts::Alive);
+                    assert_eq!(n.max_age, Some(1800));
+                    assert_eq!(
+                        (n.boot_id, n.config_id, n.device_id),
+                        (Some(17), Some(0), Some(1))
+                    );
+                    assert_eq!(n.uuid(), Some(UUID));
+                    assert_eq!(n.location.as_deref(), Some("http://10.0.0.5:8080/desc.xml"));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn checklist_112_byebye_headers() {
+        let set = byebye_set(&identity());
+        assert_eq!(
+            set[0],
+            "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: upnp:rootdevice\r\nNTS: ssdp:byebye\r\n\
+USN: uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c::upnp:rootdevice\r\nBOOTID.UPNP.ORG: 17\r\nCONFIGID.UPNP.ORG: 0\r\n\r\n"
+        );
+        for m in &set {
+            for absent in ["CACHE-CONTROL", "LOCATION", "SERVER", "DEVICEID.SES.COM"] {
+                assert!(header(m, absent).is_none(), "{absent} in byebye");
+            }
+            assert!(matches!(
+                parse_message(m.as_bytes()),
+                Ok(Message::Notify(Notify {
+                    nts: Nts::ByeBye,
+                    ..
+                }))
+            ));
+        }
+    }
+
+    #[test]
+    fn msearch_spec_example() {
+        let msg = b"M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\n\
+ST: urn:ses-com:device:SatIPServer:1\r\nUSER-AGENT: Android/14 UPnP/1.1 someapp/2.0\r\n\r\n";
+        let expected = SearchRequest {
+            host: Some("239.255.255.250:1900".to_owned()),
+            mx: Some(2),
+            st: SATIP_DEVICE_TYPE.to_owned(),
+            user_agent: Some("Android/14 UPnP/1.1 someapp/2.0".to_owned()),
+            device_id: None,
+        };
+        assert_eq!(parse_message(msg), Ok(Message::Search(expected.clone())));
+        assert_eq!(expected.check(true), Ok(()));
+        assert_eq!(expected.max_delay_ms(), 2000);
+        assert_eq!(expected.targets(UUID), vec![Nt::DeviceType]);
+    }
+
+    #[test]
+    fn checklist_114_search_response() {
+        let date = http_date(1_741_112_411);
+        assert_eq!(date, "Tue, 04 Mar 2025 18:20:11 GMT");
+        let expected = "HTTP/1.1 200 OK\r\n\
+CACHE-CONTROL: max-age=1800\r\n\
+DATE: Tue, 04 Mar 2025 18:20:11 GMT\r\n\
+EXT:\r\n\
+LOCATION: http://10.0.0.5:8080/desc.xml\r\n\
+SERVER: Linux/6.1 UPnP/1.1 satipd/0.3\r\n\
+ST: urn:ses-com:device:SatIPServer:1\r\n\
+USN: uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c::urn:ses-com:device:SatIPServer:1\r\n\
+BOOTID.UPNP.ORG: 17\r\n\
+CONFIGID.UPNP.ORG: 0\r\n\
+\r\n";
+        let r = search_response(&identity(), Nt::DeviceType, Some(&date), None);
+        assert_eq!(r, expected);
+        assert!(header(&r, "DEVICEID.SES.COM").is_none());
+        let r = search_response(&identity(), Nt::DeviceType, None, Some(1));
+        assert_eq!(header(&r, "DEVICEID.SES.COM"), Some("1"));
+        assert!(header(&r, "DATE").is_none());
+        match parse_message(r.as_bytes()) {
+            Ok(Message::Response(resp)) => {
+                assert_eq!(resp.status, 200);
+                assert_eq!(resp.st.as_deref(), Some(SATIP_DEVICE_TYPE));
+                assert_eq!(resp.device_id, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn checklist_115_ssdp_all_gets_three() {
+        let s = search("ssdp:all");
+        assert_eq!(s.targets(UUID), Nt::ALL.to_vec());
+        let sts: Vec<String> = s
+            .targets(UUID)
+            .into_iter()
+            .map(|nt| search_response(&identity(), nt, None, None))
+            .filter_map(|r| header(&r, "ST").map(str::to_owned))
+            .collect();
+        assert_eq!(
+            sts,
+            vec![
+                "upnp:rootdevice".to_owned(),
+                format!("uuid:{UUID}"),
+                SATIP_DEVICE_TYPE.to_owned()
+            ]
+        );
+        assert_eq!(
+            search("upnp:rootdevice").targets(UUID),
+            vec![Nt::RootDevice]
+        );
+        assert_eq!(
+            search(&format!("uuid:{}", UUID.to_uppercase())).targets(UUID),
+            vec![Nt::Uuid]
+        );
+    }
+
+    #[test]
+    fn checklist_116_unrelated_st_no_reply() {
+        assert!(search("urn:schemas-upnp-org:device:MediaServer:1")
+            .targets(UUID)
+            .is_empty());
+        assert!(search("uuid:00000000-0000-0000-0000-000000000000")
+            .targets(UUID)
+            .is_empty());
+    }
+
+    #[test]
+    fn checklist_117_mixed_case_headers() {
+        let msg = b"M-SEARCH * HTTP/1.1\r\nHost:239.255.255.250:1900\r\nMan:\"ssdp:discover\"\r\nMx:1\r\n\
+St:urn:ses-com:device:SatIPServer:1\r\n\r\n";
+        match parse_message(msg) {
+            Ok(Message::Search(s)) => {
+                assert_eq!(s.targets(UUID), vec![Nt::DeviceType]);
+                assert_eq!(s.mx, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Bare LF line ends and no final empty line are tolerated too.
+        let msg = b"M-SEARCH * HTTP/1.1\nMAN: \"ssdp:discover\"\nST: ssdp:all";
+        assert!(matches!(parse_message(msg), Ok(Message::Search(_))));
+    }
+
+    #[test]
+    fn msearch_rejections() {
+        let ok = "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\nST: ssdp:all\r\n\r\n";
+        assert!(parse_message(ok.as_bytes()).is_ok());
+        let cases: Vec<(String, ParseError)> = vec![
+            (
+                ok.replace("\"ssdp:discover\"", "ssdp:discover"),
+                ParseError::BadValue("MAN"),
+            ),
+            (
+                ok.replace("MAN: \"ssdp:discover\"\r\n", ""),
+                ParseError::MissingHeader("MAN"),
+            ),
+            (
+                ok.replace("ST: ssdp:all\r\n", ""),
+                ParseError::MissingHeader("ST"),
+            ),
+            (
+                ok.replace("ST: ssdp:all", "ST:"),
+                ParseError::MissingHeader("ST"),
+            ),
+            (ok.replace("MX: 2", "MX: two"), ParseError::BadValue("MX")),
+            (ok.replace("MX: 2", "MX: -1"), ParseError::BadValue("MX")),
+            (
+                ok.replace("MX: 2", "MX: 99999999999"),
+                ParseError::BadValue("MX"),
+            ),
+            (
+                ok.replace(
+                    "ST: ssdp:all\r\n",
+                    "ST: ssdp:all\r\nst: upnp:rootdevice\r\n",
+                ),
+                ParseError::DuplicateHeader("ST"),
+            ),
+            (
+                ok.replace("MX: 2\r\n", "MX: 2\r\n continued\r\n"),
+                ParseError::MalformedHeader,
+            ),
+            (
+                ok.replace("MX: 2\r\n", "garbage line\r\n"),
+                ParseError::MalformedHeader,
+            ),
+            (
+                ok.replace("MX: 2\r\n", ": x\r\n"),
+                ParseError::MalformedHeader,
+            ),
+            (
+                ok.replace("M-SEARCH * HTTP/1.1", "M-SEARCH / HTTP/1.1"),
+                ParseError::BadStartLine,
+            ),
+            (
+                ok.replace("M-SEARCH * HTTP/1.1", "GET / HTTP/1.1"),
+                ParseError::BadStartLine,
+            ),
+            (
+                ok.replace("DEVICEID", "x")
+                    .replace("MX: 2", "DEVICEID.SES.COM: 300"),
+                ParseError::BadValue("DEVICEID.SES.COM"),
+            ),
+            (String::new(), ParseError::Truncated),
+            ("\r\n".to_owned(), ParseError::Truncated),
+        ];
+        for (msg, e) in cases {
+            assert_eq!(parse_message(msg.as_bytes()), Err(e), "{msg:?}");
+        }
+        assert_eq!(parse_message(&[0xff, 0xfe]), Err(ParseError::NotUtf8));
+        let big = format!("{ok}{}", "x".repeat(MAX_MESSAGE_LEN));
+        assert!(matches!(
+            parse_message(big.as_bytes()),
+            Err(ParseError::TooLarge(_))
+        ));
+        let many = ok.replace("MX: 2\r\n", &"X-A: 1\r\n".repeat(MAX_HEADERS + 1));
+        assert_eq!(parse_message(many.as_bytes()), Err(ParseError::Truncated));
+        // MX is only required on multicast searches.
+        let unicast = ok.replace("MX: 2\r\n", "");
+        match parse_message(unicast.as_bytes()) {
+            Ok(Message::Search(s)) => {
+                assert_eq!(s.check(false), Ok(()));
+                assert_eq!(s.check(true), Err(ParseError::MissingHeader("MX")));
+                assert_eq!(s.max_delay_ms(), 0);
+            }
+            other => panic!("{other:?}"),
+        }
+        // MX is capped at 5 s.
+        assert_eq!(search("ssdp:all").max_delay_ms(), 2000);
+        let s = SearchRequest {
+            host: None,
+            mx: Some(120),
+            st: String::new(),
+            user_agent: None,
+            device_id: None,
+        };
+        assert_eq!(s.max_delay_ms(), 5000);
+    }
+
+    #[test]
+    fn notify_from_others_and_own_packets() {
+        let other = "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: no-cache, max-age=120\r\n\
+LOCATION: http://10.0.0.9/desc.xml\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\nSERVER: x\r\n\
+USN: uuid:11111111-2222-3333-4444-555555555555::upnp:rootdevice\r\nDEVICEID.SES.COM: 1\r\nSEARCHPORT.UPNP.ORG: 1901\r\n\r\n";
+        let m = parse_message(other.as_bytes()).expect("notify");
+        assert_eq!(
+            m.sender_uuid(),
+            Some("11111111-2222-3333-4444-555555555555")
+        );
+        match m {
+            Message::Notify(n) => {
+                assert_eq!(n.max_age, Some(120));
+                assert_eq!(n.search_port, Some(1901));
+                assert_eq!(n.device_id, Some(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let own = parse_message(alive(&identity(), Nt::Uuid).as_bytes()).expect("own");
+        assert_eq!(own.sender_uuid(), Some(UUID));
+        let bad = other.replace("ssdp:alive", "ssdp:dead");
+        assert_eq!(
+            parse_message(bad.as_bytes()),
+            Err(ParseError::BadValue("NTS"))
+        );
+        let bad = other.replace("max-age=120", "max-age=soon");
+        assert_eq!(
+            parse_message(bad.as_bytes()),
+            Err(ParseError::BadValue("CACHE-CONTROL"))
+        );
+        assert!(is_valid_uuid(UUID));
+        assert!(!is_valid_uuid("3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0"));
+        assert!(!is_valid_uuid("zf2a9c10-5b7e-4d21-9a0c-00155d0a0b0c"));
+        assert_eq!(usn_uuid("uuid:abc::upnp:rootdevice"), Some("abc"));
+        assert_eq!(usn_uuid("abc"), None);
+    }
+
+    #[test]
+    fn checklist_118_conflict_while_joining() {
+        let mut n = DeviceIdNegotiator::new(1);
+        n.announced(10_000);
+        // A defender asks within 5 s: answer with the clashing id, announce id + 1.
+        let v = n.on_search(Some(1), 12_000);
+        assert_eq!(
+            v,
+            SearchVerdict::Yield {
+                old_id: 1,
+                new_id: 2
+            }
+        );
+        let reply = search_response(&identity(), Nt::DeviceType, None, Some(1));
+        assert_eq!(header(&reply, "DEVICEID.SES.COM"), Some("1"));
+        let mut id = identity();
+        id.boot_id = next_boot_id(id.boot_id);
+        id.device_id = Some(n.device_id());
+        for m in alive_set(&id) {
+            assert_eq!(header(&m, "DEVICEID.SES.COM"), Some("2"));
+            assert_eq!(header(&m, "BOOTID.UPNP.ORG"), Some("18"));
+        }
+        n.announced(12_100);
+        // Repeats of the same defence (one per NOTIFY of the old set) change nothing more.
+        assert_eq!(
+            n.on_search(Some(1), 12_200),
+            SearchVerdict::Answer { device_id: Some(2) }
+        );
+        // Not settled until 5 s after the new announcement.
+        assert_eq!(n.poll(17_000), None);
+        assert_eq!(n.poll(17_100), Some(2));
+        assert_eq!(n.poll(18_000), None, "reported once");
+        assert!(n.is_settled());
+        // Later change requests are refused.
+        assert_eq!(
+            n.on_search(Some(2), 30_000),
+            SearchVerdict::Refuse { device_id: 2 }
+        );
+        let r = search_refusal(&identity(), 2);
+        assert!(r.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert_eq!(header(&r, "DEVICEID.SES.COM"), Some("2"));
+        // Ordinary client searches carry no id and get none.
+        assert_eq!(
+            n.on_search(None, 30_000),
+            SearchVerdict::Answer { device_id: None }
+        );
+    }
+
+    #[test]
+    fn device_id_window_and_range() {
+        let mut n = DeviceIdNegotiator::new(254);
+        // Before announcing, nobody can clash with us.
+        assert_eq!(
+            n.on_search(Some(254), 0),
+            SearchVerdict::Answer {
+                device_id: Some(254)
+            }
+        );
+        n.announced(0);
+        assert_eq!(
+            n.on_search(Some(254), 4_999),
+            SearchVerdict::Yield {
+                old_id: 254,
+                new_id: 1
+            }
+        );
+        n.announced(5_000);
+        // Past the window but not yet polled: treated as settled.
+        assert_eq!(
+            n.on_search(Some(1), 10_000),
+            SearchVerdict::Refuse { device_id: 1 }
+        );
+        assert_eq!(DeviceIdNegotiator::new(0).device_id(), 1);
+        assert_eq!(DeviceIdNegotiator::new(255).device_id(), 1);
+        assert_eq!(next_device_id(1), 2);
+        assert_eq!(next_device_id(253), 254);
+        assert_eq!(next_device_id(254), 1);
+        assert_eq!(next_device_id(0), 1);
+        assert_eq!(n.poll(u64::MAX), Some(1));
+        let mut late = DeviceIdNegotiator::new(3);
+        assert_eq!(late.poll(1_000_000), None, "never announced, never settles");
+    }
+
+    #[test]
+    fn checklist_119_defend_settled_id() {
+        let us = DeviceIdNegotiator::settled(1);
+        let joiner = "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\n\
+USN: uuid:11111111-2222-3333-4444-555555555555::upnp:rootdevice\r\nDEVICEID.SES.COM: 1\r\n\r\n";
+        let Ok(Message::Notify(n)) = parse_message(joiner.as_bytes()) else {
+            panic!("notify")
+        };
+        assert_eq!(
+            us.on_notify(&n, UUID),
+            Some(Defend {
+                device_id: 1,
+                port: SSDP_PORT
+            })
+        );
+        // Byte-exact defence of §8.6 step 2 (HOST = target address).
+        assert_eq!(
+            defend_search("10.0.0.9:1900", "Linux/6.1 UPnP/1.1 satipd/0.3", 1),
+            "M-SEARCH * HTTP/1.1\r\nHOST: 10.0.0.9:1900\r\nMAN: \"ssdp:discover\"\r\nST: urn:ses-com:device:SatIPServer:1\r\n\
+USER-AGENT: Linux/6.1 UPnP/1.1 satipd/0.3\r\nDEVICEID.SES.COM: 1\r\n\r\n"
+        );
+        // The joiner parses it as a server-to-server search.
+        let Ok(Message::Search(s)) =
+            parse_message(defend_search("10.0.0.9:1900", "x", 1).as_bytes())
+        else {
+            panic!("search")
+        };
+        assert_eq!(s.device_id, Some(1));
+        assert_eq!(s.check(false), Ok(()));
+        // No defence: other id, our own NOTIFY, byebye, or we are not settled ourselves.
+        let Ok(Message::Notify(other_id)) =
+            parse_message(joiner.replace("ID.SES.COM: 1", "ID.SES.COM: 2").as_bytes())
+        else {
+            panic!("notify")
+        };
+        assert_eq!(us.on_notify(&other_id, UUID), None);
+        let Ok(Message::Notify(own)) = parse_message(alive(&identity(), Nt::RootDevice).as_bytes())
+        else {
+            panic!("notify")
+        };
+        assert_eq!(us.on_notify(&own, UUID), None);
+        let Ok(Message::Notify(bye)) =
+            parse_message(joiner.replace("ssdp:alive", "ssdp:byebye").as_bytes())
+        else {
+            panic!("notify")
+        };
+        assert_eq!(us.on_notify(&bye, UUID), None);
+        assert_eq!(DeviceIdNegotiator::new(1).on_notify(&n, UUID), None);
+        let Ok(Message::Notify(sp)) = parse_message(
+            joiner
+                .replace("\r\n\r\n", "\r\nSEARCHPORT.UPNP.ORG: 1902\r\n\r\n")
+                .as_bytes(),
+        ) else {
+            panic!("notify")
+        };
+        assert_eq!(
+            us.on_notify(&sp, UUID),
+            Some(Defend {
+                device_id: 1,
+                port: 1902
+            })
+        );
+    }
+
+    #[test]
+    fn checklist_120_boot_id_grows() {
+        assert!(next_boot_id(17) > 17);
+        assert_eq!(next_boot_id(0x7FFF_FFFE), 0x7FFF_FFFF);
+        assert_eq!(next_boot_id(0x7FFF_FFFF), 1);
+        assert_eq!(next_boot_id(u32::MAX), 1);
+        // The stored, settled id is reused as is after a restart.
+        assert_eq!(DeviceIdNegotiator::new(7).device_id(), 7);
+    }
+
+    fn spec_description() -> DeviceDescription {
+        DeviceDescription {
+            config_id: 0,
+            friendly_name: "satipd living room".to_owned(),
+            manufacturer: "Example Project".to_owned(),
+            manufacturer_url: Some("http://example.org/".to_owned()),
+            model_description: Some("satipd SAT>IP server for Linux DVB".to_owned()),
+            model_name: "satipd".to_owned(),
+            model_number: Some("0.3".to_owned()),
+            model_url: Some("http://example.org/satipd".to_owned()),
+            serial_number: Some("00155d0a0b0c".to_owned()),
+            uuid: UUID.to_owned(),
+            icons: default_icons(),
+            presentation_url: Some("/".to_owned()),
+            caps: SatipCaps {
+                dvbs2: 2,
+                dvbt2: 1,
+                dvbc: 1,
+                ..SatipCaps::default()
+            },
+            m3u_url: Some("/channels.m3u".to_owned()),
+        }
+    }
+
+    #[test]
+    fn description_spec_example() {
+        let expected = r#"<?xml version="1.0"?>
+<root xmlns="urn:schemas-upnp-org:device-1-0" configId="0">
+  <specVersion><major>1</major><minor>1</minor></specVersion>
+  <device>
+    <deviceType>urn:ses-com:device:SatIPServer:1</deviceType>
+    <friendlyName>satipd living room</friendlyName>
+    <manufacturer>Example Project</manufacturer>
+    <manufacturerURL>http://example.org/</manufacturerURL>
+    <modelDescription>satipd SAT&gt;IP server for Linux DVB</modelDescription>
+    <modelName>satipd</modelName>
+    <modelNumber>0.3</modelNumber>
+    <modelURL>http://example.org/satipd</modelURL>
+    <serialNumber>00155d0a0b0c</serialNumber>
+    <UDN>uuid:3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c</UDN>
+    <iconList>
+      <icon><mimetype>image/png</mimetype><width>48</width><height>48</height><depth>24</depth><url>/img/icon48.png</url></icon>
+      <icon><mimetype>image/png</mimetype><width>120</width><height>120</height><depth>24</depth><url>/img/icon120.png</url></icon>
+      <icon><mimetype>image/jpeg</mimetype><width>48</width><height>48</height><depth>24</depth><url>/img/icon48.jpg</url></icon>
+      <icon><mimetype>image/jpeg</mimetype><width>120</width><height>120</height><depth>24</depth><url>/img/icon120.jpg</url></icon>
+    </iconList>
+    <presentationURL>/</presentationURL>
+    <satip:X_SATIPCAP xmlns:satip="urn:ses-com:satip">DVBS2-2,DVBT2-1,DVBC-1</satip:X_SATIPCAP>
+    <satip:X_SATIPM3U xmlns:satip="urn:ses-com:satip">/channels.m3u</satip:X_SATIPM3U>
+  </device>
+</root>"#;
+        assert_eq!(spec_description().to_xml(), expected);
+    }
+
+    #[test]
+    fn checklist_104_config_id_matches() {
+        let mut d = spec_description();
+        d.config_id = 42;
+        let mut id = identity();
+        id.config_id = 42;
+        assert!(d
+            .to_xml()
+            .contains("<root xmlns=\"urn:schemas-upnp-org:device-1-0\" configId=\"42\">"));
+        assert_eq!(
+            header(&alive(&id, Nt::Uuid), "CONFIGID.UPNP.ORG"),
+            Some("42")
+        );
+        assert!(d.to_xml().ends_with("</root>"));
+    }
+
+    #[test]
+    fn checklist_105_device_type_and_udn() {
+        let xml = spec_description().to_xml();
+        assert!(xml.contains("<deviceType>urn:ses-com:device:SatIPServer:1</deviceType>"));
+        let udn = xml
+            .split("<UDN>")
+            .nth(1)
+            .and_then(|r| r.split("</UDN>").next())
+            .expect("UDN");
+        for m in alive_set(&identity()) {
+            assert!(header(&m, "USN").is_some_and(|usn| usn.starts_with(udn)));
+        }
+    }
+
+    #[test]
+    fn checklist_106_satipcap() {
+        let mut caps = SatipCaps::default();
+        assert_eq!(caps.to_string(), "DVBS2-0");
+        caps.add_frontend(&["dvbs", "dvbs2"]);
+        caps.add_frontend(&["dvbt"]);
+        caps.add_frontend(&["dvbt"]);
+        caps.add_frontend(&["dvbt", "dvbt2", "dvbc"]);
+        caps.add_frontend(&["DVBT2", "dvbc2"]);
+        caps.add_frontend(&["dvbc"]);
+        assert_eq!(caps.to_string(), "DVBS2-1,DVBT-2,DVBT2-2,DVBC-2,DVBC2-1");
+        let caps = SatipCaps {
+            dvbs2: 1,
+            dvbt: 2,
+            dvbt2: 2,
+            dvbc: 1,
+            dvbc2: 0,
+        };
+        assert_eq!(caps.to_string(), "DVBS2-1,DVBT-2,DVBT2-2,DVBC-1");
+        assert_eq!(caps.total(), 6);
+        assert_eq!(
+            SatipCaps {
+                dvbs2: 12,
+                ..SatipCaps::default()
+            }
+            .to_string(),
+            "DVBS2-12"
+        );
+        // Grammar SYS-N(,SYS-N)* with the satip prefix bound to urn:ses-com:satip.
+        for entry in caps.to_string().split(',') {
+            let (sys, n) = entry.split_once('-').expect("SYS-N");
+            assert!(["DVBS2", "DVBT", "DVBT2", "DVBC", "DVBC2"].contains(&sys));
+            assert!(!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        }
+        let mut d = spec_description();
+        d.caps = caps;
+        assert!(d.to_xml().contains(
+            "<satip:X_SATIPCAP xmlns:satip=\"urn:ses-com:satip\">DVBS2-1,DVBT-2,DVBT2-2,DVBC-1</satip:X_SATIPCAP>"
+        ));
+    }
+
+    #[test]
+    fn checklist_107_icons() {
+        let icons = default_icons();
+        for mime in ["image/png", "image/jpeg"] {
+            for size in [48, 120] {
+                assert!(icons
+                    .iter()
+                    .any(|i| i.mimetype == mime && i.width == size && i.height == size));
+            }
+        }
+        assert!(icons.iter().all(|i| i.url.starts_with('/')));
+    }
+
+    #[test]
+    fn xml_escaping() {
+        assert_eq!(
+            xml_escape("a<b>&\"c'\u{1}"),
+            "a&lt;b&gt;&amp;&quot;c&apos; "
+        );
+        let mut d = spec_description();
+        d.friendly_name = "Tom & Jerry's <tuner>".to_owned();
+        d.m3u_url = None;
+        d.presentation_url = None;
+        d.icons.clear();
+        let xml = d.to_xml();
+        assert!(xml.contains("<friendlyName>Tom &amp; Jerry&apos;s &lt;tuner&gt;</friendlyName>"));
+        assert!(
+            !xml.contains("X_SATIPM3U")
+                && !xml.contains("iconList")
+                && !xml.contains("presentationURL")
+        );
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(4_102_444_799), "Thu, 31 Dec 2099 23:59:59 GMT");
+        let _ = http_date(u64::MAX);
+    }
+
+    /// Deterministic pseudo-random datagrams: nothing may panic.
+    #[test]
+    fn never_panics_on_garbage() {
+        let seeds: [&[u8]; 3] = [
+            b"M-SEARCH * HTTP/1.1\r\nMAN: \"ssdp:discover\"\r\nMX: 2\r\nST: ssdp:all\r\nDEVICEID.SES.COM: 1\r\n\r\n",
+            b"NOTIFY * HTTP/1.1\r\nNT: a\r\nNTS: ssdp:alive\r\nUSN: uuid:x::y\r\nCACHE-CONTROL: max-age=5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nST: x\r\nUSN: uuid:y\r\n\r\n",
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut n = DeviceIdNegotiator::new(1);
+        for round in 0..6000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut data = seeds[(round % 3) as usize].to_vec();
+            for k in 0..(x % 6) {
+                let pos = ((x >> (8 * k)) as usize) % (data.len() + 1);
+                let byte = (x >> (5 * k)) as u8;
+                match (x >> (3 * k)) % 3 {
+                    0 => data.insert(pos, byte),
+                    1 if pos < data.len() => {
+                        data.remove(pos);
+                    }
+                    _ => data.truncate(pos),
+                }
+            }
+            match parse_message(&data) {
+                Ok(Message::Search(s)) => {
+                    let _ = s.targets(UUID);
+                    let _ = n.on_search(s.device_id, round);
+                }
+                Ok(Message::Notify(nt)) => {
+                    let _ = n.on_notify(&nt, UUID);
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -253,18 +253,18 @@ impl FeedSink for ElementSink {
             gst::element_error!(
                 e,
                 gst::ResourceError::NotFound,
-                [
+                (
                     "Could not lock within tuning-timeout ({} ms): {}",
                     timeout / 1_000_000,
                     reason
-                ]
+                )
             );
         }
     }
 
     fn failed(&self, reason: &str) {
         if let Some(e) = self.element.upgrade() {
-            gst::element_error!(e, gst::ResourceError::Read, ["Frontend failed: {}", reason]);
+            gst::element_error!(e, gst::ResourceError::Read, ("Frontend failed: {}", reason));
         }
     }
 }
@@ -320,11 +320,11 @@ impl DvbTunerSrc {
             gst::element_imp_warning!(
                 self,
                 gst::ResourceError::Read,
-                [
+                (
                     "Lost lock on adapter {} frontend {}; streaming resumes when lock returns",
                     st.adapter,
                     st.frontend
-                ]
+                )
             );
         }
         let msg = gst::message::Element::builder(status_structure("dvb-tuner-lock", st))
@@ -341,7 +341,7 @@ impl DvbTunerSrc {
         let req = settings.to_request().map_err(|i| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
-                ["Invalid property '{}': {}", i.property, i.reason]
+                ("Invalid property '{}': {}", i.property, i.reason)
             )
         })?;
         let what = req.transponder.to_string();
@@ -353,16 +353,16 @@ impl DvbTunerSrc {
             LeaseError::Pool(crate::proto::tuner_pool::PoolError::Busy) => {
                 gst::error_msg!(
                     gst::ResourceError::Busy,
-                    ["No frontend free for {}: {}", what, e]
+                    ("No frontend free for {}: {}", what, e)
                 )
             }
             LeaseError::Pool(_) => gst::error_msg!(
                 gst::ResourceError::NotFound,
-                ["No frontend for {}: {}", what, e]
+                ("No frontend for {}: {}", what, e)
             ),
             LeaseError::Backend(e) => gst::error_msg!(
                 gst::ResourceError::OpenRead,
-                ["Cannot open frontend for {}: {}", what, e]
+                ("Cannot open frontend for {}: {}", what, e)
             ),
         })?;
         gst::info!(
@@ -621,11 +621,11 @@ impl ObjectImpl for DvbTunerSrc {
                         gst::element_imp_warning!(
                             self,
                             gst::ResourceError::Settings,
-                            [
+                            (
                                 "Invalid property 'pids' value {:?}: {}; keeping the previous PIDs",
                                 v,
                                 e
-                            ]
+                            )
                         );
                     }
                 }

@@ -228,7 +228,10 @@ pub enum QueryError {
 
 impl QueryError {
     fn syntax(reason: SyntaxReason, text: &str) -> QueryError {
-        QueryError::Syntax { reason, text: sanitize_token(text) }
+        QueryError::Syntax {
+            reason,
+            text: sanitize_token(text),
+        }
     }
 
     fn out_of_range(mut v: Vec<Violation>) -> QueryError {
@@ -327,7 +330,13 @@ impl std::error::Error for QueryError {}
 fn sanitize_token(s: &str) -> String {
     s.chars()
         .take(64)
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -409,14 +418,18 @@ impl DeliverySystem {
 
     /// Parse an `msys` value (already lower case).
     pub fn from_query_name(s: &str) -> Option<DeliverySystem> {
-        DeliverySystem::ALL.iter().copied().find(|d| d.query_name() == s)
+        DeliverySystem::ALL
+            .iter()
+            .copied()
+            .find(|d| d.query_name() == s)
     }
 
     pub fn family(self) -> Family {
         match self {
-            DeliverySystem::DvbS | DeliverySystem::DvbS2 | DeliverySystem::IsdbS | DeliverySystem::Dss => {
-                Family::Satellite
-            }
+            DeliverySystem::DvbS
+            | DeliverySystem::DvbS2
+            | DeliverySystem::IsdbS
+            | DeliverySystem::Dss => Family::Satellite,
             DeliverySystem::DvbT
             | DeliverySystem::DvbT2
             | DeliverySystem::Atsc
@@ -616,7 +629,11 @@ impl Modulation {
 
     /// Accepts the spec spelling (`64qam`) and [TVH]'s `qam64`.
     fn from_query_name(s: &str) -> Option<Modulation> {
-        if let Some(m) = Modulation::ALL.iter().copied().find(|m| m.query_name() == s) {
+        if let Some(m) = Modulation::ALL
+            .iter()
+            .copied()
+            .find(|m| m.query_name() == s)
+        {
             return Some(m);
         }
         match s {
@@ -653,7 +670,10 @@ impl Modulation {
         match msys {
             DeliverySystem::DvbS | DeliverySystem::Dss => self == Qpsk,
             DeliverySystem::DvbS2 | DeliverySystem::IsdbS => {
-                matches!(self, Qpsk | Psk8 | Apsk16 | Apsk32 | Apsk64 | Apsk128 | Apsk256)
+                matches!(
+                    self,
+                    Qpsk | Psk8 | Apsk16 | Apsk32 | Apsk64 | Apsk128 | Apsk256
+                )
             }
             DeliverySystem::DvbT | DeliverySystem::DvbH => matches!(self, Qpsk | Qam16 | Qam64),
             DeliverySystem::DvbT2 => matches!(self, Qpsk | Qam16 | Qam64 | Qam256),
@@ -849,7 +869,10 @@ impl TransmissionMode {
     }
 
     fn from_query_name(s: &str) -> Option<TransmissionMode> {
-        TransmissionMode::ALL.iter().copied().find(|t| t.query_name() == s)
+        TransmissionMode::ALL
+            .iter()
+            .copied()
+            .find(|t| t.query_name() == s)
     }
 
     /// Nick of dvbsrc's `trans-mode` enum (same spelling as the query).
@@ -903,7 +926,10 @@ impl GuardInterval {
     }
 
     fn from_query_name(s: &str) -> Option<GuardInterval> {
-        GuardInterval::ALL.iter().copied().find(|g| g.query_name() == s)
+        GuardInterval::ALL
+            .iter()
+            .copied()
+            .find(|g| g.query_name() == s)
     }
 
     /// Nick of dvbsrc's `guard` enum.
@@ -1358,7 +1384,9 @@ impl TuningParams {
                 }
                 match self.sr {
                     None => fail(Attr::Sr, Reason::Missing),
-                    Some(sr) if !(100..=100_000).contains(&sr) => fail(Attr::Sr, Reason::OutOfRange),
+                    Some(sr) if !(100..=100_000).contains(&sr) => {
+                        fail(Attr::Sr, Reason::OutOfRange)
+                    }
                     Some(sr) => t.symbol_rate = Some(sr),
                 }
                 if is_s2 {
@@ -1389,7 +1417,11 @@ impl TuningParams {
             }
             Family::Cable => {
                 if let Some(bw) = self.bw_khz.and_then(Choice::fixed) {
-                    let allowed: &[u32] = if is_c2 { &[6000, 8000] } else { &[6000, 7000, 8000] };
+                    let allowed: &[u32] = if is_c2 {
+                        &[6000, 8000]
+                    } else {
+                        &[6000, 7000, 8000]
+                    };
                     if allowed.contains(&bw) {
                         t.bandwidth_hz = Some(bw.saturating_mul(1000));
                     } else {
@@ -1541,7 +1573,10 @@ impl Query {
 pub fn parse_query(query: &str) -> Result<Query, QueryError> {
     let query = query.strip_prefix('?').unwrap_or(query);
     if query.len() > MAX_QUERY_LEN {
-        return Err(QueryError::UriTooLong { len: query.len(), max: MAX_QUERY_LEN });
+        return Err(QueryError::UriTooLong {
+            len: query.len(),
+            max: MAX_QUERY_LEN,
+        });
     }
     let mut q = Query::default();
     let mut seen = BTreeSet::new();
@@ -1594,7 +1629,8 @@ pub struct Target {
 /// Only `/` and `/stream=<u16>` (optionally with a trailing `/`) are valid paths; anything else
 /// is 400 with the offending attribute text (`/strem=1` → `Check-Syntax: strem`).
 pub fn parse_target(uri: &str) -> Result<Target, QueryError> {
-    let rest = match uri.find("://") {
+    let absolute = !uri.starts_with(['/', '*']);
+    let rest = match uri.find("://").filter(|_| absolute) {
         Some(i) => {
             let after = uri.get(i + 3..).unwrap_or("");
             match after.find(['/', '?']) {
@@ -1628,7 +1664,11 @@ pub fn parse_target(uri: &str) -> Result<Target, QueryError> {
         Some(q) => parse_query(q)?,
         None => Query::default(),
     };
-    Ok(Target { stream, query, has_query })
+    Ok(Target {
+        stream,
+        query,
+        has_query,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1714,7 +1754,11 @@ impl Tuning {
         if self.family() != Family::Satellite || self.frequency < 10_000_000 {
             return None;
         }
-        Some(if self.frequency < LNB_SLOF_KHZ { LnbBand::Low } else { LnbBand::High })
+        Some(if self.frequency < LNB_SLOF_KHZ {
+            LnbBand::Low
+        } else {
+            LnbBand::High
+        })
     }
 
     /// The sharing key of §10.2.
@@ -1749,7 +1793,11 @@ impl Tuning {
             bw_khz: self.bandwidth_hz.map(|b| Choice::Fixed(b / 1000)),
             tmode: self.transmission_mode.map(Choice::Fixed),
             gi: self.guard_interval.map(Choice::Fixed),
-            plp: if self.family() == Family::Satellite { None } else { self.plp },
+            plp: if self.family() == Family::Satellite {
+                None
+            } else {
+                self.plp
+            },
             t2id: self.t2_system_id,
             sm: self.siso_miso,
             c2tft: self.c2_tuning_type,
@@ -1847,15 +1895,24 @@ impl Tuning {
     pub fn check_capabilities(&self, caps: &Capabilities) -> Result<(), QueryError> {
         let mut bad = Vec::new();
         if !caps.systems.contains(&self.delivery_system) {
-            bad.push(Violation { attr: Attr::Msys, reason: Reason::Unsupported });
+            bad.push(Violation {
+                attr: Attr::Msys,
+                reason: Reason::Unsupported,
+            });
         }
         if let Some(fe) = self.fe {
             if fe > caps.frontends {
-                bad.push(Violation { attr: Attr::Fe, reason: Reason::OutOfRange });
+                bad.push(Violation {
+                    attr: Attr::Fe,
+                    reason: Reason::OutOfRange,
+                });
             }
         }
         if self.family() == Family::Satellite && self.src > caps.satellite_sources {
-            bad.push(Violation { attr: Attr::Src, reason: Reason::OutOfRange });
+            bad.push(Violation {
+                attr: Attr::Src,
+                reason: Reason::OutOfRange,
+            });
         }
         if bad.is_empty() {
             Ok(())
@@ -1898,7 +1955,13 @@ impl TuningKey {
     /// Equal except for a frequency difference of at most 1 MHz.
     pub fn same_transponder(&self, other: &TuningKey) -> bool {
         self.freq_mhz.abs_diff(other.freq_mhz) <= 1
-            && TuningKey { freq_mhz: 0, ..*self } == TuningKey { freq_mhz: 0, ..*other }
+            && TuningKey {
+                freq_mhz: 0,
+                ..*self
+            } == TuningKey {
+                freq_mhz: 0,
+                ..*other
+            }
     }
 }
 
@@ -1961,15 +2024,25 @@ impl StreamSpec {
     /// the stream has no filters. More than `max_pids` PIDs → 503 `No-More: pids`.
     pub fn create(q: &Query, max_pids: usize) -> Result<StreamSpec, QueryError> {
         if q.addpids.is_some() {
-            return Err(QueryError::syntax(SyntaxReason::AddDelOnNewStream, "addpids"));
+            return Err(QueryError::syntax(
+                SyntaxReason::AddDelOnNewStream,
+                "addpids",
+            ));
         }
         if q.delpids.is_some() {
-            return Err(QueryError::syntax(SyntaxReason::AddDelOnNewStream, "delpids"));
+            return Err(QueryError::syntax(
+                SyntaxReason::AddDelOnNewStream,
+                "delpids",
+            ));
         }
         let tuning = q.tuning.resolve()?;
         let pids = q.pids.clone().unwrap_or_default();
         check_pid_limit(&pids, max_pids)?;
-        Ok(StreamSpec { params: q.tuning.clone(), tuning, pids })
+        Ok(StreamSpec {
+            params: q.tuning.clone(),
+            tuning,
+            pids,
+        })
     }
 
     /// Apply a PLAY / in-session SETUP query to this stream. Tuning attributes merge as in
@@ -1998,7 +2071,14 @@ impl StreamSpec {
         } else {
             Change::Unchanged
         };
-        Ok((StreamSpec { params, tuning, pids }, change))
+        Ok((
+            StreamSpec {
+                params,
+                tuning,
+                pids,
+            },
+            change,
+        ))
     }
 
     pub fn key(&self) -> TuningKey {
@@ -2039,7 +2119,11 @@ pub fn level_from_dbm_milli(mdbm: i64) -> u8 {
     let x = i128::from(mdbm) + 65_000;
     // 4.8 per dB = 48 per 10 000 milli-dB; round half away from zero.
     let scaled = x * 48;
-    let q = if scaled >= 0 { (scaled + 5000) / 10_000 } else { (scaled - 5000) / 10_000 };
+    let q = if scaled >= 0 {
+        (scaled + 5000) / 10_000
+    } else {
+        (scaled - 5000) / 10_000
+    };
     (q + 32).clamp(0, 255) as u8
 }
 
@@ -2066,8 +2150,17 @@ pub fn quality_from_snr_milli_db(mdb: i64) -> u8 {
 /// decimals; for DVB-S the mtype, pilots and roll-off fields are empty (spec example). Level is
 /// clamped to 0..255, quality to 0..15 and forced to 0 without lock. Without a tuning the
 /// satellite layout with empty fields is used.
-pub fn status_string(fe: u16, signal: SignalStatus, tuning: Option<&Tuning>, pids: &PidSet) -> String {
-    let quality = if signal.lock { signal.quality.min(15) } else { 0 };
+pub fn status_string(
+    fe: u16,
+    signal: SignalStatus,
+    tuning: Option<&Tuning>,
+    pids: &PidSet,
+) -> String {
+    let quality = if signal.lock {
+        signal.quality.min(15)
+    } else {
+        0
+    };
     let head = format!("{fe},{},{},{quality}", signal.level, u8::from(signal.lock));
     let Some(t) = tuning else {
         return format!("ver=1.0;src=1;tuner={head},,,,,,,,;pids={pids}");
@@ -2094,7 +2187,8 @@ pub fn status_string(fe: u16, signal: SignalStatus, tuning: Option<&Tuning>, pid
                 )
             };
             format!(
-                "ver=1.0;src={};tuner={head},{freq},{pol},{msys},{mtype},{plts},{ro},{sr},{fec};pids={pids}",
+                "ver=1.0;src={};tuner={head},{freq},{pol},{msys},{mtype},{plts},{ro},{sr},{fec};\
+                 pids={pids}",
                 t.src
             )
         }
@@ -2104,7 +2198,8 @@ pub fn status_string(fe: u16, signal: SignalStatus, tuning: Option<&Tuning>, pid
             let t2id = opt(t.t2_system_id.map(|x| x.to_string()));
             let sm = opt(t.siso_miso.map(|s| s.query_name().to_owned()));
             format!(
-                "ver=1.1;tuner={head},{freq},{bw},{msys},{tmode},{mtype},{gi},{fec},{plp},{t2id},{sm};pids={pids}"
+                "ver=1.1;tuner={head},{freq},{bw},{msys},{tmode},{mtype},{gi},{fec},{plp},{t2id},\
+                 {sm};pids={pids}"
             )
         }
         Family::Cable => {
@@ -2112,7 +2207,8 @@ pub fn status_string(fe: u16, signal: SignalStatus, tuning: Option<&Tuning>, pid
             let ds = opt(t.data_slice.map(|x| x.to_string()));
             let specinv = opt(t.spectral_inversion.map(|s| u8::from(s).to_string()));
             format!(
-                "ver=1.2;tuner={head},{freq},{bw},{msys},{mtype},{sr},{c2tft},{ds},{plp},{specinv};pids={pids}"
+                "ver=1.2;tuner={head},{freq},{bw},{msys},{mtype},{sr},{c2tft},{ds},{plp},\
+                 {specinv};pids={pids}"
             )
         }
     }
@@ -2181,16 +2277,1060 @@ where
     I: IntoIterator<Item = (u32, &'a str, &'a str)>,
 {
     let clean = |s: &str| -> String {
-        s.chars().map(|c| if c == '\r' || c == '\n' { ' ' } else { c }).collect()
+        s.chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect()
     };
     let mut out = String::from("#EXTM3U\r\n");
     for (number, name, url) in entries {
-        out.push_str(&format!("#EXTINF:0,{number}. {}\r\n{}\r\n", clean(name), clean(url)));
+        out.push_str(&format!(
+            "#EXTINF:0,{number}. {}\r\n{}\r\n",
+            clean(name),
+            clean(url)
+        ));
     }
     out
 }
 
 /// Latin-1 bytes of `s`; characters outside Latin-1 become `?`.
 pub fn to_latin1(s: &str) -> Vec<u8> {
-    s.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
+    s.chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAT_Q: &str = "?src=1&freq=11494&pol=h&ro=0.35&msys=dvbs2&mtype=8psk&plts=on&sr=22000&fec=23&pids=0,17,18,5100";
+    const TER_Q: &str =
+        "?freq=538&bw=8&msys=dvbt&tmode=8k&mtype=64qam&gi=14&fec=23&pids=0,16,17,18";
+    const CAB_Q: &str = "?freq=474&msys=dvbc&mtype=256qam&sr=6900&specinv=0&pids=0,16,17";
+    const C2_Q: &str = "?freq=650.5&bw=8&msys=dvbc2&c2tft=0&ds=0&plp=0&pids=0";
+
+    fn spec(q: &str) -> StreamSpec {
+        StreamSpec::create(&parse_query(q).expect("query parses"), DEFAULT_MAX_PIDS)
+            .expect("stream spec")
+    }
+
+    fn err(q: &str) -> QueryError {
+        match parse_query(q).and_then(|q| StreamSpec::create(&q, DEFAULT_MAX_PIDS)) {
+            Ok(s) => panic!("expected an error for {q}, got {s:?}"),
+            Err(e) => e,
+        }
+    }
+
+    fn pids(list: &[u16]) -> PidSet {
+        PidSet::from_pids(list.iter().copied())
+    }
+
+    fn locked(level: u8, quality: u8) -> SignalStatus {
+        SignalStatus {
+            level,
+            lock: true,
+            quality,
+        }
+    }
+
+    #[test]
+    fn spec_satellite_example() {
+        let s = spec(SAT_Q);
+        let t = &s.tuning;
+        assert_eq!(t.src, 1);
+        assert_eq!(t.fe, None);
+        assert_eq!(t.delivery_system, DeliverySystem::DvbS2);
+        assert_eq!(
+            t.frequency, 11_494_000,
+            "satellite frequency is kHz for dvbsrc"
+        );
+        assert_eq!(t.polarisation, Some(Polarisation::Horizontal));
+        assert_eq!(t.roll_off, Some(RollOff::R035));
+        assert_eq!(t.modulation, Some(Modulation::Psk8));
+        assert_eq!(t.pilots, Some(Pilots::On));
+        assert_eq!(t.symbol_rate, Some(22_000));
+        assert_eq!(t.code_rate, Some(CodeRate::R2_3));
+        assert_eq!(t.lnb_band(), Some(LnbBand::Low));
+        assert_eq!(s.pids, pids(&[0, 17, 18, 5100]));
+        assert_eq!(t.delivery_system.dvbsrc_nick(), Some("dvb-s2"));
+        assert_eq!(t.code_rate.and_then(CodeRate::dvbsrc_nick), Some("2/3"));
+        assert_eq!(t.polarisation.map(Polarisation::dvbsrc_polarity), Some("H"));
+    }
+
+    #[test]
+    fn spec_terrestrial_example() {
+        let t = spec(TER_Q).tuning;
+        assert_eq!(t.src, 1);
+        assert_eq!(t.delivery_system, DeliverySystem::DvbT);
+        assert_eq!(
+            t.frequency, 538_000_000,
+            "terrestrial frequency is Hz for dvbsrc"
+        );
+        assert_eq!(t.bandwidth_hz, Some(8_000_000));
+        assert_eq!(t.transmission_mode, Some(TransmissionMode::K8));
+        assert_eq!(t.modulation, Some(Modulation::Qam64));
+        assert_eq!(t.guard_interval, Some(GuardInterval::G1_4));
+        assert_eq!(t.code_rate, Some(CodeRate::R2_3));
+        assert_eq!(t.polarisation, None);
+        assert_eq!(t.symbol_rate, None);
+        assert_eq!(t.lnb_band(), None);
+    }
+
+    #[test]
+    fn spec_cable_examples() {
+        let t = spec(CAB_Q).tuning;
+        assert_eq!(t.delivery_system, DeliverySystem::DvbC);
+        assert_eq!(t.frequency, 474_000_000);
+        assert_eq!(t.modulation, Some(Modulation::Qam256));
+        assert_eq!(t.symbol_rate, Some(6900));
+        assert_eq!(t.spectral_inversion, Some(false));
+        assert_eq!(t.delivery_system.dvbsrc_nick(), Some("dvb-c-a"));
+
+        let c2 = spec(C2_Q).tuning;
+        assert_eq!(c2.delivery_system, DeliverySystem::DvbC2);
+        assert_eq!(c2.frequency, 650_500_000);
+        assert_eq!(c2.bandwidth_hz, Some(8_000_000));
+        assert_eq!(
+            (c2.c2_tuning_type, c2.data_slice, c2.plp),
+            (Some(0), Some(0), Some(0))
+        );
+        assert_eq!(c2.delivery_system.dvbsrc_nick(), None);
+    }
+
+    #[test]
+    fn t2_fields() {
+        let t = spec("freq=191.5&bw=1.712&msys=dvbt2&tmode=32k&mtype=256qam&gi=1128&fec=35&plp=3&t2id=1&sm=1")
+            .tuning;
+        assert_eq!(t.frequency, 191_500_000);
+        assert_eq!(t.bandwidth_hz, Some(1_712_000));
+        assert_eq!(t.plp, Some(3));
+        assert_eq!(t.stream_id(), Some(3));
+        assert_eq!(t.t2_system_id, Some(1));
+        assert_eq!(t.siso_miso, Some(SisoMiso::Miso));
+        // plp/t2id/sm are T2 only.
+        let t = spec("freq=538&msys=dvbt&plp=3&t2id=1&sm=1").tuning;
+        assert_eq!((t.plp, t.t2_system_id, t.siso_miso), (None, None, None));
+    }
+
+    #[test]
+    fn checklist_1_unknown_attribute_ignored() {
+        let with = spec(&format!("{SAT_Q}&foo=1&x_pmt=100&tvhweight=5&mcast=1"));
+        assert_eq!(with, spec(SAT_Q));
+    }
+
+    #[test]
+    fn checklist_2_order_independent() {
+        let shuffled = "?pids=0,17,18,5100&fec=23&sr=22000&plts=on&mtype=8psk&msys=dvbs2&ro=0.35&pol=h&freq=11494&src=1";
+        assert_eq!(spec(shuffled), spec(SAT_Q));
+        assert_eq!(
+            spec(shuffled).canonical_query(),
+            spec(SAT_Q).canonical_query()
+        );
+    }
+
+    #[test]
+    fn checklist_3_freq_integer_and_fixed_point() {
+        let base = "src=1&pol=h&msys=dvbs2&sr=22000";
+        assert_eq!(
+            spec(&format!("freq=11494&{base}")).tuning.frequency,
+            11_494_000
+        );
+        assert_eq!(
+            spec(&format!("freq=11494.5&{base}")).tuning.frequency,
+            11_494_500
+        );
+        assert_eq!(
+            spec(&format!("freq=11361.75&{base}")).tuning.frequency,
+            11_361_750
+        );
+        assert_eq!(
+            spec(&format!("freq=12603.5&{base}")).tuning.lnb_band(),
+            Some(LnbBand::High)
+        );
+        // Satellite 22402 MHz is out of range.
+        assert_eq!(
+            err(&format!("freq=22402&{base}")).body().as_deref(),
+            Some("Out-of-Range: freq")
+        );
+    }
+
+    #[test]
+    fn checklist_4_values_case_insensitive() {
+        let upper = "?src=1&freq=11494&pol=H&ro=0.35&msys=DVBS2&mtype=8PSK&plts=ON&sr=22000&fec=23&pids=0,17,18,5100";
+        assert_eq!(spec(upper), spec(SAT_Q));
+        assert_eq!(
+            spec("freq=474&msys=dvbc&mtype=QAM256&sr=6900")
+                .tuning
+                .modulation,
+            Some(Modulation::Qam256)
+        );
+        // Names stay case-sensitive: an upper-case name is an unknown attribute.
+        assert_eq!(
+            err("FREQ=11494&pol=h&msys=dvbs2&sr=22000")
+                .body()
+                .as_deref(),
+            Some("Out-of-Range: freq")
+        );
+    }
+
+    #[test]
+    fn checklist_5_empty_pairs_skipped() {
+        let q = "?src=1&&freq=11494&pol=h&&ro=0.35&msys=dvbs2&mtype=8psk&plts=on&sr=22000&fec=23&pids=0,17,18,5100&";
+        assert_eq!(spec(q), spec(SAT_Q));
+        // An empty value counts as absent.
+        assert_eq!(
+            spec("src=1&fe=&freq=11494&pol=h&msys=dvbs2&sr=22000")
+                .tuning
+                .fe,
+            None
+        );
+    }
+
+    #[test]
+    fn checklist_6_default_src() {
+        let q = SAT_Q.replace("src=1&", "");
+        assert_eq!(spec(&q).tuning.src, 1);
+        assert_eq!(spec(&q).tuning, spec(SAT_Q).tuning);
+        assert_eq!(spec(&q).canonical_query(), spec(SAT_Q).canonical_query());
+    }
+
+    #[test]
+    fn checklist_7_bad_pid_entries() {
+        for bad in ["0,8192", "0,-1", "0,abc", "0,17x", "all,0", "99999999999"] {
+            let e =
+                err(&format!("{SAT_Q}&foo=1").replace("pids=0,17,18,5100", &format!("pids={bad}")));
+            assert_eq!(e.status(), 403, "{bad}");
+            assert_eq!(e.body().as_deref(), Some("Out-of-Range: pids"), "{bad}");
+        }
+        let q = parse_query("addpids=8192");
+        assert_eq!(
+            q.map_err(|e| e.body()),
+            Err(Some("Out-of-Range: addpids".to_owned()))
+        );
+    }
+
+    #[test]
+    fn checklist_8_values_outside_allowed_set() {
+        for (from, to, attr) in [
+            ("pol=h", "pol=x", "pol"),
+            ("fec=23", "fec=99", "fec"),
+            ("ro=0.35", "ro=0.5", "ro"),
+        ] {
+            let e = err(&SAT_Q.replace(from, to));
+            assert_eq!(e.status(), 403);
+            assert_eq!(e.reason_phrase(), "Forbidden");
+            assert_eq!(e.body(), Some(format!("Out-of-Range: {attr}")));
+        }
+        // Several at once, in canonical order.
+        let e = err(&SAT_Q.replace("fec=23", "fec=99").replace("pol=h", "pol=x"));
+        assert_eq!(e.body().as_deref(), Some("Out-of-Range: pol fec"));
+        // Values that exist but do not fit the delivery system.
+        assert_eq!(
+            err(&TER_Q.replace("64qam", "8psk")).body().as_deref(),
+            Some("Out-of-Range: mtype")
+        );
+        assert_eq!(
+            err(&TER_Q.replace("fec=23", "fec=910")).body().as_deref(),
+            Some("Out-of-Range: fec")
+        );
+        assert_eq!(
+            err(&TER_Q.replace("bw=8", "bw=9")).body().as_deref(),
+            Some("Out-of-Range: bw")
+        );
+        assert_eq!(
+            err("freq=11494&pol=h&msys=dvbs&mtype=8psk&sr=22000")
+                .body()
+                .as_deref(),
+            Some("Out-of-Range: mtype")
+        );
+        if let QueryError::OutOfRange(v) = err(&SAT_Q.replace("pol=h", "pol=x")) {
+            assert_eq!(
+                v,
+                vec![Violation {
+                    attr: Attr::Pol,
+                    reason: Reason::Malformed
+                }]
+            );
+        } else {
+            panic!("expected 403");
+        }
+    }
+
+    #[test]
+    fn checklist_9_msys_without_frontend() {
+        let caps = Capabilities {
+            systems: vec![DeliverySystem::DvbS, DeliverySystem::DvbS2],
+            frontends: 2,
+            satellite_sources: 4,
+        };
+        assert_eq!(spec(SAT_Q).tuning.check_capabilities(&caps), Ok(()));
+        let e = spec(TER_Q)
+            .tuning
+            .check_capabilities(&caps)
+            .expect_err("no DVB-T frontend");
+        assert_eq!(e.status(), 403);
+        assert_eq!(e.body().as_deref(), Some("Out-of-Range: msys"));
+        let e = spec(&SAT_Q.replace("src=1", "src=5"))
+            .tuning
+            .check_capabilities(&caps)
+            .expect_err("src 5");
+        assert_eq!(e.body().as_deref(), Some("Out-of-Range: src"));
+    }
+
+    #[test]
+    fn checklist_10_malformed_path() {
+        let e = parse_target("rtsp://10.0.0.5/strem=1").expect_err("bad path");
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.reason_phrase(), "Bad Request");
+        assert_eq!(e.body().as_deref(), Some("Check-Syntax: strem"));
+        assert_eq!(
+            parse_target("/stream=abc").map_err(|e| e.status()),
+            Err(400)
+        );
+        assert_eq!(
+            parse_target("/stream=70000").map_err(|e| e.status()),
+            Err(400)
+        );
+        assert_eq!(parse_target("/foo/bar").map_err(|e| e.status()), Err(400));
+    }
+
+    #[test]
+    fn checklist_11_error_body_headers() {
+        // Byte-exact example of §2.9.
+        let e = err("?src=1&freq=11494&pol=h&msys=dvbs2&sr=fast&fec=99");
+        let expected = "RTSP/1.0 403 Forbidden\r\nCSeq: 12\r\nContent-Type: text/parameters\r\nContent-Length: 20\r\n\r\nOut-of-Range: sr fec";
+        assert_eq!(e.to_rtsp_response(Some(12)), expected);
+        let body = e.body().expect("403 has a body");
+        assert_eq!(body.len(), 20);
+        // 400 and 503 too.
+        let e = parse_query("src=1&freq").expect_err("missing =");
+        let r = e.to_rtsp_response(Some(3));
+        assert!(r.starts_with(
+            "RTSP/1.0 400 Bad Request\r\nCSeq: 3\r\nContent-Type: text/parameters\r\n"
+        ));
+        assert!(
+            r.ends_with("Content-Length: 18\r\n\r\nCheck-Syntax: freq"),
+            "{r}"
+        );
+        let e = QueryError::NoMore(vec![Resource::Frontends]);
+        assert_eq!(
+            e.to_rtsp_response(None),
+            "RTSP/1.0 503 Service Unavailable\r\nContent-Type: text/parameters\r\nContent-Length: 18\r\n\r\nNo-More: frontends"
+        );
+        let e = QueryError::UriTooLong { len: 1, max: 0 };
+        assert_eq!(
+            e.to_rtsp_response(Some(1)),
+            "RTSP/1.0 414 Request-URI Too Long\r\nCSeq: 1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn checklist_12_pids_replace() {
+        let s = spec(SAT_Q);
+        let (s2, change) = s
+            .apply(&parse_query("pids=0,100").expect("q"), DEFAULT_MAX_PIDS)
+            .expect("apply");
+        assert_eq!(s2.pids, pids(&[0, 100]));
+        assert_eq!(change, Change::Pids);
+        assert_eq!(s2.tuning, s.tuning);
+    }
+
+    #[test]
+    fn checklist_13_addpids_delpids() {
+        let s = spec(SAT_Q);
+        let (s2, c) = s
+            .apply(&parse_query("addpids=5101").expect("q"), DEFAULT_MAX_PIDS)
+            .expect("add");
+        assert_eq!(
+            (s2.pids.clone(), c),
+            (pids(&[0, 17, 18, 5100, 5101]), Change::Pids)
+        );
+        let (s3, c) = s2
+            .apply(&parse_query("delpids=17").expect("q"), DEFAULT_MAX_PIDS)
+            .expect("del");
+        assert_eq!(
+            (s3.pids.clone(), c),
+            (pids(&[0, 18, 5100, 5101]), Change::Pids)
+        );
+        // Deleting a PID that is not there changes nothing.
+        let (_, c) = s3
+            .apply(&parse_query("delpids=999").expect("q"), DEFAULT_MAX_PIDS)
+            .expect("del");
+        assert_eq!(c, Change::Unchanged);
+    }
+
+    #[test]
+    fn checklist_14_addpids_and_delpids_together() {
+        let s = spec(SAT_Q);
+        let (s2, c) = s
+            .apply(
+                &parse_query("delpids=17,18&addpids=200,201").expect("q"),
+                DEFAULT_MAX_PIDS,
+            )
+            .expect("apply");
+        assert_eq!(s2.pids, pids(&[0, 200, 201, 5100]));
+        assert_eq!(c, Change::Pids);
+        // pids with add/del is tolerated, in TVH order: pids, then delpids, then addpids.
+        let (s3, _) = s
+            .apply(
+                &parse_query("addpids=7&pids=1,2,7&delpids=2,7").expect("q"),
+                DEFAULT_MAX_PIDS,
+            )
+            .expect("apply");
+        assert_eq!(s3.pids, pids(&[1, 7]));
+    }
+
+    #[test]
+    fn checklist_15_pids_all() {
+        let s = spec(&SAT_Q.replace("pids=0,17,18,5100", "pids=all"));
+        assert_eq!(s.pids, PidSet::All);
+        assert!(s.pids.contains(0) && s.pids.contains(8191) && s.pids.contains(4242));
+        assert!(!s.pids.contains(8192));
+        assert_eq!(s.pids.to_string(), "all");
+        assert_eq!(s.pids.to_dvbsrc_pids().as_deref(), Some("8192"));
+        let mut all = PidSet::All;
+        all.add(&[5].into_iter().collect());
+        all.remove(&[5].into_iter().collect());
+        assert_eq!(all, PidSet::All);
+    }
+
+    #[test]
+    fn checklist_16_pids_none() {
+        let s = spec(&SAT_Q.replace("pids=0,17,18,5100", "pids=none"));
+        assert_eq!(s.pids, PidSet::None);
+        assert!(!s.pids.contains(0));
+        assert_eq!(s.pids.to_string(), "none");
+        assert_eq!(s.pids.to_dvbsrc_pids(), None);
+        // No pids attribute at all: no filters either (§2.8).
+        assert_eq!(
+            spec(&SAT_Q.replace("&pids=0,17,18,5100", "")).pids,
+            PidSet::None
+        );
+        // Removing the last PID gives none.
+        let (s2, _) = spec("freq=474&msys=dvbc&sr=6900&pids=5")
+            .apply(&parse_query("delpids=5").expect("q"), DEFAULT_MAX_PIDS)
+            .expect("apply");
+        assert_eq!(s2.pids, PidSet::None);
+        assert_eq!(PidSet::parse(""), Ok(PidSet::None));
+    }
+
+    #[test]
+    fn checklist_50_fe_beyond_frontends() {
+        let caps = Capabilities {
+            systems: vec![DeliverySystem::DvbS2],
+            frontends: 4,
+            satellite_sources: 4,
+        };
+        assert_eq!(
+            spec(&format!("{SAT_Q}&fe=4"))
+                .tuning
+                .check_capabilities(&caps),
+            Ok(())
+        );
+        let e = spec(&format!("{SAT_Q}&fe=9"))
+            .tuning
+            .check_capabilities(&caps)
+            .expect_err("fe 9");
+        assert_eq!(e.body().as_deref(), Some("Out-of-Range: fe"));
+        assert_eq!(
+            err(&format!("{SAT_Q}&fe=0")).body().as_deref(),
+            Some("Out-of-Range: fe")
+        );
+    }
+
+    #[test]
+    fn defaults_of_section_2_7() {
+        // Real-world list without ro, plts, mtype, fec.
+        let t = spec("?src=1&freq=11494&pol=h&msys=dvbs2&sr=22000&pids=0").tuning;
+        assert_eq!(t.modulation, Some(Modulation::Psk8));
+        assert_eq!((t.roll_off, t.pilots, t.code_rate), (None, None, None));
+        let t = spec("?freq=12603&pol=h&msys=dvbs&sr=22000&ro=0.25&plts=on").tuning;
+        assert_eq!(t.modulation, Some(Modulation::Qpsk));
+        assert_eq!(
+            (t.roll_off, t.pilots),
+            (None, None),
+            "ro/plts ignored for DVB-S"
+        );
+        let t = spec("?freq=538&msys=dvbt").tuning;
+        assert_eq!(
+            (
+                t.modulation,
+                t.bandwidth_hz,
+                t.transmission_mode,
+                t.guard_interval
+            ),
+            (None, None, None, None)
+        );
+        // Explicit auto differs from the default.
+        assert_eq!(
+            spec("?freq=11494&pol=h&msys=dvbs2&sr=22000&mtype=auto")
+                .tuning
+                .modulation,
+            None
+        );
+        // Required values.
+        assert_eq!(
+            err("?freq=11494&msys=dvbs2&sr=22000").body().as_deref(),
+            Some("Out-of-Range: pol")
+        );
+        assert_eq!(
+            err("?freq=11494&pol=h&msys=dvbs2").body().as_deref(),
+            Some("Out-of-Range: sr")
+        );
+        assert_eq!(
+            err("?freq=11494&pol=h&sr=22000").body().as_deref(),
+            Some("Out-of-Range: msys")
+        );
+        assert_eq!(
+            err("?pids=0").body().as_deref(),
+            Some("Out-of-Range: freq msys")
+        );
+        assert_eq!(
+            err("?freq=474&msys=dvbc").body().as_deref(),
+            Some("Out-of-Range: sr")
+        );
+        if let QueryError::OutOfRange(v) = err("?freq=11494&msys=dvbs2") {
+            assert_eq!(
+                v,
+                vec![
+                    Violation {
+                        attr: Attr::Pol,
+                        reason: Reason::Missing
+                    },
+                    Violation {
+                        attr: Attr::Sr,
+                        reason: Reason::Missing
+                    }
+                ]
+            );
+        } else {
+            panic!("expected 403");
+        }
+    }
+
+    #[test]
+    fn extensions_of_section_2_6() {
+        let t = spec("freq=11494&pol=v&msys=dvbs2&sr=27500&mtype=16apsk&fec=auto&plts=auto&ro=0.15&isi=5&plsm=gold&plsc=131070")
+            .tuning;
+        assert_eq!(t.modulation, Some(Modulation::Apsk16));
+        assert_eq!(t.roll_off, Some(RollOff::R015));
+        assert_eq!(t.roll_off.and_then(RollOff::dvbsrc_nick), None);
+        assert_eq!((t.code_rate, t.pilots), (None, None));
+        assert_eq!(
+            (t.input_stream_id, t.pls_mode, t.pls_code),
+            (Some(5), Some(PlsMode::Gold), Some(131_070))
+        );
+        assert_eq!(
+            spec("freq=11494&pol=v&msys=dvbs2&sr=27500&plp=7")
+                .tuning
+                .stream_id(),
+            Some(7)
+        );
+        assert_eq!(
+            spec("freq=11494&pol=v&msys=dvbs2&sr=27500&fec=920")
+                .tuning
+                .code_rate,
+            Some(CodeRate::R9_20)
+        );
+        assert_eq!(
+            spec("freq=11494&pol=v&msys=dvbs2&sr=27500&ro=auto")
+                .tuning
+                .roll_off,
+            None
+        );
+        for (q, m) in [
+            ("atsc&mtype=8vsb", DeliverySystem::Atsc),
+            ("isdbt", DeliverySystem::IsdbT),
+            ("dvbcb&mtype=256qam", DeliverySystem::DvbCAnnexB),
+        ] {
+            let t = spec(&format!("freq=575&msys={q}")).tuning;
+            assert_eq!(t.delivery_system, m);
+            assert_eq!(t.frequency, 575_000_000);
+        }
+        assert_eq!(
+            spec("freq=538&msys=dvbt&bw=8000000").tuning.bandwidth_hz,
+            Some(8_000_000)
+        );
+        assert_eq!(
+            spec("freq=538&msys=dvbt&bw=auto&tmode=auto&gi=auto&fec=auto&mtype=auto")
+                .tuning
+                .bandwidth_hz,
+            None
+        );
+        assert_eq!(
+            spec("freq=11494&pol=l&msys=dvbs2&sr=22000")
+                .tuning
+                .polarisation
+                .map(Polarisation::dvbsrc_polarity),
+            Some("H")
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_limits() {
+        let e = parse_query("src=1&src=2").expect_err("duplicate");
+        assert_eq!(
+            (e.status(), e.body().as_deref()),
+            (400, Some("Check-Syntax: src"))
+        );
+        // Duplicated unknown attributes are just ignored.
+        assert!(parse_query("foo=1&foo=2").is_ok());
+        let e = parse_query("pids=0%ZZ").expect_err("bad escape");
+        assert_eq!(e.status(), 400);
+        let long = format!("pids={}", "1,".repeat(MAX_QUERY_LEN));
+        assert_eq!(parse_query(&long).map_err(|e| e.status()), Err(414));
+        // Control characters are not echoed in bodies.
+        let e = parse_query("a\r\nb").expect_err("missing =");
+        assert_eq!(e.body().as_deref(), Some("Check-Syntax: a??b"));
+        // Percent-encoded commas.
+        assert_eq!(
+            parse_query("pids=0%2C17").expect("q").pids,
+            Some(pids(&[0, 17]))
+        );
+    }
+
+    #[test]
+    fn addpids_only_on_running_stream() {
+        let q = parse_query(&format!("{SAT_Q}&addpids=5").replace("&pids=0,17,18,5100", ""))
+            .expect("q");
+        let e = StreamSpec::create(&q, DEFAULT_MAX_PIDS).expect_err("addpids on new stream");
+        assert_eq!(
+            (e.status(), e.body().as_deref()),
+            (400, Some("Check-Syntax: addpids"))
+        );
+        let q = parse_query(&format!("{SAT_Q}&delpids=5")).expect("q");
+        assert_eq!(
+            StreamSpec::create(&q, DEFAULT_MAX_PIDS).map_err(|e| e.body()),
+            Err(Some("Check-Syntax: delpids".to_owned()))
+        );
+    }
+
+    #[test]
+    fn pid_limit_is_503() {
+        let list: Vec<String> = (0..129).map(|p| p.to_string()).collect();
+        let q = SAT_Q.replace("0,17,18,5100", &list.join(","));
+        let e = err(&q);
+        assert_eq!(
+            (e.status(), e.body().as_deref()),
+            (503, Some("No-More: pids"))
+        );
+        let s = spec(SAT_Q);
+        let e = s
+            .apply(&parse_query("addpids=1,2,3").expect("q"), 5)
+            .expect_err("limit");
+        assert_eq!(e, QueryError::NoMore(vec![Resource::Pids]));
+        // `all` needs a single filter.
+        assert!(StreamSpec::create(
+            &parse_query(&SAT_Q.replace("0,17,18,5100", "all")).expect("q"),
+            1
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn apply_retune_and_merge() {
+        let s = spec(SAT_Q);
+        // Empty query (in-session SETUP without query) leaves everything unchanged.
+        let (same, c) = s.apply(&Query::default(), DEFAULT_MAX_PIDS).expect("apply");
+        assert_eq!((same.clone(), c), (s.clone(), Change::Unchanged));
+        // A query with freq starts from scratch: fec, ro, plts from before are gone.
+        let (s2, c) = s
+            .apply(
+                &parse_query("src=1&freq=12603&pol=h&msys=dvbs&sr=22000&pids=0,6300").expect("q"),
+                DEFAULT_MAX_PIDS,
+            )
+            .expect("retune");
+        assert_eq!(c, Change::Retune);
+        assert_eq!(s2.tuning.code_rate, None);
+        assert_eq!(s2.tuning.modulation, Some(Modulation::Qpsk));
+        assert_eq!(s2.pids, pids(&[0, 6300]));
+        assert_eq!(s2.tuning.lnb_band(), Some(LnbBand::High));
+        // Without freq the query merges: only pol changes.
+        let (s3, c) = s
+            .apply(&parse_query("pol=v").expect("q"), DEFAULT_MAX_PIDS)
+            .expect("merge");
+        assert_eq!(c, Change::Retune);
+        assert_eq!(s3.tuning.polarisation, Some(Polarisation::Vertical));
+        assert_eq!(s3.tuning.code_rate, Some(CodeRate::R2_3));
+        assert_eq!(s3.pids, s.pids);
+        // Repeating the same tuning with other PIDs is a PID change only.
+        let (_, c) = s
+            .apply(
+                &parse_query(&SAT_Q.replace("5100", "5200")).expect("q"),
+                DEFAULT_MAX_PIDS,
+            )
+            .expect("same");
+        assert_eq!(c, Change::Pids);
+        // A bad merged result is refused and the caller keeps the old spec.
+        let e = s
+            .apply(&parse_query("msys=dvbt").expect("q"), DEFAULT_MAX_PIDS)
+            .expect_err("sat freq as dvbt");
+        assert_eq!(e.status(), 403);
+    }
+
+    #[test]
+    fn tuning_key_equality() {
+        use std::collections::HashSet;
+        let a = spec(SAT_Q).key();
+        let b = spec("freq=11494.2&src=1&pol=h&msys=dvbs2&sr=22000&fec=34&pids=1").key();
+        assert_eq!(
+            a, b,
+            "fec and pids are not part of the key; 200 kHz off is the same transponder"
+        );
+        let c = spec("freq=11494.2&src=1&pol=h&msys=dvbs&sr=22000&mtype=qpsk").key();
+        assert_ne!(a, c, "different mtype");
+        let d = spec("freq=11495.4&src=1&pol=h&msys=dvbs2&sr=22000").key();
+        assert_ne!(a, d);
+        assert!(a.same_transponder(&d));
+        assert!(!a.same_transponder(&spec("freq=11497&src=1&pol=h&msys=dvbs2&sr=22000").key()));
+        assert_ne!(a, spec(&SAT_Q.replace("pol=h", "pol=v")).key());
+        assert_ne!(a, spec(&SAT_Q.replace("src=1", "src=2")).key());
+        let set: HashSet<TuningKey> = [a, b, d].into_iter().collect();
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            a.to_string(),
+            "sat:src=1:freq=11494:pol=h:sr=22000:mtype=8psk:band=low"
+        );
+        assert_eq!(
+            spec(TER_Q).key().to_string(),
+            "ter:src=1:freq=538:mtype=64qam"
+        );
+        assert_eq!(spec(C2_Q).key().to_string(), "cab:src=1:freq=651:sid=0");
+    }
+
+    #[test]
+    fn canonical_query_round_trip() {
+        assert_eq!(
+            spec(SAT_Q).canonical_query(),
+            "src=1&freq=11494&pol=h&ro=0.35&msys=dvbs2&mtype=8psk&plts=on&sr=22000&fec=23&pids=0,17,18,5100"
+        );
+        assert_eq!(
+            spec(TER_Q).canonical_query(),
+            "src=1&freq=538&msys=dvbt&mtype=64qam&fec=23&bw=8&tmode=8k&gi=14&pids=0,16,17,18"
+        );
+        for q in [
+            SAT_Q,
+            TER_Q,
+            CAB_Q,
+            C2_Q,
+            "freq=11361.75&pol=r&msys=dvbs2&sr=27500&mtype=auto&isi=3&plsm=root&plsc=1&fe=2&src=3",
+            "freq=191.5&bw=1.712&msys=dvbt2&tmode=32k&mtype=256qam&gi=1128&fec=35&plp=3&t2id=1&sm=0&pids=all",
+            "freq=12603&pol=h&msys=dvbs&sr=22000&fec=56",
+        ] {
+            let s = spec(q);
+            let again = spec(&s.canonical_query());
+            assert_eq!(again.tuning, s.tuning, "{q}");
+            assert_eq!(again.pids, s.pids, "{q}");
+            assert_eq!(again.canonical_query(), s.canonical_query(), "{q}");
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let t = parse_target("rtsp://10.0.0.5:554/stream=3?addpids=18").expect("target");
+        assert_eq!(t.stream, Some(3));
+        assert!(t.has_query);
+        assert_eq!(t.query.addpids, Some([18].into_iter().collect()));
+        let t = parse_target(&format!("rtsp://10.0.0.5:554/{SAT_Q}")).expect("target");
+        assert_eq!((t.stream, t.has_query), (None, true));
+        assert_eq!(
+            spec(SAT_Q).tuning,
+            t.query.tuning.resolve().expect("resolve")
+        );
+        for root in ["*", "/", "rtsp://10.0.0.5", "rtsp://10.0.0.5:554/", ""] {
+            let t = parse_target(root).expect(root);
+            assert_eq!((t.stream, t.has_query), (None, false), "{root}");
+        }
+        assert_eq!(
+            parse_target("/stream=4/").expect("trailing slash").stream,
+            Some(4)
+        );
+        let t = parse_target("/stream=5?foo=http://x/y&pids=1").expect("scheme-like text in query");
+        assert_eq!((t.stream, t.query.pids), (Some(5), Some(pids(&[1]))));
+        assert_eq!(
+            parse_target("http://10.0.0.5:8080/?freq=538&msys=dvbt")
+                .expect("http")
+                .stream,
+            None
+        );
+    }
+
+    #[test]
+    fn status_string_spec_examples() {
+        // §4.2 example, DVB-S2.
+        let s = spec("src=1&freq=11494&pol=h&ro=0.35&msys=dvbs2&mtype=8psk&plts=on&sr=22000&fec=23&pids=0,17,18,5100,5101");
+        assert_eq!(
+            status_string(2, locked(196, 13), Some(&s.tuning), &s.pids),
+            "ver=1.0;src=1;tuner=2,196,1,13,11494.00,h,dvbs2,8psk,on,0.35,22000,23;pids=0,17,18,5100,5101"
+        );
+        // §4.2 example, DVB-T set up but idle.
+        let s = spec(&TER_Q.replace("&pids=0,16,17,18", ""));
+        assert_eq!(
+            status_string(5, SignalStatus::default(), Some(&s.tuning), &s.pids),
+            "ver=1.1;tuner=5,0,0,0,538.00,8,dvbt,8k,64qam,14,23,,,;pids=none"
+        );
+        // §4.3 DVB-T example.
+        let s = spec(TER_Q);
+        assert_eq!(
+            status_string(5, locked(180, 11), Some(&s.tuning), &s.pids),
+            "ver=1.1;tuner=5,180,1,11,538.00,8,dvbt,8k,64qam,14,23,,,;pids=0,16,17,18"
+        );
+        // §4.3 DVB-S example (our two-decimal frequency).
+        let s = spec("src=1&freq=10744&pol=h&msys=dvbs&sr=22000&fec=56&pids=0,16,17");
+        assert_eq!(
+            status_string(1, locked(210, 9), Some(&s.tuning), &s.pids),
+            "ver=1.0;src=1;tuner=1,210,1,9,10744.00,h,dvbs,,,,22000,56;pids=0,16,17"
+        );
+        // §4.3 DVB-S2 example.
+        let s = spec("src=2&freq=11836&pol=h&ro=0.20&msys=dvbs2&mtype=8psk&plts=on&sr=27500&fec=910&pids=all");
+        assert_eq!(
+            status_string(3, locked(188, 11), Some(&s.tuning), &s.pids),
+            "ver=1.0;src=2;tuner=3,188,1,11,11836.00,h,dvbs2,8psk,on,0.20,27500,910;pids=all"
+        );
+        // §4.3 DVB-C example, bw given in the query.
+        let s = spec(&CAB_Q.replace("msys=dvbc", "bw=8&msys=dvbc"));
+        assert_eq!(
+            status_string(7, locked(150, 12), Some(&s.tuning), &s.pids),
+            "ver=1.2;tuner=7,150,1,12,474.00,8,dvbc,256qam,6900,,,,0;pids=0,16,17"
+        );
+        // §4.3 DVB-T2 tail.
+        let s = spec(
+            "freq=538&bw=8&msys=dvbt2&tmode=32k&mtype=256qam&gi=1128&fec=35&plp=0&t2id=1&sm=0",
+        );
+        assert!(status_string(1, locked(1, 1), Some(&s.tuning), &s.pids)
+            .ends_with(",dvbt2,32k,256qam,1128,35,0,1,0;pids=none"));
+        // DVB-C2.
+        let s = spec(C2_Q);
+        assert_eq!(
+            status_string(8, locked(100, 10), Some(&s.tuning), &s.pids),
+            "ver=1.2;tuner=8,100,1,10,650.50,8,dvbc2,,,0,0,0,;pids=0"
+        );
+        // No tuning known.
+        assert_eq!(
+            status_string(1, SignalStatus::default(), None, &PidSet::None),
+            "ver=1.0;src=1;tuner=1,0,0,0,,,,,,,,;pids=none"
+        );
+    }
+
+    fn tuner_fields(s: &str) -> Vec<String> {
+        let item = s
+            .split(';')
+            .find_map(|i| i.strip_prefix("tuner="))
+            .expect("tuner item");
+        item.split(',').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn checklist_81_satellite_status_layout() {
+        for q in [
+            SAT_Q,
+            "freq=10744&pol=v&msys=dvbs&sr=22000",
+            "freq=11494&pol=h&msys=dvbs2&sr=22000&mtype=auto",
+        ] {
+            let s = spec(q);
+            let st = status_string(1, locked(1, 1), Some(&s.tuning), &s.pids);
+            assert!(
+                st.starts_with(&format!("ver=1.0;src={};tuner=", s.tuning.src)),
+                "{st}"
+            );
+            assert_eq!(tuner_fields(&st).len(), 12, "{st}");
+        }
+        assert_eq!(
+            tuner_fields(&status_string(1, locked(1, 1), None, &PidSet::None)).len(),
+            12
+        );
+    }
+
+    #[test]
+    fn checklist_82_terrestrial_status_layout() {
+        for q in [TER_Q, "freq=538&msys=dvbt2&plp=1", "freq=575&msys=atsc"] {
+            let s = spec(q);
+            let st = status_string(1, locked(1, 1), Some(&s.tuning), &s.pids);
+            assert!(st.starts_with("ver=1.1;tuner="), "{st}");
+            assert_eq!(tuner_fields(&st).len(), 14, "{st}");
+        }
+    }
+
+    #[test]
+    fn checklist_83_cable_status_layout() {
+        for q in [CAB_Q, C2_Q, "freq=575&msys=dvbcb"] {
+            let s = spec(q);
+            let st = status_string(1, locked(1, 1), Some(&s.tuning), &s.pids);
+            assert!(st.starts_with("ver=1.2;tuner="), "{st}");
+            assert_eq!(tuner_fields(&st).len(), 13, "{st}");
+        }
+    }
+
+    #[test]
+    fn checklist_84_signal_ranges() {
+        let s = spec(SAT_Q);
+        let st = status_string(
+            1,
+            SignalStatus {
+                level: 255,
+                lock: true,
+                quality: 200,
+            },
+            Some(&s.tuning),
+            &s.pids,
+        );
+        assert_eq!(&tuner_fields(&st)[1..4], ["255", "1", "15"]);
+        let st = status_string(
+            1,
+            SignalStatus {
+                level: 90,
+                lock: false,
+                quality: 12,
+            },
+            Some(&s.tuning),
+            &s.pids,
+        );
+        assert_eq!(
+            &tuner_fields(&st)[1..4],
+            ["90", "0", "0"],
+            "no lock → lock 0, quality 0"
+        );
+        // §4.4 scales.
+        assert_eq!(level_from_dbm_milli(-65_000), 32);
+        assert_eq!(level_from_dbm_milli(-25_000), 224);
+        assert_eq!(level_from_dbm_milli(-100_000), 0);
+        assert_eq!(level_from_dbm_milli(0), 255);
+        assert_eq!(level_from_dbm_milli(i64::MIN), 0);
+        assert_eq!(level_from_dbm_milli(i64::MAX), 255);
+        assert_eq!(level_from_relative(0), 0);
+        assert_eq!(level_from_relative(65_535), 240);
+        assert_eq!(level_from_relative(32_768), 120);
+        assert_eq!(quality_from_relative(0), 0);
+        assert_eq!(quality_from_relative(65_535), 15);
+        assert_eq!(quality_from_snr_milli_db(13_500), 6);
+        assert_eq!(quality_from_snr_milli_db(-3_000), 0);
+        assert_eq!(quality_from_snr_milli_db(90_000), 15);
+    }
+
+    #[test]
+    fn checklist_86_pids_item() {
+        let mut s = spec(SAT_Q);
+        let st = |s: &StreamSpec| status_string(1, locked(1, 1), Some(&s.tuning), &s.pids);
+        assert!(st(&s).ends_with(";pids=0,17,18,5100"));
+        s.pids = PidSet::All;
+        assert!(st(&s).ends_with(";pids=all"));
+        s.pids = PidSet::None;
+        assert!(st(&s).ends_with(";pids=none"));
+        s.pids = PidSet::Set(BTreeSet::new());
+        assert!(st(&s).ends_with(";pids=none"));
+    }
+
+    #[test]
+    fn checklist_97_rtcp_app_layout() {
+        // Worked example of §6.1.
+        let status = "ver=1.0;src=1;tuner=1,200,1,12,11494,h,dvbs2,8psk,on,0.35,22000,23;pids=0,17,18,5100,5101";
+        let pkt = encode_rtcp_app_ses1(0x1A2B_3C4D, status);
+        let mut expected = vec![
+            0x80, 0xcc, 0x00, 0x1a, 0x1a, 0x2b, 0x3c, 0x4d, 0x53, 0x45, 0x53, 0x31, 0x00, 0x00,
+            0x00, 0x59,
+        ];
+        expected.extend_from_slice(status.as_bytes());
+        expected.extend_from_slice(&[0, 0, 0]);
+        assert_eq!(pkt.len(), 108);
+        assert_eq!(pkt, expected);
+        // Already aligned: no padding.
+        let pkt = encode_rtcp_app_ses1(1, "abcd");
+        assert_eq!(pkt.len(), 20);
+        assert_eq!(&pkt[2..4], &[0, 4]);
+        assert_eq!(&pkt[14..16], &[0, 4]);
+        for n in 0..9 {
+            let s = "x".repeat(n);
+            let p = encode_rtcp_app_ses1(7, &s);
+            assert_eq!(p.len() % 4, 0);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([p[2], p[3]])),
+                p.len() / 4 - 1
+            );
+            assert_eq!(decode_rtcp_app_ses1(&p), Some((7, s)));
+        }
+        // Oversized strings are cut, never panic.
+        let huge = "é".repeat(40_000);
+        let p = encode_rtcp_app_ses1(1, &huge);
+        let (_, back) = decode_rtcp_app_ses1(&p).expect("decodes");
+        assert!(back.len() <= MAX_APP_STRING && huge.starts_with(&back));
+    }
+
+    #[test]
+    fn checklist_98_app_string_is_fmtp_string() {
+        let s = spec(SAT_Q);
+        let fmtp = status_string(2, locked(196, 13), Some(&s.tuning), &s.pids);
+        let pkt = encode_rtcp_app_ses1(42, &fmtp);
+        assert_eq!(decode_rtcp_app_ses1(&pkt), Some((42, fmtp)));
+    }
+
+    #[test]
+    fn rtcp_app_decode_rejects_garbage() {
+        assert_eq!(decode_rtcp_app_ses1(&[]), None);
+        assert_eq!(decode_rtcp_app_ses1(&[0x80, 0xcc, 0, 0]), None);
+        let mut p = encode_rtcp_app_ses1(1, "hello");
+        p[8] = b'X';
+        assert_eq!(decode_rtcp_app_ses1(&p), None);
+        let mut p = encode_rtcp_app_ses1(1, "hello");
+        p[15] = 200;
+        assert_eq!(decode_rtcp_app_ses1(&p), None);
+        let p = encode_rtcp_app_ses1(1, "hello");
+        assert_eq!(decode_rtcp_app_ses1(&p[..p.len() - 1]), None);
+    }
+
+    #[test]
+    fn m3u_spec_example() {
+        let list = m3u_playlist([
+            (1, "Example One HD", "rtsp://10.0.0.5/?src=1&freq=11494&pol=h&msys=dvbs2&mtype=8psk&sr=22000&fec=23&pids=0,5100,5101,5102"),
+            (2, "Example Radio", "rtsp://10.0.0.5/?src=1&freq=12603&pol=h&msys=dvbs&mtype=qpsk&sr=22000&fec=56&pids=0,6300"),
+            (3, "Multicast Channel", "rtp://239.3.0.12:5004"),
+        ]);
+        let expected = "#EXTM3U\r\n\
+#EXTINF:0,1. Example One HD\r\n\
+rtsp://10.0.0.5/?src=1&freq=11494&pol=h&msys=dvbs2&mtype=8psk&sr=22000&fec=23&pids=0,5100,5101,5102\r\n\
+#EXTINF:0,2. Example Radio\r\n\
+rtsp://10.0.0.5/?src=1&freq=12603&pol=h&msys=dvbs&mtype=qpsk&sr=22000&fec=56&pids=0,6300\r\n\
+#EXTINF:0,3. Multicast Channel\r\n\
+rtp://239.3.0.12:5004\r\n";
+        assert_eq!(list, expected);
+        assert_eq!(
+            m3u_playlist([(4, "Bad\r\nName", "u")]),
+            "#EXTM3U\r\n#EXTINF:0,4. Bad  Name\r\nu\r\n"
+        );
+        assert_eq!(to_latin1("Télé 5 ☺"), b"T\xe9l\xe9 5 ?".to_vec());
+    }
+
+    /// Deterministic pseudo-random inputs: nothing may panic.
+    #[test]
+    fn never_panics_on_garbage() {
+        let alphabet: Vec<char> = "=&?%/,.0123456789abcdefpidsrcfreqmsysdvbs2-:*all none\u{e9}\r\n"
+            .chars()
+            .collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..4000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let mut s = String::new();
+            let mut y = x;
+            for _ in 0..len {
+                y = y.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                s.push(alphabet[(y >> 33) as usize % alphabet.len()]);
+            }
+            let _ = parse_target(&s);
+            if let Ok(q) = parse_query(&s) {
+                if let Ok(sp) = StreamSpec::create(&q, DEFAULT_MAX_PIDS) {
+                    let _ = status_string(1, SignalStatus::default(), Some(&sp.tuning), &sp.pids);
+                    let _ = sp.apply(&q, DEFAULT_MAX_PIDS);
+                }
+            }
+            let _ = decode_rtcp_app_ses1(s.as_bytes());
+        }
+        for i in 0..=SAT_Q.len() {
+            if let Some(prefix) = SAT_Q.get(..i) {
+                let _ = parse_target(prefix).map(|t| t.query.tuning.resolve());
+            }
+        }
+        let _ = parse_query("freq=99999999999999999999&sr=99999999999&bw=999999999999.999&src=300");
+    }
 }

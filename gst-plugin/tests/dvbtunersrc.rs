@@ -1,0 +1,410 @@
+//! dvbtunersrc against the emulated tuner pool: sharing, PID changes while playing, busy error,
+//! lock time, fault knobs, status messages, invalid properties.
+//!
+//! Tests share one process-wide pool, so they run one at a time (SERIAL).
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstdvb2ip::tuners;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstdvb2ip::plugin_register_static().expect("register plugin");
+        tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
+        tuners::prepare_content().expect("content");
+    });
+}
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    init();
+    for f in tuners::frontends() {
+        if f.emulated {
+            tuners::set_faults(f.adapter, tuners::Faults::default()).unwrap();
+        }
+    }
+    g
+}
+
+struct Rx {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+    src: gst::Element,
+}
+
+impl Rx {
+    fn new(props: &str) -> Rx {
+        let p = gst::parse::launch(&format!(
+            "dvbtunersrc name=src {props} ! appsink name=sink sync=false max-buffers=2000"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = p
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        let src = p.by_name("src").unwrap();
+        Rx {
+            pipeline: p,
+            sink,
+            src,
+        }
+    }
+
+    fn play(&self) -> Result<(), gst::StateChangeError> {
+        self.pipeline.set_state(gst::State::Playing).map(|_| ())
+    }
+
+    /// Collects packets for `d` (or until `n` packets), returning them.
+    fn collect(&self, d: Duration, n: usize) -> Vec<[u8; 188]> {
+        let end = Instant::now() + d;
+        let mut out = Vec::new();
+        while Instant::now() < end && out.len() < n {
+            if let Some(s) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
+                let b = s.buffer().unwrap().map_readable().unwrap();
+                assert_eq!(b.len() % 188, 0);
+                for p in b.chunks_exact(188) {
+                    out.push(p.try_into().unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    fn error(&self, timeout: Duration) -> Option<gst::glib::Error> {
+        let bus = self.pipeline.bus().unwrap();
+        let m = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Error],
+        )?;
+        match m.view() {
+            gst::MessageView::Error(e) => Some(e.error()),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Rx {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn pid(p: &[u8; 188]) -> u16 {
+    ((p[1] as u16 & 0x1F) << 8) | p[2] as u16
+}
+
+const T506: &str = "delsys=dvb-t frequency=506000000 bandwidth-hz=8000000";
+const T2_474: &str = "delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0";
+
+#[test]
+fn plays_the_mux_with_psi_and_services() {
+    let _g = lock();
+    let rx = Rx::new(T506);
+    rx.play().unwrap();
+    let pkts = rx.collect(Duration::from_secs(10), 20_000);
+    assert!(pkts.len() >= 20_000, "got {} packets", pkts.len());
+    let pids: std::collections::BTreeSet<u16> = pkts.iter().map(pid).collect();
+    for p in [
+        0x0000, 0x0010, 0x0011, 0x0012, 0x0014, 0x100, 0x101, 0x102, 0x200, 0x201, 0x302, 0x1FFF,
+    ] {
+        assert!(pids.contains(&p), "PID {p:#x} missing from {pids:?}");
+    }
+    assert!(rx.src.property::<bool>("locked"));
+    assert!(rx.src.property::<u32>("signal-level") > 0);
+    assert!(rx.src.property::<i32>("adapter-in-use") >= 0);
+}
+
+#[test]
+fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
+    let _g = lock();
+    let a = Rx::new(&format!("{T506} pids=all"));
+    let b = Rx::new(&format!("{T506} pids=0,16,256"));
+    a.play().unwrap();
+    b.play().unwrap();
+    let pb = b.collect(Duration::from_secs(10), 200);
+    assert!(pb.len() >= 200);
+    assert!(
+        pb.iter().all(|p| matches!(pid(p), 0 | 16 | 256)),
+        "b got a PID outside its set"
+    );
+    let pa = a.collect(Duration::from_secs(10), 2000);
+    assert!(pa.iter().any(|p| pid(p) == 0x101));
+    let used: Vec<_> = tuners::frontends()
+        .into_iter()
+        .filter(|f| f.users > 0)
+        .collect();
+    assert_eq!(used.len(), 1, "{used:?}");
+    assert_eq!(used[0].users, 2);
+    assert_eq!(
+        a.src.property::<i32>("adapter-in-use"),
+        b.src.property::<i32>("adapter-in-use")
+    );
+    drop(a);
+    drop(b);
+    assert!(
+        tuners::frontends().iter().all(|f| f.users == 0),
+        "frontend not released"
+    );
+}
+
+#[test]
+fn pids_change_while_playing_without_retuning() {
+    let _g = lock();
+    let rx = Rx::new(&format!("{T506} pids=0"));
+    rx.play().unwrap();
+    let before = rx.collect(Duration::from_secs(10), 50);
+    assert!(before.len() >= 50 && before.iter().all(|p| pid(p) == 0));
+    let adapter = rx.src.property::<i32>("adapter-in-use");
+    rx.src.set_property("pids", "0:257");
+    // Drain what was queued before the change, then expect the new PID.
+    let after = rx.collect(Duration::from_secs(10), 3000);
+    assert!(after.iter().any(|p| pid(p) == 257), "PID 257 never arrived");
+    assert!(after.iter().all(|p| matches!(pid(p), 0 | 257)));
+    assert_eq!(rx.src.property::<i32>("adapter-in-use"), adapter);
+    assert!(rx.src.property::<bool>("locked"));
+}
+
+#[test]
+fn no_free_frontend_is_a_busy_error_naming_the_request() {
+    let _g = lock();
+    // Two DVB-T/T2 frontends: take both with different transponders.
+    let a = Rx::new(T506);
+    let b = Rx::new(T2_474);
+    a.play().unwrap();
+    b.play().unwrap();
+    let c = Rx::new("delsys=dvb-t frequency=522000000 bandwidth-hz=8000000");
+    assert!(c.play().is_err());
+    let e = c.error(Duration::from_secs(5)).expect("error message");
+    assert!(e.matches(gst::ResourceError::Busy), "{e:?}");
+    assert!(e.message().contains("522000 kHz"), "{}", e.message());
+    // A third user of an already tuned transponder is still served.
+    let d = Rx::new(T506);
+    d.play().unwrap();
+    assert!(!d.collect(Duration::from_secs(10), 10).is_empty());
+}
+
+#[test]
+fn invalid_tuning_values_name_the_property() {
+    let _g = lock();
+    for (props, name) in [
+        ("delsys=dvb-t", "frequency"),
+        ("frequency=506000000", "delsys"),
+        ("delsys=dvb-t frequency=506000", "frequency"),
+        (
+            "delsys=dvb-s2 frequency=11494000 polarity=x symbol-rate=22000",
+            "polarity",
+        ),
+        ("delsys=dvb-c-a frequency=346000000", "symbol-rate"),
+    ] {
+        let rx = Rx::new(props);
+        assert!(rx.play().is_err(), "{props}");
+        let e = rx.error(Duration::from_secs(2)).expect("error");
+        assert!(e.matches(gst::ResourceError::Settings), "{props}: {e:?}");
+        assert!(
+            e.message().contains(&format!("'{name}'")),
+            "{props}: {}",
+            e.message()
+        );
+    }
+}
+
+#[test]
+fn no_multiplex_there_means_no_lock_and_an_error_after_the_timeout() {
+    let _g = lock();
+    let rx = Rx::new("delsys=dvb-t frequency=690000000 tuning-timeout=800000000");
+    rx.play().unwrap();
+    let e = rx.error(Duration::from_secs(10)).expect("tuning error");
+    assert!(e.matches(gst::ResourceError::NotFound), "{e:?}");
+    assert!(e.message().contains("690000 kHz"), "{}", e.message());
+    assert!(!rx.src.property::<bool>("locked"));
+}
+
+#[test]
+fn lock_comes_after_the_lock_time_and_status_is_posted_every_second() {
+    let _g = lock();
+    let rx = Rx::new(T2_474);
+    let bus = rx.pipeline.bus().unwrap();
+    let t0 = Instant::now();
+    rx.play().unwrap();
+    let mut first_lock = None;
+    let mut statuses = 0;
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end && statuses < 3 {
+        let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(100),
+            &[gst::MessageType::Element],
+        ) else {
+            continue;
+        };
+        let s = m.structure().unwrap();
+        match s.name().as_str() {
+            "dvb-tuner-lock" if s.get::<bool>("locked").unwrap() && first_lock.is_none() => {
+                first_lock = Some(t0.elapsed())
+            }
+            "dvb-tuner-status" => {
+                statuses += 1;
+                assert!(s
+                    .get::<String>("frontend-name")
+                    .unwrap()
+                    .starts_with("Emulated"));
+            }
+            _ => {}
+        }
+    }
+    let lock_after = first_lock.expect("no lock message");
+    // The emulated frontend's configured lock time is 300 ms: no lock before it.
+    assert!(
+        lock_after >= Duration::from_millis(300),
+        "locked after {lock_after:?}"
+    );
+    assert!(statuses >= 3);
+    assert!(rx.src.property::<f64>("snr") > 0.0);
+}
+
+fn cc_errors(pkts: &[[u8; 188]]) -> usize {
+    let mut last = std::collections::HashMap::new();
+    let mut errors = 0;
+    for p in pkts {
+        let pid = pid(p);
+        if pid == 0x1FFF || p[3] & 0x10 == 0 {
+            continue;
+        }
+        let cc = p[3] & 0x0F;
+        if let Some(l) = last.insert(pid, cc) {
+            if cc != (l + 1) & 0x0F {
+                errors += 1;
+            }
+        }
+    }
+    errors
+}
+
+#[test]
+fn fault_knobs_drop_packets_and_flip_bits() {
+    let _g = lock();
+    let rx = Rx::new(T506);
+    rx.play().unwrap();
+    let clean = rx.collect(Duration::from_secs(10), 20_000);
+    assert_eq!(cc_errors(&clean), 0, "clean stream has CC errors");
+    let adapter = rx.src.property::<i32>("adapter-in-use") as u32;
+    tuners::set_faults(
+        adapter,
+        tuners::Faults {
+            drop_probability: 0.02,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let _ = rx.collect(Duration::from_millis(300), usize::MAX); // flush the queue
+    let lossy = rx.collect(Duration::from_secs(10), 20_000);
+    assert!(
+        cc_errors(&lossy) > 10,
+        "drops not visible: {}",
+        cc_errors(&lossy)
+    );
+    tuners::set_faults(
+        adapter,
+        tuners::Faults {
+            bit_error_rate: 1e-4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let _ = rx.collect(Duration::from_millis(300), usize::MAX);
+    let noisy = rx.collect(Duration::from_secs(10), 20_000);
+    // Null packets are all 0xFF after the header: count flipped bits there.
+    let flipped: u32 = noisy
+        .iter()
+        .filter(|p| pid(p) == 0x1FFF)
+        .map(|p| p[4..].iter().map(|b| (!b).count_ones()).sum::<u32>())
+        .sum();
+    assert!(flipped > 0, "no bit errors seen");
+}
+
+#[test]
+fn lock_loss_warns_and_streaming_resumes() {
+    let _g = lock();
+    let rx = Rx::new(T2_474);
+    rx.play().unwrap();
+    assert!(!rx.collect(Duration::from_secs(10), 100).is_empty());
+    let adapter = rx.src.property::<i32>("adapter-in-use") as u32;
+    tuners::set_faults(
+        adapter,
+        tuners::Faults {
+            lose_lock_after_ms: 200,
+            lock_lost_for_ms: 700,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let bus = rx.pipeline.bus().unwrap();
+    let mut saw_warning = false;
+    let mut saw_unlock = false;
+    let mut saw_relock = false;
+    let end = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < end && !(saw_warning && saw_unlock && saw_relock) {
+        let _ = rx.sink.try_pull_sample(gst::ClockTime::ZERO);
+        let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Element, gst::MessageType::Warning],
+        ) else {
+            continue;
+        };
+        match m.view() {
+            gst::MessageView::Warning(w) => {
+                assert!(w.error().message().contains("Lost lock"));
+                saw_warning = true;
+            }
+            gst::MessageView::Element(e) => {
+                let s = e.structure().unwrap();
+                if s.name() == "dvb-tuner-lock" {
+                    if s.get::<bool>("locked").unwrap() {
+                        saw_relock |= saw_unlock;
+                    } else {
+                        saw_unlock = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        saw_warning && saw_unlock && saw_relock,
+        "warning {saw_warning} unlock {saw_unlock} relock {saw_relock}"
+    );
+    tuners::set_faults(adapter, tuners::Faults::default()).unwrap();
+    let _ = rx.collect(Duration::from_millis(200), usize::MAX);
+    assert!(
+        !rx.collect(Duration::from_secs(5), 100).is_empty(),
+        "streaming did not resume"
+    );
+}
+
+#[test]
+fn all_delivery_systems_of_the_default_config_play() {
+    let _g = lock();
+    for props in [
+        T2_474,
+        T506,
+        "delsys=dvb-c-a frequency=346000000 symbol-rate=6900 modulation=qam-256",
+        "delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000",
+    ] {
+        let rx = Rx::new(props);
+        rx.play().unwrap();
+        let pkts = rx.collect(Duration::from_secs(10), 500);
+        assert!(pkts.len() >= 500, "{props}: {} packets", pkts.len());
+        assert!(pkts.iter().any(|p| pid(p) == 0), "{props}: no PAT");
+    }
+}

@@ -1,0 +1,122 @@
+//! `dvb2ip bench tuner`: one emulated multiplex fanned out to N `dvbtunersrc` subscribers.
+//! Prints CPU per subscriber and bytes copied, for pids=all and for distinct PID sets.
+
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstdvb2ip::tuners::{self, COUNTERS};
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone)]
+pub struct TunerBenchResult {
+    pub subscribers: usize,
+    pub mode: &'static str,
+    pub cpu_percent_total: f64,
+    pub cpu_percent_per_subscriber: f64,
+    pub bytes_in_per_s: f64,
+    pub bytes_copied_per_s: f64,
+    pub buffers_per_s: f64,
+}
+
+fn pids_for(i: usize) -> String {
+    // Each subscriber gets a different set: PSI, one service, plus a PID unique to it.
+    let svc = [
+        (0x100, 0x101, 0x102),
+        (0x200, 0x201, 0x202),
+        (0x300, 0x302, 0x302),
+    ][i % 3];
+    format!("0,16,17,18,20,{},{},{},{}", svc.0, svc.1, svc.2, 0x1000 + i)
+}
+
+fn measure(n: usize, distinct: bool, seconds: f64) -> anyhow::Result<TunerBenchResult> {
+    let mut pipelines = Vec::new();
+    for i in 0..n {
+        let pids = if distinct { pids_for(i) } else { "all".into() };
+        let p = gst::parse::launch(&format!(
+            "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 pids={pids} ! fakesink sync=false"
+        ))?;
+        p.set_state(gst::State::Playing)?;
+        pipelines.push(p);
+    }
+    // Wait for lock and for every pipeline to run.
+    std::thread::sleep(Duration::from_millis(1500));
+    let c0 = cpu_seconds();
+    let b0 = COUNTERS.bytes_in.load(std::sync::atomic::Ordering::Relaxed);
+    let k0 = COUNTERS
+        .bytes_copied
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let o0 = COUNTERS
+        .buffers_out
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let dt = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds() - c0) / dt * 100.0;
+    let bytes_in = (COUNTERS.bytes_in.load(std::sync::atomic::Ordering::Relaxed) - b0) as f64 / dt;
+    let copied = (COUNTERS
+        .bytes_copied
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - k0) as f64
+        / dt;
+    let bufs = (COUNTERS
+        .buffers_out
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - o0) as f64
+        / dt;
+    for p in pipelines {
+        p.set_state(gst::State::Null)?;
+    }
+    Ok(TunerBenchResult {
+        subscribers: n,
+        mode: if distinct {
+            "distinct PID sets"
+        } else {
+            "pids=all"
+        },
+        cpu_percent_total: cpu,
+        cpu_percent_per_subscriber: cpu / n as f64,
+        bytes_in_per_s: bytes_in,
+        bytes_copied_per_s: copied,
+        buffers_per_s: bufs,
+    })
+}
+
+/// Runs the tuner fan-out benchmark and prints a table.
+pub fn run_tuner(counts: &[usize], seconds: f64) -> anyhow::Result<Vec<TunerBenchResult>> {
+    gst::init()?;
+    gstdvb2ip::plugin_register_static()?;
+    tuners::configure(tuners::BroadcastConfig::embedded()).map_err(anyhow::Error::msg)?;
+    tuners::prepare_content().map_err(anyhow::Error::msg)?;
+    println!("dvb2ip bench tuner: emulated DVB-T 506 MHz mux (18 Mbit/s), {seconds} s per point, 2-core machine");
+    println!(
+        "{:>5}  {:<18} {:>10} {:>14} {:>12} {:>14} {:>10}",
+        "subs", "mode", "CPU % tot", "CPU %/sub", "in MB/s", "copied MB/s", "bufs/s"
+    );
+    let mut out = Vec::new();
+    for &n in counts {
+        for distinct in [false, true] {
+            let r = measure(n, distinct, seconds)?;
+            println!(
+                "{:>5}  {:<18} {:>10.2} {:>14.3} {:>12.2} {:>14.2} {:>10.0}",
+                r.subscribers,
+                r.mode,
+                r.cpu_percent_total,
+                r.cpu_percent_per_subscriber,
+                r.bytes_in_per_s / 1e6,
+                r.bytes_copied_per_s / 1e6,
+                r.buffers_per_s
+            );
+            out.push(r);
+        }
+    }
+    println!("target: < 0.5 % of one core per subscriber");
+    Ok(out)
+}

@@ -1,0 +1,174 @@
+//! `dvb2ip serve`: the RTSP server (gst-rtsp-server on the glib main loop) with one mount per
+//! configured channel, fed by `dvbtunersrc` from the process-wide tuner pool.
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+
+use anyhow::{bail, Context};
+use gst::glib;
+use gst_rtsp_server::prelude::*;
+
+use crate::channels;
+use crate::config::Config;
+
+/// The launch fragment of a channel mount (`pipelines/channel-rtsp.launch`).
+pub const CHANNEL_LAUNCH: &str = include_str!("../pipelines/channel-rtsp.launch");
+
+static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::new(|| {
+    gst::DebugCategory::new(
+        "dvb2ip",
+        gst::DebugColorFlags::empty(),
+        Some("dvb2ip launcher"),
+    )
+});
+
+/// Options that override the configuration file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    pub rtsp_port: Option<u16>,
+    pub bind: Option<String>,
+}
+
+/// A running server, attached to the default main context.
+pub struct Server {
+    pub rtsp: gst_rtsp_server::RTSPServer,
+    pub rtsp_port: u16,
+    pub bind: IpAddr,
+    source_id: Option<glib::SourceId>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(id) = self.source_id.take() {
+            id.remove();
+        }
+    }
+}
+
+/// Registers the plugin, configures the tuner pool and generates content. Call once.
+pub fn init(cfg: &Config) -> anyhow::Result<()> {
+    gst::init()?;
+    gstdvb2ip::plugin_register_static().context("registering the dvb2ip elements")?;
+    gstdvb2ip::tuners::configure(cfg.broadcast.clone()).map_err(anyhow::Error::msg)?;
+    gstdvb2ip::tuners::prepare_content().map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// Builds and attaches the RTSP server. Port 0 picks a free port.
+pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
+    let bind: IpAddr = opts
+        .bind
+        .as_deref()
+        .unwrap_or(&cfg.server.bind)
+        .parse()
+        .context("bind address")?;
+    let port = opts.rtsp_port.unwrap_or(cfg.server.rtsp_port);
+    // Probe the port first so the user gets a clear message rather than a generic failure.
+    if port != 0 {
+        if let Err(e) = TcpListener::bind(SocketAddr::new(bind, port)) {
+            bail!(
+                "cannot listen for RTSP on {bind}:{port}: {e}. Port 554 needs root (or CAP_NET_BIND_SERVICE) \
+                 and must be free; choose another with --rtsp-port PORT (e.g. --rtsp-port 8554)"
+            );
+        }
+    }
+    let server = gst_rtsp_server::RTSPServer::new();
+    server.set_address(&bind.to_string());
+    server.set_service(&port.to_string());
+    let mounts = server
+        .mount_points()
+        .context("RTSP server has mount points")?;
+    for ch in &cfg.channel {
+        let (_, source) = channels::tuning_for_query(&ch.query)
+            .map_err(|e| anyhow::anyhow!("channel {:?}: {e}", ch.name))?;
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(CHANNEL_LAUNCH.trim().replace("{source}", &source).as_str());
+        factory.set_shared(true);
+        factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::Reset);
+        factory.set_latency(0);
+        mounts.add_factory(&format!("/ch/{}", ch.name), factory);
+        gst::info!(CAT, "mounted /ch/{} -> {}", ch.name, source);
+    }
+    let source_id = server
+        .attach(None)
+        .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;
+    let rtsp_port = server.bound_port() as u16;
+    Ok(Server {
+        rtsp: server,
+        rtsp_port,
+        bind,
+        source_id: Some(source_id),
+    })
+}
+
+/// What to try next, printed at start.
+pub fn banner(cfg: &Config, server: &Server) -> String {
+    let host = match server.bind {
+        IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".to_string(),
+        IpAddr::V6(a) if a.is_unspecified() => "[::1]".to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
+        a => a.to_string(),
+    };
+    let mut s = format!(
+        "dvb2ip: serving RTSP on {}:{}\n",
+        server.bind, server.rtsp_port
+    );
+    for f in gstdvb2ip::tuners::frontends() {
+        let ds: Vec<&str> = f.delsys.iter().map(|d| d.nick()).collect();
+        s += &format!(
+            "  frontend adapter{}/frontend{}: {} [{}]{}\n",
+            f.adapter,
+            f.frontend,
+            f.name,
+            ds.join(","),
+            if f.emulated { " (emulated)" } else { "" }
+        );
+    }
+    s += "Try next:\n";
+    for ch in &cfg.channel {
+        s += &format!(
+            "  ffprobe rtsp://{host}:{}/ch/{}    # {}\n",
+            server.rtsp_port, ch.name, ch.title
+        );
+    }
+    if let Some(ch) = cfg.channel.first() {
+        s += &format!("  vlc rtsp://{host}:{}/ch/{}\n", server.rtsp_port, ch.name);
+        s += &format!(
+            "  gst-launch-1.0 rtspsrc location=rtsp://{host}:{}/ch/{} ! rtpmp2tdepay ! tsdemux ! fakesink\n",
+            server.rtsp_port, ch.name
+        );
+    }
+    s += "Stop with Ctrl-C.\n";
+    s
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    init(&cfg)?;
+    let main_loop = glib::MainLoop::new(None, false);
+    let server = start(&cfg, &opts)?;
+    print!("{}", banner(&cfg, &server));
+    // The launcher's own tokio runtime (SSDP and HTTP live here too) waits for the signals.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("dvb2ip-launcher")
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let ml = main_loop.clone();
+    rt.spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+        glib::MainContext::default().invoke(move || ml.quit());
+    });
+    main_loop.run();
+    eprintln!("dvb2ip: shutting down");
+    // Tear down every session so their pipelines stop and the tuners are released.
+    if let Some(pool) = server.rtsp.session_pool() {
+        pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
+    }
+    drop(server);
+    Ok(())
+}
