@@ -3,5 +3,6 @@
 pub mod bench;
 pub mod channels;
 pub mod config;
+pub mod css;
 pub mod serve;
 pub mod ssdp;

@@ -6,12 +6,15 @@
 
 use gst::glib;
 
+pub mod dvbcsssink;
 pub mod dvbtunersrc;
 pub mod proto;
+pub mod tstimelineparse;
 pub mod tuners;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     dvbtunersrc::register(plugin)?;
+    tstimelineparse::register(plugin)?;
     Ok(())
 }
 

@@ -209,6 +209,7 @@ fn modulation_nick(m: Modulation) -> &'static str {
 #[derive(Default)]
 struct State {
     lease: Option<Lease>,
+    uri: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -406,6 +407,7 @@ impl ObjectSubclass for DvbTunerSrc {
     const NAME: &'static str = "GstDvbTunerSrc";
     type Type = super::DvbTunerSrc;
     type ParentType = gst::Bin;
+    type Interfaces = (gst::URIHandler,);
 
     fn with_class(_klass: &Self::Class) -> Self {
         let caps = gst::Caps::builder("video/mpegts")
@@ -749,3 +751,46 @@ impl ElementImpl for DvbTunerSrc {
 }
 
 impl BinImpl for DvbTunerSrc {}
+
+/// `dvbtuner://?delsys=dvb-t&frequency=506000000&bandwidth-hz=8000000&pids=all`: every query
+/// parameter is a property of the element, so playbin can use the pool.
+impl URIHandlerImpl for DvbTunerSrc {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        &["dvbtuner"]
+    }
+
+    fn uri(&self) -> Option<String> {
+        self.state.lock().unwrap().uri.clone()
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        let bad = |m: String| glib::Error::new(gst::URIError::BadUri, &m);
+        let rest = uri
+            .strip_prefix("dvbtuner://")
+            .ok_or_else(|| bad(format!("{uri}: not a dvbtuner:// URI")))?;
+        let query = rest.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let obj = self.obj();
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(format!("{uri}: {pair:?} is not name=value")))?;
+            let Some(pspec) = obj.find_property(k) else {
+                return Err(bad(format!("{uri}: dvbtunersrc has no property '{k}'")));
+            };
+            if !pspec.flags().contains(glib::ParamFlags::WRITABLE) {
+                return Err(bad(format!("{uri}: property '{k}' is read-only")));
+            }
+            let value = glib::Value::deserialize(v, pspec.value_type())
+                .map_err(|_| bad(format!("{uri}: invalid value {v:?} for property '{k}'")))?;
+            pairs.push((k.to_string(), value));
+        }
+        for (k, v) in pairs {
+            obj.set_property_from_value(&k, &v);
+        }
+        self.state.lock().unwrap().uri = Some(uri.to_string());
+        Ok(())
+    }
+}

@@ -90,7 +90,7 @@ pub enum Modulation {
 }
 
 glib::wrapper! {
-    pub struct DvbTunerSrc(ObjectSubclass<imp::DvbTunerSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+    pub struct DvbTunerSrc(ObjectSubclass<imp::DvbTunerSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy, gst::URIHandler;
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
@@ -102,7 +102,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(
         Some(plugin),
         "dvbtunersrc",
-        gst::Rank::NONE,
+        gst::Rank::MARGINAL,
         DvbTunerSrc::static_type(),
     )
 }

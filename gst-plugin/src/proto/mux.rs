@@ -182,21 +182,11 @@ pub struct Mux {
 
 /// A TEMI temi_timeline_descriptor with a 32- or 64-bit media timestamp.
 pub fn temi_timeline_descriptor(timeline_id: u8, timescale: u32, value: u64) -> Vec<u8> {
-    let wide = value > u32::MAX as u64;
-    let mut d = vec![
-        0x04,
-        if wide { 15 } else { 11 },
-        if wide { 0x80 } else { 0x40 },
-        0x7F,
-    ];
-    d.push(timeline_id);
-    d.extend_from_slice(&timescale.to_be_bytes());
-    if wide {
-        d.extend_from_slice(&value.to_be_bytes());
-    } else {
-        d.extend_from_slice(&(value as u32).to_be_bytes());
-    }
-    d
+    super::temi::encode_timeline_descriptor(&super::temi::TimelineDescriptor::new(
+        timeline_id,
+        timescale,
+        value,
+    ))
 }
 
 fn pts_bytes(prefix: u8, pts: u64) -> [u8; 5] {

@@ -1,0 +1,3 @@
+//! `dvbcsssink`: serves DVB-CSS (CII, TS, WC) for what it renders.
+
+pub mod servers;

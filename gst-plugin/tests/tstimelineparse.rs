@@ -1,0 +1,897 @@
+//! tstimelineparse: the shared TEMI vectors through the element (Harness), a PTS wrap past
+//! 2^33, the emulated multiplexes across loop points, SPTS output checked with ffprobe, and
+//! damaged input.
+//!
+//! Tests that use the tuner pool run one at a time (SERIAL).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstdvb2ip::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};
+use gstdvb2ip::tuners;
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const CAPS: &str = "video/mpegts,systemstream=(boolean)true,packetsize=(int)188";
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstdvb2ip::plugin_register_static().expect("register plugin");
+        tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
+        tuners::prepare_content().expect("content");
+    });
+}
+
+fn media_dir() -> PathBuf {
+    let a = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"));
+    if a.join("temi_a_single_timeline.ts").exists() {
+        return a;
+    }
+    let b = PathBuf::from("/work/shared/media");
+    assert!(
+        b.join("temi_a_single_timeline.ts").exists(),
+        "TEMI test vectors not found: looked in {} and {}",
+        a.display(),
+        b.display()
+    );
+    b
+}
+
+fn load(name: &str) -> (Vec<u8>, Value) {
+    let dir = media_dir();
+    let ts = std::fs::read(dir.join(format!("{name}.ts"))).expect("read .ts vector");
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("read .json"),
+    )
+    .expect("parse .json");
+    (ts, json)
+}
+
+/// What came out of the element for one input.
+struct Run {
+    timeline: Vec<TimelineInfo>,
+    services: Vec<ServiceIdentity>,
+    messages: Vec<TimelineInfo>,
+    warnings: usize,
+    output: Vec<u8>,
+    /// (byte offset of the buffer end, running time) per pushed buffer.
+    buffers: Vec<(usize, gst::ClockTime)>,
+    stats: gst::Structure,
+    timelines: Vec<gst::Structure>,
+}
+
+/// Pushes `ts` through `tstimelineparse` in buffers of the given sizes (cycled), each stamped
+/// with PTS = 10 ms × its index.
+fn run_harness(ts: &[u8], sizes: &[usize], props: &[(&str, &str)]) -> Run {
+    init();
+    let mut h = gst_check::Harness::new("tstimelineparse");
+    let element = h.element().expect("element");
+    for (k, v) in props {
+        element.set_property_from_str(k, v);
+    }
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    h.play();
+    h.set_src_caps_str(CAPS);
+    let mut run = Run {
+        timeline: Vec::new(),
+        services: Vec::new(),
+        messages: Vec::new(),
+        warnings: 0,
+        output: Vec::new(),
+        buffers: Vec::new(),
+        stats: gst::Structure::new_empty("none"),
+        timelines: Vec::new(),
+    };
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < ts.len() {
+        let n = sizes[i % sizes.len()].min(ts.len() - pos);
+        let mut b = gst::Buffer::from_slice(ts[pos..pos + n].to_vec());
+        let pts = gst::ClockTime::from_mseconds(10 * i as u64);
+        b.get_mut().unwrap().set_pts(pts);
+        h.push(b).expect("push");
+        pos += n;
+        run.buffers.push((pos, pts));
+        i += 1;
+        while let Some(out) = h.try_pull() {
+            run.output
+                .extend_from_slice(&out.map_readable().expect("map output"));
+        }
+        while let Some(ev) = h.try_pull_event() {
+            if let Some(t) = TimelineInfo::from_event(&ev) {
+                run.timeline.push(t);
+            } else if let Some(s) = ServiceIdentity::from_event(&ev) {
+                run.services.push(s);
+            }
+        }
+    }
+    while let Some(m) = bus.pop() {
+        if let Some(t) = TimelineInfo::from_message(&m) {
+            run.messages.push(t);
+        } else if let gst::MessageView::Warning(_) = m.view() {
+            run.warnings += 1;
+        }
+    }
+    run.stats = element.property::<gst::Structure>("stats");
+    run.timelines = element
+        .property::<gst::Array>("timelines")
+        .iter()
+        .map(|v| v.get::<gst::Structure>().expect("timeline structure"))
+        .collect();
+    run
+}
+
+fn temi_correlations(ev: &[TimelineInfo]) -> Vec<&TimelineInfo> {
+    ev.iter()
+        .filter(|t| t.temi && t.kind == TimelineEventKind::Correlation)
+        .collect()
+}
+
+fn stat(s: &gst::Structure, name: &str) -> u64 {
+    s.get::<u64>(name)
+        .unwrap_or_else(|_| panic!("stats field {name}"))
+}
+
+fn check_vector(name: &str, sizes: &[usize]) {
+    let (ts, json) = load(name);
+    let run = run_harness(&ts, sizes, &[]);
+    assert_eq!(run.output, ts, "{name}: passthrough must not change a byte");
+
+    let got = temi_correlations(&run.timeline);
+    let want = json["temi"].as_array().expect("temi array");
+    assert_eq!(got.len(), want.len(), "{name}: number of TEMI correlations");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let exp = (
+            w["ts_packet_index"].as_u64().unwrap(),
+            w["pid"].as_u64().unwrap(),
+            w["pts"].as_u64().unwrap(),
+            w["timeline_id"].as_u64().unwrap(),
+            w["timescale"].as_u64().unwrap(),
+            w["media_timestamp"].as_u64().unwrap(),
+            w["force_reload"].as_bool().unwrap(),
+            w["paused"].as_bool().unwrap(),
+            w["discontinuity"].as_bool().unwrap(),
+        );
+        let act = (
+            g.packet_index,
+            u64::from(g.pid),
+            g.pts.unwrap(),
+            u64::from(g.timeline_id.unwrap()),
+            g.tick_rate,
+            g.value.unwrap(),
+            g.force_reload,
+            g.paused,
+            g.discontinuity,
+        );
+        assert_eq!(act, exp, "{name}: temi entry {i}");
+        assert_eq!(g.pts_unwrapped, g.pts, "{name}: no wrap in the vectors");
+        assert!(g.conformant);
+        // No component tag in the vectors: the private PID-keyed selector.
+        assert_eq!(g.component_tag, None);
+        assert_eq!(
+            g.selector,
+            format!(
+                "urn:dvb2ip:timeline:temi-pid:{}:{}",
+                g.pid,
+                g.timeline_id.unwrap()
+            )
+        );
+        // Running time = that of the buffer in which the anchor packet completed.
+        let end = (g.packet_index as usize + 1) * 188;
+        let rt = run
+            .buffers
+            .iter()
+            .find(|(e, _)| *e >= end)
+            .map(|(_, rt)| *rt)
+            .unwrap();
+        assert_eq!(
+            g.running_time,
+            Some(rt),
+            "{name}: running time of entry {i}"
+        );
+        let c = g.correlation().expect("correlation");
+        assert_eq!(c.timeline_ticks, g.value.unwrap());
+        assert_eq!(c.reference_ns, rt.nseconds());
+    }
+    // The same correlations were posted on the bus.
+    let msgs = temi_correlations(&run.messages);
+    assert_eq!(msgs.len(), got.len());
+    assert!(msgs.iter().zip(&got).all(|(m, e)| *m == *e));
+
+    // Only "appeared" changes in clean streams.
+    for t in &run.timeline {
+        assert!(
+            matches!(
+                t.kind,
+                TimelineEventKind::Correlation
+                    | TimelineEventKind::Appeared
+                    | TimelineEventKind::Location
+            ),
+            "{name}: unexpected {t:?}"
+        );
+    }
+
+    // Timelines summary of the JSON, and the timelines property.
+    for w in json["timelines"].as_array().unwrap() {
+        let pid = w["pid"].as_u64().unwrap() as u32;
+        let tid = w["timeline_id"].as_u64().unwrap() as u32;
+        let n = got
+            .iter()
+            .filter(|g| u32::from(g.pid) == pid && u32::from(g.timeline_id.unwrap()) == tid)
+            .count();
+        assert_eq!(n as u64, w["count"].as_u64().unwrap());
+        let first = got
+            .iter()
+            .find(|g| u32::from(g.pid) == pid && u32::from(g.timeline_id.unwrap()) == tid)
+            .unwrap();
+        let f = &w["first_in_stream_order"];
+        assert_eq!(first.packet_index, f["ts_packet_index"].as_u64().unwrap());
+        assert_eq!(first.pts, f["pts"].as_u64());
+        assert_eq!(first.value, f["media_timestamp"].as_u64());
+        let bits: Vec<u64> = w["media_timestamp_bits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_u64().unwrap())
+            .collect();
+        assert!(got
+            .iter()
+            .filter(|g| u32::from(g.pid) == pid && u32::from(g.timeline_id.unwrap()) == tid)
+            .all(|g| bits.contains(&u64::from(g.timestamp_bits.unwrap()))));
+        let entry = run
+            .timelines
+            .iter()
+            .find(|s| {
+                s.get::<&str>("type").unwrap() == "temi"
+                    && s.get::<u32>("pid").unwrap() == pid
+                    && s.get::<u32>("timeline-id").unwrap() == tid
+            })
+            .unwrap_or_else(|| {
+                panic!("{name}: timeline {pid}/{tid} not in the timelines property")
+            });
+        assert_eq!(
+            entry.get::<u64>("tick-rate").unwrap(),
+            w["timescale"].as_u64().unwrap()
+        );
+        assert!(!entry.get::<bool>("paused").unwrap());
+        assert_eq!(
+            entry.get::<&str>("selector").unwrap(),
+            format!("urn:dvb2ip:timeline:temi-pid:{pid}:{tid}")
+        );
+    }
+
+    // Programs: a PTS timeline each (on the PCR PID) and the service identity from the SDT.
+    for p in json["programs"].as_array().unwrap() {
+        let pn = p["program_number"].as_u64().unwrap() as u16;
+        let pcr = p["pcr_pid"].as_u64().unwrap() as u16;
+        let pts: Vec<&TimelineInfo> = run
+            .timeline
+            .iter()
+            .filter(|t| !t.temi && t.program == pn && t.kind == TimelineEventKind::Correlation)
+            .collect();
+        assert!(!pts.is_empty(), "{name}: no PTS timeline for program {pn}");
+        assert!(pts.iter().all(|t| t.pid == pcr
+            && t.selector == "urn:dvb:css:timeline:pts"
+            && t.tick_rate == 90_000));
+        // Every TEMI correlation's PTS on the PCR PID also appears as a PTS correlation.
+        for g in got.iter().filter(|g| g.program == pn && g.pid == pcr) {
+            assert!(pts
+                .iter()
+                .any(|t| t.pts == g.pts && t.packet_index == g.packet_index));
+        }
+        let svc = run
+            .services
+            .iter()
+            .rev()
+            .find(|s| s.service_id == pn)
+            .unwrap_or_else(|| panic!("{name}: no dvb-service for {pn}"));
+        assert_eq!(svc.service_name.as_deref(), p["service_name"].as_str());
+        assert_eq!(svc.provider_name.as_deref(), Some("GPAC"));
+        assert!(svc.original_network_id.is_some() && svc.transport_stream_id.is_some());
+    }
+    // Location descriptors (temi_a).
+    if let Some(loc) = json.get("temi_location_descriptors") {
+        let got_loc: Vec<&TimelineInfo> = run
+            .timeline
+            .iter()
+            .filter(|t| t.kind == TimelineEventKind::Location)
+            .collect();
+        assert_eq!(got_loc.len() as u64, loc["count"].as_u64().unwrap());
+        let idx: Vec<u64> = loc["ts_packet_indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            got_loc.iter().map(|t| t.packet_index).collect::<Vec<_>>(),
+            idx
+        );
+        let d = &loc["distinct"][0];
+        assert!(got_loc.iter().all(|t| t.url.as_deref() == d["url"].as_str()
+            && u64::from(t.pid) == d["pid"].as_u64().unwrap()));
+    }
+
+    assert_eq!(stat(&run.stats, "packets"), ts.len() as u64 / 188);
+    assert_eq!(stat(&run.stats, "errors"), 0, "{:?}", run.stats);
+    assert_eq!(run.warnings, 0);
+}
+
+#[test]
+fn vector_temi_a_aligned_buffers() {
+    check_vector("temi_a_single_timeline", &[188 * 64]);
+}
+
+#[test]
+fn vector_temi_a_unaligned_buffers() {
+    check_vector("temi_a_single_timeline", &[1000, 7, 4096, 188 * 3 + 1]);
+}
+
+#[test]
+fn vector_temi_d_aligned_buffers() {
+    check_vector("temi_d_two_programs", &[188 * 7]);
+}
+
+#[test]
+fn vector_temi_d_unaligned_buffers() {
+    check_vector("temi_d_two_programs", &[999, 188, 3000]);
+}
+
+// ---- PTS wrap ----------------------------------------------------------------------------------
+
+const WRAP: u64 = 1 << 33;
+
+fn rewrite_ts(b: &mut [u8], off: u64) {
+    let v = ((u64::from(b[0]) >> 1) & 7) << 30
+        | u64::from(b[1]) << 22
+        | (u64::from(b[2]) >> 1) << 15
+        | u64::from(b[3]) << 7
+        | u64::from(b[4]) >> 1;
+    let n = (v + off) % WRAP;
+    b[0] = (b[0] & 0xF1) | (((n >> 30) as u8 & 7) << 1);
+    b[1] = (n >> 22) as u8;
+    b[2] = (((n >> 15) as u8) << 1) | 1;
+    b[3] = (n >> 7) as u8;
+    b[4] = ((n as u8) << 1) | 1;
+}
+
+/// Adds `off` (mod 2^33) to every PCR base, PTS and DTS; nothing else is touched.
+fn shift_timestamps(ts: &mut [u8], off: u64) -> (usize, usize) {
+    let (mut pcrs, mut pes) = (0, 0);
+    for p in ts.chunks_exact_mut(188) {
+        let afc = (p[3] >> 4) & 3;
+        let mut payload = 4;
+        if afc & 2 != 0 {
+            let l = p[4] as usize;
+            if l > 0 && p[5] & 0x10 != 0 {
+                let b = &mut p[6..12];
+                let base = u64::from(b[0]) << 25
+                    | u64::from(b[1]) << 17
+                    | u64::from(b[2]) << 9
+                    | u64::from(b[3]) << 1
+                    | u64::from(b[4]) >> 7;
+                let n = (base + off) % WRAP;
+                b[0] = (n >> 25) as u8;
+                b[1] = (n >> 17) as u8;
+                b[2] = (n >> 9) as u8;
+                b[3] = (n >> 1) as u8;
+                b[4] = (b[4] & 0x7F) | (((n & 1) as u8) << 7);
+                pcrs += 1;
+            }
+            payload = 5 + l;
+        }
+        let pusi = p[1] & 0x40 != 0;
+        if afc & 1 == 0 || !pusi || payload + 14 > 188 {
+            continue;
+        }
+        let pl = &mut p[payload..];
+        if pl[..3] != [0, 0, 1]
+            || matches!(pl[3], 0xBC | 0xBE | 0xBF | 0xF0 | 0xF1 | 0xFF | 0xF2 | 0xF8)
+        {
+            continue;
+        }
+        let flags = pl[7] >> 6;
+        if flags & 2 != 0 {
+            rewrite_ts(&mut pl[9..14], off);
+            pes += 1;
+        }
+        if flags == 3 {
+            rewrite_ts(&mut pl[14..19], off);
+        }
+    }
+    (pcrs, pes)
+}
+
+#[test]
+fn pts_wrap_past_2_pow_33_unwraps() {
+    let (mut ts, json) = load("temi_a_single_timeline");
+    // The first PTS is 10200 and the file lasts 10 s: put the wrap about 5 s in.
+    let off = WRAP - 10_200 - 450_000;
+    let (pcrs, pes) = shift_timestamps(&mut ts, off);
+    assert!(pcrs > 100 && pes > 400, "rewrote {pcrs} PCRs and {pes} PTS");
+    let run = run_harness(&ts, &[188 * 10 + 5], &[]);
+    let got = temi_correlations(&run.timeline);
+    let want = json["temi"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    let mut wrapped = 0;
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let orig = w["pts"].as_u64().unwrap();
+        assert_eq!(g.pts, Some((orig + off) % WRAP), "entry {i}");
+        assert_eq!(
+            g.pts_unwrapped,
+            Some(orig + off),
+            "entry {i}: unwrapped PTS"
+        );
+        assert_eq!(g.value, w["media_timestamp"].as_u64(), "entry {i}");
+        // The spec's formula on the unwrapped axis.
+        assert_eq!(
+            g.value.unwrap(),
+            (g.pts_unwrapped.unwrap() - 10_200 - off) / 90
+        );
+        if g.pts.unwrap() < 1_000_000 {
+            wrapped += 1;
+        }
+    }
+    assert!(
+        wrapped > 100,
+        "the wrap happens within the file ({wrapped} after it)"
+    );
+    // No discontinuity or disappearance: the wrap is not a jump.
+    assert!(run.timeline.iter().all(|t| matches!(
+        t.kind,
+        TimelineEventKind::Correlation | TimelineEventKind::Appeared | TimelineEventKind::Location
+    )));
+    // The PTS timeline goes past 2^33 too.
+    let max = run
+        .timeline
+        .iter()
+        .filter(|t| !t.temi && t.kind == TimelineEventKind::Correlation)
+        .map(|t| t.value.unwrap())
+        .max()
+        .unwrap();
+    assert!(max > WRAP);
+    assert_eq!(stat(&run.stats, "errors"), 0);
+}
+
+// ---- Emulated multiplexes ------------------------------------------------------------------
+
+struct Live {
+    pipeline: gst::Pipeline,
+    parse: gst::Element,
+}
+
+impl Live {
+    fn new(desc: &str) -> Live {
+        let pipeline = gst::parse::launch(desc)
+            .expect("pipeline")
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let parse = pipeline.by_name("p").expect("element p");
+        Live { pipeline, parse }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[derive(Default)]
+struct Collected {
+    timeline: Vec<TimelineInfo>,
+    services: Vec<ServiceIdentity>,
+}
+
+fn collect_live(lives: &[&Live], d: Duration) -> Vec<Collected> {
+    let mut out: Vec<Collected> = lives.iter().map(|_| Collected::default()).collect();
+    let buses: Vec<gst::Bus> = lives.iter().map(|l| l.pipeline.bus().unwrap()).collect();
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        for (i, bus) in buses.iter().enumerate() {
+            while let Some(m) = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(20),
+                &[gst::MessageType::Element, gst::MessageType::Error],
+            ) {
+                if let gst::MessageView::Error(e) = m.view() {
+                    panic!("pipeline {i} error: {} ({:?})", e.error(), e.debug());
+                }
+                if let Some(t) = TimelineInfo::from_message(&m) {
+                    out[i].timeline.push(t);
+                } else if let Some(s) = ServiceIdentity::from_message(&m) {
+                    out[i].services.push(s);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &str) {
+    let sel = "urn:dvb:css:timeline:temi:1:1";
+    let temi: Vec<&TimelineInfo> = c
+        .timeline
+        .iter()
+        .filter(|t| t.selector == sel && t.kind == TimelineEventKind::Correlation)
+        .collect();
+    assert!(
+        temi.len() > 26 * 20,
+        "{service_name}: only {} TEMI correlations",
+        temi.len()
+    );
+    for t in &temi {
+        assert_eq!(
+            (t.program, t.pid, t.timeline_id, t.component_tag),
+            (program, 0x101, Some(1), Some(1))
+        );
+        assert_eq!(t.tick_rate, tick_rate);
+        assert!(t.running_time.is_some());
+    }
+    for w in temi.windows(2) {
+        assert!(
+            w[1].value > w[0].value,
+            "{service_name}: TEMI values must increase: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
+        assert!(
+            w[1].pts_unwrapped > w[0].pts_unwrapped,
+            "{service_name}: PTS must increase"
+        );
+        assert!(w[1].running_time >= w[0].running_time);
+        // Value and PTS advance together (within one tick of truncation).
+        let dv = (w[1].value.unwrap() - w[0].value.unwrap()) as i128;
+        let dp = (w[1].pts_unwrapped.unwrap() - w[0].pts_unwrapped.unwrap()) as i128;
+        let expect = dp * tick_rate as i128 / 90_000;
+        assert!(
+            (dv - expect).abs() <= 1,
+            "{service_name}: dv {dv} vs dp {dp}"
+        );
+    }
+    let (first, last) = (temi[0], temi[temi.len() - 1]);
+    let span_s = (last.value.unwrap() - first.value.unwrap()) as f64 / tick_rate as f64;
+    let rt_s = (last.running_time.unwrap() - first.running_time.unwrap()).seconds_f64();
+    // The content loops every 12 s: ≥ 25 s of timeline crosses at least two loop points.
+    assert!(span_s >= 25.0, "{service_name}: timeline span {span_s} s");
+    assert!(
+        (span_s - rt_s).abs() < 1.0,
+        "{service_name}: timeline {span_s} s vs running time {rt_s} s"
+    );
+    assert!(
+        !c.timeline.iter().any(|t| t.selector == sel
+            && matches!(
+                t.kind,
+                TimelineEventKind::Discontinuity | TimelineEventKind::Disappeared
+            )),
+        "{service_name}: discontinuity across loop points"
+    );
+    // PTS timeline of the same program increases too.
+    let pts: Vec<u64> = c
+        .timeline
+        .iter()
+        .filter(|t| !t.temi && t.program == program && t.kind == TimelineEventKind::Correlation)
+        .map(|t| t.value.unwrap())
+        .collect();
+    assert!(pts.len() > 26 * 20);
+    assert!(pts.windows(2).all(|w| w[1] > w[0]));
+    let svc = c
+        .services
+        .iter()
+        .rev()
+        .find(|s| s.service_id == program)
+        .expect("dvb-service");
+    assert_eq!(svc.service_name.as_deref(), Some(service_name));
+    assert_eq!(svc.original_network_id, Some(0x233a));
+    assert!(svc.transport_stream_id.is_some() && svc.event_id.is_some());
+}
+
+#[test]
+fn emulated_muxes_export_temi_across_loop_points() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    init();
+    let t = Live::new(
+        "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 ! tstimelineparse name=p ! fakesink sync=false",
+    );
+    let t2 = Live::new(
+        "dvbtunersrc delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0 ! tstimelineparse name=p ! fakesink sync=false",
+    );
+    t.pipeline.set_state(gst::State::Playing).unwrap();
+    t2.pipeline.set_state(gst::State::Playing).unwrap();
+    let c = collect_live(&[&t, &t2], Duration::from_secs(27));
+    check_live_temi(&c[0], 0x1201, 90_000, "dvb2ip News");
+    check_live_temi(&c[1], 0x1101, 1000, "dvb2ip One HD");
+    // The timelines property lists the TEMI timeline and the PTS timelines.
+    let tl = t.parse.property::<gst::Array>("timelines");
+    let sels: Vec<String> = tl
+        .iter()
+        .map(|v| {
+            v.get::<gst::Structure>()
+                .unwrap()
+                .get::<String>("selector")
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        sels.iter().any(|s| s == "urn:dvb:css:timeline:temi:1:1"),
+        "{sels:?}"
+    );
+    assert!(
+        sels.iter()
+            .filter(|s| *s == "urn:dvb:css:timeline:pts")
+            .count()
+            >= 3
+    );
+    let stats = t.parse.property::<gst::Structure>("stats");
+    assert_eq!(stat(&stats, "errors"), 0, "{stats:?}");
+}
+
+// ---- SPTS --------------------------------------------------------------------------------
+
+fn ffprobe(path: &std::path::Path) -> Value {
+    let out = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_programs",
+            "-show_streams",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe must be installed (Debian package ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+fn pids_of(ts: &[u8]) -> std::collections::BTreeSet<u16> {
+    assert_eq!(ts.len() % 188, 0);
+    ts.chunks_exact(188)
+        .map(|p| {
+            assert_eq!(p[0], 0x47);
+            (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2])
+        })
+        .collect()
+}
+
+fn run_to_file(desc: &str, path: &std::path::Path, live_for: Option<Duration>) {
+    let p = gst::parse::launch(&format!("{desc} ! filesink name=out"))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    p.by_name("out")
+        .unwrap()
+        .set_property("location", path.to_str().unwrap());
+    p.set_state(gst::State::Playing).unwrap();
+    let bus = p.bus().unwrap();
+    let deadline = live_for.unwrap_or(Duration::from_secs(30));
+    let m = bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(deadline.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    if let Some(m) = &m {
+        if let gst::MessageView::Error(e) = m.view() {
+            panic!("{desc}: {} {:?}", e.error(), e.debug());
+        }
+    } else {
+        assert!(live_for.is_some(), "{desc}: no EOS");
+        p.send_event(gst::event::Eos::new());
+        bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Eos])
+            .expect("EOS after stop");
+    }
+    p.set_state(gst::State::Null).unwrap();
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tstimelineparse-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn spts_from_vector_plays_in_ffprobe_with_one_program() {
+    init();
+    let dir = tmpdir("spts-file");
+    let out = dir.join("p20.ts");
+    let src = media_dir().join("temi_d_two_programs.ts");
+    // No caps from filesrc: the element must cope.
+    run_to_file(
+        &format!(
+            "filesrc location={} ! tstimelineparse program-number=20",
+            src.display()
+        ),
+        &out,
+        None,
+    );
+    let ts = std::fs::read(&out).unwrap();
+    let pids = pids_of(&ts);
+    let allowed = [0u16, 0x10, 0x11, 0x12, 0x14, 200, 201, 202];
+    assert!(pids.iter().all(|p| allowed.contains(p)), "{pids:?}");
+    for p in [0u16, 200, 201, 202] {
+        assert!(pids.contains(&p), "PID {p} missing");
+    }
+    let j = ffprobe(&out);
+    let progs = j["programs"].as_array().unwrap();
+    assert_eq!(progs.len(), 1, "{j}");
+    assert_eq!(progs[0]["program_id"], 20);
+    assert_eq!(progs[0]["tags"]["service_name"], "TEMI-D2");
+    let mut ids: Vec<String> = j["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["0xc9", "0xca"]);
+    // The timelines are still exported for that program only.
+    let run = run_harness(
+        &std::fs::read(&src).unwrap(),
+        &[188 * 16],
+        &[("program-number", "20")],
+    );
+    assert_eq!(run.output, ts, "harness and pipeline give the same SPTS");
+    let got = temi_correlations(&run.timeline);
+    assert_eq!(got.len(), 300 + 470);
+    assert!(got.iter().all(|t| t.program == 20));
+    assert!(run.services.iter().all(|s| s.service_id == 20));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn spts_from_emulated_mux_plays_in_ffprobe() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    init();
+    let dir = tmpdir("spts-live");
+    let out = dir.join("sport.ts");
+    run_to_file(
+        "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 ! tstimelineparse program-number=4610",
+        &out,
+        Some(Duration::from_secs(4)),
+    );
+    let ts = std::fs::read(&out).unwrap();
+    let pids = pids_of(&ts);
+    let allowed = [0u16, 0x10, 0x11, 0x12, 0x14, 0x200, 0x201, 0x202];
+    assert!(pids.iter().all(|p| allowed.contains(p)), "{pids:?}");
+    let j = ffprobe(&out);
+    let progs = j["programs"].as_array().unwrap();
+    assert_eq!(progs.len(), 1, "{j}");
+    assert_eq!(progs[0]["program_id"], 4610);
+    assert_eq!(progs[0]["tags"]["service_name"], "dvb2ip Sport");
+    let types = |v: &Value| {
+        let mut t: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                format!(
+                    "{}:{}",
+                    s["id"].as_str().unwrap(),
+                    s["codec_type"].as_str().unwrap()
+                )
+            })
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(
+        types(&progs[0]["streams"]),
+        vec!["0x201:video", "0x202:audio"]
+    );
+    // ffmpeg also lists the EIT PID (kept for this service's present/following events) as a
+    // program-less EPG data stream.
+    let all = types(&j["streams"]);
+    assert!(
+        all == ["0x12:data", "0x201:video", "0x202:audio"] || all == ["0x201:video", "0x202:audio"],
+        "{all:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ---- Damaged input -----------------------------------------------------------------------
+
+#[test]
+fn damaged_input_is_counted_warned_and_survived() {
+    let (ts, json) = load("temi_a_single_timeline");
+    let mut x = 0x9E37_79B9u32;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let mut bad = Vec::new();
+    // Garbage, then a clean start, then damage of every kind, then the clean rest.
+    bad.extend((0..5000).map(|_| rnd() as u8));
+    bad.extend_from_slice(&ts[..188 * 1000]);
+    for k in 1000..1600 {
+        let mut p = ts[k * 188..(k + 1) * 188].to_vec();
+        match k % 6 {
+            0 => p[4] = 0xFF,                                 // absurd adaptation field length
+            1 => p.truncate(100),                             // truncated packet: lost sync
+            2 => p[3] = (p[3] & 0xF0) | (rnd() as u8 & 0x0F), // CC jumps
+            3 => {
+                for b in p.iter_mut().skip(4) {
+                    *b = rnd() as u8;
+                }
+            }
+            4 => p[1] |= 0x80, // TEI
+            _ => {
+                if p[5] & 0x01 != 0 {
+                    p[12] = 0xFE; // absurd extension length
+                }
+            }
+        }
+        bad.extend(p);
+    }
+    // A PAT with a wrong CRC.
+    let mut pat = ts[..188].to_vec();
+    pat[14] ^= 0x55;
+    bad.extend(pat);
+    bad.extend((0..777).map(|_| rnd() as u8));
+    let tail = 1600 * 188;
+    bad.extend_from_slice(&ts[tail..]);
+
+    let run = run_harness(&bad, &[4096, 333], &[]);
+    assert_eq!(run.output, bad, "passthrough even for garbage");
+    let s = &run.stats;
+    assert!(stat(s, "sync-losses") > 0, "{s:?}");
+    assert!(stat(s, "bytes-skipped") >= 5000);
+    assert!(stat(s, "cc-errors") > 0);
+    assert!(stat(s, "tei-packets") > 0);
+    assert!(stat(s, "malformed-packets") + stat(s, "malformed-adaptation-fields") > 0);
+    assert!(stat(s, "errors") > 0);
+    // Everything was pushed within a second or so: bounded to one warning per second.
+    assert!(
+        run.warnings >= 1 && run.warnings <= 3,
+        "{} warnings",
+        run.warnings
+    );
+    assert_eq!(stat(s, "warnings") as usize, run.warnings);
+    // After resync the timeline continues with the expected values.
+    let want: Vec<(u64, u64)> = json["temi"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["ts_packet_index"].as_u64().unwrap() >= 1700)
+        .map(|w| {
+            (
+                w["pts"].as_u64().unwrap(),
+                w["media_timestamp"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let got: Vec<(u64, u64)> = temi_correlations(&run.timeline)
+        .iter()
+        .map(|t| (t.pts.unwrap(), t.value.unwrap()))
+        .collect();
+    for w in &want {
+        assert!(got.contains(w), "missing {w:?} after resync");
+    }
+}
+
+#[test]
+fn pure_garbage_never_panics() {
+    let mut x = 12345u32;
+    let mut data = Vec::new();
+    for i in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        // Plenty of sync bytes at the packet cadence to make the parser try hard.
+        data.push(if i % 188 == 0 { 0x47 } else { x as u8 });
+    }
+    for program in ["0", "1"] {
+        let run = run_harness(&data, &[188 * 5, 1, 1000], &[("program-number", program)]);
+        assert!(stat(&run.stats, "errors") > 0);
+    }
+}

@@ -1,0 +1,116 @@
+//! Shared helpers for the launcher's end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The directory holding `libgstdvb2ip.so` (target/<profile>), next to the test binary's deps/.
+pub fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("libgstdvb2ip.so").exists(),
+        "{} has no libgstdvb2ip.so; run `cargo build --workspace` first",
+        dir.display()
+    );
+    dir
+}
+
+/// The `dvb2ip` binary built for these tests.
+pub fn dvb2ip_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_dvb2ip"))
+}
+
+/// A gst-launch-1.0 command with our plugin on the path.
+pub fn gst_launch() -> Command {
+    let mut c = Command::new("gst-launch-1.0");
+    c.env("GST_PLUGIN_PATH", plugin_dir());
+    c
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dvb2ip-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// ffprobe's JSON description of programs and streams of `input`.
+pub fn ffprobe(input: &str, extra: &[&str]) -> serde_json::Value {
+    let out = Command::new("timeout")
+        .args([
+            "60",
+            "ffprobe",
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_programs",
+            "-show_streams",
+        ])
+        .args(extra)
+        .arg(input)
+        .output()
+        .expect("ffprobe runs (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe {input} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// (service_name, [codec_type...]) per program.
+pub fn programs(v: &serde_json::Value) -> Vec<(String, Vec<String>)> {
+    v["programs"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .map(|p| {
+                    let name = p["tags"]["service_name"].as_str().unwrap_or("").to_string();
+                    let types = p["streams"]
+                        .as_array()
+                        .map(|s| {
+                            s.iter()
+                                .map(|s| s["codec_type"].as_str().unwrap_or("").to_string())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    (name, types)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Splits a gst-launch description into argv words as a shell would (whitespace outside double
+/// quotes), keeping the quotes for gst_parse, which gst-launch-1.0 expects.
+pub fn launch_args(desc: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in desc.chars() {
+        if c == '"' {
+            quoted = !quoted;
+        }
+        if c.is_whitespace() && !quoted {
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        } else {
+            cur.push(c);
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}

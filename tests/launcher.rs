@@ -1,0 +1,116 @@
+//! The launcher end to end: `dvb2ip serve` on loopback with real clients, and CLI errors.
+
+mod common;
+
+use std::process::Command;
+
+use dvb2ip::config::Config;
+use dvb2ip::serve;
+use gst::glib;
+
+fn start_server() -> (serve::Server, glib::MainLoop) {
+    let cfg = Config::embedded();
+    serve::init(&cfg).unwrap();
+    let server = serve::start(
+        &cfg,
+        &serve::ServeOptions {
+            rtsp_port: Some(0),
+            bind: None,
+        },
+    )
+    .unwrap();
+    let ml = glib::MainLoop::new(None, false);
+    let ml2 = ml.clone();
+    std::thread::spawn(move || ml2.run());
+    (server, ml)
+}
+
+#[test]
+fn serve_channel_mounts_play_in_ffprobe_and_rtspsrc() {
+    let (server, ml) = start_server();
+    assert_eq!(
+        server.bind.to_string(),
+        "127.0.0.1",
+        "default config must bind loopback"
+    );
+    let port = server.rtsp_port;
+    let v = common::ffprobe(
+        &format!("rtsp://127.0.0.1:{port}/ch/news"),
+        &["-rtsp_transport", "udp"],
+    );
+    let progs = common::programs(&v);
+    let news = progs
+        .iter()
+        .find(|(n, _)| n == "dvb2ip News")
+        .unwrap_or_else(|| panic!("{progs:?}"));
+    assert!(
+        news.1.contains(&"video".to_string()) && news.1.contains(&"audio".to_string()),
+        "{news:?}"
+    );
+
+    // rtspsrc (GStreamer's RTSP client) records a few seconds.
+    let dir = common::temp_dir("rtspsrc");
+    let out = Command::new("timeout")
+        .args(["-s", "INT", "8", "gst-launch-1.0", "-e"])
+        .args(common::launch_args(&format!(
+            "rtspsrc location=rtsp://127.0.0.1:{port}/ch/one latency=200 ! rtpmp2tdepay ! filesink location={}",
+            dir.join("one.ts").display()
+        )))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("ERROR") && !text.contains("erroneous"),
+        "{text}"
+    );
+    assert!(dir.join("one.ts").exists(), "no recording: {text}");
+    let v = common::ffprobe(dir.join("one.ts").to_str().unwrap(), &[]);
+    let progs = common::programs(&v);
+    assert!(progs.iter().any(|(n, _)| n == "dvb2ip One HD"), "{progs:?}");
+    ml.quit();
+    // Sessions gone: tuners are released once the server drops its media.
+    drop(server);
+}
+
+#[test]
+fn check_config_names_file_and_line() {
+    let dir = common::temp_dir("cfg");
+    let f = dir.join("bad.toml");
+    std::fs::write(&f, "[server]\nbind = \"127.0.0.1\"\n\n[[channel]]\nname = \"x\"\nquery = \"freq=506&msys=dvbq\"\n").unwrap();
+    let out = Command::new(common::dvb2ip_bin())
+        .arg("check-config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:5:", f.display())), "{err}");
+    assert!(err.contains("msys"), "{err}");
+    let out = Command::new(common::dvb2ip_bin())
+        .arg("check-config")
+        .arg(common::repo_file("conf/default.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn serve_refuses_a_busy_port_with_a_clear_message() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let out = Command::new(common::dvb2ip_bin())
+        .args(["serve", "--rtsp-port", &port.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("127.0.0.1:{port}")) && err.contains("--rtsp-port"),
+        "{err}"
+    );
+}
