@@ -1,0 +1,37 @@
+# Sourced by the scripts: installs the Debian 12 packages dvb2ip needs, only when missing.
+
+SERVER_PACKAGES="pkg-config gcc libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstreamer-plugins-bad1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+TEST_PACKAGES="ffmpeg meson ninja-build iproute2 curl gupnp-tools vlc-bin vlc-plugin-base tshark"
+
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "dvb2ip: installing Debian packages: ${missing[*]}" >&2
+    if [ "$(id -u)" != 0 ]; then
+      echo "dvb2ip: run as root (or install them yourself): apt-get install -y ${missing[*]}" >&2
+      return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q "${missing[@]}"
+  fi
+}
+
+ensure_cargo() {
+  if ! command -v cargo >/dev/null 2>&1; then
+    for d in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+      [ -x "$d/cargo" ] && export PATH="$d:$PATH"
+    done
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "dvb2ip: cargo not found. Install the Rust toolchain with rustup (rust-toolchain.toml pins the version;" >&2
+    echo "        Debian 12's own rustc 1.63 is too old for gstreamer-rs)." >&2
+    return 1
+  fi
+}
