@@ -396,13 +396,14 @@ impl BroadcastConfig {
         if !self.emulator.cache_dir.is_empty() {
             return PathBuf::from(&self.emulator.cache_dir);
         }
-        if let Some(d) = std::env::var_os("DVB2IP_CACHE_DIR") {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(d) = env("DVB2IP_CACHE_DIR") {
             return PathBuf::from(d);
         }
-        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        if let Some(d) = env("XDG_CACHE_HOME") {
             return PathBuf::from(d).join("dvb2ip");
         }
-        if let Some(d) = std::env::var_os("HOME") {
+        if let Some(d) = env("HOME") {
             return PathBuf::from(d).join(".cache").join("dvb2ip");
         }
         std::env::temp_dir().join("dvb2ip-cache")

@@ -14,7 +14,7 @@ use crate::proto::si;
 use crate::proto::tuner_pool::{DelSys, Polarisation};
 
 /// Interval at which the play-out thread wakes up and sends what is due.
-pub const TICK: Duration = Duration::from_millis(5);
+pub const TICK: Duration = Duration::from_millis(10);
 
 /// Builds the multiplex description of `m`, generating its content if needed.
 pub fn build_spec(m: &MuxConfig, cache_dir: &std::path::Path) -> Result<MuxSpec, String> {

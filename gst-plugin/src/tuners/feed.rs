@@ -126,11 +126,44 @@ pub static COUNTERS: FeedCounters = FeedCounters {
 #[derive(Default)]
 pub(crate) struct Fanout {
     subs: Mutex<Vec<Arc<Subscriber>>>,
+    /// The most recent chunk (all PIDs), handed to a subscriber as it joins so its first
+    /// packets arrive at once rather than at the next play-out tick.
+    last: Mutex<Option<gst::Buffer>>,
+}
+
+/// Copies the packets of `data` whose PID passes `filter`.
+fn filter_packets(data: &[u8], filter: &PidFilter) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 4);
+    for p in data.chunks_exact(188) {
+        let pid = ((p[1] as u16 & 0x1F) << 8) | p[2] as u16;
+        if filter.contains(pid) {
+            out.extend_from_slice(p);
+        }
+    }
+    COUNTERS.bytes_copied.fetch_add(out.len() as u64, Ordering::Relaxed);
+    out
 }
 
 impl Fanout {
     pub fn add(&self, s: Arc<Subscriber>) {
         self.subs.lock().unwrap().push(s);
+    }
+
+    /// Sends the most recent chunk to a subscriber that just joined.
+    pub fn prime(&self, s: &Subscriber) {
+        let Some(last) = self.last.lock().unwrap().clone() else { return };
+        let filter = s.filter.lock().unwrap().clone();
+        let buf = match filter {
+            PidFilter::All => Some(last),
+            set => {
+                let map = last.map_readable().expect("readable buffer");
+                let out = filter_packets(map.as_slice(), &set);
+                (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out))
+            }
+        };
+        if let Some(b) = buf {
+            s.sink.push(b);
+        }
     }
 
     pub fn remove(&self, id: u64) {
@@ -144,9 +177,6 @@ impl Fanout {
     /// Sends one chunk of whole TS packets to every subscriber.
     pub fn distribute(&self, chunk: Vec<u8>) {
         let subs = self.snapshot();
-        if subs.is_empty() {
-            return;
-        }
         COUNTERS
             .bytes_in
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -163,16 +193,7 @@ impl Fanout {
                     if let Some((_, b)) = filtered.iter().find(|(k, _)| *k == set) {
                         b.clone()
                     } else {
-                        let mut out = Vec::with_capacity(data.len() / 4);
-                        for p in data.chunks_exact(188) {
-                            let pid = ((p[1] as u16 & 0x1F) << 8) | p[2] as u16;
-                            if set.contains(pid) {
-                                out.extend_from_slice(p);
-                            }
-                        }
-                        COUNTERS
-                            .bytes_copied
-                            .fetch_add(out.len() as u64, Ordering::Relaxed);
+                        let out = filter_packets(data, &set);
                         let b = (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out));
                         filtered.push((set, b.clone()));
                         b
@@ -184,6 +205,7 @@ impl Fanout {
             }
         }
         drop(map);
+        *self.last.lock().unwrap() = Some(all);
         COUNTERS
             .buffers_out
             .fetch_add(pushes.len() as u64, Ordering::Relaxed);

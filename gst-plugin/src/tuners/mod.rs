@@ -392,6 +392,7 @@ pub fn lease(req: LeaseRequest, sink: Arc<dyn FeedSink>) -> Result<Lease, LeaseE
     drop(g);
     if st.locked {
         sink.lock_changed(true, &st);
+        feed.fanout.prime(&sub);
     }
     Ok(Lease {
         index,
