@@ -182,8 +182,14 @@ fn main() {
     make_file(&path, size_mb * 1_000_000);
     let bytes = std::fs::metadata(&path).expect("file").len();
 
-    // Warm the page cache.
+    // Warm the page cache, and measure what reading alone costs.
     run(&path, "identity", blocksize);
+    let base = run(&path, "identity", blocksize);
+    println!(
+        "  baseline filesrc ! identity ! fakesink: {:.3} s, {:.0} MB/s",
+        base,
+        bytes as f64 / 1e6 / base
+    );
 
     let mut results = Vec::new();
     for element in ["tstimelineparse", "tsparse"] {

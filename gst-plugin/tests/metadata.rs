@@ -10,31 +10,59 @@ fn every_element_and_property_is_documented() {
     gstdvb2ip::plugin_register_static().unwrap();
     let registry = gst::Registry::get();
     let features = registry.features_by_plugin("dvb2ip");
-    let factories: Vec<gst::ElementFactory> =
-        features.into_iter().filter_map(|f| f.downcast::<gst::ElementFactory>().ok()).collect();
+    let factories: Vec<gst::ElementFactory> = features
+        .into_iter()
+        .filter_map(|f| f.downcast::<gst::ElementFactory>().ok())
+        .collect();
     let names: Vec<String> = factories.iter().map(|f| f.name().to_string()).collect();
     for expected in ["dvbtunersrc", "tstimelineparse"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} not registered: {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} not registered: {names:?}"
+        );
     }
     for f in &factories {
-        for key in [gst::ELEMENT_METADATA_LONGNAME, gst::ELEMENT_METADATA_KLASS, gst::ELEMENT_METADATA_DESCRIPTION] {
+        for key in [
+            gst::ELEMENT_METADATA_LONGNAME,
+            gst::ELEMENT_METADATA_KLASS,
+            gst::ELEMENT_METADATA_DESCRIPTION,
+        ] {
             let v = f.metadata(key).unwrap_or_default();
             assert!(!v.trim().is_empty(), "{}: empty {key}", f.name());
         }
         let desc = f.metadata(gst::ELEMENT_METADATA_DESCRIPTION).unwrap();
-        assert!(desc.matches(". ").count() < 2, "{}: description longer than 2 sentences", f.name());
+        assert!(
+            desc.matches(". ").count() < 2,
+            "{}: description longer than 2 sentences",
+            f.name()
+        );
         let element = f.create().build().unwrap();
         let own = element.type_();
         for p in element.list_properties() {
             if p.owner_type() != own {
                 continue;
             }
-            assert!(!p.nick().trim().is_empty(), "{}::{} has no nick", f.name(), p.name());
+            assert!(
+                !p.nick().trim().is_empty(),
+                "{}::{} has no nick",
+                f.name(),
+                p.name()
+            );
             let blurb = p.blurb().unwrap_or_default();
-            assert!(blurb.len() > 10, "{}::{} has no useful blurb", f.name(), p.name());
+            assert!(
+                blurb.len() > 10,
+                "{}::{} has no useful blurb",
+                f.name(),
+                p.name()
+            );
         }
         for t in f.static_pad_templates() {
-            assert!(!t.caps().is_any(), "{}: pad template {} has ANY caps", f.name(), t.name_template());
+            assert!(
+                !t.caps().is_any(),
+                "{}: pad template {} has ANY caps",
+                f.name(),
+                t.name_template()
+            );
         }
     }
 }

@@ -133,13 +133,13 @@ impl Settings {
                 format!("must be set for {delsys} (kBd)"),
             ));
         }
-        if delsys.is_satellite() || delsys.is_cable() {
-            if !(1000..=100_000).contains(&self.symbol_rate) {
-                return Err(inv(
-                    "symbol-rate",
-                    format!("{} kBd is out of range 1000–100000", self.symbol_rate),
-                ));
-            }
+        if (delsys.is_satellite() || delsys.is_cable())
+            && !(1000..=100_000).contains(&self.symbol_rate)
+        {
+            return Err(inv(
+                "symbol-rate",
+                format!("{} kBd is out of range 1000–100000", self.symbol_rate),
+            ));
         }
         if self.bandwidth_hz != 0 && !(1_000_000..=10_000_000).contains(&self.bandwidth_hz) {
             return Err(inv(

@@ -126,43 +126,68 @@ impl State {
         }
     }
 
-    /// Feeds `data`: whole aligned packets straight from the buffer while the reader holds
-    /// nothing, otherwise through the incremental [`TsReader`] (unaligned buffers, resync).
+    /// Feeds `data`. Hot path: while the reader holds nothing, whole packets are read straight
+    /// from the buffer (no copy). The incremental [`TsReader`] takes over for what is left:
+    /// a partial packet at the end of a buffer not aligned to 188 bytes (only that packet is
+    /// completed through it before going back to the hot path), or a lost sync (it hunts for
+    /// the next 0x47 cadence, counting skipped bytes).
     fn feed(
         &mut self,
         data: &[u8],
         events: &mut Vec<TimelineEvent>,
         mut out: Option<&mut Vec<u8>>,
     ) {
-        let mut rest = data;
-        if self.reader.buffered() == 0 {
-            let mut consumed = 0;
-            for p in data.chunks_exact(PACKET_SIZE) {
-                if p.first() != Some(&SYNC_BYTE) {
-                    self.counters.fast_sync_losses += 1;
+        let mut data = data;
+        while !data.is_empty() {
+            let buffered = self.reader.buffered();
+            if buffered == 0 {
+                let mut consumed = 0;
+                for p in data.chunks_exact(PACKET_SIZE) {
+                    if p.first() != Some(&SYNC_BYTE) {
+                        self.counters.fast_sync_losses += 1;
+                        break;
+                    }
+                    self.packet(p, events, &mut out);
+                    consumed += PACKET_SIZE;
+                }
+                data = data.get(consumed..).unwrap_or(&[]);
+                if data.is_empty() {
                     break;
                 }
-                self.packet(p, events, &mut out);
-                consumed += PACKET_SIZE;
+                // A partial packet or garbage: the reader keeps/hunts it; a partial packet
+                // leaves it synced (once it has confirmed the cadence) for the next buffer.
+                self.reader.push(data);
+                self.drain_reader(events, &mut out);
+                break;
             }
-            rest = data.get(consumed..).unwrap_or(&[]);
-        }
-        if rest.is_empty() {
-            return;
-        }
-        self.reader.push(rest);
-        loop {
-            match self.reader.next() {
-                Ok(Some(pkt)) => self.packet(&pkt.data, events, &mut out),
-                Ok(None) => break,
-                // Counted in the reader's stats; the next call resyncs.
-                Err(_) => continue,
+            if self.reader.is_synced() && buffered < PACKET_SIZE {
+                // Complete the packet started in the previous buffer, then back to the hot path.
+                let take = (PACKET_SIZE - buffered).min(data.len());
+                let (head, rest) = data.split_at(take);
+                self.reader.push(head);
+                data = rest;
+                self.drain_reader(events, &mut out);
+                continue;
             }
+            self.reader.push(data);
+            self.drain_reader(events, &mut out);
+            break;
         }
         let skipped = self.reader.stats().bytes_skipped;
         if skipped > self.counters.last_skipped {
             self.counters.last_skipped = skipped;
             self.counters.garbage_runs += 1;
+        }
+    }
+
+    fn drain_reader(&mut self, events: &mut Vec<TimelineEvent>, out: &mut Option<&mut Vec<u8>>) {
+        loop {
+            match self.reader.next() {
+                Ok(Some(pkt)) => self.packet(&pkt.data, events, out),
+                Ok(None) => break,
+                // Counted in the reader's stats; the next call resyncs.
+                Err(_) => continue,
+            }
         }
     }
 

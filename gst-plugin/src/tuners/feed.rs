@@ -140,7 +140,9 @@ fn filter_packets(data: &[u8], filter: &PidFilter) -> Vec<u8> {
             out.extend_from_slice(p);
         }
     }
-    COUNTERS.bytes_copied.fetch_add(out.len() as u64, Ordering::Relaxed);
+    COUNTERS
+        .bytes_copied
+        .fetch_add(out.len() as u64, Ordering::Relaxed);
     out
 }
 
@@ -151,7 +153,9 @@ impl Fanout {
 
     /// Sends the most recent chunk to a subscriber that just joined.
     pub fn prime(&self, s: &Subscriber) {
-        let Some(last) = self.last.lock().unwrap().clone() else { return };
+        let Some(last) = self.last.lock().unwrap().clone() else {
+            return;
+        };
         let filter = s.filter.lock().unwrap().clone();
         let buf = match filter {
             PidFilter::All => Some(last),
