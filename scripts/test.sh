@@ -22,4 +22,10 @@ GST_PLUGIN_PATH="$PWD/target/meson-dest$plugindir" GST_REGISTRY="$PWD/target/mes
 test -x "target/meson-dest/usr/bin/dvb2ip"
 echo "meson: build, test and install OK"
 
-cargo test --workspace --no-fail-fast
+set +e
+cargo test --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee target/test-output.log
+rc=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
+exit "$rc"
