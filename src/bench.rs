@@ -120,3 +120,10 @@ pub fn run_tuner(counts: &[usize], seconds: f64) -> anyhow::Result<Vec<TunerBenc
     println!("target: < 0.5 % of one core per subscriber");
     Ok(out)
 }
+
+/// `dvb2ip bench css`: CSS-WC server throughput and latency, WC client dispersion and CSS-TS
+/// accuracy (see [`crate::css::bench`]).
+pub fn run_css(seconds: f64) -> anyhow::Result<crate::css::bench::CssBenchResult> {
+    crate::css::tools::init_tv()?;
+    crate::css::bench::run(seconds)
+}

@@ -16,6 +16,10 @@ pub struct ServerConfig {
     pub rtsp_port: u16,
     #[serde(default = "default_http_port")]
     pub http_port: u16,
+    /// SAT>IP/RTSP session timeout in seconds (`Session: id;timeout=N`); a session without
+    /// any request or RTCP for this long (plus 5 s of grace) is torn down.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout: u32,
 }
 
 impl Default for ServerConfig {
@@ -24,6 +28,7 @@ impl Default for ServerConfig {
             bind: default_bind(),
             rtsp_port: default_rtsp_port(),
             http_port: default_http_port(),
+            session_timeout: default_session_timeout(),
         }
     }
 }
@@ -36,6 +41,9 @@ fn default_rtsp_port() -> u16 {
 }
 fn default_http_port() -> u16 {
     8875
+}
+fn default_session_timeout() -> u32 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +58,74 @@ pub struct ChannelConfig {
     pub query: String,
 }
 
+/// `[ssdp]`: SAT>IP discovery (SSDP announcements, M-SEARCH answers, device description).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsdpSection {
+    /// Run the SSDP advertiser and the description endpoint.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Interfaces to announce and answer on; no other interface is ever used.
+    #[serde(default = "default_ssdp_interfaces")]
+    pub interfaces: Vec<String>,
+    /// Where the device UUID, BOOTID and DEVICE ID persist ("" = `$DVB2IP_STATE_DIR`,
+    /// `$XDG_STATE_HOME/dvb2ip` or `~/.local/state/dvb2ip`).
+    #[serde(default)]
+    pub state_dir: String,
+    /// `friendlyName` of the device description.
+    #[serde(default = "default_friendly_name")]
+    pub friendly_name: String,
+    /// `CACHE-CONTROL: max-age` in seconds; the alive set is refreshed before half of it.
+    #[serde(default = "default_max_age")]
+    pub max_age: u32,
+    /// DEVICE ID (1..254) used until one has been negotiated and stored.
+    #[serde(default = "default_device_id")]
+    pub device_id: u8,
+    /// Seconds between interface/address polls.
+    #[serde(default = "default_interface_poll_secs")]
+    pub interface_poll_secs: u32,
+    /// Most M-SEARCH answers sent per second, all peers together.
+    #[serde(default = "default_max_replies_per_sec")]
+    pub max_replies_per_sec: u32,
+}
+
+impl Default for SsdpSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interfaces: default_ssdp_interfaces(),
+            state_dir: String::new(),
+            friendly_name: default_friendly_name(),
+            max_age: default_max_age(),
+            device_id: default_device_id(),
+            interface_poll_secs: default_interface_poll_secs(),
+            max_replies_per_sec: default_max_replies_per_sec(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_ssdp_interfaces() -> Vec<String> {
+    vec!["lo".into()]
+}
+fn default_friendly_name() -> String {
+    "dvb2ip".into()
+}
+fn default_max_age() -> u32 {
+    1800
+}
+fn default_device_id() -> u8 {
+    1
+}
+fn default_interface_poll_secs() -> u32 {
+    2
+}
+fn default_max_replies_per_sec() -> u32 {
+    50
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LauncherPart {
@@ -57,6 +133,8 @@ struct LauncherPart {
     server: ServerConfig,
     #[serde(default)]
     channel: Vec<ChannelConfig>,
+    #[serde(default)]
+    ssdp: SsdpSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -74,6 +152,7 @@ struct LauncherPart {
 pub struct Config {
     pub server: ServerConfig,
     pub channel: Vec<ChannelConfig>,
+    pub ssdp: SsdpSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -131,6 +210,7 @@ impl Config {
         Ok(Self {
             server: part.server,
             channel: part.channel,
+            ssdp: part.ssdp,
             broadcast,
         })
     }

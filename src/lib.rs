@@ -4,5 +4,7 @@ pub mod bench;
 pub mod channels;
 pub mod config;
 pub mod css;
+pub mod http;
+pub mod rtsp;
 pub mod serve;
 pub mod ssdp;

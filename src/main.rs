@@ -28,6 +28,9 @@ enum Command {
         /// Address to bind (overrides server.bind).
         #[arg(long)]
         bind: Option<String>,
+        /// SAT>IP/RTSP session timeout in seconds (overrides server.session_timeout).
+        #[arg(long)]
+        session_timeout: Option<u32>,
     },
     /// Check a configuration file and print a summary.
     CheckConfig { file: PathBuf },
@@ -38,6 +41,11 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// DVB-CSS tools: clients, a CSS-WC server and a TV emulator.
+    Css {
+        #[command(subcommand)]
+        which: dvb2ip::css::cli::CssCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -47,6 +55,24 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// DVB-CSS: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy.
+    Css {
+        /// Seconds of WC load per throughput run.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// SAT>IP: N concurrent RTP/UDP unicast sessions on one ~20 Mbit/s mux (loopback).
+    Satip {
+        /// Session counts.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+        sessions: Vec<usize>,
+        /// Seconds measured per point.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Give sessions distinct PID subsets instead of pids=all.
+        #[arg(long)]
+        distinct: bool,
+    },
     /// One emulated mux fanned out to N dvbtunersrc subscribers.
     Tuner {
         /// Subscriber counts.
@@ -72,8 +98,12 @@ fn main() -> ExitCode {
             config,
             rtsp_port,
             bind,
+            session_timeout,
         } => {
-            let cfg = load(config).map_err(anyhow::Error::msg)?;
+            let mut cfg = load(config).map_err(anyhow::Error::msg)?;
+            if let Some(t) = session_timeout {
+                cfg.server.session_timeout = t;
+            }
             dvb2ip::serve::run(cfg, dvb2ip::serve::ServeOptions { rtsp_port, bind })
         }
         Command::CheckConfig { file } => {
@@ -109,6 +139,18 @@ fn main() -> ExitCode {
             print!("{}", gstdvb2ip::tuners::config::DEFAULT_CONFIG);
             Ok(())
         }
+        Command::Css { which } => dvb2ip::css::cli::run(which),
+        Command::Bench {
+            which: BenchCommand::Css { seconds },
+        } => dvb2ip::bench::run_css(seconds).map(|_| ()),
+        Command::Bench {
+            which:
+                BenchCommand::Satip {
+                    sessions,
+                    seconds,
+                    distinct,
+                },
+        } => dvb2ip::rtsp::bench::run(&sessions, seconds, distinct),
         Command::Bench {
             which:
                 BenchCommand::Tuner {

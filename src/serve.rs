@@ -34,11 +34,15 @@ pub struct Server {
     pub rtsp_port: u16,
     pub bind: IpAddr,
     source_id: Option<glib::SourceId>,
+    cleanup_id: Option<glib::SourceId>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(id) = self.source_id.take() {
+            id.remove();
+        }
+        if let Some(id) = self.cleanup_id.take() {
             id.remove();
         }
     }
@@ -71,7 +75,8 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
             );
         }
     }
-    let server = gst_rtsp_server::RTSPServer::new();
+    // SAT>IP URLs go to the SAT>IP factory (src/rtsp); named channels stay plain mounts.
+    let server = crate::rtsp::build(cfg.server.session_timeout.max(1));
     server.set_address(&bind.to_string());
     server.set_service(&port.to_string());
     let mounts = server
@@ -92,8 +97,17 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         .attach(None)
         .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;
     let rtsp_port = server.bound_port() as u16;
+    // Expired sessions (no request and no RTCP for the timeout) are reaped every second.
+    let pool = server
+        .session_pool()
+        .context("RTSP server has a session pool")?;
+    let cleanup_id = glib::timeout_add_seconds(1, move || {
+        pool.cleanup();
+        glib::ControlFlow::Continue
+    });
     Ok(Server {
-        rtsp: server,
+        rtsp: server.upcast(),
+        cleanup_id: Some(cleanup_id),
         rtsp_port,
         bind,
         source_id: Some(source_id),
@@ -124,6 +138,18 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
         );
     }
     s += "Try next:\n";
+    s += &format!(
+        "  ffprobe 'satip://{host}:{}/?freq=506&msys=dvbt&bw=8&pids=0,16,17,256,257,258'   # SAT>IP query\n",
+        server.rtsp_port
+    );
+    s += &format!(
+        "  curl -o news.ts 'http://{host}:{}/?freq=506&msys=dvbt&bw=8&pids=0,16,17,256,257,258'   # HTTP streaming\n",
+        cfg.server.http_port
+    );
+    s += &format!(
+        "  curl http://{host}:{}/channels.m3u   # channel list (also /desc.xml)\n",
+        cfg.server.http_port
+    );
     for ch in &cfg.channel {
         s += &format!(
             "  ffprobe rtsp://{host}:{}/ch/{}    # {}\n",
@@ -163,6 +189,7 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         }
         glib::MainContext::default().invoke(move || ml.quit());
     });
+    let _ssdp = crate::ssdp::spawn(&rt, &cfg, server.bind, server.rtsp_port)?; // SSDP + /desc.xml; dropped last: byebye
     main_loop.run();
     eprintln!("dvb2ip: shutting down");
     // Tear down every session so their pipelines stop and the tuners are released.

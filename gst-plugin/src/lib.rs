@@ -9,11 +9,15 @@ use gst::glib;
 pub mod dvbcsssink;
 pub mod dvbtunersrc;
 pub mod proto;
+pub mod runtime;
+pub mod satipmapsrc;
 pub mod tstimelineparse;
 pub mod tuners;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    dvbcsssink::register(plugin)?;
     dvbtunersrc::register(plugin)?;
+    satipmapsrc::register(plugin)?;
     tstimelineparse::register(plugin)?;
     Ok(())
 }

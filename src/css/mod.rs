@@ -1,8 +1,11 @@
-//! DVB-CSS tools for the launcher: clients for CSS-WC, CSS-CII and CSS-TS and a standalone
-//! CSS-WC server, used by the command-line subcommands. The protocol logic itself lives in the
-//! plugin crate's GStreamer-free `proto::css`.
+//! DVB-CSS tools for the launcher: clients for CSS-WC, CSS-CII and CSS-TS, a standalone CSS-WC
+//! server, the `css` subcommands with the TV emulator, and the CSS benchmark. The protocol
+//! logic itself lives in the plugin crate's GStreamer-free `proto::css`.
 
+pub mod bench;
+pub mod cli;
 pub mod clients;
+pub mod tools;
 
 pub use clients::{
     cii_client, ts_client, wc_client, wc_client_with_options, wc_server, ClientError, TsEstimate,

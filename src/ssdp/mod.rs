@@ -1,3 +1,367 @@
-//! SSDP/UPnP discovery (SAT>IP digest §8). `message` is GStreamer-free.
+//! SSDP/UPnP discovery (SAT>IP digest §8).
+//!
+//! * `message`: GStreamer-free message building/parsing and the DEVICE ID state machine.
+//! * `advertiser`: the tokio task on UDP 1900 (NOTIFY, M-SEARCH answers, DEVICE ID defence,
+//!   interface tracking).
+//! * `description`: axum routes for the device description, the M3U channel list and icons.
+//!
+//! [`spawn`] wires both onto the launcher's runtime; `serve::run` calls it once. The returned
+//! [`Ssdp`] handle sends the byebye set and stops the HTTP endpoint when dropped.
+//!
+//! Loopback (the default interface) carries multicast only after
+//! `ip link set lo multicast on` (and, for clients that do not pin the interface,
+//! `ip route add 239.255.255.250/32 dev lo`); without it the announcements fail with a logged
+//! error and nothing is sent elsewhere.
 
+pub mod advertiser;
+pub mod description;
 pub mod message;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// What persists across restarts in `<state_dir>/ssdp.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PersistentState {
+    /// Device UUID (`8-4-4-4-12`), fixed forever.
+    pub uuid: String,
+    /// Last `BOOTID.UPNP.ORG` used.
+    pub boot_id: u32,
+    /// Last DEVICE ID that was settled (or configured, before the first negotiation).
+    pub device_id: u8,
+}
+
+/// The state file.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    path: PathBuf,
+}
+
+impl StateStore {
+    pub fn new(dir: &Path) -> Self {
+        StateStore {
+            path: dir.join("ssdp.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The configured directory, or `$DVB2IP_STATE_DIR`, `$XDG_STATE_HOME/dvb2ip`,
+    /// `~/.local/state/dvb2ip`.
+    pub fn resolve_dir(configured: &str) -> PathBuf {
+        if !configured.is_empty() {
+            return PathBuf::from(configured);
+        }
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        if let Some(d) = env("DVB2IP_STATE_DIR") {
+            return PathBuf::from(d);
+        }
+        if let Some(d) = env("XDG_STATE_HOME") {
+            return PathBuf::from(d).join("dvb2ip");
+        }
+        let home = env("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        home.join(".local/state/dvb2ip")
+    }
+
+    /// The stored state; `Ok(None)` when there is none yet. A corrupt file is an error.
+    pub fn load(&self) -> io::Result<Option<PersistentState>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let s: PersistentState = serde_json::from_str(&text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", self.path.display()),
+            )
+        })?;
+        if !message::is_valid_uuid(&s.uuid) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: bad uuid {:?}", self.path.display(), s.uuid),
+            ));
+        }
+        Ok(Some(s))
+    }
+
+    /// Writes atomically (temporary file, then rename).
+    pub fn save(&self, s: &PersistentState) -> io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        let text = serde_json::to_string_pretty(s).map_err(io::Error::other)?;
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, &self.path)
+    }
+
+    /// Start-up: load (or create with a fresh UUID and `initial_device_id`), increase BOOTID,
+    /// store, and return the state to use.
+    pub fn boot(&self, initial_device_id: u8) -> io::Result<PersistentState> {
+        let mut s = self.load()?.unwrap_or_else(|| PersistentState {
+            uuid: random_uuid(),
+            boot_id: 0,
+            device_id: initial_device_id,
+        });
+        s.boot_id = message::next_boot_id(s.boot_id);
+        self.save(&s)?;
+        Ok(s)
+    }
+}
+
+/// `count` random bytes from the kernel (falls back to time and pid if /dev/urandom fails).
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut b = [0u8; N];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_ok();
+    if !ok {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id()) << 64;
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
+        }
+    }
+    b
+}
+
+/// A random (version 4) UUID in `8-4-4-4-12` form.
+pub fn random_uuid() -> String {
+    let mut b: [u8; 16] = random_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// `SERVER` / `USER-AGENT`: `Linux/<release> UPnP/1.1 dvb2ip/<version>`.
+pub fn server_string() -> String {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().map(str::to_owned))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "1.0".to_owned());
+    format!(
+        "Linux/{release} UPnP/1.1 dvb2ip/{}",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Running discovery: dropping it sends byebye and stops the description endpoint.
+pub struct Ssdp {
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    done: Vec<std::sync::mpsc::Receiver<()>>,
+    /// Port of the description endpoint (useful when configured as 0).
+    pub http_port: u16,
+    /// Where identity and ids persist.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Ssdp {
+    /// Signals shutdown and waits (bounded) for the byebye set to go out.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        for rx in self.done.drain(..) {
+            let _ = rx.recv_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Ssdp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the SSDP advertiser and the description/channel-list HTTP endpoint (on
+/// `bind:server.http_port`) on `rt`. Call after `serve::init` (X_SATIPCAP reads the tuner
+/// pool). Bind errors are returned, never panicked on.
+pub fn spawn(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    bind: IpAddr,
+    rtsp_port: u16,
+) -> anyhow::Result<Ssdp> {
+    let sc = &cfg.ssdp;
+    if !sc.enabled {
+        return Ok(Ssdp {
+            shutdown: None,
+            done: Vec::new(),
+            http_port: 0,
+            state_file: None,
+        });
+    }
+    let store = StateStore::new(&StateStore::resolve_dir(&sc.state_dir));
+    let state = store
+        .boot(sc.device_id)
+        .with_context(|| format!("SSDP state file {}", store.path().display()))?;
+
+    let caps = description::caps_from_frontends();
+    let channels = cfg
+        .channel
+        .iter()
+        .map(|c| description::Channel {
+            title: if c.title.is_empty() {
+                c.name.clone()
+            } else {
+                c.title.clone()
+            },
+            query: c.query.clone(),
+        })
+        .collect();
+    let desc = Arc::new(description::DescriptionState::new(
+        &state.uuid,
+        &sc.friendly_name,
+        caps,
+        rtsp_port,
+        channels,
+    ));
+
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let _guard = rt.enter();
+
+    let listener = std::net::TcpListener::bind(SocketAddr::new(bind, cfg.server.http_port))
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP (description) on {bind}:{}",
+                cfg.server.http_port
+            )
+        })?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let http_port = listener.local_addr()?.port();
+
+    let socket = advertiser::bind_socket(message::SSDP_PORT)
+        .context("cannot listen for SSDP on UDP port 1900")?;
+    let acfg = advertiser::SsdpConfig {
+        interfaces: sc.interfaces.clone(),
+        port: message::SSDP_PORT,
+        http_port,
+        desc_path: description::DESC_PATH.to_owned(),
+        server: server_string(),
+        max_age: sc.max_age.max(4),
+        config_id: desc.config_id(),
+        state: state.clone(),
+        store: Some(store.clone()),
+        poll_interval: Duration::from_secs(u64::from(sc.interface_poll_secs.max(1))),
+        max_replies_per_sec: sc.max_replies_per_sec.max(1),
+    };
+
+    let (http_done_tx, http_done_rx) = std::sync::mpsc::channel();
+    let mut http_shutdown = rx.clone();
+    // One HTTP server on server.http_port: description, channel list and SAT>IP HTTP streaming.
+    let app = description::router(desc).merge(crate::http::stream::router(
+        crate::http::stream::StreamState::default(),
+    ));
+    rt.spawn(async move {
+        let r = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<description::ConnAddrs>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_shutdown.wait_for(|s| *s).await;
+        })
+        .await;
+        if let Err(e) = r {
+            eprintln!("dvb2ip: ssdp: description endpoint failed: {e}");
+        }
+        let _ = http_done_tx.send(());
+    });
+
+    let (ssdp_done_tx, ssdp_done_rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        if let Err(e) = advertiser::run_with_socket(acfg, socket, rx).await {
+            eprintln!("dvb2ip: ssdp: advertiser stopped: {e}");
+        }
+        let _ = ssdp_done_tx.send(());
+    });
+    eprintln!(
+        "dvb2ip: ssdp: uuid {} boot {} on {:?}; description http://<interface address>:{http_port}{} (state {})",
+        state.uuid,
+        state.boot_id,
+        sc.interfaces,
+        description::DESC_PATH,
+        store.path().display()
+    );
+    Ok(Ssdp {
+        shutdown: Some(tx),
+        // Wait for the advertiser first: it sends the byebye set.
+        done: vec![ssdp_done_rx, http_done_rx],
+        http_port,
+        state_file: Some(store.path().to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_form() {
+        let u = random_uuid();
+        assert!(message::is_valid_uuid(&u), "{u}");
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(random_uuid(), u);
+    }
+
+    #[test]
+    fn state_persists_and_boot_id_grows() {
+        let dir = std::env::temp_dir().join(format!("dvb2ip-ssdp-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = StateStore::new(&dir);
+        assert_eq!(store.load().unwrap(), None);
+        let a = store.boot(7).unwrap();
+        assert_eq!(a.device_id, 7);
+        assert_eq!(a.boot_id, 1);
+        let b = store.boot(9).unwrap();
+        assert_eq!(b.uuid, a.uuid, "UUID stable across restarts");
+        assert_eq!(b.device_id, 7, "stored id wins over the configured one");
+        assert!(b.boot_id > a.boot_id);
+        std::fs::write(store.path(), "{").unwrap();
+        assert!(
+            store.boot(1).is_err(),
+            "corrupt state is reported, not replaced"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            StateStore::resolve_dir("/x/y"),
+            PathBuf::from("/x/y"),
+            "configured dir is used as is"
+        );
+    }
+
+    #[test]
+    fn server_header_form() {
+        let s = server_string();
+        assert!(
+            s.starts_with("Linux/") && s.contains(" UPnP/1.1 dvb2ip/"),
+            "{s}"
+        );
+    }
+}

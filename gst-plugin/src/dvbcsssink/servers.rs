@@ -823,6 +823,26 @@ pub async fn run_ts(
     run_ws(listener, shared, config, shutdown, Endpoint::Ts).await
 }
 
+/// Serve CSS-CII and CSS-TS on one listener (pydvbcss's convention: `ws://host:7681/cii` and
+/// `ws://host:7681/ts`), routing each upgrade by its request path (`cii.path`, `ts.path`);
+/// other paths get 404. Each endpoint keeps its own connection limit; the handshake limits
+/// and timeout are `cii`'s, the message size limit the larger of the two.
+pub async fn run_cii_ts(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    cii: WsConfig,
+    ts: WsConfig,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    run_routes(
+        listener,
+        shared,
+        vec![(Endpoint::Cii, cii), (Endpoint::Ts, ts)],
+        shutdown,
+    )
+    .await
+}
+
 async fn run_ws(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -830,9 +850,52 @@ async fn run_ws(
     shutdown: impl Future<Output = ()>,
     endpoint: Endpoint,
 ) -> io::Result<()> {
-    let sessions = Arc::new(Semaphore::new(config.max_connections));
-    let pending = Arc::new(Semaphore::new(config.max_pending_handshakes.max(1)));
-    let config = Arc::new(config);
+    run_routes(listener, shared, vec![(endpoint, config)], shutdown).await
+}
+
+/// One path served by a WebSocket listener.
+struct Route {
+    endpoint: Endpoint,
+    config: Arc<WsConfig>,
+    sessions: Arc<Semaphore>,
+}
+
+/// Limits applied before the request path is known.
+#[derive(Debug, Clone, Copy)]
+struct HandshakeLimits {
+    max_message_len: usize,
+    handshake_timeout: Duration,
+}
+
+async fn run_routes(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    routes: Vec<(Endpoint, WsConfig)>,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let first = routes
+        .first()
+        .map(|(_, c)| c.clone())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no WebSocket route"))?;
+    let limits = HandshakeLimits {
+        max_message_len: routes
+            .iter()
+            .map(|(_, c)| c.max_message_len)
+            .max()
+            .unwrap_or(first.max_message_len),
+        handshake_timeout: first.handshake_timeout,
+    };
+    let routes: Arc<Vec<Route>> = Arc::new(
+        routes
+            .into_iter()
+            .map(|(endpoint, config)| Route {
+                endpoint,
+                sessions: Arc::new(Semaphore::new(config.max_connections)),
+                config: Arc::new(config),
+            })
+            .collect(),
+    );
+    let pending = Arc::new(Semaphore::new(first.max_pending_handshakes.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -854,14 +917,12 @@ async fn run_ws(
                     drop(stream);
                     continue;
                 };
-                let session_permit = sessions.clone().try_acquire_owned().ok();
                 tasks.spawn(connection(
                     stream,
                     peer,
                     shared.clone(),
-                    config.clone(),
-                    endpoint,
-                    session_permit,
+                    routes.clone(),
+                    limits,
                     handshake_permit,
                     stop_rx.clone(),
                 ));
@@ -888,48 +949,51 @@ fn error_response(status: http::StatusCode) -> ErrorResponse {
 }
 
 // The callback's `Result<Response, ErrorResponse>` is tungstenite's `Callback` signature.
-#[allow(clippy::too_many_arguments, clippy::result_large_err)]
+#[allow(clippy::result_large_err)]
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    config: Arc<WsConfig>,
-    endpoint: Endpoint,
-    session_permit: Option<OwnedSemaphorePermit>,
+    routes: Arc<Vec<Route>>,
+    limits: HandshakeLimits,
     handshake_permit: OwnedSemaphorePermit,
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().ok();
-    let enabled = shared.is_enabled(endpoint);
-    let has_permit = session_permit.is_some();
-    let mut refused: Option<http::StatusCode> = None;
+    let mut refused: Option<(Endpoint, http::StatusCode)> = None;
+    let mut accepted: Option<(Endpoint, Arc<WsConfig>, OwnedSemaphorePermit)> = None;
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let status = if req.uri().path() != config.path {
-            Some(http::StatusCode::NOT_FOUND)
-        } else if !enabled {
-            Some(http::StatusCode::FORBIDDEN)
-        } else if !has_permit {
-            Some(http::StatusCode::SERVICE_UNAVAILABLE)
-        } else {
-            None
+        let route = routes.iter().find(|r| req.uri().path() == r.config.path);
+        let status = match route {
+            None => Some((routes[0].endpoint, http::StatusCode::NOT_FOUND)),
+            Some(r) if !shared.is_enabled(r.endpoint) => {
+                Some((r.endpoint, http::StatusCode::FORBIDDEN))
+            }
+            Some(r) => match r.sessions.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    accepted = Some((r.endpoint, r.config.clone(), permit));
+                    None
+                }
+                Err(_) => Some((r.endpoint, http::StatusCode::SERVICE_UNAVAILABLE)),
+            },
         };
         match status {
             Some(s) => {
                 refused = Some(s);
-                Err(error_response(s))
+                Err(error_response(s.1))
             }
             None => Ok(resp),
         }
     };
     let ws_config = WebSocketConfig::default()
-        .max_message_size(Some(config.max_message_len))
-        .max_frame_size(Some(config.max_message_len));
+        .max_message_size(Some(limits.max_message_len))
+        .max_frame_size(Some(limits.max_message_len));
     let handshake =
         tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config));
-    let result = tokio::time::timeout(config.handshake_timeout, handshake).await;
+    let result = tokio::time::timeout(limits.handshake_timeout, handshake).await;
     drop(handshake_permit);
-    if let Some(status) = refused {
+    if let Some((endpoint, status)) = refused {
         let c = &shared.counters;
         bump(match status {
             http::StatusCode::FORBIDDEN => &c.refused_403,
@@ -943,7 +1007,7 @@ async fn connection(
         });
         return;
     }
-    let Ok(Ok(ws)) = result else {
+    let (Ok(Ok(ws)), Some((endpoint, config, session_permit))) = (result, accepted) else {
         return;
     };
     shared.emit(ServerEvent::Connected { endpoint, peer });

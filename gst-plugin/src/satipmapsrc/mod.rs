@@ -1,0 +1,108 @@
+//! `satipmapsrc`: a SAT>IP query (`src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,100`)
+//! mapped to a tuning request on the tuner pool and a PID set on an inner `dvbtunersrc`.
+//!
+//! ```text
+//! gst-launch-1.0 -e satipmapsrc request="freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258" ! filesink location=news.ts
+//! ```
+//!
+//! The query is validated and normalised with [`crate::proto::satip`]. While the element runs,
+//! a new `request` is applied as a modification of the running stream (SAT>IP PLAY semantics):
+//! `pids`/`addpids`/`delpids` change the PID filter without retuning; new tuning attributes
+//! retune, releasing the old frontend before leasing the new one.
+
+use gst::glib;
+use gst::prelude::*;
+
+use crate::proto::satip::{Capabilities, DeliverySystem, Family, Tuning};
+use crate::proto::tuner_pool::DelSys;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct SatIpMapSrc(ObjectSubclass<imp::SatIpMapSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "satipmapsrc",
+        gst::Rank::NONE,
+        SatIpMapSrc::static_type(),
+    )
+}
+
+/// Number of satellite signal sources (`src=1..4`, DiSEqC A–D) the server accepts.
+pub const SATELLITE_SOURCES: u8 = 4;
+
+/// What the process-wide tuner pool can tune, for
+/// [`Tuning::check_capabilities`](crate::proto::satip::Tuning::check_capabilities).
+/// Frontend numbers (`fe=`) are 1-based positions in [`crate::tuners::frontends`].
+pub fn pool_capabilities() -> Capabilities {
+    let fes = crate::tuners::frontends();
+    let mut systems = Vec::new();
+    const MSYS: [&str; 15] = [
+        "dvbs", "dvbs2", "dvbt", "dvbt2", "dvbc", "dvbc2", "atsc", "dvbcb", "dvbcc", "isdbt",
+        "isdbs", "isdbc", "dvbh", "dss", "dmbth",
+    ];
+    for d in MSYS
+        .iter()
+        .filter_map(|m| DeliverySystem::from_query_name(m))
+    {
+        let Some(nick) = d.dvbsrc_nick() else {
+            continue;
+        };
+        let Some(ds) = DelSys::from_nick(nick) else {
+            continue;
+        };
+        if fes.iter().any(|f| f.delsys.contains(&ds)) {
+            systems.push(d);
+        }
+    }
+    Capabilities {
+        systems,
+        frontends: u16::try_from(fes.len()).unwrap_or(u16::MAX),
+        satellite_sources: SATELLITE_SOURCES,
+    }
+}
+
+/// `dvbtunersrc` property values (name, value in `gst_util_set_object_arg` syntax) for a
+/// resolved tuning. A pinned `fe` selects that frontend of the pool by adapter/frontend.
+pub fn dvbtunersrc_properties(t: &Tuning) -> Result<Vec<(&'static str, String)>, String> {
+    let delsys = t.delivery_system.dvbsrc_nick().ok_or_else(|| {
+        format!(
+            "delivery system {} is not supported by the tuner pool",
+            t.delivery_system.query_name()
+        )
+    })?;
+    let mut p = vec![
+        ("delsys", delsys.to_string()),
+        ("frequency", t.frequency.to_string()),
+    ];
+    if let Some(sr) = t.symbol_rate {
+        p.push(("symbol-rate", sr.to_string()));
+    }
+    if let (Family::Terrestrial, Some(bw)) = (t.family(), t.bandwidth_hz) {
+        p.push(("bandwidth-hz", bw.to_string()));
+    }
+    if let Some(pol) = t.polarisation {
+        p.push(("polarity", pol.dvbsrc_polarity().to_string()));
+    }
+    if let Some(m) = t.modulation.and_then(|m| m.dvbsrc_nick()) {
+        p.push(("modulation", m.to_string()));
+    }
+    if let Some(s) = t.stream_id() {
+        p.push(("stream-id", s.to_string()));
+    }
+    if t.family() == Family::Satellite && t.src > 1 {
+        p.push(("diseqc-source", (t.src - 1).min(7).to_string()));
+    }
+    if let Some(fe) = t.fe {
+        let fes = crate::tuners::frontends();
+        let f = fes
+            .get(usize::from(fe).saturating_sub(1))
+            .ok_or_else(|| format!("fe={fe}: the pool has {} frontends", fes.len()))?;
+        p.push(("adapter", f.adapter.to_string()));
+        p.push(("frontend", f.frontend.to_string()));
+    }
+    Ok(p)
+}

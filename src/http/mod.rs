@@ -1,0 +1,3 @@
+//! HTTP side of the server: SAT>IP HTTP streaming (`stream`).
+
+pub mod stream;

@@ -1,0 +1,142 @@
+//! SAT>IP HTTP streaming (§7.1): `GET /?<query>` answers `200 video/MP2T` and streams the raw
+//! TS of `satipmapsrc` until the client closes the connection, which frees the frontend.
+//! Bad queries get 400/403 with the `Check-Syntax:`/`Out-of-Range:` body, no free frontend 503
+//! `No-More: frontends`.
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use gst::prelude::*;
+use gstdvb2ip::proto::satip::{
+    parse_query, QueryError, Resource, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
+};
+
+/// Buffers (of up to a few dozen TS packets each) queued per client before data is dropped.
+const QUEUE_BUFFERS: usize = 512;
+
+/// Settings of the streaming routes.
+#[derive(Debug, Clone)]
+pub struct StreamState {
+    /// Most PIDs per stream.
+    pub max_pids: usize,
+}
+
+impl Default for StreamState {
+    fn default() -> Self {
+        Self {
+            max_pids: DEFAULT_MAX_PIDS,
+        }
+    }
+}
+
+/// `GET /?<query>`: HTTP streaming of a SAT>IP query.
+pub fn router(state: StreamState) -> Router {
+    Router::new().route("/", get(stream)).with_state(state)
+}
+
+fn error_response(e: &QueryError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    match e.body() {
+        Some(body) => (status, [(header::CONTENT_TYPE, ERROR_CONTENT_TYPE)], body).into_response(),
+        None => status.into_response(),
+    }
+}
+
+/// Stops the pipeline when the response body (hence the connection) goes away.
+struct PipelineGuard(Option<gst::Pipeline>);
+
+impl Drop for PipelineGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            // Leaving PLAYING joins streaming threads: keep that off the async workers.
+            std::thread::spawn(move || {
+                let _ = p.set_state(gst::State::Null);
+            });
+        }
+    }
+}
+
+fn start_pipeline(
+    spec: &StreamSpec,
+) -> Result<(gst::Pipeline, tokio::sync::mpsc::Receiver<Bytes>), QueryError> {
+    let busy = || QueryError::NoMore(vec![Resource::Frontends]);
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("satipmapsrc")
+        .property("request", spec.canonical_query())
+        .build()
+        .map_err(|_| busy())?;
+    let sink = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(64)
+        .drop(true)
+        .build();
+    pipeline
+        .add_many([&src, sink.upcast_ref()])
+        .map_err(|_| busy())?;
+    src.link(&sink).map_err(|_| busy())?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_BUFFERS);
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |s| {
+                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if let Some(buf) = sample.buffer() {
+                    if let Ok(map) = buf.map_readable() {
+                        match tx.try_send(Bytes::copy_from_slice(map.as_slice())) {
+                            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {}
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                                return Err(gst::FlowError::Eos)
+                            }
+                        }
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(busy());
+    }
+    Ok((pipeline, rx))
+}
+
+async fn stream(State(st): State<StreamState>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let spec = parse_query(&query)
+        .and_then(|q| StreamSpec::create(&q, st.max_pids))
+        .and_then(|s| {
+            s.tuning
+                .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+            Ok(s)
+        });
+    let spec = match spec {
+        Ok(s) => s,
+        Err(e) => return error_response(&e),
+    };
+    // Leasing a frontend is synchronous and quick (emulated or dvbsrc open).
+    let started = tokio::task::spawn_blocking(move || start_pipeline(&spec)).await;
+    let (pipeline, rx) = match started {
+        Ok(Ok(x)) => x,
+        Ok(Err(e)) => return error_response(&e),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let guard = PipelineGuard(Some(pipeline));
+    let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<Bytes, Infallible>(b), (rx, guard)))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "video/MP2T"),
+            (header::CONNECTION, "close"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response()
+}

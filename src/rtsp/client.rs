@@ -1,0 +1,517 @@
+//! The RTSP client subclass: SAT>IP rules on top of gst-rtsp-server.
+//!
+//! gst-rtsp-server parses requests, manages sessions, transports, RTP and RTCP. This subclass
+//! routes SAT>IP URLs to the SAT>IP factory (`make_path_from_uri`), refuses bad queries before
+//! any media is built, applies PLAY queries to the running `satipmapsrc`, builds the SDP, and
+//! finishes every response on the `send-message` signal: SAT>IP error bodies
+//! (`text/parameters`), `com.ses.streamID`, `Public`, `RTP-Info` and `Content-Base`.
+//!
+//! A refusal is decided in a vfunc, stored as a pending [`Answer`] keyed by the request's CSeq,
+//! and gst-rtsp-server is made to answer with some error status; `send-message` then replaces
+//! that response by the stored answer.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use gst::glib;
+use gst::glib::translate::{from_glib, ToGlibPtr};
+use gst::prelude::*;
+use gst_rtsp_server::gst_rtsp::{self, RTSPStatusCode};
+use gst_rtsp_server::prelude::*;
+use gst_rtsp_server::subclass::prelude::*;
+use gst_rtsp_server::{RTSPContext, RTSPMedia, RTSPSession};
+use gstdvb2ip::proto::satip::{
+    Change, Query, QueryError, Resource, StreamSpec, Target, ERROR_CONTENT_TYPE,
+};
+
+use super::message::{Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP};
+use super::streams::{
+    base_url, blocks, route, sdp, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT, STREAMS,
+};
+use super::CAT;
+
+/// The methods of SAT>IP (`Public:`).
+pub const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN";
+
+/// A complete answer decided before gst-rtsp-server built its own.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u32,
+    pub reason: String,
+    pub headers: Vec<(String, String)>,
+    /// (Content-Type, body).
+    pub body: Option<(String, String)>,
+}
+
+impl Answer {
+    fn error(e: &QueryError) -> Answer {
+        Answer {
+            status: u32::from(e.status()),
+            reason: e.reason_phrase().into(),
+            headers: vec![],
+            body: e.body().map(|b| (ERROR_CONTENT_TYPE.to_string(), b)),
+        }
+    }
+
+    fn plain(status: u32, reason: &str) -> Answer {
+        Answer {
+            status,
+            reason: reason.into(),
+            headers: vec![],
+            body: None,
+        }
+    }
+}
+
+fn status_code(code: u32) -> RTSPStatusCode {
+    // SAFETY: any integer is a valid GstRTSPStatusCode (unknown values map to __Unknown).
+    unsafe { from_glib(code as i32) }
+}
+
+/// The request of `ctx` as a [`Msg`].
+fn request_of(ctx: &RTSPContext) -> Option<Msg> {
+    let req = ctx.request()?;
+    let p: *const gst_rtsp::ffi::GstRTSPMessage = req.to_glib_none().0;
+    // SAFETY: the request lives as long as the context, which outlives this call.
+    unsafe { Msg::from_ptr(p as *mut _) }
+}
+
+/// Method, URI and CSeq of the request being handled.
+fn current_request() -> Option<(u32, String, Option<String>)> {
+    RTSPContext::with_current_context(|ctx| {
+        let req = request_of(ctx)?;
+        let (m, uri) = req.request_line()?;
+        Some((m, uri, req.header("CSeq")))
+    })
+    .flatten()
+}
+
+fn current_has_session() -> bool {
+    RTSPContext::with_current_context(|ctx| ctx.session().is_some()).unwrap_or(false)
+}
+
+/// The media a session plays on the SAT>IP mount.
+fn session_media(session: &RTSPSession) -> Option<RTSPMedia> {
+    let (sm, _) = session.media(SATIP_MOUNT);
+    sm.and_then(|sm| sm.media())
+}
+
+/// Validates a creating query as the factory will use it.
+fn check_new(q: &Query) -> Result<StreamSpec, QueryError> {
+    let spec = StreamSpec::create(q, MAX_PIDS)?;
+    spec.tuning
+        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+    Ok(spec)
+}
+
+mod imp {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct SatipClient {
+        pub session_timeout: AtomicU32,
+        /// (CSeq of the request, answer to send instead of gst-rtsp-server's).
+        pending: Mutex<Option<(Option<String>, Answer)>>,
+    }
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for SatipClient {
+        const NAME: &'static str = "Dvb2IpSatipClient";
+        type Type = super::SatipClient;
+        type ParentType = gst_rtsp_server::RTSPClient;
+    }
+
+    impl ObjectImpl for SatipClient {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let weak = self.obj().downgrade();
+            self.obj().connect("send-message", false, move |args| {
+                let client = weak.upgrade()?;
+                let ptr: glib::Pointer = args[2].get().ok()?;
+                // SAFETY: the signal's second argument is the GstRTSPMessage about to be sent,
+                // valid for the duration of the emission.
+                if let Some(msg) = unsafe { Msg::from_ptr(ptr as *mut _) } {
+                    client.imp().on_send(&msg);
+                }
+                None
+            });
+        }
+    }
+
+    impl SatipClient {
+        /// Remembers `answer` for the current request; returns the status for the vfunc.
+        fn refuse(&self, answer: Answer) -> RTSPStatusCode {
+            let cseq = current_request().and_then(|(_, _, c)| c);
+            // A replacement 200 still has to stop gst-rtsp-server's own handling.
+            let code = if answer.status == 200 {
+                RTSPStatusCode::NotFound
+            } else {
+                status_code(answer.status)
+            };
+            gst::debug!(
+                CAT,
+                imp = self,
+                "refusing with {} {}",
+                answer.status,
+                answer.reason
+            );
+            *self.pending.lock().unwrap() = Some((cseq, answer));
+            code
+        }
+
+        /// Finishes a response about to be sent (see the module comment).
+        fn on_send(&self, msg: &Msg) {
+            let Some((method, uri, cseq, request_ptr)) = RTSPContext::with_current_context(|ctx| {
+                let req = request_of(ctx)?;
+                let (m, uri) = req.request_line()?;
+                Some((m, uri, req.header("CSeq"), req.as_ptr()))
+            })
+            .flatten() else {
+                return;
+            };
+            // SAFETY: the request outlives the response being sent.
+            let request = unsafe { Msg::from_ptr(request_ptr) };
+            let pending = {
+                let mut p = self.pending.lock().unwrap();
+                match p.take() {
+                    Some((c, a)) if c == cseq => Some(a),
+                    Some(other) => {
+                        // Not for this request: drop it (stale).
+                        drop(other);
+                        None
+                    }
+                    None => None,
+                }
+            };
+            if let Some(a) = pending {
+                msg.reset_response(a.status, &a.reason, request.as_ref());
+                for (k, v) in &a.headers {
+                    msg.add_header(k, v);
+                }
+                if a.status == 501 || a.status == 405 {
+                    msg.set_header(
+                        if a.status == 501 { "Public" } else { "Allow" },
+                        if a.status == 501 {
+                            PUBLIC
+                        } else {
+                            "OPTIONS, DESCRIBE"
+                        },
+                    );
+                }
+                if let Some((ct, body)) = &a.body {
+                    msg.add_header("Content-Type", ct);
+                    msg.set_body(body.as_bytes());
+                }
+                return;
+            }
+            if !matches!(route(&uri), Route::Satip(_)) {
+                return;
+            }
+            if request.as_ref().is_some_and(Msg::is_rtsp2) {
+                // gst-rtsp-server speaks RTSP/2.0 too; SAT>IP is RTSP/1.0 only.
+                msg.reset_response(505, "RTSP Version Not Supported", request.as_ref());
+                return;
+            }
+            let status = msg.status().unwrap_or(0);
+            match (method, status) {
+                (_, 503) if msg.header("Content-Type").is_none() => {
+                    let body = format!("No-More: {}", Resource::Frontends.name());
+                    msg.add_header("Content-Type", ERROR_CONTENT_TYPE);
+                    msg.set_body(body.as_bytes());
+                }
+                (_, 501) => msg.set_header("Public", PUBLIC),
+                (METHOD_OPTIONS, 200) => msg.set_header("Public", PUBLIC),
+                (METHOD_DESCRIBE, 200) => msg.set_header("Content-Base", &base_url(&uri)),
+                (METHOD_SETUP, 200) => {
+                    let session =
+                        RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
+                    let Some(session) = session else { return };
+                    let Some(media) = session_media(&session) else {
+                        return;
+                    };
+                    crate::rtsp::factory::hook_rtcp(&media);
+                    let mut st = STREAMS.lock().unwrap();
+                    if let Some(e) = st.by_media(&media) {
+                        if e.owner.is_none() && !e.joined {
+                            e.owner = session.sessionid().map(|s| s.to_string());
+                        }
+                        msg.set_header("com.ses.streamID", &e.stream_id.to_string());
+                    }
+                }
+                (METHOD_PLAY, 200) => {
+                    let session =
+                        RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
+                    let Some(media) = session.as_ref().and_then(session_media) else {
+                        return;
+                    };
+                    let mut st = STREAMS.lock().unwrap();
+                    if let Some(e) = st.by_media(&media) {
+                        e.playing = true;
+                        let suffix = msg
+                            .header("RTP-Info")
+                            .and_then(|r| r.find(";seq=").map(|i| r[i..].to_string()))
+                            .unwrap_or_default();
+                        msg.set_header(
+                            "RTP-Info",
+                            &format!("url={}stream={}{suffix}", base_url(&uri), e.stream_id),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        /// Applies a modifying query (PLAY or in-session SETUP) to the session's stream.
+        fn apply_query(&self, session: &RTSPSession, t: &Target) -> RTSPStatusCode {
+            let Some(media) = session_media(session) else {
+                return RTSPStatusCode::Ok;
+            };
+            let (src, spec, stream_id, joined) = {
+                let mut st = STREAMS.lock().unwrap();
+                let Some(e) = st.by_media(&media) else {
+                    return RTSPStatusCode::Ok;
+                };
+                (e.src.upgrade(), e.spec(), e.stream_id, e.joined)
+            };
+            if let Some(n) = t.stream {
+                if n != stream_id {
+                    return self.refuse(Answer::plain(404, "Not Found"));
+                }
+            }
+            if !t.has_query || t.query.is_empty() {
+                return RTSPStatusCode::Ok;
+            }
+            let (Some(src), Some(spec)) = (src, spec) else {
+                return RTSPStatusCode::Ok;
+            };
+            if joined {
+                // Only the owner may modify a stream (§3.2).
+                return self.refuse(Answer::plain(403, "Forbidden"));
+            }
+            let (new, change) = match spec.apply(&t.query, MAX_PIDS).and_then(|(n, c)| {
+                if c == Change::Retune {
+                    n.tuning
+                        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+                }
+                Ok((n, c))
+            }) {
+                Ok(x) => x,
+                Err(e) => return self.refuse(Answer::error(&e)),
+            };
+            if change == Change::Unchanged {
+                return RTSPStatusCode::Ok;
+            }
+            gst::info!(
+                CAT,
+                imp = self,
+                "stream {stream_id}: {:?} -> {}",
+                change,
+                new.canonical_query()
+            );
+            src.set_property("request", new.canonical_query());
+            if change == Change::Retune && src.property::<u32>("frontend-number") == 0 {
+                return self.refuse(Answer::error(&QueryError::NoMore(vec![
+                    Resource::Frontends,
+                ])));
+            }
+            RTSPStatusCode::Ok
+        }
+
+        /// 501 for methods SAT>IP does not have, on SAT>IP URLs.
+        fn not_implemented(&self, ctx: &RTSPContext) -> Option<RTSPStatusCode> {
+            let uri = request_of(ctx)?.request_line()?.1;
+            matches!(route(&uri), Route::Satip(_))
+                .then(|| self.refuse(Answer::plain(501, "Not Implemented")))
+        }
+    }
+
+    impl RTSPClientImpl for SatipClient {
+        fn make_path_from_uri(&self, url: &gst_rtsp::RTSPUrl) -> Option<glib::GString> {
+            let uri = url.request_uri();
+            let t = match route(&uri) {
+                Route::Other => return self.parent_make_path_from_uri(url),
+                Route::Satip(Err(e)) => {
+                    self.refuse(Answer::error(&e));
+                    return Some(REFUSED_PATH.into());
+                }
+                Route::Satip(Ok(t)) => t,
+            };
+            let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
+            let has_session = current_has_session();
+            let refused = match (method, t.stream) {
+                (METHOD_SETUP, None) if !t.has_query && !has_session => {
+                    Some(Answer::plain(405, "Method Not Allowed"))
+                }
+                (METHOD_SETUP, None) if t.has_query && !has_session => {
+                    check_new(&t.query).err().map(|e| Answer::error(&e))
+                }
+                (METHOD_SETUP, Some(n)) if !STREAMS.lock().unwrap().exists(n) => {
+                    Some(Answer::plain(404, "Not Found"))
+                }
+                (_, Some(n)) if !STREAMS.lock().unwrap().exists_any(n) => {
+                    Some(Answer::plain(404, "Not Found"))
+                }
+                _ => None,
+            };
+            if let Some(a) = refused {
+                self.refuse(a);
+                return Some(REFUSED_PATH.into());
+            }
+            Some(SATIP_MOUNT.into())
+        }
+
+        /// Keep gst-rtsp-server's error codes: the bindings' default (no parent vfunc in C)
+        /// would turn every error into 200 OK.
+        fn adjust_error_code(
+            &self,
+            _ctx: &RTSPContext,
+            status_code: RTSPStatusCode,
+        ) -> RTSPStatusCode {
+            status_code
+        }
+
+        fn new_session(&self, session: &RTSPSession) {
+            let t = self.session_timeout.load(Ordering::Relaxed);
+            session.set_timeout(t);
+            session.set_timeout_always_visible(true);
+            self.parent_new_session(session);
+        }
+
+        fn create_sdp(&self, media: &RTSPMedia) -> Option<gst_rtsp_server::gst_sdp::SDPMessage> {
+            let (id, status, playing) = {
+                let mut st = STREAMS.lock().unwrap();
+                match st.by_media(media) {
+                    Some(e) => (e.stream_id, e.status()?, e.playing),
+                    None => {
+                        drop(st);
+                        return self.parent_create_sdp(media);
+                    }
+                }
+            };
+            let host = current_request()
+                .map(|(_, u, _)| uri_host(&u))
+                .unwrap_or_else(|| "0.0.0.0".into());
+            let text = sdp(&host, &[(id, status, playing)]);
+            gst_rtsp_server::gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).ok()
+        }
+
+        fn pre_options_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            if let Some(Route::Satip(Err(e))) = request_of(ctx)
+                .and_then(|r| r.request_line())
+                .map(|(_, u)| route(&u))
+            {
+                // Never fail OPTIONS here: gst-rtsp-server 1.22 frees its on-stack response
+                // on that path (`handle_options_request`, sig_failed). Let it answer 200 and
+                // replace that answer in `send-message`.
+                self.refuse(Answer::error(&e));
+                return RTSPStatusCode::Ok;
+            }
+            self.parent_pre_options_request(ctx)
+        }
+
+        fn pre_describe_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            let Some(req) = request_of(ctx) else {
+                return self.parent_pre_describe_request(ctx);
+            };
+            let Some((_, uri)) = req.request_line() else {
+                return self.parent_pre_describe_request(ctx);
+            };
+            let t = match route(&uri) {
+                Route::Other => return self.parent_pre_describe_request(ctx),
+                Route::Satip(Err(e)) => return self.refuse(Answer::error(&e)),
+                Route::Satip(Ok(t)) => t,
+            };
+            if let Some(accept) = req.header("Accept") {
+                if !accept
+                    .split(',')
+                    .any(|a| a.trim().eq_ignore_ascii_case("application/sdp"))
+                {
+                    return self.refuse(Answer::plain(406, "Not Acceptable"));
+                }
+            }
+            if t.stream.is_none() && t.has_query {
+                // A describing DESCRIBE creates a stream (§3.10); the factory builds it.
+                return match check_new(&t.query) {
+                    Ok(_) => RTSPStatusCode::Ok,
+                    Err(e) => self.refuse(Answer::error(&e)),
+                };
+            }
+            let b = blocks(t.stream);
+            if b.is_empty() {
+                return self.refuse(Answer::plain(404, "Not Found"));
+            }
+            let body = sdp(&uri_host(&uri), &b);
+            self.refuse(Answer {
+                status: 200,
+                reason: "OK".into(),
+                headers: vec![("Content-Base".into(), base_url(&uri))],
+                body: Some(("application/sdp".into(), body)),
+            })
+        }
+
+        fn pre_setup_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            let uri = request_of(ctx)
+                .and_then(|r| r.request_line())
+                .map(|(_, u)| u);
+            if let (Some(Route::Satip(Ok(t))), Some(session)) =
+                (uri.as_deref().map(route), ctx.session())
+            {
+                if t.has_query && session_media(session).is_some() {
+                    return self.apply_query(session, &t);
+                }
+            }
+            self.parent_pre_setup_request(ctx)
+        }
+
+        fn pre_play_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            let uri = request_of(ctx)
+                .and_then(|r| r.request_line())
+                .map(|(_, u)| u);
+            if let (Some(Route::Satip(Ok(t))), Some(session)) =
+                (uri.as_deref().map(route), ctx.session())
+            {
+                return self.apply_query(session, &t);
+            }
+            self.parent_pre_play_request(ctx)
+        }
+
+        fn pre_pause_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            self.not_implemented(ctx)
+                .unwrap_or_else(|| self.parent_pre_pause_request(ctx))
+        }
+
+        fn pre_get_parameter_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            self.not_implemented(ctx)
+                .unwrap_or_else(|| self.parent_pre_get_parameter_request(ctx))
+        }
+
+        fn pre_set_parameter_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            self.not_implemented(ctx)
+                .unwrap_or_else(|| self.parent_pre_set_parameter_request(ctx))
+        }
+
+        fn pre_announce_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            self.not_implemented(ctx)
+                .unwrap_or_else(|| self.parent_pre_announce_request(ctx))
+        }
+
+        fn pre_record_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            self.not_implemented(ctx)
+                .unwrap_or_else(|| self.parent_pre_record_request(ctx))
+        }
+    }
+}
+
+glib::wrapper! {
+    pub struct SatipClient(ObjectSubclass<imp::SatipClient>) @extends gst_rtsp_server::RTSPClient;
+}
+
+impl SatipClient {
+    pub fn new(session_timeout: u32) -> Self {
+        let c: Self = glib::Object::new();
+        c.imp()
+            .session_timeout
+            .store(session_timeout, Ordering::Relaxed);
+        c
+    }
+}

@@ -1,0 +1,43 @@
+//! SAT>IP over RTSP on gst-rtsp-server: a server/client/mount-points/factory subclass set.
+//!
+//! Every SAT>IP URL (`rtsp://host/?query`, `/stream=N[?query]`) is routed to one factory
+//! mounted at [`streams::SATIP_MOUNT`]; named channels stay plain factories under `/ch/`.
+
+pub mod bench;
+pub mod client;
+pub mod factory;
+pub(crate) mod message;
+pub mod mounts;
+pub mod server;
+pub mod streams;
+
+use gst_rtsp_server::prelude::*;
+
+pub use server::SatipServer;
+
+pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
+    once_cell::sync::Lazy::new(|| {
+        gst::DebugCategory::new(
+            "dvb2ip-rtsp",
+            gst::DebugColorFlags::empty(),
+            Some("dvb2ip SAT>IP RTSP server"),
+        )
+    });
+
+/// Default unicast session timeout (seconds) advertised in `Session: id;timeout=60`.
+pub const DEFAULT_SESSION_TIMEOUT: u32 = 60;
+
+/// A SAT>IP RTSP server with its mount points and the SAT>IP factory mounted; add channel
+/// mounts to `server.mount_points()`, then attach it.
+pub fn build(session_timeout: u32) -> SatipServer {
+    let server = SatipServer::new(session_timeout);
+    let mounts = mounts::SatipMounts::default();
+    mounts.add_factory(streams::SATIP_MOUNT, factory::SatipFactory::default());
+    server.set_mount_points(Some(&mounts));
+    server
+}
+
+/// Number of SAT>IP streams that currently exist (owners' streams, not joined copies).
+pub fn stream_count() -> usize {
+    streams::blocks(None).len()
+}

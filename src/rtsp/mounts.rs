@@ -1,0 +1,43 @@
+//! Mount points that route every SAT>IP URL (`/`, `/?query`, `/stream=N[?query]`) to the one
+//! SAT>IP factory and leave `/ch/<name>` to the channel factories.
+
+use gst::glib;
+use gst_rtsp_server::subclass::prelude::*;
+
+use super::streams::{route, Route, REFUSED_PATH, SATIP_MOUNT};
+
+mod imp {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct SatipMounts {}
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for SatipMounts {
+        const NAME: &'static str = "Dvb2IpSatipMounts";
+        type Type = super::SatipMounts;
+        type ParentType = gst_rtsp_server::RTSPMountPoints;
+    }
+
+    impl ObjectImpl for SatipMounts {}
+
+    impl RTSPMountPointsImpl for SatipMounts {
+        fn make_path(&self, url: &gst_rtsp_server::gst_rtsp::RTSPUrl) -> Option<glib::GString> {
+            match route(&url.request_uri()) {
+                Route::Other => self.parent_make_path(url),
+                Route::Satip(Ok(_)) => Some(SATIP_MOUNT.into()),
+                Route::Satip(Err(_)) => Some(REFUSED_PATH.into()),
+            }
+        }
+    }
+}
+
+glib::wrapper! {
+    pub struct SatipMounts(ObjectSubclass<imp::SatipMounts>) @extends gst_rtsp_server::RTSPMountPoints;
+}
+
+impl Default for SatipMounts {
+    fn default() -> Self {
+        glib::Object::new()
+    }
+}

@@ -1,0 +1,257 @@
+//! SAT>IP HTTP streaming (`src/http/stream.rs`) with curl on 127.0.0.1, and `satipmapsrc`
+//! used directly in gst-launch.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dvb2ip::config::Config;
+use dvb2ip::http::stream::{router, StreamState};
+use once_cell::sync::Lazy;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// (HTTP port, runtime kept alive).
+static HTTP: Lazy<u16> = Lazy::new(|| {
+    dvb2ip::serve::init(&Config::embedded()).expect("init");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, router(StreamState::default())).await;
+    });
+    std::mem::forget(rt);
+    port
+});
+
+fn in_use() -> usize {
+    gstdvb2ip::tuners::frontends()
+        .iter()
+        .filter(|f| f.users > 0)
+        .count()
+}
+
+fn wait_all_free() {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_use() > 0 {
+        assert!(Instant::now() < deadline, "frontend not released");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// curl for `secs` seconds: (HTTP status, headers, body).
+fn curl(path_and_query: &str, secs: u32) -> (u32, String, Vec<u8>) {
+    let dir = common::temp_dir("satip-http");
+    let body = dir.join("body");
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "--max-time", &secs.to_string(), "-o"])
+        .arg(&body)
+        .arg(format!("http://127.0.0.1:{}{path_and_query}", *HTTP))
+        .output()
+        .expect("curl runs");
+    let headers = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, headers, std::fs::read(&body).unwrap_or_default())
+}
+
+#[test]
+fn checklist_100_101_curl_gets_ts_and_closing_frees_the_frontend() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Lazy::force(&HTTP);
+    let (status, headers, body) = curl("/?freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258", 3);
+    assert_eq!(status, 200, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: video/mp2t"),
+        "{headers}"
+    );
+    assert!(body.len() > 188 * 100, "{} bytes", body.len());
+    let whole = &body[..body.len() / 188 * 188];
+    assert!(
+        whole.chunks(188).all(|p| p[0] == 0x47),
+        "raw TS, no RTP header"
+    );
+    let pids: std::collections::BTreeSet<u16> = whole
+        .chunks(188)
+        .map(|p| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]))
+        .collect();
+    assert!(
+        pids.is_subset(&[0, 16, 17, 18, 256, 257, 258].into()) && pids.contains(&257),
+        "{pids:?}"
+    );
+    // 101: curl closed the connection (--max-time): the frontend is released.
+    wait_all_free();
+}
+
+#[test]
+fn checklist_102_bad_value_gets_403_out_of_range() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (status, headers, body) = curl("/?freq=506&msys=dvbt&bw=9&pids=0", 5);
+    assert_eq!(status, 403, "{headers}");
+    assert_eq!(String::from_utf8_lossy(&body), "Out-of-Range: bw");
+    assert!(headers.contains("text/parameters"), "{headers}");
+    assert_eq!(in_use(), 0);
+}
+
+#[test]
+fn http_busy_gets_503_no_more_frontends() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Lazy::force(&HTTP);
+    // Hold both DVB-T/T2 frontends with two long-running curls.
+    let port = *HTTP;
+    let mut holders: Vec<std::process::Child> = [
+        "freq=506&msys=dvbt&bw=8&pids=0",
+        "freq=474&msys=dvbt2&bw=8&plp=0&pids=0",
+    ]
+    .iter()
+    .map(|q| {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "60"])
+            .arg(format!("http://127.0.0.1:{port}/?{q}"))
+            .spawn()
+            .unwrap()
+    })
+    .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while in_use() < 2 {
+        assert!(Instant::now() < deadline, "holders did not tune");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, headers, body) = curl("/?freq=522&msys=dvbt&bw=8&pids=0", 5);
+    assert_eq!(status, 503, "{headers}");
+    assert_eq!(String::from_utf8_lossy(&body), "No-More: frontends");
+    for h in &mut holders {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    wait_all_free();
+}
+
+#[test]
+fn satipmapsrc_records_one_service_by_query_in_gst_launch() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = common::temp_dir("satipmapsrc-launch");
+    let file = dir.join("news-satip.ts");
+    let desc = std::fs::read_to_string(common::repo_file("pipelines/satip-record.launch")).unwrap();
+    let out = Command::new("timeout")
+        .args(["-s", "INT", "5"])
+        .arg("gst-launch-1.0")
+        .env("GST_PLUGIN_PATH", common::plugin_dir())
+        .current_dir(&dir)
+        .arg("-e")
+        .args(common::launch_args(desc.trim()))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("ERROR"), "{text}");
+    let v = common::ffprobe(file.to_str().unwrap(), &[]);
+    let progs = common::programs(&v);
+    assert!(progs.iter().any(|(n, _)| n == "dvb2ip News"), "{progs:?}");
+
+    // An invalid query names the parameter and the reason.
+    let out = Command::new("timeout")
+        .args(["20", "gst-launch-1.0"])
+        .env("GST_PLUGIN_PATH", common::plugin_dir())
+        .args(common::launch_args(
+            "satipmapsrc request=\"freq=506&msys=dvbt&pol=x&pids=0,9000\" ! fakesink",
+        ))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("parameter 'pol': malformed value")
+            && text.contains("parameter 'pids': value out of range"),
+        "{text}"
+    );
+}
+
+/// PIDs seen on `sink` until `want` holds for the PIDs of 30 consecutive buffers.
+fn pids_until(
+    sink: &gst_app::AppSink,
+    want: &dyn Fn(&std::collections::BTreeSet<u16>) -> bool,
+) -> std::collections::BTreeSet<u16> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut window: Vec<std::collections::BTreeSet<u16>> = Vec::new();
+    loop {
+        assert!(Instant::now() < deadline, "condition not reached");
+        let Some(s) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) else {
+            continue;
+        };
+        let map = s.buffer().unwrap().map_readable().unwrap();
+        window.push(
+            map.chunks(188)
+                .map(|p| (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]))
+                .collect(),
+        );
+        if window.len() > 30 {
+            window.remove(0);
+        }
+        let all = window.iter().flatten().copied().collect();
+        if window.len() == 30 && want(&all) {
+            return all;
+        }
+    }
+}
+
+#[test]
+fn satipmapsrc_live_pid_changes_and_retune_release_the_old_frontend() {
+    use gst::prelude::*;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Lazy::force(&HTTP);
+    wait_all_free();
+    let pipeline = gst::Pipeline::new();
+    let src = gst::ElementFactory::make("satipmapsrc")
+        .property("request", "freq=506&msys=dvbt&bw=8&pids=0,17")
+        .build()
+        .unwrap();
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    pipeline.add_many([&src, sink.upcast_ref()]).unwrap();
+    src.link(&sink).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    assert_eq!(
+        src.property::<Option<String>>("request").as_deref(),
+        Some("src=1&freq=506&msys=dvbt&bw=8&pids=0,17")
+    );
+    let got = pids_until(&sink, &|p| p.contains(&0));
+    assert!(got.is_subset(&[0, 17].into()), "{got:?}");
+    let fe_before: u32 = src.property("frontend-number");
+    assert!(fe_before > 0);
+    // Live PID change: no retune, same frontend.
+    src.set_property("request", "addpids=256&delpids=17");
+    let got = pids_until(&sink, &|p| p.contains(&256) && !p.contains(&17));
+    assert!(got.is_subset(&[0, 256].into()), "{got:?}");
+    assert_eq!(src.property::<u32>("frontend-number"), fe_before);
+    let status: String = src.property("status");
+    assert!(status.ends_with(";pids=0,256"), "{status}");
+    // An invalid live change is refused and changes nothing.
+    src.set_property("request", "pids=9000");
+    assert!(src
+        .property::<Option<String>>("request")
+        .unwrap()
+        .ends_with("pids=0,256"));
+    // Retune to another transponder: the old frontend is given back.
+    src.set_property("request", "freq=474&msys=dvbt2&bw=8&plp=0&pids=0,256");
+    assert_eq!(in_use(), 1, "old frontend released");
+    let status: String = src.property("status");
+    assert!(status.contains(",474.00,8,dvbt2,"), "{status}");
+    let got = pids_until(&sink, &|p| p.contains(&0) && p.contains(&256));
+    assert!(got.is_subset(&[0, 256].into()), "{got:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    wait_all_free();
+}

@@ -1,0 +1,1206 @@
+//! SAT>IP discovery end to end (satip.md §8, checklist 103–120): the real `dvb2ip serve`
+//! binary inside network namespaces this test creates (veth pairs on a bridge that lives in a
+//! namespace of its own), with raw SSDP clients, `gssdp-discover` and curl in other
+//! namespaces. Nothing is sent outside those namespaces; they are deleted by Drop guards.
+//!
+//! Needs root, `ip` (iproute2), `curl` and `gssdp-discover` (Debian gupnp-tools).
+
+use std::io::IoSliceMut;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dvb2ip::ssdp::message::{parse_message, Message, Nts};
+
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
+const URN: &str = "urn:ses-com:device:SatIPServer:1";
+/// Subnet used inside the test namespaces only.
+const NET: [u8; 3] = [10, 213, 0];
+
+fn host_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(NET[0], NET[1], NET[2], i)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces
+// ---------------------------------------------------------------------------------------------
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Deletes leftovers of earlier runs whose process is gone.
+fn sweep_stale() {
+    let Ok(rd) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = name.strip_prefix("d2issdp-") else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or("");
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
+/// A network namespace deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new(tag: &str) -> Netns {
+        let name = format!(
+            "d2issdp-{}-{}-{tag}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up", "multicast", "on"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        run("ip", &a);
+    }
+
+    fn exec(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, cmd]);
+        c
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it creates live there.
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let file = std::fs::File::open(&path).expect("netns file");
+                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns {path}");
+                f()
+            })
+            .join()
+            .expect("thread in netns")
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Hosts on one bridge: host i has `eth0` with 10.213.0.(i+1)/24. Dropped in reverse order:
+/// hosts first, the bridge namespace last.
+struct Lan {
+    hosts: Vec<Netns>,
+    bridge: Netns,
+}
+
+impl Lan {
+    fn new(tag: &str, n: usize) -> Lan {
+        sweep_stale();
+        let bridge = Netns::new(&format!("{tag}-br"));
+        bridge.ip(&["link", "add", "br0", "type", "bridge"]);
+        bridge.ip(&[
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ]);
+        bridge.ip(&["link", "set", "br0", "up"]);
+        let mut lan = Lan {
+            hosts: Vec::new(),
+            bridge,
+        };
+        for i in 0..n {
+            let h = Netns::new(&format!("{tag}-h{i}"));
+            lan.hosts.push(h);
+            lan.plug(i, "eth0", Some(host_ip(i as u8 + 1)));
+        }
+        lan
+    }
+
+    /// Adds interface `ifname` to host `i`, bridged, with an optional address.
+    fn plug(&self, i: usize, ifname: &str, addr: Option<Ipv4Addr>) {
+        let h = &self.hosts[i];
+        let peer = format!("p{i}{}", ifname.trim_start_matches("eth"));
+        h.ip(&[
+            "link",
+            "add",
+            ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &self.bridge.name,
+        ]);
+        self.bridge
+            .ip(&["link", "set", &peer, "master", "br0", "up"]);
+        if let Some(a) = addr {
+            h.ip(&["addr", "add", &format!("{a}/24"), "dev", ifname]);
+        }
+        h.ip(&["link", "set", ifname, "up"]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server process
+// ---------------------------------------------------------------------------------------------
+
+struct ServerOpts<'a> {
+    interfaces: &'a str,
+    max_age: u32,
+    device_id: u8,
+    rtsp_port: u16,
+    max_replies: u32,
+}
+
+impl Default for ServerOpts<'_> {
+    fn default() -> Self {
+        ServerOpts {
+            interfaces: "[\"eth0\"]",
+            max_age: 1800,
+            device_id: 1,
+            rtsp_port: 554,
+            max_replies: 50,
+        }
+    }
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "d2issdp-{}-{}-{tag}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The default configuration with test values (all through the `[ssdp]`/`[server]` lines).
+fn config(dir: &Path, o: &ServerOpts) -> PathBuf {
+    let base = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
+    let mut text = String::new();
+    for line in base.lines() {
+        let l = match line {
+            l if l.starts_with("bind = ") => "bind = \"0.0.0.0\"".to_owned(),
+            l if l.starts_with("rtsp_port = ") => format!("rtsp_port = {}", o.rtsp_port),
+            l if l.starts_with("interfaces = ") => format!("interfaces = {}", o.interfaces),
+            l if l.starts_with("state_dir = ") => {
+                format!("state_dir = \"{}\"", dir.join("state").display())
+            }
+            l if l.starts_with("max_age = ") => format!("max_age = {}", o.max_age),
+            l if l.starts_with("device_id = ") => format!("device_id = {}", o.device_id),
+            l if l.starts_with("interface_poll_secs = ") => "interface_poll_secs = 1".to_owned(),
+            l if l.starts_with("max_replies_per_sec = ") => {
+                format!("max_replies_per_sec = {}", o.max_replies)
+            }
+            l => l.to_owned(),
+        };
+        text.push_str(&l);
+        text.push('\n');
+    }
+    let p = dir.join("dvb2ip.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `dvb2ip serve` inside a namespace; killed on drop if still running.
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(ns: &Netns, conf: &Path, log: PathBuf) -> Server {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .exec(env!("CARGO_BIN_EXE_dvb2ip"))
+            .args(["serve", "--config"])
+            .arg(conf)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("dvb2ip serve");
+        Server { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) for `needle` in the log.
+    fn wait_log(&mut self, needle: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if self.log().contains(needle) {
+                return;
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("server exited ({st}) before {needle:?}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no {needle:?} within {timeout:?}:\n{}", self.log());
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            assert!(
+                Instant::now() < end,
+                "no exit after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSDP clients
+// ---------------------------------------------------------------------------------------------
+
+/// A received datagram.
+#[derive(Debug, Clone)]
+struct Pkt {
+    text: String,
+    from: SocketAddrV4,
+    ttl: Option<i32>,
+}
+
+impl Pkt {
+    fn header(&self, name: &str) -> Option<String> {
+        header(&self.text, name)
+    }
+
+    fn is_alive(&self) -> bool {
+        matches!(parse_message(self.text.as_bytes()), Ok(Message::Notify(n)) if n.nts == Nts::Alive)
+    }
+
+    fn is_byebye(&self) -> bool {
+        matches!(parse_message(self.text.as_bytes()), Ok(Message::Notify(n)) if n.nts == Nts::ByeBye)
+    }
+}
+
+fn header(text: &str, name: &str) -> Option<String> {
+    text.split("\r\n").skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_owned())
+    })
+}
+
+/// A UDP socket in a namespace: on port 1900 joined to the SSDP group (a control point), or
+/// on an ephemeral port (a searching client).
+struct Udp {
+    sock: UdpSocket,
+}
+
+impl Udp {
+    fn listener(ns: &Netns, iface: &str, local: Ipv4Addr) -> Udp {
+        let sock = ns.enter(|| {
+            let s = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )
+            .unwrap();
+            s.set_reuse_address(true).unwrap();
+            s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1900).into())
+                .unwrap();
+            let idx = nix::net::if_::if_nametoindex(iface).expect("iface");
+            s.join_multicast_v4_n(&GROUP, &socket2::InterfaceIndexOrAddress::Index(idx))
+                .unwrap();
+            s.set_multicast_if_v4(&local).unwrap();
+            UdpSocket::from(s)
+        });
+        Udp::setup(sock)
+    }
+
+    fn client(ns: &Netns, local: Ipv4Addr) -> Udp {
+        let sock = ns.enter(|| {
+            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+            socket2::SockRef::from(&s)
+                .set_multicast_if_v4(&local)
+                .unwrap();
+            s.set_multicast_ttl_v4(2).unwrap();
+            s
+        });
+        Udp::setup(sock)
+    }
+
+    fn setup(sock: UdpSocket) -> Udp {
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::Ipv4RecvTtl, &true).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Udp { sock }
+    }
+
+    fn send(&self, text: &str, to: SocketAddrV4) {
+        self.sock.send_to(text.as_bytes(), to).unwrap();
+    }
+
+    fn recv(&self) -> Option<Pkt> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrIn};
+        let mut buf = vec![0u8; 9000];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(libc::c_int);
+        let r = recvmsg::<SockaddrIn>(
+            self.sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        );
+        let msg = r.ok()?;
+        let mut ttl = None;
+        if let Ok(c) = msg.cmsgs() {
+            for m in c {
+                if let ControlMessageOwned::Ipv4Ttl(t) = m {
+                    ttl = Some(t);
+                }
+            }
+        }
+        let from = msg
+            .address
+            .map(|a| SocketAddrV4::new(a.ip(), a.port()))
+            .unwrap();
+        let n = msg.bytes;
+        Some(Pkt {
+            text: String::from_utf8_lossy(&buf[..n]).to_string(),
+            from,
+            ttl,
+        })
+    }
+
+    /// Collects packets until `done(all so far)` holds or `timeout` passes.
+    fn collect(&self, timeout: Duration, mut done: impl FnMut(&[Pkt]) -> bool) -> Vec<Pkt> {
+        let end = Instant::now() + timeout;
+        let mut all = Vec::new();
+        while Instant::now() < end {
+            if let Some(p) = self.recv() {
+                all.push(p);
+                if done(&all) {
+                    break;
+                }
+            }
+        }
+        all
+    }
+}
+
+fn msearch(st: &str, mx: u32) -> String {
+    format!(
+        "M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: \"ssdp:discover\"\r\nMX: {mx}\r\nST: {st}\r\nUSER-AGENT: test/1 UPnP/1.1 test/1\r\n\r\n"
+    )
+}
+
+fn group() -> SocketAddrV4 {
+    SocketAddrV4::new(GROUP, 1900)
+}
+
+fn alive_from(p: &[Pkt], uuid: Option<&str>) -> Vec<Pkt> {
+    p.iter()
+        .filter(|x| x.is_alive())
+        .filter(|x| uuid.is_none_or(|u| x.header("USN").is_some_and(|s| s.contains(u))))
+        .cloned()
+        .collect()
+}
+
+fn uuid_of(p: &Pkt) -> String {
+    let usn = p.header("USN").unwrap();
+    usn.trim_start_matches("uuid:")
+        .split("::")
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// `(headers, body)` of an HTTP GET run with curl inside `ns`.
+fn http_get(ns: &Netns, url: &str) -> (String, Vec<u8>) {
+    let out = ns
+        .exec("curl")
+        .args(["-s", "-m", "10", "-D", "-", url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {url}: {:?}", out.status);
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end");
+    (
+        String::from_utf8_lossy(&raw[..split]).to_string(),
+        raw[split + 4..].to_vec(),
+    )
+}
+
+fn settle(server: &mut Server) {
+    server.wait_log("settled", Duration::from_secs(60));
+}
+
+const STARTUP: Duration = Duration::from_secs(90);
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn checklist_109_110_113_alive_set_at_startup() {
+    let lan = Lan::new("alive", 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("alive");
+    let conf = config(&dir, &ServerOpts::default());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let pkts = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
+    let alive = alive_from(&pkts, None);
+    assert!(alive.len() >= 3, "{pkts:#?}\n{}", srv.log());
+    let uuid = uuid_of(&alive[0]);
+    let rows = [
+        (
+            "upnp:rootdevice".to_owned(),
+            format!("uuid:{uuid}::upnp:rootdevice"),
+        ),
+        (format!("uuid:{uuid}"), format!("uuid:{uuid}")),
+        (URN.to_owned(), format!("uuid:{uuid}::{URN}")),
+    ];
+    for (nt, usn) in &rows {
+        let m = alive
+            .iter()
+            .find(|p| p.header("NT").as_deref() == Some(nt.as_str()))
+            .unwrap_or_else(|| panic!("no NT {nt}: {alive:#?}"));
+        assert!(m.text.starts_with("NOTIFY * HTTP/1.1\r\n"));
+        assert_eq!(m.header("USN").as_deref(), Some(usn.as_str()));
+        // 110: every header.
+        for h in [
+            "HOST",
+            "CACHE-CONTROL",
+            "LOCATION",
+            "NT",
+            "NTS",
+            "SERVER",
+            "USN",
+            "BOOTID.UPNP.ORG",
+            "CONFIGID.UPNP.ORG",
+            "DEVICEID.SES.COM",
+        ] {
+            assert!(m.header(h).is_some(), "{h} missing: {}", m.text);
+        }
+        assert_eq!(m.header("HOST").as_deref(), Some("239.255.255.250:1900"));
+        assert!(m.header("CACHE-CONTROL").unwrap().starts_with("max-age="));
+        assert_eq!(
+            m.header("LOCATION").unwrap(),
+            format!("http://{}:8875/desc.xml", host_ip(1))
+        );
+        assert_eq!(*m.from.ip(), host_ip(1));
+        // 113: TTL 2 on the wire (a bridge does not decrement it).
+        assert_eq!(m.ttl, Some(2), "{m:?}");
+    }
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn checklist_111_alive_set_is_refreshed() {
+    let lan = Lan::new("refresh", 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("refresh");
+    // max-age 8 s: refreshes are drawn below 4 s; wait up to max-age for a second set.
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            max_age: 8,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let first = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
+    assert!(alive_from(&first, None).len() >= 3);
+    let again = cap.collect(Duration::from_secs(8), |p| alive_from(p, None).len() >= 3);
+    assert!(
+        alive_from(&again, None).len() >= 3,
+        "no refresh within max-age: {again:#?}"
+    );
+}
+
+#[test]
+fn checklist_112_byebye_on_sigterm() {
+    let lan = Lan::new("bye", 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("bye");
+    let conf = config(&dir, &ServerOpts::default());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let alive = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
+    let uuid = uuid_of(&alive_from(&alive, None)[0]);
+    let st = srv.sigterm();
+    assert!(st.success(), "exit status {st}:\n{}", srv.log());
+    let pkts = cap.collect(Duration::from_secs(5), |p| {
+        p.iter().filter(|x| x.is_byebye()).count() >= 3
+    });
+    let bye: Vec<&Pkt> = pkts.iter().filter(|p| p.is_byebye()).collect();
+    assert_eq!(bye.len(), 3, "{pkts:#?}\n{}", srv.log());
+    let mut nts: Vec<String> = bye.iter().map(|p| p.header("NT").unwrap()).collect();
+    nts.sort();
+    let mut want = vec![
+        "upnp:rootdevice".to_owned(),
+        format!("uuid:{uuid}"),
+        URN.to_owned(),
+    ];
+    want.sort();
+    assert_eq!(nts, want);
+    for p in bye {
+        for h in ["CACHE-CONTROL", "LOCATION", "SERVER", "DEVICEID.SES.COM"] {
+            assert!(p.header(h).is_none(), "{h} in byebye: {}", p.text);
+        }
+        for h in [
+            "HOST",
+            "NT",
+            "NTS",
+            "USN",
+            "BOOTID.UPNP.ORG",
+            "CONFIGID.UPNP.ORG",
+        ] {
+            assert!(p.header(h).is_some(), "{h} missing: {}", p.text);
+        }
+    }
+}
+
+#[test]
+fn checklist_114_115_116_117_msearch_per_st() {
+    let lan = Lan::new("search", 2);
+    let dir = temp_dir("search");
+    let conf = config(&dir, &ServerOpts::default());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let client = Udp::client(&lan.hosts[1], host_ip(2));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/ssdp.json")).unwrap())
+            .unwrap();
+    let uuid = state["uuid"].as_str().unwrap().to_owned();
+    let my_port = client.sock.local_addr().unwrap().port();
+
+    let ask = |text: &str, want: usize| -> Vec<Pkt> {
+        client.send(text, group());
+        // MX 1: every answer is due within 1 s; wait a little longer, bounded.
+        let got = client.collect(Duration::from_secs(3), |p| p.len() > want);
+        got.into_iter()
+            .filter(|p| p.text.starts_with("HTTP/1.1 200 OK\r\n"))
+            .collect()
+    };
+
+    // 114: the SAT>IP URN.
+    let r = ask(&msearch(URN, 1), 1);
+    assert_eq!(r.len(), 1, "{r:#?}");
+    let p = &r[0];
+    assert_eq!(*p.from.ip(), host_ip(1), "unicast from the server");
+    for h in [
+        "CACHE-CONTROL",
+        "EXT",
+        "LOCATION",
+        "SERVER",
+        "ST",
+        "USN",
+        "BOOTID.UPNP.ORG",
+        "CONFIGID.UPNP.ORG",
+    ] {
+        assert!(p.header(h).is_some(), "{h} missing: {}", p.text);
+    }
+    assert!(p.header("DEVICEID.SES.COM").is_none(), "{}", p.text);
+    assert_eq!(p.header("ST").as_deref(), Some(URN));
+    assert_eq!(p.header("USN").unwrap(), format!("uuid:{uuid}::{URN}"));
+    assert_eq!(
+        p.header("LOCATION").unwrap(),
+        format!("http://{}:8875/desc.xml", host_ip(1))
+    );
+    let _ = my_port; // answers reached this socket's own (ephemeral) port
+
+    // 115: ssdp:all gets three answers.
+    let r = ask(&msearch("ssdp:all", 1), 3);
+    let mut sts: Vec<String> = r.iter().map(|p| p.header("ST").unwrap()).collect();
+    sts.sort();
+    let mut want = vec![
+        "upnp:rootdevice".to_owned(),
+        format!("uuid:{uuid}"),
+        URN.to_owned(),
+    ];
+    want.sort();
+    assert_eq!(sts, want, "{r:#?}");
+
+    // upnp:rootdevice and uuid:<ours> get their row.
+    let r = ask(&msearch("upnp:rootdevice", 1), 1);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        r[0].header("USN").unwrap(),
+        format!("uuid:{uuid}::upnp:rootdevice")
+    );
+    let r = ask(&msearch(&format!("uuid:{uuid}"), 1), 1);
+    assert_eq!(r.len(), 1);
+    assert_eq!(r[0].header("USN").unwrap(), format!("uuid:{uuid}"));
+
+    // 116: unrelated ST, and a request without the quoted MAN: no answer.
+    let r = ask(&msearch("urn:schemas-upnp-org:device:MediaServer:1", 1), 0);
+    assert!(r.is_empty(), "{r:#?}");
+    let r = ask(
+        &msearch(URN, 1).replace("\"ssdp:discover\"", "ssdp:discover"),
+        0,
+    );
+    assert!(r.is_empty(), "{r:#?}");
+
+    // 117: mixed-case header names (HD+ app style).
+    let mixed = format!(
+        "M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nMan: \"ssdp:discover\"\r\nMx: 1\r\nSt: {URN}\r\n\r\n"
+    );
+    let r = ask(&mixed, 1);
+    assert_eq!(r.len(), 1, "{r:#?}");
+
+    // A unicast search to the server's address (no MX needed) is answered too.
+    client.send(
+        &msearch(URN, 1).replace("MX: 1\r\n", ""),
+        SocketAddrV4::new(host_ip(1), 1900),
+    );
+    let r = client.collect(Duration::from_secs(3), |p| !p.is_empty());
+    assert_eq!(r.len(), 1, "{r:#?}");
+}
+
+#[test]
+fn loopback_default_interface_answers_with_127_0_0_1() {
+    let ns = Netns::new("lo");
+    let dir = temp_dir("lo");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            interfaces: "[\"lo\"]",
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&ns, &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let client = Udp::client(&ns, Ipv4Addr::LOCALHOST);
+    client.send(&msearch(URN, 1), group());
+    let r = client.collect(Duration::from_secs(3), |p| {
+        p.iter().any(|x| x.text.starts_with("HTTP/1.1 200"))
+    });
+    let ok = r
+        .iter()
+        .find(|p| p.text.starts_with("HTTP/1.1 200"))
+        .unwrap_or_else(|| panic!("{r:#?}\n{}", srv.log()));
+    assert_eq!(
+        ok.header("LOCATION").unwrap(),
+        "http://127.0.0.1:8875/desc.xml"
+    );
+}
+
+#[test]
+fn gssdp_discover_finds_server_and_checklist_103_to_108_description() {
+    let lan = Lan::new("gssdp", 2);
+    let dir = temp_dir("gssdp");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            rtsp_port: 8554,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let out = lan.hosts[1]
+        .exec("gssdp-discover")
+        .args(["-i", "eth0", "-n", "4", "-t", URN])
+        .stdin(Stdio::null())
+        .output()
+        .expect("gssdp-discover (apt-get install gupnp-tools)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let location = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Location:"))
+        .map(|l| l.trim().to_owned())
+        .unwrap_or_else(|| panic!("gssdp-discover found nothing:\n{text}\n{}", srv.log()));
+    assert_eq!(location, format!("http://{}:8875/desc.xml", host_ip(1)));
+    assert!(text.contains(&format!("::{URN}")), "{text}");
+
+    // 103: text/xml, ends with </root>.
+    let (head, body) = http_get(&lan.hosts[1], &location);
+    let xml = String::from_utf8(body).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        header(&format!("{head}\r\n"), "content-type")
+            .unwrap()
+            .starts_with("text/xml"),
+        "{head}"
+    );
+    assert!(xml.ends_with("</root>"), "{xml}");
+    // 108: RTSP is on 8554.
+    assert_eq!(
+        header(&format!("{head}\r\n"), "X-SATIP-RTSP-Port").as_deref(),
+        Some("8554"),
+        "{head}"
+    );
+    // 104: namespace and configId = CONFIGID.UPNP.ORG of the announcements.
+    let client = Udp::client(&lan.hosts[1], host_ip(2));
+    client.send(&msearch(URN, 1), group());
+    let r = client.collect(Duration::from_secs(3), |p| !p.is_empty());
+    let answer = r.first().expect("answer");
+    let config_id = answer.header("CONFIGID.UPNP.ORG").unwrap();
+    assert!(xml.contains(&format!(
+        "<root xmlns=\"urn:schemas-upnp-org:device-1-0\" configId=\"{config_id}\">"
+    )));
+    // 105: deviceType and UDN = the USN's uuid.
+    let uuid = uuid_of(answer);
+    assert!(xml.contains(&format!("<deviceType>{URN}</deviceType>")));
+    assert!(xml.contains(&format!("<UDN>uuid:{uuid}</UDN>")));
+    // 106: X_SATIPCAP with the satip prefix and the counts of the configured frontends
+    // (default config: two DVB-T/T2, one DVB-C, one DVB-S/S2).
+    assert!(
+        xml.contains("<satip:X_SATIPCAP xmlns:satip=\"urn:ses-com:satip\">DVBS2-1,DVBT2-2,DVBC-1</satip:X_SATIPCAP>"),
+        "{xml}"
+    );
+    assert!(xml.contains(
+        "<satip:X_SATIPM3U xmlns:satip=\"urn:ses-com:satip\">/channels.m3u</satip:X_SATIPM3U>"
+    ));
+    // 107: PNG and JPEG icons at 48 and 120 that answer 200.
+    let base = format!("http://{}:8875", host_ip(1));
+    for (file, magic) in [
+        ("icon48.png", &b"\x89PNG"[..]),
+        ("icon120.png", &b"\x89PNG"[..]),
+        ("icon48.jpg", &b"\xff\xd8"[..]),
+        ("icon120.jpg", &b"\xff\xd8"[..]),
+    ] {
+        assert!(xml.contains(&format!("<url>/img/{file}</url>")));
+        let (h, b) = http_get(&lan.hosts[1], &format!("{base}/img/{file}"));
+        assert!(h.starts_with("HTTP/1.1 200"), "{file}: {h}");
+        assert!(b.starts_with(magic), "{file}");
+    }
+    // The channel list: rtsp URLs on the address the request came in on, exact queries.
+    let (h, m3u) = http_get(&lan.hosts[1], &format!("{base}/channels.m3u"));
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    let m3u = String::from_utf8_lossy(&m3u).to_string();
+    assert!(
+        m3u.starts_with("#EXTM3U\r\n#EXTINF:0,1. dvb2ip One HD\r\n"),
+        "{m3u}"
+    );
+    assert!(
+        m3u.contains(&format!(
+            "\r\nrtsp://{}:8554/?src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,20,256,257,258\r\n",
+            host_ip(1)
+        )),
+        "{m3u}"
+    );
+    assert_eq!(m3u.matches("#EXTINF:0,").count(), 4);
+}
+
+#[test]
+fn checklist_118_119_device_id_conflict_between_two_servers() {
+    let lan = Lan::new("devid", 3);
+    let watcher = Udp::listener(&lan.hosts[2], "eth0", host_ip(3));
+    let dir_a = temp_dir("devid-a");
+    let dir_b = temp_dir("devid-b");
+    let opts = ServerOpts::default();
+    let mut a = Server::start(&lan.hosts[0], &config(&dir_a, &opts), dir_a.join("log"));
+    a.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    settle(&mut a);
+    // B starts with the same DEVICE ID 1: A defends (119), B yields to 2 (118).
+    let mut b = Server::start(&lan.hosts[1], &config(&dir_b, &opts), dir_b.join("log"));
+    b.wait_log("switching to 2", STARTUP);
+    a.wait_log("defending", Duration::from_secs(5));
+    b.wait_log("DEVICEID 2 settled", Duration::from_secs(30));
+    let state_b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir_b.join("state/ssdp.json")).unwrap())
+            .unwrap();
+    assert_eq!(state_b["device_id"], 2, "negotiated id persisted");
+
+    // Both visible to a client in a third namespace, with different ids.
+    let client = Udp::client(&lan.hosts[2], host_ip(3));
+    client.send(&msearch(URN, 1), group());
+    let r = client.collect(Duration::from_secs(3), |p| p.len() >= 2);
+    let mut from: Vec<Ipv4Addr> = r.iter().map(|p| *p.from.ip()).collect();
+    from.sort();
+    assert_eq!(from, vec![host_ip(1), host_ip(2)], "{r:#?}");
+    // What a control point saw: B announced 1, then 2; A only ever 1.
+    let seen = watcher.collect(Duration::from_millis(500), |_| false);
+    let ids = |ip: Ipv4Addr| -> Vec<String> {
+        let mut v: Vec<String> = alive_from(&seen, None)
+            .iter()
+            .filter(|x| *x.from.ip() == ip)
+            .filter_map(|x| x.header("DEVICEID.SES.COM"))
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(ids(host_ip(1)), vec!["1"]);
+    assert_eq!(ids(host_ip(2)), vec!["1", "2"]);
+    drop(b);
+    drop(a);
+}
+
+#[test]
+fn checklist_118_joining_server_yields_to_a_defender() {
+    // The test plays the defender: after the server's first announcement it sends the
+    // unicast M-SEARCH of §8.6 step 2 carrying the server's id.
+    let lan = Lan::new("yield", 2);
+    let defender = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("yield");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            device_id: 7,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    let first = defender.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
+    let alive = alive_from(&first, None);
+    assert_eq!(alive[0].header("DEVICEID.SES.COM").as_deref(), Some("7"));
+    let boot: u32 = alive[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    let target = SocketAddrV4::new(host_ip(1), 1900);
+    defender.send(
+        &format!(
+            "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {URN}\r\nUSER-AGENT: Linux/6.1 UPnP/1.1 test/1\r\nDEVICEID.SES.COM: 7\r\n\r\n"
+        ),
+        target,
+    );
+    let pkts = defender.collect(Duration::from_secs(5), |p| {
+        alive_from(p, None)
+            .iter()
+            .filter(|x| x.header("DEVICEID.SES.COM").as_deref() == Some("8"))
+            .count()
+            >= 3
+    });
+    let ack = pkts
+        .iter()
+        .find(|p| p.text.starts_with("HTTP/1.1 200 OK"))
+        .unwrap_or_else(|| panic!("no acknowledgement: {pkts:#?}\n{}", srv.log()));
+    assert_eq!(ack.header("DEVICEID.SES.COM").as_deref(), Some("7"));
+    let new: Vec<Pkt> = alive_from(&pkts, None)
+        .into_iter()
+        .filter(|x| x.header("DEVICEID.SES.COM").as_deref() == Some("8"))
+        .collect();
+    assert!(new.len() >= 3, "{pkts:#?}");
+    let new_boot: u32 = new[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    assert!(new_boot > boot, "BOOTID increased with the new id");
+    srv.wait_log("DEVICEID 8 settled", Duration::from_secs(30));
+    // Once settled, a later change request is refused and the id kept.
+    defender.send(
+        &format!(
+            "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {URN}\r\nDEVICEID.SES.COM: 8\r\n\r\n"
+        ),
+        target,
+    );
+    let r = defender.collect(Duration::from_secs(3), |p| {
+        p.iter().any(|x| x.text.starts_with("HTTP/1.1 "))
+    });
+    let refusal = r
+        .iter()
+        .find(|x| x.text.starts_with("HTTP/1.1 "))
+        .expect("answer");
+    assert!(refusal.text.starts_with("HTTP/1.1 400"), "{}", refusal.text);
+    assert_eq!(refusal.header("DEVICEID.SES.COM").as_deref(), Some("8"));
+}
+
+#[test]
+fn checklist_119_settled_server_defends_its_id() {
+    let lan = Lan::new("defend", 2);
+    let joiner = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("defend");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            device_id: 3,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    settle(&mut srv);
+    // The test plays a joining server announcing id 3.
+    let notify = "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=1800\r\n\
+LOCATION: http://10.213.0.2:8875/desc.xml\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\n\
+SERVER: Linux/6.1 UPnP/1.1 test/1\r\nUSN: uuid:11111111-2222-3333-4444-555555555555::upnp:rootdevice\r\n\
+BOOTID.UPNP.ORG: 1\r\nCONFIGID.UPNP.ORG: 0\r\nDEVICEID.SES.COM: 3\r\n\r\n";
+    joiner.send(notify, group());
+    let r = joiner.collect(Duration::from_secs(3), |p| {
+        p.iter().any(|x| x.text.starts_with("M-SEARCH"))
+    });
+    let s = r
+        .iter()
+        .find(|x| x.text.starts_with("M-SEARCH * HTTP/1.1"))
+        .unwrap_or_else(|| panic!("no defence: {r:#?}\n{}", srv.log()));
+    assert_eq!(*s.from.ip(), host_ip(1));
+    assert_eq!(s.header("DEVICEID.SES.COM").as_deref(), Some("3"));
+    assert_eq!(
+        s.header("HOST").unwrap(),
+        format!("{}:1900", host_ip(2)),
+        "HOST is the target"
+    );
+    assert_eq!(s.header("ST").as_deref(), Some(URN));
+    assert_eq!(s.header("MAN").as_deref(), Some("\"ssdp:discover\""));
+}
+
+#[test]
+fn checklist_120_restart_keeps_uuid_and_device_id_and_grows_bootid() {
+    let lan = Lan::new("restart", 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("restart");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            device_id: 5,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log1"));
+    let p1 = cap.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
+    settle(&mut srv);
+    assert!(srv.sigterm().success());
+    let a1 = alive_from(&p1, None);
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log2"));
+    let p2 = cap.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
+    let a2 = alive_from(&p2, None);
+    assert!(!a2.is_empty(), "{}", srv.log());
+    assert_eq!(uuid_of(&a1[0]), uuid_of(&a2[0]));
+    assert_eq!(a2[0].header("DEVICEID.SES.COM").as_deref(), Some("5"));
+    let b1: u32 = a1[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    let b2: u32 = a2[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    assert!(b2 > b1, "{b1} -> {b2}");
+    srv.wait_log("announced", Duration::from_secs(5));
+}
+
+#[test]
+fn interface_address_changes_are_followed() {
+    let lan = Lan::new("ifchg", 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("ifchg");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            interfaces: "[\"eth0\", \"eth1\"]",
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    cap.collect(Duration::from_secs(5), |p| alive_from(p, None).len() >= 3);
+
+    // Address change on eth0: byebye, then alive with the new LOCATION.
+    let server = &lan.hosts[0];
+    let new_ip = host_ip(11);
+    // Keep the new (secondary) address when the old primary goes, as a renumbering would.
+    let st = server
+        .exec("sysctl")
+        .args(["-qw", "net.ipv4.conf.eth0.promote_secondaries=1"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    server.ip(&["addr", "add", &format!("{new_ip}/24"), "dev", "eth0"]);
+    server.ip(&["addr", "del", &format!("{}/24", host_ip(1)), "dev", "eth0"]);
+    let want = format!("http://{new_ip}:8875/desc.xml");
+    let pkts = cap.collect(Duration::from_secs(10), |p| {
+        alive_from(p, None)
+            .iter()
+            .filter(|x| x.header("LOCATION").as_deref() == Some(want.as_str()))
+            .count()
+            >= 3
+    });
+    let first_bye = pkts.iter().position(|p| p.is_byebye());
+    let first_new = pkts
+        .iter()
+        .position(|p| p.is_alive() && p.header("LOCATION").as_deref() == Some(want.as_str()));
+    assert!(
+        first_bye.is_some() && first_new.is_some() && first_bye < first_new,
+        "byebye then alive on the new address: {pkts:#?}\n{}",
+        srv.log()
+    );
+    // Searches are answered with the new address.
+    let client = Udp::client(&lan.hosts[1], host_ip(2));
+    client.send(&msearch(URN, 1), group());
+    let r = client.collect(Duration::from_secs(3), |p| !p.is_empty());
+    assert_eq!(
+        r.first().and_then(|p| p.header("LOCATION")),
+        Some(want.clone())
+    );
+
+    // An interface that appears while running (eth1, configured but absent at start).
+    let late_ip = Ipv4Addr::new(NET[0], NET[1], NET[2], 21);
+    lan.plug(0, "eth1", Some(late_ip));
+    let late = format!("http://{late_ip}:8875/desc.xml");
+    let pkts = cap.collect(Duration::from_secs(10), |p| {
+        alive_from(p, None)
+            .iter()
+            .any(|x| x.header("LOCATION").as_deref() == Some(late.as_str()))
+    });
+    assert!(
+        alive_from(&pkts, None)
+            .iter()
+            .any(|x| x.header("LOCATION").as_deref() == Some(late.as_str())),
+        "{pkts:#?}\n{}",
+        srv.log()
+    );
+}
+
+#[test]
+fn unconfigured_interfaces_get_nothing() {
+    // eth0 is configured, eth1 (same LAN) is not: nothing may leave through eth1.
+    let lan = Lan::new("ifsel", 2);
+    lan.plug(0, "eth1", Some(host_ip(31)));
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("ifsel");
+    let conf = config(&dir, &ServerOpts::default());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let pkts = cap.collect(Duration::from_secs(3), |_| false);
+    assert!(!alive_from(&pkts, None).is_empty());
+    assert!(pkts.iter().all(|p| *p.from.ip() == host_ip(1)), "{pkts:#?}");
+    // A unicast search to the unconfigured interface's address is not answered.
+    let client = Udp::client(&lan.hosts[1], host_ip(2));
+    client.send(&msearch(URN, 1), SocketAddrV4::new(host_ip(31), 1900));
+    let r = client.collect(Duration::from_secs(2), |p| !p.is_empty());
+    assert!(r.is_empty(), "{r:#?}");
+}
+
+#[test]
+fn bad_input_is_ignored_and_answers_are_bounded() {
+    let lan = Lan::new("flood", 2);
+    let dir = temp_dir("flood");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            max_replies: 20,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let client = Udp::client(&lan.hosts[1], host_ip(2));
+    let to = SocketAddrV4::new(host_ip(1), 1900);
+    // Oversized, garbage, malformed, wrong MAN.
+    client.send(&"X".repeat(6000), to);
+    client.sock.send_to(&[0xff, 0xfe, 0, 1, 2], to).unwrap();
+    client.send("M-SEARCH * HTTP/1.1\r\nbroken\r\n\r\n", to);
+    client.send(&msearch(URN, 1).replace("MX: 1", "MX: soon"), group());
+    // A flood of ssdp:all searches: 3 answers each, at most 20 per second.
+    let start = Instant::now();
+    for _ in 0..300 {
+        client.send(&msearch("ssdp:all", 1), group());
+    }
+    let got = client.collect(Duration::from_secs(3), |_| false);
+    let secs = start.elapsed().as_secs_f64();
+    let bound = (20.0 * (secs + 1.0)).ceil() as usize;
+    assert!(!got.is_empty(), "still answering");
+    assert!(got.len() <= bound, "{} answers in {secs:.1} s", got.len());
+    srv.wait_log("ignored datagram", Duration::from_secs(5));
+    // Still alive and answering once the bucket refilled.
+    std::thread::sleep(Duration::from_millis(1500));
+    client.send(&msearch(URN, 1), group());
+    let r = client.collect(Duration::from_secs(3), |p| !p.is_empty());
+    assert_eq!(r.len(), 1, "{r:#?}\n{}", srv.log());
+
+    // A spoofed byebye in our name makes the server re-announce.
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let uuid = uuid_of(&r[0]);
+    let bye = format!(
+        "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nNT: {URN}\r\nNTS: ssdp:byebye\r\nUSN: uuid:{uuid}::{URN}\r\n\r\n"
+    );
+    cap.send(&bye, group());
+    let pkts = cap.collect(Duration::from_secs(3), |p| {
+        alive_from(p, Some(&uuid))
+            .iter()
+            .any(|x| *x.from.ip() == host_ip(1))
+    });
+    assert!(
+        alive_from(&pkts, Some(&uuid))
+            .iter()
+            .any(|x| *x.from.ip() == host_ip(1)),
+        "{pkts:#?}\n{}",
+        srv.log()
+    );
+}
+
+#[test]
+fn vlc_upnp_discovery_lists_the_server() {
+    // VLC refuses to run as root: run it as `nobody` (runuser) with a throw-away HOME.
+    if Command::new("cvlc").arg("--version").output().is_err() {
+        eprintln!("cvlc not installed (apt-get install vlc-bin vlc-plugin-base): skipped");
+        return;
+    }
+    let lan = Lan::new("vlc", 2);
+    let dir = temp_dir("vlc");
+    let conf = config(&dir, &ServerOpts::default());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    // libupnp picks its interface from the routes: give the client namespace a multicast one.
+    // It also takes the first multicast-capable interface, so lo must not be one here.
+    lan.hosts[1].ip(&["route", "add", "239.0.0.0/8", "dev", "eth0"]);
+    lan.hosts[1].ip(&["link", "set", "lo", "multicast", "off"]);
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    run("chmod", &["777", &home.to_string_lossy()]);
+    // libupnp fails to bind while the fresh veth's IPv6 link-local address is still
+    // tentative (DAD); retry a bounded number of times.
+    let mut log = String::new();
+    for _ in 0..4 {
+        let out = lan.hosts[1]
+            .exec("timeout")
+            .args(["10", "runuser", "-u", "nobody", "--", "env"])
+            .arg(format!("HOME={}", home.display()))
+            .args(["cvlc", "-I", "dummy", "-S", "upnp", "-vv"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("cvlc");
+        log = String::from_utf8_lossy(&out.stderr).to_string();
+        if !log.contains("UPNP_E_SOCKET_BIND") {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        log.contains("Adding server 'dvb2ip'"),
+        "VLC did not list the server:\n{log}"
+    );
+}
