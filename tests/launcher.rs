@@ -10,7 +10,9 @@ use gst::glib;
 
 fn start_server() -> (serve::Server, glib::MainLoop) {
     let cfg = Config::embedded();
-    serve::init(&cfg).unwrap();
+    // The tuner pool is per process: configure it once for every test of this file.
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| serve::init(&cfg).unwrap());
     let server = serve::start(
         &cfg,
         &serve::ServeOptions {
@@ -113,4 +115,51 @@ fn serve_refuses_a_busy_port_with_a_clear_message() {
         err.contains(&format!("127.0.0.1:{port}")) && err.contains("--rtsp-port"),
         "{err}"
     );
+}
+
+#[test]
+fn channel_list_entries_are_playable_satip_urls() {
+    let (server, ml) = start_server();
+    let mut cfg = Config::embedded();
+    cfg.server.http_port = 0;
+    let state = common::temp_dir("m3u-state");
+    cfg.ssdp.state_dir = state.display().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ssdp = dvb2ip::ssdp::spawn(&rt, &cfg, server.bind, server.rtsp_port).expect("ssdp + http");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-m",
+            "10",
+            &format!("http://127.0.0.1:{}/channels.m3u", ssdp.http_port),
+        ])
+        .output()
+        .expect("curl");
+    let m3u = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(m3u.starts_with("#EXTM3U"), "{m3u}");
+    let url = m3u
+        .lines()
+        .find(|l| l.starts_with("rtsp://"))
+        .expect("an rtsp:// entry")
+        .trim()
+        .to_string();
+    assert!(
+        url.contains(&format!(":{}/?", server.rtsp_port)) && url.contains("msys=dvbt2"),
+        "{url}"
+    );
+    let v = common::ffprobe(&url, &["-rtsp_transport", "udp"]);
+    let progs = common::programs(&v);
+    assert!(
+        progs
+            .iter()
+            .any(|(n, t)| n == "dvb2ip One HD" && t.contains(&"video".to_string())),
+        "{progs:?}"
+    );
+    drop(ssdp);
+    ml.quit();
+    drop(server);
 }

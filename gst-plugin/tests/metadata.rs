@@ -15,7 +15,12 @@ fn every_element_and_property_is_documented() {
         .filter_map(|f| f.downcast::<gst::ElementFactory>().ok())
         .collect();
     let names: Vec<String> = factories.iter().map(|f| f.name().to_string()).collect();
-    for expected in ["dvbtunersrc", "satipmapsrc", "tstimelineparse", "dvbcsssink"] {
+    for expected in [
+        "dvbtunersrc",
+        "satipmapsrc",
+        "tstimelineparse",
+        "dvbcsssink",
+    ] {
         assert!(
             names.iter().any(|n| n == expected),
             "{expected} not registered: {names:?}"
