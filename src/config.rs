@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use gstdvb2ip::tuners::config::{toml_error, BroadcastConfig, ConfigError, DEFAULT_CONFIG};
+use gstdvb2ip::tuners::config::{
+    read_config_file, toml_error, BroadcastConfig, ConfigError, DEFAULT_CONFIG,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,12 +218,7 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let (file, text) = read_config_file(path)?;
         Self::parse(&file, &text)
     }
 

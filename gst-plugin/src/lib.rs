@@ -14,6 +14,14 @@ pub mod satipmapsrc;
 pub mod tstimelineparse;
 pub mod tuners;
 
+/// `video/mpegts, systemstream=true, packetsize=188`: what our sources output and filters take.
+pub(crate) fn mpegts_caps() -> gst::Caps {
+    gst::Caps::builder("video/mpegts")
+        .field("systemstream", true)
+        .field("packetsize", 188i32)
+        .build()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     dvbcsssink::register(plugin)?;
     dvbtunersrc::register(plugin)?;

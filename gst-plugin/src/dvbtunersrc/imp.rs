@@ -410,10 +410,7 @@ impl ObjectSubclass for DvbTunerSrc {
     type Interfaces = (gst::URIHandler,);
 
     fn with_class(_klass: &Self::Class) -> Self {
-        let caps = gst::Caps::builder("video/mpegts")
-            .field("systemstream", true)
-            .field("packetsize", 188i32)
-            .build();
+        let caps = crate::mpegts_caps();
         let appsrc = gst_app::AppSrc::builder()
             .name("feed")
             .caps(&caps)
@@ -704,10 +701,7 @@ impl ElementImpl for DvbTunerSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = gst::Caps::builder("video/mpegts")
-                .field("systemstream", true)
-                .field("packetsize", 188i32)
-                .build();
+            let caps = crate::mpegts_caps();
             vec![gst::PadTemplate::new(
                 "src",
                 gst::PadDirection::Src,

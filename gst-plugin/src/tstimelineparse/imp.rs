@@ -768,10 +768,7 @@ impl ElementImpl for TsTimelineParse {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = gst::Caps::builder("video/mpegts")
-                .field("systemstream", true)
-                .field("packetsize", 188i32)
-                .build();
+            let caps = crate::mpegts_caps();
             vec![
                 gst::PadTemplate::new(
                     "src",

@@ -208,6 +208,19 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Reads a configuration file: (its name for messages, its text).
+pub fn read_config_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => Err(ConfigError {
+            file,
+            line: None,
+            message: format!("cannot read: {e}"),
+        }),
+    }
+}
+
 /// Converts a toml error into one naming file and line.
 pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e
@@ -252,12 +265,7 @@ impl BroadcastConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: file.clone(),
-            line: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        let (file, text) = read_config_file(path)?;
         Self::parse(&file, &text)
     }
 
