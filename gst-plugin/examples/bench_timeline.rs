@@ -19,75 +19,11 @@ use std::io::Write;
 use std::time::Instant;
 
 use gst::prelude::*;
-use gstdvb2ip::proto::mux::{EsData, Mux, MuxSpec, ServiceSpec, StreamSpec, TemiSpec};
-use gstdvb2ip::proto::si;
-use gstdvb2ip::tuners::{self, config::ServiceKind, content};
+use gstdvb2ip::proto::mux::{Mux, MuxSpec};
+use gstdvb2ip::tuners;
 
 fn spec_of(m: &tuners::config::MuxConfig, cache: &std::path::Path) -> MuxSpec {
-    let recipes = content::recipes(m);
-    let flat: Vec<content::EsRecipe> = recipes
-        .iter()
-        .flat_map(|(v, a)| v.iter().cloned().chain(std::iter::once(a.clone())))
-        .collect();
-    let data = content::ensure(cache, &flat).expect("generate content");
-    let mut it = data.into_iter();
-    let mut services = Vec::new();
-    for s in &m.service {
-        let mut streams = Vec::new();
-        let mut tag = 1u8;
-        if s.kind == ServiceKind::Tv {
-            let es: EsData = it.next().expect("video content");
-            streams.push(StreamSpec {
-                pid: s.video_pid.expect("tv service has video"),
-                stream_type: 0x1B,
-                stream_id: 0xE0,
-                component_tag: tag,
-                language: None,
-                es,
-                temi: s.temi.as_ref().map(|t| TemiSpec {
-                    timeline_id: t.timeline_id,
-                    timescale: t.timescale,
-                }),
-                max_delay_90k: 45_000,
-            });
-            tag += 1;
-        }
-        streams.push(StreamSpec {
-            pid: s.audio_pid,
-            stream_type: 0x03,
-            stream_id: 0xC0,
-            component_tag: tag,
-            language: Some(*b"eng"),
-            es: it.next().expect("audio content"),
-            temi: None,
-            max_delay_90k: 9_000,
-        });
-        services.push(ServiceSpec {
-            service_id: s.service_id,
-            name: s.name.clone(),
-            provider: s.provider.clone(),
-            service_type: if s.kind == ServiceKind::Tv {
-                0x16
-            } else {
-                0x02
-            },
-            pmt_pid: s.pmt_pid,
-            pcr_pid: s.video_pid.unwrap_or(s.audio_pid),
-            streams,
-        });
-    }
-    MuxSpec {
-        transport_stream_id: m.transport_stream_id,
-        original_network_id: m.original_network_id,
-        network_id: m.network_id,
-        network_name: m.network_name.clone(),
-        delivery_descriptors: si::terrestrial_delivery_descriptor(
-            m.frequency_khz * 1000,
-            m.bandwidth_hz,
-        ),
-        services,
-        bitrate: m.bitrate,
-    }
+    tuners::mux_spec(m, cache).expect("emulated multiplex and its content")
 }
 
 fn make_file(path: &std::path::Path, size: u64) {

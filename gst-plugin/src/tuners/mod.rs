@@ -206,6 +206,14 @@ pub fn prepare_content() -> Result<(), String> {
     Ok(())
 }
 
+/// The multiplexer description of an emulated mux, generating its content if needed.
+pub fn mux_spec(
+    m: &config::MuxConfig,
+    cache_dir: &std::path::Path,
+) -> Result<crate::proto::mux::MuxSpec, String> {
+    emulated::build_spec(m, cache_dir)
+}
+
 /// What a lease asks for.
 #[derive(Debug, Clone)]
 pub struct LeaseRequest {
