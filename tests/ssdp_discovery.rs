@@ -1182,25 +1182,105 @@ fn vlc_upnp_discovery_lists_the_server() {
     std::fs::create_dir_all(&home).unwrap();
     run("chmod", &["777", &home.to_string_lossy()]);
     // libupnp fails to bind while the fresh veth's IPv6 link-local address is still
-    // tentative (DAD); retry a bounded number of times.
+    // tentative (DAD): wait until no address is tentative, and still retry a bind failure.
+    wait_no_tentative(&lan.hosts[1], Duration::from_secs(10));
     let mut log = String::new();
-    for _ in 0..4 {
-        let out = lan.hosts[1]
-            .exec("timeout")
-            .args(["10", "runuser", "-u", "nobody", "--", "env"])
-            .arg(format!("HOME={}", home.display()))
-            .args(["cvlc", "-I", "dummy", "-S", "upnp", "-vv"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("cvlc");
-        log = String::from_utf8_lossy(&out.stderr).to_string();
-        if !log.contains("UPNP_E_SOCKET_BIND") {
+    for _ in 0..3 {
+        let (found, l) = vlc_lists_server(&lan.hosts[1], &home, Duration::from_secs(30));
+        log = l;
+        if found || !log.contains("UPNP_E_SOCKET_BIND") {
             break;
         }
         std::thread::sleep(Duration::from_secs(1));
     }
     assert!(
         log.contains("Adding server 'dvb2ip'"),
-        "VLC did not list the server:\n{log}"
+        "VLC did not list the server:\n{}\nserver log:\n{}",
+        vlc_log_tail(&log),
+        srv.log()
     );
+}
+
+/// Waits (bounded) until `ns` has no tentative IPv6 address left.
+fn wait_no_tentative(ns: &Netns, limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let out = ns
+            .exec("ip")
+            .args(["-6", "addr", "show", "tentative"])
+            .output()
+            .expect("ip -6 addr");
+        if out.stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `cvlc -S upnp` as `nobody` in `ns` until it lists the dvb2ip server or `limit`
+/// passes (VLC refuses to run as root). Returns whether it did, and VLC's log.
+fn vlc_lists_server(ns: &Netns, home: &Path, limit: Duration) -> (bool, String) {
+    use std::io::BufRead;
+    let mut child = ns
+        .exec("timeout")
+        .arg(format!("{}", limit.as_secs() + 5))
+        .args(["runuser", "-u", "nobody", "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .args(["cvlc", "-I", "dummy", "-S", "upnp", "-vv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cvlc");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut log = String::new();
+    let mut found = false;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                found |= line.contains("Adding server 'dvb2ip'");
+                log.push_str(&line);
+                log.push('\n');
+                if found || line.contains("UPNP_E_SOCKET_BIND") {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    // `ip netns exec` execs `timeout`, which passes SIGTERM on to VLC.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let _ = child.wait();
+    drop(rx);
+    let _ = reader.join();
+    (found, log)
+}
+
+/// The lines of a VLC log that say something about discovery, or its end.
+fn vlc_log_tail(log: &str) -> String {
+    let relevant: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("upnp") || l.contains("error") || l.contains("warning")
+        })
+        .collect();
+    if relevant.is_empty() {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    } else {
+        relevant[relevant.len().saturating_sub(60)..].join("\n")
+    }
 }
