@@ -169,6 +169,12 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    // Every stream has a few streaming threads; without a cap glibc gives busy threads
+    // their own malloc arenas (up to 8 per core), which keep freed memory resident.
+    // SAFETY: mallopt only tunes the allocator (thread-safe), before any stream starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
     init(&cfg)?;
     let main_loop = glib::MainLoop::new(None, false);
     let server = start(&cfg, &opts)?;

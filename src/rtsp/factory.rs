@@ -10,9 +10,13 @@ use gst::prelude::*;
 use gst_rtsp_server::gst_rtsp;
 use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
+use gstdvb2ip::proto::rtp::{
+    ntp_timestamp, push_sdes_cname, push_sender_report, rtp_header, RTP_HEADER_LEN,
+};
 use gstdvb2ip::proto::satip::{encode_rtcp_app_ses1, parse_query, StreamSpec};
 
 use super::streams::{key_of_element, Entry, Route, MAX_PIDS, STREAMS};
+use super::udp::UdpDest;
 use super::CAT;
 
 /// RTCP report interval asked from rtpbin: SAT>IP wants ~5 reports per second.
@@ -69,7 +73,7 @@ mod imp {
                 .property("request", &request)
                 .build()
                 .ok()?;
-            let (tsink, pay) = packetizer();
+            let (tsink, pay) = packetizer(&src);
             let key = STREAMS.lock().unwrap().insert(Entry {
                 stream_id,
                 joined,
@@ -99,8 +103,12 @@ mod imp {
             if let Some(e) = STREAMS.lock().unwrap().entries.get_mut(&key) {
                 e.media.set(Some(media));
             }
-            media.connect_unprepared(move |_| {
+            media.connect_unprepared(move |m| {
+                update_direct(m, false);
                 STREAMS.lock().unwrap().entries.remove(&key);
+            });
+            media.connect_new_state(|m, state| {
+                update_direct(m, state == gst::State::Playing as i32);
             });
             media.connect_prepared(hook_rtcp);
         }
@@ -152,7 +160,9 @@ mod pay_imp {
     /// `pay0` for gst-rtsp-server: a bin around the packetizer's appsrc that also answers
     /// the `pt` property gst-rtsp-server reads from payloaders.
     #[derive(Default)]
-    pub struct SatipPay {}
+    pub struct SatipPay {
+        pub(super) packer: std::sync::OnceLock<Arc<Mutex<super::Packer>>>,
+    }
 
     #[glib::object_subclass]
     impl ObjectSubclass for SatipPay {
@@ -193,24 +203,43 @@ glib::wrapper! {
 
 /// TS packets per RTP packet (§5).
 const TS_PER_RTP: usize = 7;
+/// Size of a full RTP packet.
+const FULL_RTP: usize = RTP_HEADER_LEN + TS_PER_RTP * 188;
 /// An empty RTP packet goes out after this long without any packet (§5, checklist 89).
 const IDLE_EMPTY: Duration = Duration::from_millis(100);
 /// A partly filled RTP packet goes out after this long (low-rate PID sets).
 const PARTIAL_FLUSH: Duration = Duration::from_millis(20);
+/// Bytes the `pay0` appsrc may queue (oldest dropped first): 100 ms of a 20 Mbit/s mux.
+const PAY_QUEUE_BYTES: u64 = 256 * 1024;
+/// RTCP compound interval on the direct path: 5 per second (checklist 95).
+const RTCP_EVERY: Duration = Duration::from_millis(200);
 
 /// RTP/MP2T packetizer of one stream: sequence numbers run on across retunes and PID
 /// changes, and empty RTP packets fill silences (no signal, `pids=none`), which also lets
 /// gst-rtsp-server prepare a media whose frontend has no signal.
+///
+/// Packets go to the `pay0` appsrc (gst-rtsp-server's path: TCP-interleaved, multicast,
+/// and every stream before it plays), or, for a playing unicast UDP stream, straight to the
+/// client through [`UdpDest`] with RTCP built here.
 struct Packer {
     seq: u16,
     ssrc: u32,
     start: Instant,
     pending: Vec<u8>,
     last_push: Instant,
+    appsrc: glib::WeakRef<gst_app::AppSrc>,
+    /// The `satipmapsrc` (for the RTCP status string).
+    src: glib::WeakRef<gst::Element>,
+    direct: Option<UdpDest>,
+    /// Full RTP packets waiting for one segmented send.
+    batch: Vec<u8>,
+    packets: u32,
+    octets: u32,
+    last_rtcp: Instant,
 }
 
 impl Packer {
-    fn new() -> Self {
+    fn new(appsrc: &gst_app::AppSrc, src: &gst::Element) -> Self {
         // Random enough for SSRC and initial sequence number (RFC 3550 wants them random).
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(
@@ -225,30 +254,173 @@ impl Packer {
             start: now,
             pending: Vec::with_capacity(TS_PER_RTP * 188 * 2),
             last_push: now,
+            appsrc: appsrc.downgrade(),
+            src: src.downgrade(),
+            direct: None,
+            batch: Vec::new(),
+            packets: 0,
+            octets: 0,
+            last_rtcp: now,
         }
     }
 
-    /// Pushes one RTP packet carrying `n` bytes of `pending` (0 = empty packet).
-    /// Called with the packer locked so sequence numbers leave in order; appsrc is
-    /// non-blocking, so the lock is held only for a queue insertion.
-    fn push(&mut self, appsrc: &gst_app::AppSrc, n: usize) {
-        let ts = (self.start.elapsed().as_nanos() * 9 / 100_000) as u32;
-        let mut data = Vec::with_capacity(12 + n);
-        data.extend_from_slice(&[0x80, 33]);
-        data.extend_from_slice(&self.seq.to_be_bytes());
-        data.extend_from_slice(&ts.to_be_bytes());
-        data.extend_from_slice(&self.ssrc.to_be_bytes());
-        data.extend(self.pending.drain(..n));
+    /// RTP timestamp (90 kHz since the packer started) of `at`.
+    fn rtp_time(&self, at: Instant) -> u32 {
+        (at.saturating_duration_since(self.start).as_nanos() * 9 / 100_000) as u32
+    }
+
+    /// Emits one RTP packet carrying `n` bytes of `pending` (0 = empty packet). Called with
+    /// the packer locked so sequence numbers leave in order. On the direct path full packets
+    /// collect in `batch` until [`Packer::flush`]; other packets flush the batch and go alone.
+    fn push(&mut self, n: usize) {
+        let now = Instant::now();
+        let header = rtp_header(self.seq, self.rtp_time(now), self.ssrc);
         self.seq = self.seq.wrapping_add(1);
-        self.last_push = Instant::now();
-        let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(data));
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(n as u32);
+        self.last_push = now;
+        if self.direct.is_some() {
+            self.batch.extend_from_slice(&header);
+            self.batch.extend(self.pending.drain(..n));
+            if n < TS_PER_RTP * 188 {
+                self.flush_as(self.batch.len() - RTP_HEADER_LEN - n);
+            }
+            return;
+        }
+        let mut data = Vec::with_capacity(RTP_HEADER_LEN + n);
+        data.extend_from_slice(&header);
+        data.extend(self.pending.drain(..n));
+        if let Some(appsrc) = self.appsrc.upgrade() {
+            // Non-blocking (leaky) appsrc: the lock is held only for a queue insertion.
+            let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(data));
+        }
+    }
+
+    /// Sends the batched full packets in one segmented send.
+    fn flush(&mut self) {
+        let len = self.batch.len();
+        self.flush_as(len);
+    }
+
+    /// Sends `batch[..full]` (full packets) segmented, then the rest as one datagram.
+    fn flush_as(&mut self, full: usize) {
+        if let Some(d) = &self.direct {
+            if full > 0 {
+                d.send_rtp_segments(&self.batch[..full], FULL_RTP);
+            }
+            if self.batch.len() > full {
+                d.send_rtp(&self.batch[full..]);
+            }
+        }
+        self.batch.clear();
+    }
+
+    /// Sends the compound RTCP packet (SR, SDES CNAME, APP `SES1`) on the direct path.
+    fn send_rtcp(&mut self, status: &str) {
+        let Some(d) = &self.direct else { return };
+        let now = Instant::now();
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(256);
+        push_sender_report(
+            &mut out,
+            self.ssrc,
+            ntp_timestamp(unix.as_nanos()),
+            self.rtp_time(now),
+            self.packets,
+            self.octets,
+        );
+        push_sdes_cname(
+            &mut out,
+            self.ssrc,
+            &format!("dvb2ip@{}", local_cname_host(d)),
+        );
+        out.extend_from_slice(&encode_rtcp_app_ses1(self.ssrc, status));
+        d.send_rtcp(&out);
+        self.last_rtcp = now;
+    }
+
+    /// Switches to (or off) the direct path; pending full packets stay in order.
+    fn set_direct(&mut self, direct: Option<UdpDest>) {
+        self.flush();
+        if let Some(d) = &direct {
+            gst::info!(
+                CAT,
+                "stream ssrc {:08x}: direct RTP/UDP to {}",
+                self.ssrc,
+                d.peer
+            );
+        }
+        self.direct = direct;
+    }
+}
+
+/// Host part of the CNAME: the address family's loopback-agnostic "local" name.
+fn local_cname_host(d: &UdpDest) -> &'static str {
+    if d.peer.is_ipv4() {
+        "ipv4"
+    } else {
+        "ipv6"
+    }
+}
+
+/// Every live packer, for the one timer thread that flushes partial packets, sends empty
+/// packets in silences and RTCP on the direct path.
+static PACKERS: Mutex<Vec<std::sync::Weak<Mutex<Packer>>>> = Mutex::new(Vec::new());
+
+fn register(packer: &Arc<Mutex<Packer>>) {
+    static TIMER: std::sync::Once = std::sync::Once::new();
+    PACKERS.lock().unwrap().push(Arc::downgrade(packer));
+    TIMER.call_once(|| {
+        std::thread::Builder::new()
+            .name("satip-timer".into())
+            .spawn(timer_loop)
+            .expect("spawn the SAT>IP timer thread");
+    });
+}
+
+fn timer_loop() {
+    loop {
+        std::thread::sleep(PARTIAL_FLUSH / 2);
+        let live: Vec<Arc<Mutex<Packer>>> = {
+            let mut all = PACKERS.lock().unwrap();
+            all.retain(|w| w.strong_count() > 0);
+            all.iter().filter_map(|w| w.upgrade()).collect()
+        };
+        for packer in live {
+            // The status string is read before locking: a property read must not wait on us.
+            let (src, rtcp_due) = {
+                let p = packer.lock().unwrap();
+                let due = p.direct.is_some() && p.last_rtcp.elapsed() >= RTCP_EVERY;
+                (p.src.clone(), due)
+            };
+            let status = rtcp_due
+                .then(|| src.upgrade().map(|s| s.property::<String>("status")))
+                .flatten();
+            let mut p = packer.lock().unwrap();
+            if p.appsrc.upgrade().is_none() && p.direct.is_none() {
+                continue;
+            }
+            let idle = p.last_push.elapsed();
+            if !p.pending.is_empty() && idle >= PARTIAL_FLUSH {
+                let n = p.pending.len() / 188 * 188;
+                p.push(n);
+                p.flush();
+            } else if idle >= IDLE_EMPTY {
+                p.push(0);
+                p.flush();
+            }
+            if let Some(status) = status {
+                p.send_rtcp(&status);
+            }
+        }
     }
 }
 
 /// `appsink name=tsink` (TS in) and `pay0` (a [`SatipPay`] bin around the RTP appsrc) around
-/// one [`Packer`], plus
-/// the idle timer thread that lives as long as the appsrc.
-fn packetizer() -> (gst_app::AppSink, SatipPay) {
+/// one [`Packer`], registered with the timer thread.
+fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
     let caps = gst::Caps::builder("application/x-rtp")
         .field("media", "video")
         .field("clock-rate", 90000i32)
@@ -262,7 +434,9 @@ fn packetizer() -> (gst_app::AppSink, SatipPay) {
         .format(gst::Format::Time)
         .do_timestamp(true)
         .stream_type(gst_app::AppStreamType::Stream)
-        .max_bytes(4 * 1024 * 1024)
+        // gst-rtsp-server blocks the stream between SETUP and PLAY; only the newest data
+        // needs to wait there, and a playing stream drains at once.
+        .max_bytes(PAY_QUEUE_BYTES)
         .leaky_type(gst_app::AppLeakyType::Downstream)
         .block(false)
         .build();
@@ -271,52 +445,111 @@ fn packetizer() -> (gst_app::AppSink, SatipPay) {
         .sync(false)
         .async_(false)
         .build();
-    let packer = Arc::new(Mutex::new(Packer::new()));
-    let weak = pay.downgrade();
+    let packer = Arc::new(Mutex::new(Packer::new(&pay, src)));
     let p = packer.clone();
     tsink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
-                let Some(appsrc) = weak.upgrade() else {
-                    return Err(gst::FlowError::Flushing);
-                };
                 if let Some(buf) = sample.buffer() {
                     if let Ok(map) = buf.map_readable() {
                         let mut p = p.lock().unwrap();
                         p.pending.extend_from_slice(map.as_slice());
                         while p.pending.len() >= TS_PER_RTP * 188 {
-                            p.push(&appsrc, TS_PER_RTP * 188);
+                            p.push(TS_PER_RTP * 188);
                         }
+                        p.flush();
                     }
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
     );
-    let weak = pay.downgrade();
-    std::thread::Builder::new()
-        .name("satip-idle".into())
-        .spawn(move || loop {
-            std::thread::sleep(PARTIAL_FLUSH);
-            let Some(appsrc) = weak.upgrade() else { break };
-            let mut p = packer.lock().unwrap();
-            let idle = p.last_push.elapsed();
-            if !p.pending.is_empty() && idle >= PARTIAL_FLUSH {
-                let n = p.pending.len() / 188 * 188;
-                p.push(&appsrc, n);
-            } else if idle >= IDLE_EMPTY {
-                p.push(&appsrc, 0);
-            }
-        })
-        .expect("spawn idle thread");
+    register(&packer);
     let bin: SatipPay = glib::Object::builder().property("name", "pay0").build();
     bin.add(&pay).expect("add appsrc");
     let ghost =
         gst::GhostPad::with_target(&pay.static_pad("src").expect("appsrc src")).expect("ghost pad");
     bin.add_pad(&ghost).expect("add ghost pad");
+    let _ = bin.imp().packer.set(packer);
     (tsink, bin)
 }
+
+/// Moves a playing unicast UDP stream of `media` onto the direct path (and quiets rtpbin's
+/// own RTCP for it: the packer sends SR + SDES + APP itself), or back to gst-rtsp-server's
+/// path when `playing` is false.
+fn update_direct(media: &gst_rtsp_server::RTSPMedia, playing: bool) {
+    let Some(pay) = media
+        .element()
+        .downcast_ref::<gst::Bin>()
+        .and_then(|b| b.by_name("pay0"))
+        .and_then(|e| e.downcast::<SatipPay>().ok())
+    else {
+        return;
+    };
+    let Some(packer) = pay.imp().packer.get() else {
+        return;
+    };
+    let dest = if playing {
+        UdpDest::of_media(media)
+    } else {
+        None
+    };
+    let direct = dest.is_some();
+    if direct {
+        // RTP queued in pay0 while gst-rtsp-server held the stream blocked (between SETUP
+        // and PLAY) must not reach the client after the direct packets: take the client off
+        // gst-rtsp-server's RTP sink (this media has no other client; RTCP keeps its sink).
+        if let Some(sock) = media.stream(0).and_then(|s| {
+            s.rtp_socket(gst_rtsp_server::gio::SocketFamily::Ipv4)
+                .or_else(|| s.rtp_socket(gst_rtsp_server::gio::SocketFamily::Ipv6))
+        }) {
+            clear_rtp_sink(media, &sock);
+        }
+    }
+    packer.lock().unwrap().set_direct(dest);
+    for i in 0..media.n_streams() {
+        if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
+            if sess.find_property("rtcp-min-interval").is_some() {
+                let interval = if direct {
+                    RTCP_QUIET_NS
+                } else {
+                    RTCP_INTERVAL_NS
+                };
+                sess.set_property("rtcp-min-interval", interval);
+            }
+        }
+    }
+}
+
+/// Removes every destination of the `multiudpsink` in `media`'s pipeline that sends from
+/// `socket` (the stream's RTP socket).
+fn clear_rtp_sink(media: &gst_rtsp_server::RTSPMedia, socket: &gst_rtsp_server::gio::Socket) {
+    let Some(pipeline) = media
+        .element()
+        .parent()
+        .and_then(|p| p.downcast::<gst::Bin>().ok())
+    else {
+        return;
+    };
+    for e in pipeline.iterate_elements().into_iter().flatten() {
+        let is_udp = e
+            .factory()
+            .is_some_and(|f| f.name() == "multiudpsink" || f.name() == "udpsink");
+        if !is_udp {
+            continue;
+        }
+        let s: Option<gst_rtsp_server::gio::Socket> = e.property("socket");
+        let s6: Option<gst_rtsp_server::gio::Socket> = e.property("socket-v6");
+        if s.as_ref() == Some(socket) || s6.as_ref() == Some(socket) {
+            gst::debug!(CAT, obj = e, "clearing gst-rtsp-server's RTP destinations");
+            e.emit_by_name::<()>("clear", &[]);
+        }
+    }
+}
+
+/// rtpbin's RTCP interval while the packer sends RTCP itself: effectively never.
+const RTCP_QUIET_NS: u64 = 24 * 3600 * 1_000_000_000;
 
 /// Appends the SAT>IP APP `SES1` packet to the compound RTCP buffer in `value`.
 ///

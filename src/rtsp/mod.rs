@@ -10,6 +10,7 @@ pub(crate) mod message;
 pub mod mounts;
 pub mod server;
 pub mod streams;
+pub mod udp;
 
 use gst_rtsp_server::prelude::*;
 

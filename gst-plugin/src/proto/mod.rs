@@ -8,6 +8,7 @@ pub mod crc;
 pub mod css;
 pub mod mux;
 pub mod psi;
+pub mod rtp;
 pub mod satip;
 pub mod si;
 pub mod temi;
