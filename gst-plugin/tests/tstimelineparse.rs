@@ -27,30 +27,7 @@ fn init() {
     });
 }
 
-fn media_dir() -> PathBuf {
-    let a = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"));
-    if a.join("temi_a_single_timeline.ts").exists() {
-        return a;
-    }
-    let b = PathBuf::from("/work/shared/media");
-    assert!(
-        b.join("temi_a_single_timeline.ts").exists(),
-        "TEMI test vectors not found: looked in {} and {}",
-        a.display(),
-        b.display()
-    );
-    b
-}
-
-fn load(name: &str) -> (Vec<u8>, Value) {
-    let dir = media_dir();
-    let ts = std::fs::read(dir.join(format!("{name}.ts"))).expect("read .ts vector");
-    let json: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("read .json"),
-    )
-    .expect("parse .json");
-    (ts, json)
-}
+use gstdvb2ip::proto::vectors::{load, media_dir};
 
 /// What came out of the element for one input.
 struct Run {

@@ -15,3 +15,5 @@ pub mod temi;
 pub mod timeline;
 pub mod ts;
 pub mod tuner_pool;
+#[doc(hidden)]
+pub mod vectors;

@@ -1047,30 +1047,9 @@ mod tests {
     use crate::proto::temi::encode_timeline_descriptor;
     use crate::proto::ts::{encode_timestamp, Pcr, TsReader};
     use serde_json::Value;
-    use std::path::PathBuf;
-
-    fn media_dir() -> PathBuf {
-        let a = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"));
-        if a.join("temi_a_single_timeline.ts").exists() {
-            return a;
-        }
-        let b = PathBuf::from("/work/shared/media");
-        assert!(
-            b.join("temi_a_single_timeline.ts").exists(),
-            "TEMI test vectors not found: looked in {} and {}",
-            a.display(),
-            b.display()
-        );
-        b
-    }
 
     fn run_file(name: &str) -> (Vec<TimelineEvent>, TimelineTracker, Value) {
-        let dir = media_dir();
-        let ts = std::fs::read(dir.join(format!("{name}.ts"))).expect("read test vector .ts");
-        let json: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("read .json"),
-        )
-        .expect("parse .json");
+        let (ts, json) = crate::proto::vectors::load(name);
         assert_eq!(json["size_bytes"].as_u64(), Some(ts.len() as u64));
         let mut reader = TsReader::new();
         let mut tracker = TimelineTracker::default();

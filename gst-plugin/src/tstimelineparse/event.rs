@@ -242,34 +242,6 @@ impl TimelineInfo {
         })
     }
 
-    /// A serialized custom downstream event carrying the structure.
-    pub fn to_event(&self) -> gst::Event {
-        gst::event::CustomDownstream::new(self.to_structure())
-    }
-
-    /// Parse a `dvb-timeline` custom downstream event.
-    pub fn from_event(e: &gst::EventRef) -> Option<Self> {
-        if e.type_() != gst::EventType::CustomDownstream {
-            return None;
-        }
-        e.structure().and_then(Self::from_structure)
-    }
-
-    /// An element message carrying the structure, from `src`.
-    pub fn to_message(&self, src: &impl IsA<gst::Object>) -> gst::Message {
-        gst::message::Element::builder(self.to_structure())
-            .src(src)
-            .build()
-    }
-
-    /// Parse a `dvb-timeline` element message.
-    pub fn from_message(m: &gst::MessageRef) -> Option<Self> {
-        match m.view() {
-            gst::MessageView::Element(e) => e.structure().and_then(Self::from_structure),
-            _ => None,
-        }
-    }
-
     /// For a correlation with a running time: the DVB-CSS style correlation (reference clock
     /// = pipeline running time), speed 0 when paused.
     pub fn correlation(&self) -> Option<Correlation> {
@@ -359,32 +331,43 @@ impl ServiceIdentity {
                 .map(gst::ClockTime::from_nseconds),
         })
     }
-
-    /// A serialized custom downstream event carrying the structure.
-    pub fn to_event(&self) -> gst::Event {
-        gst::event::CustomDownstream::new(self.to_structure())
-    }
-
-    /// Parse a `dvb-service` custom downstream event.
-    pub fn from_event(e: &gst::EventRef) -> Option<Self> {
-        if e.type_() != gst::EventType::CustomDownstream {
-            return None;
-        }
-        e.structure().and_then(Self::from_structure)
-    }
-
-    /// An element message carrying the structure, from `src`.
-    pub fn to_message(&self, src: &impl IsA<gst::Object>) -> gst::Message {
-        gst::message::Element::builder(self.to_structure())
-            .src(src)
-            .build()
-    }
-
-    /// Parse a `dvb-service` element message.
-    pub fn from_message(m: &gst::MessageRef) -> Option<Self> {
-        match m.view() {
-            gst::MessageView::Element(e) => e.structure().and_then(Self::from_structure),
-            _ => None,
-        }
-    }
 }
+
+/// The event and message forms of a structure type with `to_structure`/`from_structure`:
+/// a serialized custom downstream event and an element message.
+macro_rules! carried_as_event_and_message {
+    ($t:ty, $name:literal) => {
+        impl $t {
+            #[doc = concat!("A serialized custom downstream event carrying the `", $name, "` structure.")]
+            pub fn to_event(&self) -> gst::Event {
+                gst::event::CustomDownstream::new(self.to_structure())
+            }
+
+            #[doc = concat!("Parse a `", $name, "` custom downstream event.")]
+            pub fn from_event(e: &gst::EventRef) -> Option<Self> {
+                if e.type_() != gst::EventType::CustomDownstream {
+                    return None;
+                }
+                e.structure().and_then(Self::from_structure)
+            }
+
+            #[doc = concat!("An element message carrying the `", $name, "` structure, from `src`.")]
+            pub fn to_message(&self, src: &impl IsA<gst::Object>) -> gst::Message {
+                gst::message::Element::builder(self.to_structure())
+                    .src(src)
+                    .build()
+            }
+
+            #[doc = concat!("Parse a `", $name, "` element message.")]
+            pub fn from_message(m: &gst::MessageRef) -> Option<Self> {
+                match m.view() {
+                    gst::MessageView::Element(e) => e.structure().and_then(Self::from_structure),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+carried_as_event_and_message!(TimelineInfo, "dvb-timeline");
+carried_as_event_and_message!(ServiceIdentity, "dvb-service");
