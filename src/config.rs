@@ -22,6 +22,9 @@ pub struct ServerConfig {
     /// any request or RTCP for this long (plus 5 s of grace) is torn down.
     #[serde(default = "default_session_timeout")]
     pub session_timeout: u32,
+    /// Most RTSP sessions at once; one more SETUP gets 503 `No-More: sessions`.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: u32,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +34,7 @@ impl Default for ServerConfig {
             rtsp_port: default_rtsp_port(),
             http_port: default_http_port(),
             session_timeout: default_session_timeout(),
+            max_sessions: default_max_sessions(),
         }
     }
 }
@@ -46,6 +50,9 @@ fn default_http_port() -> u16 {
 }
 fn default_session_timeout() -> u32 {
     60
+}
+fn default_max_sessions() -> u32 {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +135,98 @@ fn default_max_replies_per_sec() -> u32 {
     50
 }
 
+/// `[multicast]`: SAT>IP multicast streams (SETUP `RTP/AVP;multicast`, checklist 42–44, 76).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MulticastSection {
+    /// Offer multicast streams at all; when false, a multicast SETUP gets 461.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// IP TTL of server-chosen groups (1 keeps the stream on the local network).
+    #[serde(default = "default_multicast_ttl")]
+    pub ttl: u8,
+    /// Highest TTL a client may ask for (`ttl=` in its Transport); more gets 461.
+    #[serde(default = "default_multicast_max_ttl")]
+    pub max_ttl: u8,
+    /// Groups handed out, `FIRST-LAST` (IPv4 multicast). "" = `239.<DEVICEID>.0.0-239.<DEVICEID>.254.254`
+    /// with the `[ssdp] device_id`.
+    #[serde(default)]
+    pub addresses: String,
+    /// RTP ports handed out with the groups, `FIRST-LAST` (even RTP port, RTCP on the next).
+    #[serde(default = "default_multicast_ports")]
+    pub ports: String,
+    /// Interface multicast is sent on ("" = the routing table decides).
+    #[serde(default)]
+    pub interface: String,
+}
+
+impl Default for MulticastSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: default_multicast_ttl(),
+            max_ttl: default_multicast_max_ttl(),
+            addresses: String::new(),
+            ports: default_multicast_ports(),
+            interface: String::new(),
+        }
+    }
+}
+
+fn default_multicast_ttl() -> u8 {
+    1
+}
+fn default_multicast_max_ttl() -> u8 {
+    16
+}
+fn default_multicast_ports() -> String {
+    "5004-5999".into()
+}
+
+impl MulticastSection {
+    /// The group range: `addresses`, or the SAT>IP range of DEVICE ID `device_id`.
+    pub fn address_range(
+        &self,
+        device_id: u8,
+    ) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr), String> {
+        if self.addresses.trim().is_empty() {
+            Ok(gstdvb2ip::proto::satip::device_multicast_range(device_id))
+        } else {
+            gstdvb2ip::proto::satip::parse_multicast_range(&self.addresses)
+        }
+    }
+
+    /// The port range `ports` (first even, at least one RTP/RTCP pair).
+    pub fn port_range(&self) -> Result<(u16, u16), String> {
+        let (a, b) = self
+            .ports
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("{:?} is not FIRST-LAST", self.ports))?;
+        if a == 0 || b <= a {
+            return Err(format!("{:?} needs 0 < FIRST < LAST", self.ports));
+        }
+        Ok((a, b))
+    }
+
+    fn check(&self, device_id: u8) -> Result<(), (&'static str, String)> {
+        if self.ttl == 0 || self.ttl > self.max_ttl {
+            return Err((
+                "ttl",
+                format!(
+                    "multicast.ttl {} must be 1..=max_ttl ({})",
+                    self.ttl, self.max_ttl
+                ),
+            ));
+        }
+        self.address_range(device_id)
+            .map_err(|e| ("addresses", format!("multicast.addresses: {e}")))?;
+        self.port_range()
+            .map_err(|e| ("ports", format!("multicast.ports: {e}")))?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LauncherPart {
@@ -137,6 +236,8 @@ struct LauncherPart {
     channel: Vec<ChannelConfig>,
     #[serde(default)]
     ssdp: SsdpSection,
+    #[serde(default)]
+    multicast: MulticastSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -155,6 +256,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub channel: Vec<ChannelConfig>,
     pub ssdp: SsdpSection,
+    pub multicast: MulticastSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -209,10 +311,28 @@ impl Config {
                 message: format!("server.bind {:?} is not an IP address", part.server.bind),
             });
         }
+        if let Err((key, message)) = part.multicast.check(part.ssdp.device_id) {
+            let in_section = text
+                .lines()
+                .position(|l| l.trim() == "[multicast]")
+                .unwrap_or(0);
+            let line = text
+                .lines()
+                .enumerate()
+                .skip(in_section)
+                .find(|(_, l)| l.trim_start().starts_with(key))
+                .map(|(i, _)| i + 1);
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         Ok(Self {
             server: part.server,
             channel: part.channel,
             ssdp: part.ssdp,
+            multicast: part.multicast,
             broadcast,
         })
     }
@@ -247,5 +367,34 @@ mod tests {
         let e = Config::parse("x.toml", "[server]\nbind = \"localhost:80\"\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.to_string().starts_with("x.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn server_limits_and_multicast_section() {
+        let c = Config::embedded();
+        assert_eq!(c.server.max_sessions, 64);
+        assert_eq!(c.multicast.ttl, 1);
+        assert_eq!(
+            c.multicast.address_range(7).unwrap(),
+            (
+                std::net::Ipv4Addr::new(239, 7, 0, 0),
+                std::net::Ipv4Addr::new(239, 7, 254, 254)
+            )
+        );
+        let c = Config::parse(
+            "x.toml",
+            "[server]\nmax_sessions = 2\n[multicast]\nttl = 3\naddresses = \"239.9.0.1-239.9.0.9\"\nports = \"6000-6099\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_sessions, 2);
+        assert_eq!(c.multicast.port_range().unwrap(), (6000, 6099));
+        let e = Config::parse(
+            "x.toml",
+            "[multicast]\nttl = 1\naddresses = \"10.0.0.1-10.0.0.2\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        let e = Config::parse("x.toml", "[multicast]\nttl = 0\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
     }
 }

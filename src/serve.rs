@@ -77,6 +77,7 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
     }
     // SAT>IP URLs go to the SAT>IP factory (src/rtsp); named channels stay plain mounts.
     let server = crate::rtsp::build(cfg.server.session_timeout.max(1));
+    crate::rtsp::server::configure(&server, cfg);
     server.set_address(&bind.to_string());
     server.set_service(&port.to_string());
     let mounts = server

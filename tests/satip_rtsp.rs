@@ -30,15 +30,20 @@ const ONE: &str = "src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,256,257,
 const EMPTY_T: &str = "freq=522&msys=dvbt&bw=8&pids=0";
 
 fn start(session_timeout: u32) -> u16 {
+    let mut cfg = Config::embedded();
+    cfg.server.session_timeout = session_timeout;
+    start_cfg(&cfg)
+}
+
+/// A server of its own with `cfg` (same process, same tuner pool).
+fn start_cfg(cfg: &Config) -> u16 {
     static INIT: Lazy<()> = Lazy::new(|| {
         serve::init(&Config::embedded()).expect("init");
         std::thread::spawn(|| glib::MainLoop::new(None, false).run());
     });
     Lazy::force(&INIT);
-    let mut cfg = Config::embedded();
-    cfg.server.session_timeout = session_timeout;
     let server = serve::start(
-        &cfg,
+        cfg,
         &serve::ServeOptions {
             rtsp_port: Some(0),
             bind: None,
@@ -106,17 +111,23 @@ struct Rtsp {
     s: TcpStream,
     port: u16,
     cseq: u32,
+    host: String,
 }
 
 impl Rtsp {
     fn connect(port: u16) -> Rtsp {
         let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Rtsp { s, port, cseq: 0 }
+        Rtsp {
+            s,
+            port,
+            cseq: 0,
+            host: "127.0.0.1".into(),
+        }
     }
 
     fn url(&self, rest: &str) -> String {
-        format!("rtsp://127.0.0.1:{}/{rest}", self.port)
+        format!("rtsp://{}:{}/{rest}", self.host, self.port)
     }
 
     /// Sends `METHOD url RTSP/1.0` with CSeq and `headers`; reads one response.
@@ -301,7 +312,7 @@ fn checklist_34_two_setups_get_distinct_sessions_and_streams() {
 }
 
 #[test]
-fn checklist_48_all_frontends_busy_gets_503_no_more_frontends() {
+fn checklist_48_63_all_frontends_busy_gets_503_no_more_frontends() {
     let _g = lock();
     let mut held = Vec::new();
     // The two DVB-T/T2 frontends, on two transponders; a second client shares one of them.
@@ -442,14 +453,19 @@ fn checklist_19_22_25_26_options_and_unsupported_methods() {
 }
 
 #[test]
-fn checklist_24_55_62_unknown_sessions_get_454() {
+fn checklist_24_55_56_62_unknown_sessions_get_454() {
     let _g = lock();
     let mut c = Rtsp::connect(*PORT);
     assert_eq!(
         c.req("OPTIONS", "", &[("Session", "DEADBEEF00")]).status,
         454
     );
-    assert_eq!(c.req("PLAY", "", &[]).status, 454);
+    // 56: PLAY and TEARDOWN on the root URI without a session are 405 (§3.3).
+    for m in ["PLAY", "TEARDOWN"] {
+        let r = c.req(m, "", &[]);
+        assert_eq!(r.status, 405, "{m}");
+        assert_eq!(r.header("Allow"), Some("OPTIONS, DESCRIBE"), "{m}");
+    }
     let (a, _) = udp_pair();
     let s = c.req(
         "SETUP",
@@ -457,6 +473,18 @@ fn checklist_24_55_62_unknown_sessions_get_454() {
         &[("Transport", &transport(&a))],
     );
     let sess = s.session();
+    // 55: PLAY of a stream without Session, or with an unknown one.
+    let sid = s.stream_id();
+    assert_eq!(c.req("PLAY", &format!("stream={sid}"), &[]).status, 454);
+    assert_eq!(
+        c.req(
+            "PLAY",
+            &format!("stream={sid}"),
+            &[("Session", "DEADBEEF00")]
+        )
+        .status,
+        454
+    );
     let r = c.req(
         "TEARDOWN",
         &format!("stream={}", s.stream_id()),
@@ -488,7 +516,7 @@ fn checklist_41_52_setup_on_unknown_stream_or_bare_root() {
 }
 
 #[test]
-fn checklist_69_71_72_74_75_77_82_84_86_describe_sdp() {
+fn checklist_69_70_71_72_73_74_75_77_79_82_84_85_86_describe_sdp() {
     let _g = lock();
     let mut c = Rtsp::connect(*PORT);
     // 69: no stream yet.
@@ -974,7 +1002,7 @@ fn checklist_16_47_90_no_pids_sends_only_empty_rtp_packets() {
 }
 
 #[test]
-fn checklist_40_60_join_by_stream_id_is_a_non_owner() {
+fn checklist_40_60_78_join_by_stream_id_is_a_non_owner() {
     let _g = lock();
     let (a, _) = udp_pair();
     let (b, _) = udp_pair();
@@ -1061,4 +1089,1086 @@ fn checklist_23_67_udp_session_survives_its_tcp_connection() {
     rtp(&buf[..n]);
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
     wait_all_free();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport rules, sessions, pinning, DESCRIBE forms
+// ---------------------------------------------------------------------------------------------
+
+/// DVB-S2 11494 MHz H 22000 ("Sat One HD").
+const SAT: &str = "src=1&freq=11494&pol=h&msys=dvbs2&mtype=8psk&sr=22000&fec=23&pids=0,16,17";
+/// DVB-C 346 MHz 6900 kSym/s 256-QAM ("Cable Movies").
+const CABLE: &str = "freq=346&msys=dvbc&sr=6900&mtype=256qam&pids=0,16,17";
+
+fn teardown(c: &mut Rtsp, r: &Resp) {
+    let t = c.req(
+        "TEARDOWN",
+        &format!("stream={}", r.stream_id()),
+        &[("Session", &r.session())],
+    );
+    assert_eq!(t.status, 200, "{t:?}");
+}
+
+/// The `tuner=` fields and the whole fmtp value of the one media block of `sdp`.
+fn tuner_fields(sdp: &str) -> (String, Vec<String>) {
+    let fmtp = sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=fmtp:33 "))
+        .unwrap_or_else(|| panic!("no fmtp: {sdp}"))
+        .to_string();
+    let tuner = fmtp
+        .split(';')
+        .find_map(|i| i.strip_prefix("tuner="))
+        .unwrap_or_else(|| panic!("no tuner item: {fmtp}"));
+    let f = tuner.split(',').map(str::to_string).collect();
+    (fmtp, f)
+}
+
+/// Value of `name=` in a Transport header.
+fn tparam<'a>(transport: &'a str, name: &str) -> Option<&'a str> {
+    transport
+        .split(';')
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+}
+
+#[test]
+fn checklist_35_36_37_38_transport_header_rules() {
+    let _g = lock();
+    let mut c = Rtsp::connect(*PORT);
+    let (a, _b) = udp_pair();
+    let p = a.local_addr().unwrap().port();
+    // 35: no Transport.
+    assert_eq!(c.req("SETUP", &format!("?{NEWS}"), &[]).status, 461);
+    // 36: another profile.
+    let r = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[(
+            "Transport",
+            &format!("RTP/SAVP;unicast;client_port={}-{}", p, p + 1),
+        )],
+    );
+    assert_eq!(r.status, 461, "{r:?}");
+    // 37: client ports not consecutive.
+    let r = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[(
+            "Transport",
+            &format!("RTP/AVP;unicast;client_port={}-{}", p, p + 3),
+        )],
+    );
+    assert_eq!(r.status, 461, "{r:?}");
+    assert!(in_use().is_empty(), "refused SETUPs tune nothing");
+    // 38: FFmpeg's RTP/AVP/UDP is plain RTP/AVP.
+    let r = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[(
+            "Transport",
+            &format!("RTP/AVP/UDP;unicast;client_port={}-{}", p, p + 1),
+        )],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let tr = r.header("Transport").unwrap();
+    assert_eq!(
+        tparam(tr, "client_port"),
+        Some(format!("{}-{}", p, p + 1).as_str())
+    );
+    let sid = r.stream_id();
+    let sess = r.session();
+    assert_eq!(
+        c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)])
+            .status,
+        200
+    );
+    let mut buf = [0u8; 2048];
+    let n = a.recv(&mut buf).expect("RTP on the /UDP client port");
+    rtp(&buf[..n]);
+    teardown(&mut c, &r);
+    wait_all_free();
+}
+
+#[test]
+fn checklist_45_46_in_session_setup() {
+    let _g = lock();
+    let (a, _ab) = udp_pair();
+    let (b, _bb) = udp_pair();
+    let mut c = Rtsp::connect(*PORT);
+    let s = c.req(
+        "SETUP",
+        "?freq=506&msys=dvbt&bw=8&pids=0,17",
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    let (sid, sess) = (s.stream_id(), s.session());
+    // 46: an in-session SETUP without a query keeps the PIDs.
+    let r = c.req(
+        "SETUP",
+        &format!("stream={sid}"),
+        &[("Transport", &transport(&a)), ("Session", &sess)],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!((r.session(), r.stream_id()), (sess.clone(), sid));
+    let d = c.req("DESCRIBE", &format!("stream={sid}"), &[]);
+    let (fmtp, _) = tuner_fields(&d.body);
+    assert!(fmtp.ends_with(";pids=0,17"), "{fmtp}");
+    assert_eq!(
+        c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)])
+            .status,
+        200
+    );
+    // 45: other client ports while playing.
+    let r = c.req(
+        "SETUP",
+        &format!("stream={sid}"),
+        &[("Transport", &transport(&b)), ("Session", &sess)],
+    );
+    assert_eq!(r.status, 455, "{r:?}");
+    // The stream goes on to the old ports.
+    let mut buf = [0u8; 2048];
+    let n = a.recv(&mut buf).expect("RTP to the original ports");
+    rtp(&buf[..n]);
+    teardown(&mut c, &s);
+    wait_all_free();
+}
+
+#[test]
+fn checklist_49_full_session_table_gets_503_no_more_sessions() {
+    let _g = lock();
+    let mut cfg = Config::embedded();
+    cfg.server.max_sessions = 2;
+    let port = start_cfg(&cfg);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (a, b) = udp_pair();
+        let mut c = Rtsp::connect(port);
+        let r = c.req(
+            "SETUP",
+            &format!("?{NEWS}"),
+            &[("Transport", &transport(&a))],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        held.push((c, r, a, b));
+    }
+    let (a, _b) = udp_pair();
+    let mut c = Rtsp::connect(port);
+    let r = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, "No-More: sessions");
+    assert_eq!(r.header("Content-Type"), Some("text/parameters"));
+    // A freed slot can be had again.
+    let (mut c0, r0, _, _) = held.remove(0);
+    teardown(&mut c0, &r0);
+    let r = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    teardown(&mut c, &r);
+    for (mut c, r, _, _) in held {
+        teardown(&mut c, &r);
+    }
+    wait_all_free();
+}
+
+#[test]
+fn checklist_50_51_85_fe_pins_a_frontend() {
+    let _g = lock();
+    let n = gstdvb2ip::tuners::frontends().len();
+    let (a, _ab) = udp_pair();
+    let mut c = Rtsp::connect(*PORT);
+    // 50
+    let r = c.req(
+        "SETUP",
+        &format!("?fe={}&{NEWS}", n + 5),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (403, "Out-of-Range: fe"),
+        "{r:?}"
+    );
+    // 85: fe=2 (the second DVB-T/T2 frontend; unpinned, the first one would serve it).
+    let s = c.req(
+        "SETUP",
+        &format!("?fe=2&{NEWS}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    assert_eq!(in_use(), vec![(1, 1)]);
+    let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
+    let (_, f) = tuner_fields(&d.body);
+    assert_eq!(f[0], "2", "{f:?}");
+    // 51: fe=2 for another transponder while it is held.
+    let (b, _bb) = udp_pair();
+    let mut c2 = Rtsp::connect(*PORT);
+    let r = c2.req(
+        "SETUP",
+        &format!("?fe=2&{ONE}"),
+        &[("Transport", &transport(&b))],
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, "No-More: frontends");
+    // The other frontend is free for it.
+    let r = c2.req(
+        "SETUP",
+        &format!("?fe=1&{ONE}"),
+        &[("Transport", &transport(&b))],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let d = c2.req("DESCRIBE", &format!("stream={}", r.stream_id()), &[]);
+    assert_eq!(tuner_fields(&d.body).1[0], "1");
+    teardown(&mut c2, &r);
+    teardown(&mut c, &s);
+    wait_all_free();
+}
+
+#[test]
+fn checklist_80_81_83_describe_with_query_and_status_forms() {
+    let _g = lock();
+    for (q, ver, fields, freq) in [
+        (SAT, "ver=1.0;src=1;tuner=", 12, "11494.00"),
+        (CABLE, "ver=1.2;tuner=", 13, "346.00"),
+    ] {
+        let mut c = Rtsp::connect(*PORT);
+        // 80: DESCRIBE with a query and no session defines a stream, not playing.
+        let d = c.req(
+            "DESCRIBE",
+            &format!("?{q}"),
+            &[("Accept", "application/sdp")],
+        );
+        assert_eq!(d.status, 200, "{q}: {d:?}");
+        assert!(d.header("Session").is_none());
+        let id: u16 = d
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix("a=control:stream="))
+            .expect("a=control")
+            .parse()
+            .unwrap();
+        assert!(d.body.contains("a=inactive"), "{}", d.body);
+        // 81 / 83
+        let (fmtp, f) = tuner_fields(&d.body);
+        assert!(fmtp.starts_with(ver), "{fmtp}");
+        assert_eq!(f.len(), fields, "{fmtp}");
+        assert!(f.contains(&freq.to_string()), "{fmtp}");
+        // The owner's SETUP on the control URL, on the same connection.
+        let (a, _ab) = udp_pair();
+        let s = c.req(
+            "SETUP",
+            &format!("stream={id}"),
+            &[("Transport", &transport(&a))],
+        );
+        assert_eq!(s.status, 200, "{s:?}");
+        assert_eq!(s.stream_id(), id);
+        assert_eq!(
+            c.req(
+                "PLAY",
+                &format!("stream={id}"),
+                &[("Session", &s.session())]
+            )
+            .status,
+            200
+        );
+        let d = c.req("DESCRIBE", &format!("stream={id}"), &[]);
+        assert!(d.body.contains("a=sendonly"), "{}", d.body);
+        teardown(&mut c, &s);
+        wait_all_free();
+    }
+}
+
+/// Reads until the socket has been quiet for `quiet`, at most `limit`; returns the count.
+fn drain(sock: &UdpSocket, quiet: Duration, limit: Duration) -> usize {
+    let end = Instant::now() + limit;
+    let mut n = 0;
+    let mut buf = [0u8; 2048];
+    sock.set_read_timeout(Some(quiet)).unwrap();
+    while Instant::now() < end {
+        match sock.recv(&mut buf) {
+            Ok(_) => n += 1,
+            Err(_) => break,
+        }
+    }
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    n
+}
+
+#[test]
+fn checklist_61_64_teardown_stops_the_flow_and_the_connection_closes() {
+    let _g = lock();
+    let (a, b) = udp_pair();
+    let mut c = Rtsp::connect(*PORT);
+    let s = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", &transport(&a))],
+    );
+    let (sid, sess) = (s.stream_id(), s.session());
+    c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+    let mut buf = [0u8; 2048];
+    a.recv(&mut buf).expect("RTP while playing");
+    b.recv(&mut buf).expect("RTCP while playing");
+    let r = c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.session(), sess);
+    let answered = Instant::now();
+    // 61: whatever was in flight arrives within 200 ms (plus scheduling tolerance), then
+    // nothing more.
+    let settle = Duration::from_millis(500);
+    std::thread::sleep(settle.saturating_sub(answered.elapsed()));
+    drain(&a, Duration::from_millis(1), Duration::from_millis(50));
+    drain(&b, Duration::from_millis(1), Duration::from_millis(50));
+    assert_eq!(
+        drain(&a, Duration::from_millis(1500), Duration::from_millis(1500)),
+        0,
+        "RTP after TEARDOWN"
+    );
+    assert_eq!(
+        drain(&b, Duration::from_millis(1500), Duration::from_millis(1500)),
+        0,
+        "RTCP after TEARDOWN"
+    );
+    // 64: the connection can still carry requests right after, and is closed about 10 s
+    // after the TEARDOWN.
+    assert_eq!(c.req("OPTIONS", "", &[]).status, 200);
+    c.s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut byte = [0u8; 1];
+    let n = c.s.read(&mut byte).unwrap_or(0);
+    let after = answered.elapsed();
+    assert_eq!(n, 0, "connection still open after {after:?}");
+    assert!(after <= Duration::from_secs(13), "closed after {after:?}");
+    wait_all_free();
+}
+
+#[test]
+fn checklist_54_89_95_no_signal_stream_still_sends_rtp_and_rtcp() {
+    let _g = lock();
+    let (a, b) = udp_pair();
+    let mut c = Rtsp::connect(*PORT);
+    // A transponder without any signal.
+    let s = c.req(
+        "SETUP",
+        &format!("?{EMPTY_T}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    let (sid, sess) = (s.stream_id(), s.session());
+    // Whatever was queued before PLAY does not count.
+    drain(&a, Duration::from_millis(1), Duration::from_millis(100));
+    let p = c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_eq!(p.status, 200);
+    let played = Instant::now();
+    let mut buf = [0u8; 2048];
+    // 54: the first RTP packet within 100 ms (tolerance for a loaded test machine).
+    let n = a.recv(&mut buf).expect("RTP after PLAY");
+    let first = played.elapsed();
+    assert!(
+        first <= Duration::from_millis(400),
+        "first RTP after {first:?}"
+    );
+    rtp(&buf[..n]);
+    // 89: empty packets at least every 100 ms (tolerance as above).
+    let mut last = Instant::now();
+    let mut worst = Duration::ZERO;
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        let n = a.recv(&mut buf).expect("empty RTP packets keep coming");
+        let (_, payload) = rtp(&buf[..n]);
+        assert!(payload.is_empty(), "no signal, no TS packets");
+        worst = worst.max(last.elapsed());
+        last = Instant::now();
+    }
+    assert!(
+        worst <= Duration::from_millis(300),
+        "gap of {worst:?} between RTP packets"
+    );
+    // 95: 4 to 6 RTCP reports per second (tolerance: 3 to 8), also without signal.
+    drain(&b, Duration::from_millis(1), Duration::from_millis(50));
+    let window = Duration::from_secs(3);
+    let end = Instant::now() + window;
+    let mut reports = 0;
+    b.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while Instant::now() < end {
+        if let Ok(n) = b.recv(&mut buf) {
+            if n >= 2 && buf[1] == 200 {
+                reports += 1;
+            }
+        }
+    }
+    let rate = reports as f64 / window.as_secs_f64();
+    assert!(
+        (3.0..=8.0).contains(&rate),
+        "{rate} RTCP reports per second"
+    );
+    c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
+    wait_all_free();
+}
+
+#[test]
+fn checklist_66_options_describe_play_reset_the_session_timer() {
+    let _g = lock();
+    // 1 s timeout: a session expires after about 6 s without a request (5 s of grace).
+    let port = start(1);
+    let (a, _b) = udp_pair();
+    let mut c = Rtsp::connect(port);
+    let s = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    let (sid, sess) = (s.stream_id(), s.session());
+    // Each request alone keeps it alive across the next 4 s; all together span 16 s.
+    for (m, uri) in [
+        ("OPTIONS", String::new()),
+        ("DESCRIBE", format!("stream={sid}")),
+        ("PLAY", format!("stream={sid}")),
+        ("OPTIONS", String::new()),
+    ] {
+        std::thread::sleep(Duration::from_secs(4));
+        let r = c.req(m, &uri, &[("Session", &sess)]);
+        assert_eq!(r.status, 200, "{m} {uri}: {r:?}");
+    }
+    assert_eq!(in_use().len(), 1, "session still holds its frontend");
+    teardown(&mut c, &s);
+    wait_all_free();
+}
+
+#[test]
+fn checklist_91_92_pid_8191_and_shared_frontend_isolation() {
+    let _g = lock();
+    let (a, _ab) = udp_pair();
+    let (b, _bb) = udp_pair();
+    let mut c1 = Rtsp::connect(*PORT);
+    let mut c2 = Rtsp::connect(*PORT);
+    let s1 = c1.req(
+        "SETUP",
+        "?freq=506&msys=dvbt&bw=8&pids=0,17",
+        &[("Transport", &transport(&a))],
+    );
+    let s2 = c2.req(
+        "SETUP",
+        "?freq=506&msys=dvbt&bw=8&pids=0,256,8191",
+        &[("Transport", &transport(&b))],
+    );
+    assert_eq!((s1.status, s2.status), (200, 200));
+    assert_eq!(in_use(), vec![(0, 2)], "one shared frontend");
+    for (c, s) in [(&mut c1, &s1), (&mut c2, &s2)] {
+        let r = c.req(
+            "PLAY",
+            &format!("stream={}", s.stream_id()),
+            &[("Session", &s.session())],
+        );
+        assert_eq!(r.status, 200);
+    }
+    let collect = |sock: &UdpSocket| {
+        let mut seen = BTreeSet::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..400 {
+            let n = sock.recv(&mut buf).expect("RTP");
+            seen.extend(pids_of(rtp(&buf[..n]).1));
+        }
+        seen
+    };
+    // 91: null packets only where listed; 92: nothing of the other stream's PIDs.
+    let one = collect(&a);
+    assert!(one.is_subset(&[0, 17].into()), "{one:?}");
+    let two = collect(&b);
+    assert!(two.is_subset(&[0, 256, 8191].into()), "{two:?}");
+    assert!(two.contains(&8191) && two.contains(&256), "{two:?}");
+    teardown(&mut c1, &s1);
+    teardown(&mut c2, &s2);
+    wait_all_free();
+}
+
+#[test]
+fn checklist_99_receiver_reports_are_ignored() {
+    let _g = lock();
+    let (a, b) = udp_pair();
+    let mut c = Rtsp::connect(*PORT);
+    let s = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", &transport(&a))],
+    );
+    let (sid, sess) = (s.stream_id(), s.session());
+    let sp: u16 = tparam(s.header("Transport").unwrap(), "server_port")
+        .and_then(|v| v.split('-').next()?.parse().ok())
+        .expect("server_port");
+    c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+    // An empty RR, then a malformed RTCP packet, to the server's RTCP port.
+    let rr = [0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78];
+    for pkt in [&rr[..], &[0xff, 0, 1][..]] {
+        b.send_to(pkt, ("127.0.0.1", sp + 1)).unwrap();
+    }
+    let mut buf = [0u8; 2048];
+    let mut last = None;
+    for _ in 0..100 {
+        let n = a.recv(&mut buf).expect("RTP goes on");
+        let (seq, _) = rtp(&buf[..n]);
+        if let Some(l) = last {
+            assert_eq!(seq, u16::wrapping_add(l, 1));
+        }
+        last = Some(seq);
+    }
+    assert_eq!(c.req("OPTIONS", "", &[("Session", &sess)]).status, 200);
+    c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
+    wait_all_free();
+}
+
+// ---------------------------------------------------------------------------------------------
+// RTP over the RTSP connection (§3.9)
+// ---------------------------------------------------------------------------------------------
+
+enum Item {
+    /// `$`, channel, data.
+    Frame(u8, Vec<u8>),
+    Response(Resp),
+}
+
+impl Rtsp {
+    /// Next interleaved frame or response on the connection.
+    fn next_item(&mut self) -> Item {
+        let mut first = [0u8; 1];
+        self.s
+            .read_exact(&mut first)
+            .expect("data on the RTSP connection");
+        if first[0] == b'$' {
+            let mut h = [0u8; 3];
+            self.s.read_exact(&mut h).unwrap();
+            let mut data = vec![0u8; usize::from(u16::from_be_bytes([h[1], h[2]]))];
+            self.s.read_exact(&mut data).unwrap();
+            return Item::Frame(h[0], data);
+        }
+        // A response: put the byte back in front of the header reader.
+        let mut buf = vec![first[0]];
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            self.s.read_exact(&mut byte).expect("response");
+            buf.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&buf).to_string();
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap();
+        assert!(status_line.starts_with("RTSP/1.0 "), "{status_line}");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        self.s.read_exact(&mut body).unwrap();
+        Item::Response(Resp {
+            status: status_line[9..12].parse().unwrap(),
+            headers,
+            body: String::from_utf8_lossy(&body).to_string(),
+        })
+    }
+
+    /// Sends a request and returns its response, skipping interleaved frames.
+    fn req_interleaved(&mut self, method: &str, rest: &str, headers: &[(&str, &str)]) -> Resp {
+        self.cseq += 1;
+        let mut m = format!(
+            "{method} {} RTSP/1.0\r\nCSeq: {}\r\n",
+            self.url(rest),
+            self.cseq
+        );
+        for (k, v) in headers {
+            m += &format!("{k}: {v}\r\n");
+        }
+        self.s.write_all((m + "\r\n").as_bytes()).unwrap();
+        loop {
+            if let Item::Response(r) = self.next_item() {
+                return r;
+            }
+        }
+    }
+}
+
+#[test]
+fn checklist_39_68_rtp_over_the_rtsp_connection() {
+    let _g = lock();
+    let mut c = Rtsp::connect(*PORT);
+    let s = c.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    let tr = s.header("Transport").unwrap();
+    assert!(tr.starts_with("RTP/AVP/TCP"), "{tr}");
+    assert_eq!(tparam(tr, "interleaved"), Some("0-1"), "{tr}");
+    let (sid, sess) = (s.stream_id(), s.session());
+    let p = c.req_interleaved("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_eq!(p.status, 200, "{p:?}");
+    let (mut rtp_frames, mut rtcp_frames, mut last_seq) = (0, 0, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rtp_frames < 200 || rtcp_frames < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "{rtp_frames} RTP, {rtcp_frames} RTCP frames"
+        );
+        match c.next_item() {
+            Item::Frame(0, d) => {
+                // Over TCP more than 7 TS packets per RTP packet would be allowed; we send 7.
+                let (seq, _) = rtp(&d);
+                if let Some(l) = last_seq {
+                    assert_eq!(seq, u16::wrapping_add(l, 1), "RTP sequence gap");
+                }
+                last_seq = Some(seq);
+                rtp_frames += 1;
+            }
+            Item::Frame(1, d) => {
+                assert!(d.len() >= 8 && d[0] >> 6 == 2, "RTCP on channel 1");
+                assert!((200..=204).contains(&d[1]), "RTCP packet type {}", d[1]);
+                rtcp_frames += 1;
+            }
+            Item::Frame(ch, _) => panic!("frame on channel {ch}"),
+            Item::Response(r) => panic!("unexpected response {r:?}"),
+        }
+    }
+    assert_eq!(in_use().len(), 1);
+    // 68: closing the connection ends the session and frees the frontend.
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_use().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "frontend still held: {:?}",
+            in_use()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = Rtsp::connect(*PORT);
+    assert_eq!(c.req("OPTIONS", "", &[("Session", &sess)]).status, 454);
+}
+
+#[test]
+fn checklist_39_68_rtspsrc_over_tcp_records_and_frees_the_frontend() {
+    let _g = lock();
+    let dir = common::temp_dir("satip-rtspsrc-tcp");
+    let file = dir.join("news.ts");
+    let out = Command::new("timeout")
+        .args(["-s", "INT", "10", "gst-launch-1.0", "-e"])
+        .args(common::launch_args(&format!(
+            "rtspsrc location=\"rtsp://127.0.0.1:{}/?{NEWS}\" protocols=tcp latency=300 ! rtpmp2tdepay ! filesink location={}",
+            *PORT,
+            file.display()
+        )))
+        .output()
+        .expect("gst-launch-1.0 runs");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("ERROR"), "{text}");
+    let ts = std::fs::read(&file).unwrap_or_else(|e| panic!("no recording ({e}): {text}"));
+    assert!(ts.len() > 188 * 1000, "{} bytes: {text}", ts.len());
+    assert_eq!(cc_errors(&ts[..ts.len() / 188 * 188]), 0);
+    let v = common::ffprobe(file.to_str().unwrap(), &[]);
+    let progs = common::programs(&v);
+    assert!(progs.iter().any(|(n, _)| n == "dvb2ip News"), "{progs:?}");
+    // The client closed its connection: the frontend is free again without a timeout.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_use().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "frontend still held: {:?}",
+            in_use()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Multicast (§3.4, §3.7) and a satellite-only server, in network namespaces of their own
+// ---------------------------------------------------------------------------------------------
+
+/// Network namespaces this test creates, deleted on drop. Nothing leaves them: the server's
+/// namespace routes 239.0.0.0/8 to a veth pair whose other end is the receiver's namespace.
+mod netns {
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+    pub fn run(cmd: &str, args: &[&str]) {
+        let out = Command::new(cmd)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+        assert!(
+            out.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Deletes namespaces of earlier runs whose process is gone.
+    fn sweep_stale() {
+        let Ok(rd) = std::fs::read_dir("/var/run/netns") else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_prefix("d2irtsp-") else {
+                continue;
+            };
+            let pid = rest.split('-').next().unwrap_or("");
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = Command::new("ip").args(["netns", "del", &name]).status();
+            }
+        }
+    }
+
+    pub struct Netns {
+        pub name: String,
+    }
+
+    impl Netns {
+        pub fn new(tag: &str) -> Netns {
+            sweep_stale();
+            let name = format!(
+                "d2irtsp-{}-{}-{tag}",
+                std::process::id(),
+                SEQ.fetch_add(1, Ordering::SeqCst)
+            );
+            run("ip", &["netns", "add", &name]);
+            let ns = Netns { name };
+            ns.ip(&["link", "set", "lo", "up", "multicast", "on"]);
+            ns
+        }
+
+        pub fn ip(&self, args: &[&str]) {
+            let mut a = vec!["-n", &self.name];
+            a.extend_from_slice(args);
+            run("ip", &a);
+        }
+
+        pub fn exec(&self, cmd: &str) -> Command {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &self.name, cmd]);
+            c
+        }
+
+        /// Runs `f` on a thread inside this namespace: sockets it creates live there.
+        pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+            let path = format!("/var/run/netns/{}", self.name);
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let file = std::fs::File::open(&path).expect("netns file");
+                    // SAFETY: setns on this thread only, with a valid namespace fd.
+                    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+                    assert_eq!(r, 0, "setns {path}");
+                    f()
+                })
+                .join()
+                .expect("thread in netns")
+            })
+        }
+    }
+
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.name])
+                .status();
+        }
+    }
+
+    /// Server namespace (10.214.0.1, routes multicast to the veth) and receiver namespace
+    /// (10.214.0.2). The receiver goes first on drop.
+    pub struct Pair {
+        pub rx: Netns,
+        pub server: Netns,
+    }
+
+    pub const SERVER_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 214, 0, 1);
+    pub const RX_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 214, 0, 2);
+
+    impl Pair {
+        pub fn new(tag: &str) -> Pair {
+            let server = Netns::new(&format!("{tag}-srv"));
+            let rx = Netns::new(&format!("{tag}-rx"));
+            run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    "v0",
+                    "netns",
+                    &server.name,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "v1",
+                    "netns",
+                    &rx.name,
+                ],
+            );
+            server.ip(&["addr", "add", "10.214.0.1/24", "dev", "v0"]);
+            rx.ip(&["addr", "add", "10.214.0.2/24", "dev", "v1"]);
+            server.ip(&["link", "set", "v0", "up", "multicast", "on"]);
+            rx.ip(&["link", "set", "v1", "up", "multicast", "on"]);
+            server.ip(&["route", "add", "239.0.0.0/8", "dev", "v0"]);
+            Pair { rx, server }
+        }
+    }
+}
+
+/// `dvb2ip serve` (the binary) inside a namespace; killed on drop.
+struct NsServer {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl NsServer {
+    /// The default configuration on 0.0.0.0:8554 without SSDP, plus `extra` TOML, with the
+    /// `[[adapter]]` blocks `keep_adapter` accepts.
+    fn start(
+        ns: &netns::Netns,
+        tag: &str,
+        extra: &str,
+        keep_adapter: &dyn Fn(&str) -> bool,
+    ) -> NsServer {
+        let dir = common::temp_dir(tag);
+        let mut text = String::new();
+        // Blocks split at `[`-headed lines; adapters filtered.
+        let base = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
+        let mut blocks: Vec<String> = Vec::new();
+        for line in base.lines() {
+            if line.starts_with('[') || blocks.is_empty() {
+                blocks.push(String::new());
+            }
+            let l = match line {
+                l if l.starts_with("bind = ") => "bind = \"0.0.0.0\"".to_owned(),
+                l if l.starts_with("rtsp_port = ") => "rtsp_port = 8554".to_owned(),
+                l if l.starts_with("enabled = ") => "enabled = false".to_owned(),
+                l => l.to_owned(),
+            };
+            let b = blocks.last_mut().unwrap();
+            b.push_str(&l);
+            b.push('\n');
+        }
+        for b in blocks {
+            if b.starts_with("[[adapter]]") && !keep_adapter(&b) {
+                continue;
+            }
+            text.push_str(&b);
+        }
+        text.push_str(extra);
+        let conf = dir.join("dvb2ip.toml");
+        std::fs::write(&conf, text).unwrap();
+        let log = dir.join("serve.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = ns
+            .exec(env!("CARGO_BIN_EXE_dvb2ip"))
+            .args(["serve", "--config"])
+            .arg(&conf)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("dvb2ip serve");
+        NsServer { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Connects (from the calling thread's namespace), waiting for the server to listen.
+    fn connect(&mut self, ip: std::net::Ipv4Addr) -> Rtsp {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(s) = TcpStream::connect((ip, 8554)) {
+                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                return Rtsp {
+                    s,
+                    port: 8554,
+                    cseq: 0,
+                    host: ip.to_string(),
+                };
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                panic!("server exited ({st}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "server not up:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A receiver joined to `group` on the receiver namespace's veth.
+fn join(group: std::net::Ipv4Addr, port: u16) -> UdpSocket {
+    let s = UdpSocket::bind((group, port)).expect("bind the group's port");
+    s.join_multicast_v4(&group, &netns::RX_IP).expect("join");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+#[test]
+fn checklist_42_43_44_76_multicast_streams() {
+    let _g = lock();
+    let pair = netns::Pair::new("mc");
+    let mut server = NsServer::start(&pair.server, "mc", "\n[multicast]\nttl = 2\n", &|_| true);
+    pair.rx.enter(|| {
+        let mut c = server.connect(netns::SERVER_IP);
+        // 42: a bare multicast SETUP gets a group of 239.<DEVICEID>.0.0/16 (DEVICE ID 1 by
+        // default), an even/odd port pair and the configured TTL.
+        let s = c.req(
+            "SETUP",
+            &format!("?{NEWS}"),
+            &[("Transport", "RTP/AVP;multicast")],
+        );
+        assert_eq!(s.status, 200, "{s:?}");
+        let tr = s.header("Transport").unwrap().to_string();
+        assert!(tr.starts_with("RTP/AVP;multicast"), "{tr}");
+        let group: std::net::Ipv4Addr = tparam(&tr, "destination")
+            .expect("destination")
+            .parse()
+            .unwrap();
+        assert_eq!(&group.octets()[..2], &[239, 1], "{tr}");
+        let (p0, p1) = tparam(&tr, "port")
+            .and_then(|p| p.split_once('-'))
+            .map(|(a, b)| (a.parse::<u16>().unwrap(), b.parse::<u16>().unwrap()))
+            .expect("port pair");
+        assert!(p0.is_multiple_of(2) && p1 == p0 + 1, "{tr}");
+        assert_eq!(tparam(&tr, "ttl"), Some("2"), "{tr}");
+        let (sid, sess) = (s.stream_id(), s.session());
+        // RTP and RTCP reach the group after PLAY.
+        let rx = join(group, p0);
+        let rx_rtcp = join(group, p1);
+        let p = c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+        assert_eq!(p.status, 200, "{p:?}");
+        let mut buf = [0u8; 2048];
+        let mut last = None;
+        let mut pids = BTreeSet::new();
+        for _ in 0..200 {
+            let (n, from) = rx.recv_from(&mut buf).expect("RTP at the group");
+            assert_eq!(from.ip(), std::net::IpAddr::V4(netns::SERVER_IP));
+            let (seq, payload) = rtp(&buf[..n]);
+            if let Some(l) = last {
+                assert_eq!(seq, u16::wrapping_add(l, 1));
+            }
+            last = Some(seq);
+            pids.extend(pids_of(payload));
+        }
+        assert!(pids.contains(&256), "{pids:?}");
+        let n = rx_rtcp.recv(&mut buf).expect("RTCP at the group");
+        assert_eq!(buf[..n][1], 200, "SR first");
+        // 76: the SDP block carries the group/ttl and the RTP port.
+        let d = c.req("DESCRIBE", &format!("stream={sid}"), &[]);
+        assert!(
+            d.body.contains(&format!("m=video {p0} RTP/AVP 33\r\n")),
+            "{}",
+            d.body
+        );
+        assert!(
+            d.body.contains(&format!("c=IN IP4 {group}/2\r\n")),
+            "{}",
+            d.body
+        );
+        assert!(d.body.contains("a=sendonly"), "{}", d.body);
+        // 43: a client-chosen group, port and TTL are repeated unchanged.
+        let mut c2 = server.connect(netns::SERVER_IP);
+        let want = "destination=239.77.1.2;port=6100-6101;ttl=3";
+        let s2 = c2.req(
+            "SETUP",
+            &format!("?{ONE}"),
+            &[("Transport", &format!("RTP/AVP;multicast;{want}"))],
+        );
+        assert_eq!(s2.status, 200, "{s2:?}");
+        let tr2 = s2.header("Transport").unwrap();
+        assert_eq!(tparam(tr2, "destination"), Some("239.77.1.2"), "{tr2}");
+        assert_eq!(tparam(tr2, "port"), Some("6100-6101"), "{tr2}");
+        assert_eq!(tparam(tr2, "ttl"), Some("3"), "{tr2}");
+        let rx2 = join("239.77.1.2".parse().unwrap(), 6100);
+        c2.req(
+            "PLAY",
+            &format!("stream={}", s2.stream_id()),
+            &[("Session", &s2.session())],
+        );
+        let n = rx2.recv(&mut buf).expect("RTP at the client's group");
+        rtp(&buf[..n]);
+        // 44: a non-owner asking multicast on a unicast stream.
+        let mut c3 = server.connect(netns::SERVER_IP);
+        let u = UdpSocket::bind((netns::RX_IP, 0)).unwrap();
+        let up = u.local_addr().unwrap().port() & !1;
+        let s3 = c3.req(
+            "SETUP",
+            &format!("?{CABLE}"),
+            &[(
+                "Transport",
+                &format!("RTP/AVP;unicast;client_port={up}-{}", up + 1),
+            )],
+        );
+        assert_eq!(s3.status, 200, "{s3:?}");
+        let mut c4 = server.connect(netns::SERVER_IP);
+        let j = c4.req(
+            "SETUP",
+            &format!("stream={}", s3.stream_id()),
+            &[("Transport", "RTP/AVP;multicast")],
+        );
+        assert_eq!(j.status, 455, "{j:?}");
+        // The unicast stream's block stays unicast.
+        let d = c4.req("DESCRIBE", &format!("stream={}", s3.stream_id()), &[]);
+        assert!(
+            d.body
+                .contains("m=video 0 RTP/AVP 33\r\nc=IN IP4 0.0.0.0\r\n"),
+            "{}",
+            d.body
+        );
+        for (c, s) in [(&mut c, &s), (&mut c2, &s2), (&mut c3, &s3)] {
+            teardown(c, s);
+        }
+        // The owner's TEARDOWN stops the group.
+        drain(&rx, Duration::from_millis(500), Duration::from_secs(2));
+        assert_eq!(
+            drain(
+                &rx,
+                Duration::from_millis(1000),
+                Duration::from_millis(1000)
+            ),
+            0
+        );
+    });
+    drop(server);
+}
+
+#[test]
+fn checklist_73_satellite_only_server_counts_one_number() {
+    let _g = lock();
+    let ns = netns::Netns::new("sat");
+    let mut server = NsServer::start(&ns, "satonly", "", &|b| b.contains("dvb-s"));
+    ns.enter(|| {
+        let mut c = server.connect(std::net::Ipv4Addr::LOCALHOST);
+        let d = c.req(
+            "DESCRIBE",
+            &format!("?{SAT}"),
+            &[("Accept", "application/sdp")],
+        );
+        assert_eq!(d.status, 200, "{d:?}");
+        let s_line = d.body.lines().nth(2).unwrap_or_default().to_string();
+        assert_eq!(s_line, "s=SatIPServer:1 1", "{}", d.body);
+    });
 }

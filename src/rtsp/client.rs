@@ -21,10 +21,13 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 use gst_rtsp_server::{RTSPContext, RTSPMedia, RTSPSession};
 use gstdvb2ip::proto::satip::{
-    Change, Query, QueryError, Resource, StreamSpec, Target, ERROR_CONTENT_TYPE,
+    parse_transport, Change, Delivery, Query, QueryError, Resource, StreamSpec, Target,
+    TransportSpec, ERROR_CONTENT_TYPE,
 };
 
-use super::message::{Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP};
+use super::message::{
+    Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
+};
 use super::streams::{
     base_url, blocks, route, sdp, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT, STREAMS,
 };
@@ -32,6 +35,10 @@ use super::CAT;
 
 /// The methods of SAT>IP (`Public:`).
 pub const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN";
+
+/// Seconds after the last session of a connection ended (TEARDOWN or timeout) before the
+/// server closes it; gst-rtsp-server closes one second after this count (§3.1: 10 s).
+const POST_SESSION_TIMEOUT_S: i32 = 9;
 
 /// A complete answer decided before gst-rtsp-server built its own.
 #[derive(Debug, Clone)]
@@ -96,6 +103,56 @@ fn session_media(session: &RTSPSession) -> Option<RTSPMedia> {
     sm.and_then(|sm| sm.media())
 }
 
+/// The `Transport` header of the request being handled.
+fn current_transport_header() -> Option<String> {
+    RTSPContext::with_current_context(|ctx| request_of(ctx)?.header("Transport")).flatten()
+}
+
+/// Replaces the `Transport` header of the request being handled (only valid before
+/// gst-rtsp-server reads it, i.e. from `make_path_from_uri`).
+fn set_current_transport_header(value: &str) {
+    RTSPContext::with_current_context(|ctx| {
+        if let Some(req) = request_of(ctx) {
+            req.set_header("Transport", value);
+        }
+    });
+}
+
+/// RTP port and TTL of a free group of the SAT>IP factory's address pool (the address goes
+/// back to the pool at once: only its port and TTL are used to complete a client's choice).
+fn pool_port_and_ttl(client: &gst_rtsp_server::RTSPClient) -> Option<(u16, u8)> {
+    let factory = super::mounts::factory_at(&client.mount_points()?, SATIP_MOUNT)?;
+    let pool = factory.address_pool()?;
+    let addr = pool
+        .acquire_address(
+            gst_rtsp_server::RTSPAddressFlags::IPV4
+                | gst_rtsp_server::RTSPAddressFlags::MULTICAST
+                | gst_rtsp_server::RTSPAddressFlags::EVEN_PORT,
+            2,
+        )
+        .ok()?;
+    let p: *const gst_rtsp_server::ffi::GstRTSPAddress = addr.to_glib_none().0;
+    // SAFETY: `addr` owns a valid GstRTSPAddress for the duration of these reads.
+    let (port, ttl) = unsafe { ((*p).port, (*p).ttl) };
+    Some((port, ttl.max(1)))
+}
+
+/// Whether an in-session SETUP asks for another transport than the session has (§3.3: the
+/// client ports, the delivery, or a named multicast group or port).
+fn transport_changes(old: &TransportSpec, new: &TransportSpec) -> bool {
+    if old.delivery != new.delivery {
+        return true;
+    }
+    match new.delivery {
+        Delivery::Unicast => new.client_port != old.client_port,
+        Delivery::Multicast => {
+            (new.destination.is_some() && new.destination != old.destination)
+                || (new.port.is_some() && new.port != old.port)
+        }
+        Delivery::Interleaved => new.interleaved.is_some() && new.interleaved != old.interleaved,
+    }
+}
+
 /// Validates a creating query as the factory will use it.
 fn check_new(q: &Query) -> Result<StreamSpec, QueryError> {
     let spec = StreamSpec::create(q, MAX_PIDS)?;
@@ -112,6 +169,8 @@ mod imp {
         pub session_timeout: AtomicU32,
         /// (CSeq of the request, answer to send instead of gst-rtsp-server's).
         pending: Mutex<Option<(Option<String>, Answer)>>,
+        /// Sessions set up on this connection with RTP over RTSP: they end with it (§3.9).
+        interleaved_sessions: Mutex<Vec<String>>,
     }
 
     #[glib::object_subclass]
@@ -135,6 +194,8 @@ mod imp {
                 }
                 None
             });
+            self.obj().set_post_session_timeout(POST_SESSION_TIMEOUT_S);
+            self.obj().connect_closed(|client| client.imp().on_closed());
         }
     }
 
@@ -157,6 +218,96 @@ mod imp {
             );
             *self.pending.lock().unwrap() = Some((cseq, answer));
             code
+        }
+
+        /// The RTSP connection closed: sessions whose RTP went over it end now, as on TEARDOWN
+        /// (checklist 68); UDP sessions live on (checklist 67).
+        fn on_closed(&self) {
+            let ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
+            let Some(pool) = self.obj().session_pool() else {
+                return;
+            };
+            for id in ids {
+                let Some(session) = pool.find(&id) else {
+                    continue;
+                };
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "connection closed: ending interleaved session {id}"
+                );
+                session.filter(Some(&mut |_, sm| {
+                    let _ = sm.set_state(gst::State::Null);
+                    gst_rtsp_server::RTSPFilterResult::Remove
+                }));
+                let _ = pool.remove(&session);
+            }
+        }
+
+        /// SAT>IP rules of a SETUP's `Transport` (§3.3, §3.4, §3.7): 461 for what SAT>IP does
+        /// not have, 503 `No-More: sessions` when the table is full, 455 for a multicast join of
+        /// a unicast stream and for transport changes of a playing stream. Completes a
+        /// multicast request that names a group but no port or TTL.
+        fn check_setup_transport(&self, t: &Target, has_session: bool) -> Option<Answer> {
+            // No header: gst-rtsp-server answers 461 (checklist 35).
+            let raw = current_transport_header()?;
+            let mut spec = match parse_transport(&raw) {
+                Ok(s) => s,
+                Err(e) => {
+                    gst::debug!(CAT, imp = self, "Transport {raw:?}: {e}");
+                    return Some(Answer::plain(u32::from(e.status()), e.reason_phrase()));
+                }
+            };
+            if !has_session {
+                if let Some(pool) = self.obj().session_pool() {
+                    let max = pool.max_sessions();
+                    if max > 0 && pool.n_sessions() >= max {
+                        return Some(Answer::error(&QueryError::NoMore(vec![Resource::Sessions])));
+                    }
+                }
+            }
+            let not_valid = || Some(Answer::plain(455, "Method Not Valid in This State"));
+            match (t.stream, has_session) {
+                (Some(n), false) if spec.delivery == Delivery::Multicast => {
+                    let owner = STREAMS
+                        .lock()
+                        .unwrap()
+                        .owner_transport(n)
+                        .map(|o| o.delivery);
+                    if matches!(owner, Some(Delivery::Unicast | Delivery::Interleaved)) {
+                        return not_valid();
+                    }
+                }
+                (_, true) => {
+                    let session =
+                        RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
+                    if let Some(media) = session.as_ref().and_then(session_media) {
+                        let st = STREAMS.lock().unwrap();
+                        let key = st.key_of_media(&media);
+                        let playing = key
+                            .and_then(|k| st.entries.get(&k))
+                            .is_some_and(|e| e.playing);
+                        let changes = key
+                            .and_then(|k| st.transports.get(&k))
+                            .is_some_and(|old| transport_changes(old, &spec));
+                        if playing && changes {
+                            return not_valid();
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if spec.delivery == Delivery::Multicast
+                && spec.destination.is_some()
+                && (spec.port.is_none() || spec.ttl.is_none())
+            {
+                if let Some((port, ttl)) = pool_port_and_ttl(self.obj().upcast_ref()) {
+                    spec.port.get_or_insert((port, port.saturating_add(1)));
+                    spec.ttl.get_or_insert(ttl);
+                    set_current_transport_header(&spec.to_header());
+                }
+            }
+            None
         }
 
         /// Finishes a response about to be sent (see the module comment).
@@ -213,7 +364,19 @@ mod imp {
                 return;
             }
             let status = msg.status().unwrap_or(0);
+            let no_session = request
+                .as_ref()
+                .is_some_and(|r| r.header("Session").is_none());
+            let at_root = matches!(route(&uri), Route::Satip(Ok(ref t)) if t.stream.is_none());
             match (method, status) {
+                // PLAY/TEARDOWN on the root URI without a session (§3.3, checklist 56).
+                (METHOD_PLAY | METHOD_TEARDOWN, 454) if no_session && at_root => {
+                    msg.reset_response(405, "Method Not Allowed", request.as_ref());
+                    msg.set_header("Allow", "OPTIONS, DESCRIBE");
+                }
+                // The connection stays open for a new SETUP; it is closed 10 s after the last
+                // session ended (§3.1, checklist 64).
+                (METHOD_TEARDOWN, 200) => msg.remove_header("Connection"),
                 (_, 503) if msg.header("Content-Type").is_none() => {
                     let body = format!("No-More: {}", Resource::Frontends.name());
                     msg.add_header("Content-Type", ERROR_CONTENT_TYPE);
@@ -230,7 +393,23 @@ mod imp {
                         return;
                     };
                     crate::rtsp::factory::hook_rtcp(&media);
+                    let transport = msg
+                        .header("Transport")
+                        .and_then(|t| parse_transport(&t).ok());
+                    if let (Some(t), Some(id)) = (&transport, session.sessionid()) {
+                        if t.delivery == Delivery::Interleaved {
+                            let mut ids = self.interleaved_sessions.lock().unwrap();
+                            if !ids.iter().any(|i| i == id.as_str()) {
+                                ids.push(id.to_string());
+                            }
+                        }
+                    }
                     let mut st = STREAMS.lock().unwrap();
+                    if let Some(key) = st.key_of_media(&media) {
+                        if let Some(t) = transport {
+                            st.transports.insert(key, t);
+                        }
+                    }
                     if let Some(e) = st.by_media(&media) {
                         if e.owner.is_none() && !e.joined {
                             e.owner = session.sessionid().map(|s| s.to_string());
@@ -353,6 +532,10 @@ mod imp {
                 }
                 _ => None,
             };
+            let refused = match refused {
+                None if method == METHOD_SETUP => self.check_setup_transport(&t, has_session),
+                r => r,
+            };
             if let Some(a) = refused {
                 self.refuse(a);
                 return Some(REFUSED_PATH.into());
@@ -378,10 +561,19 @@ mod imp {
         }
 
         fn create_sdp(&self, media: &RTSPMedia) -> Option<gst_rtsp_server::gst_sdp::SDPMessage> {
-            let (id, status, playing) = {
+            let block = {
                 let mut st = STREAMS.lock().unwrap();
+                let multicast = st
+                    .key_of_media(media)
+                    .and_then(|k| st.transports.get(&k))
+                    .and_then(super::super::streams::multicast_of);
                 match st.by_media(media) {
-                    Some(e) => (e.stream_id, e.status()?, e.playing),
+                    Some(e) => super::super::streams::Block {
+                        stream_id: e.stream_id,
+                        status: e.status()?,
+                        playing: e.playing,
+                        multicast,
+                    },
                     None => {
                         drop(st);
                         return self.parent_create_sdp(media);
@@ -391,7 +583,7 @@ mod imp {
             let host = current_request()
                 .map(|(_, u, _)| uri_host(&u))
                 .unwrap_or_else(|| "0.0.0.0".into());
-            let text = sdp(&host, &[(id, status, playing)]);
+            let text = sdp(&host, &[block]);
             gst_rtsp_server::gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).ok()
         }
 

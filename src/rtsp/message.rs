@@ -120,3 +120,4 @@ pub(crate) const METHOD_OPTIONS: ffi::GstRTSPMethod = ffi::GST_RTSP_OPTIONS;
 pub(crate) const METHOD_DESCRIBE: ffi::GstRTSPMethod = ffi::GST_RTSP_DESCRIBE;
 pub(crate) const METHOD_SETUP: ffi::GstRTSPMethod = ffi::GST_RTSP_SETUP;
 pub(crate) const METHOD_PLAY: ffi::GstRTSPMethod = ffi::GST_RTSP_PLAY;
+pub(crate) const METHOD_TEARDOWN: ffi::GstRTSPMethod = ffi::GST_RTSP_TEARDOWN;

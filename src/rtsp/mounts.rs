@@ -2,6 +2,7 @@
 //! SAT>IP factory and leave `/ch/<name>` to the channel factories.
 
 use gst::glib;
+use gst::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
 use super::streams::{route, Route, REFUSED_PATH, SATIP_MOUNT};
@@ -39,5 +40,22 @@ glib::wrapper! {
 impl Default for SatipMounts {
     fn default() -> Self {
         glib::Object::new()
+    }
+}
+
+/// The factory mounted at `path`, if any (the bindings' `match_` assumes one exists).
+pub fn factory_at(
+    mounts: &impl IsA<gst_rtsp_server::RTSPMountPoints>,
+    path: &str,
+) -> Option<gst_rtsp_server::RTSPMediaFactory> {
+    use gst::glib::translate::{from_glib_full, ToGlibPtr};
+    let mut matched = 0i32;
+    // SAFETY: valid mount points and path; the result is a new reference or NULL.
+    unsafe {
+        from_glib_full(gst_rtsp_server::ffi::gst_rtsp_mount_points_match(
+            mounts.as_ref().to_glib_none().0,
+            path.to_glib_none().0,
+            &mut matched,
+        ))
     }
 }

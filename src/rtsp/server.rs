@@ -1,12 +1,16 @@
-//! The RTSP server subclass: hands out [`SatipClient`]s carrying the session settings.
+//! The RTSP server subclass: hands out [`SatipClient`]s carrying the session settings, and
+//! applies the `[server]`/`[multicast]` configuration (session limit, multicast address pool).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use gst::glib;
+use gst_rtsp_server::gst_rtsp;
 use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
 use super::client::SatipClient;
+use super::streams::SATIP_MOUNT;
+use super::CAT;
 
 mod imp {
     use super::*;
@@ -32,12 +36,52 @@ mod imp {
             // As the default implementation does.
             client.set_session_pool(server.session_pool().as_ref());
             client.set_mount_points(server.mount_points().as_ref());
-            client.set_auth(server.auth().as_ref());
+            // Without an auth object gst-rtsp-server ignores a client's own multicast group,
+            // port and TTL (checklist 43); this one allows everything, as no auth does.
+            match server.auth() {
+                Some(auth) => client.set_auth(Some(&auth)),
+                None => client.set_auth(Some(&*OPEN_AUTH)),
+            }
             client.set_thread_pool(server.thread_pool().as_ref());
             Some(client.upcast())
         }
     }
 }
+
+mod auth_imp {
+    use super::*;
+
+    /// Allows every check, including `auth.check.transport.client-settings`.
+    #[derive(Default)]
+    pub struct OpenAuth {}
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for OpenAuth {
+        const NAME: &'static str = "Dvb2IpOpenAuth";
+        type Type = super::OpenAuth;
+        type ParentType = gst_rtsp_server::RTSPAuth;
+    }
+
+    impl ObjectImpl for OpenAuth {}
+
+    impl RTSPAuthImpl for OpenAuth {
+        fn authenticate(&self, _ctx: &gst_rtsp_server::RTSPContext) -> bool {
+            true
+        }
+
+        fn check(&self, _ctx: &gst_rtsp_server::RTSPContext, _check: &glib::GString) -> bool {
+            true
+        }
+    }
+}
+
+glib::wrapper! {
+    /// The server's access policy: none (every request allowed), but unlike a server without
+    /// any auth object it lets clients choose their multicast group, port and TTL (§3.4).
+    pub struct OpenAuth(ObjectSubclass<auth_imp::OpenAuth>) @extends gst_rtsp_server::RTSPAuth;
+}
+
+static OPEN_AUTH: once_cell::sync::Lazy<OpenAuth> = once_cell::sync::Lazy::new(glib::Object::new);
 
 glib::wrapper! {
     pub struct SatipServer(ObjectSubclass<imp::SatipServer>) @extends gst_rtsp_server::RTSPServer;
@@ -52,4 +96,52 @@ impl SatipServer {
             .store(session_timeout, Ordering::Relaxed);
         s
     }
+}
+
+/// Applies the configuration to a server built by [`super::build`]: the session limit
+/// (`[server] max_sessions`, 503 `No-More: sessions` beyond it) and multicast streams
+/// (`[multicast]`: an address pool of `239.<DEVICEID>.0.0/16` or the configured range, the
+/// TTL, the interface) on the SAT>IP factory.
+pub fn configure(server: &impl IsA<gst_rtsp_server::RTSPServer>, cfg: &crate::config::Config) {
+    let server = server.as_ref();
+    if let Some(pool) = server.session_pool() {
+        // 0 = unlimited for gst-rtsp-server; keep at least one session.
+        pool.set_max_sessions(cfg.server.max_sessions.max(1));
+    }
+    let Some(factory) = server
+        .mount_points()
+        .and_then(|m| super::mounts::factory_at(&m, SATIP_MOUNT))
+    else {
+        return;
+    };
+    let mut protocols = gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP;
+    let mc = &cfg.multicast;
+    if mc.enabled {
+        match multicast_pool(cfg) {
+            Ok(pool) => {
+                factory.set_address_pool(Some(&pool));
+                factory.set_max_mcast_ttl(u32::from(mc.max_ttl));
+                factory.set_multicast_iface(Some(mc.interface.trim()).filter(|i| !i.is_empty()));
+                protocols |= gst_rtsp::RTSPLowerTrans::UDP_MCAST;
+            }
+            Err(e) => gst::warning!(CAT, "multicast disabled: {e}"),
+        }
+    }
+    factory.set_protocols(protocols);
+}
+
+/// The address pool of multicast groups (`[multicast] addresses`/`ports`/`ttl`).
+fn multicast_pool(cfg: &crate::config::Config) -> Result<gst_rtsp_server::RTSPAddressPool, String> {
+    let mc = &cfg.multicast;
+    let (first, last) = mc.address_range(cfg.ssdp.device_id)?;
+    let (pmin, pmax) = mc.port_range()?;
+    let pool = gst_rtsp_server::RTSPAddressPool::new();
+    pool.add_range(&first.to_string(), &last.to_string(), pmin, pmax, mc.ttl)
+        .map_err(|e| format!("address range {first}-{last} ports {pmin}-{pmax}: {e}"))?;
+    gst::info!(
+        CAT,
+        "multicast groups {first}-{last}, ports {pmin}-{pmax}, ttl {}",
+        mc.ttl
+    );
+    Ok(pool)
 }

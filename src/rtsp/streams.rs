@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use gst::glib;
 use gst::prelude::*;
-use gstdvb2ip::proto::satip::{parse_query, parse_target, QueryError, StreamSpec, Target};
+use gstdvb2ip::proto::satip::{
+    parse_query, parse_target, Delivery, QueryError, StreamSpec, Target, TransportSpec,
+};
 use gstdvb2ip::proto::tuner_pool::DelSys;
 use once_cell::sync::Lazy;
 
@@ -112,6 +114,8 @@ pub struct Streams {
     next_id: u16,
     /// By internal key (the number in the media's bin name `satip-<key>`).
     pub entries: BTreeMap<u64, Entry>,
+    /// The transport each entry's session got in its SETUP answer (same keys as `entries`).
+    pub transports: BTreeMap<u64, TransportSpec>,
 }
 
 pub static STREAMS: Lazy<Mutex<Streams>> = Lazy::new(|| Mutex::new(Streams::default()));
@@ -119,6 +123,8 @@ pub static STREAMS: Lazy<Mutex<Streams>> = Lazy::new(|| Mutex::new(Streams::defa
 impl Streams {
     fn gc(&mut self) {
         self.entries.retain(|_, e| e.src.upgrade().is_some());
+        let entries = &self.entries;
+        self.transports.retain(|k, _| entries.contains_key(k));
     }
 
     /// A free stream id (1..=65535).
@@ -165,6 +171,25 @@ impl Streams {
             .find(|e| e.stream_id == id && !e.joined)
     }
 
+    /// The internal key of the entry served by `media`.
+    pub fn key_of_media(&self, media: &gst_rtsp_server::RTSPMedia) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|(_, e)| e.media.upgrade().as_ref() == Some(media))
+            .map(|(k, _)| *k)
+    }
+
+    /// The transport of the owner's session of stream `id`, once set up.
+    pub fn owner_transport(&mut self, id: u16) -> Option<&TransportSpec> {
+        self.gc();
+        let key = self
+            .entries
+            .iter()
+            .find(|(_, e)| e.stream_id == id && !e.joined)
+            .map(|(k, _)| *k)?;
+        self.transports.get(&key)
+    }
+
     pub fn by_media(&mut self, media: &gst_rtsp_server::RTSPMedia) -> Option<&mut Entry> {
         self.entries
             .values_mut()
@@ -195,8 +220,27 @@ fn frontend_counts() -> String {
     }
 }
 
-/// SDP of DESCRIBE (§4.2) for the given (stream id, status, playing) blocks.
-pub fn sdp(server_ip: &str, blocks: &[(u16, String, bool)]) -> String {
+/// One media block of the SDP (§4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub stream_id: u16,
+    /// The status string (`a=fmtp:33`).
+    pub status: String,
+    pub playing: bool,
+    /// Multicast (group, RTP port, TTL); `None` for unicast streams.
+    pub multicast: Option<(std::net::Ipv4Addr, u16, u8)>,
+}
+
+/// Multicast group, port and TTL of a transport, if it is a complete multicast one.
+pub fn multicast_of(t: &TransportSpec) -> Option<(std::net::Ipv4Addr, u16, u8)> {
+    match (t.delivery, t.destination, t.port) {
+        (Delivery::Multicast, Some(d), Some((p, _))) => Some((d, p, t.ttl.unwrap_or(1))),
+        _ => None,
+    }
+}
+
+/// SDP of DESCRIBE (§4.2) for the given blocks.
+pub fn sdp(server_ip: &str, blocks: &[Block]) -> String {
     let sess = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -205,23 +249,37 @@ pub fn sdp(server_ip: &str, blocks: &[(u16, String, bool)]) -> String {
         "v=0\r\no=- {sess} {sess} IN IP4 {server_ip}\r\ns=SatIPServer:1 {}\r\nt=0 0\r\n",
         frontend_counts()
     );
-    for (id, status, playing) in blocks {
+    for b in blocks {
+        // Unicast: port 0 and 0.0.0.0; multicast: the group's RTP port and group/ttl (§4.2).
+        let (port, conn) = match b.multicast {
+            Some((group, port, ttl)) => (port, format!("{group}/{ttl}")),
+            None => (0, "0.0.0.0".to_string()),
+        };
         s += &format!(
-            "m=video 0 RTP/AVP 33\r\nc=IN IP4 0.0.0.0\r\na=control:stream={id}\r\na=fmtp:33 {status}\r\na={}\r\n",
-            if *playing { "sendonly" } else { "inactive" }
+            "m=video {port} RTP/AVP 33\r\nc=IN IP4 {conn}\r\na=control:stream={}\r\na=fmtp:33 {}\r\na={}\r\n",
+            b.stream_id,
+            b.status,
+            if b.playing { "sendonly" } else { "inactive" }
         );
     }
     s
 }
 
 /// The media blocks of every stream (`None`) or of stream `id`.
-pub fn blocks(id: Option<u16>) -> Vec<(u16, String, bool)> {
+pub fn blocks(id: Option<u16>) -> Vec<Block> {
     let mut st = STREAMS.lock().unwrap();
     st.gc();
     st.entries
-        .values()
-        .filter(|e| !e.joined && id.is_none_or(|i| i == e.stream_id))
-        .filter_map(|e| Some((e.stream_id, e.status()?, e.playing)))
+        .iter()
+        .filter(|(_, e)| !e.joined && id.is_none_or(|i| i == e.stream_id))
+        .filter_map(|(k, e)| {
+            Some(Block {
+                stream_id: e.stream_id,
+                status: e.status()?,
+                playing: e.playing,
+                multicast: st.transports.get(k).and_then(multicast_of),
+            })
+        })
         .collect()
 }
 
@@ -249,11 +307,20 @@ mod tests {
     fn sdp_layout() {
         let s = sdp(
             "10.0.0.5",
-            &[(
-                3,
-                "ver=1.1;tuner=1,0,0,0,506.00,8,dvbt,,,,,,,;pids=0".into(),
-                true,
-            )],
+            &[
+                Block {
+                    stream_id: 3,
+                    status: "ver=1.1;tuner=1,0,0,0,506.00,8,dvbt,,,,,,,;pids=0".into(),
+                    playing: true,
+                    multicast: None,
+                },
+                Block {
+                    stream_id: 4,
+                    status: "ver=1.2;tuner=3,0,0,0,346.00,,dvbc,256qam,6900,,,,;pids=0".into(),
+                    playing: false,
+                    multicast: Some((std::net::Ipv4Addr::new(239, 1, 0, 2), 5004, 2)),
+                },
+            ],
         );
         let lines: Vec<&str> = s.split("\r\n").collect();
         assert_eq!(lines[0], "v=0");
@@ -270,5 +337,15 @@ mod tests {
                 "a=sendonly"
             ]
         );
+        // 76: a multicast block names its group/ttl and RTP port.
+        assert_eq!(
+            &lines[9..12],
+            &[
+                "m=video 5004 RTP/AVP 33",
+                "c=IN IP4 239.1.0.2/2",
+                "a=control:stream=4"
+            ]
+        );
+        assert_eq!(lines[13], "a=inactive");
     }
 }
