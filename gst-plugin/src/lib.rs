@@ -22,6 +22,22 @@ pub(crate) fn mpegts_caps() -> gst::Caps {
         .build()
 }
 
+/// A live, non-blocking appsrc in TIME format that timestamps what is pushed and drops the
+/// oldest data beyond `max_bytes` (a slow consumer never blocks the producer).
+pub fn live_appsrc(name: &str, caps: &gst::Caps, max_bytes: u64) -> gst_app::AppSrc {
+    gst_app::AppSrc::builder()
+        .name(name)
+        .caps(caps)
+        .is_live(true)
+        .format(gst::Format::Time)
+        .do_timestamp(true)
+        .stream_type(gst_app::AppStreamType::Stream)
+        .max_bytes(max_bytes)
+        .leaky_type(gst_app::AppLeakyType::Downstream)
+        .block(false)
+        .build()
+}
+
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     dvbcsssink::register(plugin)?;
     dvbtunersrc::register(plugin)?;

@@ -203,8 +203,6 @@ glib::wrapper! {
 
 /// TS packets per RTP packet (§5).
 const TS_PER_RTP: usize = 7;
-/// Size of a full RTP packet.
-const FULL_RTP: usize = RTP_HEADER_LEN + TS_PER_RTP * 188;
 /// An empty RTP packet goes out after this long without any packet (§5, checklist 89).
 const IDLE_EMPTY: Duration = Duration::from_millis(100);
 /// A partly filled RTP packet goes out after this long (low-rate PID sets).
@@ -231,8 +229,6 @@ struct Packer {
     /// The `satipmapsrc` (for the RTCP status string).
     src: glib::WeakRef<gst::Element>,
     direct: Option<UdpDest>,
-    /// Full RTP packets waiting for one segmented send.
-    batch: Vec<u8>,
     packets: u32,
     octets: u32,
     last_rtcp: Instant,
@@ -257,7 +253,6 @@ impl Packer {
             appsrc: appsrc.downgrade(),
             src: src.downgrade(),
             direct: None,
-            batch: Vec::new(),
             packets: 0,
             octets: 0,
             last_rtcp: now,
@@ -269,50 +264,85 @@ impl Packer {
         (at.saturating_duration_since(self.start).as_nanos() * 9 / 100_000) as u32
     }
 
-    /// Emits one RTP packet carrying `n` bytes of `pending` (0 = empty packet). Called with
-    /// the packer locked so sequence numbers leave in order. On the direct path full packets
-    /// collect in `batch` until [`Packer::flush`]; other packets flush the batch and go alone.
-    fn push(&mut self, n: usize) {
-        let now = Instant::now();
-        let header = rtp_header(self.seq, self.rtp_time(now), self.ssrc);
+    /// The header of the next packet, counted for the sender report.
+    fn next_header(&mut self, timestamp: u32, payload_len: usize) -> [u8; RTP_HEADER_LEN] {
+        let h = rtp_header(self.seq, timestamp, self.ssrc);
         self.seq = self.seq.wrapping_add(1);
         self.packets = self.packets.wrapping_add(1);
-        self.octets = self.octets.wrapping_add(n as u32);
-        self.last_push = now;
-        if self.direct.is_some() {
-            self.batch.extend_from_slice(&header);
-            self.batch.extend(self.pending.drain(..n));
-            if n < TS_PER_RTP * 188 {
-                self.flush_as(self.batch.len() - RTP_HEADER_LEN - n);
-            }
-            return;
-        }
-        let mut data = Vec::with_capacity(RTP_HEADER_LEN + n);
-        data.extend_from_slice(&header);
-        data.extend(self.pending.drain(..n));
-        if let Some(appsrc) = self.appsrc.upgrade() {
-            // Non-blocking (leaky) appsrc: the lock is held only for a queue insertion.
-            let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(data));
-        }
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        h
     }
 
-    /// Sends the batched full packets in one segmented send.
-    fn flush(&mut self) {
-        let len = self.batch.len();
-        self.flush_as(len);
-    }
-
-    /// Sends `batch[..full]` (full packets) segmented, then the rest as one datagram.
-    fn flush_as(&mut self, full: usize) {
+    /// Sends packets (headers with their payloads, in order) on the stream's current path.
+    /// Called with the packer locked, so sequence numbers leave in order.
+    fn send(&self, headers: &[[u8; RTP_HEADER_LEN]], payloads: &[&[u8]]) {
         if let Some(d) = &self.direct {
-            if full > 0 {
-                d.send_rtp_segments(&self.batch[..full], FULL_RTP);
-            }
-            if self.batch.len() > full {
-                d.send_rtp(&self.batch[full..]);
+            d.send_rtp(headers, payloads);
+        } else if let Some(appsrc) = self.appsrc.upgrade() {
+            for (h, p) in headers.iter().zip(payloads) {
+                let mut data = Vec::with_capacity(RTP_HEADER_LEN + p.len());
+                data.extend_from_slice(h);
+                data.extend_from_slice(p);
+                // Non-blocking (leaky) appsrc: only a queue insertion.
+                let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(data));
             }
         }
-        self.batch.clear();
+    }
+
+    /// Sends one packet with `payload` (whole TS packets, possibly none).
+    fn emit(&mut self, payload: &[u8]) {
+        let now = Instant::now();
+        let h = self.next_header(self.rtp_time(now), payload.len());
+        self.send(&[h], &[payload]);
+        self.last_push = now;
+    }
+
+    /// Packs the TS packets of `buf` after what is pending and sends every full RTP packet
+    /// (on the direct path in one segmented send, payloads straight from the buffer); the
+    /// remainder stays pending.
+    fn take(&mut self, buf: &gst::BufferRef) {
+        const PAYLOAD: usize = TS_PER_RTP * 188;
+        let Ok(map) = buf.map_readable() else { return };
+        let mut rest = map.as_slice();
+        let mut head = std::mem::take(&mut self.pending);
+        if !head.is_empty() {
+            let need = PAYLOAD - head.len();
+            if rest.len() < need {
+                head.extend_from_slice(rest);
+                self.pending = head;
+                return;
+            }
+            head.extend_from_slice(&rest[..need]);
+            rest = &rest[need..];
+        }
+        let (body, tail) = rest.split_at(rest.len() / PAYLOAD * PAYLOAD);
+        let mut payloads: Vec<&[u8]> = Vec::with_capacity(1 + body.len() / PAYLOAD);
+        if !head.is_empty() {
+            payloads.push(&head);
+        }
+        payloads.extend(body.chunks_exact(PAYLOAD));
+        if !payloads.is_empty() {
+            let now = Instant::now();
+            let ts = self.rtp_time(now);
+            let headers: Vec<_> = payloads
+                .iter()
+                .map(|p| self.next_header(ts, p.len()))
+                .collect();
+            self.send(&headers, &payloads);
+            self.last_push = now;
+        }
+        drop(payloads);
+        head.clear();
+        head.extend_from_slice(tail);
+        self.pending = head;
+    }
+
+    /// Sends what is pending as one partly filled packet.
+    fn flush_partial(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.emit(&pending);
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// Sends the compound RTCP packet (SR, SDES CNAME, APP `SES1`) on the direct path.
@@ -343,7 +373,11 @@ impl Packer {
 
     /// Switches to (or off) the direct path; pending full packets stay in order.
     fn set_direct(&mut self, direct: Option<UdpDest>) {
-        self.flush();
+        if direct.is_some() && self.direct.is_none() {
+            // The tap continues from the frontend's newest data; older, partial data here
+            // was never sent to this client.
+            self.pending.clear();
+        }
         if let Some(d) = &direct {
             gst::info!(
                 CAT,
@@ -404,12 +438,9 @@ fn timer_loop() {
             }
             let idle = p.last_push.elapsed();
             if !p.pending.is_empty() && idle >= PARTIAL_FLUSH {
-                let n = p.pending.len() / 188 * 188;
-                p.push(n);
-                p.flush();
+                p.flush_partial();
             } else if idle >= IDLE_EMPTY {
-                p.push(0);
-                p.flush();
+                p.emit(&[]);
             }
             if let Some(status) = status {
                 p.send_rtcp(&status);
@@ -427,19 +458,9 @@ fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
         .field("encoding-name", "MP2T")
         .field("payload", 33i32)
         .build();
-    let pay = gst_app::AppSrc::builder()
-        .name("rtpsrc")
-        .caps(&caps)
-        .is_live(true)
-        .format(gst::Format::Time)
-        .do_timestamp(true)
-        .stream_type(gst_app::AppStreamType::Stream)
-        // gst-rtsp-server blocks the stream between SETUP and PLAY; only the newest data
-        // needs to wait there, and a playing stream drains at once.
-        .max_bytes(PAY_QUEUE_BYTES)
-        .leaky_type(gst_app::AppLeakyType::Downstream)
-        .block(false)
-        .build();
+    // gst-rtsp-server blocks the stream between SETUP and PLAY; only the newest data needs
+    // to wait there, and a playing stream drains at once.
+    let pay = gstdvb2ip::live_appsrc("rtpsrc", &caps, PAY_QUEUE_BYTES);
     let tsink = gst_app::AppSink::builder()
         .name("tsink")
         .sync(false)
@@ -452,13 +473,11 @@ fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
                 if let Some(buf) = sample.buffer() {
-                    if let Ok(map) = buf.map_readable() {
-                        let mut p = p.lock().unwrap();
-                        p.pending.extend_from_slice(map.as_slice());
-                        while p.pending.len() >= TS_PER_RTP * 188 {
-                            p.push(TS_PER_RTP * 188);
-                        }
-                        p.flush();
+                    let mut p = p.lock().unwrap();
+                    // On the direct path the tuner's tap delivers; what still comes through
+                    // the pipeline is older than what was sent already.
+                    if p.direct.is_none() {
+                        p.take(buf);
                     }
                 }
                 Ok(gst::FlowSuccess::Ok)
@@ -508,6 +527,37 @@ fn update_direct(media: &gst_rtsp_server::RTSPMedia, playing: bool) {
         }
     }
     packer.lock().unwrap().set_direct(dest);
+    // The tuner inside `satipmapsrc` hands its buffers to the packer in the feed's thread
+    // while the stream is direct: no appsrc, no thread hop per stream.
+    let tuner = media
+        .element()
+        .downcast_ref::<gst::Bin>()
+        .and_then(|b| b.by_name("satip"))
+        .and_then(|s| s.downcast::<gst::Bin>().ok())
+        .and_then(|s| s.by_name("tuner"))
+        .and_then(|t| t.downcast::<gstdvb2ip::dvbtunersrc::DvbTunerSrc>().ok());
+    if let Some(tuner) = tuner {
+        let tap: Option<gstdvb2ip::dvbtunersrc::Tap> = direct.then(|| {
+            let packer = Arc::downgrade(packer);
+            Arc::new(move |buf: &gst::Buffer| {
+                let Some(packer) = packer.upgrade() else {
+                    return false;
+                };
+                let mut p = packer.lock().unwrap();
+                if p.direct.is_none() {
+                    return false;
+                }
+                p.take(buf);
+                true
+            }) as gstdvb2ip::dvbtunersrc::Tap
+        });
+        tuner.set_tap(tap);
+    } else if direct {
+        gst::warning!(
+            CAT,
+            "no tuner found in the SAT>IP media: RTP goes through the pipeline"
+        );
+    }
     for i in 0..media.n_streams() {
         if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
             if sess.find_property("rtcp-min-interval").is_some() {

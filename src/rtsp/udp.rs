@@ -10,7 +10,7 @@
 
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use gst::glib::translate::ToGlibPtr;
@@ -21,13 +21,16 @@ use nix::sys::socket::{
     sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage,
 };
 
+use gstdvb2ip::proto::rtp::RTP_HEADER_LEN;
+use nix::errno::Errno;
+
 use super::CAT;
 
 /// Segments per `UDP_SEGMENT` send: the kernel takes at most 64, and the whole send must fit
 /// one IP datagram (48 × 1328 = 63 744 bytes).
 const MAX_SEGMENTS: usize = 48;
-/// How long a send may wait for room in a full socket buffer before the batch is dropped.
-const SEND_WAIT_MS: i32 = 20;
+/// Send buffer asked for each stream socket: room for several 10 ms bursts of a full mux.
+const SNDBUF: usize = 1 << 20;
 
 /// Datagrams that could not be sent (socket buffer full for too long, or an error).
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -96,8 +99,10 @@ impl UdpDest {
             fd.try_clone_to_owned().ok()
         };
         let peer = SocketAddr::new(ip, rtp_port);
+        let rtp_fd = dup(&rtp)?;
+        let _ = nix::sys::socket::setsockopt(&rtp_fd, nix::sys::socket::sockopt::SndBuf, &SNDBUF);
         Some(UdpDest {
-            rtp: dup(&rtp)?,
+            rtp: rtp_fd,
             rtp_to: SockaddrStorage::from(peer),
             rtcp: dup(&rtcp)?,
             rtcp_to: SockaddrStorage::from(SocketAddr::new(ip, rtcp_port)),
@@ -106,17 +111,19 @@ impl UdpDest {
         })
     }
 
-    /// Sends `data`, the concatenation of datagrams of `seg` bytes each (the last one may be
-    /// shorter), as RTP.
-    pub fn send_rtp_segments(&self, data: &[u8], seg: usize) {
-        for batch in data.chunks(seg * MAX_SEGMENTS) {
-            self.send_batch(batch, seg);
+    /// Sends RTP packets, `headers[i]` followed by `payloads[i]`: runs of equal-sized
+    /// packets go out in segmented sends straight from the payload slices.
+    pub fn send_rtp(&self, headers: &[[u8; RTP_HEADER_LEN]], payloads: &[&[u8]]) {
+        let mut i = 0;
+        while i < payloads.len() {
+            let len = payloads[i].len();
+            let mut j = i + 1;
+            while j < payloads.len() && j - i < MAX_SEGMENTS && payloads[j].len() == len {
+                j += 1;
+            }
+            self.send_run(&headers[i..j], &payloads[i..j]);
+            i = j;
         }
-    }
-
-    /// Sends one RTP datagram.
-    pub fn send_rtp(&self, datagram: &[u8]) {
-        self.send_one(&self.rtp, &self.rtp_to, datagram);
     }
 
     /// Sends one RTCP datagram.
@@ -124,15 +131,18 @@ impl UdpDest {
         self.send_one(&self.rtcp, &self.rtcp_to, datagram);
     }
 
-    fn send_batch(&self, batch: &[u8], seg: usize) {
-        if batch.len() <= seg {
-            return self.send_one(&self.rtp, &self.rtp_to, batch);
-        }
-        if self.gso.load(Ordering::Relaxed) {
+    /// Sends packets whose payloads all have the same length.
+    fn send_run(&self, headers: &[[u8; RTP_HEADER_LEN]], payloads: &[&[u8]]) {
+        let iov: Vec<IoSlice> = headers
+            .iter()
+            .zip(payloads)
+            .flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(p)])
+            .collect();
+        let seg = RTP_HEADER_LEN + payloads[0].len();
+        if payloads.len() > 1 && self.gso.load(Ordering::Relaxed) {
             let seg16 = seg as u16;
             let cmsg = [ControlMessage::UdpGsoSegments(&seg16)];
-            let iov = [IoSlice::new(batch)];
-            let r = retry(&self.rtp, || {
+            let r = retry(|| {
                 sendmsg(
                     self.rtp.as_raw_fd(),
                     &iov,
@@ -143,33 +153,26 @@ impl UdpDest {
             });
             match r {
                 Ok(_) => return,
-                Err(
-                    nix::errno::Errno::EIO
-                    | nix::errno::Errno::EINVAL
-                    | nix::errno::Errno::ENOPROTOOPT,
-                ) => {
+                Err(Errno::EIO | Errno::EINVAL | Errno::ENOPROTOOPT) => {
                     gst::info!(
                         CAT,
                         "UDP segmentation refused by the kernel, using sendmmsg"
                     );
                     self.gso.store(false, Ordering::Relaxed);
                 }
-                Err(e) => {
-                    self.dropped(batch.len().div_ceil(seg), e);
-                    return;
-                }
+                Err(e) => return self.dropped(payloads.len(), e),
             }
         }
-        let slices: Vec<[IoSlice; 1]> = batch.chunks(seg).map(|c| [IoSlice::new(c)]).collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slices.len(), None);
-        let addrs = vec![Some(self.rtp_to); slices.len()];
+        let msgs: Vec<&[IoSlice]> = iov.chunks(2).collect();
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(msgs.len(), None);
+        let addrs = vec![Some(self.rtp_to); msgs.len()];
         let mut sent = 0;
-        while sent < slices.len() {
-            let r = retry(&self.rtp, || {
+        while sent < msgs.len() {
+            let r = retry(|| {
                 sendmmsg(
                     self.rtp.as_raw_fd(),
                     &mut headers,
-                    &slices[sent..],
+                    &msgs[sent..],
                     &addrs[sent..],
                     [],
                     MsgFlags::empty(),
@@ -179,21 +182,19 @@ impl UdpDest {
             match r {
                 Ok(0) => break,
                 Ok(n) => sent += n,
-                Err(e) => return self.dropped(slices.len() - sent, e),
+                Err(e) => return self.dropped(msgs.len() - sent, e),
             }
         }
     }
 
     fn send_one(&self, fd: &OwnedFd, to: &SockaddrStorage, datagram: &[u8]) {
         let iov = [IoSlice::new(datagram)];
-        if let Err(e) = retry(fd, || {
-            sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(to))
-        }) {
+        if let Err(e) = retry(|| sendmsg(fd.as_raw_fd(), &iov, &[], MsgFlags::empty(), Some(to))) {
             self.dropped(1, e);
         }
     }
 
-    fn dropped(&self, n: usize, e: nix::errno::Errno) {
+    fn dropped(&self, n: usize, e: Errno) {
         let total = DROPPED.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         gst::debug!(
             CAT,
@@ -203,21 +204,13 @@ impl UdpDest {
     }
 }
 
-/// Runs a send, waiting (bounded) for room when the socket buffer is full.
-fn retry<T>(fd: &OwnedFd, mut send: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
+/// Runs a send, retrying on EINTR. A full socket buffer (EAGAIN) is not waited for: sends
+/// run in the frontend's feed thread, where one stalled client must not hold up the others,
+/// so its datagrams are dropped and counted, as a busy network would.
+fn retry<T>(mut send: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
     loop {
         match send() {
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(nix::errno::Errno::EAGAIN) => {
-                let mut pfd = [nix::poll::PollFd::new(
-                    fd.as_fd(),
-                    nix::poll::PollFlags::POLLOUT,
-                )];
-                match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(SEND_WAIT_MS as u16)) {
-                    Ok(n) if n > 0 => continue,
-                    _ => return Err(nix::errno::Errno::EAGAIN),
-                }
-            }
+            Err(Errno::EINTR) => continue,
             r => return r,
         }
     }

@@ -222,16 +222,23 @@ pub struct DvbTunerSrc {
     state: Mutex<State>,
     status: Mutex<Status>,
     appsrc: gst_app::AppSrc,
+    /// See [`super::DvbTunerSrc::set_tap`]; shared with the feed's sink.
+    pub(super) tap: Arc<Mutex<Option<super::Tap>>>,
 }
 
 /// Receives the feed of the leased frontend. Holds the element weakly.
 struct ElementSink {
     appsrc: gst_app::AppSrc,
     element: glib::WeakRef<super::DvbTunerSrc>,
+    tap: Arc<Mutex<Option<super::Tap>>>,
 }
 
 impl FeedSink for ElementSink {
     fn push(&self, buffer: gst::Buffer) {
+        let tap = self.tap.lock().unwrap().clone();
+        if tap.is_some_and(|tap| tap(&buffer)) {
+            return;
+        }
         // Flushing/not-negotiated while shutting down is expected; the appsrc queue is leaky.
         let _ = self.appsrc.push_buffer(buffer);
     }
@@ -349,6 +356,7 @@ impl DvbTunerSrc {
         let sink = Arc::new(ElementSink {
             appsrc: self.appsrc.clone(),
             element: self.obj().downgrade(),
+            tap: self.tap.clone(),
         });
         let lease = tuners::lease(req, sink).map_err(|e| match e {
             LeaseError::Pool(crate::proto::tuner_pool::PoolError::Busy) => {
@@ -410,23 +418,13 @@ impl ObjectSubclass for DvbTunerSrc {
     type Interfaces = (gst::URIHandler,);
 
     fn with_class(_klass: &Self::Class) -> Self {
-        let caps = crate::mpegts_caps();
-        let appsrc = gst_app::AppSrc::builder()
-            .name("feed")
-            .caps(&caps)
-            .is_live(true)
-            .format(gst::Format::Time)
-            .do_timestamp(true)
-            .stream_type(gst_app::AppStreamType::Stream)
-            .max_bytes(4 * 1024 * 1024)
-            .leaky_type(gst_app::AppLeakyType::Downstream)
-            .block(false)
-            .build();
+        let appsrc = crate::live_appsrc("feed", &crate::mpegts_caps(), 4 * 1024 * 1024);
         Self {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
             status: Mutex::new(Status::default()),
             appsrc,
+            tap: Arc::default(),
         }
     }
 }

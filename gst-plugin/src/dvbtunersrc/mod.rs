@@ -10,6 +10,7 @@
 
 use gst::glib;
 use gst::prelude::*;
+use gst::subclass::prelude::*;
 
 mod imp;
 
@@ -91,6 +92,19 @@ pub enum Modulation {
 
 glib::wrapper! {
     pub struct DvbTunerSrc(ObjectSubclass<imp::DvbTunerSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy, gst::URIHandler;
+}
+
+/// A Rust-side consumer of the feed: called in the feed's thread with every buffer the
+/// element's PID filter lets through; returning `true` consumes the buffer (it does not
+/// enter the pipeline). It must not block: every subscriber of the frontend waits for it.
+pub type Tap = std::sync::Arc<dyn Fn(&gst::Buffer) -> bool + Send + Sync>;
+
+impl DvbTunerSrc {
+    /// Installs (or removes) a [`Tap`]. It stays across retunes and PID changes; buffers
+    /// already queued in the element still flow downstream.
+    pub fn set_tap(&self, tap: Option<Tap>) {
+        *self.imp().tap.lock().unwrap() = tap;
+    }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
