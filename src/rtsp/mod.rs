@@ -4,6 +4,8 @@
 //! mounted at [`streams::SATIP_MOUNT`]; named channels stay plain factories under `/ch/`.
 
 pub mod bench;
+pub mod bench_baseline;
+pub mod bench_rx;
 pub mod client;
 pub mod factory;
 pub(crate) mod message;
