@@ -393,6 +393,9 @@ mod imp {
                         return;
                     };
                     crate::rtsp::factory::hook_rtcp(&media);
+                    if let Some(t) = session.media(SATIP_MOUNT).0.and_then(|sm| sm.transport(0)) {
+                        crate::rtsp::factory::setup_done(&media, &t);
+                    }
                     let transport = msg
                         .header("Transport")
                         .and_then(|t| parse_transport(&t).ok());
@@ -423,6 +426,7 @@ mod imp {
                     let Some(media) = session.as_ref().and_then(session_media) else {
                         return;
                     };
+                    crate::rtsp::factory::play_done(&media);
                     let mut st = STREAMS.lock().unwrap();
                     if let Some(e) = st.by_media(&media) {
                         e.playing = true;

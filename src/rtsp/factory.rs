@@ -2,6 +2,7 @@
 //! RTP/MP2T packetizer (`appsrc name=pay0`, PT 33, 7×188 bytes, empty packets when idle),
 //! with the RTCP APP `SES1` status packet appended to every compound RTCP packet.
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,11 +105,8 @@ mod imp {
                 e.media.set(Some(media));
             }
             media.connect_unprepared(move |m| {
-                update_direct(m, false);
+                end_direct(m);
                 STREAMS.lock().unwrap().entries.remove(&key);
-            });
-            media.connect_new_state(|m, state| {
-                update_direct(m, state == gst::State::Playing as i32);
             });
             media.connect_prepared(hook_rtcp);
         }
@@ -229,6 +227,15 @@ struct Packer {
     /// The `satipmapsrc` (for the RTCP status string).
     src: glib::WeakRef<gst::Element>,
     direct: Option<UdpDest>,
+    /// Shared with the `pay0` probe: set, it keeps gst-rtsp-server's RTP path quiet for a
+    /// direct stream; the probe stores the sequence number of the last packet it let through
+    /// (`NO_SEQ` before any), which a direct stream continues from.
+    probe: Arc<ProbeState>,
+    /// Media is sent only after PLAY; before it, `pay0` gets an empty packet now and then so
+    /// gst-rtsp-server can prepare the media, and that is all a client can see of that time.
+    playing: bool,
+    /// The newest tuner buffer of a direct stream set up but not yet playing.
+    last_tap: Option<gst::Buffer>,
     packets: u32,
     octets: u32,
     last_rtcp: Instant,
@@ -253,6 +260,12 @@ impl Packer {
             appsrc: appsrc.downgrade(),
             src: src.downgrade(),
             direct: None,
+            probe: Arc::new(ProbeState {
+                direct: AtomicBool::new(false),
+                passed_seq: AtomicU32::new(NO_SEQ),
+            }),
+            playing: false,
+            last_tap: None,
             packets: 0,
             octets: 0,
             last_rtcp: now,
@@ -286,6 +299,20 @@ impl Packer {
                 // Non-blocking (leaky) appsrc: only a queue insertion.
                 let _ = appsrc.push_buffer(gst::Buffer::from_mut_slice(data));
             }
+        }
+    }
+
+    /// Before PLAY: gives `pay0` an empty packet when its queue is empty (at most one waits
+    /// there, one more at gst-rtsp-server's block), so the media can be prepared.
+    fn prime_pay0(&mut self) {
+        if self.direct.is_some() || (self.packets > 0 && self.last_push.elapsed() < IDLE_EMPTY) {
+            return;
+        }
+        let Some(appsrc) = self.appsrc.upgrade() else {
+            return;
+        };
+        if appsrc.current_level_buffers() == 0 {
+            self.emit(&[]);
         }
     }
 
@@ -373,19 +400,28 @@ impl Packer {
 
     /// Switches to (or off) the direct path; pending full packets stay in order.
     fn set_direct(&mut self, direct: Option<UdpDest>) {
-        if direct.is_some() && self.direct.is_none() {
-            // The tap continues from the frontend's newest data; older, partial data here
-            // was never sent to this client.
-            self.pending.clear();
-        }
         if let Some(d) = &direct {
+            if self.direct.is_none() {
+                // What pay0 still held was dropped: continue after the last packet that went
+                // gst-rtsp-server's way (it may still reach the client), and from the tuner's
+                // newest data.
+                self.pending.clear();
+                let passed = self.probe.passed_seq.load(Ordering::SeqCst);
+                if passed != NO_SEQ {
+                    self.seq = (passed as u16).wrapping_add(1);
+                }
+            }
             gst::info!(
                 CAT,
                 "stream ssrc {:08x}: direct RTP/UDP to {}",
                 self.ssrc,
                 d.peer
             );
+        } else {
+            self.playing = false;
+            self.last_tap = None;
         }
+        self.probe.direct.store(direct.is_some(), Ordering::SeqCst);
         self.direct = direct;
     }
 }
@@ -426,14 +462,18 @@ fn timer_loop() {
             // The status string is read before locking: a property read must not wait on us.
             let (src, rtcp_due) = {
                 let p = packer.lock().unwrap();
-                let due = p.direct.is_some() && p.last_rtcp.elapsed() >= RTCP_EVERY;
+                let due = p.direct.is_some() && p.playing && p.last_rtcp.elapsed() >= RTCP_EVERY;
                 (p.src.clone(), due)
             };
             let status = rtcp_due
                 .then(|| src.upgrade().map(|s| s.property::<String>("status")))
                 .flatten();
             let mut p = packer.lock().unwrap();
-            if p.appsrc.upgrade().is_none() && p.direct.is_none() {
+            if !p.playing {
+                p.prime_pay0();
+                continue;
+            }
+            if p.direct.is_none() && p.appsrc.upgrade().is_none() {
                 continue;
             }
             let idle = p.last_push.elapsed();
@@ -474,15 +514,34 @@ fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Flushing)?;
                 if let Some(buf) = sample.buffer() {
                     let mut p = p.lock().unwrap();
-                    // On the direct path the tuner's tap delivers; what still comes through
-                    // the pipeline is older than what was sent already.
-                    if p.direct.is_none() {
+                    // On the direct path the tuner's tap delivers; before PLAY nothing is sent.
+                    if p.direct.is_none() && p.playing {
                         p.take(buf);
                     }
                 }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
+    );
+    // A direct stream's RTP never goes through gst-rtsp-server: what pay0 still holds from
+    // before SETUP is dropped. What passes is noted (see `ProbeState`).
+    let probe = packer.lock().unwrap().probe.clone();
+    pay.static_pad("src").expect("appsrc src").add_probe(
+        gst::PadProbeType::BUFFER,
+        move |_, info| {
+            if probe.direct.load(Ordering::SeqCst) {
+                return gst::PadProbeReturn::Drop;
+            }
+            if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                let mut seq = [0u8; 2];
+                if b.copy_to_slice(2, &mut seq).is_ok() {
+                    probe
+                        .passed_seq
+                        .store(u32::from(u16::from_be_bytes(seq)), Ordering::SeqCst);
+                }
+            }
+            gst::PadProbeReturn::Ok
+        },
     );
     register(&packer);
     let bin: SatipPay = glib::Object::builder().property("name", "pay0").build();
@@ -494,109 +553,102 @@ fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
     (tsink, bin)
 }
 
-/// Moves a playing unicast UDP stream of `media` onto the direct path (and quiets rtpbin's
-/// own RTCP for it: the packer sends SR + SDES + APP itself), or back to gst-rtsp-server's
-/// path when `playing` is false.
-fn update_direct(media: &gst_rtsp_server::RTSPMedia, playing: bool) {
-    let Some(pay) = media
+/// The packer of a SAT>IP media.
+fn packer_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Packer>>> {
+    media
         .element()
         .downcast_ref::<gst::Bin>()
         .and_then(|b| b.by_name("pay0"))
         .and_then(|e| e.downcast::<SatipPay>().ok())
-    else {
-        return;
-    };
-    let Some(packer) = pay.imp().packer.get() else {
-        return;
-    };
-    let dest = if playing {
-        UdpDest::of_media(media)
-    } else {
-        None
-    };
-    let direct = dest.is_some();
-    if direct {
-        // RTP queued in pay0 while gst-rtsp-server held the stream blocked (between SETUP
-        // and PLAY) must not reach the client after the direct packets: take the client off
-        // gst-rtsp-server's RTP sink (this media has no other client; RTCP keeps its sink).
-        if let Some(sock) = media.stream(0).and_then(|s| {
-            s.rtp_socket(gst_rtsp_server::gio::SocketFamily::Ipv4)
-                .or_else(|| s.rtp_socket(gst_rtsp_server::gio::SocketFamily::Ipv6))
-        }) {
-            clear_rtp_sink(media, &sock);
-        }
-    }
-    packer.lock().unwrap().set_direct(dest);
-    // The tuner inside `satipmapsrc` hands its buffers to the packer in the feed's thread
-    // while the stream is direct: no appsrc, no thread hop per stream.
-    let tuner = media
+        .and_then(|pay| pay.imp().packer.get().cloned())
+}
+
+/// The `dvbtunersrc` inside the media's `satipmapsrc`.
+fn tuner_of(media: &gst_rtsp_server::RTSPMedia) -> Option<gstdvb2ip::dvbtunersrc::DvbTunerSrc> {
+    media
         .element()
         .downcast_ref::<gst::Bin>()
         .and_then(|b| b.by_name("satip"))
         .and_then(|s| s.downcast::<gst::Bin>().ok())
         .and_then(|s| s.by_name("tuner"))
-        .and_then(|t| t.downcast::<gstdvb2ip::dvbtunersrc::DvbTunerSrc>().ok());
-    if let Some(tuner) = tuner {
-        let tap: Option<gstdvb2ip::dvbtunersrc::Tap> = direct.then(|| {
-            let packer = Arc::downgrade(packer);
-            Arc::new(move |buf: &gst::Buffer| {
+        .and_then(|t| t.downcast::<gstdvb2ip::dvbtunersrc::DvbTunerSrc>().ok())
+}
+
+/// After a successful SETUP: a unicast UDP stream moves to the direct path. From now on the
+/// tuner hands its buffers to the packer in the feed's thread (no appsrc, no thread hop per
+/// stream), nothing enters gst-rtsp-server's RTP path, and rtpbin's own RTCP is quieted (the
+/// packer sends SR + SDES + APP itself). Nothing reaches the client before [`play_done`].
+/// TCP-interleaved and multicast streams stay on gst-rtsp-server's path.
+pub fn setup_done(
+    media: &gst_rtsp_server::RTSPMedia,
+    transport: &gst_rtsp_server::RTSPStreamTransport,
+) {
+    let Some(packer) = packer_of(media) else {
+        return;
+    };
+    let Some(dest) = UdpDest::of_transport(media, transport) else {
+        return;
+    };
+    packer.lock().unwrap().set_direct(Some(dest));
+    match tuner_of(media) {
+        Some(tuner) => {
+            let packer = Arc::downgrade(&packer);
+            tuner.set_tap(Some(Arc::new(move |buf: &gst::Buffer| {
                 let Some(packer) = packer.upgrade() else {
                     return false;
                 };
                 let mut p = packer.lock().unwrap();
-                if p.direct.is_none() {
-                    return false;
+                match (p.direct.is_some(), p.playing) {
+                    (false, _) => return false,
+                    (true, true) => {
+                        if let Some(first) = p.last_tap.take() {
+                            p.take(&first);
+                        }
+                        p.take(buf)
+                    }
+                    // Set up, not playing: only the newest buffer is kept, for PLAY.
+                    (true, false) => p.last_tap = Some(buf.clone()),
                 }
-                p.take(buf);
                 true
-            }) as gstdvb2ip::dvbtunersrc::Tap
-        });
-        tuner.set_tap(tap);
-    } else if direct {
-        gst::warning!(
-            CAT,
-            "no tuner found in the SAT>IP media: RTP goes through the pipeline"
-        );
+            })));
+        }
+        None => gst::warning!(CAT, "no tuner in the SAT>IP media: its RTP stays silent"),
     }
     for i in 0..media.n_streams() {
         if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
             if sess.find_property("rtcp-min-interval").is_some() {
-                let interval = if direct {
-                    RTCP_QUIET_NS
-                } else {
-                    RTCP_INTERVAL_NS
-                };
-                sess.set_property("rtcp-min-interval", interval);
+                sess.set_property("rtcp-min-interval", RTCP_QUIET_NS);
             }
         }
     }
 }
 
-/// Removes every destination of the `multiudpsink` in `media`'s pipeline that sends from
-/// `socket` (the stream's RTP socket).
-fn clear_rtp_sink(media: &gst_rtsp_server::RTSPMedia, socket: &gst_rtsp_server::gio::Socket) {
-    let Some(pipeline) = media
-        .element()
-        .parent()
-        .and_then(|p| p.downcast::<gst::Bin>().ok())
-    else {
-        return;
-    };
-    for e in pipeline.iterate_elements().into_iter().flatten() {
-        let is_udp = e
-            .factory()
-            .is_some_and(|f| f.name() == "multiudpsink" || f.name() == "udpsink");
-        if !is_udp {
-            continue;
-        }
-        let s: Option<gst_rtsp_server::gio::Socket> = e.property("socket");
-        let s6: Option<gst_rtsp_server::gio::Socket> = e.property("socket-v6");
-        if s.as_ref() == Some(socket) || s6.as_ref() == Some(socket) {
-            gst::debug!(CAT, obj = e, "clearing gst-rtsp-server's RTP destinations");
-            e.emit_by_name::<()>("clear", &[]);
-        }
+/// After a successful PLAY: the stream starts sending. A direct stream's packets leave from the
+/// feed's thread only (the next tuner buffer, preceded by the newest one kept since SETUP):
+/// sends of one stream from two threads can overtake each other on the way to the client.
+pub fn play_done(media: &gst_rtsp_server::RTSPMedia) {
+    if let Some(packer) = packer_of(media) {
+        packer.lock().unwrap().playing = true;
     }
 }
+
+/// The media is going away: stop the direct path.
+fn end_direct(media: &gst_rtsp_server::RTSPMedia) {
+    if let Some(tuner) = tuner_of(media) {
+        tuner.set_tap(None);
+    }
+    if let Some(packer) = packer_of(media) {
+        packer.lock().unwrap().set_direct(None);
+    }
+}
+
+/// See [`Packer::probe`].
+struct ProbeState {
+    direct: AtomicBool,
+    passed_seq: AtomicU32,
+}
+
+const NO_SEQ: u32 = u32::MAX;
 
 /// rtpbin's RTCP interval while the packer sends RTCP itself: effectively never.
 const RTCP_QUIET_NS: u64 = 24 * 3600 * 1_000_000_000;

@@ -48,17 +48,14 @@ pub struct UdpDest {
 }
 
 impl UdpDest {
-    /// The unicast UDP destination of `media`'s only stream transport, with duplicates of the
+    /// The unicast UDP destination of a stream transport of `media`, with duplicates of the
     /// stream's own RTP/RTCP sockets. `None` for TCP-interleaved or multicast transports,
     /// which stay on gst-rtsp-server's path.
-    pub fn of_media(media: &RTSPMedia) -> Option<UdpDest> {
+    pub fn of_transport(
+        media: &RTSPMedia,
+        trans: &gst_rtsp_server::RTSPStreamTransport,
+    ) -> Option<UdpDest> {
         let stream = media.stream(0)?;
-        let mut first = None;
-        stream.transport_filter(Some(&mut |_, t| {
-            first.get_or_insert_with(|| t.clone());
-            gst_rtsp_server::RTSPFilterResult::Keep
-        }));
-        let trans = first?;
         // SAFETY: the transport struct belongs to `trans`, which we hold; fields are read
         // while it lives.
         let (lower, dest, rtp_port, rtcp_port) = unsafe {
@@ -106,7 +103,7 @@ impl UdpDest {
             rtp_to: SockaddrStorage::from(peer),
             rtcp: dup(&rtcp)?,
             rtcp_to: SockaddrStorage::from(SocketAddr::new(ip, rtcp_port)),
-            gso: AtomicBool::new(true),
+            gso: AtomicBool::new(std::env::var_os("DVB2IP_NO_GSO").is_none()),
             peer,
         })
     }
