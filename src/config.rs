@@ -65,6 +65,10 @@ pub struct ChannelConfig {
     pub title: String,
     /// SAT>IP query selecting transponder and PIDs.
     pub query: String,
+    /// DVB-CSS while the channel plays: `css = true` or a `[channel.css]` table
+    /// (see [`crate::channels::ChannelCss`]).
+    #[serde(default, deserialize_with = "crate::channels::deserialize_css")]
+    pub css: Option<crate::channels::ChannelCss>,
 }
 
 /// `[ssdp]`: SAT>IP discovery (SSDP announcements, M-SEARCH answers, device description).
@@ -299,6 +303,21 @@ impl Config {
                     message: format!("channel {:?}: {e}", c.name),
                 });
             }
+        }
+        if let Err((name, message)) = crate::channels::check_css(
+            part.channel
+                .iter()
+                .map(|c| (c.name.as_str(), c.css.as_ref())),
+        ) {
+            let line = text
+                .lines()
+                .position(|l| l.contains(&format!("\"{name}\"")))
+                .map(|i| i + 1);
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
         }
         if part.server.bind.parse::<std::net::IpAddr>().is_err() {
             let line = text

@@ -84,8 +84,13 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         .mount_points()
         .context("RTSP server has mount points")?;
     for ch in &cfg.channel {
-        let (_, source) = channels::tuning_for_query(&ch.query)
+        let (_, mut source) = channels::tuning_for_query(&ch.query)
             .map_err(|e| anyhow::anyhow!("channel {:?}: {e}", ch.name))?;
+        if let Some(css) = &ch.css {
+            // DVB-CSS on the same stream while the channel plays (src/channels.rs).
+            let program = channels::channel_program(&ch.query, &cfg.broadcast);
+            source += &css.branch(&bind.to_string(), program);
+        }
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(CHANNEL_LAUNCH.trim().replace("{source}", &source).as_str());
         factory.set_shared(true);
@@ -156,6 +161,16 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
             "  ffprobe rtsp://{host}:{}/ch/{}    # {}\n",
             server.rtsp_port, ch.name, ch.title
         );
+    }
+    for ch in &cfg.channel {
+        if let Some(css) = &ch.css {
+            let (cii, ts, wc) = css.urls(&server.bind.to_string());
+            s += &format!(
+                "  DVB-CSS of /ch/{} while it plays: CSS-CII {cii}  CSS-TS {ts}  CSS-WC {wc}\n",
+                ch.name
+            );
+            s += &format!("    dvb2ip css cii-client {cii}\n");
+        }
     }
     if let Some(ch) = cfg.channel.first() {
         s += &format!("  vlc rtsp://{host}:{}/ch/{}\n", server.rtsp_port, ch.name);

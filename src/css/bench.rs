@@ -1,14 +1,15 @@
 //! `dvb2ip bench css`: the DVB-CSS figures.
 //!
-//! 1. **CSS-WC server throughput**: the plugin's `run_wc` (kernel receive timestamps) on a
-//!    current-thread runtime pinned to CPU 0; a load generator pinned to CPU 1 keeps a window
-//!    of requests outstanding on several connected UDP sockets (`sendmmsg`/`recvmmsg`) for a
-//!    bounded time. Answered requests/s = the server's own counter over the run.
-//! 2. **Latency at one outstanding**: one blocking socket, request → reply, bounded count and
-//!    time; p50/p99 of the round trip.
+//! 1. **CSS-WC server throughput**: the plugin's `serve_wc` (recvmmsg/sendmmsg, kernel receive
+//!    timestamps) on a thread pinned to CPU 0; a load generator pinned to CPU 1 keeps a window
+//!    of requests outstanding on several connected UDP sockets (GSO sends, `recvmmsg`) for a
+//!    bounded time. Answered requests/s = the server's own counter over the run; also per
+//!    CPU-second of the server thread, which is what one core does when it is not shared.
+//! 2. **Latency at one outstanding**: one socket polled without sleeping, request → reply,
+//!    bounded count and time; p50/p99 of the round trip.
 //! 3. **WC client dispersion** after 0.5 s, 1 s and 5 s: fresh client runs of exactly that
-//!    length against the same server, dispersion read at the end of each run; with
-//!    pydvbcss's timing (repeat 1 s, 500 ppm both sides) and with a tuned one.
+//!    length against the same server, dispersion read at the end of each run; with the
+//!    defaults, with pydvbcss's timing and with a tuned one.
 //! 4. **CSS-TS accuracy**: the TV emulator (emulated tuner → tstimelineparse → dvbcsssink with
 //!    `post-messages`) plus our CSS-TS client; for every rendered buffer carrying a TEMI
 //!    anchor, the position that the control timestamp in force reports for the moment the
@@ -21,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gst::prelude::*;
-use gstdvb2ip::dvbcsssink::servers::{self, MonotonicWallClock, Shared, WallClock, WcConfig};
+use gstdvb2ip::dvbcsssink::servers::{
+    self, MonotonicWallClock, Shared, WallClock, WcConfig, WcStop,
+};
 use gstdvb2ip::dvbcsssink::PRESENTED_STRUCTURE;
 use gstdvb2ip::proto::css::clock::monotonic_ns;
 use gstdvb2ip::proto::css::ts::ControlTimestamp;
@@ -34,6 +37,8 @@ use super::tools::{self, TvOptions};
 #[derive(Debug, Clone, Default)]
 pub struct CssBenchResult {
     pub wc_requests_per_s: f64,
+    /// Answered requests per second of CPU time of the server thread.
+    pub wc_requests_per_cpu_s: Option<f64>,
     pub wc_p50_us: f64,
     pub wc_p99_us: f64,
     /// (label, [dispersion ms after 0.5 s, 1 s, 5 s]).
@@ -58,18 +63,18 @@ fn ncpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A WC server of the plugin on its own pinned thread.
+/// A WC server of the plugin ([`servers::serve_wc`]) on its own thread, optionally pinned.
 struct WcUnderTest {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Arc<WcStop>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A wall clock reporting a chosen max frequency error.
 struct Mono {
     inner: MonotonicWallClock,
-    ppm: f64,
+    ppm: Option<f64>,
 }
 
 impl WallClock for Mono {
@@ -80,65 +85,87 @@ impl WallClock for Mono {
         self.inner.precision_secs()
     }
     fn max_freq_error_ppm(&self) -> f64 {
-        self.ppm
+        self.ppm.unwrap_or_else(|| self.inner.max_freq_error_ppm())
     }
 }
 
 impl WcUnderTest {
-    fn start(cpu: Option<usize>, ppm: f64) -> anyhow::Result<Self> {
+    /// `ppm`: the max frequency error to report (`None` = the wall clock's own).
+    fn start(cpu: Option<usize>, ppm: Option<f64>) -> anyhow::Result<Self> {
         let shared = Shared::new(Mono {
             inner: MonotonicWallClock::new(),
             ppm,
         });
         let sock = UdpSocket::bind("127.0.0.1:0")?;
-        sock.set_nonblocking(true)?;
         let _ = socket2::SockRef::from(&sock).set_recv_buffer_size(4 << 20);
         let addr = sock.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let sh = shared.clone();
+        let stop = WcStop::new()?;
+        let (sh, st) = (shared.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("css-wc-bench".into())
             .spawn(move || {
                 if let Some(c) = cpu {
                     pin_to_cpu(c);
                 }
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let sock = tokio::net::UdpSocket::from_std(sock).expect("tokio socket");
-                    let stop = async {
-                        let _ = rx.await;
-                    };
-                    let _ = servers::run_wc(sock, sh, WcConfig::default(), stop).await;
-                });
+                let _ = servers::serve_wc(&sock, &sh, WcConfig::default(), &st);
             })?;
         Ok(Self {
             addr,
             shared,
-            stop: Some(tx),
+            stop,
             thread: Some(thread),
         })
     }
 }
 
+impl WcUnderTest {
+    /// CPU time (s) the server thread has used so far.
+    fn cpu_secs(&self) -> Option<f64> {
+        use std::os::unix::thread::JoinHandleExt;
+        let t = self.thread.as_ref()?.as_pthread_t();
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: `t` is a live thread (joined only on drop); `id` is written by the call.
+        if unsafe { libc::pthread_getcpuclockid(t, &mut id) } != 0 {
+            return None;
+        }
+        cpu_secs_of(id)
+    }
+}
+
 impl Drop for WcUnderTest {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.stop.stop();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// Load generator: `sockets` connected sockets, `window` requests outstanding on each,
-/// batches through sendmmsg/recvmmsg; runs for `seconds`. Returns replies received.
-fn generate_load(server: SocketAddr, seconds: f64, sockets: usize, window: usize) -> u64 {
+/// `SOL_UDP` and its `UDP_SEGMENT` option (linux/udp.h; not in every libc version).
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// Load generator: `sockets` connected sockets, `window` requests outstanding on each; runs
+/// for `seconds`. Returns replies received and the CPU time (s) the generator used.
+///
+/// To leave the server's core all the work it can take, the generator spends as little as it
+/// can per request on its own core: each socket sends its requests as one UDP GSO message
+/// (`UDP_SEGMENT` of 32 bytes, split by the kernel into separate 32-byte datagrams before they
+/// reach the server's socket, so the server sees ordinary requests) and receives replies with
+/// `recvmmsg`. Its sockets do *not* enable `UDP_GRO`: replies the server sends as one GSO
+/// message are split into datagrams on delivery, on the server's core, as for any client.
+/// Without GSO it falls back to `sendmmsg`.
+fn generate_load(
+    server: SocketAddr,
+    seconds: f64,
+    sockets: usize,
+    window: usize,
+) -> (u64, Option<f64>) {
+    let cpu0 = thread_cpu_secs();
     use std::os::fd::AsRawFd;
-    const BATCH: usize = 32;
+    const BATCH: usize = 64;
+    const RBUFS: usize = BATCH;
+    const RBUF_LEN: usize = 2 * WC_MESSAGE_LEN;
     let socks: Vec<UdpSocket> = (0..sockets)
         .filter_map(|_| {
             let s = UdpSocket::bind("127.0.0.1:0").ok()?;
@@ -149,72 +176,111 @@ fn generate_load(server: SocketAddr, seconds: f64, sockets: usize, window: usize
         })
         .collect();
     let req = WcMessage::request(1).encode();
+    let reqs: Vec<u8> = req
+        .iter()
+        .copied()
+        .cycle()
+        .take(BATCH * WC_MESSAGE_LEN)
+        .collect();
     let mut outstanding = vec![0usize; socks.len()];
     let mut last_reply = vec![Instant::now(); socks.len()];
     let mut replies = 0u64;
-    let mut rbufs = [[0u8; WC_MESSAGE_LEN * 2]; BATCH];
+    let mut gso = true;
+    // Headers and buffers are allocated once; the vectors are never resized, so the
+    // pointers stay valid.
+    let mut send_iov: Vec<libc::iovec> = (0..BATCH)
+        .map(|i| libc::iovec {
+            iov_base: reqs[i * WC_MESSAGE_LEN..].as_ptr() as *mut libc::c_void,
+            iov_len: WC_MESSAGE_LEN,
+        })
+        .collect();
+    let mut rbufs = vec![[0u8; RBUF_LEN]; RBUFS];
+    let mut recv_iov: Vec<libc::iovec> = rbufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let headers = |iov: &mut Vec<libc::iovec>| -> Vec<libc::mmsghdr> {
+        iov.iter_mut()
+            .map(|v| {
+                // SAFETY: an all-zero mmsghdr is valid; it is aimed at a live iovec.
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = v;
+                m.msg_hdr.msg_iovlen = 1;
+                m
+            })
+            .collect()
+    };
+    let mut send_msgs = headers(&mut send_iov);
+    let mut recv_msgs = headers(&mut recv_iov);
+    let mut gso_iov = libc::iovec {
+        iov_base: reqs.as_ptr() as *mut libc::c_void,
+        iov_len: 0,
+    };
+    let mut gso_control = [0u64; 4];
     let end = Instant::now() + Duration::from_secs_f64(seconds);
-    while Instant::now() < end {
+    let mut rounds = 0u32;
+    loop {
+        rounds = rounds.wrapping_add(1);
+        if rounds.is_multiple_of(64) && Instant::now() >= end {
+            break;
+        }
         for (i, s) in socks.iter().enumerate() {
             let fd = s.as_raw_fd();
-            // send up to the window
             let want = window.saturating_sub(outstanding[i]).min(BATCH);
-            if want > 0 {
-                let mut iov: Vec<libc::iovec> = (0..want)
-                    .map(|_| libc::iovec {
-                        iov_base: req.as_ptr() as *mut libc::c_void,
-                        iov_len: req.len(),
-                    })
-                    .collect();
-                // SAFETY: zeroed mmsghdr is valid; each points at a live iovec.
-                let mut msgs: Vec<libc::mmsghdr> = iov
-                    .iter_mut()
-                    .map(|v| {
-                        let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                        m.msg_hdr.msg_iov = v;
-                        m.msg_hdr.msg_iovlen = 1;
-                        m
-                    })
-                    .collect();
-                // SAFETY: msgs/iov live across the call; lengths match.
+            if want > 1 && gso {
+                gso_iov.iov_len = want * WC_MESSAGE_LEN;
+                // SAFETY: all-zero msghdr is valid; it points at the live iovec and control
+                // buffer (CMSG_SPACE(2) = 24 bytes ≤ 32) filled in below.
                 let n = unsafe {
-                    libc::sendmmsg(fd, msgs.as_mut_ptr(), want as u32, libc::MSG_DONTWAIT)
+                    let mut h: libc::msghdr = std::mem::zeroed();
+                    h.msg_iov = &mut gso_iov;
+                    h.msg_iovlen = 1;
+                    h.msg_control = gso_control.as_mut_ptr().cast();
+                    h.msg_controllen = libc::CMSG_SPACE(2) as _;
+                    let c = libc::CMSG_FIRSTHDR(&h);
+                    (*c).cmsg_level = SOL_UDP;
+                    (*c).cmsg_type = UDP_SEGMENT;
+                    (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(
+                        libc::CMSG_DATA(c).cast::<u16>(),
+                        WC_MESSAGE_LEN as u16,
+                    );
+                    libc::sendmsg(fd, &h, libc::MSG_DONTWAIT)
+                };
+                if n > 0 {
+                    outstanding[i] += n as usize / WC_MESSAGE_LEN;
+                } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock {
+                    gso = false;
+                }
+            } else if want > 0 {
+                // SAFETY: headers point at live iovecs over `reqs`.
+                let n = unsafe {
+                    libc::sendmmsg(fd, send_msgs.as_mut_ptr(), want as u32, libc::MSG_DONTWAIT)
                 };
                 if n > 0 {
                     outstanding[i] += n as usize;
                 }
             }
-            // receive what is there
-            let mut iov: Vec<libc::iovec> = rbufs
-                .iter_mut()
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: as above.
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            // SAFETY: buffers live across the call.
+            // SAFETY: headers point at live receive buffers.
             let n = unsafe {
                 libc::recvmmsg(
                     fd,
-                    msgs.as_mut_ptr(),
-                    BATCH as u32,
+                    recv_msgs.as_mut_ptr(),
+                    RBUFS as u32,
                     libc::MSG_DONTWAIT,
                     std::ptr::null_mut(),
                 )
             };
             if n > 0 {
-                replies += n as u64;
-                outstanding[i] = outstanding[i].saturating_sub(n as usize);
+                let got: usize = recv_msgs[..n as usize]
+                    .iter()
+                    .map(|m| m.msg_len as usize / WC_MESSAGE_LEN)
+                    .sum();
+                replies += got as u64;
+                outstanding[i] = outstanding[i].saturating_sub(got);
                 last_reply[i] = Instant::now();
             } else if outstanding[i] > 0 && last_reply[i].elapsed() > Duration::from_millis(20) {
                 // requests or replies were dropped: refill the window
@@ -223,7 +289,22 @@ fn generate_load(server: SocketAddr, seconds: f64, sockets: usize, window: usize
             }
         }
     }
-    replies
+    (replies, thread_cpu_secs().zip(cpu0).map(|(a, b)| a - b))
+}
+
+/// CPU time (s) of the calling thread.
+fn thread_cpu_secs() -> Option<f64> {
+    cpu_secs_of(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn cpu_secs_of(id: libc::clockid_t) -> Option<f64> {
+    // SAFETY: zeroed timespec is valid; clock_gettime only writes it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: valid clock id and pointer.
+    if unsafe { libc::clock_gettime(id, &mut ts) } != 0 {
+        return None;
+    }
+    Some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -234,10 +315,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Round trips at one outstanding request. The client polls its socket without sleeping, so
+/// what is measured is the server's answer time plus the loopback path, not the client's own
+/// wake-up latency.
 fn wc_latency(server: SocketAddr, max_count: usize, max_secs: f64) -> anyhow::Result<Vec<f64>> {
     let s = UdpSocket::bind("127.0.0.1:0")?;
     s.connect(server)?;
-    s.set_read_timeout(Some(Duration::from_millis(200)))?;
+    s.set_nonblocking(true)?;
     let mut buf = [0u8; 64];
     let mut rtts = Vec::with_capacity(max_count);
     let end = Instant::now() + Duration::from_secs_f64(max_secs);
@@ -247,13 +331,22 @@ fn wc_latency(server: SocketAddr, max_count: usize, max_secs: f64) -> anyhow::Re
         let req = WcMessage::request(seq).encode();
         let t0 = Instant::now();
         s.send(&req)?;
-        while let Ok(n) = s.recv(&mut buf) {
-            let Ok(m) = WcMessage::decode(&buf[..n]) else {
-                continue;
-            };
-            if m.originate.to_ns() == seq {
-                rtts.push(t0.elapsed().as_secs_f64() * 1e6);
-                break;
+        let give_up = t0 + Duration::from_millis(200);
+        loop {
+            match s.recv(&mut buf) {
+                Ok(n) => {
+                    if WcMessage::decode(&buf[..n]).is_ok_and(|m| m.originate.to_ns() == seq) {
+                        rtts.push(t0.elapsed().as_secs_f64() * 1e6);
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() > give_up {
+                        break;
+                    }
+                    std::hint::spin_loop();
+                }
+                Err(_) => break,
             }
         }
     }
@@ -319,7 +412,7 @@ fn ts_accuracy(rt: &tokio::runtime::Runtime, seconds: f64) -> anyhow::Result<(Ve
         .await;
     });
     let bus = tv.pipeline.bus().context("bus")?;
-    let mut presented: Vec<(u64, u64)> = Vec::new();
+    let mut presented: Vec<(u64, u64, Option<u64>)> = Vec::new();
     let end = Instant::now() + Duration::from_secs_f64(seconds);
     while Instant::now() < end {
         let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
@@ -329,18 +422,37 @@ fn ts_accuracy(rt: &tokio::runtime::Runtime, seconds: f64) -> anyhow::Result<(Ve
             if let Some(s) = e.structure().filter(|s| s.name() == PRESENTED_STRUCTURE) {
                 if s.get::<&str>("selector").ok() == Some(SELECTOR) {
                     if let (Ok(v), Ok(w)) = (s.get::<u64>("value"), s.get::<u64>("wall-clock")) {
-                        presented.push((w, v));
+                        presented.push((w, v, s.get::<u64>("running-time").ok()));
                     }
                 }
             }
         }
     }
     let _ = rt.block_on(client);
+    let base = tv.pipeline.base_time().map_or(0, |b| b.nseconds());
+    let mut q = gst::query::Latency::new();
+    let latency = if tv.pipeline.query(&mut q) {
+        q.result().1.nseconds()
+    } else {
+        0
+    };
     drop(tv);
     let cts = cts.lock().unwrap().clone();
     let first = cts.iter().find(|(_, c)| c.is_available()).map(|(t, _)| *t);
     let mut errors = Vec::new();
-    for (w, v) in presented {
+    if std::env::var_os("DVB2IP_BENCH_DEBUG").is_some() {
+        for (w, v, r) in &presented {
+            let due = r.map(|r| r + base + latency);
+            let ct = cts.iter().rev().find(|(arr, _)| arr <= w).map(|c| c.1);
+            let pred = ct.and_then(|c| c.content_time_at(*w as i64, RATE as f64));
+            eprintln!(
+                "w {w} v {v} render-late {:?} us  err {:?} ms",
+                due.map(|d| (*w as i64 - d as i64) / 1000),
+                pred.map(|p| (p as f64 - *v as f64) / RATE as f64 * 1e3)
+            );
+        }
+    }
+    for (w, v, _) in presented {
         // skip the first second after the first CT (client and line settling)
         if first.is_none_or(|f| w < f + 1_000_000_000) {
             continue;
@@ -369,9 +481,10 @@ pub fn run(seconds: f64) -> anyhow::Result<CssBenchResult> {
     );
 
     // 1. throughput
-    let server = WcUnderTest::start(Some(0), 500.0)?;
+    let server = WcUnderTest::start(Some(0), None)?;
     let addr = server.addr;
     let before = server.shared.stats().wc_requests;
+    let cpu_before = server.cpu_secs();
     let t0 = Instant::now();
     let gen = std::thread::spawn(move || {
         if two {
@@ -379,16 +492,25 @@ pub fn run(seconds: f64) -> anyhow::Result<CssBenchResult> {
         }
         generate_load(addr, seconds, 8, 64)
     });
-    let replies = gen
+    let (replies, gen_cpu) = gen
         .join()
         .map_err(|_| anyhow::anyhow!("load generator panicked"))?;
     let elapsed = t0.elapsed().as_secs_f64();
     let answered = server.shared.stats().wc_requests - before;
+    let cpu = server.cpu_secs().zip(cpu_before).map(|(a, b)| a - b);
     r.wc_requests_per_s = answered as f64 / elapsed;
+    r.wc_requests_per_cpu_s = cpu.filter(|c| *c > 0.0).map(|c| answered as f64 / c);
     println!(
         "CSS-WC throughput (one core, 8 sockets x 64 outstanding, {elapsed:.1} s): {:.0} requests/s answered ({} replies received)   target >= 500000",
         r.wc_requests_per_s, replies
     );
+    if let (Some(c), Some(per)) = (cpu, r.wc_requests_per_cpu_s) {
+        println!(
+            "  server thread CPU time {c:.2} s of {elapsed:.1} s ({:.0} %): {per:.0} requests per CPU-second (what one core does when it is not shared); load generator CPU {}",
+            c / elapsed * 100.0,
+            gen_cpu.map_or("unknown".into(), |g| format!("{g:.2} s ({:.0} %)", g / elapsed * 100.0))
+        );
+    }
 
     // 2. latency at one outstanding
     let lat = {
@@ -419,17 +541,26 @@ pub fn run(seconds: f64) -> anyhow::Result<CssBenchResult> {
         .build()?;
     for (label, ppm, options) in [
         (
-            "pydvbcss timing (repeat 1 s, timeout 0.2 s, 500 ppm client and server)",
-            500.0,
+            "defaults (every 50 ms for 2 s, then backing off to 1 s; timeout 0.2 s; 500 ppm client, server's own)",
+            None,
             WcClientOptions::default(),
         ),
         (
+            "pydvbcss timing (repeat 1 s from the start, timeout 0.2 s, 500 ppm client and server)",
+            Some(500.0),
+            WcClientOptions {
+                fast_start_secs: 0.0,
+                ..WcClientOptions::default()
+            },
+        ),
+        (
             "tuned (repeat 0.1 s, timeout 0.1 s, 50 ppm client and server)",
-            50.0,
+            Some(50.0),
             WcClientOptions {
                 repeat_secs: 0.1,
                 timeout_secs: 0.1,
                 client_max_freq_error_ppm: 50.0,
+                ..WcClientOptions::default()
             },
         ),
     ] {

@@ -84,15 +84,20 @@ fn secs(s: f64) -> Duration {
 // CSS-WC client
 // ---------------------------------------------------------------------------------------------
 
-/// Timing of the WC client (pydvbcss defaults).
+/// Timing of the WC client: a fast start (a request every 50 ms for 2 s), then pydvbcss's
+/// timing with a back-off (see `proto::css::wc::LowestDispersionCandidate::next_request_delay`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WcClientOptions {
-    /// Delay after an adopted candidate (seconds).
+    /// Longest delay after an adopted candidate (seconds).
     pub repeat_secs: f64,
     /// Reply timeout, also the delay after a timeout or rejected candidate (seconds).
     pub timeout_secs: f64,
     /// Local clock max frequency error (ppm).
     pub client_max_freq_error_ppm: f64,
+    /// Length of the fast start (seconds; 0 = pydvbcss's schedule from the first request).
+    pub fast_start_secs: f64,
+    /// Request interval during the fast start (seconds).
+    pub fast_repeat_secs: f64,
 }
 
 impl Default for WcClientOptions {
@@ -101,6 +106,8 @@ impl Default for WcClientOptions {
             repeat_secs: wc::DEFAULT_REPEAT_SECS,
             timeout_secs: wc::DEFAULT_TIMEOUT_SECS,
             client_max_freq_error_ppm: wc::DEFAULT_CLIENT_MAX_FREQ_ERROR_PPM,
+            fast_start_secs: wc::DEFAULT_FAST_START_SECS,
+            fast_repeat_secs: wc::DEFAULT_FAST_REPEAT_SECS,
         }
     }
 }
@@ -152,6 +159,103 @@ struct WcEngine {
     ignored: u64,
 }
 
+/// Receive one datagram on a connected socket: `(length, t4)` with `t4` the local clock
+/// (`clock::monotonic_ns`) when the datagram arrived. On Linux the kernel's receive stamp
+/// (`SO_TIMESTAMPNS`, `CLOCK_REALTIME`) is turned into an age against `CLOCK_REALTIME` read
+/// right after the receive, so the time this task took to be woken up is not counted in the
+/// round trip (and hence in the dispersion); otherwise, or without a believable stamp, `t4` is
+/// the clock read after the receive.
+async fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = socket.as_raw_fd();
+        let (n, stamp) = socket
+            .async_io(tokio::io::Interest::READABLE, || rx_stamp::recv(fd, buf))
+            .await?;
+        let now = clock::monotonic_ns();
+        let age = stamp
+            .zip(rx_stamp::realtime_ns())
+            .and_then(|(k, rt)| rt.checked_sub(k))
+            .filter(|a| *a < 1_000_000_000);
+        Ok((n, now.saturating_sub(age.unwrap_or(0))))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let n = socket.recv(buf).await?;
+        Ok((n, clock::monotonic_ns()))
+    }
+}
+
+/// `SO_TIMESTAMPNS` receive for [`recv_stamped`].
+#[cfg(target_os = "linux")]
+mod rx_stamp {
+    use std::io;
+    use std::mem::{size_of, size_of_val, zeroed};
+    use std::os::fd::RawFd;
+
+    pub(super) fn enable(fd: RawFd) {
+        let on: libc::c_int = 1;
+        // SAFETY: valid fd; option value is a c_int of the given size. Failure only means
+        // no stamps.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+
+    pub(super) fn realtime_ns() -> Option<u64> {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        u64::try_from(d.as_nanos()).ok()
+    }
+
+    /// One `recvmsg`: length and the kernel stamp (CLOCK_REALTIME ns), if any.
+    pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 8];
+        // SAFETY: all-zero is a valid msghdr.
+        let mut msg: libc::msghdr = unsafe { zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control) as _;
+        // SAFETY: every pointer in `msg` refers to a live local buffer of the stated size.
+        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut stamp = None;
+        // SAFETY: the kernel filled `control` up to msg_controllen; the CMSG_* macros stay
+        // within it, and the payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                    if ts.tv_sec >= 0 && ts.tv_nsec >= 0 {
+                        stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        Ok((n as usize, stamp))
+    }
+}
+
 /// Bind on loopback for a loopback server, on the unspecified address otherwise.
 fn local_bind_for(server: SocketAddr) -> SocketAddr {
     let ip = match server.ip() {
@@ -168,9 +272,12 @@ impl WcEngine {
         let socket = UdpSocket::bind(local_bind_for(server)).await?;
         // Connected: the kernel only delivers datagrams from exactly `server` (digest 2.4).
         socket.connect(server).await?;
+        #[cfg(target_os = "linux")]
+        rx_stamp::enable(std::os::fd::AsRawFd::as_raw_fd(&socket));
         let precision = clock::measure_monotonic_precision(1000);
         let algo = LowestDispersionCandidate::new(precision, options.client_max_freq_error_ppm)
-            .with_timing(options.repeat_secs, options.timeout_secs);
+            .with_timing(options.repeat_secs, options.timeout_secs)
+            .with_fast_start(options.fast_start_secs, options.fast_repeat_secs);
         Ok(Self {
             socket,
             algo,
@@ -188,9 +295,10 @@ impl WcEngine {
         if self.socket.send(&request).await.is_ok() {
             let mut buf = [0u8; 2 * wc::WC_MESSAGE_LEN];
             while !ex.is_done() {
-                match tokio::time::timeout_at(deadline, self.socket.recv(&mut buf)).await {
-                    Ok(Ok(n)) => {
-                        if ex.on_datagram(&buf[..n], clock::monotonic_ns()).is_err() {
+                match tokio::time::timeout_at(deadline, recv_stamped(&self.socket, &mut buf)).await
+                {
+                    Ok(Ok((n, t4))) => {
+                        if ex.on_datagram(&buf[..n], t4).is_err() {
                             self.ignored += 1;
                         }
                     }
@@ -222,8 +330,11 @@ impl WcEngine {
         }
     }
 
-    fn delay_after(&self, update: &WcUpdate) -> Duration {
-        secs(self.algo.next_request_delay(update.adopted))
+    fn delay_after(&mut self, update: &WcUpdate) -> Duration {
+        secs(
+            self.algo
+                .next_request_delay(update.adopted, update.client_ns),
+        )
     }
 
     fn summary(self) -> WcSummary {

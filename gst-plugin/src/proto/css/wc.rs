@@ -25,8 +25,21 @@ pub const DEFAULT_TIMEOUT_SECS: f64 = 0.2;
 /// pydvbcss's client sends a new request this long after adopting a candidate (seconds).
 pub const DEFAULT_REPEAT_SECS: f64 = 1.0;
 
-/// Default local max frequency error (ppm), pydvbcss's SysClock default.
+/// Default local max frequency error (ppm), pydvbcss's SysClock default. It is also the
+/// honest bound for Linux's `CLOCK_MONOTONIC`: NTP may slew it by up to 500 ppm
+/// (`adjtimex` tolerance), so a client cannot assume less without knowing its clock.
 pub const DEFAULT_CLIENT_MAX_FREQ_ERROR_PPM: f64 = 500.0;
+
+/// Our client's request interval (seconds) during its fast start.
+pub const DEFAULT_FAST_REPEAT_SECS: f64 = 0.05;
+
+/// Length (seconds) of our client's fast start, counted from its first exchange: it asks
+/// every [`DEFAULT_FAST_REPEAT_SECS`] whatever the outcome, so the lowest-dispersion candidate
+/// is picked from many and the estimate is never older than that interval. Afterwards the
+/// delay after an adopted candidate doubles up to the repeat interval. With 500 ppm on both
+/// sides the dispersion grows by 1 ms per second, so this is what keeps it around 0.1 ms
+/// during the first seconds on a LAN (pydvbcss's fixed 1 s interval gives 1 ms).
+pub const DEFAULT_FAST_START_SECS: f64 = 2.0;
 
 /// The `message_type` byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -332,6 +345,23 @@ pub fn follow_up(response: &WcMessage, transmit_ns: u64) -> WcMessage {
     }
 }
 
+/// Server side, in place: write `transmit_ns` into an encoded response (bytes 24–31), never
+/// earlier than its receive value (bytes 16–23). Lets a server encode a batch of responses
+/// first and read the transmit time once, as late as possible, right before sending them.
+pub fn stamp_transmit(response: &mut [u8; WC_MESSAGE_LEN], transmit_ns: u64) {
+    let receive = Timevalue::read(&response[16..24]).to_ns();
+    Timevalue::from_ns(transmit_ns.max(receive)).write(&mut response[24..32]);
+}
+
+/// Server side, in place: turn an encoded type-2 response into its type-3 follow-up with a
+/// better-measured `transmit_ns` (never earlier than the response's own transmit value);
+/// originate, receive and the clock fields stay.
+pub fn make_follow_up(response: &mut [u8; WC_MESSAGE_LEN], transmit_ns: u64) {
+    let previous = Timevalue::read(&response[24..32]).to_ns();
+    response[1] = MessageType::FollowUp as u8;
+    Timevalue::from_ns(transmit_ns.max(previous)).write(&mut response[24..32]);
+}
+
 /// pydvbcss's ranking of a reply to the request whose originate value was `originate`:
 /// type 1 → 3, type 2 → 2, type 3 → 4, and 10 lower if the originate does not match.
 /// Requests (type 0) are not replies: `None`.
@@ -505,6 +535,12 @@ pub struct LowestDispersionCandidate {
     client_mfe_ppm: f64,
     repeat_secs: f64,
     timeout_secs: f64,
+    fast_start_secs: f64,
+    fast_repeat_secs: f64,
+    /// Client time of the first [`LowestDispersionCandidate::next_request_delay`] call.
+    started_ns: Option<u64>,
+    /// Current back-off delay after the fast start.
+    backoff_secs: f64,
 }
 
 impl LowestDispersionCandidate {
@@ -519,7 +555,19 @@ impl LowestDispersionCandidate {
             client_mfe_ppm,
             repeat_secs: DEFAULT_REPEAT_SECS,
             timeout_secs: DEFAULT_TIMEOUT_SECS,
+            fast_start_secs: DEFAULT_FAST_START_SECS,
+            fast_repeat_secs: DEFAULT_FAST_REPEAT_SECS,
+            started_ns: None,
+            backoff_secs: 0.0,
         }
+    }
+
+    /// Override the fast start: `fast_start_secs` long, one request every
+    /// `fast_repeat_secs`. `fast_start_secs` 0 gives pydvbcss's schedule from the start.
+    pub fn with_fast_start(mut self, fast_start_secs: f64, fast_repeat_secs: f64) -> Self {
+        self.fast_start_secs = fast_start_secs;
+        self.fast_repeat_secs = fast_repeat_secs;
+        self
     }
 
     /// Override the repeat interval and reply timeout (seconds).
@@ -575,14 +623,26 @@ impl LowestDispersionCandidate {
             .map(|c| c.from_parent(clamp_i64(client_ns)))
     }
 
-    /// How long to wait (seconds) before the next request: the repeat interval after an
-    /// adopted candidate, only the timeout after a timeout or a rejected candidate.
-    pub fn next_request_delay(&self, adopted: bool) -> f64 {
-        if adopted {
-            self.repeat_secs
-        } else {
-            self.timeout_secs
+    /// How long to wait (seconds) before the next request, asked at client time `now_ns`
+    /// right after an exchange.
+    ///
+    /// During the fast start (the first `fast_start_secs` after the first call): the fast
+    /// repeat interval, whatever the outcome. Afterwards pydvbcss's rule with a back-off:
+    /// only the timeout after a timeout or a rejected candidate; after an adopted one, a
+    /// delay that starts at twice the fast interval and doubles up to the repeat interval.
+    pub fn next_request_delay(&mut self, adopted: bool, now_ns: u64) -> f64 {
+        let start = *self.started_ns.get_or_insert(now_ns);
+        let elapsed = now_ns.saturating_sub(start) as f64 / NANOS_PER_SEC as f64;
+        if elapsed < self.fast_start_secs {
+            return self.fast_repeat_secs;
         }
+        if !adopted {
+            return self.timeout_secs;
+        }
+        self.backoff_secs = (self.backoff_secs.max(self.fast_repeat_secs) * 2.0)
+            .min(self.repeat_secs)
+            .max(0.0);
+        self.backoff_secs
     }
 }
 
@@ -605,6 +665,29 @@ mod tests {
             precision: -10,
             max_freq_error: encode_max_freq_error(500.0),
         }
+    }
+
+    #[test]
+    fn transmit_stamped_in_place_and_follow_up() {
+        let mut req = WcMessage::request(0).encode();
+        req[8..16].copy_from_slice(&[1, 2, 3, 4, 0xff, 0xff, 0xff, 0xff]);
+        let mut r = respond_bytes(&req, 2000, 2000, info(), true).unwrap();
+        stamp_transmit(&mut r, 3000);
+        let mut expected = respond_bytes(&req, 2000, 3000, info(), true).unwrap();
+        assert_eq!(r, expected);
+        // never before the receive value
+        stamp_transmit(&mut r, 1500);
+        assert_eq!(WcMessage::decode(&r).unwrap().transmit.to_ns(), 2000);
+        stamp_transmit(&mut r, 3000);
+        make_follow_up(&mut r, 4000);
+        let m = WcMessage::decode(&expected).unwrap();
+        expected = follow_up(&m, 4000).encode();
+        assert_eq!(r, expected);
+        assert_eq!(&r[8..16], &req[8..16]);
+        // never before the type-2 transmit value
+        make_follow_up(&mut r, 10);
+        assert_eq!(WcMessage::decode(&r).unwrap().transmit.to_ns(), 4000);
+        assert_eq!(r[1], MessageType::FollowUp as u8);
     }
 
     #[test]
@@ -991,14 +1074,48 @@ mod tests {
     }
 
     #[test]
-    fn checklist_26_only_lower_dispersion_replaces() {
+    fn fast_start_then_back_off() {
+        let s = NANOS_PER_SEC;
         let mut alg = LowestDispersionCandidate::new(1e-6, 500.0);
+        assert_eq!(
+            alg.next_request_delay(true, 5 * s),
+            DEFAULT_FAST_REPEAT_SECS
+        );
+        assert_eq!(
+            alg.next_request_delay(false, 6 * s),
+            DEFAULT_FAST_REPEAT_SECS
+        );
+        assert_eq!(
+            alg.next_request_delay(true, 6 * s + s / 2),
+            DEFAULT_FAST_REPEAT_SECS
+        );
+        // after the fast start: timeout after a failure, doubling delays after adoption
+        assert_eq!(alg.next_request_delay(false, 7 * s), DEFAULT_TIMEOUT_SECS);
+        let delays: Vec<f64> = (0..6)
+            .map(|i| alg.next_request_delay(true, 8 * s + i))
+            .collect();
+        assert_eq!(delays, [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]);
+        // pydvbcss's schedule when the fast start is off
+        let mut alg = LowestDispersionCandidate::new(1e-6, 500.0)
+            .with_fast_start(0.0, 0.05)
+            .with_timing(1.0, 0.2);
+        assert_eq!(alg.next_request_delay(false, 0), 0.2);
+        for _ in 0..5 {
+            alg.next_request_delay(true, 0);
+        }
+        assert_eq!(alg.next_request_delay(true, 0), 1.0);
+    }
+
+    #[test]
+    fn checklist_26_only_lower_dispersion_replaces() {
+        let mut alg = LowestDispersionCandidate::new(1e-6, 500.0).with_fast_start(0.0, 0.05);
         assert_eq!(alg.dispersion_at(0), f64::INFINITY);
         assert!(alg.wall_clock().is_none());
-        assert_eq!(alg.next_request_delay(false), DEFAULT_TIMEOUT_SECS);
+        assert_eq!(alg.next_request_delay(false, 0), DEFAULT_TIMEOUT_SECS);
         let first = sample();
         assert!(alg.offer(&first, 10_000));
-        assert_eq!(alg.next_request_delay(true), DEFAULT_REPEAT_SECS);
+        assert_eq!(alg.next_request_delay(true, 10_000), 0.1);
+        assert_eq!(alg.next_request_delay(true, 20_000), 0.2);
         assert_eq!(alg.wall_clock_at(2_500), Some(6_500));
         // a worse candidate (rtt 1 ms) at nearly the same time is rejected
         let worse = Candidate {

@@ -1,0 +1,325 @@
+//! DVB-CSS on a channel mount of the real `dvb2ip serve` binary: a configuration with
+//! `[channel.css]` on the "news" channel, an RTSP client playing `/ch/news` (in this process:
+//! `rtspsrc ! rtpmp2tdepay ! tstimelineparse`), and our own CSS-CII, CSS-TS and CSS-WC clients
+//! over loopback.
+//!
+//! * CII: the contentId of dvb2ip News, its TEMI timeline, and `wcUrl`/`tsUrl` with the
+//!   configured ports and the address the client connected to.
+//! * TS: the position the CSS-TS client reports (synchronised over CSS-WC) for the moment a
+//!   TEMI anchor reaches the RTSP client matches the anchor's value. The server presents the
+//!   CSS branch and sends RTP at the same running time, so the difference is the loopback and
+//!   RTP path (milliseconds) plus scheduling; a wrong mapping (base time, latency, tick rate,
+//!   timeline) would be seconds off. Hence median |error| ≤ 100 ms and none beyond 1 s; the
+//!   precision is measured by `dvb2ip bench css`, not asserted here.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::ops::ControlFlow;
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use dvb2ip::css::clients::{self, TsReason};
+use gst::prelude::*;
+use gstdvb2ip::proto::css::ts::ControlTimestamp;
+use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
+
+const TEMI: &str = "urn:dvb:css:timeline:temi:1:1";
+const RATE: u64 = 90_000;
+const NEWS: &str = "dvb://233a.1002.1201";
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstdvb2ip::plugin_register_static().unwrap();
+    });
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The default configuration with SSDP off, a free HTTP port and CSS on "news".
+fn config(http_port: u16, cii_port: u16, wc_port: u16) -> String {
+    let text = std::fs::read_to_string(common::repo_file("conf/default.toml")).unwrap();
+    let mut out = String::new();
+    let mut section = String::new();
+    let mut in_news = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = t.to_string();
+            in_news = false;
+        }
+        if section == "[server]" && t.starts_with("http_port") {
+            out += &format!("http_port = {http_port}\n");
+            continue;
+        }
+        if section == "[ssdp]" && t.starts_with("enabled") {
+            out += "enabled = false\n";
+            continue;
+        }
+        out += line;
+        out += "\n";
+        if section == "[[channel]]" && t == "name = \"news\"" {
+            in_news = true;
+        }
+        if in_news && t.starts_with("query") {
+            out += &format!("\n[channel.css]\ncii_port = {cii_port}\nwc_port = {wc_port}\n\n");
+            in_news = false;
+        }
+    }
+    assert!(out.contains("[channel.css]"), "news channel found");
+    out
+}
+
+/// The server process; SIGTERM then kill on drop.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) on the child we started.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_channel_with_css_serves_cii_ts_wc_for_what_it_streams() {
+    init();
+    let (http_port, cii_port, wc_port) = (free_tcp_port(), free_tcp_port(), free_udp_port());
+    let dir = common::temp_dir("css-serve");
+    let conf = dir.join("css.toml");
+    std::fs::write(&conf, config(http_port, cii_port, wc_port)).unwrap();
+    let check = Command::new(common::dvb2ip_bin())
+        .arg("check-config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let mut child = Command::new(common::dvb2ip_bin())
+        .args(["serve", "--rtsp-port", "0", "--config"])
+        .arg(&conf)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("dvb2ip serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let server = Serve(child);
+    // The banner: RTSP port and the CSS URLs of the channel.
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut rtsp_port = None;
+    let mut css_line = None;
+    let end = Instant::now() + Duration::from_secs(120);
+    while (rtsp_port.is_none() || css_line.is_none()) && Instant::now() < end {
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else {
+            continue;
+        };
+        if let Some(p) = line.strip_prefix("dvb2ip: serving RTSP on 127.0.0.1:") {
+            rtsp_port = p.trim().parse::<u16>().ok();
+        }
+        if line.contains("DVB-CSS of /ch/news") {
+            css_line = Some(line);
+        }
+    }
+    let rtsp_port = rtsp_port.expect("banner names the RTSP port");
+    let css_line = css_line.expect("banner names the CSS URLs");
+    let cii_url = format!("ws://127.0.0.1:{cii_port}/cii");
+    let ts_url = format!("ws://127.0.0.1:{cii_port}/ts");
+    let wc_url = format!("udp://127.0.0.1:{wc_port}");
+    for u in [&cii_url, &ts_url, &wc_url] {
+        assert!(css_line.contains(u.as_str()), "{css_line}");
+    }
+
+    // An RTSP client plays the channel and reads its timelines.
+    let client = gst::parse::launch(&format!(
+        "rtspsrc location=rtsp://127.0.0.1:{rtsp_port}/ch/news latency=100 protocols=udp ! \
+         rtpmp2tdepay ! tstimelineparse ! fakesink sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    client.set_state(gst::State::Playing).unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // CII: the servers come up when the channel's media is prepared.
+    let cii = rt.block_on(async {
+        let end = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = tokio::time::timeout(
+                Duration::from_secs(10),
+                clients::cii_client(&cii_url, |_, state, _| {
+                    let temi = state
+                        .timelines
+                        .as_ref()
+                        .is_some_and(|t| t.iter().any(|t| t.timeline_selector == TEMI));
+                    if state.content_id.is_some() && temi {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                }),
+            )
+            .await;
+            let ready = |s: &gstdvb2ip::proto::css::cii::CiiState| {
+                s.content_id.is_some()
+                    && s.timelines
+                        .as_ref()
+                        .is_some_and(|t| t.iter().any(|t| t.timeline_selector == TEMI))
+            };
+            // Between DESCRIBE and PLAY the media may be suspended (servers down, sessions
+            // closed): connect again until a session got everything.
+            match r {
+                Ok(Ok(state)) if ready(&state) => return state,
+                _ if tokio::time::Instant::now() < end => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                r => panic!("no CII from {cii_url}: {r:?}"),
+            }
+        }
+    });
+    assert_eq!(cii.content_id.as_deref(), Some(NEWS));
+    assert_eq!(cii.wc_url.as_deref(), Some(wc_url.as_str()));
+    assert_eq!(cii.ts_url.as_deref(), Some(ts_url.as_str()));
+    let temi = cii
+        .timelines
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|t| t.timeline_selector == TEMI)
+        .cloned()
+        .expect("TEMI timeline offered");
+    assert_eq!(
+        temi.timeline_properties.units_per_second / temi.timeline_properties.units_per_tick,
+        RATE
+    );
+
+    // CSS-WC answers on the configured port.
+    let wc = dvb2ip::css::tools::parse_wc_addr(&wc_url).unwrap();
+    let summary = rt
+        .block_on(clients::wc_client(wc, Duration::from_millis(500), |_| {
+            ControlFlow::Continue(())
+        }))
+        .expect("WC client");
+    assert!(summary.adopted > 0, "{summary:?}");
+
+    // CSS-TS while the RTSP client reads the TEMI anchors.
+    let sys = gst::SystemClock::obtain();
+    let cts: Arc<Mutex<Vec<(u64, ControlTimestamp)>>> = Arc::default();
+    let c2 = cts.clone();
+    let ts_task = rt.spawn(async move {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(6),
+            clients::ts_client(
+                &ts_url,
+                wc,
+                NEWS,
+                TEMI,
+                RATE as f64,
+                Duration::from_millis(500),
+                move |e| {
+                    if let (TsReason::ControlTimestamp(_), Some(ct)) = (e.reason, e.last_ct) {
+                        c2.lock().unwrap().push((sys.time().nseconds(), ct));
+                    }
+                    ControlFlow::Continue(())
+                },
+            ),
+        )
+        .await;
+    });
+    let bus = client.bus().unwrap();
+    let mut anchors: Vec<(u64, u64)> = Vec::new();
+    let end = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < end {
+        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        if let gst::MessageView::Error(e) = m.view() {
+            panic!("RTSP client: {} ({:?})", e.error(), e.debug());
+        }
+        if let Some(t) = TimelineInfo::from_message(&m) {
+            if t.kind == TimelineEventKind::Correlation && t.selector == TEMI {
+                if let (Some(v), Some(r)) = (t.value, t.running_time) {
+                    anchors.push((r.nseconds(), v));
+                }
+            }
+        }
+    }
+    let _ = rt.block_on(ts_task);
+    let base = client.base_time().expect("base time").nseconds();
+    client.set_state(gst::State::Null).unwrap();
+    drop(server);
+
+    let cts = cts.lock().unwrap().clone();
+    assert!(
+        cts.iter().any(|(_, c)| c.is_available()),
+        "an available control timestamp: {cts:?}"
+    );
+    let mut errors = Vec::new();
+    for (rt_ns, v) in anchors {
+        // When the buffer carrying the anchor reached the RTSP client's tstimelineparse.
+        let w = rt_ns + base;
+        let Some((_, ct)) = cts
+            .iter()
+            .rev()
+            .find(|(arr, c)| *arr <= w && c.is_available())
+        else {
+            continue;
+        };
+        let pred = ct
+            .content_time_at(w as i64, RATE as f64)
+            .expect("available");
+        errors.push(((pred as f64 - v as f64) / RATE as f64 * 1e3).abs());
+    }
+    errors.sort_by(f64::total_cmp);
+    assert!(errors.len() >= 20, "anchors compared: {}", errors.len());
+    let median = errors[errors.len() / 2];
+    let max = *errors.last().unwrap();
+    eprintln!(
+        "{} anchors over RTSP: |CSS-TS position − TEMI value| median {median:.3} ms, max {max:.3} ms",
+        errors.len()
+    );
+    assert!(median <= 100.0, "median {median} ms");
+    assert!(max <= 1000.0, "max {max} ms");
+}
