@@ -22,6 +22,16 @@ pub(crate) fn mpegts_caps() -> gst::Caps {
         .build()
 }
 
+/// An always-present pad template.
+pub(crate) fn always_template(
+    name: &str,
+    direction: gst::PadDirection,
+    caps: &gst::Caps,
+) -> gst::PadTemplate {
+    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, caps)
+        .expect("valid pad template")
+}
+
 /// A live, non-blocking appsrc in TIME format that timestamps what is pushed and drops the
 /// oldest data beyond `max_bytes` (a slow consumer never blocks the producer).
 pub fn live_appsrc(name: &str, caps: &gst::Caps, max_bytes: u64) -> gst_app::AppSrc {

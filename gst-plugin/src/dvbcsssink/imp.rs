@@ -848,13 +848,11 @@ impl ElementImpl for DvbCssSink {
             let caps = gst::Caps::builder("video/mpegts")
                 .field("systemstream", true)
                 .build();
-            vec![gst::PadTemplate::new(
+            vec![crate::always_template(
                 "sink",
                 gst::PadDirection::Sink,
-                gst::PadPresence::Always,
                 &caps,
-            )
-            .expect("valid sink template")]
+            )]
         });
         PAD_TEMPLATES.as_ref()
     }

@@ -421,14 +421,11 @@ impl ElementImpl for SatIpMapSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
-            let caps = crate::mpegts_caps();
-            vec![gst::PadTemplate::new(
+            vec![crate::always_template(
                 "src",
                 gst::PadDirection::Src,
-                gst::PadPresence::Always,
-                &caps,
-            )
-            .expect("valid template")]
+                &crate::mpegts_caps(),
+            )]
         });
         PAD_TEMPLATES.as_ref()
     }

@@ -770,20 +770,8 @@ impl ElementImpl for TsTimelineParse {
         static PAD_TEMPLATES: Lazy<Vec<gst::PadTemplate>> = Lazy::new(|| {
             let caps = crate::mpegts_caps();
             vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid src template"),
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid sink template"),
+                crate::always_template("src", gst::PadDirection::Src, &caps),
+                crate::always_template("sink", gst::PadDirection::Sink, &caps),
             ]
         });
         PAD_TEMPLATES.as_ref()
