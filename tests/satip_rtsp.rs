@@ -1936,8 +1936,9 @@ struct NsServer {
 }
 
 impl NsServer {
-    /// The default configuration on 0.0.0.0:8554 without SSDP, plus `extra` TOML, with the
-    /// `[[adapter]]` blocks `keep_adapter` accepts.
+    /// The default configuration on 0.0.0.0:8554 without SSDP, plus `extra` TOML (a table in
+    /// it replaces the default's table of that name), with the `[[adapter]]` blocks
+    /// `keep_adapter` accepts.
     fn start(
         ns: &netns::Netns,
         tag: &str,
@@ -1953,10 +1954,11 @@ impl NsServer {
             if line.starts_with('[') || blocks.is_empty() {
                 blocks.push(String::new());
             }
+            let in_ssdp = blocks.last().is_some_and(|b| b.starts_with("[ssdp]"));
             let l = match line {
                 l if l.starts_with("bind = ") => "bind = \"0.0.0.0\"".to_owned(),
                 l if l.starts_with("rtsp_port = ") => "rtsp_port = 8554".to_owned(),
-                l if l.starts_with("enabled = ") => "enabled = false".to_owned(),
+                l if in_ssdp && l.starts_with("enabled = ") => "enabled = false".to_owned(),
                 l => l.to_owned(),
             };
             let b = blocks.last_mut().unwrap();
@@ -1965,6 +1967,10 @@ impl NsServer {
         }
         for b in blocks {
             if b.starts_with("[[adapter]]") && !keep_adapter(&b) {
+                continue;
+            }
+            let header = b.lines().next().unwrap_or("");
+            if header.starts_with("[") && !header.starts_with("[[") && extra.contains(header) {
                 continue;
             }
             text.push_str(&b);
