@@ -1797,96 +1797,7 @@ fn checklist_39_68_rtspsrc_over_tcp_records_and_frees_the_frontend() {
 /// Network namespaces this test creates, deleted on drop. Nothing leaves them: the server's
 /// namespace routes 239.0.0.0/8 to a veth pair whose other end is the receiver's namespace.
 mod netns {
-    use std::os::fd::AsRawFd;
-    use std::path::Path;
-    use std::process::Command;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-    pub fn run(cmd: &str, args: &[&str]) {
-        let out = Command::new(cmd)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-        assert!(
-            out.status.success(),
-            "{cmd} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Deletes namespaces of earlier runs whose process is gone.
-    fn sweep_stale() {
-        let Ok(rd) = std::fs::read_dir("/var/run/netns") else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Some(rest) = name.strip_prefix("d2irtsp-") else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = Command::new("ip").args(["netns", "del", &name]).status();
-            }
-        }
-    }
-
-    pub struct Netns {
-        pub name: String,
-    }
-
-    impl Netns {
-        pub fn new(tag: &str) -> Netns {
-            sweep_stale();
-            let name = format!(
-                "d2irtsp-{}-{}-{tag}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::SeqCst)
-            );
-            run("ip", &["netns", "add", &name]);
-            let ns = Netns { name };
-            ns.ip(&["link", "set", "lo", "up", "multicast", "on"]);
-            ns
-        }
-
-        pub fn ip(&self, args: &[&str]) {
-            let mut a = vec!["-n", &self.name];
-            a.extend_from_slice(args);
-            run("ip", &a);
-        }
-
-        pub fn exec(&self, cmd: &str) -> Command {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &self.name, cmd]);
-            c
-        }
-
-        /// Runs `f` on a thread inside this namespace: sockets it creates live there.
-        pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-            let path = format!("/var/run/netns/{}", self.name);
-            std::thread::scope(|s| {
-                s.spawn(|| {
-                    let file = std::fs::File::open(&path).expect("netns file");
-                    // SAFETY: setns on this thread only, with a valid namespace fd.
-                    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                    assert_eq!(r, 0, "setns {path}");
-                    f()
-                })
-                .join()
-                .expect("thread in netns")
-            })
-        }
-    }
-
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.name])
-                .status();
-        }
-    }
+    pub use super::common::netns::{run, Netns};
 
     /// Server namespace (10.214.0.1, routes multicast to the veth) and receiver namespace
     /// (10.214.0.2). The receiver goes first on drop.
@@ -1895,13 +1806,16 @@ mod netns {
         pub server: Netns,
     }
 
+    /// Namespace names of this test binary start with this.
+    pub const PREFIX: &str = "d2irtsp";
+
     pub const SERVER_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 214, 0, 1);
     pub const RX_IP: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 214, 0, 2);
 
     impl Pair {
         pub fn new(tag: &str) -> Pair {
-            let server = Netns::new(&format!("{tag}-srv"));
-            let rx = Netns::new(&format!("{tag}-rx"));
+            let server = Netns::new(PREFIX, &format!("{tag}-srv"));
+            let rx = Netns::new(PREFIX, &format!("{tag}-rx"));
             run(
                 "ip",
                 &[
@@ -2164,7 +2078,7 @@ fn checklist_42_43_44_76_multicast_streams() {
 #[test]
 fn checklist_73_satellite_only_server_counts_one_number() {
     let _g = lock();
-    let ns = netns::Netns::new("sat");
+    let ns = netns::Netns::new(netns::PREFIX, "sat");
     let mut server = NsServer::start(&ns, "satonly", "", &|b| b.contains("dvb-s"));
     ns.enter(|| {
         let mut c = server.connect(std::net::Ipv4Addr::LOCALHOST);

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use dvb2ip::ssdp::message::{parse_message, Message, Nts};
 
+mod common;
+use common::netns::{run, Netns};
+
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 255, 250);
 const URN: &str = "urn:ses-com:device:SatIPServer:1";
 /// Subnet used inside the test namespaces only.
@@ -28,90 +31,10 @@ fn host_ip(i: u8) -> Ipv4Addr {
 // Namespaces
 // ---------------------------------------------------------------------------------------------
 
+/// Namespace names of this test binary start with this.
+const PREFIX: &str = "d2issdp";
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Deletes leftovers of earlier runs whose process is gone.
-fn sweep_stale() {
-    let Ok(rd) = std::fs::read_dir("/var/run/netns") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = name.strip_prefix("d2issdp-") else {
-            continue;
-        };
-        let pid = rest.split('-').next().unwrap_or("");
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-    }
-}
-
-/// A network namespace deleted on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Netns {
-        let name = format!(
-            "d2issdp-{}-{}-{tag}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up", "multicast", "on"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) {
-        let mut a = vec!["-n", &self.name];
-        a.extend_from_slice(args);
-        run("ip", &a);
-    }
-
-    fn exec(&self, cmd: &str) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, cmd]);
-        c
-    }
-
-    /// Runs `f` on a thread that has entered this namespace: sockets it creates live there.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/var/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).expect("netns file");
-                let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(r, 0, "setns {path}");
-                f()
-            })
-            .join()
-            .expect("thread in netns")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
 
 /// Hosts on one bridge: host i has `eth0` with 10.213.0.(i+1)/24. Dropped in reverse order:
 /// hosts first, the bridge namespace last.
@@ -122,8 +45,7 @@ struct Lan {
 
 impl Lan {
     fn new(tag: &str, n: usize) -> Lan {
-        sweep_stale();
-        let bridge = Netns::new(&format!("{tag}-br"));
+        let bridge = Netns::new(PREFIX, &format!("{tag}-br"));
         bridge.ip(&["link", "add", "br0", "type", "bridge"]);
         bridge.ip(&[
             "link",
@@ -140,7 +62,7 @@ impl Lan {
             bridge,
         };
         for i in 0..n {
-            let h = Netns::new(&format!("{tag}-h{i}"));
+            let h = Netns::new(PREFIX, &format!("{tag}-h{i}"));
             lan.hosts.push(h);
             lan.plug(i, "eth0", Some(host_ip(i as u8 + 1)));
         }
@@ -712,7 +634,7 @@ fn checklist_114_115_116_117_msearch_per_st() {
 
 #[test]
 fn loopback_default_interface_answers_with_127_0_0_1() {
-    let ns = Netns::new("lo");
+    let ns = Netns::new(PREFIX, "lo");
     let dir = temp_dir("lo");
     let conf = config(
         &dir,

@@ -1,6 +1,8 @@
 //! Shared helpers for the launcher's end-to-end tests.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::path::PathBuf;
 use std::process::Command;
 
