@@ -296,23 +296,7 @@ fn serve_channel_with_css_serves_cii_ts_wc_for_what_it_streams() {
         cts.iter().any(|(_, c)| c.is_available()),
         "an available control timestamp: {cts:?}"
     );
-    let mut errors = Vec::new();
-    for (rt_ns, v) in anchors {
-        // When the buffer carrying the anchor reached the RTSP client's tstimelineparse.
-        let w = rt_ns + base;
-        let Some((_, ct)) = cts
-            .iter()
-            .rev()
-            .find(|(arr, c)| *arr <= w && c.is_available())
-        else {
-            continue;
-        };
-        let pred = ct
-            .content_time_at(w as i64, RATE as f64)
-            .expect("available");
-        errors.push(((pred as f64 - v as f64) / RATE as f64 * 1e3).abs());
-    }
-    errors.sort_by(f64::total_cmp);
+    let errors = common::ct_errors_ms(&anchors, &cts, base, RATE);
     assert!(errors.len() >= 20, "anchors compared: {}", errors.len());
     let median = errors[errors.len() / 2];
     let max = *errors.last().unwrap();

@@ -20,6 +20,8 @@
 //! tens of milliseconds. Hence: median |error| ≤ 20 ms and none beyond 600 ms (the sink
 //! re-anchors at once on anything later than its 500 ms jump limit).
 
+mod common;
+
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -136,22 +138,7 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
         *estimates.lock().unwrap() > 0,
         "the client estimated a position"
     );
-    let mut errors = Vec::new();
-    for (rt_ns, v) in anchors {
-        let w = rt_ns + base + latency;
-        let Some((_, ct)) = cts
-            .iter()
-            .rev()
-            .find(|(arr, c)| *arr <= w && c.is_available())
-        else {
-            continue;
-        };
-        let pred = ct
-            .content_time_at(w as i64, RATE as f64)
-            .expect("available");
-        errors.push(((pred as f64 - v as f64) / RATE as f64 * 1e3).abs());
-    }
-    errors.sort_by(f64::total_cmp);
+    let errors = common::ct_errors_ms(&anchors, &cts, base + latency, RATE);
     assert!(errors.len() >= 50, "anchors compared: {}", errors.len());
     let median = errors[errors.len() / 2];
     let within = errors.iter().filter(|e| **e <= 2.0).count() as f64 / errors.len() as f64;

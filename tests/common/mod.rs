@@ -116,3 +116,31 @@ pub fn launch_args(desc: &str) -> Vec<String> {
     }
     out
 }
+
+/// For each TEMI anchor (running time ns, value), presented at wall-clock `running time +
+/// offset`: |CSS-TS position − value| in ms, from the latest available control timestamp
+/// received by then (`cts`: arrival wall-clock ns, CT). Sorted; anchors before any CT skipped.
+pub fn ct_errors_ms(
+    anchors: &[(u64, u64)],
+    cts: &[(u64, gstdvb2ip::proto::css::ts::ControlTimestamp)],
+    offset: u64,
+    rate: u64,
+) -> Vec<f64> {
+    let mut errors = Vec::new();
+    for &(rt_ns, v) in anchors {
+        let w = rt_ns + offset;
+        let Some((_, ct)) = cts
+            .iter()
+            .rev()
+            .find(|(arr, c)| *arr <= w && c.is_available())
+        else {
+            continue;
+        };
+        let pred = ct
+            .content_time_at(w as i64, rate as f64)
+            .expect("available");
+        errors.push(((pred as f64 - v as f64) / rate as f64 * 1e3).abs());
+    }
+    errors.sort_by(f64::total_cmp);
+    errors
+}
