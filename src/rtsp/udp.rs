@@ -6,7 +6,8 @@
 //! `sendmsg` per datagram. The packetizer writes them here instead: all full RTP packets of
 //! one TS buffer go out in one `sendmsg` with UDP segmentation offload (`UDP_SEGMENT`, one
 //! 1328-byte datagram per segment), falling back to one `sendmmsg` when the kernel refuses
-//! segmentation. RTCP (SR + SDES + APP `SES1`) is built by the packetizer as well.
+//! segmentation (or when `DVB2IP_NO_GSO` is set, to measure the difference). RTCP (SR + SDES
+//! + APP `SES1`) is built by the packetizer as well.
 
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
@@ -32,7 +33,7 @@ const MAX_SEGMENTS: usize = 48;
 /// Send buffer asked for each stream socket: room for several 10 ms bursts of a full mux.
 const SNDBUF: usize = 1 << 20;
 
-/// Datagrams that could not be sent (socket buffer full for too long, or an error).
+/// Datagrams that could not be sent (socket buffer full, or an error).
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Where one unicast stream's RTP and RTCP go, and the sockets they leave from.
