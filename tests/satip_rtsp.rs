@@ -2023,13 +2023,23 @@ fn checklist_42_43_44_76_multicast_streams() {
         assert_eq!(tparam(tr2, "port"), Some("6100-6101"), "{tr2}");
         assert_eq!(tparam(tr2, "ttl"), Some("3"), "{tr2}");
         let rx2 = join("239.77.1.2".parse().unwrap(), 6100);
-        c2.req(
+        // A loaded machine may take a while to start the second frontend's stream.
+        rx2.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let p2 = c2.req(
             "PLAY",
             &format!("stream={}", s2.stream_id()),
             &[("Session", &s2.session())],
         );
-        let n = rx2.recv(&mut buf).expect("RTP at the client's group");
-        rtp(&buf[..n]);
+        assert_eq!(p2.status, 200, "{p2:?}");
+        match rx2.recv(&mut buf) {
+            Ok(n) => {
+                rtp(&buf[..n]);
+            }
+            Err(e) => panic!(
+                "no RTP at the client's group ({e}); server log:\n{}",
+                server.log()
+            ),
+        }
         // 44: a non-owner asking multicast on a unicast stream.
         let mut c3 = server.connect(netns::SERVER_IP);
         let u = UdpSocket::bind((netns::RX_IP, 0)).unwrap();
