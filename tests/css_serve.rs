@@ -280,7 +280,8 @@ fn serve_channel_with_css_serves_cii_ts_wc_for_what_it_streams() {
         }
         if let Some(t) = TimelineInfo::from_message(&m) {
             if t.kind == TimelineEventKind::Correlation && t.selector == TEMI {
-                if let (Some(v), Some(r)) = (t.value, t.running_time) {
+                // Where a decoder presents that access unit (PTS on the PCR-locked STC).
+                if let (Some(v), Some(r)) = (t.value, t.presentation_time.or(t.running_time)) {
                     anchors.push((r.nseconds(), v));
                 }
             }

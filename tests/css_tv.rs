@@ -116,7 +116,8 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
         };
         if let Some(t) = TimelineInfo::from_message(&m) {
             if t.kind == TimelineEventKind::Correlation && t.selector == TEMI {
-                if let (Some(v), Some(r)) = (t.value, t.running_time) {
+                // Where a decoder presents that access unit (PTS on the PCR-locked STC).
+                if let (Some(v), Some(r)) = (t.value, t.presentation_time.or(t.running_time)) {
                     anchors.push((r.nseconds(), v));
                 }
             }

@@ -531,6 +531,39 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
             "{service_name}: dv {dv} vs dp {dp}"
         );
     }
+    // Presentation times: once the program's first PCR was seen, every correlation has one;
+    // a decoder presents an access unit after it arrived, and in PTS order.
+    let presented: Vec<&&TimelineInfo> = temi
+        .iter()
+        .skip_while(|t| t.presentation_time.is_none())
+        .collect();
+    assert!(
+        presented.len() + 30 > temi.len(),
+        "{service_name}: presentation times from the start"
+    );
+    for t in &presented {
+        let (p, r) = (t.presentation_time.unwrap(), t.running_time.unwrap());
+        assert!(
+            p > r,
+            "{service_name}: presented at {p} before arrival at {r}"
+        );
+    }
+    for w in presented.windows(2) {
+        assert!(w[1].presentation_time > w[0].presentation_time);
+    }
+    // For information: how straight each time line is against the PTS.
+    let spread = |f: &dyn Fn(&TimelineInfo) -> u64| {
+        let d: Vec<i128> = presented
+            .iter()
+            .map(|t| f(t) as i128 - t.pts_unwrapped.unwrap() as i128 * 1_000_000 / 90)
+            .collect();
+        (d.iter().max().unwrap() - d.iter().min().unwrap()) as f64 / 1e6
+    };
+    eprintln!(
+        "{service_name}: presentation − PTS spread {:.3} ms, arrival − PTS spread {:.3} ms",
+        spread(&|t| t.presentation_time.unwrap().nseconds()),
+        spread(&|t| t.running_time.unwrap().nseconds())
+    );
     let (first, last) = (temi[0], temi[temi.len() - 1]);
     let span_s = (last.value.unwrap() - first.value.unwrap()) as f64 / tick_rate as f64;
     let rt_s = (last.running_time.unwrap() - first.running_time.unwrap()).seconds_f64();

@@ -11,9 +11,11 @@
 //!    length against the same server, dispersion read at the end of each run; with the
 //!    defaults, with pydvbcss's timing and with a tuned one.
 //! 4. **CSS-TS accuracy**: the TV emulator (emulated tuner → tstimelineparse → dvbcsssink with
-//!    `post-messages`) plus our CSS-TS client; for every rendered buffer carrying a TEMI
-//!    anchor, the position that the control timestamp in force reports for the moment the
-//!    buffer left the sink, minus the anchor's value.
+//!    `post-messages`) plus our CSS-TS client; for every TEMI anchor, the position that the
+//!    control timestamp in force reports for the moment the sink presented it, minus the
+//!    anchor's value. The sink presents an anchor when the pipeline clock reaches its PES PTS
+//!    on the program's PCR-locked clock (a decoder's presentation time): the error includes
+//!    the wake-up latency of that clock wait, the CT line and the WC-mapped wall clock.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::ops::ControlFlow;

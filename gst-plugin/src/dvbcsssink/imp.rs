@@ -110,6 +110,8 @@ struct Served {
     track: Track,
     /// The line moved and must be published.
     dirty: bool,
+    /// The line is built on presentation times (PTS on the STC), not on buffer times.
+    on_presentation: bool,
 }
 
 struct State {
@@ -135,8 +137,9 @@ struct State {
     rate: f64,
     /// A buffer was rendered since start / the last channel change.
     presenting: bool,
-    /// Anchors carried by the buffer being rendered (for `post-messages`).
-    anchors: Vec<(String, u64, u64)>,
+    /// Anchors carried by the buffer being rendered (for `post-messages`): selector, value,
+    /// tick rate, presentation running time (ns) when the anchor has one.
+    anchors: Vec<(String, u64, u64, Option<i128>)>,
 }
 
 struct Servers {
@@ -148,6 +151,8 @@ pub struct DvbCssSink {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     servers: Mutex<Option<Servers>>,
+    /// Clock waits of anchors not presented yet (for `post-messages`).
+    presentations: Mutex<Vec<gst::SingleShotClockId>>,
 }
 
 /// GStreamer's system clock as the CSS wall clock.
@@ -368,6 +373,7 @@ impl State {
                         Served {
                             track: Track::new(info.tick_rate),
                             dirty: true,
+                            on_presentation: false,
                         },
                     );
                     self.update_cii_timelines();
@@ -377,16 +383,26 @@ impl State {
                 } else {
                     info.pts_unwrapped.or(info.value)
                 };
-                let (Some(ticks), Some(rt)) = (ticks, info.running_time) else {
+                // A decoder shows the access unit at its PTS on the program's STC: that is
+                // the moment the timeline has this value. Without one, the buffer's time.
+                let presented = info.presentation_time.map(|t| i128::from(t.nseconds()));
+                let (Some(ticks), Some(rt)) = (ticks, info.presentation_time.or(info.running_time))
+                else {
                     return;
                 };
                 let speed = if info.paused { 0.0 } else { 1.0 };
                 let cfg = self.line_config;
                 let served = self.timelines.get_mut(&sel).expect("inserted above");
+                if served.on_presentation != presented.is_some() {
+                    // Buffer times and presentation times differ by the decoder delay: the
+                    // line moves to the new kind of anchor at once.
+                    served.on_presentation = presented.is_some();
+                    served.track.reset();
+                }
                 if served.track.observe(ticks, rt.nseconds(), speed, &cfg) == Observed::Moved {
                     served.dirty = true;
                 }
-                self.anchors.push((sel, ticks, info.tick_rate));
+                self.anchors.push((sel, ticks, info.tick_rate, presented));
             }
         }
     }
@@ -402,6 +418,20 @@ impl State {
 }
 
 impl DvbCssSink {
+    /// Posts a `dvb-css-presented` message stamped with the wall clock of this moment.
+    fn post_presented(&self, mut s: gst::Structure) {
+        s.set("wall-clock", system_clock().time().nseconds());
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
+    /// Drops the presentations still waiting (flush, stop).
+    fn cancel_presentations(&self) {
+        for id in self.presentations.lock().unwrap().drain(..) {
+            id.unschedule();
+        }
+    }
+
     /// Clock time (ns) at which a buffer of running time 0 is presented, on the wall clock
     /// (system clock) domain: base time + latency + ts-offset, converted when the pipeline
     /// clock is not the system clock.
@@ -560,6 +590,7 @@ impl ObjectSubclass for DvbCssSink {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
             servers: Mutex::new(None),
+            presentations: Mutex::new(Vec::new()),
         }
     }
 }
@@ -705,7 +736,7 @@ impl ObjectImpl for DvbCssSink {
                     .build(),
                 glib::ParamSpecBoolean::builder("post-messages")
                     .nick("Post messages")
-                    .blurb("Post a dvb-css-presented element message (selector, value, tick-rate, wall-clock ns) for every rendered buffer carrying timeline anchors")
+                    .blurb("Post a dvb-css-presented element message (selector, value, tick-rate, wall-clock ns) for every timeline anchor when it is presented: at its PTS on the program's PCR-locked clock, or when its buffer is rendered if it has none")
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
@@ -959,6 +990,7 @@ impl BaseSinkImpl for DvbCssSink {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.cancel_presentations();
         let st = self.state.lock().unwrap().take();
         drop(st);
         let servers = self.servers.lock().unwrap().take();
@@ -1016,6 +1048,7 @@ impl BaseSinkImpl for DvbCssSink {
                     }
                 }
             }
+            gst::EventView::FlushStart(_) => self.cancel_presentations(),
             gst::EventView::FlushStop(_) | gst::EventView::StreamStart(_) => {
                 let flush = matches!(event.view(), gst::EventView::FlushStop(_));
                 if let Some(st) = self.state.lock().unwrap().as_mut() {
@@ -1087,18 +1120,54 @@ impl BaseSinkImpl for DvbCssSink {
         };
         gst::log!(CAT, imp = self, "rendered {:?}", buffer.pts());
         if post && !anchors.is_empty() {
-            let wall = system_clock().time().nseconds();
-            for (sel, value, rate) in anchors {
+            let buffer_rt = self.running_time(buffer).map(|r| r as u64);
+            let obj = self.obj();
+            let clock = obj.clock();
+            let zero = obj.base_time().map(|b| {
+                i128::from(b.nseconds())
+                    + i128::from(obj.latency().nseconds())
+                    + i128::from(obj.ts_offset())
+            });
+            let mut waits = self.presentations.lock().unwrap();
+            if let Some(c) = &clock {
+                let now = c.time();
+                waits.retain(|id| id.time() > now);
+            }
+            for (sel, value, rate, presented) in anchors {
                 let s = gst::Structure::builder(super::PRESENTED_STRUCTURE)
                     .field("selector", sel)
                     .field("value", value)
                     .field("tick-rate", rate)
-                    .field("wall-clock", wall)
-                    .field_if_some("running-time", self.running_time(buffer).map(|r| r as u64))
+                    .field_if_some("buffer-running-time", buffer_rt)
+                    .field_if_some(
+                        "running-time",
+                        presented.map_or(buffer_rt, |p| u64::try_from(p).ok()),
+                    )
                     .build();
-                let _ = self
-                    .obj()
-                    .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+                // Presented later than now: wait for that moment on the pipeline clock.
+                let due = match (&clock, zero, presented) {
+                    (Some(c), Some(z), Some(p)) => u64::try_from(z + p)
+                        .ok()
+                        .map(gst::ClockTime::from_nseconds)
+                        .filter(|&t| t > c.time())
+                        .map(|t| (c, t)),
+                    _ => None,
+                };
+                match due {
+                    Some((c, t)) => {
+                        let id = c.new_single_shot_id(t);
+                        let weak = obj.downgrade();
+                        let waited = id.wait_async(move |_, _, _| {
+                            if let Some(o) = weak.upgrade() {
+                                o.imp().post_presented(s);
+                            }
+                        });
+                        if waited.is_ok() {
+                            waits.push(id);
+                        }
+                    }
+                    None => self.post_presented(s),
+                }
             }
         }
         Ok(gst::FlowSuccess::Ok)

@@ -3,7 +3,9 @@
 //! times are nanoseconds of running time, values are ticks.
 //!
 //! `tstimelineparse` reports, for every PES that carries a timeline anchor, the running time
-//! of the buffer holding it. On a live source those running times are arrival stamps: most
+//! at which a decoder presents it (PTS on the PCR-locked STC; those lie on a straight line up
+//! to the STC estimate's small moves), or, without PCRs, the running time of the buffer
+//! holding it. On a live source those running times are arrival stamps: most
 //! lie within a fraction of a millisecond of one straight line, but a late chunk shows up
 //! tens of milliseconds late (measured on the emulated tuners: ±0.3 ms, outliers +10…+40 ms).
 //! Publishing every anchor would send clients a control timestamp per PES and make the

@@ -219,6 +219,112 @@ impl Correlation {
     }
 }
 
+/// A program's system time clock (STC, carried by its PCRs) locked to the running time of the
+/// buffers that bring it, the way a decoder locks its STC: the running time at which the STC
+/// reads an access unit's PTS is the moment that access unit is presented.
+///
+/// Each PCR gives one sample `running time of its packet − PCR time`. A live source stamps a
+/// buffer when it arrives, i.e. at about its *last* packet: a packet's own time is the buffer's
+/// running time minus the packets behind it in that buffer times the packet duration (measured
+/// from the PCRs themselves). Arrival can only be late, never early, so the offset is the
+/// lowest sample of a sliding window (a lower envelope, robust to late buffers); the window
+/// follows a slow drift between the broadcaster's clock and ours.
+#[derive(Debug, Clone)]
+pub struct StcLock {
+    window_ns: i128,
+    /// Raw 27 MHz value and unwrapped nanoseconds of the newest PCR.
+    last: Option<(u64, i128)>,
+    /// First PCR since the lock (re)started: (unwrapped ns, packet index), for the packet
+    /// duration.
+    first: Option<(i128, u64)>,
+    /// Packet index of the newest PCR.
+    last_index: Option<u64>,
+    /// Samples (unwrapped PCR ns, offset ns) whose offsets increase: a sliding minimum.
+    samples: std::collections::VecDeque<(i128, i128)>,
+}
+
+impl Default for StcLock {
+    fn default() -> Self {
+        Self::new(STC_WINDOW_NS)
+    }
+}
+
+/// Default window of [`StcLock`]: 4 s of PCR time.
+pub const STC_WINDOW_NS: u64 = 4 * NS_PER_S;
+
+impl StcLock {
+    /// A lock whose offset is the lowest sample of the last `window_ns` of PCR time.
+    pub fn new(window_ns: u64) -> Self {
+        Self {
+            window_ns: i128::from(window_ns),
+            last: None,
+            first: None,
+            last_index: None,
+            samples: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Forgets everything (PCR discontinuity, flush).
+    pub fn reset(&mut self) {
+        *self = Self::new(self.window_ns as u64);
+    }
+
+    /// Packet duration (ns) measured from the PCRs, once they span enough packets.
+    pub fn packet_ns(&self) -> Option<f64> {
+        let (first_ns, first_idx) = self.first?;
+        let (_, last_ns) = self.last?;
+        let last_idx = self.last_index?;
+        let n = last_idx.checked_sub(first_idx).filter(|&n| n >= 64)?;
+        Some((last_ns - first_ns) as f64 / n as f64)
+    }
+
+    /// One PCR: `pcr` (27 MHz) in packet `index`, carried by a buffer of running time
+    /// `buffer_rt_ns` whose last packet has index `buffer_last_index`.
+    pub fn observe(&mut self, pcr: u64, index: u64, buffer_rt_ns: u64, buffer_last_index: u64) {
+        let ns = match self.last {
+            Some((raw, ns)) => {
+                let d = pcr_diff(pcr, raw);
+                // Backwards or more than 10 s forward without a discontinuity flag: start over.
+                if !(0..=10 * PCR_HZ as i64).contains(&d) {
+                    self.reset();
+                    0
+                } else {
+                    ns + i128::from(d) * 1000 / 27
+                }
+            }
+            None => 0,
+        };
+        self.last = Some((pcr, ns));
+        self.last_index = Some(index);
+        self.first.get_or_insert((ns, index));
+        let behind = buffer_last_index.saturating_sub(index);
+        let shift = self
+            .packet_ns()
+            .map_or(0, |p| (behind as f64 * p).round() as i128);
+        let offset = i128::from(buffer_rt_ns) - shift - ns;
+        while self.samples.back().is_some_and(|&(_, o)| o >= offset) {
+            self.samples.pop_back();
+        }
+        self.samples.push_back((ns, offset));
+        while self
+            .samples
+            .front()
+            .is_some_and(|&(t, _)| t < ns - self.window_ns)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Running time (ns) at which the STC reads `pts` (90 kHz, 33 bits), taken as the PTS
+    /// nearest the newest PCR; `None` before the first PCR.
+    pub fn presentation_rt(&self, pts: u64) -> Option<i128> {
+        let (raw, ns) = self.last?;
+        let offset = self.samples.front()?.1;
+        let d = pcr_diff(pts % PTS_MODULO * 300, raw);
+        Some(offset + ns + i128::from(d) * 1000 / 27)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,5 +495,41 @@ mod tests {
         let double = Correlation { speed: 2.0, ..c };
         assert_eq!(double.timeline_at(6 * NS_PER_S), 3000);
         assert_eq!(double.reference_at(3000), Some(6 * NS_PER_S));
+    }
+    /// A CBR stream of 1 packet per 75 µs (≈20 Mbit/s), PCR every 400 packets, delivered in
+    /// buffers of 133 packets stamped on arrival of their last packet (+ late buffers).
+    #[test]
+    fn stc_lock_follows_the_earliest_arrivals_and_maps_pts() {
+        let pkt_ns = 75_000u64;
+        let rt0 = 5_000_000_000u64;
+        let pcr0 = PCR_MODULO - 27_000_000; // wraps 1 s in
+        let mut lock = StcLock::default();
+        assert_eq!(lock.presentation_rt(0), None);
+        for idx in (0..200_000u64).step_by(400) {
+            let last_in_buffer = (idx / 133) * 133 + 132;
+            // every 7th buffer arrives 12 ms late
+            let late = if (idx / 133) % 7 == 3 { 12_000_000 } else { 0 };
+            let rt = rt0 + last_in_buffer * pkt_ns + late;
+            let pcr = (pcr0 + idx * pkt_ns * 27 / 1000) % PCR_MODULO;
+            lock.observe(pcr, idx, rt, last_in_buffer);
+        }
+        let p = lock.packet_ns().unwrap();
+        assert!((p - pkt_ns as f64).abs() < 0.01, "{p}");
+        // The STC read pcr0 at rt0: a PTS 2 s after pcr0 (past the wrap) is presented 2 s later.
+        let pts = (pcr0 / 300 + 2 * PTS_HZ) % PTS_MODULO;
+        let rt = lock.presentation_rt(pts).unwrap();
+        assert!((rt - i128::from(rt0 + 2 * NS_PER_S)).abs() < 20_000, "{rt}");
+    }
+
+    #[test]
+    fn stc_lock_restarts_on_a_backward_pcr() {
+        let mut lock = StcLock::default();
+        lock.observe(27_000_000, 0, 1_000_000_000, 0);
+        lock.observe(27_000_000 + 2_700_000, 1000, 1_100_000_000, 1000);
+        lock.observe(1_000, 2000, 1_200_000_000, 2000);
+        assert_eq!(lock.packet_ns(), None);
+        // The new start: the PTS of that PCR (3 × 300 = 900 ticks, 100 before it) maps to 1.2 s.
+        let rt = lock.presentation_rt(3).unwrap();
+        assert_eq!(rt, 1_200_000_000 - 100 * 1000 / 27);
     }
 }

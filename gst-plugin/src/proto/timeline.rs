@@ -264,6 +264,16 @@ pub enum TimelineEvent {
         /// TS packet index.
         packet_index: u64,
     },
+    /// A PCR of a program (every one, after any [`TimelineEvent::PcrDiscontinuity`] it
+    /// starts): lets a consumer lock the program's STC to its buffers' running time.
+    Pcr {
+        /// program_number.
+        program: u16,
+        /// The PCR (27 MHz).
+        pcr: u64,
+        /// TS packet index.
+        packet_index: u64,
+    },
     /// UTC from a TDT/TOT.
     Utc {
         /// Unix seconds.
@@ -747,6 +757,11 @@ impl TimelineTracker {
                     packet_index: idx,
                 });
             }
+            out.push(TimelineEvent::Pcr {
+                program,
+                pcr,
+                packet_index: idx,
+            });
             let members: HashSet<u16> = p.info.streams.iter().map(|s| s.pid).collect();
             for (&(tpid, tid), t) in self.timelines.iter_mut() {
                 if !members.contains(&tpid) {
@@ -1543,6 +1558,28 @@ mod tests {
                 ..
             }
         )));
+        // Every PCR is reported, the new time base after its discontinuity.
+        let pcrs: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| match e {
+                TimelineEvent::Pcr {
+                    program: 1, pcr, ..
+                } => Some(*pcr),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pcrs, [30_000, 1_500_000_000]);
+        let disc = ev
+            .iter()
+            .position(|e| matches!(e, TimelineEvent::PcrDiscontinuity { .. }))
+            .unwrap();
+        assert!(matches!(
+            ev[disc + 1],
+            TimelineEvent::Pcr {
+                pcr: 1_500_000_000,
+                ..
+            }
+        ));
         // no jump reported: the old anchor was dropped by the PCR discontinuity
         assert!(!ev.iter().any(|e| matches!(e, TimelineEvent::Change(c) if matches!(c.kind, ChangeKind::Discontinuity(_)))));
         let a = temi_anchors(&ev);

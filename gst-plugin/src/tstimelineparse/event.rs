@@ -20,6 +20,7 @@
 //! | `pts-unwrapped` | guint64 | that PTS unwrapped on the program's continuous 64-bit time line |
 //! | `running-time` | guint64 (ns) | running time of the buffer holding the anchor packet (absent when the segment is not TIME or the buffer has no timestamp) |
 //! | `buffer-pts` | guint64 (ns) | that buffer's PTS (absent if none) |
+//! | `presentation-running-time` | guint64 (ns) | running time at which a decoder presents the access unit: the moment the program's STC, locked to the running time of the buffers carrying its PCRs, reads `pts` (absent before the first PCR, or without buffer timestamps) |
 //! | `packet-index` | guint64 | 0-based index of the anchor TS packet since start/flush |
 //! | `paused`, `discontinuity`, `force-reload` | boolean | TEMI descriptor flags |
 //! | `timestamp-bits` | uint | 32 or 64 (TEMI media_timestamp width) |
@@ -31,9 +32,11 @@
 //!
 //! The correlation says: *the timeline was at `value` for the access unit with PTS `pts`, and
 //! the TS packet carrying that PES header arrived in the buffer whose running time is
-//! `running-time`*. It is exact on the PTS axis; on the running-time axis it is as precise as
-//! the buffer timestamps (a live source stamps each buffer on arrival; the decoder delay
-//! PTS − PCR is not added).
+//! `running-time`*. It is exact on the PTS axis; on the running-time axis `running-time` is as
+//! precise as the buffer timestamps (a live source stamps each buffer on arrival, and where the
+//! muxer placed the packet varies by tens of milliseconds). `presentation-running-time` is
+//! where a decoder shows that access unit: on a straight line with the PTS, the decoder delay
+//! PTS − PCR included (see [`crate::proto::clock::StcLock`]).
 //!
 //! # `dvb-service`
 //!
@@ -116,6 +119,7 @@ pub struct TimelineInfo {
     pub pts_unwrapped: Option<u64>,
     pub running_time: Option<gst::ClockTime>,
     pub buffer_pts: Option<gst::ClockTime>,
+    pub presentation_time: Option<gst::ClockTime>,
     pub packet_index: u64,
     pub paused: bool,
     pub discontinuity: bool,
@@ -151,6 +155,7 @@ impl TimelineInfo {
             pts_unwrapped: None,
             running_time: None,
             buffer_pts: None,
+            presentation_time: None,
             packet_index: 0,
             paused: false,
             discontinuity: false,
@@ -180,6 +185,10 @@ impl TimelineInfo {
             .field_if_some("pts-unwrapped", self.pts_unwrapped)
             .field_if_some("running-time", self.running_time.map(|t| t.nseconds()))
             .field_if_some("buffer-pts", self.buffer_pts.map(|t| t.nseconds()))
+            .field_if_some(
+                "presentation-running-time",
+                self.presentation_time.map(|t| t.nseconds()),
+            )
             .field("packet-index", self.packet_index)
             .field("paused", self.paused)
             .field("discontinuity", self.discontinuity)
@@ -225,6 +234,8 @@ impl TimelineInfo {
             pts_unwrapped: u64_of("pts-unwrapped"),
             running_time: u64_of("running-time").map(gst::ClockTime::from_nseconds),
             buffer_pts: u64_of("buffer-pts").map(gst::ClockTime::from_nseconds),
+            presentation_time: u64_of("presentation-running-time")
+                .map(gst::ClockTime::from_nseconds),
             packet_index: u64_of("packet-index").unwrap_or(0),
             paused: bool_of("paused"),
             discontinuity: bool_of("discontinuity"),

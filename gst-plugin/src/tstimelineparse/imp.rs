@@ -15,7 +15,7 @@ use once_cell::sync::Lazy;
 
 use super::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};
 use super::spts::SptsFilter;
-use crate::proto::clock::PTS_HZ;
+use crate::proto::clock::{StcLock, PTS_HZ};
 use crate::proto::css::timeline::{TimelineSelector, PTS_SELECTOR};
 use crate::proto::timeline::{ChangeKind, DiscontinuityReason, TimelineEvent, TimelineTracker};
 use crate::proto::ts::{TsReader, PACKET_SIZE, SYNC_BYTE};
@@ -73,6 +73,8 @@ struct State {
     program: Option<u16>,
     packet_index: u64,
     timelines: BTreeMap<Key, TimelineInfo>,
+    /// Each program's STC locked to the buffers' running time (presentation times).
+    stc: BTreeMap<u16, StcLock>,
     counters: Counters,
     last_warning: Option<Instant>,
     warned_errors: u64,
@@ -89,6 +91,7 @@ impl State {
             program,
             packet_index: 0,
             timelines: BTreeMap::new(),
+            stc: BTreeMap::new(),
             counters: Counters::default(),
             last_warning: None,
             warned_errors: 0,
@@ -105,6 +108,7 @@ impl State {
         }
         self.packet_index = 0;
         self.timelines.clear();
+        self.stc.clear();
         self.counters.last_skipped = 0;
     }
 
@@ -262,6 +266,16 @@ impl State {
 struct BufCtx {
     running_time: Option<gst::ClockTime>,
     pts: Option<gst::ClockTime>,
+    /// Index of the buffer's last TS packet.
+    last_index: u64,
+}
+
+impl State {
+    /// When a decoder presents the access unit with `pts` of `program`.
+    fn presentation_time(&self, program: u16, pts: u64) -> Option<gst::ClockTime> {
+        let rt = self.stc.get(&program)?.presentation_rt(pts)?;
+        u64::try_from(rt).ok().map(gst::ClockTime::from_nseconds)
+    }
 }
 
 /// What to send once the state lock is released.
@@ -315,6 +329,9 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 info.pts_unwrapped = Some(a.pts_unwrapped);
                 info.running_time = ctx.running_time;
                 info.buffer_pts = ctx.pts;
+                info.presentation_time = ctx
+                    .running_time
+                    .and_then(|_| st.presentation_time(program, a.pts));
                 info.packet_index = a.packet_index;
                 info.paused = a.paused;
                 info.discontinuity = a.discontinuity;
@@ -344,6 +361,9 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 info.pts_unwrapped = Some(p.pts_unwrapped);
                 info.running_time = ctx.running_time;
                 info.buffer_pts = ctx.pts;
+                info.presentation_time = ctx
+                    .running_time
+                    .and_then(|_| st.presentation_time(p.program, p.pts));
                 info.packet_index = p.packet_index;
                 if !st.timelines.contains_key(&key) {
                     // A program's PTS PID may change with its PMT: one PTS timeline per program.
@@ -425,11 +445,28 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 }
                 outs.push(Out::Timeline(info));
             }
+            TimelineEvent::Pcr {
+                program,
+                pcr,
+                packet_index,
+            } => {
+                if let Some(rt) = ctx.running_time {
+                    st.stc.entry(*program).or_default().observe(
+                        *pcr,
+                        *packet_index,
+                        rt.nseconds(),
+                        ctx.last_index,
+                    );
+                }
+            }
             TimelineEvent::PcrDiscontinuity {
                 program,
                 packet_index,
                 ..
             } => {
+                if let Some(l) = st.stc.get_mut(program) {
+                    l.reset();
+                }
                 if !st.wanted(Some(*program)) {
                     continue;
                 }
@@ -528,7 +565,11 @@ impl TsTimelineParse {
                 .downcast_ref::<gst::ClockTime>()
                 .and_then(|s| s.to_running_time(t))
         });
-        BufCtx { running_time, pts }
+        BufCtx {
+            running_time,
+            pts,
+            last_index: 0,
+        }
     }
 
     /// SPTS mode: replaces the buffer's memory with the packets kept. Returns false when nothing
@@ -574,6 +615,10 @@ impl TsTimelineParse {
             let mut events = std::mem::take(&mut st.scratch);
             events.clear();
             st.feed(data, &mut events, out);
+            let ctx = BufCtx {
+                last_index: st.packet_index.saturating_sub(1),
+                ..ctx
+            };
             changed = if events.is_empty() {
                 false
             } else {
