@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use dvb2ip::css::clients::{self, TsReason};
 use dvb2ip::css::tools::{self, TvOptions};
 use gst::prelude::*;
+use gstdvb2ip::proto::css::cii::ContentIdStatus;
 use gstdvb2ip::proto::css::ts::ControlTimestamp;
 use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
 
@@ -88,7 +89,8 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
                         .timelines
                         .as_ref()
                         .is_some_and(|t| t.iter().any(|t| t.timeline_selector == TEMI));
-                    if state.content_id.is_some() && temi {
+                    let final_id = state.content_id_status == Some(ContentIdStatus::Final);
+                    if state.content_id.is_some() && temi && final_id {
                         ControlFlow::Break(())
                     } else {
                         ControlFlow::Continue(())
@@ -99,7 +101,19 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
         })
         .expect("CII in time")
         .expect("CII client");
-    assert_eq!(cii.content_id.as_deref(), Some("dvb://233a.1002.1201"));
+    // The service and, from EIT p/f, its present event: `dvb://onid.tsid.sid;eid~start--dur`.
+    let id = cii.content_id.clone().unwrap();
+    let event = id
+        .strip_prefix("dvb://233a.1002.1201;")
+        .unwrap_or_else(|| panic!("final content id with the event: {id}"));
+    let (eid, when) = event.split_once('~').expect("event id ~ start");
+    assert!(u16::from_str_radix(eid, 16).is_ok(), "{id}");
+    let (start, duration) = when.split_once("--").expect("start -- duration");
+    assert!(start.len() == 14 && start.ends_with('Z'), "{id}");
+    assert!(
+        duration.starts_with("PT") && duration.ends_with('M'),
+        "{id}"
+    );
     assert!(cii
         .timelines
         .unwrap()

@@ -22,7 +22,7 @@ use super::servers::{
 };
 use crate::proto::css::cii::{is_valid_presentation_status, ContentIdStatus, TimelineOption};
 use crate::proto::css::clock::Correlation;
-use crate::proto::css::contentid::DvbContentId;
+use crate::proto::css::contentid::{DvbContentId, DvbEvent, PtDuration, UtcMinute};
 use crate::proto::css::timeline::{TickRate, TimelineSelector};
 use crate::runtime::RUNTIME;
 use crate::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};
@@ -216,14 +216,20 @@ impl State {
             (Some(o), _) => (Some(o.clone()), Some(ContentIdStatus::Final)),
             (
                 None,
-                Some(ServiceIdentity {
-                    service_id,
-                    original_network_id: Some(onid),
-                    transport_stream_id: Some(tsid),
-                    ..
-                }),
+                Some(
+                    svc @ ServiceIdentity {
+                        service_id,
+                        original_network_id: Some(onid),
+                        transport_stream_id: Some(tsid),
+                        ..
+                    },
+                ),
             ) => {
-                let id = DvbContentId::service(*onid, *tsid, *service_id);
+                // `partial` until the present event (EIT p/f) is known, then `final`.
+                let mut id = DvbContentId::service(*onid, *tsid, *service_id);
+                if let Some(event) = present_event(svc) {
+                    id = id.with_event(event);
+                }
                 (Some(id.to_string()), Some(id.status()))
             }
             _ => (None, None),
@@ -415,6 +421,16 @@ impl State {
             }
         }
     }
+}
+
+/// The present event of a service for its content id: event id, start (to the minute) and
+/// duration (rounded to the minute), when EIT p/f gave all three.
+fn present_event(svc: &ServiceIdentity) -> Option<DvbEvent> {
+    Some(DvbEvent {
+        event_id: svc.event_id?,
+        start: UtcMinute::from_unix_secs(u64::try_from(svc.event_start?).ok()?)?,
+        duration: PtDuration::from_minutes(svc.event_duration?.saturating_add(30) / 60),
+    })
 }
 
 impl DvbCssSink {

@@ -99,6 +99,10 @@ pub struct ServiceInfo {
     pub event_id: Option<u16>,
     /// Name of the present event.
     pub event_name: Option<String>,
+    /// Start of the present event, Unix seconds (UTC).
+    pub event_start_unix: Option<i64>,
+    /// Duration of the present event, seconds.
+    pub event_duration_s: Option<u32>,
 }
 
 /// A PTS observed on a program's PTS PID.
@@ -1044,11 +1048,14 @@ impl TimelineTracker {
         let ev = eit.events.first();
         let event_id = ev.map(|e| e.event_id);
         let event_name = ev.and_then(|e| e.short_event()).map(|s| s.name);
+        let (start, duration) = (ev.and_then(|e| e.start_unix), ev.and_then(|e| e.duration_s));
         self.update_service(
             eit.service_id,
             |s| {
                 s.event_id = event_id;
                 s.event_name = event_name;
+                s.event_start_unix = start;
+                s.event_duration_s = duration;
             },
             out,
         );

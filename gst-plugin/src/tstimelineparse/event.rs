@@ -42,7 +42,8 @@
 //!
 //! `program`/`service-id` (uint), and when known `original-network-id`, `transport-stream-id`
 //! (uint), `service-type` (uint), `service-name`, `provider-name`, `network-name` (string),
-//! `event-id` (uint, present event of EIT p/f actual), `event-name` (string), plus
+//! `event-id` (uint, present event of EIT p/f actual), `event-name` (string), `event-start`
+//! (gint64, its start in Unix seconds UTC), `event-duration` (uint, seconds), plus
 //! `running-time` (guint64 ns) of the buffer where the change was seen.
 
 use gst::prelude::*;
@@ -280,6 +281,10 @@ pub struct ServiceIdentity {
     pub network_name: Option<String>,
     pub event_id: Option<u16>,
     pub event_name: Option<String>,
+    /// Start of the present event, Unix seconds (UTC).
+    pub event_start: Option<i64>,
+    /// Duration of the present event, seconds.
+    pub event_duration: Option<u32>,
     pub running_time: Option<gst::ClockTime>,
 }
 
@@ -299,6 +304,8 @@ impl ServiceIdentity {
             )
             .field_if_some("service-type", self.service_type.map(u32::from))
             .field_if_some("event-id", self.event_id.map(u32::from))
+            .field_if_some("event-start", self.event_start)
+            .field_if_some("event-duration", self.event_duration)
             .field_if_some("running-time", self.running_time.map(|t| t.nseconds()));
         for (k, v) in [
             ("service-name", &self.service_name),
@@ -335,6 +342,8 @@ impl ServiceIdentity {
             network_name: str_of("network-name"),
             event_id: u16_of("event-id"),
             event_name: str_of("event-name"),
+            event_start: s.get_optional::<i64>("event-start").ok().flatten(),
+            event_duration: s.get_optional::<u32>("event-duration").ok().flatten(),
             running_time: s
                 .get_optional::<u64>("running-time")
                 .ok()

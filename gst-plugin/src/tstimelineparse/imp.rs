@@ -513,6 +513,8 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                     network_name: s.network_name.clone(),
                     event_id: s.event_id,
                     event_name: s.event_name.clone(),
+                    event_start: s.event_start_unix,
+                    event_duration: s.event_duration_s,
                     running_time: ctx.running_time,
                 }));
             }
