@@ -151,8 +151,8 @@ pub struct DvbCssSink {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     servers: Mutex<Option<Servers>>,
-    /// Clock waits of anchors not presented yet (for `post-messages`).
-    presentations: Mutex<Vec<gst::SingleShotClockId>>,
+    /// The thread presenting anchors at their time (for `post-messages`), once needed.
+    presenter: Mutex<Option<Presenter>>,
 }
 
 /// GStreamer's system clock as the CSS wall clock.
@@ -423,6 +423,85 @@ impl State {
     }
 }
 
+/// Presents timeline anchors at their due time (`post-messages`) on a thread of its own, at
+/// real-time priority where the system allows it (as a TV's presentation path runs), so that a
+/// busy machine delays the moment of presentation as little as possible.
+struct Presenter {
+    tx: std::sync::mpsc::Sender<(u64, gst::SingleShotClockId, gst::Structure)>,
+    /// Bumped by [`Presenter::cancel`]: queued presentations of older generations are dropped.
+    generation: Arc<std::sync::atomic::AtomicU64>,
+    waiting: Arc<Mutex<Option<gst::SingleShotClockId>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Presenter {
+    fn start(sink: &super::DvbCssSink) -> Self {
+        use std::sync::atomic::Ordering;
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, gst::SingleShotClockId, gst::Structure)>();
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let waiting: Arc<Mutex<Option<gst::SingleShotClockId>>> = Arc::default();
+        let weak = sink.downgrade();
+        let (g, w) = (generation.clone(), waiting.clone());
+        let thread = std::thread::Builder::new()
+            .name("dvbcss-present".into())
+            .spawn(move || {
+                // SAFETY: plain libc call on the calling thread with a valid parameter.
+                let rt = unsafe {
+                    let p = libc::sched_param { sched_priority: 1 };
+                    libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0
+                };
+                gst::debug!(CAT, "presentation thread, real-time priority: {rt}");
+                for (gen, id, s) in rx {
+                    if gen != g.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    *w.lock().unwrap() = Some(id.clone());
+                    // A cancel between the check and here unschedules the stored id.
+                    if gen != g.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let (res, _) = id.wait();
+                    w.lock().unwrap().take();
+                    if matches!(res, Ok(_) | Err(gst::ClockError::Early)) {
+                        if let Some(o) = weak.upgrade() {
+                            o.imp().post_presented(s);
+                        }
+                    }
+                }
+            })
+            .ok();
+        Self {
+            tx,
+            generation,
+            waiting,
+            thread,
+        }
+    }
+
+    fn present(&self, id: gst::SingleShotClockId, s: gst::Structure) {
+        let gen = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let _ = self.tx.send((gen, id, s));
+    }
+
+    /// Drops everything queued or waiting.
+    fn cancel(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if let Some(id) = self.waiting.lock().unwrap().take() {
+            id.unschedule();
+        }
+    }
+
+    fn stop(mut self) {
+        self.cancel();
+        let Presenter { tx, thread, .. } = &mut self;
+        drop(std::mem::replace(tx, std::sync::mpsc::channel().0));
+        if let Some(t) = thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The present event of a service for its content id: event id, start (to the minute) and
 /// duration (rounded to the minute), when EIT p/f gave all three.
 fn present_event(svc: &ServiceIdentity) -> Option<DvbEvent> {
@@ -441,10 +520,10 @@ impl DvbCssSink {
         let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
     }
 
-    /// Drops the presentations still waiting (flush, stop).
+    /// Drops the presentations still waiting (flush).
     fn cancel_presentations(&self) {
-        for id in self.presentations.lock().unwrap().drain(..) {
-            id.unschedule();
+        if let Some(p) = self.presenter.lock().unwrap().as_ref() {
+            p.cancel();
         }
     }
 
@@ -606,7 +685,7 @@ impl ObjectSubclass for DvbCssSink {
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(None),
             servers: Mutex::new(None),
-            presentations: Mutex::new(Vec::new()),
+            presenter: Mutex::new(None),
         }
     }
 }
@@ -1006,7 +1085,9 @@ impl BaseSinkImpl for DvbCssSink {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        self.cancel_presentations();
+        if let Some(p) = self.presenter.lock().unwrap().take() {
+            p.stop();
+        }
         let st = self.state.lock().unwrap().take();
         drop(st);
         let servers = self.servers.lock().unwrap().take();
@@ -1144,11 +1225,7 @@ impl BaseSinkImpl for DvbCssSink {
                     + i128::from(obj.latency().nseconds())
                     + i128::from(obj.ts_offset())
             });
-            let mut waits = self.presentations.lock().unwrap();
-            if let Some(c) = &clock {
-                let now = c.time();
-                waits.retain(|id| id.time() > now);
-            }
+            let mut presenter = self.presenter.lock().unwrap();
             for (sel, value, rate, presented) in anchors {
                 let s = gst::Structure::builder(super::PRESENTED_STRUCTURE)
                     .field("selector", sel)
@@ -1166,22 +1243,13 @@ impl BaseSinkImpl for DvbCssSink {
                         .ok()
                         .map(gst::ClockTime::from_nseconds)
                         .filter(|&t| t > c.time())
-                        .map(|t| (c, t)),
+                        .map(|t| c.new_single_shot_id(t)),
                     _ => None,
                 };
                 match due {
-                    Some((c, t)) => {
-                        let id = c.new_single_shot_id(t);
-                        let weak = obj.downgrade();
-                        let waited = id.wait_async(move |_, _, _| {
-                            if let Some(o) = weak.upgrade() {
-                                o.imp().post_presented(s);
-                            }
-                        });
-                        if waited.is_ok() {
-                            waits.push(id);
-                        }
-                    }
+                    Some(id) => presenter
+                        .get_or_insert_with(|| Presenter::start(&obj))
+                        .present(id, s),
                     None => self.post_presented(s),
                 }
             }
