@@ -134,11 +134,13 @@ impl SatipStream {
     }
 
     /// After a successful PLAY: sequence number and RTP time of the first packet, then the
-    /// stream plays (its packets leave from the feed's thread).
+    /// stream plays: the newest tuner data kept since SETUP leaves at once, the rest from the
+    /// feed's thread (both under the packer's lock, on one socket, so in order).
     pub fn play_done(&self) -> (u16, u32) {
         let mut p = self.packer.lock().unwrap();
         let info = p.rtp_info();
         p.set_playing();
+        p.flush_kept();
         info
     }
 

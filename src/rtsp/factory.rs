@@ -305,6 +305,25 @@ impl Packer {
         self.ssrc
     }
 
+    /// At PLAY: sends the tuner data kept since SETUP at once, the remainder as a partly
+    /// filled packet, or an empty packet when nothing was kept (a low-rate PID set between two
+    /// chunks, no signal), so the client sees the stream start without waiting for the next
+    /// chunk or flush (direct path, playing).
+    pub(super) fn flush_kept(&mut self) {
+        if self.direct.is_none() || !self.playing {
+            return;
+        }
+        let before = self.packets;
+        if let Some(first) = self.last_tap.take() {
+            self.take(&first);
+        }
+        if !self.pending.is_empty() {
+            self.flush_partial();
+        } else if self.packets == before {
+            self.emit(&[]);
+        }
+    }
+
     pub(super) fn is_playing(&self) -> bool {
         self.playing
     }
