@@ -1,10 +1,13 @@
 //! The RTSP client subclass: SAT>IP rules on top of gst-rtsp-server.
 //!
 //! gst-rtsp-server parses requests, manages sessions, transports, RTP and RTCP. This subclass
-//! routes SAT>IP URLs to the SAT>IP factory (`make_path_from_uri`), refuses bad queries before
-//! any media is built, applies PLAY queries to the running `satipmapsrc`, builds the SDP, and
-//! finishes every response on the `send-message` signal: SAT>IP error bodies
-//! (`text/parameters`), `com.ses.streamID`, `Public`, `RTP-Info` and `Content-Base`.
+//! routes SAT>IP URLs (`make_path_from_uri`): a SETUP without session asking for unicast
+//! RTP/UDP creates its [`SatipStream`] there and goes to the shared unicast media, later
+//! requests of that session follow it, everything else goes to the SAT>IP factory (a media
+//! per stream). It refuses bad queries before any stream is built, applies PLAY queries to the
+//! running stream, builds the SDP, and finishes every response on the `send-message` signal:
+//! SAT>IP error bodies (`text/parameters`), `com.ses.streamID`, `Public`, `RTP-Info`,
+//! `Content-Base`, and a direct stream's own `ssrc`.
 //!
 //! A refusal is decided in a vfunc, stored as a pending [`Answer`] keyed by the request's CSeq,
 //! and gst-rtsp-server is made to answer with some error status; `send-message` then replaces

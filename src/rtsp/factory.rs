@@ -1,6 +1,8 @@
-//! The SAT>IP media factory: one media per stream, `satipmapsrc ! appsink` feeding our own
-//! RTP/MP2T packetizer (`appsrc name=pay0`, PT 33, 7×188 bytes, empty packets when idle),
-//! with the RTCP APP `SES1` status packet appended to every compound RTCP packet.
+//! The SAT>IP media factory: one media per stream (multicast, RTP over RTSP, a stream a
+//! DESCRIBE defined), `satipmapsrc ! appsink` feeding our own RTP/MP2T packetizer
+//! (`appsrc name=pay0`, PT 33, 7×188 bytes, empty packets when idle), with the RTCP APP `SES1`
+//! status packet appended to every compound RTCP packet. The packetizer also serves the
+//! pipeline-less unicast streams of [`super::direct`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};

@@ -174,7 +174,8 @@ impl Clone for Backend {
 pub struct Streams {
     next_key: u64,
     next_id: u16,
-    /// By internal key (the number in the media's bin name `satip-<key>`).
+    /// By internal key (the number in the media's bin name `satip-<key>`, or
+    /// [`SatipStream::key`]).
     pub entries: BTreeMap<u64, Entry>,
     /// The transport each entry's session got in its SETUP answer (same keys as `entries`).
     pub transports: BTreeMap<u64, TransportSpec>,
