@@ -1,17 +1,20 @@
 //! The RTSP client subclass: SAT>IP rules on top of gst-rtsp-server.
 //!
 //! gst-rtsp-server parses requests, manages sessions, transports, RTP and RTCP. This subclass
-//! routes SAT>IP URLs to the SAT>IP factory (`make_path_from_uri`), refuses bad queries before
-//! any media is built, applies PLAY queries to the running `satipmapsrc`, builds the SDP, and
-//! finishes every response on the `send-message` signal: SAT>IP error bodies
-//! (`text/parameters`), `com.ses.streamID`, `Public`, `RTP-Info` and `Content-Base`.
+//! routes SAT>IP URLs (`make_path_from_uri`): a SETUP without session asking for unicast
+//! RTP/UDP creates its [`SatipStream`] there and goes to the shared unicast media, later
+//! requests of that session follow it, everything else goes to the SAT>IP factory (a media
+//! per stream). It refuses bad queries before any stream is built, applies PLAY queries to the
+//! running stream, builds the SDP, and finishes every response on the `send-message` signal:
+//! SAT>IP error bodies (`text/parameters`), `com.ses.streamID`, `Public`, `RTP-Info`,
+//! `Content-Base`, and a direct stream's own `ssrc`.
 //!
 //! A refusal is decided in a vfunc, stored as a pending [`Answer`] keyed by the request's CSeq,
 //! and gst-rtsp-server is made to answer with some error status; `send-message` then replaces
 //! that response by the stored answer.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use gst::glib;
 use gst::glib::translate::{from_glib, ToGlibPtr};
@@ -25,11 +28,13 @@ use gstdvb2ip::proto::satip::{
     TransportSpec, ERROR_CONTENT_TYPE,
 };
 
+use super::direct::{dest_of, SatipStream, UNICAST_MOUNT};
 use super::message::{
     Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
 };
 use super::streams::{
-    base_url, blocks, route, sdp, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT, STREAMS,
+    base_url, blocks, route, sdp, uri_host, Entry, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT,
+    STREAMS,
 };
 use super::CAT;
 
@@ -103,6 +108,26 @@ fn session_media(session: &RTSPSession) -> Option<RTSPMedia> {
     sm.and_then(|sm| sm.media())
 }
 
+/// The internal key (in [`STREAMS`]) of the stream a session plays.
+fn session_key(session: &RTSPSession) -> Option<u64> {
+    if let Some(s) = SatipStream::of_session(session) {
+        return s.key();
+    }
+    let media = session_media(session)?;
+    STREAMS.lock().unwrap().key_of_media(&media)
+}
+
+/// Replaces the `ssrc=` parameter of a `Transport` value.
+fn with_ssrc(transport: &str, ssrc: u32) -> String {
+    let mut parts: Vec<String> = transport
+        .split(';')
+        .filter(|p| !p.starts_with("ssrc="))
+        .map(str::to_string)
+        .collect();
+    parts.push(format!("ssrc={ssrc:08X}"));
+    parts.join(";")
+}
+
 /// The `Transport` header of the request being handled.
 fn current_transport_header() -> Option<String> {
     RTSPContext::with_current_context(|ctx| request_of(ctx)?.header("Transport")).flatten()
@@ -171,6 +196,9 @@ mod imp {
         pending: Mutex<Option<(Option<String>, Answer)>>,
         /// Sessions set up on this connection with RTP over RTSP: they end with it (§3.9).
         interleaved_sessions: Mutex<Vec<String>>,
+        /// (CSeq of the SETUP, the unicast stream it creates): attached to the session media
+        /// when the SETUP succeeds, dropped (frontend given back) when it fails.
+        pending_stream: Mutex<Option<(Option<String>, Arc<SatipStream>)>>,
     }
 
     #[glib::object_subclass]
@@ -281,9 +309,14 @@ mod imp {
                 (_, true) => {
                     let session =
                         RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
-                    if let Some(media) = session.as_ref().and_then(session_media) {
+                    let direct = session.as_ref().and_then(SatipStream::of_session);
+                    if direct.is_some() && spec.delivery != Delivery::Unicast {
+                        // A unicast RTP/UDP stream has no pipeline for other transports.
+                        return not_valid();
+                    }
+                    if let Some(key) = session.as_ref().and_then(session_key) {
+                        let key = Some(key);
                         let st = STREAMS.lock().unwrap();
-                        let key = st.key_of_media(&media);
                         let playing = key
                             .and_then(|k| st.entries.get(&k))
                             .is_some_and(|e| e.playing);
@@ -322,6 +355,15 @@ mod imp {
             };
             // SAFETY: the request outlives the response being sent.
             let request = unsafe { Msg::from_ptr(request_ptr) };
+            // A unicast stream created for this SETUP: kept only if the SETUP succeeds.
+            let new_stream = if method == METHOD_SETUP {
+                match self.pending_stream.lock().unwrap().take() {
+                    Some((c, s)) if c == cseq => Some(s),
+                    _ => None,
+                }
+            } else {
+                None
+            };
             let pending = {
                 let mut p = self.pending.lock().unwrap();
                 match p.take() {
@@ -389,13 +431,29 @@ mod imp {
                     let session =
                         RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
                     let Some(session) = session else { return };
-                    let Some(media) = session_media(&session) else {
-                        return;
-                    };
-                    crate::rtsp::factory::hook_rtcp(&media);
-                    if let Some(t) = session.media(SATIP_MOUNT).0.and_then(|sm| sm.transport(0)) {
-                        crate::rtsp::factory::setup_done(&media, &t);
+                    if let (Some(s), (Some(sm), _)) = (new_stream, session.media(UNICAST_MOUNT)) {
+                        SatipStream::attach(s, &sm);
                     }
+                    let key = if let (Some(sm), _) = session.media(UNICAST_MOUNT) {
+                        let Some(stream) = SatipStream::of_session_media(&sm) else {
+                            return;
+                        };
+                        stream.setup_done(dest_of(&sm));
+                        if let Some(t) = msg.header("Transport") {
+                            msg.set_header("Transport", &with_ssrc(&t, stream.ssrc()));
+                        }
+                        stream.key()
+                    } else {
+                        let Some(media) = session_media(&session) else {
+                            return;
+                        };
+                        crate::rtsp::factory::hook_rtcp(&media);
+                        if let Some(t) = session.media(SATIP_MOUNT).0.and_then(|sm| sm.transport(0))
+                        {
+                            crate::rtsp::factory::setup_done(&media, &t);
+                        }
+                        STREAMS.lock().unwrap().key_of_media(&media)
+                    };
                     let transport = msg
                         .header("Transport")
                         .and_then(|t| parse_transport(&t).ok());
@@ -407,13 +465,12 @@ mod imp {
                             }
                         }
                     }
+                    let Some(key) = key else { return };
                     let mut st = STREAMS.lock().unwrap();
-                    if let Some(key) = st.key_of_media(&media) {
-                        if let Some(t) = transport {
-                            st.transports.insert(key, t);
-                        }
+                    if let Some(t) = transport {
+                        st.transports.insert(key, t);
                     }
-                    if let Some(e) = st.by_media(&media) {
+                    if let Some(e) = st.entries.get_mut(&key) {
                         if e.owner.is_none() && !e.joined {
                             e.owner = session.sessionid().map(|s| s.to_string());
                         }
@@ -423,17 +480,24 @@ mod imp {
                 (METHOD_PLAY, 200) => {
                     let session =
                         RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
-                    let Some(media) = session.as_ref().and_then(session_media) else {
-                        return;
-                    };
-                    crate::rtsp::factory::play_done(&media);
-                    let mut st = STREAMS.lock().unwrap();
-                    if let Some(e) = st.by_media(&media) {
-                        e.playing = true;
+                    let Some(session) = session else { return };
+                    let (key, suffix) = if let Some(stream) = SatipStream::of_session(&session) {
+                        let (seq, rtptime) = stream.play_done();
+                        (stream.key(), format!(";seq={seq};rtptime={rtptime}"))
+                    } else {
+                        let Some(media) = session_media(&session) else {
+                            return;
+                        };
+                        crate::rtsp::factory::play_done(&media);
                         let suffix = msg
                             .header("RTP-Info")
                             .and_then(|r| r.find(";seq=").map(|i| r[i..].to_string()))
                             .unwrap_or_default();
+                        (STREAMS.lock().unwrap().key_of_media(&media), suffix)
+                    };
+                    let mut st = STREAMS.lock().unwrap();
+                    if let Some(e) = key.and_then(|k| st.entries.get_mut(&k)) {
+                        e.playing = true;
                         msg.set_header(
                             "RTP-Info",
                             &format!("url={}stream={}{suffix}", base_url(&uri), e.stream_id),
@@ -446,15 +510,15 @@ mod imp {
 
         /// Applies a modifying query (PLAY or in-session SETUP) to the session's stream.
         fn apply_query(&self, session: &RTSPSession, t: &Target) -> RTSPStatusCode {
-            let Some(media) = session_media(session) else {
+            let Some(key) = session_key(session) else {
                 return RTSPStatusCode::Ok;
             };
-            let (src, spec, stream_id, joined) = {
-                let mut st = STREAMS.lock().unwrap();
-                let Some(e) = st.by_media(&media) else {
+            let (backend, spec, stream_id, joined) = {
+                let st = STREAMS.lock().unwrap();
+                let Some(e) = st.entries.get(&key) else {
                     return RTSPStatusCode::Ok;
                 };
-                (e.src.upgrade(), e.spec(), e.stream_id, e.joined)
+                (e.backend.clone(), e.spec(), e.stream_id, e.joined)
             };
             if let Some(n) = t.stream {
                 if n != stream_id {
@@ -464,7 +528,7 @@ mod imp {
             if !t.has_query || t.query.is_empty() {
                 return RTSPStatusCode::Ok;
             }
-            let (Some(src), Some(spec)) = (src, spec) else {
+            let Some(spec) = spec else {
                 return RTSPStatusCode::Ok;
             };
             if joined {
@@ -491,13 +555,41 @@ mod imp {
                 change,
                 new.canonical_query()
             );
-            src.set_property("request", new.canonical_query());
-            if change == Change::Retune && src.property::<u32>("frontend-number") == 0 {
+            if !Entry::update(&backend, new, change) && change == Change::Retune {
                 return self.refuse(Answer::error(&QueryError::NoMore(vec![
                     Resource::Frontends,
                 ])));
             }
             RTSPStatusCode::Ok
+        }
+
+        /// A SETUP without a session asks for unicast RTP/UDP: creates its stream (a new one,
+        /// or a non-owner copy of stream `n`) without a pipeline, for the shared media.
+        fn create_direct(&self, t: &Target) -> Result<(), Answer> {
+            let cseq = current_request().and_then(|(_, _, c)| c);
+            if let Some((c, _)) = &*self.pending_stream.lock().unwrap() {
+                if *c == cseq {
+                    return Ok(());
+                }
+            }
+            let (spec, id, joined) = match t.stream {
+                Some(n) => {
+                    let spec = STREAMS
+                        .lock()
+                        .unwrap()
+                        .owner_entry(n)
+                        .and_then(Entry::spec)
+                        .ok_or_else(|| Answer::plain(404, "Not Found"))?;
+                    (spec, n, true)
+                }
+                None => {
+                    let spec = check_new(&t.query).map_err(|e| Answer::error(&e))?;
+                    (spec, STREAMS.lock().unwrap().allocate_id(), false)
+                }
+            };
+            let stream = SatipStream::create(spec, id, joined).map_err(|e| Answer::error(&e))?;
+            *self.pending_stream.lock().unwrap() = Some((cseq, stream));
+            Ok(())
         }
 
         /// 501 for methods SAT>IP does not have, on SAT>IP URLs.
@@ -540,11 +632,43 @@ mod imp {
                 None if method == METHOD_SETUP => self.check_setup_transport(&t, has_session),
                 r => r,
             };
+            let unicast = || {
+                current_transport_header()
+                    .and_then(|raw| parse_transport(&raw).ok())
+                    .is_some_and(|s| s.delivery == Delivery::Unicast)
+            };
+            // A stream a DESCRIBE defined (a media without owner yet) is set up on its own
+            // media: gst-rtsp-server hands that media to a SETUP on the same connection.
+            let described = |n: u16| {
+                STREAMS
+                    .lock()
+                    .unwrap()
+                    .owner_entry(n)
+                    .is_some_and(|e| e.owner.is_none() && e.media().is_some())
+            };
+            let refused = match refused {
+                None if method == METHOD_SETUP
+                    && !has_session
+                    && unicast()
+                    && !t.stream.is_some_and(described) =>
+                {
+                    match self.create_direct(&t) {
+                        Ok(()) => return Some(UNICAST_MOUNT.into()),
+                        Err(a) => Some(a),
+                    }
+                }
+                r => r,
+            };
             if let Some(a) = refused {
                 self.refuse(a);
                 return Some(REFUSED_PATH.into());
             }
-            Some(SATIP_MOUNT.into())
+            let direct = has_session
+                && RTSPContext::with_current_context(|c| {
+                    c.session().and_then(SatipStream::of_session).is_some()
+                })
+                .unwrap_or(false);
+            Some(if direct { UNICAST_MOUNT } else { SATIP_MOUNT }.into())
         }
 
         /// Keep gst-rtsp-server's error codes: the bindings' default (no parent vfunc in C)
@@ -652,7 +776,7 @@ mod imp {
             if let (Some(Route::Satip(Ok(t))), Some(session)) =
                 (uri.as_deref().map(route), ctx.session())
             {
-                if t.has_query && session_media(session).is_some() {
+                if t.has_query && session_key(session).is_some() {
                     return self.apply_query(session, &t);
                 }
             }

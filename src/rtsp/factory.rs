@@ -1,6 +1,8 @@
-//! The SAT>IP media factory: one media per stream, `satipmapsrc ! appsink` feeding our own
-//! RTP/MP2T packetizer (`appsrc name=pay0`, PT 33, 7×188 bytes, empty packets when idle),
-//! with the RTCP APP `SES1` status packet appended to every compound RTCP packet.
+//! The SAT>IP media factory: one media per stream (multicast, RTP over RTSP, a stream a
+//! DESCRIBE defined), `satipmapsrc ! appsink` feeding our own RTP/MP2T packetizer
+//! (`appsrc name=pay0`, PT 33, 7×188 bytes, empty packets when idle), with the RTCP APP `SES1`
+//! status packet appended to every compound RTCP packet. The packetizer also serves the
+//! pipeline-less unicast streams of [`super::direct`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,7 @@ use gstdvb2ip::proto::rtp::{
 };
 use gstdvb2ip::proto::satip::{encode_rtcp_app_ses1, parse_query, StreamSpec};
 
-use super::streams::{key_of_element, Entry, Route, MAX_PIDS, STREAMS};
+use super::streams::{key_of_element, Backend, Entry, Route, MAX_PIDS, STREAMS};
 use super::udp::UdpDest;
 use super::CAT;
 
@@ -78,8 +80,10 @@ mod imp {
             let key = STREAMS.lock().unwrap().insert(Entry {
                 stream_id,
                 joined,
-                src: src.downgrade(),
-                media: glib::WeakRef::new(),
+                backend: Backend::Media {
+                    src: src.downgrade(),
+                    media: glib::WeakRef::new(),
+                },
                 owner: None,
                 playing: false,
             });
@@ -101,8 +105,14 @@ mod imp {
             let Some(key) = key_of_element(&element.name()) else {
                 return;
             };
-            if let Some(e) = STREAMS.lock().unwrap().entries.get_mut(&key) {
-                e.media.set(Some(media));
+            if let Some(Backend::Media { media: m, .. }) = STREAMS
+                .lock()
+                .unwrap()
+                .entries
+                .get_mut(&key)
+                .map(|e| &mut e.backend)
+            {
+                m.set(Some(media));
             }
             media.connect_unprepared(move |m| {
                 end_direct(m);
@@ -152,7 +162,7 @@ pub fn hook_rtcp(media: &gst_rtsp_server::RTSPMedia) {
     }
 }
 
-mod pay_imp {
+pub(super) mod pay_imp {
     use super::*;
 
     /// `pay0` for gst-rtsp-server: a bin around the packetizer's appsrc that also answers
@@ -173,20 +183,45 @@ mod pay_imp {
         fn properties() -> &'static [glib::ParamSpec] {
             static PROPS: once_cell::sync::Lazy<Vec<glib::ParamSpec>> =
                 once_cell::sync::Lazy::new(|| {
-                    vec![glib::ParamSpecUInt::builder("pt")
-                        .nick("Payload type")
-                        .blurb("RTP payload type of the SAT>IP stream (always 33, MP2T)")
-                        .minimum(33)
-                        .maximum(33)
-                        .default_value(33)
-                        .read_only()
-                        .build()]
+                    vec![
+                        glib::ParamSpecUInt::builder("pt")
+                            .nick("Payload type")
+                            .blurb("RTP payload type of the SAT>IP stream (always 33, MP2T)")
+                            .minimum(33)
+                            .maximum(33)
+                            .default_value(33)
+                            .read_only()
+                            .build(),
+                        // Read by gst-rtsp-server for RTP-Info when no buffer waits at its
+                        // block (a later PLAY).
+                        glib::ParamSpecUInt::builder("seqnum")
+                            .nick("Sequence number")
+                            .blurb("Sequence number of the next RTP packet")
+                            .maximum(u32::from(u16::MAX))
+                            .read_only()
+                            .build(),
+                        glib::ParamSpecUInt::builder("timestamp")
+                            .nick("Timestamp")
+                            .blurb("RTP timestamp of the next RTP packet")
+                            .read_only()
+                            .build(),
+                    ]
                 });
             PROPS.as_ref()
         }
 
-        fn property(&self, _id: usize, _pspec: &glib::ParamSpec) -> glib::Value {
-            33u32.to_value()
+        fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+            let info = || {
+                self.packer
+                    .get()
+                    .map(|p| p.lock().unwrap().rtp_info())
+                    .unwrap_or_default()
+            };
+            match pspec.name() {
+                "seqnum" => u32::from(info().0).to_value(),
+                "timestamp" => info().1.to_value(),
+                _ => 33u32.to_value(),
+            }
         }
     }
 
@@ -196,6 +231,7 @@ mod pay_imp {
 }
 
 glib::wrapper! {
+    /// `pay0` of the SAT>IP media.
     pub struct SatipPay(ObjectSubclass<pay_imp::SatipPay>) @extends gst::Bin, gst::Element, gst::Object;
 }
 
@@ -217,15 +253,15 @@ const RTCP_EVERY: Duration = Duration::from_millis(200);
 /// Packets go to the `pay0` appsrc (gst-rtsp-server's path: TCP-interleaved, multicast,
 /// and every stream before it plays), or, for a playing unicast UDP stream, straight to the
 /// client through [`UdpDest`] with RTCP built here.
-struct Packer {
+pub(super) struct Packer {
     seq: u16,
     ssrc: u32,
     start: Instant,
     pending: Vec<u8>,
     last_push: Instant,
     appsrc: glib::WeakRef<gst_app::AppSrc>,
-    /// The `satipmapsrc` (for the RTCP status string).
-    src: glib::WeakRef<gst::Element>,
+    /// The stream's status string (for RTCP APP); called without the packer locked.
+    status: StatusFn,
     direct: Option<UdpDest>,
     /// Shared with the `pay0` probe: set, it keeps gst-rtsp-server's RTP path quiet for a
     /// direct stream; the probe stores the sequence number of the last packet it let through
@@ -241,8 +277,82 @@ struct Packer {
     last_rtcp: Instant,
 }
 
+/// Reads a stream's status string.
+pub(super) type StatusFn = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
 impl Packer {
     fn new(appsrc: &gst_app::AppSrc, src: &gst::Element) -> Self {
+        let src = src.downgrade();
+        Self::with_status(
+            appsrc.downgrade(),
+            Arc::new(move || src.upgrade().map(|s| s.property::<String>("status"))),
+        )
+    }
+
+    /// A packer without `pay0`: its stream only ever goes the direct path.
+    pub(super) fn detached() -> Self {
+        Self::with_status(glib::WeakRef::new(), Arc::new(|| None))
+    }
+
+    pub(super) fn set_status_fn(&mut self, status: StatusFn) {
+        self.status = status;
+    }
+
+    /// Sequence number and RTP timestamp the next packet will carry (RTP-Info of PLAY).
+    pub(super) fn rtp_info(&self) -> (u16, u32) {
+        (self.seq, self.rtp_time(Instant::now()))
+    }
+
+    pub(super) fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
+    /// At PLAY: sends the tuner data kept since SETUP at once, the remainder as a partly
+    /// filled packet, or an empty packet when nothing was kept (a low-rate PID set between two
+    /// chunks, no signal), so the client sees the stream start without waiting for the next
+    /// chunk or flush (direct path, playing).
+    pub(super) fn flush_kept(&mut self) {
+        if self.direct.is_none() || !self.playing {
+            return;
+        }
+        let before = self.packets;
+        if let Some(first) = self.last_tap.take() {
+            self.take(&first);
+        }
+        if !self.pending.is_empty() {
+            self.flush_partial();
+        } else if self.packets == before {
+            self.emit(&[]);
+        }
+    }
+
+    pub(super) fn is_playing(&self) -> bool {
+        self.playing
+    }
+
+    pub(super) fn set_playing(&mut self) {
+        self.playing = true;
+    }
+
+    /// A tuner buffer for a stream that may be on the direct path: sent when playing (after
+    /// the newest one kept since SETUP), kept when not yet. `false` when the stream is not on
+    /// the direct path (the buffer is not consumed).
+    pub(super) fn feed(&mut self, buf: &gst::Buffer, keep_before_setup: bool) -> bool {
+        match (self.direct.is_some(), self.playing) {
+            (false, _) if !keep_before_setup => return false,
+            (true, true) => {
+                if let Some(first) = self.last_tap.take() {
+                    self.take(&first);
+                }
+                self.take(buf)
+            }
+            // Not playing: only the newest buffer is kept, for PLAY.
+            _ => self.last_tap = Some(buf.clone()),
+        }
+        true
+    }
+
+    fn with_status(appsrc: glib::WeakRef<gst_app::AppSrc>, status: StatusFn) -> Self {
         // Random enough for SSRC and initial sequence number (RFC 3550 wants them random).
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(
@@ -257,8 +367,8 @@ impl Packer {
             start: now,
             pending: Vec::with_capacity(TS_PER_RTP * 188 * 2),
             last_push: now,
-            appsrc: appsrc.downgrade(),
-            src: src.downgrade(),
+            appsrc,
+            status,
             direct: None,
             probe: Arc::new(ProbeState {
                 direct: AtomicBool::new(false),
@@ -399,7 +509,7 @@ impl Packer {
     }
 
     /// Switches to (or off) the direct path; pending full packets stay in order.
-    fn set_direct(&mut self, direct: Option<UdpDest>) {
+    pub(super) fn set_direct(&mut self, direct: Option<UdpDest>) {
         if let Some(d) = &direct {
             if self.direct.is_none() {
                 // What pay0 still held was dropped: continue after the last packet that went
@@ -439,7 +549,7 @@ fn local_cname_host(d: &UdpDest) -> &'static str {
 /// packets in silences and RTCP on the direct path.
 static PACKERS: Mutex<Vec<std::sync::Weak<Mutex<Packer>>>> = Mutex::new(Vec::new());
 
-fn register(packer: &Arc<Mutex<Packer>>) {
+pub(super) fn register(packer: &Arc<Mutex<Packer>>) {
     static TIMER: std::sync::Once = std::sync::Once::new();
     PACKERS.lock().unwrap().push(Arc::downgrade(packer));
     TIMER.call_once(|| {
@@ -460,14 +570,12 @@ fn timer_loop() {
         };
         for packer in live {
             // The status string is read before locking: a property read must not wait on us.
-            let (src, rtcp_due) = {
+            let (status, rtcp_due) = {
                 let p = packer.lock().unwrap();
                 let due = p.direct.is_some() && p.playing && p.last_rtcp.elapsed() >= RTCP_EVERY;
-                (p.src.clone(), due)
+                (p.status.clone(), due)
             };
-            let status = rtcp_due
-                .then(|| src.upgrade().map(|s| s.property::<String>("status")))
-                .flatten();
+            let status = rtcp_due.then(|| status()).flatten();
             let mut p = packer.lock().unwrap();
             if !p.playing {
                 p.prime_pay0();
@@ -492,12 +600,7 @@ fn timer_loop() {
 /// `appsink name=tsink` (TS in) and `pay0` (a [`SatipPay`] bin around the RTP appsrc) around
 /// one [`Packer`], registered with the timer thread.
 fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
-    let caps = gst::Caps::builder("application/x-rtp")
-        .field("media", "video")
-        .field("clock-rate", 90000i32)
-        .field("encoding-name", "MP2T")
-        .field("payload", 33i32)
-        .build();
+    let caps = rtp_caps();
     // gst-rtsp-server blocks the stream between SETUP and PLAY; only the newest data needs
     // to wait there, and a playing stream drains at once.
     let pay = gstdvb2ip::live_appsrc("rtpsrc", &caps, PAY_QUEUE_BYTES);
@@ -553,6 +656,39 @@ fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
     (tsink, bin)
 }
 
+/// Caps of the SAT>IP RTP stream.
+fn rtp_caps() -> gst::Caps {
+    gst::Caps::builder("application/x-rtp")
+        .field("media", "video")
+        .field("clock-rate", 90000i32)
+        .field("encoding-name", "MP2T")
+        .field("payload", 33i32)
+        .build()
+}
+
+/// `pay0` of the shared unicast media: one empty RTP packet, so gst-rtsp-server can prepare
+/// the media, then nothing (the streams' packets go the direct path).
+pub(super) fn idle_pay0() -> SatipPay {
+    let pay = gstdvb2ip::live_appsrc("rtpsrc", &rtp_caps(), 4096);
+    let primed = AtomicBool::new(false);
+    pay.set_callbacks(
+        gst_app::AppSrcCallbacks::builder()
+            .need_data(move |src, _| {
+                if !primed.swap(true, Ordering::SeqCst) {
+                    let _ =
+                        src.push_buffer(gst::Buffer::from_mut_slice(rtp_header(0, 0, 0).to_vec()));
+                }
+            })
+            .build(),
+    );
+    let bin: SatipPay = glib::Object::builder().property("name", "pay0").build();
+    bin.add(&pay).expect("add appsrc");
+    let ghost =
+        gst::GhostPad::with_target(&pay.static_pad("src").expect("appsrc src")).expect("ghost pad");
+    bin.add_pad(&ghost).expect("add ghost pad");
+    bin
+}
+
 /// The packer of a SAT>IP media.
 fn packer_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Packer>>> {
     media
@@ -594,22 +730,9 @@ pub fn setup_done(
         Some(tuner) => {
             let packer = Arc::downgrade(&packer);
             tuner.set_tap(Some(Arc::new(move |buf: &gst::Buffer| {
-                let Some(packer) = packer.upgrade() else {
-                    return false;
-                };
-                let mut p = packer.lock().unwrap();
-                match (p.direct.is_some(), p.playing) {
-                    (false, _) => return false,
-                    (true, true) => {
-                        if let Some(first) = p.last_tap.take() {
-                            p.take(&first);
-                        }
-                        p.take(buf)
-                    }
-                    // Set up, not playing: only the newest buffer is kept, for PLAY.
-                    (true, false) => p.last_tap = Some(buf.clone()),
-                }
-                true
+                packer
+                    .upgrade()
+                    .is_some_and(|p| p.lock().unwrap().feed(buf, false))
             })));
         }
         None => gst::warning!(CAT, "no tuner in the SAT>IP media: its RTP stays silent"),
@@ -651,7 +774,7 @@ struct ProbeState {
 const NO_SEQ: u32 = u32::MAX;
 
 /// rtpbin's RTCP interval while the packer sends RTCP itself: effectively never.
-const RTCP_QUIET_NS: u64 = 24 * 3600 * 1_000_000_000;
+pub(super) const RTCP_QUIET_NS: u64 = 24 * 3600 * 1_000_000_000;
 
 /// Appends the SAT>IP APP `SES1` packet to the compound RTCP buffer in `value`.
 ///

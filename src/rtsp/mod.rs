@@ -1,12 +1,17 @@
 //! SAT>IP over RTSP on gst-rtsp-server: a server/client/mount-points/factory subclass set.
 //!
-//! Every SAT>IP URL (`rtsp://host/?query`, `/stream=N[?query]`) is routed to one factory
-//! mounted at [`streams::SATIP_MOUNT`]; named channels stay plain factories under `/ch/`.
+//! SAT>IP URLs (`rtsp://host/?query`, `/stream=N[?query]`) of sessions with unicast RTP/UDP
+//! are routed to the one shared media of [`direct::UnicastFactory`] (mounted at
+//! [`direct::UNICAST_MOUNT`]), their streams having no pipeline of their own; every other
+//! SAT>IP URL (multicast, RTP over RTSP, DESCRIBE) goes to the factory mounted at
+//! [`streams::SATIP_MOUNT`], a media per stream. Named channels stay plain factories under
+//! `/ch/`.
 
 pub mod bench;
 pub mod bench_baseline;
 pub mod bench_rx;
 pub mod client;
+pub mod direct;
 pub mod factory;
 pub(crate) mod message;
 pub mod mounts;
@@ -36,6 +41,7 @@ pub fn build(session_timeout: u32) -> SatipServer {
     let server = SatipServer::new(session_timeout);
     let mounts = mounts::SatipMounts::default();
     mounts.add_factory(streams::SATIP_MOUNT, factory::SatipFactory::default());
+    mounts.add_factory(direct::UNICAST_MOUNT, direct::UnicastFactory::default());
     server.set_mount_points(Some(&mounts));
     server
 }

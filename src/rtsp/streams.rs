@@ -7,8 +7,10 @@ use std::sync::Mutex;
 use gst::glib;
 use gst::prelude::*;
 use gstdvb2ip::proto::satip::{
-    parse_query, parse_target, Delivery, QueryError, StreamSpec, Target, TransportSpec,
+    parse_query, parse_target, Change, Delivery, QueryError, StreamSpec, Target, TransportSpec,
 };
+
+use super::direct::SatipStream;
 use gstdvb2ip::proto::tuner_pool::DelSys;
 use once_cell::sync::Lazy;
 
@@ -80,31 +82,91 @@ pub fn route(uri: &str) -> Route {
     Route::Satip(parse_target(uri))
 }
 
+/// What serves a stream.
+pub enum Backend {
+    /// A media of its own (multicast, RTP over RTSP, DESCRIBE with a query): its
+    /// `satipmapsrc` and the media.
+    Media {
+        src: glib::WeakRef<gst::Element>,
+        media: glib::WeakRef<gst_rtsp_server::RTSPMedia>,
+    },
+    /// A unicast RTP/UDP stream on the shared media, owned by its session media.
+    Direct(std::sync::Weak<SatipStream>),
+}
+
 /// One stream (or one non-owner copy of a stream joined through `stream=N`).
 pub struct Entry {
     /// The SAT>IP stream id (`com.ses.streamID`).
     pub stream_id: u16,
     /// A non-owner copy created by a SETUP on `/stream=N` of another session's stream.
     pub joined: bool,
-    /// The `satipmapsrc` of the media.
-    pub src: glib::WeakRef<gst::Element>,
-    pub media: glib::WeakRef<gst_rtsp_server::RTSPMedia>,
+    pub backend: Backend,
     /// Session id of the owner, once its SETUP succeeded.
     pub owner: Option<String>,
     pub playing: bool,
 }
 
 impl Entry {
-    /// The stream's current spec, read back from its element (the source of truth).
+    fn alive(&self) -> bool {
+        match &self.backend {
+            Backend::Media { src, .. } => src.upgrade().is_some(),
+            Backend::Direct(s) => s.strong_count() > 0,
+        }
+    }
+
+    /// The media of a stream with a media of its own.
+    pub fn media(&self) -> Option<gst_rtsp_server::RTSPMedia> {
+        match &self.backend {
+            Backend::Media { media, .. } => media.upgrade(),
+            Backend::Direct(_) => None,
+        }
+    }
+
+    /// The stream's current spec, read back from what serves it (the source of truth).
     pub fn spec(&self) -> Option<StreamSpec> {
-        let src = self.src.upgrade()?;
-        let req: Option<String> = src.property("request");
-        let q = parse_query(&req?).ok()?;
-        StreamSpec::create(&q, usize::MAX).ok()
+        match &self.backend {
+            Backend::Media { src, .. } => {
+                let src = src.upgrade()?;
+                let req: Option<String> = src.property("request");
+                let q = parse_query(&req?).ok()?;
+                StreamSpec::create(&q, usize::MAX).ok()
+            }
+            Backend::Direct(s) => Some(s.upgrade()?.spec()),
+        }
     }
 
     pub fn status(&self) -> Option<String> {
-        self.src.upgrade().map(|s| s.property::<String>("status"))
+        match &self.backend {
+            Backend::Media { src, .. } => src.upgrade().map(|s| s.property::<String>("status")),
+            Backend::Direct(s) => Some(s.upgrade()?.status()),
+        }
+    }
+
+    /// Applies a modified stream (`new`, `change` from [`StreamSpec::apply`]); returns
+    /// whether a frontend serves it afterwards. Call without the table locked.
+    pub fn update(backend: &Backend, new: StreamSpec, change: Change) -> bool {
+        match backend {
+            Backend::Media { src, .. } => {
+                let Some(src) = src.upgrade() else {
+                    return false;
+                };
+                src.set_property("request", new.canonical_query());
+                change != Change::Retune || src.property::<u32>("frontend-number") > 0
+            }
+            Backend::Direct(s) => s.upgrade().is_some_and(|s| s.update(new, change)),
+        }
+    }
+}
+
+impl Clone for Backend {
+    fn clone(&self) -> Self {
+        match self {
+            Backend::Media { src, media } => Backend::Media {
+                src: src.clone(),
+                media: media.clone(),
+            },
+            Backend::Direct(s) => Backend::Direct(s.clone()),
+        }
     }
 }
 
@@ -112,7 +174,8 @@ impl Entry {
 pub struct Streams {
     next_key: u64,
     next_id: u16,
-    /// By internal key (the number in the media's bin name `satip-<key>`).
+    /// By internal key (the number in the media's bin name `satip-<key>`, or
+    /// [`SatipStream::key`]).
     pub entries: BTreeMap<u64, Entry>,
     /// The transport each entry's session got in its SETUP answer (same keys as `entries`).
     pub transports: BTreeMap<u64, TransportSpec>,
@@ -122,7 +185,7 @@ pub static STREAMS: Lazy<Mutex<Streams>> = Lazy::new(|| Mutex::new(Streams::defa
 
 impl Streams {
     fn gc(&mut self) {
-        self.entries.retain(|_, e| e.src.upgrade().is_some());
+        self.entries.retain(|_, e| e.alive());
         let entries = &self.entries;
         self.transports.retain(|k, _| entries.contains_key(k));
     }
@@ -175,7 +238,7 @@ impl Streams {
     pub fn key_of_media(&self, media: &gst_rtsp_server::RTSPMedia) -> Option<u64> {
         self.entries
             .iter()
-            .find(|(_, e)| e.media.upgrade().as_ref() == Some(media))
+            .find(|(_, e)| e.media().as_ref() == Some(media))
             .map(|(k, _)| *k)
     }
 
@@ -193,7 +256,7 @@ impl Streams {
     pub fn by_media(&mut self, media: &gst_rtsp_server::RTSPMedia) -> Option<&mut Entry> {
         self.entries
             .values_mut()
-            .find(|e| e.media.upgrade().as_ref() == Some(media))
+            .find(|e| e.media().as_ref() == Some(media))
     }
 }
 

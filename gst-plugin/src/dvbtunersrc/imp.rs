@@ -72,6 +72,64 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Sets one tuning property (every property but `pids`, which also reaches a lease).
+    fn set(&mut self, name: &str, value: &glib::Value) {
+        let v = value;
+        match name {
+            "adapter" => self.adapter = v.get().expect("type checked upstream"),
+            "frontend" => self.frontend = v.get().expect("type checked upstream"),
+            "delsys" => self.delsys = v.get().expect("type checked upstream"),
+            "frequency" => self.frequency = v.get().expect("type checked upstream"),
+            "polarity" => {
+                self.polarity = v
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "symbol-rate" => self.symbol_rate = v.get().expect("type checked upstream"),
+            "bandwidth-hz" => self.bandwidth_hz = v.get().expect("type checked upstream"),
+            "modulation" => self.modulation = v.get().expect("type checked upstream"),
+            "stream-id" => self.stream_id = v.get().expect("type checked upstream"),
+            "lnb-lof1" => self.lnb_lof1 = v.get().expect("type checked upstream"),
+            "lnb-lof2" => self.lnb_lof2 = v.get().expect("type checked upstream"),
+            "lnb-slof" => self.lnb_slof = v.get().expect("type checked upstream"),
+            "diseqc-source" => self.diseqc_source = v.get().expect("type checked upstream"),
+            "tuning-timeout" => self.tuning_timeout = v.get().expect("type checked upstream"),
+            "pids" => {
+                self.pids = v
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            _ => unimplemented!(),
+        }
+    }
+}
+
+/// The pool request an element with default settings would make after `props` (name, value
+/// in `gst_util_set_object_arg` syntax, as [`crate::satipmapsrc::dvbtunersrc_properties`]
+/// gives them) and `pids` were set: the same validation, without an element.
+pub(crate) fn lease_request(props: &[(&str, String)], pids: &str) -> Result<LeaseRequest, String> {
+    let class = glib::object::ObjectClass::from_type(super::DvbTunerSrc::static_type())
+        .ok_or("dvbtunersrc is not registered")?;
+    let mut s = Settings::default();
+    for (name, value) in props
+        .iter()
+        .map(|(n, v)| (*n, v.as_str()))
+        .chain([("pids", pids)])
+    {
+        let pspec = class
+            .find_property(name)
+            .ok_or_else(|| format!("dvbtunersrc has no property '{name}'"))?;
+        let v = glib::Value::deserialize(value, pspec.value_type())
+            .map_err(|_| format!("invalid value {value:?} for '{name}'"))?;
+        s.set(name, &v);
+    }
+    s.to_request()
+        .map_err(|i| format!("invalid property '{}': {}", i.property, i.reason))
+}
+
 /// A validation failure naming the property.
 struct Invalid {
     property: &'static str,
@@ -578,56 +636,36 @@ impl ObjectImpl for DvbTunerSrc {
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
         let mut s = self.settings.lock().unwrap();
-        match pspec.name() {
-            "adapter" => s.adapter = value.get().expect("type checked upstream"),
-            "frontend" => s.frontend = value.get().expect("type checked upstream"),
-            "delsys" => s.delsys = value.get().expect("type checked upstream"),
-            "frequency" => s.frequency = value.get().expect("type checked upstream"),
-            "polarity" => {
-                s.polarity = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default()
-            }
-            "symbol-rate" => s.symbol_rate = value.get().expect("type checked upstream"),
-            "bandwidth-hz" => s.bandwidth_hz = value.get().expect("type checked upstream"),
-            "modulation" => s.modulation = value.get().expect("type checked upstream"),
-            "stream-id" => s.stream_id = value.get().expect("type checked upstream"),
-            "lnb-lof1" => s.lnb_lof1 = value.get().expect("type checked upstream"),
-            "lnb-lof2" => s.lnb_lof2 = value.get().expect("type checked upstream"),
-            "lnb-slof" => s.lnb_slof = value.get().expect("type checked upstream"),
-            "diseqc-source" => s.diseqc_source = value.get().expect("type checked upstream"),
-            "tuning-timeout" => s.tuning_timeout = value.get().expect("type checked upstream"),
-            "pids" => {
-                let v = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default();
-                match PidFilter::parse(&v) {
-                    Ok(f) => {
-                        gst::debug!(CAT, imp = self, "pids {} -> {}", s.pids, v);
-                        s.pids = v;
-                        drop(s);
-                        let state = self.state.lock().unwrap();
-                        if let Some(l) = &state.lease {
-                            l.set_pids(f);
-                        }
-                    }
-                    Err(e) => {
-                        drop(s);
-                        gst::element_imp_warning!(
-                            self,
-                            gst::ResourceError::Settings,
-                            (
-                                "Invalid property 'pids' value {:?}: {}; keeping the previous PIDs",
-                                v,
-                                e
-                            )
-                        );
-                    }
+        if pspec.name() != "pids" {
+            s.set(pspec.name(), value);
+            return;
+        }
+        let v = value
+            .get::<Option<String>>()
+            .expect("type checked upstream")
+            .unwrap_or_default();
+        match PidFilter::parse(&v) {
+            Ok(f) => {
+                gst::debug!(CAT, imp = self, "pids {} -> {}", s.pids, v);
+                s.pids = v;
+                drop(s);
+                let state = self.state.lock().unwrap();
+                if let Some(l) = &state.lease {
+                    l.set_pids(f);
                 }
             }
-            _ => unimplemented!(),
+            Err(e) => {
+                drop(s);
+                gst::element_imp_warning!(
+                    self,
+                    gst::ResourceError::Settings,
+                    (
+                        "Invalid property 'pids' value {:?}: {}; keeping the previous PIDs",
+                        v,
+                        e
+                    )
+                );
+            }
         }
     }
 

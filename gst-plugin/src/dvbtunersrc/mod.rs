@@ -120,3 +120,12 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         DvbTunerSrc::static_type(),
     )
 }
+
+/// The pool request of a `dvbtunersrc` whose properties were set to `props` (name, value) and
+/// `pids`, validated as the element validates them at start, without making an element.
+pub fn lease_request(
+    props: &[(&str, String)],
+    pids: &str,
+) -> Result<crate::tuners::LeaseRequest, String> {
+    imp::lease_request(props, pids)
+}

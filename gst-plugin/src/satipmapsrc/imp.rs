@@ -10,9 +10,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use crate::proto::satip::{
-    self, parse_query, Change, QueryError, SignalStatus, StreamSpec, DEFAULT_MAX_PIDS,
-};
+use crate::proto::satip::{parse_query, Change, QueryError, StreamSpec, DEFAULT_MAX_PIDS};
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -258,33 +256,13 @@ impl SatIpMapSrc {
             let st = self.state.lock().unwrap();
             (st.spec.clone(), st.child.clone(), st.untuned)
         };
-        let Some(spec) = spec else {
-            return satip::status_string(1, SignalStatus::default(), None, &satip::PidSet::None);
-        };
-        let (fe, signal) = match child.filter(|_| !untuned) {
-            Some(c) => {
-                let fe = Self::frontend_number(&c);
-                let locked: bool = c.property("locked");
-                let level: u32 = c.property("signal-level");
-                let quality: u32 = c.property("signal-quality");
-                let rel = |p: u32| (p.min(100) * 65535 / 100) as u16;
-                (
-                    fe,
-                    SignalStatus {
-                        level: satip::level_from_relative(rel(level)),
-                        lock: locked,
-                        quality: satip::quality_from_relative(rel(quality)),
-                    },
-                )
-            }
-            None => (0, SignalStatus::default()),
-        };
-        let fe = if fe > 0 {
-            fe as u16
-        } else {
-            spec.tuning.fe.unwrap_or(1)
-        };
-        satip::status_string(fe, signal, Some(&spec.tuning), &spec.pids)
+        let tuned = child.filter(|_| !untuned).map(|c| super::Tuned {
+            fe: Self::frontend_number(&c),
+            locked: c.property("locked"),
+            level: c.property("signal-level"),
+            quality: c.property("signal-quality"),
+        });
+        super::status_string(spec.as_ref(), tuned)
     }
 }
 

@@ -13,10 +13,15 @@
 use gst::glib;
 use gst::prelude::*;
 
-use crate::proto::satip::{Capabilities, DeliverySystem, Family, Tuning};
+use crate::proto::satip::{
+    self, Capabilities, DeliverySystem, Family, SignalStatus, StreamSpec, Tuning,
+};
 use crate::proto::tuner_pool::DelSys;
 
 mod imp;
+mod subscription;
+
+pub use subscription::Subscription;
 
 glib::wrapper! {
     pub struct SatIpMapSrc(ObjectSubclass<imp::SatIpMapSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
@@ -105,4 +110,42 @@ pub fn dvbtunersrc_properties(t: &Tuning) -> Result<Vec<(&'static str, String)>,
         p.push(("frontend", f.frontend.to_string()));
     }
     Ok(p)
+}
+
+/// The frontend serving a stream and its signal, for [`status_string`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuned {
+    /// 1-based position in the pool, 0 when none.
+    pub fe: u32,
+    pub locked: bool,
+    /// Percent.
+    pub level: u32,
+    /// Percent.
+    pub quality: u32,
+}
+
+/// The SAT>IP status string (`a=fmtp:33`, RTCP APP) of a stream: `spec` as requested,
+/// `tuned` when a frontend serves it (else no signal, and the pinned or first frontend).
+pub fn status_string(spec: Option<&StreamSpec>, tuned: Option<Tuned>) -> String {
+    let Some(spec) = spec else {
+        return satip::status_string(1, SignalStatus::default(), None, &satip::PidSet::None);
+    };
+    let rel = |p: u32| (p.min(100) * 65535 / 100) as u16;
+    let (fe, signal) = match tuned {
+        Some(t) => (
+            t.fe,
+            SignalStatus {
+                level: satip::level_from_relative(rel(t.level)),
+                lock: t.locked,
+                quality: satip::quality_from_relative(rel(t.quality)),
+            },
+        ),
+        None => (0, SignalStatus::default()),
+    };
+    let fe = if fe > 0 {
+        fe as u16
+    } else {
+        spec.tuning.fe.unwrap_or(1)
+    };
+    satip::status_string(fe, signal, Some(&spec.tuning), &spec.pids)
 }

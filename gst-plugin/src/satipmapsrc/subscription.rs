@@ -1,0 +1,118 @@
+//! A SAT>IP stream on the tuner pool without an element: what `satipmapsrc` does with its
+//! inner `dvbtunersrc` (lease a frontend for the query's tuning and PID set, change PIDs
+//! without retuning, retune releasing the old frontend first, report the status string),
+//! for servers that take the feed in Rust (the SAT>IP RTSP server's unicast streams).
+
+use std::sync::Arc;
+
+use crate::proto::satip::{Change, QueryError, Resource, StreamSpec};
+use crate::tuners::{self, FeedSink, Lease};
+
+static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::new(|| {
+    gst::DebugCategory::new(
+        "satipstream",
+        gst::DebugColorFlags::empty(),
+        Some("SAT>IP stream on the tuner pool"),
+    )
+});
+
+/// One stream's use of the tuner pool. Dropping it gives the frontend back.
+pub struct Subscription {
+    spec: StreamSpec,
+    /// `None` while untuned (a retune found no frontend).
+    lease: Option<Lease>,
+    sink: Arc<dyn FeedSink>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("spec", &self.spec.canonical_query())
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// Leases a frontend for `spec`; the feed goes to `sink`, which is called in this thread for
+/// the first data (the caller must not hold anything the sink needs).
+fn lease(spec: &StreamSpec, sink: &Arc<dyn FeedSink>) -> Result<Lease, String> {
+    let props = super::dvbtunersrc_properties(&spec.tuning)?;
+    let props: Vec<(&str, String)> = props.into_iter().collect();
+    let req = crate::dvbtunersrc::lease_request(&props, &spec.pids.to_string())?;
+    tuners::lease(req, sink.clone()).map_err(|e| e.to_string())
+}
+
+impl Subscription {
+    /// Leases a frontend for `spec` (already checked against the pool's capabilities).
+    /// Without a free frontend: `No-More: frontends`.
+    pub fn new(spec: StreamSpec, sink: Arc<dyn FeedSink>) -> Result<Self, QueryError> {
+        match lease(&spec, &sink) {
+            Ok(l) => Ok(Subscription {
+                spec,
+                lease: Some(l),
+                sink,
+            }),
+            Err(e) => {
+                gst::info!(CAT, "no frontend for {}: {e}", spec.canonical_query());
+                Err(QueryError::NoMore(vec![Resource::Frontends]))
+            }
+        }
+    }
+
+    pub fn spec(&self) -> &StreamSpec {
+        &self.spec
+    }
+
+    /// Applies a modified stream (`change` as [`StreamSpec::apply`] gave it): new PIDs on
+    /// the same frontend, or a retune that gives the old frontend back before leasing one for
+    /// `new`. Returns whether a frontend serves the stream afterwards.
+    pub fn update(&mut self, new: StreamSpec, change: Change) -> bool {
+        let old = std::mem::replace(&mut self.spec, new);
+        match (change, &self.lease) {
+            (Change::Unchanged, _) => {}
+            (Change::Pids, Some(l)) => {
+                match crate::tuners::PidFilter::parse(&self.spec.pids.to_string()) {
+                    Ok(f) => l.set_pids(f),
+                    Err(e) => gst::warning!(CAT, "pids {}: {e}", self.spec.pids),
+                }
+            }
+            (Change::Pids | Change::Retune, _) => {
+                gst::info!(
+                    CAT,
+                    "retune {} -> {}",
+                    old.canonical_query(),
+                    self.spec.canonical_query()
+                );
+                drop(self.lease.take());
+                match lease(&self.spec, &self.sink) {
+                    Ok(l) => self.lease = Some(l),
+                    Err(e) => gst::info!(
+                        CAT,
+                        "no frontend for {}: {e}; untuned until the next request",
+                        self.spec.canonical_query()
+                    ),
+                }
+            }
+        }
+        self.lease.is_some()
+    }
+
+    /// 1-based position in the pool of the frontend serving the stream, 0 when none.
+    pub fn frontend_number(&self) -> u32 {
+        self.lease.as_ref().map_or(0, |l| l.index() as u32 + 1)
+    }
+
+    /// The SAT>IP status string.
+    pub fn status(&self) -> String {
+        let tuned = self.lease.as_ref().map(|l| {
+            let st = l.status();
+            super::Tuned {
+                fe: l.index() as u32 + 1,
+                locked: st.locked,
+                level: st.level,
+                quality: st.quality,
+            }
+        });
+        super::status_string(Some(&self.spec), tuned)
+    }
+}

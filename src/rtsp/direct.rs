@@ -1,0 +1,276 @@
+//! Unicast RTP/UDP SAT>IP streams without a pipeline of their own.
+//!
+//! gst-rtsp-server still handles their RTSP side: sessions, SETUP answers (`server_port`),
+//! keep-alive, timeouts and TEARDOWN, on one shared media ([`UnicastFactory`], mounted at
+//! [`UNICAST_MOUNT`]) whose pipeline is an idle `pay0`: every unicast session's transport
+//! lives on that media's single stream, and its RTP/RTCP sockets are the ones the streams'
+//! packets leave from. Each stream is a [`SatipStream`]: a tuner-pool [`Subscription`] whose
+//! feed goes straight into the stream's packetizer and from there to the client through
+//! [`UdpDest`] (RTCP SR + SDES + APP `SES1` from the timer thread). A stream belongs to its
+//! session media (dropped with it: TEARDOWN, session timeout), so it costs no thread and no
+//! GStreamer object of its own.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use gst::glib;
+use gst::prelude::*;
+use gst_rtsp_server::gst_rtsp;
+use gst_rtsp_server::prelude::*;
+use gst_rtsp_server::subclass::prelude::*;
+use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
+use gstdvb2ip::satipmapsrc::Subscription;
+use gstdvb2ip::tuners::{FeedSink, TunerStatus};
+
+use super::factory::{idle_pay0, register, Packer, RTCP_QUIET_NS};
+use super::streams::{Backend, Entry, STREAMS};
+use super::udp::UdpDest;
+use super::CAT;
+
+/// Mount of the shared media of unicast RTP/UDP streams (internal: the client subclass routes
+/// SAT>IP URLs of such sessions there). Not a prefix of [`super::streams::SATIP_MOUNT`]'s
+/// paths, nor they of it: gst-rtsp-server matches session media paths by prefix.
+pub const UNICAST_MOUNT: &str = "/unicast";
+
+/// Key of the [`SatipStream`] on its `RTSPSessionMedia`.
+const STREAM_KEY: &str = "dvb2ip-stream";
+
+/// One unicast RTP/UDP SAT>IP stream (or a non-owner's copy of one).
+pub struct SatipStream {
+    /// Key in [`STREAMS`].
+    key: OnceLock<u64>,
+    sub: Mutex<Subscription>,
+    packer: Arc<Mutex<Packer>>,
+}
+
+/// Receives the frontend's feed in the feed's thread.
+struct Sink {
+    packer: std::sync::Weak<Mutex<Packer>>,
+}
+
+impl FeedSink for Sink {
+    fn push(&self, buffer: gst::Buffer) {
+        if let Some(p) = self.packer.upgrade() {
+            p.lock().unwrap().feed(&buffer, true);
+        }
+    }
+    fn status(&self, _: &TunerStatus) {}
+    fn lock_changed(&self, locked: bool, _: &TunerStatus) {
+        gst::debug!(CAT, "direct stream: lock {locked}");
+    }
+    // A frontend without lock does not end a SAT>IP stream: it goes on without signal.
+    fn tune_failed(&self, reason: &str) {
+        gst::info!(CAT, "direct stream: no lock: {reason}");
+    }
+    fn failed(&self, reason: &str) {
+        gst::warning!(CAT, "direct stream: frontend failed: {reason}");
+    }
+}
+
+impl SatipStream {
+    /// Leases a frontend for `spec` and enters the stream in the table (`No-More: frontends`
+    /// when none is free). Must not be called with the stream table locked.
+    pub fn create(spec: StreamSpec, stream_id: u16, joined: bool) -> Result<Arc<Self>, QueryError> {
+        let packer = Arc::new(Mutex::new(Packer::detached()));
+        let sink: Arc<dyn FeedSink> = Arc::new(Sink {
+            packer: Arc::downgrade(&packer),
+        });
+        let request = spec.canonical_query();
+        let sub = Subscription::new(spec, sink)?;
+        let s = Arc::new(SatipStream {
+            key: OnceLock::new(),
+            sub: Mutex::new(sub),
+            packer,
+        });
+        let weak = Arc::downgrade(&s);
+        s.packer
+            .lock()
+            .unwrap()
+            .set_status_fn(Arc::new(move || weak.upgrade().map(|s| s.status())));
+        register(&s.packer);
+        let key = STREAMS.lock().unwrap().insert(Entry {
+            stream_id,
+            joined,
+            backend: Backend::Direct(Arc::downgrade(&s)),
+            owner: None,
+            playing: false,
+        });
+        let _ = s.key.set(key);
+        gst::info!(
+            CAT,
+            "stream {stream_id}{} (direct): {request}",
+            if joined { " (joined)" } else { "" }
+        );
+        Ok(s)
+    }
+
+    pub fn key(&self) -> Option<u64> {
+        self.key.get().copied()
+    }
+
+    pub fn spec(&self) -> StreamSpec {
+        self.sub.lock().unwrap().spec().clone()
+    }
+
+    pub fn status(&self) -> String {
+        self.sub.lock().unwrap().status()
+    }
+
+    /// Applies a modified stream; returns whether a frontend serves it afterwards.
+    pub fn update(&self, new: StreamSpec, change: Change) -> bool {
+        self.sub.lock().unwrap().update(new, change)
+    }
+
+    /// After a successful SETUP: where the packets go (again, after an in-session SETUP).
+    pub fn setup_done(&self, dest: Option<UdpDest>) {
+        if dest.is_none() {
+            gst::warning!(CAT, "direct stream without a unicast UDP destination");
+        }
+        let mut p = self.packer.lock().unwrap();
+        let playing = p.is_playing();
+        p.set_direct(dest);
+        if playing {
+            p.set_playing();
+        }
+    }
+
+    /// After a successful PLAY: sequence number and RTP time of the first packet, then the
+    /// stream plays: the newest tuner data kept since SETUP leaves at once, the rest from the
+    /// feed's thread (both under the packer's lock, on one socket, so in order).
+    pub fn play_done(&self) -> (u16, u32) {
+        let mut p = self.packer.lock().unwrap();
+        let info = p.rtp_info();
+        p.set_playing();
+        p.flush_kept();
+        info
+    }
+
+    pub fn ssrc(&self) -> u32 {
+        self.packer.lock().unwrap().ssrc()
+    }
+
+    /// Attaches `stream` to a session media: it lives as long as that does.
+    pub fn attach(stream: Arc<SatipStream>, sm: &gst_rtsp_server::RTSPSessionMedia) {
+        // SAFETY: the key is only ever used with an `Arc<SatipStream>`.
+        unsafe { sm.set_data(STREAM_KEY, stream) };
+    }
+
+    /// The stream attached to a session media.
+    pub fn of_session_media(sm: &gst_rtsp_server::RTSPSessionMedia) -> Option<Arc<SatipStream>> {
+        // SAFETY: see `attach`.
+        unsafe {
+            sm.data::<Arc<SatipStream>>(STREAM_KEY)
+                .map(|p| p.as_ref().clone())
+        }
+    }
+
+    /// The stream of a session on the unicast mount.
+    pub fn of_session(session: &gst_rtsp_server::RTSPSession) -> Option<Arc<SatipStream>> {
+        let (sm, _) = session.media(UNICAST_MOUNT);
+        sm.as_ref().and_then(Self::of_session_media)
+    }
+}
+
+impl Drop for SatipStream {
+    fn drop(&mut self) {
+        // Stop sending now; the subscription gives the frontend back after this.
+        if let Ok(mut p) = self.packer.lock() {
+            p.set_direct(None);
+        }
+        gst::debug!(CAT, "direct stream {:?} ends", self.key.get());
+    }
+}
+
+/// The unicast destination of the session media's transport on the shared media.
+pub fn dest_of(sm: &gst_rtsp_server::RTSPSessionMedia) -> Option<UdpDest> {
+    let media = sm.media()?;
+    let trans = sm.transport(0)?;
+    UdpDest::of_transport(&media, &trans)
+}
+
+mod imp {
+    use super::*;
+
+    #[derive(Default)]
+    pub struct UnicastFactory {}
+
+    #[glib::object_subclass]
+    impl ObjectSubclass for UnicastFactory {
+        const NAME: &'static str = "Dvb2IpSatipUnicastFactory";
+        type Type = super::UnicastFactory;
+        type ParentType = gst_rtsp_server::RTSPMediaFactory;
+    }
+
+    impl ObjectImpl for UnicastFactory {
+        fn constructed(&self) {
+            self.parent_constructed();
+            let f = self.obj();
+            f.set_shared(true);
+            f.set_stop_on_disconnect(false);
+            f.set_latency(0);
+            f.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
+            f.set_profiles(gst_rtsp::RTSPProfile::AVP);
+            f.set_protocols(gst_rtsp::RTSPLowerTrans::UDP);
+        }
+    }
+
+    impl RTSPMediaFactoryImpl for UnicastFactory {
+        /// One media for every URL.
+        fn gen_key(&self, _url: &gst_rtsp::RTSPUrl) -> Option<glib::GString> {
+            Some(UNICAST_MOUNT.into())
+        }
+
+        fn create_element(&self, _url: &gst_rtsp::RTSPUrl) -> Option<gst::Element> {
+            let bin = gst::Bin::builder().name("unicast").build();
+            bin.add(&idle_pay0()).ok()?;
+            Some(bin.upcast())
+        }
+
+        fn media_configure(&self, media: &gst_rtsp_server::RTSPMedia) {
+            self.parent_media_configure(media);
+            media.connect_prepared(quiet);
+        }
+    }
+}
+
+/// The shared media sends nothing itself: its one packet (for preparing) is dropped before
+/// it could reach a client, and rtpbin's RTCP is quieted (each stream sends its own).
+fn quiet(media: &gst_rtsp_server::RTSPMedia) {
+    for i in 0..media.n_streams() {
+        if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
+            if sess.find_property("rtcp-min-interval").is_some() {
+                sess.set_property("rtcp-min-interval", RTCP_QUIET_NS);
+            }
+        }
+    }
+    let rtpbin = media
+        .element()
+        .parent()
+        .and_downcast::<gst::Bin>()
+        .and_then(|p| {
+            p.iterate_elements()
+                .into_iter()
+                .flatten()
+                .find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
+        });
+    match rtpbin.and_then(|r| r.static_pad("send_rtp_src_0")) {
+        Some(pad) => {
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                |_, _| gst::PadProbeReturn::Drop,
+            );
+        }
+        None => gst::warning!(CAT, "shared unicast media: no rtpbin send pad to quiet"),
+    }
+    gst::info!(CAT, "shared unicast media prepared");
+}
+
+glib::wrapper! {
+    /// The factory of the media all unicast RTP/UDP SAT>IP sessions share.
+    pub struct UnicastFactory(ObjectSubclass<imp::UnicastFactory>) @extends gst_rtsp_server::RTSPMediaFactory;
+}
+
+impl Default for UnicastFactory {
+    fn default() -> Self {
+        glib::Object::new()
+    }
+}
