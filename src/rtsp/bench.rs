@@ -914,13 +914,20 @@ fn print_targets(results: &[(Mode, Server, Point)]) {
         ) else {
             continue;
         };
+        // The baseline is full-mux sessions (~0.32 % of a core per 20 Mbit/s
+        // session): the target applies to pids=all. With distinct subsets the baseline shares
+        // one pipeline per subset among its sessions and both servers are bound by the
+        // kernel's per-datagram cost: that ratio is a figure, not a target.
+        let verdict_text = match mode {
+            Mode::All => format!("target <= 0.50): {}", verdict(Some(a.cpu <= 0.5 * b.cpu))),
+            Mode::Distinct => "no target: the baseline shares one pipeline per subset)".into(),
+        };
         println!(
-            "  200 sessions, {}: CPU {:.1} % vs baseline {:.1} % (ratio {:.2}, target <= 0.50): {}",
+            "  200 sessions, {}: CPU {:.1} % vs baseline {:.1} % (ratio {:.2}, {verdict_text}",
             mode.name(),
             a.cpu,
             b.cpu,
             a.cpu / b.cpu,
-            verdict(Some(a.cpu <= 0.5 * b.cpu))
         );
     }
     if find(Mode::All, Server::Dvb2ip, 200).is_none() {
