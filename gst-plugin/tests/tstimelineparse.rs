@@ -613,7 +613,8 @@ fn emulated_muxes_export_temi_across_loop_points() {
     );
     t.pipeline.set_state(gst::State::Playing).unwrap();
     t2.pipeline.set_state(gst::State::Playing).unwrap();
-    let c = collect_live(&[&t, &t2], Duration::from_secs(27));
+    // 30 s: a loaded machine may take a few seconds to start both pipelines.
+    let c = collect_live(&[&t, &t2], Duration::from_secs(30));
     check_live_temi(&c[0], 0x1201, 90_000, "dvb2ip News");
     check_live_temi(&c[1], 0x1101, 1000, "dvb2ip One HD");
     // The timelines property lists the TEMI timeline and the PTS timelines.
