@@ -21,7 +21,7 @@ use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
 use gstdvb2ip::satipmapsrc::Subscription;
 use gstdvb2ip::tuners::{FeedSink, TunerStatus};
 
-use super::factory::{idle_pay0, register, Packer, RTCP_QUIET_NS};
+use super::factory::{configure_satip_factory, idle_pay0, quiet_rtcp, register, Packer};
 use super::streams::{Backend, Entry, STREAMS};
 use super::udp::UdpDest;
 use super::CAT;
@@ -204,12 +204,7 @@ mod imp {
         fn constructed(&self) {
             self.parent_constructed();
             let f = self.obj();
-            f.set_shared(true);
-            f.set_stop_on_disconnect(false);
-            f.set_latency(0);
-            f.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
-            f.set_profiles(gst_rtsp::RTSPProfile::AVP);
-            f.set_protocols(gst_rtsp::RTSPLowerTrans::UDP);
+            configure_satip_factory(f.upcast_ref(), true, gst_rtsp::RTSPLowerTrans::UDP);
         }
     }
 
@@ -235,13 +230,7 @@ mod imp {
 /// The shared media sends nothing itself: its one packet (for preparing) is dropped before
 /// it could reach a client, and rtpbin's RTCP is quieted (each stream sends its own).
 fn quiet(media: &gst_rtsp_server::RTSPMedia) {
-    for i in 0..media.n_streams() {
-        if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
-            if sess.find_property("rtcp-min-interval").is_some() {
-                sess.set_property("rtcp-min-interval", RTCP_QUIET_NS);
-            }
-        }
-    }
+    quiet_rtcp(media);
     let rtpbin = media
         .element()
         .parent()

@@ -43,12 +43,11 @@ mod imp {
             self.parent_constructed();
             let f = self.obj();
             // Each SAT>IP stream is its own media; frontends are shared by the tuner pool.
-            f.set_shared(false);
-            f.set_stop_on_disconnect(false);
-            f.set_latency(0);
-            f.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
-            f.set_profiles(gst_rtsp::RTSPProfile::AVP);
-            f.set_protocols(gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP);
+            super::configure_satip_factory(
+                f.upcast_ref(),
+                false,
+                gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP,
+            );
         }
     }
 
@@ -156,10 +155,39 @@ pub fn hook_rtcp(media: &gst_rtsp_server::RTSPMedia) {
             Some(false.to_value())
         });
         // After connecting: changing the interval wakes the RTCP thread, which may send at once.
-        if sess.find_property("rtcp-min-interval").is_some() {
-            sess.set_property("rtcp-min-interval", RTCP_INTERVAL_NS);
+        set_rtcp_interval(&sess, RTCP_INTERVAL_NS);
+    }
+}
+
+/// Sets rtpbin's RTCP interval of an RTP session (where the property exists).
+fn set_rtcp_interval(sess: &glib::Object, ns: u64) {
+    if sess.find_property("rtcp-min-interval").is_some() {
+        sess.set_property("rtcp-min-interval", ns);
+    }
+}
+
+/// Quiets rtpbin's own RTCP on every stream of `media`: the packer sends RTCP itself.
+pub(super) fn quiet_rtcp(media: &gst_rtsp_server::RTSPMedia) {
+    for i in 0..media.n_streams() {
+        if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
+            set_rtcp_interval(&sess, RTCP_QUIET_NS);
         }
     }
+}
+
+/// The settings every SAT>IP media factory shares: no stop on disconnect, no latency, no
+/// suspend, AVP; `shared` and the lower transports differ.
+pub(super) fn configure_satip_factory(
+    f: &gst_rtsp_server::RTSPMediaFactory,
+    shared: bool,
+    protocols: gst_rtsp::RTSPLowerTrans,
+) {
+    f.set_shared(shared);
+    f.set_stop_on_disconnect(false);
+    f.set_latency(0);
+    f.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::None);
+    f.set_profiles(gst_rtsp::RTSPProfile::AVP);
+    f.set_protocols(protocols);
 }
 
 pub(super) mod pay_imp {
@@ -737,13 +765,7 @@ pub fn setup_done(
         }
         None => gst::warning!(CAT, "no tuner in the SAT>IP media: its RTP stays silent"),
     }
-    for i in 0..media.n_streams() {
-        if let Some(sess) = media.stream(i).and_then(|s| s.rtpsession()) {
-            if sess.find_property("rtcp-min-interval").is_some() {
-                sess.set_property("rtcp-min-interval", RTCP_QUIET_NS);
-            }
-        }
-    }
+    quiet_rtcp(media);
 }
 
 /// After a successful PLAY: the stream starts sending. A direct stream's packets leave from the
@@ -774,7 +796,7 @@ struct ProbeState {
 const NO_SEQ: u32 = u32::MAX;
 
 /// rtpbin's RTCP interval while the packer sends RTCP itself: effectively never.
-pub(super) const RTCP_QUIET_NS: u64 = 24 * 3600 * 1_000_000_000;
+const RTCP_QUIET_NS: u64 = 24 * 3600 * 1_000_000_000;
 
 /// Appends the SAT>IP APP `SES1` packet to the compound RTCP buffer in `value`.
 ///
