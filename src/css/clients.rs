@@ -187,34 +187,14 @@ async fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, 
     }
 }
 
-/// `SO_TIMESTAMPNS` receive for [`recv_stamped`].
+/// `SO_TIMESTAMPNS` receive for [`recv_stamped`] (the plugin's WC server helpers).
 #[cfg(target_os = "linux")]
 mod rx_stamp {
     use std::io;
-    use std::mem::{size_of, size_of_val, zeroed};
+    use std::mem::{size_of_val, zeroed};
     use std::os::fd::RawFd;
 
-    pub(super) fn enable(fd: RawFd) {
-        let on: libc::c_int = 1;
-        // SAFETY: valid fd; option value is a c_int of the given size. Failure only means
-        // no stamps.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&on as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-
-    pub(super) fn realtime_ns() -> Option<u64> {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?;
-        u64::try_from(d.as_nanos()).ok()
-    }
+    pub(super) use gstdvb2ip::dvbcsssink::servers::rx_stamp::{enable, realtime_ns};
 
     /// One `recvmsg`: length and the kernel stamp (CLOCK_REALTIME ns), if any.
     pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
@@ -234,24 +214,8 @@ mod rx_stamp {
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut stamp = None;
-        // SAFETY: the kernel filled `control` up to msg_controllen; the CMSG_* macros stay
-        // within it, and the payload is read unaligned.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET
-                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-                {
-                    let ts: libc::timespec =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                    if ts.tv_sec >= 0 && ts.tv_nsec >= 0 {
-                        stamp = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-            }
-        }
+        // SAFETY: recvmsg filled `msg`'s control buffer.
+        let stamp = unsafe { gstdvb2ip::dvbcsssink::servers::rx_stamp::stamp_of(&msg) };
         Ok((n as usize, stamp))
     }
 }
@@ -273,7 +237,8 @@ impl WcEngine {
         // Connected: the kernel only delivers datagrams from exactly `server` (digest 2.4).
         socket.connect(server).await?;
         #[cfg(target_os = "linux")]
-        rx_stamp::enable(std::os::fd::AsRawFd::as_raw_fd(&socket));
+        // Refused only means no kernel stamps: the arrival time is read instead.
+        let _ = rx_stamp::enable(std::os::fd::AsRawFd::as_raw_fd(&socket));
         let precision = clock::measure_monotonic_precision(1000);
         let algo = LowestDispersionCandidate::new(precision, options.client_max_freq_error_ppm)
             .with_timing(options.repeat_secs, options.timeout_secs)

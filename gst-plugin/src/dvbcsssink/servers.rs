@@ -702,6 +702,70 @@ mod portable {
     }
 }
 
+/// Kernel receive stamps (`SO_TIMESTAMPNS`, always `CLOCK_REALTIME`), for the WC server and
+/// the WC client.
+#[cfg(target_os = "linux")]
+pub mod rx_stamp {
+    use std::mem::{size_of, zeroed};
+    use std::os::fd::RawFd;
+
+    /// Asks the kernel to stamp every datagram `fd` receives; false if refused (no stamps).
+    pub fn enable(fd: RawFd) -> bool {
+        let on: libc::c_int = 1;
+        // SAFETY: valid fd; option value is a c_int of the given size.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        r == 0
+    }
+
+    /// `CLOCK_REALTIME` now (ns), to turn a stamp into an age.
+    pub fn realtime_ns() -> Option<u64> {
+        // SAFETY: zeroed timespec is valid; clock_gettime only writes it.
+        let mut ts: libc::timespec = unsafe { zeroed() };
+        // SAFETY: valid clock id and pointer.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
+            return None;
+        }
+        let s = u64::try_from(ts.tv_sec).ok()?;
+        let n = u64::try_from(ts.tv_nsec).ok()?;
+        Some(s * 1_000_000_000 + n)
+    }
+
+    /// The kernel receive stamp (`CLOCK_REALTIME` ns) in a received message's control data.
+    ///
+    /// # Safety
+    /// `msg` must be a header that `recvmsg`/`recvmmsg` filled: its control pointer and
+    /// length describe a live buffer.
+    pub unsafe fn stamp_of(msg: &libc::msghdr) -> Option<u64> {
+        let mut found = None;
+        // SAFETY (caller): the kernel filled the control buffer up to msg_controllen; the
+        // CMSG_* macros stay within it, and the payload is read unaligned.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts: libc::timespec =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                    if ts.tv_sec >= 0 && ts.tv_nsec >= 0 {
+                        found = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
+                    }
+                }
+                cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+            }
+        }
+        found
+    }
+}
+
 /// The Linux WC server loop: `recvmmsg`/`sendmmsg` batches with kernel receive stamps.
 #[cfg(target_os = "linux")]
 mod mmsg {
@@ -739,33 +803,6 @@ mod mmsg {
                 size_of::<u64>(),
             )
         };
-    }
-
-    fn realtime_ns() -> Option<u64> {
-        // SAFETY: zeroed timespec is valid; clock_gettime only writes it.
-        let mut ts: libc::timespec = unsafe { zeroed() };
-        // SAFETY: valid clock id and pointer.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
-            return None;
-        }
-        let s = u64::try_from(ts.tv_sec).ok()?;
-        let n = u64::try_from(ts.tv_nsec).ok()?;
-        Some(s * 1_000_000_000 + n)
-    }
-
-    fn enable_timestamps(fd: RawFd) -> bool {
-        let on: libc::c_int = 1;
-        // SAFETY: valid fd; option value is a c_int of the given size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&on as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        r == 0
     }
 
     /// Block until `fd` is readable or `wake` is signalled; true when woken to stop.
@@ -858,27 +895,8 @@ mod mmsg {
 
         /// Kernel receive stamp (CLOCK_REALTIME ns) of datagram `i`.
         fn stamp(&self, i: usize) -> Option<u64> {
-            let msg = &self.hdr[i].msg_hdr;
-            let mut found = None;
-            // SAFETY: the kernel filled `control[i]` up to msg_controllen; the CMSG_* macros
-            // stay within it, and the payload is read unaligned.
-            unsafe {
-                let mut cmsg = libc::CMSG_FIRSTHDR(msg);
-                while !cmsg.is_null() {
-                    if (*cmsg).cmsg_level == libc::SOL_SOCKET
-                        && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-                    {
-                        let ts: libc::timespec = std::ptr::read_unaligned(
-                            libc::CMSG_DATA(cmsg).cast::<libc::timespec>(),
-                        );
-                        if ts.tv_sec >= 0 && ts.tv_nsec >= 0 {
-                            found = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-                        }
-                    }
-                    cmsg = libc::CMSG_NXTHDR(msg, cmsg);
-                }
-            }
-            found
+            // SAFETY: recvmmsg filled this header's control buffer.
+            unsafe { rx_stamp::stamp_of(&self.hdr[i].msg_hdr) }
         }
 
         fn source(&self, i: usize) -> SocketAddr {
@@ -1005,7 +1023,7 @@ mod mmsg {
         // Blocking sends (loopback and LAN sends complete at once); receives never block.
         socket.set_nonblocking(false)?;
         let fd = socket.as_raw_fd();
-        let stamps = enable_timestamps(fd);
+        let stamps = rx_stamp::enable(fd);
         let mut b = Batch::new();
         let mut idle_since: Option<Instant> = None;
         let mut errors_in_a_row = 0u32;
@@ -1042,7 +1060,11 @@ mod mmsg {
             errors_in_a_row = 0;
             idle_since = None;
             // One reading of both clocks turns every kernel stamp of the batch into an age.
-            let realtime_now = if stamps { realtime_ns() } else { None };
+            let realtime_now = if stamps {
+                rx_stamp::realtime_ns()
+            } else {
+                None
+            };
             let wall_now = shared.wall_clock_ns();
             let mut answered = 0;
             let mut kernel = 0;
