@@ -527,16 +527,23 @@ impl DvbCssSink {
         }
     }
 
-    /// Clock time (ns) at which a buffer of running time 0 is presented, on the wall clock
-    /// (system clock) domain: base time + latency + ts-offset, converted when the pipeline
-    /// clock is not the system clock.
-    fn wall_offset(&self) -> Option<i128> {
+    /// Pipeline clock time (ns) at which a buffer of running time 0 is presented: base time +
+    /// latency + ts-offset.
+    fn clock_offset(&self) -> Option<i128> {
         let obj = self.obj();
-        let clock = obj.clock()?;
         let base = obj.base_time()?;
-        let mut off = i128::from(base.nseconds())
-            + i128::from(obj.latency().nseconds())
-            + i128::from(obj.ts_offset());
+        Some(
+            i128::from(base.nseconds())
+                + i128::from(obj.latency().nseconds())
+                + i128::from(obj.ts_offset()),
+        )
+    }
+
+    /// [`Self::clock_offset`] on the wall clock (system clock) domain, converted when the
+    /// pipeline clock is not the system clock.
+    fn wall_offset(&self) -> Option<i128> {
+        let clock = self.obj().clock()?;
+        let mut off = self.clock_offset()?;
         let sys = system_clock();
         if clock != sys {
             off += i128::from(sys.time().nseconds()) - i128::from(clock.time().nseconds());
@@ -1220,11 +1227,7 @@ impl BaseSinkImpl for DvbCssSink {
             let buffer_rt = self.running_time(buffer).map(|r| r as u64);
             let obj = self.obj();
             let clock = obj.clock();
-            let zero = obj.base_time().map(|b| {
-                i128::from(b.nseconds())
-                    + i128::from(obj.latency().nseconds())
-                    + i128::from(obj.ts_offset())
-            });
+            let zero = self.clock_offset();
             let mut presenter = self.presenter.lock().unwrap();
             for (sel, value, rate, presented) in anchors {
                 let s = gst::Structure::builder(super::PRESENTED_STRUCTURE)
