@@ -76,17 +76,17 @@ impl Settings {
     /// Sets one tuning property (every property but `pids`, which also reaches a lease).
     fn set(&mut self, name: &str, value: &glib::Value) {
         let v = value;
+        let text = || {
+            v.get::<Option<String>>()
+                .expect("type checked upstream")
+                .unwrap_or_default()
+        };
         match name {
             "adapter" => self.adapter = v.get().expect("type checked upstream"),
             "frontend" => self.frontend = v.get().expect("type checked upstream"),
             "delsys" => self.delsys = v.get().expect("type checked upstream"),
             "frequency" => self.frequency = v.get().expect("type checked upstream"),
-            "polarity" => {
-                self.polarity = v
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default()
-            }
+            "polarity" => self.polarity = text(),
             "symbol-rate" => self.symbol_rate = v.get().expect("type checked upstream"),
             "bandwidth-hz" => self.bandwidth_hz = v.get().expect("type checked upstream"),
             "modulation" => self.modulation = v.get().expect("type checked upstream"),
@@ -96,12 +96,7 @@ impl Settings {
             "lnb-slof" => self.lnb_slof = v.get().expect("type checked upstream"),
             "diseqc-source" => self.diseqc_source = v.get().expect("type checked upstream"),
             "tuning-timeout" => self.tuning_timeout = v.get().expect("type checked upstream"),
-            "pids" => {
-                self.pids = v
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default()
-            }
+            "pids" => self.pids = text(),
             _ => unimplemented!(),
         }
     }
