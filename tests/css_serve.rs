@@ -17,13 +17,11 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, Once};
+use std::sync::{mpsc, Once};
 use std::time::{Duration, Instant};
 
-use dvb2ip::css::clients::{self, TsReason};
+use dvb2ip::css::clients;
 use gst::prelude::*;
-use gstdvb2ip::proto::css::ts::ControlTimestamp;
-use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
 
 const TEMI: &str = "urn:dvb:css:timeline:temi:1:1";
 const RATE: u64 = 90_000;
@@ -247,54 +245,16 @@ fn serve_channel_with_css_serves_cii_ts_wc_for_what_it_streams() {
     assert!(summary.adopted > 0, "{summary:?}");
 
     // CSS-TS while the RTSP client reads the TEMI anchors.
-    let sys = gst::SystemClock::obtain();
-    let cts: Arc<Mutex<Vec<(u64, ControlTimestamp)>>> = Arc::default();
-    let c2 = cts.clone();
-    let ts_task = rt.spawn(async move {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(6),
-            clients::ts_client(
-                &ts_url,
-                wc,
-                NEWS,
-                TEMI,
-                RATE as f64,
-                Duration::from_millis(500),
-                move |e| {
-                    if let (TsReason::ControlTimestamp(_), Some(ct)) = (e.reason, e.last_ct) {
-                        c2.lock().unwrap().push((sys.time().nseconds(), ct));
-                    }
-                    ControlFlow::Continue(())
-                },
-            ),
-        )
-        .await;
-    });
+    let (ts_task, log) =
+        common::record_cts(&rt, &ts_url, wc, NEWS, TEMI, RATE, Duration::from_secs(6));
     let bus = client.bus().unwrap();
-    let mut anchors: Vec<(u64, u64)> = Vec::new();
-    let end = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < end {
-        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        if let gst::MessageView::Error(e) = m.view() {
-            panic!("RTSP client: {} ({:?})", e.error(), e.debug());
-        }
-        if let Some(t) = TimelineInfo::from_message(&m) {
-            if t.kind == TimelineEventKind::Correlation && t.selector == TEMI {
-                // Where a decoder presents that access unit (PTS on the PCR-locked STC).
-                if let (Some(v), Some(r)) = (t.value, t.presentation_time.or(t.running_time)) {
-                    anchors.push((r.nseconds(), v));
-                }
-            }
-        }
-    }
+    let anchors = common::bus_anchors(&bus, TEMI, Duration::from_secs(6), "RTSP client");
     let _ = rt.block_on(ts_task);
     let base = client.base_time().expect("base time").nseconds();
     client.set_state(gst::State::Null).unwrap();
     drop(server);
 
-    let cts = cts.lock().unwrap().clone();
+    let cts = log.cts.lock().unwrap().clone();
     assert!(
         cts.iter().any(|(_, c)| c.is_available()),
         "an available control timestamp: {cts:?}"

@@ -23,15 +23,12 @@
 mod common;
 
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dvb2ip::css::clients::{self, TsReason};
+use dvb2ip::css::clients;
 use dvb2ip::css::tools::{self, TvOptions};
 use gst::prelude::*;
 use gstdvb2ip::proto::css::cii::ContentIdStatus;
-use gstdvb2ip::proto::css::ts::ControlTimestamp;
-use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
 
 const TEMI: &str = "urn:dvb:css:timeline:temi:1:1";
 const RATE: u64 = 90_000;
@@ -52,33 +49,15 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
         .enable_all()
         .build()
         .unwrap();
-    let sys = gst::SystemClock::obtain();
-    let cts: Arc<Mutex<Vec<(u64, ControlTimestamp)>>> = Arc::default();
-    let estimates = Arc::new(Mutex::new(0usize));
-    let (c2, e2, url) = (cts.clone(), estimates.clone(), tv.urls.ts.clone());
-    let client = rt.spawn(async move {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(6),
-            clients::ts_client(
-                &url,
-                wc,
-                "dvb://233a.1002.1201",
-                TEMI,
-                RATE as f64,
-                Duration::from_millis(500),
-                move |e| {
-                    if let (TsReason::ControlTimestamp(_), Some(ct)) = (e.reason, e.last_ct) {
-                        c2.lock().unwrap().push((sys.time().nseconds(), ct));
-                    }
-                    if e.content_time.is_some() {
-                        *e2.lock().unwrap() += 1;
-                    }
-                    ControlFlow::Continue(())
-                },
-            ),
-        )
-        .await;
-    });
+    let (client, log) = common::record_cts(
+        &rt,
+        &tv.urls.ts,
+        wc,
+        "dvb://233a.1002.1201",
+        TEMI,
+        RATE,
+        Duration::from_secs(6),
+    );
     // CII: the service identity of the emulated News channel.
     let cii = rt
         .block_on(async {
@@ -122,21 +101,7 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
 
     // tstimelineparse's own reading of the stream, from the bus.
     let bus = tv.pipeline.bus().unwrap();
-    let mut anchors: Vec<(u64, u64)> = Vec::new();
-    let end = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < end {
-        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
-            continue;
-        };
-        if let Some(t) = TimelineInfo::from_message(&m) {
-            if t.kind == TimelineEventKind::Correlation && t.selector == TEMI {
-                // Where a decoder presents that access unit (PTS on the PCR-locked STC).
-                if let (Some(v), Some(r)) = (t.value, t.presentation_time.or(t.running_time)) {
-                    anchors.push((r.nseconds(), v));
-                }
-            }
-        }
-    }
+    let anchors = common::bus_anchors(&bus, TEMI, Duration::from_secs(6), "TV pipeline");
     let _ = rt.block_on(client);
     let base = tv.pipeline.base_time().expect("base time").nseconds();
     let mut q = gst::query::Latency::new();
@@ -147,10 +112,10 @@ fn tv_temi_timeline_over_css_ts_matches_tstimelineparse() {
     };
     drop(tv);
 
-    let cts = cts.lock().unwrap().clone();
+    let cts = log.cts.lock().unwrap().clone();
     assert!(!cts.is_empty(), "control timestamps received");
     assert!(
-        *estimates.lock().unwrap() > 0,
+        log.estimates.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "the client estimated a position"
     );
     let errors = common::ct_errors_ms(&anchors, &cts, base + latency, RATE);

@@ -144,3 +144,86 @@ pub fn ct_errors_ms(
     errors.sort_by(f64::total_cmp);
     errors
 }
+
+/// What our CSS-TS client received while it ran: control timestamps (arrival on the system
+/// clock, ns; CT) and how many position estimates it made.
+#[derive(Clone, Default)]
+pub struct CtLog {
+    pub cts:
+        std::sync::Arc<std::sync::Mutex<Vec<(u64, gstdvb2ip::proto::css::ts::ControlTimestamp)>>>,
+    pub estimates: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Runs our CSS-TS client (`stem`, TEMI `selector` at `rate`, WC server `wc`) against
+/// `ts_url` on `rt` for `d`, logging into the returned [`CtLog`].
+pub fn record_cts(
+    rt: &tokio::runtime::Runtime,
+    ts_url: &str,
+    wc: std::net::SocketAddr,
+    stem: &str,
+    selector: &str,
+    rate: u64,
+    d: std::time::Duration,
+) -> (tokio::task::JoinHandle<()>, CtLog) {
+    use dvb2ip::css::clients::{self, TsReason};
+    use gst::prelude::*;
+    let log = CtLog::default();
+    let l = log.clone();
+    let (url, stem, selector) = (ts_url.to_owned(), stem.to_owned(), selector.to_owned());
+    let sys = gst::SystemClock::obtain();
+    let task = rt.spawn(async move {
+        let _ = tokio::time::timeout(
+            d,
+            clients::ts_client(
+                &url,
+                wc,
+                &stem,
+                &selector,
+                rate as f64,
+                std::time::Duration::from_millis(500),
+                move |e| {
+                    if let (TsReason::ControlTimestamp(_), Some(ct)) = (e.reason, e.last_ct) {
+                        l.cts.lock().unwrap().push((sys.time().nseconds(), ct));
+                    }
+                    if e.content_time.is_some() {
+                        l.estimates
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    std::ops::ControlFlow::Continue(())
+                },
+            ),
+        )
+        .await;
+    });
+    (task, log)
+}
+
+/// The `tstimelineparse` correlations of `selector` posted on `bus` during `d`, as (running
+/// time ns where a decoder presents the access unit — the PTS on the PCR-locked STC — else the
+/// buffer's, value). An error message on the bus fails the test, naming `what`.
+pub fn bus_anchors(
+    bus: &gst::Bus,
+    selector: &str,
+    d: std::time::Duration,
+    what: &str,
+) -> Vec<(u64, u64)> {
+    use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
+    let mut anchors = Vec::new();
+    let end = std::time::Instant::now() + d;
+    while std::time::Instant::now() < end {
+        let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
+            continue;
+        };
+        if let gst::MessageView::Error(e) = m.view() {
+            panic!("{what}: {} ({:?})", e.error(), e.debug());
+        }
+        if let Some(t) = TimelineInfo::from_message(&m) {
+            if t.kind == TimelineEventKind::Correlation && t.selector == selector {
+                if let (Some(v), Some(r)) = (t.value, t.presentation_time.or(t.running_time)) {
+                    anchors.push((r.nseconds(), v));
+                }
+            }
+        }
+    }
+    anchors
+}
