@@ -271,8 +271,10 @@ struct BufCtx {
 }
 
 impl State {
-    /// When a decoder presents the access unit with `pts` of `program`.
-    fn presentation_time(&self, program: u16, pts: u64) -> Option<gst::ClockTime> {
+    /// When a decoder presents the access unit with `pts` of `program`, found in a buffer with
+    /// a running time (`ctx`).
+    fn presentation_time(&self, ctx: BufCtx, program: u16, pts: u64) -> Option<gst::ClockTime> {
+        ctx.running_time?;
         let rt = self.stc.get(&program)?.presentation_rt(pts)?;
         u64::try_from(rt).ok().map(gst::ClockTime::from_nseconds)
     }
@@ -329,9 +331,7 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 info.pts_unwrapped = Some(a.pts_unwrapped);
                 info.running_time = ctx.running_time;
                 info.buffer_pts = ctx.pts;
-                info.presentation_time = ctx
-                    .running_time
-                    .and_then(|_| st.presentation_time(program, a.pts));
+                info.presentation_time = st.presentation_time(ctx, program, a.pts);
                 info.packet_index = a.packet_index;
                 info.paused = a.paused;
                 info.discontinuity = a.discontinuity;
@@ -361,9 +361,7 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 info.pts_unwrapped = Some(p.pts_unwrapped);
                 info.running_time = ctx.running_time;
                 info.buffer_pts = ctx.pts;
-                info.presentation_time = ctx
-                    .running_time
-                    .and_then(|_| st.presentation_time(p.program, p.pts));
+                info.presentation_time = st.presentation_time(ctx, p.program, p.pts);
                 info.packet_index = p.packet_index;
                 if !st.timelines.contains_key(&key) {
                     // A program's PTS PID may change with its PMT: one PTS timeline per program.
