@@ -133,8 +133,10 @@ fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
     let b = Rx::new(&format!("{T506} pids=0,16,256"));
     a.play().unwrap();
     b.play().unwrap();
-    let pb = b.collect(Duration::from_secs(10), 200);
-    assert!(pb.len() >= 200);
+    // PIDs 0, 16 and 256 (PSI) bring about 20 packets per second: 200 take about 10 s, so
+    // allow 30 on a loaded machine.
+    let pb = b.collect(Duration::from_secs(30), 200);
+    assert!(pb.len() >= 200, "b got {} packets", pb.len());
     assert!(
         pb.iter().all(|p| matches!(pid(p), 0 | 16 | 256)),
         "b got a PID outside its set"
