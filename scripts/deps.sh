@@ -30,8 +30,15 @@ ensure_cargo() {
     done
   fi
   if ! command -v cargo >/dev/null 2>&1; then
-    echo "dvb2ip: cargo not found. Install the Rust toolchain with rustup (rust-toolchain.toml pins the version;" >&2
-    echo "        Debian 12's own rustc 1.63 is too old for gstreamer-rs)." >&2
-    return 1
+    # Debian 12's own rustc (1.63) is too old for gstreamer-rs: install rustup, which then
+    # installs the toolchain rust-toolchain.toml pins on the first cargo call.
+    echo "dvb2ip: cargo not found; installing the Rust toolchain with rustup into $HOME/.cargo" >&2
+    ensure_packages curl ca-certificates || return 1
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+      | sh -s -- -y --profile minimal --default-toolchain none --no-modify-path || {
+      echo "dvb2ip: installing rustup failed; install the Rust toolchain yourself (https://rustup.rs)" >&2
+      return 1
+    }
+    export PATH="$HOME/.cargo/bin:$PATH"
   fi
 }

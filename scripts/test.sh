@@ -12,14 +12,14 @@ cargo build --workspace --all-targets
 
 # The meson build (meson 1.0): setup, compile, its tests, and an install that gst-inspect finds.
 rm -rf target/meson-build target/meson-dest
-meson setup target/meson-build --prefix=/usr -Dcargo_target_dir="$PWD/target" >/dev/null
+meson setup target/meson-build -Dcargo_target_dir="$PWD/target" >/dev/null   # meson's default prefix
 meson compile -C target/meson-build
 meson test -C target/meson-build --print-errorlogs
 DESTDIR="$PWD/target/meson-dest" meson install -C target/meson-build >/dev/null
 plugindir=$(pkg-config --variable=pluginsdir gstreamer-1.0)
 GST_PLUGIN_PATH="$PWD/target/meson-dest$plugindir" GST_REGISTRY="$PWD/target/meson-registry.bin" \
   gst-inspect-1.0 dvbtunersrc >/dev/null
-test -x "target/meson-dest/usr/bin/dvb2ip"
+test -x "target/meson-dest/usr/local/bin/dvb2ip"
 echo "meson: build, test and install OK"
 
 set +e
