@@ -56,15 +56,50 @@ fn record_service_gives_a_file_ffprobe_reads_with_named_service_video_and_audio(
 }
 
 #[test]
+fn record_mux_gives_a_file_ffprobe_lists_every_service_by_name() {
+    let dir = common::temp_dir("record-mux");
+    let (ok, text) = run_for(8, &["-e"], &launch_file("record-mux.launch"), &dir);
+    assert!(ok, "{text}");
+    let file = dir.join("mux.ts");
+    let v = common::ffprobe(file.to_str().unwrap(), &[]);
+    let progs = common::programs(&v);
+    let kinds = |name: &str| {
+        progs
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no service {name:?} in {progs:?}"))
+            .1
+            .clone()
+    };
+    // The DVB-T mux of the embedded configuration: two TV services and a radio-only one.
+    for tv in ["dvb2ip News", "dvb2ip Sport"] {
+        let k = kinds(tv);
+        assert!(k.contains(&"video".into()) && k.contains(&"audio".into()), "{tv}: {k:?}");
+    }
+    assert_eq!(kinds("dvb2ip Classic FM"), vec!["audio".to_string()]);
+    assert_eq!(progs.len(), 3, "{progs:?}");
+    for p in v["programs"].as_array().unwrap() {
+        assert_eq!(p["tags"]["service_provider"], "dvb2ip", "{p}");
+    }
+}
+
+#[test]
 fn playbin_plays_the_mux_through_the_uri_handler() {
     let dir = common::temp_dir("playbin");
     let desc = format!(
-        "{} video-sink=fakesink audio-sink=fakesink",
+        "{} video-sink=\"fakesink silent=false\" audio-sink=\"fakesink silent=false\"",
         launch_file("play-playbin.launch")
     );
-    let (ok, text) = run_for(8, &[], &desc, &dir);
-    assert!(ok, "{text}");
-    assert!(text.contains("Setting pipeline to PLAYING"), "{text}");
+    let (ok, text) = run_for(8, &["-v"], &desc, &dir);
+    assert!(ok, "{}", &text[..text.len().min(4000)]);
+    // Decoded video and audio reach their sinks (fakesink's last-message per buffer).
+    for bin in ["vbin", "abin"] {
+        let buffers = text
+            .lines()
+            .filter(|l| l.contains(&format!("/GstBin:{bin}/GstFakeSink:")) && l.contains("chain"))
+            .count();
+        assert!(buffers >= 10, "{bin}: {buffers} buffers\n{}", &text[..text.len().min(4000)]);
+    }
 }
 
 #[test]
