@@ -74,7 +74,10 @@ fn record_mux_gives_a_file_ffprobe_lists_every_service_by_name() {
     // The DVB-T mux of the embedded configuration: two TV services and a radio-only one.
     for tv in ["dvb2ip News", "dvb2ip Sport"] {
         let k = kinds(tv);
-        assert!(k.contains(&"video".into()) && k.contains(&"audio".into()), "{tv}: {k:?}");
+        assert!(
+            k.contains(&"video".into()) && k.contains(&"audio".into()),
+            "{tv}: {k:?}"
+        );
     }
     assert_eq!(kinds("dvb2ip Classic FM"), vec!["audio".to_string()]);
     assert_eq!(progs.len(), 3, "{progs:?}");
@@ -98,7 +101,11 @@ fn playbin_plays_the_mux_through_the_uri_handler() {
             .lines()
             .filter(|l| l.contains(&format!("/GstBin:{bin}/GstFakeSink:")) && l.contains("chain"))
             .count();
-        assert!(buffers >= 10, "{bin}: {buffers} buffers\n{}", &text[..text.len().min(4000)]);
+        assert!(
+            buffers >= 10,
+            "{bin}: {buffers} buffers\n{}",
+            &text[..text.len().min(4000)]
+        );
     }
 }
 
@@ -114,4 +121,102 @@ fn dump_psi_shows_every_table() {
             &text[..text.len().min(3000)]
         );
     }
+}
+
+/// Content is generated at first use into the cache directory, with a progress line, and reused
+/// afterwards. A small configuration (one mux: a TV and a radio service) keeps it quick.
+#[test]
+fn content_is_generated_at_first_use_with_a_progress_line_then_reused() {
+    let dir = common::temp_dir("first-use");
+    let cache = dir.join("cache");
+    let config = dir.join("small.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[adapter]]
+name = "Emulated DVB-T"
+delsys = ["dvb-t"]
+
+[[mux]]
+name = "DVB-T 522 MHz"
+delsys = "dvb-t"
+frequency_khz = 522000
+bandwidth_hz = 8000000
+bitrate = 15000000
+transport_stream_id = 0x1777
+original_network_id = 0x233a
+
+  [[mux.service]]
+  service_id = 0x1771
+  name = "First Use TV"
+  kind = "tv"
+  pmt_pid = 0x100
+  video_pid = 0x101
+  audio_pid = 0x102
+  pattern = "ball"
+  tone_hz = 777
+
+  [[mux.service]]
+  service_id = 0x1772
+  name = "First Use Radio"
+  kind = "radio"
+  pmt_pid = 0x200
+  audio_pid = 0x202
+  tone_hz = 1777
+"#,
+    )
+    .unwrap();
+    let record = |file: &str| {
+        let out = Command::new("timeout")
+            .args(["-s", "INT", "120", "gst-launch-1.0", "-e"])
+            .args(common::launch_args(&format!(
+                "dvbtunersrc delsys=dvb-t frequency=522000000 bandwidth-hz=8000000 ! identity eos-after=300 ! filesink location={file}"
+            )))
+            .env("GST_PLUGIN_PATH", common::plugin_dir())
+            .env("DVB2IP_CONFIG", &config)
+            .env("DVB2IP_CACHE_DIR", &cache)
+            .current_dir(&dir)
+            .output()
+            .expect("gst-launch-1.0");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let first = record("first.ts");
+    let progress: Vec<&str> = first
+        .lines()
+        .filter(|l| l.starts_with("dvb2ip: generating emulated broadcast content ["))
+        .collect();
+    // Video and audio of the TV service, audio of the radio service.
+    assert_eq!(progress.len(), 3, "{first}");
+    assert!(
+        progress[0].contains("[1/3]") && progress[2].contains("[3/3]"),
+        "{progress:?}"
+    );
+    assert!(
+        progress.iter().all(|l| l.contains(cache.to_str().unwrap())),
+        "{progress:?}"
+    );
+    assert!(first.contains("audio 1777 Hz"), "{first}");
+    let cached = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "es")
+        })
+        .count();
+    assert_eq!(cached, 3);
+    let v = common::ffprobe(dir.join("first.ts").to_str().unwrap(), &[]);
+    let names: Vec<String> = common::programs(&v).into_iter().map(|p| p.0).collect();
+    assert!(names.contains(&"First Use TV".to_string()), "{names:?}");
+    assert!(names.contains(&"First Use Radio".to_string()), "{names:?}");
+
+    let second = record("second.ts");
+    assert!(
+        !second.contains("generating emulated broadcast content"),
+        "{second}"
+    );
 }
