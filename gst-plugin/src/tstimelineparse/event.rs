@@ -26,7 +26,7 @@
 //! | `timestamp-bits` | uint | 32 or 64 (TEMI media_timestamp width) |
 //! | `conformant` | boolean | false when the descriptor was bound to a later PES (spec 2.3) |
 //! | `ntp` | guint64 | NTP timestamp of the descriptor, if present |
-//! | `reason` | string | for `discontinuity`: `flagged`, `timescale-changed`, `undeclared-jump`, `pcr-discontinuity` |
+//! | `reason` | string | for `discontinuity`: `flagged` (TEMI descriptor flag), `timescale-changed`, `undeclared-jump` (a TEMI value off its extrapolation, also across a time-base splice or while paused), `pcr-discontinuity` (PTS timeline: PCR discontinuity_indicator), `pcr-jump` (PTS timeline: a PCR step backwards or over 1 s forward without it) |
 //! | `deviation` | gint64 | for `undeclared-jump`: received − predicted, in ticks |
 //! | `url` | string | for `location`: the full TEMI location URL |
 //!
