@@ -563,8 +563,25 @@ fn collect_live(lives: &[&Live], d: Duration) -> Vec<Collected> {
     out
 }
 
-fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &str) {
-    let sel = "urn:dvb:css:timeline:temi:1:1";
+/// One emulated TV service with TEMI on its video PID 0x101 (component tag 1).
+struct LiveService {
+    program: u16,
+    timeline_id: u8,
+    tick_rate: u64,
+    name: &'static str,
+    original_network_id: u16,
+}
+
+fn check_live_temi(c: &Collected, s: &LiveService) {
+    let LiveService {
+        program,
+        timeline_id,
+        tick_rate,
+        name: service_name,
+        original_network_id,
+    } = *s;
+    let sel = format!("urn:dvb:css:timeline:temi:1:{timeline_id}");
+    let sel = sel.as_str();
     let temi: Vec<&TimelineInfo> = c
         .timeline
         .iter()
@@ -578,7 +595,7 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
     for t in &temi {
         assert_eq!(
             (t.program, t.pid, t.timeline_id, t.component_tag),
-            (program, 0x101, Some(1), Some(1))
+            (program, 0x101, Some(timeline_id), Some(1))
         );
         assert_eq!(t.tick_rate, tick_rate);
         assert!(t.running_time.is_some());
@@ -670,7 +687,7 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
         .find(|s| s.service_id == program)
         .expect("dvb-service");
     assert_eq!(svc.service_name.as_deref(), Some(service_name));
-    assert_eq!(svc.original_network_id, Some(0x233a));
+    assert_eq!(svc.original_network_id, Some(original_network_id));
     assert!(svc.transport_stream_id.is_some() && svc.event_id.is_some());
 }
 
@@ -678,20 +695,72 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
 fn emulated_muxes_export_temi_across_loop_points() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     init();
-    let t = Live::new(
-        "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 ! tstimelineparse name=p ! fakesink sync=false",
-    );
-    let t2 = Live::new(
-        "dvbtunersrc delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0 ! tstimelineparse name=p ! fakesink sync=false",
-    );
-    t.pipeline.set_state(gst::State::Playing).unwrap();
-    t2.pipeline.set_state(gst::State::Playing).unwrap();
-    // 30 s: a loaded machine may take a few seconds to start both pipelines.
-    let c = collect_live(&[&t, &t2], Duration::from_secs(30));
-    check_live_temi(&c[0], 0x1201, 90_000, "dvb2ip News");
-    check_live_temi(&c[1], 0x1101, 1000, "dvb2ip One HD");
+    // The four multiplexes at once, each on its own emulated frontend.
+    let sources = [
+        "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000",
+        "dvbtunersrc delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0",
+        "dvbtunersrc delsys=dvb-c-a frequency=346000000 symbol-rate=6900 modulation=qam-256",
+        "dvbtunersrc delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000 modulation=8psk",
+    ];
+    let services = [
+        LiveService {
+            program: 0x1201,
+            timeline_id: 1,
+            tick_rate: 90_000,
+            name: "dvb2ip News",
+            original_network_id: 0x233a,
+        },
+        LiveService {
+            program: 0x1101,
+            timeline_id: 1,
+            tick_rate: 1000,
+            name: "dvb2ip One HD",
+            original_network_id: 0x233a,
+        },
+        LiveService {
+            program: 0x2101,
+            timeline_id: 2,
+            tick_rate: 1000,
+            name: "Cable Movies",
+            original_network_id: 0x0001,
+        },
+        LiveService {
+            program: 0x4401,
+            timeline_id: 1,
+            tick_rate: 1000,
+            name: "Sat One HD",
+            original_network_id: 0x0001,
+        },
+    ];
+    let lives: Vec<Live> = sources
+        .iter()
+        .map(|src| {
+            Live::new(&format!(
+                "{src} ! tstimelineparse name=p ! fakesink sync=false"
+            ))
+        })
+        .collect();
+    for l in &lives {
+        l.pipeline.set_state(gst::State::Playing).unwrap();
+    }
+    // 30 s: a loaded machine may take a few seconds to start the pipelines; 25 s of timeline
+    // cross at least two of the 12 s loop points.
+    let c = collect_live(&lives.iter().collect::<Vec<_>>(), Duration::from_secs(30));
+    for ((c, s), l) in c.iter().zip(&services).zip(&lives) {
+        check_live_temi(c, s);
+        let stats = l.parse.property::<gst::Structure>("stats");
+        assert_eq!(stat(&stats, "errors"), 0, "{}: {stats:?}", s.name);
+        // No PTS timeline jumped either: the loop points are seamless.
+        assert!(
+            !c.timeline
+                .iter()
+                .any(|t| t.kind == TimelineEventKind::Discontinuity),
+            "{}: discontinuity",
+            s.name
+        );
+    }
     // The timelines property lists the TEMI timeline and the PTS timelines.
-    let tl = t.parse.property::<gst::Array>("timelines");
+    let tl = lives[0].parse.property::<gst::Array>("timelines");
     let sels: Vec<String> = tl
         .iter()
         .map(|v| {
@@ -711,8 +780,6 @@ fn emulated_muxes_export_temi_across_loop_points() {
             .count()
             >= 3
     );
-    let stats = t.parse.property::<gst::Structure>("stats");
-    assert_eq!(stat(&stats, "errors"), 0, "{stats:?}");
 }
 
 // ---- SPTS --------------------------------------------------------------------------------
