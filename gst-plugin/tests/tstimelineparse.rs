@@ -366,6 +366,8 @@ fn check_vector(name: &str, sizes: &[usize]) {
         let d = &loc["distinct"][0];
         assert!(got_loc.iter().all(|t| t.url.as_deref() == d["url"].as_str()
             && u64::from(t.pid) == d["pid"].as_u64().unwrap()));
+        // The tick rate is known from the first one on (same packet as the first anchor).
+        assert!(got_loc.iter().all(|t| t.tick_rate == 1000), "{got_loc:?}");
     }
 
     assert_eq!(stat(&run.stats, "packets"), ts.len() as u64 / 188);

@@ -182,6 +182,9 @@ pub struct TemiLocation {
     pub descriptor: crate::proto::temi::LocationDescriptor,
     /// The full URL (with the PID's base URL when use_base_temi_url is set).
     pub url: Option<String>,
+    /// Timescale of timeline (PID, timeline_id) if a timeline descriptor gave it (one in the
+    /// same packet counts), else of the announcement, if any.
+    pub timescale: Option<u32>,
     /// TS packet index.
     pub packet_index: u64,
 }
@@ -514,8 +517,10 @@ impl TimelineTracker {
             return;
         }
 
-        // TEMI descriptors of this packet.
+        // TEMI descriptors of this packet; locations are reported after the timeline
+        // descriptors of the same packet are bound, so that they know its timescale.
         let mut here: Vec<TimelineDescriptor> = Vec::new();
+        let mut locations: Vec<TemiLocation> = Vec::new();
         if let Some(descs) = af
             .as_ref()
             .and_then(|a| a.extension)
@@ -527,13 +532,14 @@ impl TimelineTracker {
                     Ok(TemiDescriptor::Location(l)) => {
                         let ps = self.pids.entry(h.pid).or_default();
                         let url = l.url(ps.base_url.as_deref());
-                        out.push(TimelineEvent::Location(TemiLocation {
+                        locations.push(TemiLocation {
                             program: ps.program,
                             pid: h.pid,
+                            timescale: l.announcement.map(|a| a.timescale),
                             descriptor: l,
                             url,
                             packet_index: idx,
-                        }));
+                        });
                     }
                     Ok(TemiDescriptor::BaseUrl(b)) => {
                         self.pids.entry(h.pid).or_default().base_url = b.url()
@@ -566,6 +572,7 @@ impl TimelineTracker {
                     });
                 }
             }
+            self.push_locations(locations, out);
             return;
         };
 
@@ -604,6 +611,20 @@ impl TimelineTracker {
         }
         for d in here {
             self.bind(h.pid, d, pts, pts_unwrapped, idx, idx, true, out);
+        }
+        self.push_locations(locations, out);
+    }
+
+    fn push_locations(&self, locations: Vec<TemiLocation>, out: &mut Vec<TimelineEvent>) {
+        for mut l in locations {
+            if let Some(t) = self
+                .timelines
+                .get(&(l.pid, l.descriptor.timeline_id))
+                .filter(|t| !t.gone)
+            {
+                l.timescale = Some(t.timescale);
+            }
+            out.push(TimelineEvent::Location(l));
         }
     }
 
@@ -1356,6 +1377,8 @@ mod tests {
                 d["timeline_id"].as_u64().unwrap()
             );
             assert_eq!(l.url.as_deref(), d["url"].as_str());
+            // The first one shares its packet with the timeline's first descriptor.
+            assert_eq!(l.timescale, Some(1000));
             assert_eq!(l.program, Some(1));
         }
         // Spec 7 worked example through the tracker: value at PTS 903000 is 9920.

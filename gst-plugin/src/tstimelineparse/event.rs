@@ -14,7 +14,7 @@
 //! | `pid` | uint | PID carrying the PTS / the TEMI descriptors |
 //! | `timeline-id` | uint | TEMI timeline_id (TEMI only) |
 //! | `component-tag` | uint | component tag of the PID, when the PMT gives one |
-//! | `tick-rate` | guint64 | ticks per second (90000 for PTS, the TEMI timescale) |
+//! | `tick-rate` | guint64 | ticks per second (90000 for PTS, the TEMI timescale); for a `location` before any timeline descriptor of its timeline, the announcement's timescale, or 0 when not known yet |
 //! | `value` | guint64 | timeline position at `pts` (correlations) |
 //! | `pts` | guint64 | raw 33-bit PTS (90 kHz) the value belongs to |
 //! | `pts-unwrapped` | guint64 | that PTS unwrapped on the program's continuous 64-bit time line |

@@ -583,7 +583,12 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 );
                 info.timeline_id = Some(tid);
                 info.component_tag = component_tag;
-                info.tick_rate = known.map_or(0, |t| t.tick_rate);
+                // The timeline's timescale (its descriptor may be in the same packet), else an
+                // announcement's; 0 = not known yet.
+                info.tick_rate = known
+                    .map(|t| t.tick_rate)
+                    .or(l.timescale.map(u64::from))
+                    .unwrap_or(0);
                 info.force_reload = l.descriptor.force_reload;
                 info.url = l.url.clone();
                 info.packet_index = l.packet_index;
