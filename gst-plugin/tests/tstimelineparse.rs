@@ -34,7 +34,7 @@ use gstdvb2ip::proto::vectors::{load, media_dir};
 enum Item {
     /// A buffer: its index among the pushed buffers (from its PTS).
     Buffer(usize),
-    Timeline(TimelineInfo),
+    Timeline(Box<TimelineInfo>),
     Eos,
 }
 
@@ -98,7 +98,7 @@ fn run_harness_timed(
                         Some(Item::Eos)
                     }
                     Some(gst::PadProbeData::Event(e)) => {
-                        TimelineInfo::from_event(e).map(Item::Timeline)
+                        TimelineInfo::from_event(e).map(|t| Item::Timeline(Box::new(t)))
                     }
                     _ => None,
                 };
