@@ -29,22 +29,47 @@ fn init() {
 
 use gstdvb2ip::proto::vectors::{load, media_dir};
 
+/// What left the element's source pad, in order.
+#[derive(Debug, Clone)]
+enum Item {
+    /// A buffer: its index among the pushed buffers (from its PTS).
+    Buffer(usize),
+    Timeline(Box<TimelineInfo>),
+    Eos,
+}
+
 /// What came out of the element for one input.
 struct Run {
     timeline: Vec<TimelineInfo>,
     services: Vec<ServiceIdentity>,
     messages: Vec<TimelineInfo>,
     warnings: usize,
+    /// The details structure of each warning.
+    warning_details: Vec<gst::Structure>,
     output: Vec<u8>,
     /// (byte offset of the buffer end, running time) per pushed buffer.
     buffers: Vec<(usize, gst::ClockTime)>,
     stats: gst::Structure,
     timelines: Vec<gst::Structure>,
+    /// Buffers and dvb-timeline events as they left the source pad.
+    log: Vec<Item>,
 }
 
+const BUFFER_SPACING: gst::ClockTime = gst::ClockTime::from_mseconds(10);
+
 /// Pushes `ts` through `tstimelineparse` in buffers of the given sizes (cycled), each stamped
-/// with PTS = 10 ms × its index.
+/// with PTS = 10 ms × its index, then EOS.
 fn run_harness(ts: &[u8], sizes: &[usize], props: &[(&str, &str)]) -> Run {
+    run_harness_timed(ts, sizes, props, &|i| BUFFER_SPACING * i as u64)
+}
+
+/// [`run_harness`] with buffer `i` stamped `pts_of(i)`.
+fn run_harness_timed(
+    ts: &[u8],
+    sizes: &[usize],
+    props: &[(&str, &str)],
+    pts_of: &dyn Fn(usize) -> gst::ClockTime,
+) -> Run {
     init();
     let mut h = gst_check::Harness::new("tstimelineparse");
     let element = h.element().expect("element");
@@ -53,6 +78,37 @@ fn run_harness(ts: &[u8], sizes: &[usize], props: &[(&str, &str)]) -> Run {
     }
     let bus = gst::Bus::new();
     element.set_bus(Some(&bus));
+    let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let pts_index: std::sync::Arc<Mutex<Vec<gst::ClockTime>>> = Default::default();
+    {
+        let (log, pts_index) = (log.clone(), pts_index.clone());
+        element.static_pad("src").unwrap().add_probe(
+            gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                let item = match &info.data {
+                    Some(gst::PadProbeData::Buffer(b)) => {
+                        let i = pts_index
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .position(|p| Some(*p) == b.pts());
+                        i.map(Item::Buffer)
+                    }
+                    Some(gst::PadProbeData::Event(e)) if e.type_() == gst::EventType::Eos => {
+                        Some(Item::Eos)
+                    }
+                    Some(gst::PadProbeData::Event(e)) => {
+                        TimelineInfo::from_event(e).map(|t| Item::Timeline(Box::new(t)))
+                    }
+                    _ => None,
+                };
+                if let Some(item) = item {
+                    log.lock().unwrap().push(item);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
     h.play();
     h.set_src_caps_str(CAPS);
     let mut run = Run {
@@ -60,17 +116,20 @@ fn run_harness(ts: &[u8], sizes: &[usize], props: &[(&str, &str)]) -> Run {
         services: Vec::new(),
         messages: Vec::new(),
         warnings: 0,
+        warning_details: Vec::new(),
         output: Vec::new(),
         buffers: Vec::new(),
         stats: gst::Structure::new_empty("none"),
         timelines: Vec::new(),
+        log: Vec::new(),
     };
     let mut pos = 0;
     let mut i = 0;
     while pos < ts.len() {
         let n = sizes[i % sizes.len()].min(ts.len() - pos);
         let mut b = gst::Buffer::from_slice(ts[pos..pos + n].to_vec());
-        let pts = gst::ClockTime::from_mseconds(10 * i as u64);
+        let pts = pts_of(i);
+        pts_index.lock().unwrap().push(pts);
         b.get_mut().unwrap().set_pts(pts);
         h.push(b).expect("push");
         pos += n;
@@ -80,19 +139,23 @@ fn run_harness(ts: &[u8], sizes: &[usize], props: &[(&str, &str)]) -> Run {
             run.output
                 .extend_from_slice(&out.map_readable().expect("map output"));
         }
-        while let Some(ev) = h.try_pull_event() {
-            if let Some(t) = TimelineInfo::from_event(&ev) {
-                run.timeline.push(t);
-            } else if let Some(s) = ServiceIdentity::from_event(&ev) {
-                run.services.push(s);
-            }
-        }
+        drain_events(&mut h, &mut run);
     }
+    assert!(h.push_event(gst::event::Eos::new()));
+    while let Some(out) = h.try_pull() {
+        run.output
+            .extend_from_slice(&out.map_readable().expect("map output"));
+    }
+    drain_events(&mut h, &mut run);
+    run.log = std::mem::take(&mut *log.lock().unwrap());
     while let Some(m) = bus.pop() {
         if let Some(t) = TimelineInfo::from_message(&m) {
             run.messages.push(t);
-        } else if let gst::MessageView::Warning(_) = m.view() {
+        } else if let gst::MessageView::Warning(w) = m.view() {
             run.warnings += 1;
+            if let Some(d) = w.details() {
+                run.warning_details.push(d.to_owned());
+            }
         }
     }
     run.stats = element.property::<gst::Structure>("stats");
@@ -102,6 +165,16 @@ fn run_harness(ts: &[u8], sizes: &[usize], props: &[(&str, &str)]) -> Run {
         .map(|v| v.get::<gst::Structure>().expect("timeline structure"))
         .collect();
     run
+}
+
+fn drain_events(h: &mut gst_check::Harness, run: &mut Run) {
+    while let Some(ev) = h.try_pull_event() {
+        if let Some(t) = TimelineInfo::from_event(&ev) {
+            run.timeline.push(t);
+        } else if let Some(s) = ServiceIdentity::from_event(&ev) {
+            run.services.push(s);
+        }
+    }
 }
 
 fn temi_correlations(ev: &[TimelineInfo]) -> Vec<&TimelineInfo> {
@@ -293,6 +366,8 @@ fn check_vector(name: &str, sizes: &[usize]) {
         let d = &loc["distinct"][0];
         assert!(got_loc.iter().all(|t| t.url.as_deref() == d["url"].as_str()
             && u64::from(t.pid) == d["pid"].as_u64().unwrap()));
+        // The tick rate is known from the first one on (same packet as the first anchor).
+        assert!(got_loc.iter().all(|t| t.tick_rate == 1000), "{got_loc:?}");
     }
 
     assert_eq!(stat(&run.stats, "packets"), ts.len() as u64 / 188);
@@ -490,8 +565,25 @@ fn collect_live(lives: &[&Live], d: Duration) -> Vec<Collected> {
     out
 }
 
-fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &str) {
-    let sel = "urn:dvb:css:timeline:temi:1:1";
+/// One emulated TV service with TEMI on its video PID 0x101 (component tag 1).
+struct LiveService {
+    program: u16,
+    timeline_id: u8,
+    tick_rate: u64,
+    name: &'static str,
+    original_network_id: u16,
+}
+
+fn check_live_temi(c: &Collected, s: &LiveService) {
+    let LiveService {
+        program,
+        timeline_id,
+        tick_rate,
+        name: service_name,
+        original_network_id,
+    } = *s;
+    let sel = format!("urn:dvb:css:timeline:temi:1:{timeline_id}");
+    let sel = sel.as_str();
     let temi: Vec<&TimelineInfo> = c
         .timeline
         .iter()
@@ -505,7 +597,7 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
     for t in &temi {
         assert_eq!(
             (t.program, t.pid, t.timeline_id, t.component_tag),
-            (program, 0x101, Some(1), Some(1))
+            (program, 0x101, Some(timeline_id), Some(1))
         );
         assert_eq!(t.tick_rate, tick_rate);
         assert!(t.running_time.is_some());
@@ -597,7 +689,7 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
         .find(|s| s.service_id == program)
         .expect("dvb-service");
     assert_eq!(svc.service_name.as_deref(), Some(service_name));
-    assert_eq!(svc.original_network_id, Some(0x233a));
+    assert_eq!(svc.original_network_id, Some(original_network_id));
     assert!(svc.transport_stream_id.is_some() && svc.event_id.is_some());
 }
 
@@ -605,20 +697,72 @@ fn check_live_temi(c: &Collected, program: u16, tick_rate: u64, service_name: &s
 fn emulated_muxes_export_temi_across_loop_points() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     init();
-    let t = Live::new(
-        "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 ! tstimelineparse name=p ! fakesink sync=false",
-    );
-    let t2 = Live::new(
-        "dvbtunersrc delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0 ! tstimelineparse name=p ! fakesink sync=false",
-    );
-    t.pipeline.set_state(gst::State::Playing).unwrap();
-    t2.pipeline.set_state(gst::State::Playing).unwrap();
-    // 30 s: a loaded machine may take a few seconds to start both pipelines.
-    let c = collect_live(&[&t, &t2], Duration::from_secs(30));
-    check_live_temi(&c[0], 0x1201, 90_000, "dvb2ip News");
-    check_live_temi(&c[1], 0x1101, 1000, "dvb2ip One HD");
+    // The four multiplexes at once, each on its own emulated frontend.
+    let sources = [
+        "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000",
+        "dvbtunersrc delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0",
+        "dvbtunersrc delsys=dvb-c-a frequency=346000000 symbol-rate=6900 modulation=qam-256",
+        "dvbtunersrc delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000 modulation=8psk",
+    ];
+    let services = [
+        LiveService {
+            program: 0x1201,
+            timeline_id: 1,
+            tick_rate: 90_000,
+            name: "dvb2ip News",
+            original_network_id: 0x233a,
+        },
+        LiveService {
+            program: 0x1101,
+            timeline_id: 1,
+            tick_rate: 1000,
+            name: "dvb2ip One HD",
+            original_network_id: 0x233a,
+        },
+        LiveService {
+            program: 0x2101,
+            timeline_id: 2,
+            tick_rate: 1000,
+            name: "Cable Movies",
+            original_network_id: 0x0001,
+        },
+        LiveService {
+            program: 0x4401,
+            timeline_id: 1,
+            tick_rate: 1000,
+            name: "Sat One HD",
+            original_network_id: 0x0001,
+        },
+    ];
+    let lives: Vec<Live> = sources
+        .iter()
+        .map(|src| {
+            Live::new(&format!(
+                "{src} ! tstimelineparse name=p ! fakesink sync=false"
+            ))
+        })
+        .collect();
+    for l in &lives {
+        l.pipeline.set_state(gst::State::Playing).unwrap();
+    }
+    // 30 s: a loaded machine may take a few seconds to start the pipelines; 25 s of timeline
+    // cross at least two of the 12 s loop points.
+    let c = collect_live(&lives.iter().collect::<Vec<_>>(), Duration::from_secs(30));
+    for ((c, s), l) in c.iter().zip(&services).zip(&lives) {
+        check_live_temi(c, s);
+        let stats = l.parse.property::<gst::Structure>("stats");
+        assert_eq!(stat(&stats, "errors"), 0, "{}: {stats:?}", s.name);
+        // No PTS timeline jumped either: the loop points are seamless.
+        assert!(
+            !c.timeline
+                .iter()
+                .any(|t| t.kind == TimelineEventKind::Discontinuity),
+            "{}: discontinuity",
+            s.name
+        );
+    }
     // The timelines property lists the TEMI timeline and the PTS timelines.
-    let tl = t.parse.property::<gst::Array>("timelines");
+    let tl = lives[0].parse.property::<gst::Array>("timelines");
     let sels: Vec<String> = tl
         .iter()
         .map(|v| {
@@ -638,8 +782,6 @@ fn emulated_muxes_export_temi_across_loop_points() {
             .count()
             >= 3
     );
-    let stats = t.parse.property::<gst::Structure>("stats");
-    assert_eq!(stat(&stats, "errors"), 0, "{stats:?}");
 }
 
 // ---- SPTS --------------------------------------------------------------------------------
@@ -810,9 +952,20 @@ fn spts_from_emulated_mux_plays_in_ffprobe() {
 
 // ---- Damaged input -----------------------------------------------------------------------
 
-#[test]
-fn damaged_input_is_counted_warned_and_survived() {
-    let (ts, json) = load("temi_a_single_timeline");
+/// temi_a damaged: leading garbage, a clean start, 600 packets with damage of every kind
+/// (100 of them cut short), then clean packets with a PAT (with a wrong CRC if `bad_pat`),
+/// garbage, the clean rest (one timeline descriptor malformed if `bad_descriptor`) and a last
+/// packet cut short.
+fn damaged(ts: &[u8], bad_pat: bool, bad_descriptor: bool) -> Vec<u8> {
+    let mut ts = ts.to_vec();
+    if bad_descriptor {
+        // Claims NTP and PTP fields it does not have.
+        let (_, o) = *timeline_descriptors(&ts)
+            .iter()
+            .find(|(i, _)| (1650..1700).contains(i))
+            .unwrap();
+        ts[o + 2] |= 0x30;
+    }
     let mut x = 0x9E37_79B9u32;
     let mut rnd = move || {
         x ^= x << 13;
@@ -821,7 +974,6 @@ fn damaged_input_is_counted_warned_and_survived() {
         x
     };
     let mut bad = Vec::new();
-    // Garbage, then a clean start, then damage of every kind, then the clean rest.
     bad.extend((0..5000).map(|_| rnd() as u8));
     bad.extend_from_slice(&ts[..188 * 1000]);
     for k in 1000..1600 {
@@ -844,30 +996,75 @@ fn damaged_input_is_counted_warned_and_survived() {
         }
         bad.extend(p);
     }
-    // A PAT with a wrong CRC.
+    bad.extend_from_slice(&ts[1600 * 188..1610 * 188]);
     let mut pat = ts[..188].to_vec();
-    pat[14] ^= 0x55;
+    if bad_pat {
+        pat[14] ^= 0x55;
+    }
     bad.extend(pat);
     bad.extend((0..777).map(|_| rnd() as u8));
-    let tail = 1600 * 188;
-    bad.extend_from_slice(&ts[tail..]);
+    bad.extend_from_slice(&ts[1610 * 188..]);
+    bad.extend_from_slice(&ts[..100]);
+    bad
+}
 
+#[test]
+fn damaged_input_is_counted_warned_and_survived() {
+    let (ts, json) = load("temi_a_single_timeline");
+    let bad = damaged(&ts, true, true);
     let run = run_harness(&bad, &[4096, 333], &[]);
     assert_eq!(run.output, bad, "passthrough even for garbage");
     let s = &run.stats;
-    assert!(stat(s, "sync-losses") > 0, "{s:?}");
-    assert!(stat(s, "bytes-skipped") >= 5000);
+    // One loss per event: the leading garbage, each of the 100 packets cut short, the garbage
+    // after the PAT. The partial packet at EOS is one error of its own.
+    assert_eq!(stat(s, "sync-losses"), 102, "{s:?}");
+    assert_eq!(stat(s, "truncated-packets"), 1, "{s:?}");
+    assert!(stat(s, "bytes-skipped") >= 5000 + 100 * 100 + 777 + 100);
     assert!(stat(s, "cc-errors") > 0);
-    assert!(stat(s, "tei-packets") > 0);
+    assert_eq!(stat(s, "tei-packets"), 100);
     assert!(stat(s, "malformed-packets") + stat(s, "malformed-adaptation-fields") > 0);
-    assert!(stat(s, "errors") > 0);
-    // Everything was pushed within a second or so: bounded to one warning per second.
+    // The random damage makes some section and descriptor errors of its own: compare with the
+    // same input with a good PAT and descriptor.
+    let base = run_harness(&damaged(&ts, false, false), &[4096, 333], &[]).stats;
+    assert_eq!(
+        stat(s, "section-errors"),
+        stat(&base, "section-errors") + 1,
+        "the PAT with a bad CRC"
+    );
+    assert_eq!(
+        stat(s, "malformed-descriptors"),
+        stat(&base, "malformed-descriptors") + 1
+    );
+    assert_eq!(stat(s, "sync-losses"), stat(&base, "sync-losses"));
+    let sum: u64 = [
+        "sync-losses",
+        "truncated-packets",
+        "tei-packets",
+        "cc-errors",
+        "malformed-packets",
+        "malformed-adaptation-fields",
+        "malformed-descriptors",
+        "section-errors",
+        "spts-section-errors",
+    ]
+    .iter()
+    .map(|f| stat(s, f))
+    .sum();
+    assert_eq!(stat(s, "errors"), sum);
+    // Buffers are 10 ms of running time apart, and warnings at most one per second of it,
+    // plus one at EOS for errors not warned about yet: at most 1 + 2 + 1 over these 2.7 s,
+    // for some 140 buffers with new errors.
+    let span = BUFFER_SPACING * (run.buffers.len() as u64 - 1);
+    assert!(span > gst::ClockTime::from_seconds(2) && span < gst::ClockTime::from_seconds(3));
     assert!(
-        run.warnings >= 1 && run.warnings <= 3,
-        "{} warnings",
+        (2..=4).contains(&run.warnings),
+        "{} warnings over {span}",
         run.warnings
     );
     assert_eq!(stat(s, "warnings") as usize, run.warnings);
+    // The last warning, posted at EOS, accounts for every error.
+    let last = run.warning_details.last().expect("warning details");
+    assert_eq!(stat(last, "errors"), stat(s, "errors"));
     // After resync the timeline continues with the expected values.
     let want: Vec<(u64, u64)> = json["temi"]
         .as_array()
@@ -891,6 +1088,34 @@ fn damaged_input_is_counted_warned_and_survived() {
 }
 
 #[test]
+fn one_cut_short_packet_is_one_error() {
+    let (ts, _) = load("temi_a_single_timeline");
+    let mut bad = ts[..188 * 500].to_vec();
+    bad.truncate(bad.len() - 88);
+    bad.extend_from_slice(&ts[188 * 500..]);
+    for sizes in [&[188 * 100][..], &[1000, 7, 4096]] {
+        let run = run_harness(&bad, sizes, &[]);
+        let s = &run.stats;
+        assert_eq!(
+            (stat(s, "sync-losses"), stat(s, "truncated-packets")),
+            (1, 0),
+            "{sizes:?}: {s:?}"
+        );
+        // The packet cut short and the one it swallowed: continuity errors on their PIDs.
+        assert_eq!(
+            stat(s, "errors"),
+            1 + stat(s, "cc-errors")
+                + stat(s, "malformed-packets")
+                + stat(s, "malformed-adaptation-fields")
+                + stat(s, "malformed-descriptors")
+                + stat(s, "section-errors"),
+            "{sizes:?}: {s:?}"
+        );
+        assert_eq!(stat(s, "tei-packets"), 0);
+    }
+}
+
+#[test]
 fn pure_garbage_never_panics() {
     let mut x = 12345u32;
     let mut data = Vec::new();
@@ -905,4 +1130,308 @@ fn pure_garbage_never_panics() {
         let run = run_harness(&data, &[188 * 5, 1, 1000], &[("program-number", program)]);
         assert!(stat(&run.stats, "errors") > 0);
     }
+}
+
+// ---- Timeline changes at the right buffer ------------------------------------------------------
+
+/// Byte offsets of the temi_timeline_descriptors (tag byte) of `ts`, with their packet index, in
+/// stream order.
+fn timeline_descriptors(ts: &[u8]) -> Vec<(usize, usize)> {
+    use gstdvb2ip::proto::ts::PacketView;
+    let mut out = Vec::new();
+    for (i, p) in ts.chunks_exact(188).enumerate() {
+        let Ok(view) = PacketView::parse(p) else {
+            continue;
+        };
+        let Some(descs) = view
+            .adaptation_field()
+            .ok()
+            .flatten()
+            .and_then(|a| a.extension)
+            .and_then(|e| e.af_descriptors)
+        else {
+            continue;
+        };
+        let mut o = descs.as_ptr() as usize - ts.as_ptr() as usize;
+        let end = o + descs.len();
+        while o + 2 <= end {
+            if ts[o] == 0x04 {
+                out.push((i, o));
+            }
+            o += 2 + usize::from(ts[o + 1]);
+        }
+    }
+    out
+}
+
+/// Offset of the media_timestamp of the timeline descriptor at `o`, and its width in bytes.
+fn value_field(ts: &[u8], o: usize) -> (usize, usize) {
+    let width = match ts[o + 2] >> 6 {
+        1 => 4,
+        2 => 8,
+        m => panic!("descriptor at {o}: has_timestamp {m}"),
+    };
+    (o + 2 + 3 + 4, width)
+}
+
+fn temi_value(ts: &[u8], o: usize) -> u64 {
+    let (v, w) = value_field(ts, o);
+    ts[v..v + w]
+        .iter()
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+fn set_temi_value(ts: &mut [u8], o: usize, value: u64) {
+    let (v, w) = value_field(ts, o);
+    ts[v..v + w].copy_from_slice(&value.to_be_bytes()[8 - w..]);
+}
+
+/// (packet index, PCR in 27 MHz ticks) of the packets carrying a PCR.
+fn pcr_packets(ts: &[u8]) -> Vec<(usize, u64)> {
+    use gstdvb2ip::proto::ts::PacketView;
+    ts.chunks_exact(188)
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let af = PacketView::parse(p).ok()?.adaptation_field().ok()??;
+            Some((i, af.pcr?.to_27mhz()))
+        })
+        .collect()
+}
+
+/// The changes (not correlations, appearances or locations) a run reported, as
+/// (event, type, reason, deviation, packet index).
+type Change = (
+    TimelineEventKind,
+    &'static str,
+    Option<String>,
+    Option<i64>,
+    u64,
+);
+
+fn reported_changes(run: &Run) -> Vec<Change> {
+    run.timeline
+        .iter()
+        .filter(|t| {
+            !matches!(
+                t.kind,
+                TimelineEventKind::Correlation
+                    | TimelineEventKind::Appeared
+                    | TimelineEventKind::Location
+            )
+        })
+        .map(|t| {
+            (
+                t.kind,
+                if t.temi { "temi" } else { "pts" },
+                t.reason.clone(),
+                t.deviation,
+                t.packet_index,
+            )
+        })
+        .collect()
+}
+
+const PACKETS_PER_BUFFER: usize = 100;
+
+/// Pushes `ts` in buffers of 100 packets; checks that the changes reported are `want`, each sent
+/// right before the buffer holding its packet and posted with that buffer's running time.
+fn check_changes(what: &str, ts: &[u8], want: &[Change]) -> Run {
+    let run = run_harness(ts, &[188 * PACKETS_PER_BUFFER], &[]);
+    let got = reported_changes(&run);
+    assert_eq!(got, want, "{what}");
+    for (k, t) in run.log.iter().enumerate() {
+        let Item::Timeline(t) = t else { continue };
+        if matches!(
+            t.kind,
+            TimelineEventKind::Correlation
+                | TimelineEventKind::Appeared
+                | TimelineEventKind::Location
+        ) {
+            continue;
+        }
+        let buffer = t.packet_index as usize / PACKETS_PER_BUFFER;
+        let next = run.log[k + 1..]
+            .iter()
+            .find(|i| !matches!(i, Item::Timeline(_)));
+        assert!(
+            matches!(next, Some(Item::Buffer(b)) if *b == buffer),
+            "{what}: {:?} {} at packet {} is followed by {next:?}, not buffer {buffer}",
+            t.kind,
+            t.selector,
+            t.packet_index
+        );
+        let rt = BUFFER_SPACING * buffer as u64;
+        assert_eq!(t.running_time, Some(rt), "{what}: event running time");
+        let posted = run
+            .messages
+            .iter()
+            .find(|m| {
+                m.kind == t.kind && m.selector == t.selector && m.packet_index == t.packet_index
+            })
+            .unwrap_or_else(|| panic!("{what}: {t:?} not posted"));
+        assert_eq!(
+            posted.running_time,
+            Some(rt),
+            "{what}: message running time"
+        );
+    }
+    run
+}
+
+#[test]
+fn timeline_changes_are_signalled_before_their_buffer() {
+    use TimelineEventKind::{Disappeared, Discontinuity, Paused, Resumed};
+    let (ts, _) = load("temi_a_single_timeline");
+    let descs = timeline_descriptors(&ts);
+    assert_eq!(descs.len(), 250);
+    let pkt = |n: usize| descs[n].0 as u64;
+    let jump = |d: i64| (Some("undeclared-jump".to_string()), Some(d));
+
+    // The clean file: nothing.
+    check_changes("clean", &ts, &[]);
+
+    // Paused from descriptor 50 (at its own value), a change of value while paused at 55, and
+    // a resume at 60 with the original value there (a jump from the paused one).
+    let mut e = ts.clone();
+    let v50 = temi_value(&ts, descs[50].1);
+    for (n, &(_, o)) in descs.iter().enumerate().take(60).skip(50) {
+        e[o + 2] |= 0x01;
+        set_temi_value(&mut e, o, if n < 55 { v50 } else { v50 + 7 });
+    }
+    let v60 = temi_value(&ts, descs[60].1) as i64;
+    let (d, r) = jump(7);
+    let (d60, r60) = jump(v60 - v50 as i64 - 7);
+    check_changes(
+        "paused",
+        &e,
+        &[
+            (Paused, "temi", None, None, pkt(50)),
+            (Discontinuity, "temi", d, r, pkt(55)),
+            (Discontinuity, "temi", d60, r60, pkt(60)),
+            (Resumed, "temi", None, None, pkt(60)),
+        ],
+    );
+
+    // The descriptor's discontinuity flag at 80.
+    let mut e = ts.clone();
+    e[descs[80].1 + 3] |= 0x80;
+    check_changes(
+        "flagged",
+        &e,
+        &[(Discontinuity, "temi", Some("flagged".into()), None, pkt(80))],
+    );
+
+    // +5000 from descriptor 100 on.
+    let mut e = ts.clone();
+    for &(_, o) in &descs[100..] {
+        let v = temi_value(&e, o);
+        set_temi_value(&mut e, o, v + 5000);
+    }
+    let (d, r) = jump(5000);
+    check_changes("+5000", &e, &[(Discontinuity, "temi", d, r, pkt(100))]);
+
+    // The discontinuity_indicator on the first PCR after descriptor 120: a new time base for
+    // the PTS timeline; the TEMI timeline carries on across it, so nothing for it.
+    let pcrs = pcr_packets(&ts);
+    let (p, _) = *pcrs.iter().find(|(i, _)| *i as u64 > pkt(120)).unwrap();
+    let mut e = ts.clone();
+    e[p * 188 + 5] |= 0x80;
+    check_changes(
+        "PCR discontinuity",
+        &e,
+        &[(
+            Discontinuity,
+            "pts",
+            Some("pcr-discontinuity".into()),
+            None,
+            p as u64,
+        )],
+    );
+
+    // No TEMI descriptors after descriptor 99: the timeline disappears at the first PCR more
+    // than 5 s after the last PCR seen with one.
+    let mut e = ts.clone();
+    for &(_, o) in &descs[100..] {
+        e[o] = 0x7E;
+    }
+    let seen = pcrs
+        .iter()
+        .rev()
+        .find(|(i, _)| *i as u64 <= pkt(99))
+        .unwrap()
+        .1;
+    let (gone, _) = *pcrs
+        .iter()
+        .find(|(_, pcr)| *pcr > seen + 5 * 27_000_000)
+        .unwrap();
+    check_changes(
+        "removed",
+        &e,
+        &[(Disappeared, "temi", None, None, gone as u64)],
+    );
+
+    // The file twice, with no discontinuity_indicator: PCR and PTS go back 10 s (an undeclared
+    // jump of the time base) and TEMI from 9920 back to 0.
+    let n = ts.len() / 188;
+    let twice = [ts.as_slice(), ts.as_slice()].concat();
+    let first_pcr = pcrs[0].0;
+    let run = run_harness(&twice, &[188 * PACKETS_PER_BUFFER], &[]);
+    let temi_jump = reported_changes(&run)
+        .into_iter()
+        .find(|c| c.1 == "temi")
+        .and_then(|c| c.3)
+        .expect("a TEMI jump");
+    // 0 where about 9960 was due: 9920 at the last PTS, plus the time to the splice, which the
+    // tracker estimates from the packets since the last PCR at the last PCR rate (uncertain by
+    // up to a PCR interval in this VBR file).
+    assert!(
+        (-10_060..=-9_940).contains(&temi_jump),
+        "TEMI jump of {temi_jump}"
+    );
+    let run = check_changes(
+        "twice",
+        &twice,
+        &[
+            (
+                Discontinuity,
+                "pts",
+                Some("pcr-jump".into()),
+                None,
+                (n + first_pcr) as u64,
+            ),
+            (
+                Discontinuity,
+                "temi",
+                Some("undeclared-jump".into()),
+                Some(temi_jump),
+                (n + descs[0].0) as u64,
+            ),
+        ],
+    );
+    // The PTS timeline starts over at the new time base.
+    let pts: Vec<u64> = run
+        .timeline
+        .iter()
+        .filter(|t| !t.temi && t.kind == TimelineEventKind::Correlation)
+        .map(|t| t.value.unwrap())
+        .collect();
+    assert_eq!(pts.len(), 500);
+    assert_eq!((pts[249], pts[250]), (903_000, 10_200));
+}
+
+#[test]
+fn arrival_gaps_are_not_time_base_jumps() {
+    // A 1 h hole in the buffer timestamps (a paused live source, say), the PCRs continuous:
+    // the stream's own time is what counts, so nothing changes.
+    let (ts, _) = load("temi_a_single_timeline");
+    let run = run_harness_timed(&ts, &[188 * PACKETS_PER_BUFFER], &[], &|i| {
+        BUFFER_SPACING * i as u64
+            + if i >= 10 {
+                gst::ClockTime::from_seconds(3600)
+            } else {
+                gst::ClockTime::ZERO
+            }
+    });
+    assert_eq!(reported_changes(&run), []);
+    assert_eq!(temi_correlations(&run.timeline).len(), 250);
 }

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::proto::clock::{pcr_diff, PtsUnwrapper, TimelineAnchor, PCR_HZ, PTS_HZ};
+use crate::proto::clock::{
+    convert, pcr_diff, pts_add, PtsUnwrapper, TimelineAnchor, PCR_HZ, PCR_MODULO, PTS_HZ,
+};
 use crate::proto::psi::{
     self, table_id, Eit, Nit, Pat, Pmt, Sdt, Section, SectionAssembler, TimeTable,
 };
@@ -34,6 +36,13 @@ pub struct TrackerConfig {
     /// Maximum number of (PID, timeline_id) timelines followed; descriptors of further
     /// timelines are counted in [`TrackerStats::dropped_descriptors`] and ignored. Default 256.
     pub max_timelines: usize,
+    /// Largest forward step (27 MHz ticks) between two consecutive PCRs of a program that is
+    /// still the same time base. ISO/IEC 13818-1 (2.7.2) wants a PCR at least every 100 ms, so
+    /// a longer step, or any step backwards, without the discontinuity_indicator is an
+    /// undeclared time-base discontinuity (a splice, a looped or concatenated file). Judged on
+    /// the PCR values alone (stream time), never on arrival time. Default 1 s: ten times the
+    /// PCR interval, so that a few lost PCR packets are not a jump.
+    pub max_pcr_step_27mhz: u64,
 }
 
 impl Default for TrackerConfig {
@@ -43,6 +52,7 @@ impl Default for TrackerConfig {
             jump_tolerance_ticks: 2,
             max_pending: 32,
             max_timelines: 256,
+            max_pcr_step_27mhz: PCR_HZ,
         }
     }
 }
@@ -172,6 +182,9 @@ pub struct TemiLocation {
     pub descriptor: crate::proto::temi::LocationDescriptor,
     /// The full URL (with the PID's base URL when use_base_temi_url is set).
     pub url: Option<String>,
+    /// Timescale of timeline (PID, timeline_id) if a timeline descriptor gave it (one in the
+    /// same packet counts), else of the announcement, if any.
+    pub timescale: Option<u32>,
     /// TS packet index.
     pub packet_index: u64,
 }
@@ -257,7 +270,11 @@ pub enum TimelineEvent {
     Location(TemiLocation),
     /// A timeline state change.
     Change(TimelineChange),
-    /// A PCR discontinuity_indicator on the program's PCR PID: a new time base starts.
+    /// A new time base starts on the program's PCR PID: a PCR with the discontinuity_indicator
+    /// (`declared`), or a PCR that steps backwards or further forward than
+    /// [`TrackerConfig::max_pcr_step_27mhz`] from the previous one without it (an undeclared
+    /// jump). The program's PTS unwrapping restarts; its TEMI timelines are carried across
+    /// (spec 6: TEMI survives a splice) and their next values checked against it.
     PcrDiscontinuity {
         /// program_number.
         program: u16,
@@ -265,6 +282,10 @@ pub enum TimelineEvent {
         pid: u16,
         /// The new PCR (27 MHz).
         pcr: u64,
+        /// The PCR before it (27 MHz, old time base).
+        previous_pcr: u64,
+        /// True for the discontinuity_indicator, false for an undeclared jump.
+        declared: bool,
         /// TS packet index.
         packet_index: u64,
     },
@@ -333,6 +354,9 @@ struct TimelineState {
     paused: bool,
     gone: bool,
     last_seen_pcr: Option<u64>,
+    /// Set at a time-base discontinuity: the anchor was carried across it with an estimated
+    /// offset, uncertain by this many 27 MHz ticks, which widens the next jump check.
+    splice_uncertainty_27mhz: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -340,7 +364,14 @@ struct ProgramState {
     info: ProgramInfo,
     unwrapper: PtsUnwrapper,
     last_pcr: Option<u64>,
+    /// Packet index of `last_pcr`.
+    last_pcr_index: u64,
+    /// The last regular PCR step on the current time base: (27 MHz ticks, packets).
+    last_step: Option<(u64, u64)>,
 }
+
+/// PCR interval assumed when none was measured yet (ISO/IEC 13818-1's maximum, 100 ms).
+const MAX_PCR_INTERVAL_27MHZ: u64 = PCR_HZ / 10;
 
 /// Follows the timelines of one multiplex. See the module documentation.
 #[derive(Debug)]
@@ -486,8 +517,10 @@ impl TimelineTracker {
             return;
         }
 
-        // TEMI descriptors of this packet.
+        // TEMI descriptors of this packet; locations are reported after the timeline
+        // descriptors of the same packet are bound, so that they know its timescale.
         let mut here: Vec<TimelineDescriptor> = Vec::new();
+        let mut locations: Vec<TemiLocation> = Vec::new();
         if let Some(descs) = af
             .as_ref()
             .and_then(|a| a.extension)
@@ -499,13 +532,14 @@ impl TimelineTracker {
                     Ok(TemiDescriptor::Location(l)) => {
                         let ps = self.pids.entry(h.pid).or_default();
                         let url = l.url(ps.base_url.as_deref());
-                        out.push(TimelineEvent::Location(TemiLocation {
+                        locations.push(TemiLocation {
                             program: ps.program,
                             pid: h.pid,
+                            timescale: l.announcement.map(|a| a.timescale),
                             descriptor: l,
                             url,
                             packet_index: idx,
-                        }));
+                        });
                     }
                     Ok(TemiDescriptor::BaseUrl(b)) => {
                         self.pids.entry(h.pid).or_default().base_url = b.url()
@@ -538,6 +572,7 @@ impl TimelineTracker {
                     });
                 }
             }
+            self.push_locations(locations, out);
             return;
         };
 
@@ -576,6 +611,20 @@ impl TimelineTracker {
         }
         for d in here {
             self.bind(h.pid, d, pts, pts_unwrapped, idx, idx, true, out);
+        }
+        self.push_locations(locations, out);
+    }
+
+    fn push_locations(&self, locations: Vec<TemiLocation>, out: &mut Vec<TimelineEvent>) {
+        for mut l in locations {
+            if let Some(t) = self
+                .timelines
+                .get(&(l.pid, l.descriptor.timeline_id))
+                .filter(|t| !t.gone)
+            {
+                l.timescale = Some(t.timescale);
+            }
+            out.push(TimelineEvent::Location(l));
         }
     }
 
@@ -669,6 +718,7 @@ impl TimelineTracker {
                         paused: d.paused,
                         gone: false,
                         last_seen_pcr: last_pcr,
+                        splice_uncertainty_27mhz: None,
                     },
                 );
             }
@@ -688,10 +738,25 @@ impl TimelineTracker {
                     out.push(change(ChangeKind::Discontinuity(
                         DiscontinuityReason::TimescaleChanged,
                     )));
-                } else if let Some(a) = t.anchor.filter(|a| !a.paused && !d.paused) {
+                } else if let Some(a) = t.anchor {
+                    // A paused timeline stays at its value: while paused, and at the resume,
+                    // the value must be the paused one exactly. A running one is extrapolated
+                    // (across a time-base splice with that splice's uncertainty).
+                    let tolerance = if a.paused {
+                        0
+                    } else {
+                        let splice = t.splice_uncertainty_27mhz.map_or(0, |u| {
+                            convert(u, PCR_HZ, u64::from(timescale)).saturating_add(1)
+                        });
+                        tolerance.saturating_add(splice)
+                    };
                     if let Some(dev) = a.deviation(pts, value) {
                         if dev.unsigned_abs() > u128::from(tolerance) {
-                            let deviation = i64::try_from(dev).unwrap_or(i64::MAX);
+                            let deviation = i64::try_from(dev).unwrap_or(if dev < 0 {
+                                i64::MIN
+                            } else {
+                                i64::MAX
+                            });
                             out.push(change(ChangeKind::Discontinuity(
                                 DiscontinuityReason::UndeclaredJump { deviation },
                             )));
@@ -709,6 +774,7 @@ impl TimelineTracker {
                 t.paused = d.paused;
                 t.anchor = Some(new_anchor);
                 t.last_seen_pcr = last_pcr;
+                t.splice_uncertainty_27mhz = None;
             }
         }
         out.push(TimelineEvent::Temi(TemiAnchor {
@@ -740,6 +806,7 @@ impl TimelineTracker {
         out: &mut Vec<TimelineEvent>,
     ) {
         let timeout = self.config.timeline_timeout_27mhz;
+        let max_step = i64::try_from(self.config.max_pcr_step_27mhz).unwrap_or(i64::MAX);
         let progs: Vec<u16> = self
             .programs
             .iter()
@@ -750,14 +817,45 @@ impl TimelineTracker {
             let Some(p) = self.programs.get_mut(&program) else {
                 continue;
             };
-            let previous = p.last_pcr;
+            let previous = p.last_pcr.map(|prev| (prev, p.last_pcr_index));
             p.last_pcr = Some(pcr);
-            if discontinuity && previous.is_some() {
+            p.last_pcr_index = idx;
+            // A new time base: the discontinuity_indicator, or a step no PCR cadence explains.
+            // (The step is modulo 2^33 × 300, so the PCR wrapping is a small forward step.)
+            let splice = previous.and_then(|(prev, prev_idx)| {
+                let step = pcr_diff(pcr, prev);
+                let packets = idx.saturating_sub(prev_idx);
+                let regular = (0..=max_step).contains(&step);
+                if !discontinuity && regular {
+                    if packets > 0 {
+                        p.last_step = Some((step.unsigned_abs(), packets));
+                    }
+                    return None;
+                }
+                // Where the old time base would be now: the last PCR plus the packets since
+                // at the last measured PCR rate; the time between two PCRs is uncertain by
+                // about one PCR interval.
+                let (elapsed, uncertainty) = match p.last_step {
+                    Some((ticks, n)) if n > 0 => (
+                        u64::try_from(u128::from(ticks) * u128::from(packets) / u128::from(n))
+                            .unwrap_or(u64::MAX)
+                            .min(MAX_PCR_INTERVAL_27MHZ),
+                        ticks.min(MAX_PCR_INTERVAL_27MHZ),
+                    ),
+                    _ => (0, MAX_PCR_INTERVAL_27MHZ),
+                };
+                let expected = prev.wrapping_add(elapsed) % PCR_MODULO;
+                Some((prev, pcr_diff(pcr, expected), uncertainty))
+            });
+            if let Some((previous_pcr, _, _)) = splice {
                 p.unwrapper.reset();
+                p.last_step = None;
                 out.push(TimelineEvent::PcrDiscontinuity {
                     program,
                     pid,
                     pcr,
+                    previous_pcr,
+                    declared: discontinuity,
                     packet_index: idx,
                 });
             }
@@ -771,9 +869,18 @@ impl TimelineTracker {
                 if !members.contains(&tpid) {
                     continue;
                 }
-                if discontinuity && previous.is_some() {
-                    // Anchors from the old time base cannot be used with new PTS values.
-                    t.anchor = None;
+                if let Some((_, offset, uncertainty)) = splice {
+                    // TEMI is meant to survive a splice: carry the anchor onto the new time
+                    // base (the new base is `offset` ahead of the old one); the next value
+                    // tells whether the timeline really continues.
+                    if let Some(a) = &mut t.anchor {
+                        a.pts = pts_add(a.pts, offset.div_euclid(300));
+                    }
+                    t.splice_uncertainty_27mhz = Some(
+                        t.splice_uncertainty_27mhz
+                            .unwrap_or(0)
+                            .saturating_add(uncertainty),
+                    );
                     t.last_seen_pcr = Some(pcr);
                     continue;
                 }
@@ -804,7 +911,7 @@ impl TimelineTracker {
         }
         let tid = s.header.table_id;
         let res = match (pid, tid) {
-            (psi::pid::PAT, table_id::PAT) => Pat::parse(s).map(|p| self.on_pat(p, out)),
+            (psi::pid::PAT, table_id::PAT) => Pat::parse(s).map(|p| self.on_pat(p, idx, out)),
             (psi::pid::SDT, table_id::SDT_ACTUAL) => Sdt::parse(s).map(|t| self.on_sdt(t, out)),
             (psi::pid::NIT, table_id::NIT_ACTUAL) => Nit::parse(s).map(|n| self.on_nit(n, out)),
             (psi::pid::EIT, table_id::EIT_PF_ACTUAL) => Eit::parse(s).map(|e| self.on_eit(e, out)),
@@ -815,7 +922,7 @@ impl TimelineTracker {
                 })
             }),
             (_, table_id::PMT) if self.pmt_pids.contains_key(&pid) => {
-                Pmt::parse(s).map(|p| self.on_pmt(pid, p, out))
+                Pmt::parse(s).map(|p| self.on_pmt(pid, p, idx, out))
             }
             _ => Ok(()),
         };
@@ -849,7 +956,7 @@ impl TimelineTracker {
         }
     }
 
-    fn on_pat(&mut self, pat: Pat, out: &mut Vec<TimelineEvent>) {
+    fn on_pat(&mut self, pat: Pat, idx: u64, out: &mut Vec<TimelineEvent>) {
         if self.pat.as_ref() == Some(&pat) {
             return;
         }
@@ -865,7 +972,7 @@ impl TimelineTracker {
             .filter(|p| !wanted.contains(p))
             .collect();
         for program in removed {
-            self.remove_program(program, out);
+            self.remove_program(program, idx, out);
         }
         // A program whose PMT PID moved must be re-learnt.
         let moved: Vec<u16> = pat
@@ -879,7 +986,7 @@ impl TimelineTracker {
             .map(|e| e.program_number)
             .collect();
         for program in moved {
-            self.remove_program(program, out);
+            self.remove_program(program, idx, out);
         }
         self.assemblers
             .retain(|pid, _| is_si_pid(*pid) || pmt_pids.contains_key(pid));
@@ -900,16 +1007,16 @@ impl TimelineTracker {
         }
     }
 
-    fn remove_program(&mut self, program: u16, out: &mut Vec<TimelineEvent>) {
+    fn remove_program(&mut self, program: u16, idx: u64, out: &mut Vec<TimelineEvent>) {
         if let Some(p) = self.programs.remove(&program) {
             for s in &p.info.streams {
-                self.detach_pid(s.pid, program, out);
+                self.detach_pid(s.pid, program, idx, out);
             }
             out.push(TimelineEvent::ProgramRemoved { program });
         }
     }
 
-    fn detach_pid(&mut self, pid: u16, program: u16, out: &mut Vec<TimelineEvent>) {
+    fn detach_pid(&mut self, pid: u16, program: u16, idx: u64, out: &mut Vec<TimelineEvent>) {
         if let Some(ps) = self.pids.get_mut(&pid) {
             if ps.program == Some(program) {
                 ps.program = None;
@@ -930,14 +1037,14 @@ impl TimelineTracker {
                         component_tag,
                         timeline_id: k.1,
                         kind: ChangeKind::Disappeared,
-                        packet_index: 0,
+                        packet_index: idx,
                     }));
                 }
             }
         }
     }
 
-    fn on_pmt(&mut self, pmt_pid: u16, pmt: Pmt, out: &mut Vec<TimelineEvent>) {
+    fn on_pmt(&mut self, pmt_pid: u16, pmt: Pmt, idx: u64, out: &mut Vec<TimelineEvent>) {
         let program = pmt.program_number;
         if !self
             .pmt_pids
@@ -983,7 +1090,7 @@ impl TimelineTracker {
             .unwrap_or_default();
         for pid in old {
             if !info.streams.iter().any(|s| s.pid == pid) {
-                self.detach_pid(pid, program, out);
+                self.detach_pid(pid, program, idx, out);
             }
         }
         for s in &info.streams {
@@ -1002,6 +1109,8 @@ impl TimelineTracker {
                         info: info.clone(),
                         unwrapper: PtsUnwrapper::new(),
                         last_pcr: None,
+                        last_pcr_index: 0,
+                        last_step: None,
                     },
                 );
             }
@@ -1268,6 +1377,8 @@ mod tests {
                 d["timeline_id"].as_u64().unwrap()
             );
             assert_eq!(l.url.as_deref(), d["url"].as_str());
+            // The first one shares its packet with the timeline's first descriptor.
+            assert_eq!(l.timescale, Some(1000));
             assert_eq!(l.program, Some(1));
         }
         // Spec 7 worked example through the tracker: value at PTS 903000 is 9920.
@@ -1587,11 +1698,218 @@ mod tests {
                 ..
             }
         ));
-        // no jump reported: the old anchor was dropped by the PCR discontinuity
+        // no jump reported: the timeline continues across the splice (the new base is
+        // 4_999_900 ticks ahead, so 40 at 5_009_000 is 1 tick off the prediction, and with a
+        // single PCR before it the splice point is uncertain by up to 100 ms)
         assert!(!ev.iter().any(|e| matches!(e, TimelineEvent::Change(c) if matches!(c.kind, ChangeKind::Discontinuity(_)))));
         let a = temi_anchors(&ev);
         assert_eq!(a[1].pts_unwrapped, 5_009_000);
         assert_eq!(t.value_at(0x101, 1, 5_009_000 + 900), Some(50));
+    }
+
+    fn changes(ev: &[TimelineEvent]) -> Vec<(u64, u8, ChangeKind)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                TimelineEvent::Change(c) => Some((c.packet_index, c.timeline_id, c.kind)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn splices(ev: &[TimelineEvent]) -> Vec<(u64, bool)> {
+        ev.iter()
+            .filter_map(|e| match e {
+                TimelineEvent::PcrDiscontinuity {
+                    packet_index,
+                    declared,
+                    ..
+                } => Some((*packet_index, *declared)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// 20 frames of 40 ms, one packet each with PCR, PTS and a 1 kHz TEMI value, PCR from
+    /// `start` + 1 s; from frame 10 on, PCR and PTS are moved by `shift` (90 kHz, mod 2^33)
+    /// with the discontinuity_indicator if `flag`, and the TEMI value by `temi_jump`.
+    fn spliced_from(start: u64, shift: u64, flag: bool, temi_jump: i64) -> Vec<TimelineEvent> {
+        let mut m = Mux::new();
+        m.psi();
+        for f in 0..20u64 {
+            let s = if f >= 10 { shift } else { 0 };
+            let pcr = (start + 90_000 + f * 3600 + s) & ((1 << 33) - 1);
+            let value = (1000 + f * 40) as i64 + if f >= 10 { temi_jump } else { 0 };
+            m.es(
+                0x101,
+                true,
+                Some((pcr, flag && f == 10)),
+                &td(1, 1000, value as u64),
+                Some((pcr + 9000) & ((1 << 33) - 1)),
+            );
+        }
+        m.run(&mut TimelineTracker::default())
+    }
+
+    fn spliced(shift: u64, flag: bool, temi_jump: i64) -> Vec<TimelineEvent> {
+        spliced_from(0, shift, flag, temi_jump)
+    }
+
+    #[test]
+    fn undeclared_pcr_jumps_are_time_base_discontinuities() {
+        // Packets 0, 1 are PAT and PMT; frame f is packet f + 2.
+        let appeared = (2, 1, ChangeKind::Appeared { timescale: 1000 });
+        // Back by 3 s (a file played twice), forward by 1.5 s: undeclared.
+        for shift in [(1 << 33) - 270_000, 135_000] {
+            let ev = spliced(shift, false, 0);
+            assert_eq!(splices(&ev), [(12, false)], "shift {shift}");
+            // The TEMI timeline carries on across the splice: no change.
+            assert_eq!(changes(&ev), [appeared], "shift {shift}");
+            // PTS unwrapping restarted at the new time base.
+            let pts: Vec<(u64, u64)> = ev
+                .iter()
+                .filter_map(|e| match e {
+                    TimelineEvent::Pts(p) => Some((p.pts, p.pts_unwrapped)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(pts[10].0, pts[10].1);
+        }
+        // Forward by 0.9 s: the same time base, so a TEMI value that did not move with the PTS
+        // is an ordinary undeclared jump.
+        let ev = spliced(81_000, false, 0);
+        assert_eq!(splices(&ev), []);
+        let jump =
+            ChangeKind::Discontinuity(DiscontinuityReason::UndeclaredJump { deviation: -900 });
+        assert_eq!(changes(&ev), [appeared, (12, 1, jump)]);
+        // PCR and PTS wrapping past 2^33 (PCR between frames 9 and 10): not a jump.
+        let ev = spliced_from((1 << 33) - 90_000 - 9 * 3600 - 1800, 0, false, 0);
+        assert_eq!(splices(&ev), []);
+        assert_eq!(changes(&ev), [appeared]);
+        let a = temi_anchors(&ev);
+        assert!(a.windows(2).any(|w| w[1].pts < w[0].pts));
+        assert!(a
+            .windows(2)
+            .all(|w| w[1].pts_unwrapped == w[0].pts_unwrapped + 3600));
+        // With the flag, even a continuous PCR starts a new time base.
+        assert_eq!(splices(&spliced(0, true, 0)), [(12, true)]);
+    }
+
+    #[test]
+    fn temi_across_a_splice_is_checked_against_the_old_time_base() {
+        let appeared = (2, 1, ChangeKind::Appeared { timescale: 1000 });
+        for (shift, flag) in [(450_000, true), (450_000, false), (0, true)] {
+            // Carries on: no change.
+            let ev = spliced(shift, flag, 0);
+            assert_eq!(changes(&ev), [appeared], "{shift} {flag}");
+            // Jumps: one undeclared jump, at the first descriptor on the new time base.
+            let ev = spliced(shift, flag, -1400);
+            assert_eq!(
+                changes(&ev),
+                [
+                    appeared,
+                    (
+                        12,
+                        1,
+                        ChangeKind::Discontinuity(DiscontinuityReason::UndeclaredJump {
+                            deviation: -1400
+                        })
+                    )
+                ],
+                "{shift} {flag}"
+            );
+        }
+        // The file played twice: PCR and PTS start over, and so does the timeline.
+        let mut m = Mux::new();
+        m.psi();
+        for f in 0..20u64 {
+            let g = f % 10;
+            m.es(
+                0x101,
+                true,
+                Some((3000 + g * 3600, false)),
+                &td(1, 1000, g * 40),
+                Some(12_000 + g * 3600),
+            );
+        }
+        let ev = m.run(&mut TimelineTracker::default());
+        assert_eq!(splices(&ev), [(12, false)]);
+        let c = changes(&ev);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert!(matches!(
+            c[1],
+            (12, 1, ChangeKind::Discontinuity(DiscontinuityReason::UndeclaredJump { deviation }))
+                if (-401..=-399).contains(&deviation)
+        ));
+    }
+
+    #[test]
+    fn value_jumps_while_paused_and_on_resume() {
+        let mut m = Mux::new();
+        m.psi();
+        let d = |v: u64, paused: bool| {
+            let mut d = TimelineDescriptor::new(1, 1000, v);
+            d.paused = paused;
+            encode_timeline_descriptor(&d)
+        };
+        // (value, paused) per 40 ms frame.
+        let frames = [
+            (0, false),
+            (40, false),
+            (999, true), // pauses at a value that does not follow: jump
+            (999, true),
+            (1010, true),  // changes while paused: jump
+            (1010, false), // resumes where it stopped: no jump
+            (1050, false),
+            (1090, true),
+            (1200, false), // resumes elsewhere: jump
+        ];
+        for (f, (v, paused)) in frames.iter().enumerate() {
+            let pts = 9000 + f as u64 * 3600;
+            m.es(
+                0x101,
+                true,
+                Some((pts - 9000, false)),
+                &d(*v, *paused),
+                Some(pts),
+            );
+        }
+        let ev = m.run(&mut TimelineTracker::default());
+        let jump = |deviation| {
+            ChangeKind::Discontinuity(DiscontinuityReason::UndeclaredJump { deviation })
+        };
+        assert_eq!(
+            changes(&ev),
+            [
+                (2, 1, ChangeKind::Appeared { timescale: 1000 }),
+                (4, 1, jump(999 - 80)),
+                (4, 1, ChangeKind::Paused),
+                (6, 1, jump(11)),
+                (7, 1, ChangeKind::Resumed),
+                (9, 1, ChangeKind::Paused),
+                (10, 1, jump(110)),
+                (10, 1, ChangeKind::Resumed),
+            ]
+        );
+    }
+
+    #[test]
+    fn pmt_change_disappearance_has_its_packet_index() {
+        let mut m = Mux::new();
+        m.psi();
+        m.es(0x101, true, Some((0, false)), &td(1, 1000, 0), Some(9000));
+        // New PMT version without PID 0x101 (the PCR on 0x102 now).
+        let es = [0x0F, 0xE1, 0x02, 0xF0, 0x00];
+        let mut body = vec![0xE1, 0x02, 0xF0, 0x00];
+        body.extend_from_slice(&es);
+        m.section(0x100, &long_section(2, 1, 1, &body));
+        let ev = m.run(&mut TimelineTracker::default());
+        assert_eq!(
+            changes(&ev),
+            [
+                (2, 1, ChangeKind::Appeared { timescale: 1000 }),
+                (3, 1, ChangeKind::Disappeared)
+            ]
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //! | `pid` | uint | PID carrying the PTS / the TEMI descriptors |
 //! | `timeline-id` | uint | TEMI timeline_id (TEMI only) |
 //! | `component-tag` | uint | component tag of the PID, when the PMT gives one |
-//! | `tick-rate` | guint64 | ticks per second (90000 for PTS, the TEMI timescale) |
+//! | `tick-rate` | guint64 | ticks per second (90000 for PTS, the TEMI timescale); for a `location` before any timeline descriptor of its timeline, the announcement's timescale, or 0 when not known yet |
 //! | `value` | guint64 | timeline position at `pts` (correlations) |
 //! | `pts` | guint64 | raw 33-bit PTS (90 kHz) the value belongs to |
 //! | `pts-unwrapped` | guint64 | that PTS unwrapped on the program's continuous 64-bit time line |
@@ -26,7 +26,7 @@
 //! | `timestamp-bits` | uint | 32 or 64 (TEMI media_timestamp width) |
 //! | `conformant` | boolean | false when the descriptor was bound to a later PES (spec 2.3) |
 //! | `ntp` | guint64 | NTP timestamp of the descriptor, if present |
-//! | `reason` | string | for `discontinuity`: `flagged`, `timescale-changed`, `undeclared-jump`, `pcr-discontinuity` |
+//! | `reason` | string | for `discontinuity`: `flagged` (TEMI descriptor flag), `timescale-changed`, `undeclared-jump` (a TEMI value off its extrapolation, also across a time-base splice or while paused), `pcr-discontinuity` (PTS timeline: PCR discontinuity_indicator), `pcr-jump` (PTS timeline: a PCR step backwards or over 1 s forward without it) |
 //! | `deviation` | gint64 | for `undeclared-jump`: received − predicted, in ticks |
 //! | `url` | string | for `location`: the full TEMI location URL |
 //!

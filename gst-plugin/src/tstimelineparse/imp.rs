@@ -31,7 +31,8 @@ static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
 const DEFAULT_PROGRAM_NUMBER: u32 = 0;
 const DEFAULT_POST_MESSAGES: bool = true;
 const DEFAULT_SEND_EVENTS: bool = true;
-/// At most one bus warning per this interval.
+/// At most one bus warning per this interval: of running time when the buffers have one, else
+/// of wall-clock time. Errors not warned about yet are warned about at EOS.
 const WARNING_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
@@ -58,12 +59,24 @@ type Key = (u16, u16, i16);
 struct Counters {
     buffers: u64,
     bytes: u64,
-    /// Aligned fast path met a packet not starting with 0x47.
-    fast_sync_losses: u64,
-    /// Buffers in which the reader had to skip garbage.
-    garbage_runs: u64,
-    last_skipped: u64,
+    /// Times the 188-byte cadence was lost or never found: a packet not starting with 0x47
+    /// (seen by the aligned fast path or by the reader), or bytes skipped while not already
+    /// hunting. One per loss, however many bytes or buffers the hunt spans.
+    sync_losses: u64,
+    /// Hunting for sync since the last loss; no packet read since.
+    in_loss: bool,
+    /// A partial packet left at EOS (outside a loss already counted).
+    truncated_packets: u64,
+    /// Bytes of partial packets dropped at EOS.
+    truncated_bytes: u64,
     warnings: u64,
+}
+
+/// When the last bus warning was posted.
+#[derive(Debug, Clone, Copy)]
+enum WarnedAt {
+    RunningTime(gst::ClockTime),
+    Wall(Instant),
 }
 
 struct State {
@@ -76,8 +89,10 @@ struct State {
     /// Each program's STC locked to the buffers' running time (presentation times).
     stc: BTreeMap<u16, StcLock>,
     counters: Counters,
-    last_warning: Option<Instant>,
+    last_warning: Option<WarnedAt>,
     warned_errors: u64,
+    /// Timestamps of the last buffer (for what is found at EOS).
+    last_ctx: Option<BufCtx>,
     scratch: Vec<TimelineEvent>,
 }
 
@@ -95,6 +110,7 @@ impl State {
             counters: Counters::default(),
             last_warning: None,
             warned_errors: 0,
+            last_ctx: None,
             scratch: Vec::new(),
         }
     }
@@ -109,7 +125,15 @@ impl State {
         self.packet_index = 0;
         self.timelines.clear();
         self.stc.clear();
-        self.counters.last_skipped = 0;
+        self.counters.in_loss = false;
+        self.last_ctx = None;
+    }
+
+    fn lost_sync(&mut self) {
+        if !self.counters.in_loss {
+            self.counters.in_loss = true;
+            self.counters.sync_losses += 1;
+        }
     }
 
     #[inline]
@@ -121,6 +145,7 @@ impl State {
     ) {
         let idx = self.packet_index;
         self.packet_index += 1;
+        self.counters.in_loss = false;
         let mut ev = self.tracker.push_packet(p, idx);
         if !ev.is_empty() {
             events.append(&mut ev);
@@ -148,7 +173,8 @@ impl State {
                 let mut consumed = 0;
                 for p in data.chunks_exact(PACKET_SIZE) {
                     if p.first() != Some(&SYNC_BYTE) {
-                        self.counters.fast_sync_losses += 1;
+                        // The reader hunts from here; this loss is counted once.
+                        self.lost_sync();
                         break;
                     }
                     self.packet(p, events, &mut out);
@@ -177,30 +203,45 @@ impl State {
             self.drain_reader(events, &mut out);
             break;
         }
-        let skipped = self.reader.stats().bytes_skipped;
-        if skipped > self.counters.last_skipped {
-            self.counters.last_skipped = skipped;
-            self.counters.garbage_runs += 1;
-        }
     }
 
     fn drain_reader(&mut self, events: &mut Vec<TimelineEvent>, out: &mut Option<&mut Vec<u8>>) {
         loop {
-            match self.reader.next() {
+            let skipped = self.reader.stats().bytes_skipped;
+            let next = self.reader.next();
+            if self.reader.stats().bytes_skipped > skipped {
+                // Garbage where no sync was established (stream start, after a DISCONT).
+                self.lost_sync();
+            }
+            match next {
                 Ok(Some(pkt)) => self.packet(&pkt.data, events, out),
                 Ok(None) => break,
-                // Counted in the reader's stats; the next call resyncs.
-                Err(_) => continue,
+                // The next call resyncs.
+                Err(_) => self.lost_sync(),
             }
         }
     }
 
+    /// End of stream: the reader returns what it kept for its sync look-ahead; a partial
+    /// packet left after that is dropped and counted (once, unless already in a sync loss).
+    fn finish(&mut self, events: &mut Vec<TimelineEvent>, out: &mut Option<&mut Vec<u8>>) {
+        self.reader.finish();
+        self.drain_reader(events, out);
+        let left = self.reader.buffered() as u64;
+        if left > 0 {
+            self.counters.truncated_bytes += left;
+            if !self.counters.in_loss {
+                self.counters.truncated_packets += 1;
+            }
+        }
+        self.reader.reset();
+        self.counters.in_loss = false;
+    }
+
     fn error_total(&self) -> u64 {
-        let r = self.reader.stats();
         let t = self.tracker.stats();
-        r.sync_losses
-            + self.counters.fast_sync_losses
-            + self.counters.garbage_runs
+        self.counters.sync_losses
+            + self.counters.truncated_packets
             + t.tei_packets
             + t.cc_errors
             + t.malformed_packets
@@ -218,8 +259,9 @@ impl State {
             .field("buffers", c.buffers)
             .field("bytes", c.bytes)
             .field("packets", t.packets)
-            .field("sync-losses", r.sync_losses + c.fast_sync_losses)
-            .field("bytes-skipped", r.bytes_skipped)
+            .field("sync-losses", c.sync_losses)
+            .field("bytes-skipped", r.bytes_skipped + c.truncated_bytes)
+            .field("truncated-packets", c.truncated_packets)
             .field("tei-packets", t.tei_packets)
             .field("cc-errors", t.cc_errors)
             .field("malformed-packets", t.malformed_packets)
@@ -460,6 +502,7 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
             TimelineEvent::PcrDiscontinuity {
                 program,
                 packet_index,
+                declared,
                 ..
             } => {
                 if let Some(l) = st.stc.get_mut(program) {
@@ -472,7 +515,14 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                     if k.0 == *program && k.2 == -1 {
                         let mut info = t.clone();
                         info.kind = TimelineEventKind::Discontinuity;
-                        info.reason = Some("pcr-discontinuity".into());
+                        info.reason = Some(
+                            if *declared {
+                                "pcr-discontinuity"
+                            } else {
+                                "pcr-jump"
+                            }
+                            .into(),
+                        );
                         info.packet_index = *packet_index;
                         info.running_time = ctx.running_time;
                         info.buffer_pts = ctx.pts;
@@ -533,7 +583,12 @@ fn map_events(st: &mut State, events: &[TimelineEvent], ctx: BufCtx, outs: &mut 
                 );
                 info.timeline_id = Some(tid);
                 info.component_tag = component_tag;
-                info.tick_rate = known.map_or(0, |t| t.tick_rate);
+                // The timeline's timescale (its descriptor may be in the same packet), else an
+                // announcement's; 0 = not known yet.
+                info.tick_rate = known
+                    .map(|t| t.tick_rate)
+                    .or(l.timescale.map(u64::from))
+                    .unwrap_or(0);
                 info.force_reload = l.descriptor.force_reload;
                 info.url = l.url.clone();
                 info.packet_index = l.packet_index;
@@ -596,9 +651,7 @@ impl TsTimelineParse {
         let ctx = self.buffer_ctx(buf);
         let settings = self.settings.lock().unwrap().clone();
         let mut outs = Vec::new();
-        let mut warning = None;
-        let changed;
-        {
+        let (warning, changed) = {
             let mut guard = self.state.lock().unwrap();
             let st = &mut *guard;
             if buf.flags().contains(gst::BufferFlags::DISCONT) && st.reader.buffered() > 0 {
@@ -619,30 +672,94 @@ impl TsTimelineParse {
                 last_index: st.packet_index.saturating_sub(1),
                 ..ctx
             };
-            changed = if events.is_empty() {
-                false
-            } else {
-                map_events(st, &events, ctx, &mut outs)
-            };
+            st.last_ctx = Some(ctx);
+            let changed = !events.is_empty() && map_events(st, &events, ctx, &mut outs);
             events.clear();
             st.scratch = events;
+            (self.due_warning(st, ctx.running_time, false), changed)
+        };
+        self.send(&settings, outs, warning, changed);
+    }
 
-            let errors = st.error_total();
-            if errors > st.warned_errors {
-                let now = Instant::now();
-                if st
-                    .last_warning
-                    .is_none_or(|t| now.duration_since(t) >= WARNING_INTERVAL)
-                {
-                    st.last_warning = Some(now);
-                    let new = errors - st.warned_errors;
-                    st.warned_errors = errors;
-                    st.counters.warnings += 1;
-                    warning = Some((new, st.stats_structure()));
-                }
-            }
+    /// At EOS: drains the reader (a partial last packet counts as an error), sends what that
+    /// found (and in SPTS mode pushes the packets kept), and posts the warning still owed for
+    /// errors not warned about yet.
+    fn drain_at_eos(&self) {
+        let settings = self.settings.lock().unwrap().clone();
+        let spts = !self.obj().is_passthrough();
+        let mut outs = Vec::new();
+        let mut kept = Vec::new();
+        let (warning, changed) = {
+            let mut guard = self.state.lock().unwrap();
+            let st = &mut *guard;
+            let mut events = Vec::new();
+            st.finish(&mut events, &mut spts.then_some(&mut kept));
+            let ctx = BufCtx {
+                last_index: st.packet_index.saturating_sub(1),
+                ..st.last_ctx.unwrap_or(BufCtx {
+                    running_time: None,
+                    pts: None,
+                    last_index: 0,
+                })
+            };
+            let changed = !events.is_empty() && map_events(st, &events, ctx, &mut outs);
+            (self.due_warning(st, None, true), changed)
+        };
+        if !kept.is_empty() {
+            gst::debug!(CAT, imp = self, "EOS: pushing {} bytes kept", kept.len());
+            let _ = self.obj().src_pad().push(gst::Buffer::from_mut_slice(kept));
         }
+        self.send(&settings, outs, warning, changed);
+    }
 
+    /// A warning to post if errors were counted since the last one and the rate limit allows
+    /// it (`force` at EOS). Rate-limited on the buffers' running time when they have one.
+    fn due_warning(
+        &self,
+        st: &mut State,
+        running_time: Option<gst::ClockTime>,
+        force: bool,
+    ) -> Option<(u64, gst::Structure)> {
+        let errors = st.error_total();
+        if errors <= st.warned_errors {
+            return None;
+        }
+        let now = match running_time {
+            Some(rt) => WarnedAt::RunningTime(rt),
+            None => WarnedAt::Wall(Instant::now()),
+        };
+        let interval = gst::ClockTime::try_from(WARNING_INTERVAL).unwrap_or(gst::ClockTime::SECOND);
+        let due = force
+            || match (st.last_warning, now) {
+                (None, _) => true,
+                (Some(WarnedAt::RunningTime(last)), WarnedAt::RunningTime(rt)) => {
+                    // A running time going back (new segment) starts the interval over.
+                    rt < last || rt - last >= interval
+                }
+                (Some(WarnedAt::Wall(last)), WarnedAt::Wall(now)) => {
+                    now.duration_since(last) >= WARNING_INTERVAL
+                }
+                // The buffers gained or lost timestamps: start over.
+                _ => true,
+            };
+        if !due {
+            return None;
+        }
+        st.last_warning = Some(now);
+        let new = errors - st.warned_errors;
+        st.warned_errors = errors;
+        st.counters.warnings += 1;
+        Some((new, st.stats_structure()))
+    }
+
+    /// Pushes the events and posts the messages and warning; no lock may be held.
+    fn send(
+        &self,
+        settings: &Settings,
+        outs: Vec<Out>,
+        warning: Option<(u64, gst::Structure)>,
+        changed: bool,
+    ) {
         let obj = self.obj();
         for o in outs {
             let (event, message) = match &o {
@@ -667,7 +784,7 @@ impl TsTimelineParse {
             gst::element_imp_warning!(
                 self,
                 gst::StreamError::Demux,
-                ["Damaged transport stream: {} new errors (at most one warning per second)", new],
+                ["Damaged transport stream: {} new errors (at most one warning per second of running time)", new],
                 details: stats
             );
         }
@@ -744,7 +861,7 @@ impl ObjectImpl for TsTimelineParse {
                     .build(),
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("Counters since start: buffers, bytes, packets, sync-losses, bytes-skipped, cc-errors, malformed packets/adaptation fields/descriptors, section errors, errors, warnings")
+                    .blurb("Counters since start: buffers, bytes, packets, sync-losses (one per loss of the 188-byte cadence), bytes-skipped, truncated-packets (a partial packet at EOS), cc-errors, malformed packets/adaptation fields/descriptors, section errors, errors, warnings")
                     .read_only()
                     .build(),
             ]
@@ -845,8 +962,10 @@ impl BaseTransformImpl for TsTimelineParse {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
-        if let gst::EventView::FlushStop(_) = event.view() {
-            self.state.lock().unwrap().flush();
+        match event.view() {
+            gst::EventView::FlushStop(_) => self.state.lock().unwrap().flush(),
+            gst::EventView::Eos(_) => self.drain_at_eos(),
+            _ => {}
         }
         self.parent_sink_event(event)
     }
