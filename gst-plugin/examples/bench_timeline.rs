@@ -146,9 +146,14 @@ fn main() {
     for (e, mbs) in &results {
         println!("{e:>16}: {mbs:8.0} MB/s");
     }
+    let ratio = results[0].1 / results[1].1;
+    println!("ratio tstimelineparse / tsparse: {ratio:.2}x");
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!(
-        "ratio tstimelineparse / tsparse: {:.2}x",
-        results[0].1 / results[1].1
+        "targets: at least 3x tsparse {}; at least 1 GB/s on one core {} ({:.0} MB/s)",
+        verdict(ratio >= 3.0),
+        verdict(results[0].1 >= 1000.0),
+        results[0].1
     );
     std::fs::remove_dir_all(&dir).ok();
 }
