@@ -721,7 +721,7 @@ impl ElementImpl for DvbTunerSrc {
         static ELEMENT_METADATA: Lazy<gst::subclass::ElementMetadata> = Lazy::new(|| {
             gst::subclass::ElementMetadata::new(
                 "DVB tuner pool source",
-                "Source/Network",
+                "Source/Hardware",
                 "Leases a DVB frontend (real, via dvbsrc, or emulated) from a process-wide pool shared by every \
                  instance tuned to the same transponder, and outputs its PID-filtered transport stream.",
                 "dvb2ip developers",
