@@ -30,6 +30,8 @@ const DEFAULT_LNB_SLOF: u32 = 11_700_000;
 const DEFAULT_DISEQC: i32 = -1;
 const DEFAULT_TUNING_TIMEOUT: u64 = 10_000_000_000;
 const DEFAULT_PIDS: &str = "all";
+/// `snr` and `ber` when the frontend gives no such figure (or none is leased).
+const UNKNOWN: f64 = -1.0;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -345,8 +347,8 @@ fn status_structure(name: &str, st: &TunerStatus) -> gst::Structure {
         .field("locked", st.locked)
         .field("signal-level", st.level)
         .field("signal-quality", st.quality)
-        .field("snr", st.snr_db)
-        .field("ber", st.ber)
+        .field("snr", st.snr_db.unwrap_or(UNKNOWN))
+        .field("ber", st.ber.unwrap_or(UNKNOWN))
         .build()
 }
 
@@ -592,24 +594,29 @@ impl ObjectImpl for DvbTunerSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("signal-level")
                     .nick("Signal level")
-                    .blurb("Signal level in percent (0–100)")
+                    .blurb("Signal level in percent (0–100); on real frontends, of the driver's relative 0–65535 signal strength")
                     .maximum(100)
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt::builder("signal-quality")
                     .nick("Signal quality")
-                    .blurb("Signal quality in percent (0–100)")
+                    .blurb("Signal quality in percent (0–100); on real frontends, of the driver's relative 0–65535 SNR")
                     .maximum(100)
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("snr")
                     .nick("SNR")
-                    .blurb("Signal-to-noise ratio in dB")
+                    .blurb("Signal-to-noise ratio in dB; -1 when unknown (no lease, or a real frontend, whose legacy SNR reading has no unit: see signal-quality)")
+                    .minimum(-1.0)
+                    .default_value(UNKNOWN)
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("ber")
                     .nick("BER")
-                    .blurb("Bit error rate before error correction (0–1)")
+                    .blurb("Bit error rate before error correction (0–1); -1 when unknown (no lease, or a real frontend, whose legacy BER reading is a driver-specific count, not a rate)")
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(UNKNOWN)
                     .read_only()
                     .build(),
                 glib::ParamSpecInt::builder("adapter-in-use")
@@ -690,8 +697,12 @@ impl ObjectImpl for DvbTunerSrc {
                     "locked" => (leased && st.locked).to_value(),
                     "signal-level" => (if leased { st.level.min(100) } else { 0 }).to_value(),
                     "signal-quality" => (if leased { st.quality.min(100) } else { 0 }).to_value(),
-                    "snr" => (if leased { st.snr_db } else { 0.0 }).to_value(),
-                    "ber" => (if leased { st.ber } else { 0.0 }).to_value(),
+                    "snr" => (if leased { st.snr_db } else { None })
+                        .unwrap_or(UNKNOWN)
+                        .to_value(),
+                    "ber" => (if leased { st.ber } else { None })
+                        .unwrap_or(UNKNOWN)
+                        .to_value(),
                     "adapter-in-use" => (if leased { st.adapter as i32 } else { -1 }).to_value(),
                     "frontend-name" => (if leased { st.name } else { String::new() }).to_value(),
                     _ => unimplemented!(),
