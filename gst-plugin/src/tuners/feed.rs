@@ -110,11 +110,8 @@ impl StatusTimer {
     /// Sends the status if it is due; returns when the next one is due.
     pub fn poll(&mut self, now: Instant, status: &Mutex<TunerStatus>, fanout: &Fanout) -> Instant {
         if now >= self.next {
-            // Keep the cadence; after a stall, start again from now.
-            self.next += STATUS_INTERVAL;
-            if self.next <= now {
-                self.next = now + STATUS_INTERVAL;
-            }
+            // Counted from this post, so two posts are never closer than the interval.
+            self.next = now + STATUS_INTERVAL;
             let st = status.lock().unwrap().clone();
             fanout.status(&st);
         }
