@@ -395,6 +395,166 @@ fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
     assert!(copied() > c0, "a filtered subscriber copied nothing");
 }
 
+/// Enum property value as its nick.
+fn nick(e: &gst::Element, name: &str) -> String {
+    let v = e.property_value(name);
+    let (_, ev) = gst::glib::EnumValue::from_value(&v).expect("an enum property");
+    ev.nick().to_string()
+}
+
+#[test]
+fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
+    let _g = lock();
+    // As one would write it for dvbsrc (deprecated `bandwidth` included).
+    let rx = Rx::new(
+        "delsys=dvb-t frequency=506000000 bandwidth=8 modulation=qam-64 trans-mode=8k \
+         guard=4 code-rate-hp=2/3 code-rate-lp=none hierarchy=none inversion=auto",
+    );
+    assert_eq!(rx.src.property::<u32>("bandwidth-hz"), 8_000_000);
+    for (name, value) in [
+        ("bandwidth", "8"),
+        ("modulation", "qam-64"),
+        ("trans-mode", "8k"),
+        ("guard", "4"),
+        ("code-rate-hp", "2/3"),
+        ("code-rate-lp", "none"),
+        ("hierarchy", "none"),
+        ("inversion", "auto"),
+        // Untouched: dvbsrc's defaults.
+        ("pilot", "auto"),
+        ("rolloff", "auto"),
+        ("interleaving", "auto"),
+        ("isdbt-layera-fec", "auto"),
+    ] {
+        assert_eq!(nick(&rx.src, name), value, "{name}");
+    }
+    assert_eq!(rx.src.property::<u32>("isdbt-layer-enabled"), 7);
+    assert_eq!(rx.src.property::<i32>("isdbt-partial-reception"), 1);
+    rx.play().unwrap();
+    let pkts = rx.collect(Duration::from_secs(10), 500);
+    assert!(pkts.len() >= 500, "{} packets", pkts.len());
+    assert!(pkts.iter().any(|p| pid(p) == 0), "no PAT");
+    // A DVB-S2 line too.
+    let sat = Rx::new(
+        "delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000 modulation=8psk \
+         code-rate-hp=3/4 pilot=on rolloff=35 inversion=auto",
+    );
+    sat.play().unwrap();
+    assert!(sat.collect(Duration::from_secs(10), 100).len() >= 100);
+    assert_eq!(nick(&sat.src, "rolloff"), "35");
+}
+
+#[test]
+fn an_invalid_dvbsrc_value_is_an_error_naming_the_property() {
+    let _g = lock();
+    for (prop, bad) in [
+        ("guard", "17"),
+        ("code-rate-hp", "1/9"),
+        ("trans-mode", "3k"),
+    ] {
+        let line = format!("dvbtunersrc {T506} {prop}={bad} ! fakesink");
+        let e = gst::parse::launch(&line).expect_err(&line);
+        assert!(e.message().contains(prop), "{line}: {}", e.message());
+        let uri = format!("dvbtuner://?delsys=dvb-t&frequency=506000000&{prop}={bad}");
+        let e = gst::Element::make_from_uri(gst::URIType::Src, &uri, None).expect_err(&uri);
+        assert!(e.message().contains(prop), "{uri}: {}", e.message());
+    }
+}
+
+/// Every tuning property of dvbsrc exists on dvbtunersrc with the same type, range, values and
+/// default (skipped where the dvb plugin is not installed).
+#[test]
+fn tuning_properties_mirror_dvbsrc() {
+    init();
+    let Ok(dvbsrc) = gst::ElementFactory::make("dvbsrc").build() else {
+        eprintln!("dvbsrc not installed; skipping");
+        return;
+    };
+    let ours = gst::ElementFactory::make("dvbtunersrc").build().unwrap();
+    // Not tuning: the base class, the device and its buffers, dvbsrc's own messages, the
+    // `tune` action. `adapter`/`frontend` default to -1 (any) in the pool, `pids` is ours
+    // (changeable while playing, no automatic PAT/CAT), and `modulation` defaults to auto.
+    let skip = [
+        "name",
+        "parent",
+        "blocksize",
+        "num-buffers",
+        "typefind",
+        "do-timestamp",
+        "dvb-buffer-size",
+        "stats-reporting-interval",
+        "timeout",
+        "tune",
+        "pids",
+        "adapter",
+        "frontend",
+    ];
+    for p in dvbsrc.list_properties() {
+        let name = p.name();
+        if skip.contains(&name) {
+            continue;
+        }
+        let q = ours
+            .find_property(name)
+            .unwrap_or_else(|| panic!("dvbtunersrc lacks dvbsrc's {name}"));
+        let (pt, qt) = (p.value_type(), q.value_type());
+        if pt.is_a(gst::glib::Type::ENUM) {
+            assert!(qt.is_a(gst::glib::Type::ENUM), "{name}: not an enum");
+            let pc = gst::glib::EnumClass::with_type(pt).unwrap();
+            let qc = gst::glib::EnumClass::with_type(qt).unwrap();
+            let values = |c: &gst::glib::EnumClass| {
+                c.values()
+                    .iter()
+                    .map(|v| (v.value(), v.name().to_string(), v.nick().to_string()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(values(&pc), values(&qc), "{name}: enum values");
+            // The initial values, as gst-inspect shows them (dvbsrc's deprecated `bandwidth`
+            // starts at AUTO whatever its pspec's default says).
+            let initial = |e: &gst::Element| {
+                gst::glib::EnumValue::from_value(&e.property_value(name))
+                    .unwrap()
+                    .1
+                    .value()
+            };
+            if name != "modulation" {
+                assert_eq!(initial(&dvbsrc), initial(&ours), "{name}: default");
+            }
+        } else {
+            assert_eq!(pt, qt, "{name}: type");
+            // Initial values as gst-inspect shows them (dvbsrc's `bandwidth-hz` pspec says
+            // 8000000, but the element starts at 0).
+            if p.flags().contains(gst::glib::ParamFlags::READABLE) {
+                assert_eq!(
+                    dvbsrc.property_value(name).serialize().unwrap(),
+                    ours.property_value(name).serialize().unwrap(),
+                    "{name}: default"
+                );
+            }
+            if let (Some(a), Some(b)) = (
+                p.downcast_ref::<gst::glib::ParamSpecInt>(),
+                q.downcast_ref::<gst::glib::ParamSpecInt>(),
+            ) {
+                assert_eq!(
+                    (a.minimum(), a.maximum()),
+                    (b.minimum(), b.maximum()),
+                    "{name}"
+                );
+            }
+            if let (Some(a), Some(b)) = (
+                p.downcast_ref::<gst::glib::ParamSpecUInt>(),
+                q.downcast_ref::<gst::glib::ParamSpecUInt>(),
+            ) {
+                assert_eq!(
+                    (a.minimum(), a.maximum()),
+                    (b.minimum(), b.maximum()),
+                    "{name}"
+                );
+            }
+        }
+    }
+}
+
 fn cc_errors(pkts: &[[u8; 188]]) -> usize {
     let mut last = std::collections::HashMap::new();
     let mut errors = 0;
