@@ -234,46 +234,325 @@ fn no_multiplex_there_means_no_lock_and_an_error_after_the_timeout() {
     assert!(!rx.src.property::<bool>("locked"));
 }
 
-#[test]
-fn lock_comes_after_the_lock_time_and_status_is_posted_every_second() {
-    let _g = lock();
-    let rx = Rx::new(T2_474);
+/// Waits for the first `dvb-tuner-lock` with `locked=true`, returning when it came after `t0`.
+fn first_lock(rx: &Rx, t0: Instant, within: Duration) -> Option<Duration> {
     let bus = rx.pipeline.bus().unwrap();
-    let t0 = Instant::now();
-    rx.play().unwrap();
-    let mut first_lock = None;
-    let mut statuses = 0;
-    let end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < end && statuses < 3 {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
         let Some(m) = bus.timed_pop_filtered(
-            gst::ClockTime::from_mseconds(100),
+            gst::ClockTime::from_mseconds(50),
             &[gst::MessageType::Element],
         ) else {
             continue;
         };
         let s = m.structure().unwrap();
-        match s.name().as_str() {
-            "dvb-tuner-lock" if s.get::<bool>("locked").unwrap() && first_lock.is_none() => {
-                first_lock = Some(t0.elapsed())
-            }
-            "dvb-tuner-status" => {
-                statuses += 1;
-                assert!(s
-                    .get::<String>("frontend-name")
-                    .unwrap()
-                    .starts_with("Emulated"));
-            }
-            _ => {}
+        if s.name() == "dvb-tuner-lock" && s.get::<bool>("locked").unwrap() {
+            return Some(t0.elapsed());
         }
     }
-    let lock_after = first_lock.expect("no lock message");
-    // The emulated frontend's configured lock time is 300 ms: no lock before it.
+    None
+}
+
+#[test]
+fn lock_comes_after_the_default_lock_time() {
+    let _g = lock();
+    let rx = Rx::new(T2_474);
+    let t0 = Instant::now();
+    rx.play().unwrap();
+    let lock_after = first_lock(&rx, t0, Duration::from_secs(30)).expect("no lock message");
+    // The emulated frontends' configured lock time is 300 ms: no lock before it.
     assert!(
         lock_after >= Duration::from_millis(300),
         "locked after {lock_after:?}"
     );
-    assert!(statuses >= 3);
-    assert!(rx.src.property::<f64>("snr") > 0.0);
+}
+
+/// Puts the embedded configuration back when dropped (after the test's pipelines).
+struct RestoreConfig;
+
+impl Drop for RestoreConfig {
+    fn drop(&mut self) {
+        tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
+    }
+}
+
+#[test]
+fn a_configured_lock_time_delays_the_lock() {
+    let _g = lock();
+    let mut cfg = tuners::BroadcastConfig::embedded();
+    for a in &mut cfg.adapter {
+        a.lock_time_ms = 1500;
+    }
+    tuners::configure(cfg).unwrap();
+    let _restore = RestoreConfig;
+    let rx = Rx::new(T506);
+    let t0 = Instant::now();
+    rx.play().unwrap();
+    let early = rx.src.property::<bool>("locked");
+    let early_at = t0.elapsed();
+    assert!(
+        !early || early_at >= Duration::from_millis(1500),
+        "locked {early_at:?} after PLAYING"
+    );
+    let lock_after = first_lock(&rx, t0, Duration::from_secs(30)).expect("no lock message");
+    assert!(
+        lock_after >= Duration::from_millis(1500),
+        "locked after {lock_after:?}, configured 1500 ms"
+    );
+    assert!(rx.src.property::<bool>("locked"));
+    assert!(!rx.collect(Duration::from_secs(10), 100).is_empty());
+}
+
+#[test]
+fn status_is_posted_once_a_second_with_every_field() {
+    let _g = lock();
+    let rx = Rx::new(T2_474);
+    let bus = rx.pipeline.bus().unwrap();
+    rx.play().unwrap();
+    first_lock(&rx, Instant::now(), Duration::from_secs(30)).expect("no lock");
+    // Count statuses over 6 s of the pipeline's running time. They are posted at least 1 s
+    // apart, so at most 7 fit in (8 with one popped late); a loaded machine may delay some.
+    let window = gst::ClockTime::from_seconds(6);
+    let start = rx.pipeline.current_running_time().unwrap();
+    let mut statuses = Vec::new();
+    while rx.pipeline.current_running_time().unwrap() < start + window {
+        let _ = rx.sink.try_pull_sample(gst::ClockTime::ZERO);
+        let Some(m) = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(50),
+            &[gst::MessageType::Element],
+        ) else {
+            continue;
+        };
+        let s = m.structure().unwrap().to_owned();
+        if s.name() == "dvb-tuner-status" {
+            statuses.push(s);
+        }
+    }
+    assert!(
+        (3..=8).contains(&statuses.len()),
+        "{} statuses in 6 s",
+        statuses.len()
+    );
+    for s in &statuses {
+        assert!(s
+            .get::<String>("frontend-name")
+            .unwrap()
+            .starts_with("Emulated"));
+        assert!(s.get::<u32>("adapter").is_ok() && s.get::<u32>("frontend").is_ok());
+        assert!(
+            s.get::<String>("transponder")
+                .unwrap()
+                .contains("474000 kHz"),
+            "{s}"
+        );
+        assert!(s.get::<bool>("locked").unwrap(), "{s}");
+        let level = s.get::<u32>("signal-level").unwrap();
+        let quality = s.get::<u32>("signal-quality").unwrap();
+        assert!(
+            (1..=100).contains(&level) && (1..=100).contains(&quality),
+            "{s}"
+        );
+        let snr = s.get::<f64>("snr").unwrap();
+        assert!(snr > 0.0 && snr < 60.0, "{s}");
+        let ber = s.get::<f64>("ber").unwrap();
+        assert!((0.0..=1.0).contains(&ber), "{s}");
+    }
+    // The properties agree with the messages (the default emulated frontend: 78 %, 93 %, 27.5 dB).
+    assert!(rx.src.property::<bool>("locked"));
+    assert_eq!(rx.src.property::<u32>("signal-level"), 78);
+    assert_eq!(rx.src.property::<u32>("signal-quality"), 93);
+    assert_eq!(rx.src.property::<f64>("snr"), 27.5);
+    assert_eq!(rx.src.property::<f64>("ber"), 0.0);
+    assert!(rx.src.property::<i32>("adapter-in-use") >= 0);
+    assert!(rx
+        .src
+        .property::<String>("frontend-name")
+        .starts_with("Emulated"));
+    drop(rx);
+    // Without a lease the figures are unknown.
+    let idle = Rx::new(T2_474);
+    assert!(!idle.src.property::<bool>("locked"));
+    assert_eq!(idle.src.property::<f64>("snr"), -1.0);
+    assert_eq!(idle.src.property::<f64>("ber"), -1.0);
+    assert_eq!(idle.src.property::<i32>("adapter-in-use"), -1);
+}
+
+#[test]
+fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
+    use std::sync::atomic::Ordering;
+    let _g = lock();
+    let copied = || tuners::COUNTERS.bytes_copied.load(Ordering::Relaxed);
+    let all = Rx::new(&format!("{T506} pids=all"));
+    all.play().unwrap();
+    let c0 = copied();
+    let pkts = all.collect(Duration::from_secs(10), 5000);
+    assert!(pkts.len() >= 5000, "got {} packets", pkts.len());
+    assert_eq!(copied(), c0, "pids=all copied payload");
+    let some = Rx::new(&format!("{T506} pids=0,256,257"));
+    some.play().unwrap();
+    let got = some.collect(Duration::from_secs(10), 100);
+    assert!(got.len() >= 100, "filtered subscriber got {}", got.len());
+    assert!(copied() > c0, "a filtered subscriber copied nothing");
+}
+
+/// Enum property value as its nick.
+fn nick(e: &gst::Element, name: &str) -> String {
+    let v = e.property_value(name);
+    let (_, ev) = gst::glib::EnumValue::from_value(&v).expect("an enum property");
+    ev.nick().to_string()
+}
+
+#[test]
+fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
+    let _g = lock();
+    // As one would write it for dvbsrc (deprecated `bandwidth` included).
+    let rx = Rx::new(
+        "delsys=dvb-t frequency=506000000 bandwidth=8 modulation=qam-64 trans-mode=8k \
+         guard=4 code-rate-hp=2/3 code-rate-lp=none hierarchy=none inversion=auto",
+    );
+    assert_eq!(rx.src.property::<u32>("bandwidth-hz"), 8_000_000);
+    for (name, value) in [
+        ("bandwidth", "8"),
+        ("modulation", "qam-64"),
+        ("trans-mode", "8k"),
+        ("guard", "4"),
+        ("code-rate-hp", "2/3"),
+        ("code-rate-lp", "none"),
+        ("hierarchy", "none"),
+        ("inversion", "auto"),
+        // Untouched: dvbsrc's defaults.
+        ("pilot", "auto"),
+        ("rolloff", "auto"),
+        ("interleaving", "auto"),
+        ("isdbt-layera-fec", "auto"),
+    ] {
+        assert_eq!(nick(&rx.src, name), value, "{name}");
+    }
+    assert_eq!(rx.src.property::<u32>("isdbt-layer-enabled"), 7);
+    assert_eq!(rx.src.property::<i32>("isdbt-partial-reception"), 1);
+    rx.play().unwrap();
+    let pkts = rx.collect(Duration::from_secs(10), 500);
+    assert!(pkts.len() >= 500, "{} packets", pkts.len());
+    assert!(pkts.iter().any(|p| pid(p) == 0), "no PAT");
+    // A DVB-S2 line too.
+    let sat = Rx::new(
+        "delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000 modulation=8psk \
+         code-rate-hp=3/4 pilot=on rolloff=35 inversion=auto",
+    );
+    sat.play().unwrap();
+    assert!(sat.collect(Duration::from_secs(10), 100).len() >= 100);
+    assert_eq!(nick(&sat.src, "rolloff"), "35");
+}
+
+#[test]
+fn an_invalid_dvbsrc_value_is_an_error_naming_the_property() {
+    let _g = lock();
+    for (prop, bad) in [
+        ("guard", "17"),
+        ("code-rate-hp", "1/9"),
+        ("trans-mode", "3k"),
+    ] {
+        let line = format!("dvbtunersrc {T506} {prop}={bad} ! fakesink");
+        let e = gst::parse::launch(&line).expect_err(&line);
+        assert!(e.message().contains(prop), "{line}: {}", e.message());
+        let uri = format!("dvbtuner://?delsys=dvb-t&frequency=506000000&{prop}={bad}");
+        let e = gst::Element::make_from_uri(gst::URIType::Src, &uri, None).expect_err(&uri);
+        assert!(e.message().contains(prop), "{uri}: {}", e.message());
+    }
+}
+
+/// Every tuning property of dvbsrc exists on dvbtunersrc with the same type, range, values and
+/// default (skipped where the dvb plugin is not installed).
+#[test]
+fn tuning_properties_mirror_dvbsrc() {
+    init();
+    let Ok(dvbsrc) = gst::ElementFactory::make("dvbsrc").build() else {
+        eprintln!("dvbsrc not installed; skipping");
+        return;
+    };
+    let ours = gst::ElementFactory::make("dvbtunersrc").build().unwrap();
+    // Not tuning: the base class, the device and its buffers, dvbsrc's own messages, the
+    // `tune` action. `adapter`/`frontend` default to -1 (any) in the pool, `pids` is ours
+    // (changeable while playing, no automatic PAT/CAT), and `modulation` defaults to auto.
+    let skip = [
+        "name",
+        "parent",
+        "blocksize",
+        "num-buffers",
+        "typefind",
+        "do-timestamp",
+        "dvb-buffer-size",
+        "stats-reporting-interval",
+        "timeout",
+        "tune",
+        "pids",
+        "adapter",
+        "frontend",
+    ];
+    for p in dvbsrc.list_properties() {
+        let name = p.name();
+        if skip.contains(&name) {
+            continue;
+        }
+        let q = ours
+            .find_property(name)
+            .unwrap_or_else(|| panic!("dvbtunersrc lacks dvbsrc's {name}"));
+        let (pt, qt) = (p.value_type(), q.value_type());
+        if pt.is_a(gst::glib::Type::ENUM) {
+            assert!(qt.is_a(gst::glib::Type::ENUM), "{name}: not an enum");
+            let pc = gst::glib::EnumClass::with_type(pt).unwrap();
+            let qc = gst::glib::EnumClass::with_type(qt).unwrap();
+            let values = |c: &gst::glib::EnumClass| {
+                c.values()
+                    .iter()
+                    .map(|v| (v.value(), v.name().to_string(), v.nick().to_string()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(values(&pc), values(&qc), "{name}: enum values");
+            // The initial values, as gst-inspect shows them (dvbsrc's deprecated `bandwidth`
+            // starts at AUTO whatever its pspec's default says).
+            let initial = |e: &gst::Element| {
+                gst::glib::EnumValue::from_value(&e.property_value(name))
+                    .unwrap()
+                    .1
+                    .value()
+            };
+            if name != "modulation" {
+                assert_eq!(initial(&dvbsrc), initial(&ours), "{name}: default");
+            }
+        } else {
+            assert_eq!(pt, qt, "{name}: type");
+            // Initial values as gst-inspect shows them (dvbsrc's `bandwidth-hz` pspec says
+            // 8000000, but the element starts at 0).
+            if p.flags().contains(gst::glib::ParamFlags::READABLE) {
+                assert_eq!(
+                    dvbsrc.property_value(name).serialize().unwrap(),
+                    ours.property_value(name).serialize().unwrap(),
+                    "{name}: default"
+                );
+            }
+            if let (Some(a), Some(b)) = (
+                p.downcast_ref::<gst::glib::ParamSpecInt>(),
+                q.downcast_ref::<gst::glib::ParamSpecInt>(),
+            ) {
+                assert_eq!(
+                    (a.minimum(), a.maximum()),
+                    (b.minimum(), b.maximum()),
+                    "{name}"
+                );
+            }
+            if let (Some(a), Some(b)) = (
+                p.downcast_ref::<gst::glib::ParamSpecUInt>(),
+                q.downcast_ref::<gst::glib::ParamSpecUInt>(),
+            ) {
+                assert_eq!(
+                    (a.minimum(), a.maximum()),
+                    (b.minimum(), b.maximum()),
+                    "{name}"
+                );
+            }
+        }
+    }
 }
 
 fn cc_errors(pkts: &[[u8; 188]]) -> usize {

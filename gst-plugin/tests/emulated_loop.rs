@@ -1,6 +1,7 @@
 //! The emulated broadcast loops seamlessly: a receiver checks, across at least two loop points
 //! (content loops every 12 s), that PCR and PTS keep increasing, continuity counters stay
-//! continuous, TEMI keeps increasing, TDT carries the current time and table versions stay put.
+//! continuous, TEMI keeps increasing, TDT and TOT carry the current time, the SDT names every
+//! service and its provider, and table versions stay put.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,12 +32,52 @@ struct Receiver {
     versions: HashMap<(u8, u16, u8), u8>,
     version_changes: Vec<String>,
     tdt_unix: Vec<i64>,
+    tot_unix: Vec<i64>,
+    /// SDT actual: service_id → (provider name, service name).
+    sdt: HashMap<u16, (String, String)>,
     offset: u64,
     pcr_at: Vec<(u64, u64)>,
     sections: HashMap<u16, SectionAssembler>,
 }
 
+/// A DVB text field without its leading character-table byte, if any.
+fn dvb_text(b: &[u8]) -> String {
+    let b = match b.first() {
+        Some(&c) if c < 0x20 => &b[1..],
+        _ => b,
+    };
+    String::from_utf8_lossy(b).into_owned()
+}
+
 impl Receiver {
+    /// Records the service descriptors (0x48) of an SDT actual section.
+    fn sdt_services(&mut self, raw: &[u8]) {
+        let end = raw.len() - 4; // CRC
+        let mut i = 11;
+        while i + 5 <= end {
+            let service_id = u16::from_be_bytes([raw[i], raw[i + 1]]);
+            let loop_len = (((raw[i + 3] & 0x0F) as usize) << 8) | raw[i + 4] as usize;
+            let mut d = i + 5;
+            let dend = (d + loop_len).min(end);
+            while d + 2 <= dend {
+                let (tag, len) = (raw[d], raw[d + 1] as usize);
+                let body = &raw[(d + 2).min(dend)..(d + 2 + len).min(dend)];
+                if tag == 0x48 && body.len() >= 2 {
+                    let pl = body[1] as usize;
+                    let provider = body.get(2..2 + pl).map(dvb_text).unwrap_or_default();
+                    let name = body
+                        .get(2 + pl)
+                        .and_then(|&nl| body.get(3 + pl..3 + pl + nl as usize))
+                        .map(dvb_text)
+                        .unwrap_or_default();
+                    self.sdt.insert(service_id, (provider, name));
+                }
+                d += 2 + len;
+            }
+            i = dend;
+        }
+    }
+
     fn packet(&mut self, p: &[u8]) {
         self.offset += 188;
         let v = PacketView::parse(p).expect("valid packet");
@@ -108,14 +149,20 @@ impl Receiver {
     fn section(&mut self, pid: u16, s: &Section) {
         let raw = &s.data;
         let table_id = raw[0];
-        if table_id == 0x70 {
-            // TDT: MJD + BCD time.
+        if table_id == 0x70 || table_id == 0x73 {
+            // TDT and TOT: UTC_time, MJD + BCD time.
             let mjd = ((raw[3] as i64) << 8) | raw[4] as i64;
             let bcd = |b: u8| ((b >> 4) * 10 + (b & 0x0F)) as i64;
-            self.tdt_unix.push(
-                (mjd - 40_587) * 86_400 + bcd(raw[5]) * 3600 + bcd(raw[6]) * 60 + bcd(raw[7]),
-            );
+            let t = (mjd - 40_587) * 86_400 + bcd(raw[5]) * 3600 + bcd(raw[6]) * 60 + bcd(raw[7]);
+            if table_id == 0x70 {
+                self.tdt_unix.push(t);
+            } else {
+                self.tot_unix.push(t);
+            }
             return;
+        }
+        if table_id == 0x42 {
+            self.sdt_services(raw);
         }
         if raw[1] & 0x80 != 0 && raw.len() > 8 {
             let ext = ((raw[3] as u16) << 8) | raw[4] as u16;
@@ -209,6 +256,33 @@ fn emulated_broadcast_loops_seamlessly_across_two_loop_points() {
         "TDT {:?} vs now {now}",
         rx.tdt_unix
     );
+    // TOT too, every 30 s at most (EN 300 468): at least once in 26 s.
+    assert!(!rx.tot_unix.is_empty(), "no TOT");
+    assert!(
+        rx.tot_unix.iter().all(|t| (now - t).abs() < 120),
+        "TOT {:?} vs now {now}",
+        rx.tot_unix
+    );
+    // The SDT names every configured service and its provider.
+    let cfg = tuners::current_config();
+    let mux = cfg
+        .mux
+        .iter()
+        .find(|m| m.frequency_khz == 474_000)
+        .expect("the 474 MHz mux");
+    for svc in &mux.service {
+        let (provider, name) = rx
+            .sdt
+            .get(&svc.service_id)
+            .unwrap_or_else(|| panic!("service {} not in the SDT: {:?}", svc.service_id, rx.sdt));
+        assert!(
+            !provider.is_empty(),
+            "service {}: no provider",
+            svc.service_id
+        );
+        assert_eq!(provider, &svc.provider, "service {}", svc.service_id);
+        assert_eq!(name, &svc.name, "service {}", svc.service_id);
+    }
     // Constant bitrate, measured against the PCR (not the wall clock): 20 Mbit/s configured.
     let (&(o0, p0), &(o1, p1)) = (rx.pcr_at.first().unwrap(), rx.pcr_at.last().unwrap());
     let rate = (o1 - o0) as f64 * 8.0 / ((p1 - p0) as f64 / 27e6);

@@ -15,17 +15,23 @@ fn every_element_and_property_is_documented() {
         .filter_map(|f| f.downcast::<gst::ElementFactory>().ok())
         .collect();
     let names: Vec<String> = factories.iter().map(|f| f.name().to_string()).collect();
-    for expected in [
-        "dvbtunersrc",
-        "satipmapsrc",
-        "tstimelineparse",
-        "dvbcsssink",
+    for (expected, klass) in [
+        ("dvbtunersrc", "Source/Hardware"),
+        ("satipmapsrc", "Source/Network"),
+        ("tstimelineparse", "Filter/Analyzer"),
+        ("dvbcsssink", "Sink/Network"),
     ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} not registered: {names:?}"
+        let f = factories
+            .iter()
+            .find(|f| f.name() == expected)
+            .unwrap_or_else(|| panic!("{expected} not registered: {names:?}"));
+        assert_eq!(
+            f.metadata(gst::ELEMENT_METADATA_KLASS),
+            Some(klass),
+            "{expected}: klass"
         );
     }
+    assert_eq!(factories.len(), 4, "unexpected elements: {names:?}");
     for f in &factories {
         for key in [
             gst::ELEMENT_METADATA_LONGNAME,

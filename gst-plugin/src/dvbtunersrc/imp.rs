@@ -8,7 +8,10 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
-use super::{Delsys, Modulation};
+use super::{
+    Bandwidth, CodeRate, Delsys, Guard, Hierarchy, Interleaving, Inversion, Modulation, Pilot,
+    Rolloff, TransmissionMode,
+};
 use crate::proto::tuner_pool::{DelSys, Polarisation, Transponder};
 use crate::tuners::{self, FeedSink, Lease, LeaseError, LeaseRequest, PidFilter, TunerStatus};
 
@@ -30,6 +33,220 @@ const DEFAULT_LNB_SLOF: u32 = 11_700_000;
 const DEFAULT_DISEQC: i32 = -1;
 const DEFAULT_TUNING_TIMEOUT: u64 = 10_000_000_000;
 const DEFAULT_PIDS: &str = "all";
+/// `snr` and `ber` when the frontend gives no such figure (or none is leased).
+const UNKNOWN: f64 = -1.0;
+
+/// dvbsrc's remaining tuning properties, with its names, types, ranges and defaults. They are
+/// only forwarded: to dvbsrc on a real frontend. They are not part of the transponder (requests
+/// that differ only in them share a frontend, which receives the same signal either way), and the
+/// emulated frontend locks whatever they say, as a real frontend left on `auto` would.
+fn forwarded_pspecs() -> &'static [glib::ParamSpec] {
+    static PSPECS: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
+        let code_rate = |name: &str, nick: &str, blurb: &str, default| {
+            glib::ParamSpecEnum::builder_with_default(name, default)
+                .nick(nick)
+                .blurb(blurb)
+                .mutable_ready()
+                .build()
+        };
+        let int = |name: &str, nick: &str, blurb: &str, min, max, default| {
+            glib::ParamSpecInt::builder(name)
+                .nick(nick)
+                .blurb(blurb)
+                .minimum(min)
+                .maximum(max)
+                .default_value(default)
+                .mutable_ready()
+                .build()
+        };
+        let uint = |name: &str, nick: &str, blurb: &str, min, max, default| {
+            glib::ParamSpecUInt::builder(name)
+                .nick(nick)
+                .blurb(blurb)
+                .minimum(min)
+                .maximum(max)
+                .default_value(default)
+                .mutable_ready()
+                .build()
+        };
+        let mut v = vec![
+            code_rate(
+                "code-rate-hp",
+                "Code rate HP",
+                "(DVB-T, DVB-S/S2 and DVB-C) High priority code rate (dvbsrc nicks: 1/2, 2/3, 3/4, 5/6, 7/8, auto, …)",
+                CodeRate::Auto,
+            ),
+            code_rate(
+                "code-rate-lp",
+                "Code rate LP",
+                "(DVB-T) Low priority code rate (dvbsrc nicks: none, 1/2, 2/3, …, auto)",
+                CodeRate::R1_2,
+            ),
+            glib::ParamSpecEnum::builder_with_default("guard", Guard::G1_16)
+                .nick("Guard interval")
+                .blurb("(DVB-T) Guard interval as the denominator of 1/N (32, 16, 8, 4, 128), 19/128, 19/256, auto, or DTMB pn420/pn595/pn945")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("trans-mode", TransmissionMode::M8k)
+                .nick("Transmission mode")
+                .blurb("(DVB-T) Transmission mode (FFT size): 1k, 2k, 4k, 8k, 16k, 32k, auto, or DTMB c1/c3780")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("hierarchy", Hierarchy::H1)
+                .nick("Hierarchy")
+                .blurb("(DVB-T) Hierarchy information: none, 1, 2, 4 or auto")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("inversion", Inversion::On)
+                .nick("Inversion")
+                .blurb("(DVB-T and DVB-C) Spectral inversion: off, on or auto")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("pilot", Pilot::Auto)
+                .nick("Pilot")
+                .blurb("(DVB-S2) Pilot symbols: on, off or auto")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("rolloff", Rolloff::Auto)
+                .nick("Roll-off")
+                .blurb("(DVB-S2) Roll-off factor in percent: 35, 20, 25 or auto")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecEnum::builder_with_default("interleaving", Interleaving::Auto)
+                .nick("Interleaving")
+                .blurb("(DTMB) Interleaving type: none, auto, 240 or 720")
+                .mutable_ready()
+                .build(),
+            uint(
+                "isdbt-layer-enabled",
+                "ISDB-T layers",
+                "(ISDB-T) Layers enabled, a bit mask of A=1, B=2, C=4 (7 = all layers)",
+                1,
+                7,
+                7,
+            ),
+        ];
+        for layer in ['a', 'b', 'c'] {
+            let up = layer.to_ascii_uppercase();
+            v.push(code_rate(
+                &format!("isdbt-layer{layer}-fec"),
+                &format!("ISDB-T layer {up} FEC"),
+                &format!("(ISDB-T) Layer {up} forward error correction code rate"),
+                CodeRate::Auto,
+            ));
+            v.push(
+                glib::ParamSpecEnum::builder_with_default(
+                    &format!("isdbt-layer{layer}-modulation"),
+                    Modulation::Auto,
+                )
+                .nick(&format!("ISDB-T layer {up} modulation"))
+                .blurb(&format!("(ISDB-T) Layer {up} modulation type"))
+                .mutable_ready()
+                .build(),
+            );
+            v.push(int(
+                &format!("isdbt-layer{layer}-segment-count"),
+                &format!("ISDB-T layer {up} segments"),
+                &format!("(ISDB-T) Layer {up} segment count (-1 = auto)"),
+                -1,
+                13,
+                -1,
+            ));
+            v.push(int(
+                &format!("isdbt-layer{layer}-time-interleaving"),
+                &format!("ISDB-T layer {up} time interleaving"),
+                &format!("(ISDB-T) Layer {up} time interleaving (-1 = auto)"),
+                -1,
+                8,
+                -1,
+            ));
+        }
+        v.extend([
+            int(
+                "isdbt-partial-reception",
+                "ISDB-T partial reception",
+                "(ISDB-T) Partial reception: 0 or 1, -1 = auto",
+                -1,
+                1,
+                1,
+            ),
+            uint(
+                "isdbt-sb-segment-count",
+                "ISDB-T SB segment count",
+                "(ISDB-T) Sound broadcasting segment count",
+                1,
+                13,
+                1,
+            ),
+            int(
+                "isdbt-sb-segment-idx",
+                "ISDB-T SB segment index",
+                "(ISDB-T) Sound broadcasting segment index",
+                0,
+                12,
+                0,
+            ),
+            int(
+                "isdbt-sb-subchannel-id",
+                "ISDB-T SB subchannel",
+                "(ISDB-T) Sound broadcasting subchannel id (-1 = auto)",
+                -1,
+                41,
+                -1,
+            ),
+            int(
+                "isdbt-sound-broadcasting",
+                "ISDB-T sound broadcasting",
+                "(ISDB-T) Sound broadcasting: 0 or 1",
+                0,
+                1,
+                0,
+            ),
+        ]);
+        v
+    });
+    PSPECS.as_ref()
+}
+
+/// A forwarded property's value as a number: the enum value, or the integer.
+fn forwarded_to_i32(v: &glib::Value) -> i32 {
+    if let Some((_, e)) = glib::EnumValue::from_value(v) {
+        e.value()
+    } else if let Ok(i) = v.get::<i32>() {
+        i
+    } else {
+        v.get::<u32>().expect("type checked upstream") as i32
+    }
+}
+
+/// The value of the forwarded property `pspec` for the number `n`.
+fn forwarded_value(pspec: &glib::ParamSpec, n: i32) -> glib::Value {
+    let t = pspec.value_type();
+    if t.is_a(glib::Type::ENUM) {
+        glib::EnumClass::with_type(t)
+            .and_then(|c| c.to_value(n))
+            .unwrap_or_else(|| pspec.default_value().clone())
+    } else if t == glib::Type::U32 {
+        (n as u32).to_value()
+    } else {
+        n.to_value()
+    }
+}
+
+/// The forwarded value as dvbsrc reads it from a string: the enum's nick, or the number.
+fn forwarded_str(pspec: &glib::ParamSpec, n: i32) -> String {
+    let t = pspec.value_type();
+    if t.is_a(glib::Type::ENUM) {
+        if let Some(nick) =
+            glib::EnumClass::with_type(t).and_then(|c| c.value(n).map(|v| v.nick().to_string()))
+        {
+            return nick;
+        }
+    } else if t == glib::Type::U32 {
+        return (n as u32).to_string();
+    }
+    n.to_string()
+}
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -48,6 +265,8 @@ struct Settings {
     diseqc_source: i32,
     tuning_timeout: u64,
     pids: String,
+    /// Values of [`forwarded_pspecs`], in its order.
+    forwarded: Vec<i32>,
 }
 
 impl Default for Settings {
@@ -68,6 +287,10 @@ impl Default for Settings {
             diseqc_source: DEFAULT_DISEQC,
             tuning_timeout: DEFAULT_TUNING_TIMEOUT,
             pids: DEFAULT_PIDS.into(),
+            forwarded: forwarded_pspecs()
+                .iter()
+                .map(|p| forwarded_to_i32(p.default_value()))
+                .collect(),
         }
     }
 }
@@ -89,6 +312,9 @@ impl Settings {
             "polarity" => self.polarity = text(),
             "symbol-rate" => self.symbol_rate = v.get().expect("type checked upstream"),
             "bandwidth-hz" => self.bandwidth_hz = v.get().expect("type checked upstream"),
+            "bandwidth" => {
+                self.bandwidth_hz = v.get::<Bandwidth>().expect("type checked upstream").hz()
+            }
             "modulation" => self.modulation = v.get().expect("type checked upstream"),
             "stream-id" => self.stream_id = v.get().expect("type checked upstream"),
             "lnb-lof1" => self.lnb_lof1 = v.get().expect("type checked upstream"),
@@ -97,8 +323,23 @@ impl Settings {
             "diseqc-source" => self.diseqc_source = v.get().expect("type checked upstream"),
             "tuning-timeout" => self.tuning_timeout = v.get().expect("type checked upstream"),
             "pids" => self.pids = text(),
-            _ => unimplemented!(),
+            _ => {
+                let i = forwarded_pspecs()
+                    .iter()
+                    .position(|p| p.name() == name)
+                    .expect("a forwarded property");
+                self.forwarded[i] = forwarded_to_i32(v);
+            }
         }
+    }
+
+    /// The value of a forwarded property, if `name` is one.
+    fn forwarded(&self, name: &str) -> Option<glib::Value> {
+        let (i, p) = forwarded_pspecs()
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name() == name)?;
+        Some(forwarded_value(p, self.forwarded[i]))
     }
 }
 
@@ -237,6 +478,9 @@ impl Settings {
             props.push(("lnb-slof".into(), self.lnb_slof.to_string()));
             props.push(("diseqc-source".into(), self.diseqc_source.to_string()));
         }
+        for (p, &n) in forwarded_pspecs().iter().zip(&self.forwarded) {
+            props.push((p.name().to_string(), forwarded_str(p, n)));
+        }
         if !delsys.is_terrestrial() {
             props.push(("symbol-rate".into(), self.symbol_rate.to_string()));
         } else if self.bandwidth_hz != 0 {
@@ -345,8 +589,8 @@ fn status_structure(name: &str, st: &TunerStatus) -> gst::Structure {
         .field("locked", st.locked)
         .field("signal-level", st.level)
         .field("signal-quality", st.quality)
-        .field("snr", st.snr_db)
-        .field("ber", st.ber)
+        .field("snr", st.snr_db.unwrap_or(UNKNOWN))
+        .field("ber", st.ber.unwrap_or(UNKNOWN))
         .build()
 }
 
@@ -533,6 +777,12 @@ impl ObjectImpl for DvbTunerSrc {
                     .blurb("Channel bandwidth in Hz for terrestrial systems (e.g. 8000000), 0 = automatic")
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("bandwidth", Bandwidth::Auto)
+                    .nick("Bandwidth (MHz)")
+                    .blurb("(DVB-T) Bandwidth in MHz: 8, 7, 6, 5, 10, 1.712 or AUTO. Deprecated, as in dvbsrc: it sets bandwidth-hz")
+                    .mutable_ready()
+                    .deprecated()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("modulation", Modulation::Auto)
                     .nick("Modulation")
                     .blurb("Modulation (dvbsrc nicks: qpsk, qam-16 … qam-256, 8psk, auto)")
@@ -592,24 +842,29 @@ impl ObjectImpl for DvbTunerSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("signal-level")
                     .nick("Signal level")
-                    .blurb("Signal level in percent (0–100)")
+                    .blurb("Signal level in percent (0–100); on real frontends, of the driver's relative 0–65535 signal strength")
                     .maximum(100)
                     .read_only()
                     .build(),
                 glib::ParamSpecUInt::builder("signal-quality")
                     .nick("Signal quality")
-                    .blurb("Signal quality in percent (0–100)")
+                    .blurb("Signal quality in percent (0–100); on real frontends, of the driver's relative 0–65535 SNR")
                     .maximum(100)
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("snr")
                     .nick("SNR")
-                    .blurb("Signal-to-noise ratio in dB")
+                    .blurb("Signal-to-noise ratio in dB; -1 when unknown (no lease, or a real frontend, whose legacy SNR reading has no unit: see signal-quality)")
+                    .minimum(-1.0)
+                    .default_value(UNKNOWN)
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("ber")
                     .nick("BER")
-                    .blurb("Bit error rate before error correction (0–1)")
+                    .blurb("Bit error rate before error correction (0–1); -1 when unknown (no lease, or a real frontend, whose legacy BER reading is a driver-specific count, not a rate)")
+                    .minimum(-1.0)
+                    .maximum(1.0)
+                    .default_value(UNKNOWN)
                     .read_only()
                     .build(),
                 glib::ParamSpecInt::builder("adapter-in-use")
@@ -625,6 +880,9 @@ impl ObjectImpl for DvbTunerSrc {
                     .read_only()
                     .build(),
             ]
+            .into_iter()
+            .chain(forwarded_pspecs().iter().cloned())
+            .collect()
         });
         PROPERTIES.as_ref()
     }
@@ -682,7 +940,11 @@ impl ObjectImpl for DvbTunerSrc {
             "diseqc-source" => s.diseqc_source.to_value(),
             "tuning-timeout" => s.tuning_timeout.to_value(),
             "pids" => s.pids.to_value(),
+            "bandwidth" => Bandwidth::from_hz(s.bandwidth_hz).to_value(),
             name => {
+                if let Some(v) = s.forwarded(name) {
+                    return v;
+                }
                 drop(s);
                 let leased = self.state.lock().unwrap().lease.is_some();
                 let st = self.status.lock().unwrap().status.clone();
@@ -690,8 +952,12 @@ impl ObjectImpl for DvbTunerSrc {
                     "locked" => (leased && st.locked).to_value(),
                     "signal-level" => (if leased { st.level.min(100) } else { 0 }).to_value(),
                     "signal-quality" => (if leased { st.quality.min(100) } else { 0 }).to_value(),
-                    "snr" => (if leased { st.snr_db } else { 0.0 }).to_value(),
-                    "ber" => (if leased { st.ber } else { 0.0 }).to_value(),
+                    "snr" => (if leased { st.snr_db } else { None })
+                        .unwrap_or(UNKNOWN)
+                        .to_value(),
+                    "ber" => (if leased { st.ber } else { None })
+                        .unwrap_or(UNKNOWN)
+                        .to_value(),
                     "adapter-in-use" => (if leased { st.adapter as i32 } else { -1 }).to_value(),
                     "frontend-name" => (if leased { st.name } else { String::new() }).to_value(),
                     _ => unimplemented!(),
@@ -721,7 +987,7 @@ impl ElementImpl for DvbTunerSrc {
         static ELEMENT_METADATA: Lazy<gst::subclass::ElementMetadata> = Lazy::new(|| {
             gst::subclass::ElementMetadata::new(
                 "DVB tuner pool source",
-                "Source/Network",
+                "Source/Hardware",
                 "Leases a DVB frontend (real, via dvbsrc, or emulated) from a process-wide pool shared by every \
                  instance tuned to the same transponder, and outputs its PID-filtered transport stream.",
                 "dvb2ip developers",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::config::{AdapterConfig, Faults, MuxConfig, ServiceKind};
 use super::content;
-use super::feed::{Fanout, TunerStatus};
+use super::feed::{Fanout, StatusTimer, TunerStatus};
 use crate::proto::mux::{self, EsData, MuxSpec, ServiceSpec, StreamSpec, TemiSpec};
 use crate::proto::si;
 use crate::proto::tuner_pool::{DelSys, Polarisation};
@@ -287,7 +287,7 @@ fn run(
     let mut lock_at = Instant::now() + Duration::from_millis(adapter.lock_time_ms);
     let mut locked: Option<(mux::Mux, Instant, u64, Instant)> = None;
     let mut injector = FaultInjector::new();
-    let mut next_status = Instant::now();
+    let mut status_timer = StatusTimer::new(Instant::now());
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -303,8 +303,8 @@ fn run(
                                 s.locked = true;
                                 s.level = adapter.signal_level;
                                 s.quality = adapter.signal_quality;
-                                s.snr_db = adapter.snr_db;
-                                s.ber = adapter.ber.max(f.bit_error_rate);
+                                s.snr_db = Some(adapter.snr_db);
+                                s.ber = Some(adapter.ber.max(f.bit_error_rate));
                                 s.clone()
                             };
                             fanout.lock_changed(true, &st);
@@ -334,7 +334,7 @@ fn run(
                         s.locked = false;
                         s.level = adapter.signal_level / 4;
                         s.quality = 0;
-                        s.snr_db = 0.0;
+                        s.snr_db = Some(0.0);
                         s.clone()
                     };
                     fanout.lock_changed(false, &st);
@@ -362,11 +362,7 @@ fn run(
                 }
             }
         }
-        if now >= next_status {
-            next_status = now + Duration::from_secs(1);
-            let st = status.lock().unwrap().clone();
-            fanout.status(&st);
-        }
+        status_timer.poll(now, &status, &fanout);
         next_tick += TICK;
         if next_tick < now {
             next_tick = now + TICK;

@@ -4,8 +4,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::proto::tuner_pool::Transponder;
+
+/// How often subscribers get the frontend's status, whatever the backend.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// PIDs a subscriber wants.
 #[derive(Clone, PartialEq, Eq)]
@@ -81,12 +85,38 @@ pub struct TunerStatus {
     pub name: String,
     pub transponder: Option<Transponder>,
     pub locked: bool,
-    /// Percent.
+    /// Signal level in percent (for real frontends: of the driver's relative 0–65535 scale).
     pub level: u32,
-    /// Percent.
+    /// Signal quality in percent (for real frontends: the driver's relative SNR, 0–65535).
     pub quality: u32,
-    pub snr_db: f64,
-    pub ber: f64,
+    /// Signal-to-noise ratio in dB, `None` when the frontend gives no figure in dB.
+    pub snr_db: Option<f64>,
+    /// Bit error rate before error correction (0–1), `None` when the frontend gives no rate.
+    pub ber: Option<f64>,
+}
+
+/// Sends the frontend's last known status to every subscriber once per [`STATUS_INTERVAL`],
+/// whether or not the backend learnt anything new; each backend's loop calls [`Self::poll`].
+pub(crate) struct StatusTimer {
+    next: Instant,
+}
+
+impl StatusTimer {
+    /// The first status goes out at the first poll.
+    pub fn new(now: Instant) -> Self {
+        Self { next: now }
+    }
+
+    /// Sends the status if it is due; returns when the next one is due.
+    pub fn poll(&mut self, now: Instant, status: &Mutex<TunerStatus>, fanout: &Fanout) -> Instant {
+        if now >= self.next {
+            // Counted from this post, so two posts are never closer than the interval.
+            self.next = now + STATUS_INTERVAL;
+            let st = status.lock().unwrap().clone();
+            fanout.status(&st);
+        }
+        self.next
+    }
 }
 
 /// What a subscriber receives. Implementations must not block.

@@ -1,17 +1,21 @@
 //! Real DVB frontends: discovery under /dev/dvb and a feed that wraps `dvbsrc`.
 //!
 //! The feed runs `dvbsrc pids=8192 ! appsink` in its own pipeline, so that every subscriber on
-//! the transponder shares one frontend and one read, and forwards dvbsrc's lock and statistics
-//! (`dvb-frontend-stats`) to the subscribers.
+//! the transponder shares one frontend and one read. dvbsrc's statistics (`dvb-frontend-stats`,
+//! posted every `stats-reporting-interval` reads and while tuning) update the frontend's status;
+//! lock changes reach the subscribers at once, and the last known status goes to them once a
+//! second through the same [`StatusTimer`] as the emulated frontend's.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use gst::glib;
 use gst::prelude::*;
 
-use super::feed::{Fanout, TunerStatus};
+use super::feed::{Fanout, StatusTimer, TunerStatus};
 use crate::proto::tuner_pool::DelSys;
 
 /// A frontend found under /dev/dvb.
@@ -148,10 +152,12 @@ impl HardwareFeed {
                 "dvbsrc is not available (install gstreamer1.0-plugins-bad)".to_string()
             })?;
         for (k, v) in props {
-            if src.find_property(k).is_none() {
-                return Err(format!("dvbsrc has no property {k:?}"));
-            }
-            src.set_property_from_str(k, v);
+            let pspec = src
+                .find_property(k)
+                .ok_or_else(|| format!("dvbsrc has no property {k:?}"))?;
+            let value = glib::Value::deserialize_with_pspec(v, &pspec)
+                .map_err(|_| format!("dvbsrc does not accept {v:?} for property {k:?}"))?;
+            src.set_property_from_value(k, &value);
         }
         let sink = gst_app::AppSink::builder()
             .sync(false)
@@ -185,36 +191,50 @@ impl HardwareFeed {
         let stop = Arc::new(AtomicBool::new(false));
         let bus = pipeline.bus().expect("pipeline has a bus");
         let stop2 = stop.clone();
+        let no_lock = format!(
+            "no lock on {}",
+            status
+                .lock()
+                .unwrap()
+                .transponder
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_default()
+        );
         let bus_thread = std::thread::Builder::new()
             .name(format!("dvb2ip-hw{}", hw.adapter))
             .spawn(move || {
+                let mut timer = StatusTimer::new(Instant::now());
                 while !stop2.load(Ordering::Relaxed) {
-                    let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
+                    let now = Instant::now();
+                    if !status.lock().unwrap().locked {
+                        fanout.check_deadlines(now, &no_lock);
+                    }
+                    let next = timer.poll(now, &status, &fanout);
+                    // Wake for the next status, and at least every 200 ms to see `stop`.
+                    let wait = next
+                        .saturating_duration_since(now)
+                        .min(Duration::from_millis(200));
+                    let Some(msg) =
+                        bus.timed_pop(gst::ClockTime::from_nseconds(wait.as_nanos() as u64))
+                    else {
                         continue;
                     };
                     match msg.view() {
                         gst::MessageView::Element(e) => {
                             let Some(s) = e.structure() else { continue };
-                            if s.name() == "dvb-frontend-stats" {
-                                let locked = s.get::<bool>("lock").unwrap_or(false);
-                                let (changed, st) = {
-                                    let mut st = status.lock().unwrap();
-                                    let changed = st.locked != locked;
-                                    st.locked = locked;
-                                    st.level = (s.get::<i32>("signal").unwrap_or(0).max(0) as u32
-                                        * 100)
-                                        / 0xFFFF;
-                                    st.quality = (s.get::<i32>("snr").unwrap_or(0).max(0) as u32
-                                        * 100)
-                                        / 0xFFFF;
-                                    st.snr_db = s.get::<i32>("snr").unwrap_or(0) as f64 / 1000.0;
-                                    st.ber = s.get::<i32>("ber").unwrap_or(0) as f64 * 1e-9;
-                                    (changed, st.clone())
-                                };
-                                if changed {
-                                    fanout.lock_changed(locked, &st);
-                                }
-                                fanout.status(&st);
+                            if s.name() != "dvb-frontend-stats" {
+                                continue;
+                            }
+                            let stats = FrontendStats::from_structure(s);
+                            let (changed, st) = {
+                                let mut st = status.lock().unwrap();
+                                let changed = st.locked != stats.lock;
+                                stats.apply(&mut st);
+                                (changed, st.clone())
+                            };
+                            if changed {
+                                fanout.lock_changed(st.locked, &st);
                             }
                         }
                         gst::MessageView::Error(e) => {
@@ -230,6 +250,40 @@ impl HardwareFeed {
             stop,
             bus_thread: Some(bus_thread),
         })
+    }
+}
+
+/// dvbsrc's `dvb-frontend-stats` message: the legacy (DVBv3) frontend readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct FrontendStats {
+    lock: bool,
+    /// FE_READ_SIGNAL_STRENGTH: 16 bits, by convention relative (0–65535).
+    signal: u16,
+    /// FE_READ_SNR: 16 bits whose scale the driver chooses; by convention relative (0–65535).
+    snr: u16,
+}
+
+impl FrontendStats {
+    /// Reads the message's fields; a missing or odd field reads as 0 / unlocked.
+    pub fn from_structure(s: &gst::StructureRef) -> Self {
+        let u16_field = |name| s.get::<i32>(name).unwrap_or(0).clamp(0, 0xFFFF) as u16;
+        Self {
+            lock: s.get::<bool>("lock").unwrap_or(false),
+            signal: u16_field("signal"),
+            snr: u16_field("snr"),
+        }
+    }
+
+    /// Updates `st`: signal strength and SNR become the level and quality percentages of their
+    /// 0–65535 range. dvbsrc gives no SNR in dB and its BER (FE_READ_BER) is a driver-specific
+    /// count, not a rate, so `snr_db` and `ber` stay unknown.
+    pub fn apply(&self, st: &mut TunerStatus) {
+        let percent = |v: u16| (v as u32 * 100 + 0x7FFF) / 0xFFFF;
+        st.locked = self.lock;
+        st.level = percent(self.signal);
+        st.quality = percent(self.snr);
+        st.snr_db = None;
+        st.ber = None;
     }
 }
 
@@ -251,6 +305,36 @@ mod tests {
     fn ioctl_struct_sizes_match_the_kernel_abi() {
         assert_eq!(std::mem::size_of::<DtvProperty>(), 76);
         assert_eq!(std::mem::size_of::<DtvProperties>(), 16);
+    }
+
+    #[test]
+    fn frontend_stats_become_percentages_without_inventing_db_or_a_rate() {
+        gst::init().unwrap();
+        let s = gst::Structure::builder("dvb-frontend-stats")
+            .field("status", 0x1f)
+            .field("signal", 0xFFFF)
+            .field("snr", 0x8000)
+            .field("ber", 1234)
+            .field("unc", 0)
+            .field("lock", true)
+            .build();
+        let mut st = TunerStatus {
+            snr_db: Some(3.0),
+            ber: Some(0.5),
+            ..Default::default()
+        };
+        FrontendStats::from_structure(&s).apply(&mut st);
+        assert!(st.locked);
+        assert_eq!((st.level, st.quality), (100, 50));
+        assert_eq!((st.snr_db, st.ber), (None, None));
+        // Garbage does not panic and reads as no signal.
+        let bad = gst::Structure::builder("dvb-frontend-stats")
+            .field("signal", -5)
+            .field("snr", "x")
+            .build();
+        FrontendStats::from_structure(&bad).apply(&mut st);
+        assert!(!st.locked);
+        assert_eq!((st.level, st.quality), (0, 0));
     }
 
     #[test]
