@@ -362,6 +362,27 @@ fn msearch(st: &str, mx: u32) -> String {
     )
 }
 
+/// The unicast M-SEARCH a defender of DEVICE ID `id` sends to `target` (§8.6 step 2).
+fn defend_msearch(target: SocketAddrV4, id: u8) -> String {
+    format!(
+        "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {URN}\r\nUSER-AGENT: Linux/6.1 UPnP/1.1 test/1\r\nDEVICEID.SES.COM: {id}\r\n\r\n"
+    )
+}
+
+/// Lines of `log` containing `needle`.
+fn log_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// Most lines a [`RateLog`]-limited message may print in `secs` (one per 10 s).
+fn rate_log_bound(secs: f64) -> usize {
+    1 + (secs / 10.0).ceil() as usize
+}
+
+fn boot_id(p: &Pkt) -> u32 {
+    p.header("BOOTID.UPNP.ORG").unwrap().parse().unwrap()
+}
+
 fn group() -> SocketAddrV4 {
     SocketAddrV4::new(GROUP, 1900)
 }
@@ -910,6 +931,8 @@ fn checklist_120_restart_keeps_uuid_and_device_id_and_grows_bootid() {
     let lan = Lan::new("restart", 2);
     let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
     let dir = temp_dir("restart");
+    // Configured id 5; the test defends 5 so the server negotiates 6 and stores it. After the
+    // restart it must announce the stored 6, not the configured 5.
     let conf = config(
         &dir,
         &ServerOpts {
@@ -918,18 +941,41 @@ fn checklist_120_restart_keeps_uuid_and_device_id_and_grows_bootid() {
         },
     );
     let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log1"));
-    let p1 = cap.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
-    settle(&mut srv);
+    let p0 = cap.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
+    let a0 = alive_from(&p0, None);
+    assert_eq!(a0[0].header("DEVICEID.SES.COM").as_deref(), Some("5"));
+    let target = SocketAddrV4::new(host_ip(1), 1900);
+    cap.send(&defend_msearch(target, 5), target);
+    let p1 = cap.collect(Duration::from_secs(10), |p| {
+        alive_from(p, None)
+            .iter()
+            .filter(|x| x.header("DEVICEID.SES.COM").as_deref() == Some("6"))
+            .count()
+            >= 3
+    });
+    let a1: Vec<Pkt> = alive_from(&p1, None)
+        .into_iter()
+        .filter(|x| x.header("DEVICEID.SES.COM").as_deref() == Some("6"))
+        .collect();
+    assert!(!a1.is_empty(), "{p1:#?}\n{}", srv.log());
+    srv.wait_log("DEVICEID 6 settled", Duration::from_secs(30));
     assert!(srv.sigterm().success());
-    let a1 = alive_from(&p1, None);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/ssdp.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["device_id"], 6, "negotiated id stored: {state}");
+
     let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log2"));
     let p2 = cap.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
     let a2 = alive_from(&p2, None);
     assert!(!a2.is_empty(), "{}", srv.log());
     assert_eq!(uuid_of(&a1[0]), uuid_of(&a2[0]));
-    assert_eq!(a2[0].header("DEVICEID.SES.COM").as_deref(), Some("5"));
-    let b1: u32 = a1[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
-    let b2: u32 = a2[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
+    assert_eq!(
+        a2[0].header("DEVICEID.SES.COM").as_deref(),
+        Some("6"),
+        "the stored id, not the configured 5"
+    );
+    let (b1, b2) = (boot_id(&a1[0]), boot_id(&a2[0]));
     assert!(b2 > b1, "{b1} -> {b2}");
     srv.wait_log("announced", Duration::from_secs(5));
 }
@@ -948,7 +994,8 @@ fn interface_address_changes_are_followed() {
     );
     let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
     srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
-    cap.collect(Duration::from_secs(5), |p| alive_from(p, None).len() >= 3);
+    let first = cap.collect(Duration::from_secs(5), |p| alive_from(p, None).len() >= 3);
+    let boot = boot_id(&alive_from(&first, None)[0]);
 
     // Address change on eth0: byebye, then alive with the new LOCATION.
     let server = &lan.hosts[0];
@@ -979,6 +1026,9 @@ fn interface_address_changes_are_followed() {
         "byebye then alive on the new address: {pkts:#?}\n{}",
         srv.log()
     );
+    // The first announcement after a byebye carries a new BOOTID.
+    let renumbered = boot_id(&pkts[first_new.unwrap()]);
+    assert!(renumbered > boot, "BOOTID {boot} -> {renumbered}");
     // Searches are answered with the new address.
     let client = Udp::client(&lan.hosts[1], host_ip(2));
     client.send(&msearch(URN, 1), group());
@@ -997,11 +1047,221 @@ fn interface_address_changes_are_followed() {
             .iter()
             .any(|x| x.header("LOCATION").as_deref() == Some(late.as_str()))
     });
-    assert!(
-        alive_from(&pkts, None)
+    let on_late: Vec<Pkt> = alive_from(&pkts, None)
+        .into_iter()
+        .filter(|x| x.header("LOCATION").as_deref() == Some(late.as_str()))
+        .collect();
+    assert!(!on_late.is_empty(), "{pkts:#?}\n{}", srv.log());
+    // A new interface is a first announcement too (UPnP DA 1.1): yet another BOOTID.
+    let late_boot = boot_id(&on_late[0]);
+    assert!(late_boot > renumbered, "BOOTID {renumbered} -> {late_boot}");
+}
+
+#[test]
+fn only_address_replaced_byebye_then_alive_from_the_new_one() {
+    let lan = Lan::new("ifrep", 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("ifrep");
+    let conf = config(&dir, &ServerOpts::default());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let first = cap.collect(Duration::from_secs(5), |p| alive_from(p, None).len() >= 3);
+    let alive = alive_from(&first, None);
+    assert!(!alive.is_empty(), "{first:#?}\n{}", srv.log());
+    let uuid = uuid_of(&alive[0]);
+    let boot = boot_id(&alive[0]);
+
+    // Delete eth0's only address, let the server see that, then add another one.
+    let server = &lan.hosts[0];
+    server.ip(&["addr", "del", &format!("{}/24", host_ip(1)), "dev", "eth0"]);
+    srv.wait_log("no address left", Duration::from_secs(10));
+    let new_ip = host_ip(12);
+    server.ip(&["addr", "add", &format!("{new_ip}/24"), "dev", "eth0"]);
+    let want = format!("http://{new_ip}:8875/desc.xml");
+    let pkts = cap.collect(Duration::from_secs(10), |p| {
+        alive_from(p, None)
             .iter()
-            .any(|x| x.header("LOCATION").as_deref() == Some(late.as_str())),
-        "{pkts:#?}\n{}",
+            .filter(|x| x.header("LOCATION").as_deref() == Some(want.as_str()))
+            .count()
+            >= 3
+    });
+    let ctx = || format!("{pkts:#?}\n{}", srv.log());
+    let bye: Vec<&Pkt> = pkts
+        .iter()
+        .filter(|p| p.is_byebye() && p.header("USN").is_some_and(|u| u.contains(&uuid)))
+        .collect();
+    assert_eq!(bye.len(), 3, "one byebye set: {}", ctx());
+    for b in &bye {
+        assert_eq!(
+            *b.from.ip(),
+            new_ip,
+            "byebye from the new address: {}",
+            ctx()
+        );
+        assert_eq!(boot_id(b), boot, "byebye carries the BOOTID it ends");
+    }
+    let first_bye = pkts.iter().position(|p| p.is_byebye());
+    let first_new = pkts
+        .iter()
+        .position(|p| p.is_alive() && p.header("LOCATION").as_deref() == Some(want.as_str()));
+    assert!(
+        first_bye.is_some() && first_new.is_some() && first_bye < first_new,
+        "byebye then alive: {}",
+        ctx()
+    );
+    // Re-joining after a byebye is a first announcement: a new BOOTID, stored.
+    let new_boot = boot_id(&pkts[first_new.unwrap()]);
+    assert!(new_boot > boot, "BOOTID {boot} -> {new_boot}: {}", ctx());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state/ssdp.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["boot_id"], new_boot, "{state}");
+    // Our own byebye, looped back, is not mistaken for a spoofed one.
+    assert!(!srv.log().contains("spoofed"), "{}", srv.log());
+}
+
+#[test]
+fn device_id_search_flood_moves_the_id_at_most_once_per_announcement() {
+    // 3 x 254 unicast M-SEARCHes carrying DEVICEID 1..254 while the server is joining with 1.
+    let lan = Lan::new("yflood", 2);
+    let peer = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("yflood");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            max_replies: 20,
+            ..ServerOpts::default()
+        },
+    );
+    let srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    let first = peer.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
+    let alive = alive_from(&first, None);
+    assert_eq!(alive[0].header("DEVICEID.SES.COM").as_deref(), Some("1"));
+    let boot = boot_id(&alive[0]);
+    let target = SocketAddrV4::new(host_ip(1), 1900);
+    let start = Instant::now();
+    for _ in 0..3 {
+        for id in 1..=254u8 {
+            peer.send(&defend_msearch(target, id), target);
+        }
+    }
+    let pkts = peer.collect(Duration::from_secs(4), |_| false);
+    let secs = start.elapsed().as_secs_f64();
+    let ctx = || srv.log();
+    let ours: Vec<&Pkt> = pkts.iter().filter(|p| *p.from.ip() == host_ip(1)).collect();
+    // Alive sets: one per announced id, and a new id at most once per second.
+    let sets: Vec<&Pkt> = ours
+        .iter()
+        .copied()
+        .filter(|p| p.is_alive() && p.header("NT").as_deref() == Some("upnp:rootdevice"))
+        .collect();
+    let mut ids: Vec<String> = sets
+        .iter()
+        .filter_map(|p| p.header("DEVICEID.SES.COM"))
+        .collect();
+    ids.dedup();
+    let bound = 1 + secs.ceil() as usize;
+    eprintln!(
+        "flood of {} searches: {} alive sets, ids {ids:?}, {} datagrams back, in {secs:.1} s",
+        3 * 254,
+        sets.len(),
+        ours.len()
+    );
+    assert!(
+        !ids.is_empty() && ids[0] == "2",
+        "the first conflict moved 1 -> 2: {ids:?}\n{}",
+        ctx()
+    );
+    assert!(
+        ids.len() <= bound,
+        "{} ids in {secs:.1} s: {ids:?}",
+        ids.len()
+    );
+    assert!(
+        sets.len() <= bound,
+        "{} alive sets in {secs:.1} s",
+        sets.len()
+    );
+    // One BOOTID per announced id, no more.
+    let max_boot = sets.iter().map(|p| boot_id(p)).max().unwrap();
+    assert!(
+        max_boot - boot <= ids.len() as u32,
+        "BOOTID {boot} -> {max_boot} for {ids:?}"
+    );
+    // Answers and acknowledgements share the bucket (20 per second).
+    let answers = ours
+        .iter()
+        .filter(|p| p.text.starts_with("HTTP/1.1 "))
+        .count();
+    assert!(
+        answers <= 20 * (1 + secs.ceil() as usize),
+        "{answers} answers in {secs:.1} s"
+    );
+    let switches = log_lines(&srv.log(), "switching to");
+    assert!(
+        (1..=rate_log_bound(secs)).contains(&switches),
+        "{switches} lines:\n{}",
+        ctx()
+    );
+}
+
+#[test]
+fn device_id_defences_are_bounded() {
+    // 200 "joining servers" on 200 loopback addresses announce the server's settled id; their
+    // SEARCHPORT points every defence at one socket, which counts them.
+    let ns = Netns::new(PREFIX, "dflood");
+    let dir = temp_dir("dflood");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            interfaces: "[\"lo\"]",
+            device_id: 3,
+            max_replies: 20,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&ns, &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    settle(&mut srv);
+    let sink = Udp::client(&ns, Ipv4Addr::LOCALHOST);
+    let port = sink.sock.local_addr().unwrap().port();
+    let senders: Vec<UdpSocket> = ns.enter(|| {
+        (0..200u32)
+            .map(|i| {
+                UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::from(0x7f00_0002 + i), 0)).unwrap()
+            })
+            .collect()
+    });
+    let notify = format!(
+        "NOTIFY * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nCACHE-CONTROL: max-age=1800\r\n\
+LOCATION: http://127.0.0.2:8875/desc.xml\r\nNT: upnp:rootdevice\r\nNTS: ssdp:alive\r\n\
+SERVER: Linux/6.1 UPnP/1.1 test/1\r\nUSN: uuid:11111111-2222-3333-4444-555555555555::upnp:rootdevice\r\n\
+BOOTID.UPNP.ORG: 1\r\nCONFIGID.UPNP.ORG: 0\r\nSEARCHPORT.UPNP.ORG: {port}\r\nDEVICEID.SES.COM: 3\r\n\r\n"
+    );
+    let start = Instant::now();
+    for s in &senders {
+        s.send_to(
+            notify.as_bytes(),
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1900),
+        )
+        .unwrap();
+    }
+    let got = sink.collect(Duration::from_secs(3), |_| false);
+    let secs = start.elapsed().as_secs_f64();
+    let defences = got
+        .iter()
+        .filter(|p| p.text.starts_with("M-SEARCH * HTTP/1.1"))
+        .count();
+    assert!(defences >= 1, "still defending:\n{}", srv.log());
+    assert!(
+        defences <= 20 * (1 + secs.ceil() as usize),
+        "{defences} defences in {secs:.1} s"
+    );
+    let lines = log_lines(&srv.log(), "defending");
+    eprintln!("200 NOTIFYs: {defences} defences, {lines} log lines, in {secs:.1} s");
+    assert!(
+        (1..=rate_log_bound(secs)).contains(&lines),
+        "{lines} lines:\n{}",
         srv.log()
     );
 }
@@ -1041,13 +1301,15 @@ fn bad_input_is_ignored_and_answers_are_bounded() {
     srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
     let client = Udp::client(&lan.hosts[1], host_ip(2));
     let to = SocketAddrV4::new(host_ip(1), 1900);
-    // Oversized, garbage, malformed, wrong MAN.
+    let start = Instant::now();
+    // Oversized, garbage, malformed, wrong MAN; the garbage 200 times.
     client.send(&"X".repeat(6000), to);
-    client.sock.send_to(&[0xff, 0xfe, 0, 1, 2], to).unwrap();
+    for _ in 0..200 {
+        client.sock.send_to(&[0xff, 0xfe, 0, 1, 2], to).unwrap();
+    }
     client.send("M-SEARCH * HTTP/1.1\r\nbroken\r\n\r\n", to);
     client.send(&msearch(URN, 1).replace("MX: 1", "MX: soon"), group());
     // A flood of ssdp:all searches: 3 answers each, at most 20 per second.
-    let start = Instant::now();
     for _ in 0..300 {
         client.send(&msearch("ssdp:all", 1), group());
     }
@@ -1057,6 +1319,20 @@ fn bad_input_is_ignored_and_answers_are_bounded() {
     assert!(!got.is_empty(), "still answering");
     assert!(got.len() <= bound, "{} answers in {secs:.1} s", got.len());
     srv.wait_log("ignored datagram", Duration::from_secs(5));
+    // Over 200 bad datagrams and 900 answers dropped, but the log stays short: one line per
+    // kind and 10 s, counting what it suppressed.
+    let log = srv.log();
+    let secs = start.elapsed().as_secs_f64();
+    let ignored = log_lines(&log, "ignored datagram");
+    assert!(
+        (1..=rate_log_bound(secs)).contains(&ignored),
+        "{ignored} lines in {secs:.1} s:\n{log}"
+    );
+    let dropped = log_lines(&log, "too many searches");
+    assert!(
+        (1..=rate_log_bound(secs)).contains(&dropped),
+        "{dropped} lines in {secs:.1} s:\n{log}"
+    );
     // Still alive and answering once the bucket refilled.
     std::thread::sleep(Duration::from_millis(1500));
     client.send(&msearch(URN, 1), group());
@@ -1087,10 +1363,12 @@ fn bad_input_is_ignored_and_answers_are_bounded() {
 #[test]
 fn vlc_upnp_discovery_lists_the_server() {
     // VLC refuses to run as root: run it as `nobody` (runuser) with a throw-away HOME.
-    if Command::new("cvlc").arg("--version").output().is_err() {
-        eprintln!("cvlc not installed (apt-get install vlc-bin vlc-plugin-base): skipped");
-        return;
-    }
+    // scripts/test.sh installs VLC (TEST_PACKAGES in scripts/deps.sh): missing is a failure.
+    assert!(
+        Command::new("cvlc").arg("--version").output().is_ok(),
+        "cvlc not found: install the test dependencies (scripts/deps.sh TEST_PACKAGES, \
+         e.g. `apt-get install vlc-bin vlc-plugin-base`) or run scripts/test.sh"
+    );
     let lan = Lan::new("vlc", 2);
     let dir = temp_dir("vlc");
     let conf = config(&dir, &ServerOpts::default());

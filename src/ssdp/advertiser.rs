@@ -2,14 +2,20 @@
 //! 239.255.255.250 on the configured interfaces only.
 //!
 //! * alive sets at start, for every new address, after a DEVICE ID change and on a randomised
-//!   schedule below max-age/2; byebye sets on shutdown and for vanished addresses;
+//!   schedule below max-age/2; byebye sets on shutdown and for vanished addresses, always
+//!   from an address of the interface (when the only one vanished, from the next one it
+//!   gets, before the new alive set); a new BOOTID for each first announcement after a
+//!   byebye, on a new interface or with a new DEVICE ID;
 //! * unicast answers to M-SEARCH after a random delay within `MX`, with `LOCATION` naming the
 //!   address of the interface the search came in on (`IP_PKTINFO`);
 //! * the DEVICE ID procedure through [`DeviceIdNegotiator`] (yield while joining, defend once
 //!   settled), ids and BOOTID persisted through [`StateStore`];
 //! * interfaces polled with `getifaddrs` every `poll_interval`;
 //! * bounded work: oversized or malformed datagrams are dropped with a rate-limited log line,
-//!   answers are limited per second and the queue of delayed answers is bounded.
+//!   answers, DEVICE ID acknowledgements and defences share one per-second budget, the queue
+//!   of delayed answers and the table of defended addresses are bounded, a new DEVICE ID is
+//!   announced at most once per [`YIELD_ANNOUNCE_INTERVAL`], and log lines about peers'
+//!   traffic are rate-limited.
 //!
 //! Every datagram leaves with an explicit outgoing interface (`IP_PKTINFO` on `sendmsg`) that
 //! is one of the configured, currently present interfaces; nothing is ever sent elsewhere.
@@ -40,6 +46,16 @@ use super::{PersistentState, StateStore};
 pub const MAX_PENDING: usize = 256;
 /// Minimum time between two defences sent to the same address.
 const DEFEND_INTERVAL: Duration = Duration::from_secs(1);
+/// Most addresses remembered for [`DEFEND_INTERVAL`] (further offenders wait).
+const MAX_DEFENDED: usize = 256;
+/// Minimum time between an announcement and the announcement of a new DEVICE ID that
+/// replaces it: each announced id can be given up at most once, so a flood of conflicting
+/// searches moves the id by at most one step per interval (a defender answers within 1 s).
+const YIELD_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a source address of ours still counts as ours (our looped-back multicast).
+const OWN_SRC_MEMORY: Duration = Duration::from_secs(5);
+/// Most recent source addresses remembered.
+const MAX_OWN_SRC: usize = 32;
 /// Minimum time between two re-announcements caused by a spoofed byebye.
 const SPOOF_REANNOUNCE_INTERVAL: Duration = Duration::from_secs(10);
 /// Minimum time between two log lines about ignored input.
@@ -182,20 +198,82 @@ struct RateLog {
 }
 
 impl RateLog {
-    fn log(&mut self, now: Instant, what: impl FnOnce() -> String) {
+    /// The line to print now, if any (`what` is only called when it is).
+    fn line(&mut self, now: Instant, what: impl FnOnce() -> String) -> Option<String> {
         match self.last {
-            Some(t) if now.saturating_duration_since(t) < LOG_INTERVAL => self.suppressed += 1,
+            Some(t) if now.saturating_duration_since(t) < LOG_INTERVAL => {
+                self.suppressed += 1;
+                None
+            }
             _ => {
                 let extra = if self.suppressed > 0 {
                     format!(" ({} similar suppressed)", self.suppressed)
                 } else {
                     String::new()
                 };
-                eprintln!("dvb2ip: ssdp: {}{extra}", what());
                 self.last = Some(now);
                 self.suppressed = 0;
+                Some(format!("dvb2ip: ssdp: {}{extra}", what()))
             }
         }
+    }
+
+    fn log(&mut self, now: Instant, what: impl FnOnce() -> String) {
+        if let Some(l) = self.line(now, what) {
+            eprintln!("{l}");
+        }
+    }
+}
+
+/// Per-address rate limit with a bounded memory: at most one event per `interval` for each
+/// address, and at most `cap` addresses remembered. When the table is full of addresses
+/// seen within `interval`, new addresses are refused (the work is dropped, not the limit).
+#[derive(Debug)]
+struct PerPeerLimit {
+    last: HashMap<Ipv4Addr, Instant>,
+    interval: Duration,
+    cap: usize,
+}
+
+impl PerPeerLimit {
+    fn new(interval: Duration, cap: usize) -> Self {
+        PerPeerLimit {
+            last: HashMap::new(),
+            interval,
+            cap,
+        }
+    }
+
+    /// Whether `ip` may have its event now; records it when so.
+    fn allow(&mut self, ip: Ipv4Addr, now: Instant) -> bool {
+        let interval = self.interval;
+        if self
+            .last
+            .get(&ip)
+            .is_some_and(|t| now.saturating_duration_since(*t) < interval)
+        {
+            return false;
+        }
+        if self.last.len() >= self.cap && !self.last.contains_key(&ip) {
+            self.expire(now);
+            if self.last.len() >= self.cap {
+                return false;
+            }
+        }
+        self.last.insert(ip, now);
+        true
+    }
+
+    /// Forgets addresses whose interval is over.
+    fn expire(&mut self, now: Instant) {
+        let interval = self.interval;
+        self.last
+            .retain(|_, t| now.saturating_duration_since(*t) < interval);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.last.len()
     }
 }
 
@@ -314,11 +392,26 @@ struct Advertiser {
     rng: Rng,
     bucket: TokenBucket,
     pending: Vec<Pending>,
-    defended: HashMap<Ipv4Addr, Instant>,
+    defended: PerPeerLimit,
     last_spoof_reannounce: Option<Instant>,
+    /// When the last announcement that (re)started the DEVICE ID window went out.
+    last_announce: Option<Instant>,
+    /// A new DEVICE ID waiting for its announcement (at most [`YIELD_ANNOUNCE_INTERVAL`]
+    /// after the previous one).
+    yield_due: Option<Instant>,
+    /// Something went out with the current BOOTID: the next first announcement (after a
+    /// byebye, on a new interface, with a new DEVICE ID) needs a new one.
+    boot_id_used: bool,
+    /// Interfaces (by name) whose announcements still owe a byebye: their address vanished
+    /// with no other to send it from; it goes out from the next address they get.
+    owed_byebye: std::collections::BTreeSet<String>,
+    /// Addresses we recently sent from, to recognise our own looped-back multicast.
+    own_src: Vec<(Ipv4Addr, Instant)>,
     bad_log: RateLog,
     flood_log: RateLog,
     send_log: RateLog,
+    id_log: RateLog,
+    defend_log: RateLog,
 }
 
 /// Runs on an already bound socket (see [`bind_socket`]) until `shutdown` turns true, then
@@ -344,11 +437,18 @@ pub async fn run_with_socket(
         epoch: now,
         rng,
         pending: Vec::new(),
-        defended: HashMap::new(),
+        defended: PerPeerLimit::new(DEFEND_INTERVAL, MAX_DEFENDED),
         last_spoof_reannounce: None,
+        last_announce: None,
+        yield_due: None,
+        boot_id_used: false,
+        owed_byebye: Default::default(),
+        own_src: Vec::new(),
         bad_log: RateLog::default(),
         flood_log: RateLog::default(),
         send_log: RateLog::default(),
+        id_log: RateLog::default(),
+        defend_log: RateLog::default(),
     };
     let mut poll = tokio::time::interval(a.cfg.poll_interval);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -372,7 +472,12 @@ pub async fn run_with_socket(
             _ = poll.tick() => a.poll_interfaces(),
             _ = housekeeping.tick() => a.housekeeping(),
             _ = tokio::time::sleep_until(next_refresh) => {
-                a.announce_all("refresh");
+                if a.yield_due.is_some() {
+                    // The new DEVICE ID goes out with this refresh (once, with its BOOTID).
+                    a.rejoin("new DEVICEID");
+                } else {
+                    a.announce_all("refresh");
+                }
                 next_refresh = tokio::time::Instant::now()
                     + refresh_interval(a.cfg.max_age, &mut a.rng);
             }
@@ -475,15 +580,22 @@ impl Advertiser {
     }
 
     /// Sends one datagram out of `ifindex` (which must be a configured, present interface)
-    /// from `src` (or the interface's primary address when `None`).
-    fn send(&mut self, data: &[u8], to: SocketAddrV4, ifindex: u32, src: Option<Ipv4Addr>) {
-        if !self.ifaces.contains_key(&ifindex) {
+    /// from `src` (one of its addresses; never `0.0.0.0`, which receivers drop).
+    fn send(&mut self, data: &[u8], to: SocketAddrV4, ifindex: u32, src: Ipv4Addr) {
+        if !self.ifaces.contains_key(&ifindex) || src.is_unspecified() {
             return;
         }
+        let now = Instant::now();
+        self.own_src
+            .retain(|(a, t)| *a != src && now.saturating_duration_since(*t) < OWN_SRC_MEMORY);
+        if self.own_src.len() >= MAX_OWN_SRC {
+            self.own_src.remove(0);
+        }
+        self.own_src.push((src, now));
         let pi = libc::in_pktinfo {
             ipi_ifindex: i32::try_from(ifindex).unwrap_or(0),
             ipi_spec_dst: libc::in_addr {
-                s_addr: u32::from(src.unwrap_or(Ipv4Addr::UNSPECIFIED)).to_be(),
+                s_addr: u32::from(src).to_be(),
             },
             ipi_addr: libc::in_addr { s_addr: 0 },
         };
@@ -520,8 +632,9 @@ impl Advertiser {
         let set = alive_set(&self.identity(addr));
         let dest = self.multicast_dest();
         for m in &set {
-            self.send(m.as_bytes(), dest, ifindex, Some(addr));
+            self.send(m.as_bytes(), dest, ifindex, addr);
         }
+        self.boot_id_used = true;
     }
 
     fn announce_all(&mut self, why: &str) {
@@ -537,6 +650,7 @@ impl Advertiser {
         if !targets.is_empty() && why != "refresh" {
             let now = self.now_ms();
             self.neg.announced(now);
+            self.last_announce = Some(Instant::now());
             {
                 eprintln!(
                     "dvb2ip: ssdp: announced ({why}) DEVICEID {} BOOTID {} on {:?}",
@@ -548,25 +662,63 @@ impl Advertiser {
         }
     }
 
-    fn byebye_iface(&mut self, ifindex: u32) {
-        // Byebye carries no LOCATION and no DEVICEID: one set per interface suffices.
-        let set = byebye_set(&self.identity(Ipv4Addr::UNSPECIFIED));
+    /// The byebye set out of `ifindex`, from `src`, one of its addresses. Byebye carries no
+    /// LOCATION and no DEVICEID: one set per interface suffices.
+    fn byebye_iface(&mut self, ifindex: u32, src: Ipv4Addr) {
+        let set = byebye_set(&self.identity(src));
         let dest = self.multicast_dest();
         for m in &set {
-            self.send(m.as_bytes(), dest, ifindex, None);
+            self.send(m.as_bytes(), dest, ifindex, src);
         }
     }
 
     fn byebye_all(&mut self) {
-        let idx: Vec<u32> = self
+        let targets: Vec<(u32, Ipv4Addr)> = self
             .ifaces
             .values()
-            .filter(|i| !i.addrs.is_empty())
-            .map(|i| i.index)
+            .filter_map(|i| i.addrs.first().map(|a| (i.index, a.addr)))
             .collect();
-        for i in idx {
-            self.byebye_iface(i);
+        for (i, src) in targets {
+            self.byebye_iface(i, src);
         }
+    }
+
+    /// A first announcement after a byebye, on a new interface or with a new DEVICE ID:
+    /// increase BOOTID (UPnP DA 1.1 §1.2.2, digest §8.6/§13), store it, then send the alive
+    /// sets on every address.
+    fn rejoin(&mut self, why: &str) {
+        self.yield_due = None;
+        if self.boot_id_used {
+            self.boot_id = next_boot_id(self.boot_id);
+            self.boot_id_used = false;
+            self.persist();
+        }
+        self.announce_all(why);
+    }
+
+    /// After giving up our DEVICE ID: announce the new one now, or once
+    /// [`YIELD_ANNOUNCE_INTERVAL`] has passed since the previous announcement.
+    fn schedule_new_id(&mut self, now: Instant) {
+        let due = self
+            .last_announce
+            .map_or(now, |t| (t + YIELD_ANNOUNCE_INTERVAL).max(now));
+        if due <= now {
+            self.rejoin("new DEVICEID");
+        } else {
+            self.yield_due = Some(due);
+        }
+    }
+
+    /// Whether `ip` is (or was a moment ago) one of our source addresses.
+    fn is_own_src(&self, ip: Ipv4Addr) -> bool {
+        let now = Instant::now();
+        self.ifaces
+            .values()
+            .any(|i| i.addrs.iter().any(|a| a.addr == ip))
+            || self
+                .own_src
+                .iter()
+                .any(|(a, t)| *a == ip && now.saturating_duration_since(*t) < OWN_SRC_MEMORY)
     }
 
     fn poll_interfaces(&mut self) {
@@ -579,7 +731,8 @@ impl Advertiser {
                 return;
             }
         };
-        // Interfaces gone (or down): nothing can be sent there any more.
+        // Interfaces gone (or down): nothing can be sent there any more. What was announced
+        // there is said goodbye to from the first address the interface has again.
         let gone: Vec<u32> = self
             .ifaces
             .keys()
@@ -589,16 +742,20 @@ impl Advertiser {
         for idx in gone {
             if let Some(i) = self.ifaces.remove(&idx) {
                 eprintln!("dvb2ip: ssdp: interface {} gone or down", i.name);
+                if !i.addrs.is_empty() {
+                    self.owed_byebye.insert(i.name);
+                }
             }
-            if let Some(name) = self.joined.remove(&idx) {
+            if self.joined.remove(&idx).is_some() {
                 let _ = SockRef::from(&self.sock).leave_multicast_v4_n(
                     &SSDP_MULTICAST_ADDR,
                     &InterfaceIndexOrAddress::Index(idx),
                 );
-                let _ = name;
             }
         }
         let mut new_addrs = Vec::new();
+        let mut byebyes = Vec::new();
+        let mut rejoin = false;
         for (idx, info) in found {
             if !self.joined.contains_key(&idx) {
                 match SockRef::from(&self.sock)
@@ -619,45 +776,68 @@ impl Advertiser {
                     }
                 }
             }
-            let old = self.ifaces.get(&idx).map(|i| i.addrs.clone());
-            let vanished: Vec<IfAddr> = old
+            let old = self
+                .ifaces
+                .get(&idx)
+                .map(|i| i.addrs.clone())
+                .unwrap_or_default();
+            let vanished: Vec<Ipv4Addr> = old
                 .iter()
-                .flatten()
                 .filter(|a| !info.addrs.contains(a))
-                .copied()
+                .map(|a| a.addr)
                 .collect();
             let added: Vec<IfAddr> = info
                 .addrs
                 .iter()
-                .filter(|a| !old.iter().flatten().any(|o| o == *a))
+                .filter(|a| !old.contains(a))
                 .copied()
                 .collect();
             self.ifaces.insert(idx, info.clone());
-            if !vanished.is_empty() {
-                eprintln!(
-                    "dvb2ip: ssdp: {} lost {:?}: byebye, then announcing {:?}",
-                    info.name,
-                    vanished.iter().map(|a| a.addr).collect::<Vec<_>>(),
-                    info.addrs.iter().map(|a| a.addr).collect::<Vec<_>>()
-                );
-                // Byebye for the old address, then alive for every address still there.
-                self.byebye_iface(idx);
-                for a in &info.addrs {
-                    new_addrs.push((idx, a.addr));
+            let owed = !vanished.is_empty() || self.owed_byebye.contains(&info.name);
+            let now_addrs: Vec<Ipv4Addr> = info.addrs.iter().map(|a| a.addr).collect();
+            match (owed, info.addrs.first()) {
+                (true, Some(src)) => {
+                    eprintln!(
+                        "dvb2ip: ssdp: {} lost {vanished:?}: byebye from {}, then announcing {now_addrs:?}",
+                        info.name, src.addr
+                    );
+                    self.owed_byebye.remove(&info.name);
+                    byebyes.push((idx, src.addr));
+                    rejoin = true;
                 }
-            } else {
-                for a in added {
-                    new_addrs.push((idx, a.addr));
+                (true, None) => {
+                    if self.owed_byebye.insert(info.name.clone()) {
+                        eprintln!(
+                            "dvb2ip: ssdp: {} lost {vanished:?} and has no address left: byebye \
+                             when it gets one",
+                            info.name
+                        );
+                    }
+                }
+                (false, _) => {
+                    // A first address after something went out with this BOOTID: a new
+                    // UPnP-enabled interface, so a new BOOTID.
+                    if old.is_empty() && !added.is_empty() && self.boot_id_used {
+                        rejoin = true;
+                    }
+                    new_addrs.extend(added.iter().map(|a| (idx, a.addr)));
                 }
             }
         }
-        if !new_addrs.is_empty() {
+        // Goodbye with the BOOTID the old announcements carried, then join again.
+        for (idx, src) in byebyes {
+            self.byebye_iface(idx, src);
+        }
+        if rejoin || (self.yield_due.is_some() && !new_addrs.is_empty()) {
+            self.rejoin("address change");
+        } else if !new_addrs.is_empty() {
             new_addrs.dedup();
             for (idx, addr) in &new_addrs {
                 self.announce_addr(*idx, *addr);
             }
             let now = self.now_ms();
             self.neg.announced(now);
+            self.last_announce = Some(Instant::now());
             eprintln!(
                 "dvb2ip: ssdp: announced DEVICEID {} BOOTID {} on {:?}",
                 self.neg.device_id(),
@@ -674,8 +854,10 @@ impl Advertiser {
             self.persist();
         }
         let now = Instant::now();
-        self.defended
-            .retain(|_, t| now.saturating_duration_since(*t) < DEFEND_INTERVAL * 10);
+        if self.yield_due.is_some_and(|t| t <= now) {
+            self.rejoin("new DEVICEID");
+        }
+        self.defended.expire(now);
     }
 
     fn send_due(&mut self) {
@@ -685,7 +867,7 @@ impl Advertiser {
             .partition(|p| p.due <= now);
         self.pending = keep;
         for p in due {
-            self.send(p.data.as_bytes(), p.to, p.ifindex, Some(p.from));
+            self.send(p.data.as_bytes(), p.to, p.ifindex, p.from);
         }
     }
 
@@ -767,24 +949,28 @@ impl Advertiser {
                 }
             }
             SearchVerdict::Yield { old_id, new_id } => {
-                // §8.6 step 3: acknowledge with the clashing id, then announce id + 1 with a
-                // new BOOTID.
+                // §8.6 step 3: acknowledge with the clashing id (an answer like any other,
+                // so charged to the same bucket), then announce id + 1 with a new BOOTID.
+                // The negotiator yields only an announced id, and the new one is announced
+                // no sooner than YIELD_ANNOUNCE_INTERVAL after the last announcement: a
+                // flood moves the id at most one step per interval.
                 let ack = search_response(&self.identity(loc), Nt::DeviceType, None, Some(old_id));
                 if self.bucket.take(now) {
-                    self.send(ack.as_bytes(), d.from, iface.index, Some(loc));
+                    self.send(ack.as_bytes(), d.from, iface.index, loc);
                 }
-                eprintln!(
-                    "dvb2ip: ssdp: DEVICEID {old_id} is taken (defended by {}): switching to {new_id}",
-                    d.from.ip()
-                );
-                self.boot_id = next_boot_id(self.boot_id);
-                self.persist();
-                self.announce_all("new DEVICEID");
+                let from = d.from;
+                self.id_log.log(now, || {
+                    format!(
+                        "DEVICEID {old_id} is taken (defended by {}): switching to {new_id}",
+                        from.ip()
+                    )
+                });
+                self.schedule_new_id(now);
             }
             SearchVerdict::Refuse { device_id } => {
                 if self.bucket.take(now) {
                     let r = search_refusal(&self.identity(loc), device_id);
-                    self.send(r.as_bytes(), d.from, iface.index, Some(loc));
+                    self.send(r.as_bytes(), d.from, iface.index, loc);
                 }
             }
         }
@@ -795,12 +981,12 @@ impl Advertiser {
         let Some(theirs) = n.uuid().map(str::to_owned) else {
             return;
         };
+        if d.from.ip().is_unspecified() {
+            return;
+        }
         if theirs.eq_ignore_ascii_case(&uuid) {
-            let ours = self
-                .ifaces
-                .values()
-                .any(|i| i.addrs.iter().any(|a| a.addr == *d.from.ip()));
-            if n.nts == Nts::ByeBye && !ours {
+            // Our own multicast comes back (IP_MULTICAST_LOOP): ignore it.
+            if n.nts == Nts::ByeBye && !self.is_own_src(*d.from.ip()) {
                 // Someone says goodbye in our name: tell everyone we are still here.
                 let now = Instant::now();
                 let from = d.from;
@@ -817,26 +1003,28 @@ impl Advertiser {
             return;
         }
         if let Some(def) = self.neg.on_notify(&n, &uuid) {
+            // One defence per address per DEFEND_INTERVAL (at most MAX_DEFENDED addresses
+            // remembered), each charged to the answer bucket, each log line rate-limited.
             let now = Instant::now();
             let ip = *d.from.ip();
-            if self
-                .defended
-                .get(&ip)
-                .is_some_and(|t| now.saturating_duration_since(*t) < DEFEND_INTERVAL)
-            {
+            if def.port == 0 || !self.defended.allow(ip, now) {
                 return;
             }
-            self.defended.insert(ip, now);
             let Some(loc) = location_addr(iface, ip, d.local) else {
                 return;
             };
+            if !self.bucket.take(now) {
+                self.flood_log.log(now, || {
+                    format!("too many DEVICEID conflicts (last from {ip}): defences dropped")
+                });
+                return;
+            }
             let target = SocketAddrV4::new(ip, def.port);
-            eprintln!(
-                "dvb2ip: ssdp: {ip} announces our DEVICEID {}: defending",
-                def.device_id
-            );
+            self.defend_log.log(now, || {
+                format!("{ip} announces our DEVICEID {}: defending", def.device_id)
+            });
             let m = defend_search(&target.to_string(), &self.cfg.server, def.device_id);
-            self.send(m.as_bytes(), target, iface.index, Some(loc));
+            self.send(m.as_bytes(), target, iface.index, loc);
             return;
         }
         // [OURS] Two servers joining at once with the same id: neither is settled, so
@@ -850,13 +1038,15 @@ impl Advertiser {
             if let SearchVerdict::Yield { old_id, new_id } =
                 self.neg.on_search(Some(self.neg.device_id()), now_ms)
             {
-                eprintln!(
-                    "dvb2ip: ssdp: {} (joining too) announces DEVICEID {old_id}: switching to {new_id}",
-                    d.from.ip()
-                );
-                self.boot_id = next_boot_id(self.boot_id);
-                self.persist();
-                self.announce_all("new DEVICEID");
+                let now = Instant::now();
+                let from = d.from;
+                self.id_log.log(now, || {
+                    format!(
+                        "{} (joining too) announces DEVICEID {old_id}: switching to {new_id}",
+                        from.ip()
+                    )
+                });
+                self.schedule_new_id(now);
             }
         }
     }
@@ -917,6 +1107,55 @@ mod tests {
         let later = t0 + Duration::from_millis(500);
         let refill = (0..100).filter(|_| b.take(later)).count();
         assert!((4..=6).contains(&refill), "{refill}");
+    }
+
+    #[test]
+    fn rate_log_bounds_lines_of_a_flood() {
+        let t0 = Instant::now();
+        let mut l = RateLog::default();
+        let mut calls = 0;
+        // 10 000 events over 30 s (one every 3 ms): one line per LOG_INTERVAL.
+        let lines: Vec<String> = (0..10_000u64)
+            .filter_map(|i| {
+                l.line(t0 + Duration::from_millis(i * 3), || {
+                    calls += 1;
+                    format!("event {i}")
+                })
+            })
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(calls, 3, "the text is only built for printed lines");
+        assert_eq!(lines[0], "dvb2ip: ssdp: event 0");
+        // Each later line counts what was suppressed since the previous one.
+        let suppressed: u64 = lines[1..]
+            .iter()
+            .map(|s| {
+                let n = s.rsplit_once(" (").unwrap().1;
+                n.split(' ').next().unwrap().parse::<u64>().unwrap()
+            })
+            .sum();
+        assert!(suppressed > 6_000, "{lines:?}");
+    }
+
+    #[test]
+    fn per_peer_limit_is_bounded() {
+        let t0 = Instant::now();
+        let mut p = PerPeerLimit::new(Duration::from_secs(1), 8);
+        let ip = |i: u32| Ipv4Addr::from(0x7f00_0000 + i);
+        // 200 addresses at once: 8 remembered and allowed, the rest refused.
+        let allowed = (0..200).filter(|i| p.allow(ip(*i), t0)).count();
+        assert_eq!(allowed, 8);
+        assert_eq!(p.len(), 8);
+        // The same address again within the interval: refused.
+        assert!(!p.allow(ip(0), t0 + Duration::from_millis(500)));
+        // After the interval the table makes room again.
+        let t1 = t0 + Duration::from_secs(1);
+        let allowed = (200..400).filter(|i| p.allow(ip(*i), t1)).count();
+        assert_eq!(allowed, 8);
+        assert!(p.len() <= 8);
+        assert!(p.allow(ip(0), t1 + Duration::from_secs(1)));
+        p.expire(t1 + Duration::from_secs(10));
+        assert_eq!(p.len(), 0);
     }
 
     #[test]
