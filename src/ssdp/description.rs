@@ -144,27 +144,26 @@ pub fn config_id_for(xml: &str) -> u32 {
     (h >> 24 ^ h) & 0x00ff_ffff
 }
 
-/// `satip:X_SATIPCAP` counts from the tuner pool's frontends (call after the pool is
-/// configured).
+/// `satip:X_SATIPCAP` counts from the tuner pool's SAT>IP frontend numbering (call after the
+/// pool is configured), so that the list and the `fe=` numbers clients derive from it agree.
 pub fn caps_from_frontends() -> SatipCaps {
-    use gstdvb2ip::proto::tuner_pool::DelSys;
+    caps_from_numbering(&gstdvb2ip::tuners::satip_frontends())
+}
+
+/// X_SATIPCAP counts of a frontend numbering (entries of no group are not listed).
+pub fn caps_from_numbering(numbering: &[gstdvb2ip::proto::tuner_pool::SatipFe]) -> SatipCaps {
+    use gstdvb2ip::proto::tuner_pool::CapGroup;
     let mut caps = SatipCaps::default();
-    for f in gstdvb2ip::tuners::frontends() {
-        let names: Vec<&str> = f
-            .delsys
-            .iter()
-            .filter_map(|d| match d {
-                DelSys::DvbS => Some("dvbs"),
-                DelSys::DvbS2 => Some("dvbs2"),
-                DelSys::DvbT => Some("dvbt"),
-                DelSys::DvbT2 => Some("dvbt2"),
-                DelSys::DvbCAnnexA | DelSys::DvbCAnnexC => Some("dvbc"),
-                _ => None,
-            })
-            .collect();
-        if !names.is_empty() {
-            caps.add_frontend(&names);
-        }
+    for f in numbering {
+        let n = match f.group {
+            Some(CapGroup::DvbS2) => &mut caps.dvbs2,
+            Some(CapGroup::DvbT) => &mut caps.dvbt,
+            Some(CapGroup::DvbT2) => &mut caps.dvbt2,
+            Some(CapGroup::DvbC) => &mut caps.dvbc,
+            Some(CapGroup::DvbC2) => &mut caps.dvbc2,
+            None => continue,
+        };
+        *n = n.saturating_add(1);
     }
     caps
 }

@@ -20,7 +20,9 @@ use once_cell::sync::Lazy;
 pub use config::{BroadcastConfig, ConfigError, Faults};
 pub use feed::{FeedSink, PidFilter, TunerStatus, COUNTERS};
 
-use crate::proto::tuner_pool::{DelSys, Grant, Pool, PoolError, Request, Slot, Transponder};
+use crate::proto::tuner_pool::{
+    satip_numbering, DelSys, Grant, Pool, PoolError, Request, SatipFe, Slot, Transponder,
+};
 use feed::{Fanout, Subscriber};
 
 /// What kind of device backs a frontend.
@@ -176,6 +178,12 @@ pub fn frontends() -> Vec<FrontendInfo> {
             })
             .collect()
     })
+}
+
+/// The SAT>IP frontend numbers of the pool: `fe=n` is entry `n - 1`, in X_SATIPCAP order
+/// ([`satip_numbering`]). X_SATIPCAP, the `fe=` mapping and the reported `tuner=` all use it.
+pub fn satip_frontends() -> Vec<SatipFe> {
+    with_registry(|r| satip_numbering(r.pool.slots.iter().map(|s| s.delsys.as_slice())))
 }
 
 /// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
