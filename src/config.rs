@@ -153,7 +153,7 @@ pub struct MulticastSection {
     #[serde(default = "default_multicast_max_ttl")]
     pub max_ttl: u8,
     /// Groups handed out, `FIRST-LAST` (IPv4 multicast). "" = `239.<DEVICEID>.0.0-239.<DEVICEID>.254.254`
-    /// with the `[ssdp] device_id`.
+    /// with the DEVICE ID in use (the stored or negotiated one; `[ssdp] device_id` at first).
     #[serde(default)]
     pub addresses: String,
     /// RTP ports handed out with the groups, `FIRST-LAST` (even RTP port, RTCP on the next).

@@ -171,6 +171,20 @@ pub fn server_string() -> String {
     )
 }
 
+/// The DEVICE ID to start with: the stored (last settled) one, else `[ssdp] device_id`. The
+/// RTSP server takes its multicast range from it before discovery starts; a missing or
+/// unreadable state file gives the configured id ([`spawn`] reports a corrupt one).
+pub fn initial_device_id(cfg: &Config) -> u8 {
+    if !cfg.ssdp.enabled {
+        return cfg.ssdp.device_id;
+    }
+    StateStore::new(&StateStore::resolve_dir(&cfg.ssdp.state_dir))
+        .load()
+        .ok()
+        .flatten()
+        .map_or(cfg.ssdp.device_id, |s| s.device_id)
+}
+
 /// Running discovery: dropping it sends byebye and stops the description endpoint.
 pub struct Ssdp {
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -179,6 +193,8 @@ pub struct Ssdp {
     pub http_port: u16,
     /// Where identity and ids persist.
     pub state_file: Option<PathBuf>,
+    /// The DEVICE ID in use: the stored one at start, then each settled one.
+    pub device_id: tokio::sync::watch::Receiver<u8>,
 }
 
 impl Ssdp {
@@ -215,6 +231,7 @@ pub fn spawn(
             done: Vec::new(),
             http_port: 0,
             state_file: None,
+            device_id: tokio::sync::watch::channel(sc.device_id).1,
         });
     }
     let store = StateStore::new(&StateStore::resolve_dir(&sc.state_dir));
@@ -257,6 +274,7 @@ pub fn spawn(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let http_port = listener.local_addr()?.port();
 
+    let (id_tx, id_rx) = tokio::sync::watch::channel(state.device_id);
     let socket = advertiser::bind_socket(message::SSDP_PORT)
         .context("cannot listen for SSDP on UDP port 1900")?;
     let acfg = advertiser::SsdpConfig {
@@ -271,6 +289,7 @@ pub fn spawn(
         store: Some(store.clone()),
         poll_interval: Duration::from_secs(u64::from(sc.interface_poll_secs.max(1))),
         max_replies_per_sec: sc.max_replies_per_sec.max(1),
+        settled_id: Some(id_tx),
     };
 
     let (http_done_tx, http_done_rx) = std::sync::mpsc::channel();
@@ -315,6 +334,7 @@ pub fn spawn(
         done: vec![ssdp_done_rx, http_done_rx],
         http_port,
         state_file: Some(store.path().to_owned()),
+        device_id: id_rx,
     })
 }
 
