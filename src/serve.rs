@@ -184,6 +184,10 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
         "  curl http://{host}:{}/channels.m3u   # channel list (also /desc.xml)\n",
         cfg.server.http_port
     );
+    s += &format!(
+        "  curl http://{host}:{}/   # status page\n",
+        cfg.server.http_port
+    );
     for ch in &cfg.channel {
         s += &format!(
             "  ffprobe rtsp://{host}:{}/ch/{}    # {}\n",

@@ -756,6 +756,28 @@ fn gssdp_discover_finds_server_and_checklist_103_to_108_description() {
         "{m3u}"
     );
     assert_eq!(m3u.matches("#EXTINF:0,").count(), 4);
+    // presentationURL: the status page, relative to the description.
+    assert!(
+        xml.contains("<presentationURL>/</presentationURL>"),
+        "{xml}"
+    );
+    let (h, page) = http_get(&lan.hosts[1], &format!("{base}/"));
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(
+        header(&format!("{h}\r\n"), "content-type")
+            .unwrap()
+            .starts_with("text/html"),
+        "{h}"
+    );
+    let page = String::from_utf8_lossy(&page).to_string();
+    assert!(page.contains("<dd id=\"device-id\">1</dd>"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "href=\"rtsp://{}:8554/?src=1&amp;freq=474",
+            host_ip(1)
+        )),
+        "{page}"
+    );
 }
 
 #[test]

@@ -19,6 +19,8 @@ use super::message::{default_icons, DeviceDescription, SatipCaps};
 
 /// Path of the description (the SSDP `LOCATION`).
 pub const DESC_PATH: &str = "/desc.xml";
+/// Path of the status page (`presentationURL`); `/?<query>` there is HTTP streaming.
+pub const PRESENTATION_PATH: &str = "/";
 /// Path of the channel list (`satip:X_SATIPM3U`).
 pub const M3U_PATH: &str = "/channels.m3u";
 /// Standard RTSP port; any other is announced with `X-SATIP-RTSP-Port`.
@@ -79,8 +81,8 @@ impl DescriptionState {
             serial_number: Some(uuid.rsplit('-').next().unwrap_or(uuid).to_owned()),
             uuid: uuid.to_owned(),
             icons: default_icons(),
-            // No web UI: no presentationURL (§8.7).
-            presentation_url: None,
+            // The status page (src/http/status.rs), relative to the description (§8.7).
+            presentation_url: Some(PRESENTATION_PATH.to_owned()),
             caps,
             m3u_url: Some(M3U_PATH.to_owned()),
         };
@@ -178,7 +180,7 @@ pub fn router(state: Arc<DescriptionState>) -> Router {
 }
 
 /// The address the client used to reach us: the connection's local address, else `Host`.
-fn local_host(req: &Request) -> IpAddr {
+pub(crate) fn local_host(req: &Request) -> IpAddr {
     if let Some(ConnectInfo(c)) = req.extensions().get::<ConnectInfo<ConnAddrs>>() {
         return c.local.ip().to_canonical();
     }
@@ -458,7 +460,22 @@ mod tests {
         assert!(xml.contains(
             "<satip:X_SATIPM3U xmlns:satip=\"urn:ses-com:satip\">/channels.m3u</satip:X_SATIPM3U>"
         ));
+        assert!(
+            xml.contains("<presentationURL>/</presentationURL>"),
+            "{xml}"
+        );
         assert!(s.config_id() <= 0x00ff_ffff);
+        assert_eq!(
+            s.config_id(),
+            config_id_for(
+                &DeviceDescription {
+                    config_id: 0,
+                    ..s.description.clone()
+                }
+                .to_xml()
+            ),
+            "CONFIGID covers the description with its presentationURL"
+        );
         // A different description has a different CONFIGID.
         let other = DescriptionState::new(
             "3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c",

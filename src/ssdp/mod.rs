@@ -295,8 +295,15 @@ pub fn spawn(
     let (http_done_tx, http_done_rx) = std::sync::mpsc::channel();
     let mut http_shutdown = rx.clone();
     // One HTTP server on server.http_port: description, channel list and SAT>IP HTTP streaming.
+    let status_page = crate::http::status::StatusPage {
+        desc: desc.clone(),
+        device_id: id_rx.clone(),
+    };
     let app = description::router(desc).merge(crate::http::stream::router(
-        crate::http::stream::StreamState::default(),
+        crate::http::stream::StreamState {
+            status_page: Some(Arc::new(status_page)),
+            ..Default::default()
+        },
     ));
     rt.spawn(async move {
         let r = axum::serve(

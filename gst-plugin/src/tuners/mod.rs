@@ -186,6 +186,17 @@ pub fn satip_frontends() -> Vec<SatipFe> {
     with_registry(|r| satip_numbering(r.pool.slots.iter().map(|s| s.delsys.as_slice())))
 }
 
+/// Signal status of pool frontend `index` while it runs (lock, level, quality); `None` when
+/// it is idle or does not exist.
+pub fn frontend_status(index: usize) -> Option<TunerStatus> {
+    with_registry(|r| {
+        r.feeds
+            .get(index)?
+            .as_ref()
+            .map(|f| f.status.lock().unwrap().clone())
+    })
+}
+
 /// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
 pub fn set_faults(adapter: u32, faults: Faults) -> Result<(), String> {
     with_registry(|r| {
