@@ -185,6 +185,21 @@ pub fn initial_device_id(cfg: &Config) -> u8 {
         .map_or(cfg.ssdp.device_id, |s| s.device_id)
 }
 
+/// Announced interface addresses an HTTP server bound to `bind` does not listen on.
+pub fn uncovered_locations<'a>(
+    bind: IpAddr,
+    ifaces: impl IntoIterator<Item = &'a advertiser::IfInfo>,
+) -> Vec<(String, std::net::Ipv4Addr)> {
+    if bind.is_unspecified() {
+        return Vec::new();
+    }
+    ifaces
+        .into_iter()
+        .flat_map(|i| i.addrs.iter().map(move |a| (i.name.clone(), a.addr)))
+        .filter(|(_, a)| IpAddr::V4(*a) != bind)
+        .collect()
+}
+
 /// Running discovery: dropping it sends byebye and stops the description endpoint.
 pub struct Ssdp {
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -233,6 +248,19 @@ pub fn spawn(
             state_file: None,
             device_id: tokio::sync::watch::channel(sc.device_id).1,
         });
+    }
+    if let Some(m) = crate::config::unreachable_location(bind, sc, cfg.server.http_port) {
+        anyhow::bail!("{m}");
+    }
+    if let Ok(ifaces) = advertiser::scan_interfaces(&sc.interfaces) {
+        for (name, addr) in uncovered_locations(bind, ifaces.values()) {
+            eprintln!(
+                "dvb2ip: ssdp: warning: {name} has {addr}, but HTTP listens on {bind} only: \
+                 LOCATION http://{addr}:{}{} will not answer (set server.bind = \"0.0.0.0\")",
+                cfg.server.http_port,
+                description::DESC_PATH
+            );
+        }
     }
     let store = StateStore::new(&StateStore::resolve_dir(&sc.state_dir));
     let state = store
@@ -380,6 +408,29 @@ mod tests {
             StateStore::resolve_dir("/x/y"),
             PathBuf::from("/x/y"),
             "configured dir is used as is"
+        );
+    }
+
+    #[test]
+    fn locations_not_covered_by_bind() {
+        let eth0 = advertiser::IfInfo {
+            name: "eth0".into(),
+            index: 2,
+            addrs: vec![
+                advertiser::IfAddr {
+                    addr: "10.0.0.2".parse().unwrap(),
+                    prefix: 24,
+                },
+                advertiser::IfAddr {
+                    addr: "10.0.1.2".parse().unwrap(),
+                    prefix: 24,
+                },
+            ],
+        };
+        assert!(uncovered_locations("0.0.0.0".parse().unwrap(), [&eth0]).is_empty());
+        assert_eq!(
+            uncovered_locations("10.0.0.2".parse().unwrap(), [&eth0]),
+            vec![("eth0".to_owned(), "10.0.1.2".parse().unwrap())]
         );
     }
 
