@@ -153,7 +153,7 @@ pub struct MulticastSection {
     #[serde(default = "default_multicast_max_ttl")]
     pub max_ttl: u8,
     /// Groups handed out, `FIRST-LAST` (IPv4 multicast). "" = `239.<DEVICEID>.0.0-239.<DEVICEID>.254.254`
-    /// with the `[ssdp] device_id`.
+    /// with the DEVICE ID in use (the stored or negotiated one; `[ssdp] device_id` at first).
     #[serde(default)]
     pub addresses: String,
     /// RTP ports handed out with the groups, `FIRST-LAST` (even RTP port, RTCP on the next).
@@ -229,6 +229,36 @@ impl MulticastSection {
             .map_err(|e| ("ports", format!("multicast.ports: {e}")))?;
         Ok(())
     }
+}
+
+/// Why the SSDP `LOCATION` (`http://<address of an announced interface>:<http_port>/desc.xml`)
+/// would name an address the HTTP server, bound to `bind`, does not listen on; `None` when it
+/// can be reached (or discovery is off). Loopback addresses exist only on `lo`, so a loopback
+/// `bind` with another interface, or another `bind` with `lo`, never works. (A specific LAN
+/// address is checked against the interface's real addresses at start-up.)
+pub fn unreachable_location(
+    bind: std::net::IpAddr,
+    ssdp: &SsdpSection,
+    http_port: u16,
+) -> Option<String> {
+    if !ssdp.enabled || bind.is_unspecified() {
+        return None;
+    }
+    let other = ssdp.interfaces.iter().find(|i| {
+        let lo = i.as_str() == "lo";
+        bind.is_loopback() != lo
+    })?;
+    Some(format!(
+        "server.bind {bind} but [ssdp] interfaces announces {other:?}: its LOCATION \
+         http://<{other} address>:{http_port}/desc.xml would name an address where nothing \
+         listens. Set server.bind = \"0.0.0.0\" (or an address of {other:?}), or announce on \
+         {} only",
+        if bind.is_loopback() {
+            "[\"lo\"]"
+        } else {
+            "the interface holding that address"
+        }
+    ))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,6 +360,23 @@ impl Config {
                 message: format!("server.bind {:?} is not an IP address", part.server.bind),
             });
         }
+        if let Some(message) = part
+            .server
+            .bind
+            .parse()
+            .ok()
+            .and_then(|b| unreachable_location(b, &part.ssdp, part.server.http_port))
+        {
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with("bind"))
+                .map(|i| i + 1);
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         if let Err((key, message)) = part.multicast.check(part.ssdp.device_id) {
             let in_section = text
                 .lines()
@@ -386,6 +433,33 @@ mod tests {
         let e = Config::parse("x.toml", "[server]\nbind = \"localhost:80\"\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         assert!(e.to_string().starts_with("x.toml:2:"), "{e}");
+    }
+
+    #[test]
+    fn location_must_be_reachable_from_bind() {
+        let e = Config::parse(
+            "x.toml",
+            "[server]\nbind = \"127.0.0.1\"\n[ssdp]\ninterfaces = [\"eth0\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        let m = e.to_string();
+        assert!(m.starts_with("x.toml:2:"), "{m}");
+        assert!(m.contains("\"eth0\"") && m.contains("0.0.0.0"), "{m}");
+        let e = Config::parse(
+            "x.toml",
+            "[server]\nbind = \"10.0.0.2\"\n[ssdp]\ninterfaces = [\"eth0\", \"lo\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("\"lo\""), "{e}");
+        for ok in [
+            "[server]\nbind = \"0.0.0.0\"\n[ssdp]\ninterfaces = [\"eth0\"]\n",
+            "[server]\nbind = \"10.0.0.2\"\n[ssdp]\ninterfaces = [\"eth0\"]\n",
+            "[server]\nbind = \"127.0.0.1\"\n[ssdp]\ninterfaces = [\"lo\"]\n",
+            "[server]\nbind = \"127.0.0.1\"\n[ssdp]\nenabled = false\ninterfaces = [\"eth0\"]\n",
+        ] {
+            assert!(Config::parse("x.toml", ok).is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -77,7 +77,9 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
     }
     // SAT>IP URLs go to the SAT>IP factory (src/rtsp); named channels stay plain mounts.
     let server = crate::rtsp::build(cfg.server.session_timeout.max(1));
-    crate::rtsp::server::configure(&server, cfg);
+    // Multicast groups come from the range of the stored DEVICE ID ([`follow_device_id`]
+    // moves them when discovery settles on another).
+    crate::rtsp::server::configure(&server, cfg, crate::ssdp::initial_device_id(cfg));
     server.set_address(&bind.to_string());
     server.set_service(&port.to_string());
     let mounts = server
@@ -120,6 +122,32 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
     })
 }
 
+/// Keeps the server's default multicast range on `239.<DEVICEID>.0.0/16` of the DEVICE ID
+/// discovery settles on (`ssdp.device_id` of [`crate::ssdp::spawn`]), on `rt`, for as long as
+/// discovery runs.
+pub fn follow_device_id(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    server: &Server,
+    mut ids: tokio::sync::watch::Receiver<u8>,
+) {
+    let cfg = cfg.clone();
+    let rtsp = server.rtsp.clone();
+    let mut current = crate::ssdp::initial_device_id(&cfg);
+    rt.spawn(async move {
+        loop {
+            let id = *ids.borrow_and_update();
+            if id != current {
+                current = id;
+                crate::rtsp::server::set_device_id(&rtsp, &cfg, id);
+            }
+            if ids.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
 /// What to try next, printed at start.
 pub fn banner(cfg: &Config, server: &Server) -> String {
     let host = match server.bind {
@@ -154,6 +182,10 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
     );
     s += &format!(
         "  curl http://{host}:{}/channels.m3u   # channel list (also /desc.xml)\n",
+        cfg.server.http_port
+    );
+    s += &format!(
+        "  curl http://{host}:{}/   # status page\n",
         cfg.server.http_port
     );
     for ch in &cfg.channel {
@@ -212,6 +244,7 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         glib::MainContext::default().invoke(move || ml.quit());
     });
     let _ssdp = crate::ssdp::spawn(&rt, &cfg, server.bind, server.rtsp_port)?; // SSDP + /desc.xml; dropped last: byebye
+    follow_device_id(&rt, &cfg, &server, _ssdp.device_id.clone());
     main_loop.run();
     eprintln!("dvb2ip: shutting down");
     // Tear down every session so their pipelines stop and the tuners are released.

@@ -102,6 +102,43 @@ fn check_config_names_file_and_line() {
 }
 
 #[test]
+fn check_config_and_serve_refuse_a_location_nobody_listens_on() {
+    // HTTP (the description) on loopback only, announced on eth0: every LOCATION would name
+    // an eth0 address where nothing listens.
+    let dir = common::temp_dir("cfg-location");
+    let f = dir.join("lan.toml");
+    std::fs::write(
+        &f,
+        "[server]\nbind = \"127.0.0.1\"\nrtsp_port = 0\n\n[ssdp]\ninterfaces = [\"eth0\"]\n",
+    )
+    .unwrap();
+    for args in [
+        vec!["check-config".to_owned(), f.display().to_string()],
+        vec![
+            "serve".to_owned(),
+            "--config".to_owned(),
+            f.display().to_string(),
+        ],
+    ] {
+        let out = Command::new(common::dvb2ip_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("{}:2:", f.display())),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains("server.bind 127.0.0.1") && err.contains("\"eth0\""),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("bind = \"0.0.0.0\""), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn serve_refuses_a_busy_port_with_a_clear_message() {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();

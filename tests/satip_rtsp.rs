@@ -1287,13 +1287,17 @@ fn checklist_49_full_session_table_gets_503_no_more_sessions() {
 #[test]
 fn checklist_50_51_85_fe_pins_a_frontend() {
     let _g = lock();
-    let n = gstdvb2ip::tuners::frontends().len();
+    // fe numbers follow X_SATIPCAP (DVBS2-1,DVBT2-2,DVBC-1 with the default config, §8.7):
+    // fe=1 the DVB-S/S2 frontend (pool index 3), fe=2 and fe=3 the DVB-T/T2 ones (0, 1),
+    // fe=4 the DVB-C one (2).
+    let n = gstdvb2ip::tuners::satip_frontends().len();
+    assert_eq!(n, 4);
     let (a, _ab) = udp_pair();
     let mut c = Rtsp::connect(*PORT);
     // 50
     let r = c.req(
         "SETUP",
-        &format!("?fe={}&{NEWS}", n + 5),
+        &format!("?fe={}&{NEWS}", n + 1),
         &[("Transport", &transport(&a))],
     );
     assert_eq!(
@@ -1301,37 +1305,62 @@ fn checklist_50_51_85_fe_pins_a_frontend() {
         (403, "Out-of-Range: fe"),
         "{r:?}"
     );
-    // 85: fe=2 (the second DVB-T/T2 frontend; unpinned, the first one would serve it).
+    // 85: fe=1 is the satellite frontend.
     let s = c.req(
         "SETUP",
-        &format!("?fe=2&{NEWS}"),
+        &format!("?fe=1&{SAT}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    assert_eq!(in_use(), vec![(3, 1)]);
+    let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
+    assert_eq!(tuner_fields(&d.body).1[0], "1", "{}", d.body);
+    teardown(&mut c, &s);
+    wait_all_free();
+    // fe=3: the second DVB-T/T2 frontend (unpinned, the first one would serve it).
+    let s = c.req(
+        "SETUP",
+        &format!("?fe=3&{NEWS}"),
         &[("Transport", &transport(&a))],
     );
     assert_eq!(s.status, 200, "{s:?}");
     assert_eq!(in_use(), vec![(1, 1)]);
     let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
     let (_, f) = tuner_fields(&d.body);
-    assert_eq!(f[0], "2", "{f:?}");
-    // 51: fe=2 for another transponder while it is held.
+    assert_eq!(f[0], "3", "{f:?}");
+    // 51: fe=3 for another transponder while it is held.
     let (b, _bb) = udp_pair();
     let mut c2 = Rtsp::connect(*PORT);
+    let r = c2.req(
+        "SETUP",
+        &format!("?fe=3&{ONE}"),
+        &[("Transport", &transport(&b))],
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, "No-More: frontends");
+    // The other DVB-T/T2 frontend (fe=2) is free for it.
     let r = c2.req(
         "SETUP",
         &format!("?fe=2&{ONE}"),
         &[("Transport", &transport(&b))],
     );
-    assert_eq!(r.status, 503, "{r:?}");
-    assert_eq!(r.body, "No-More: frontends");
-    // The other frontend is free for it.
-    let r = c2.req(
-        "SETUP",
-        &format!("?fe=1&{ONE}"),
-        &[("Transport", &transport(&b))],
-    );
     assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(in_use(), vec![(0, 1), (1, 1)]);
     let d = c2.req("DESCRIBE", &format!("stream={}", r.stream_id()), &[]);
-    assert_eq!(tuner_fields(&d.body).1[0], "1");
+    assert_eq!(tuner_fields(&d.body).1[0], "2");
     teardown(&mut c2, &r);
+    teardown(&mut c, &s);
+    wait_all_free();
+    // An unpinned stream reports the number of the frontend serving it: DVB-C is fe=4.
+    let s = c.req(
+        "SETUP",
+        &format!("?{CABLE}"),
+        &[("Transport", &transport(&a))],
+    );
+    assert_eq!(s.status, 200, "{s:?}");
+    assert_eq!(in_use(), vec![(2, 1)]);
+    let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
+    assert_eq!(tuner_fields(&d.body).1[0], "4", "{}", d.body);
     teardown(&mut c, &s);
     wait_all_free();
 }

@@ -777,6 +777,28 @@ fn gssdp_discover_finds_server_and_checklist_103_to_108_description() {
         "{m3u}"
     );
     assert_eq!(m3u.matches("#EXTINF:0,").count(), 4);
+    // presentationURL: the status page, relative to the description.
+    assert!(
+        xml.contains("<presentationURL>/</presentationURL>"),
+        "{xml}"
+    );
+    let (h, page) = http_get(&lan.hosts[1], &format!("{base}/"));
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    assert!(
+        header(&format!("{h}\r\n"), "content-type")
+            .unwrap()
+            .starts_with("text/html"),
+        "{h}"
+    );
+    let page = String::from_utf8_lossy(&page).to_string();
+    assert!(page.contains("<dd id=\"device-id\">1</dd>"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "href=\"rtsp://{}:8554/?src=1&amp;freq=474",
+            host_ip(1)
+        )),
+        "{page}"
+    );
 }
 
 #[test]
@@ -885,6 +907,99 @@ fn checklist_118_joining_server_yields_to_a_defender() {
         .expect("answer");
     assert!(refusal.text.starts_with("HTTP/1.1 400"), "{}", refusal.text);
     assert_eq!(refusal.header("DEVICEID.SES.COM").as_deref(), Some("8"));
+}
+
+/// One RTSP request on `c`; returns the response head.
+fn rtsp_req(c: &mut std::net::TcpStream, line: &str, headers: &str, cseq: u32) -> String {
+    use std::io::{Read, Write};
+    write!(c, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut b).expect("RTSP answer"), 1, "connection closed");
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let len: usize = header(&head, "Content-Length").map_or(0, |l| l.parse().unwrap());
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    head
+}
+
+/// The group of a bare multicast SETUP to the server at `host_ip(1)`, from `ns` (torn down
+/// again).
+fn multicast_group(ns: &Netns) -> Ipv4Addr {
+    let mut c = ns.enter(|| {
+        std::net::TcpStream::connect(SocketAddrV4::new(host_ip(1), 554)).expect("RTSP connect")
+    });
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let base = format!("rtsp://{}:554", host_ip(1));
+    let r = rtsp_req(
+        &mut c,
+        &format!("SETUP {base}/?freq=506&msys=dvbt&bw=8&pids=0"),
+        "Transport: RTP/AVP;multicast\r\n",
+        1,
+    );
+    assert!(r.starts_with("RTSP/1.0 200"), "{r}");
+    let tr = header(&r, "Transport").expect("Transport");
+    let group = tr
+        .split(';')
+        .find_map(|p| p.strip_prefix("destination="))
+        .unwrap_or_else(|| panic!("no destination: {tr}"))
+        .parse()
+        .unwrap();
+    let session = header(&r, "Session").unwrap();
+    let session = session.split(';').next().unwrap();
+    let id = header(&r, "com.ses.streamID").unwrap();
+    let t = rtsp_req(
+        &mut c,
+        &format!("TEARDOWN {base}/stream={id}"),
+        &format!("Session: {session}\r\n"),
+        2,
+    );
+    assert!(t.starts_with("RTSP/1.0 200"), "{t}");
+    group
+}
+
+#[test]
+fn multicast_groups_follow_the_negotiated_device_id() {
+    // Server-chosen groups come from 239.<DEVICEID>.0.0/16 of the id in use: the configured
+    // one (7) at first; after the test, as defender of 7, makes the server move to 8, the new
+    // one; after a restart, the stored one (8, not the configured 7).
+    let lan = Lan::new("mcid", 2);
+    let defender = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir("mcid");
+    let conf = config(
+        &dir,
+        &ServerOpts {
+            device_id: 7,
+            ..ServerOpts::default()
+        },
+    );
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    let first = defender.collect(STARTUP, |p| alive_from(p, None).len() >= 3);
+    assert!(!alive_from(&first, None).is_empty(), "{}", srv.log());
+    assert_eq!(multicast_group(&lan.hosts[1]).octets()[..2], [239, 7]);
+    let target = SocketAddrV4::new(host_ip(1), 1900);
+    defender.send(
+        &format!(
+            "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {URN}\r\nUSER-AGENT: Linux/6.1 UPnP/1.1 test/1\r\nDEVICEID.SES.COM: 7\r\n\r\n"
+        ),
+        target,
+    );
+    srv.wait_log("DEVICEID 8 settled", Duration::from_secs(30));
+    // The settled id is published right after it is stored; poll briefly for the switch.
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut g = multicast_group(&lan.hosts[1]);
+    while g.octets()[1] != 8 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+        g = multicast_group(&lan.hosts[1]);
+    }
+    assert_eq!(g.octets()[..2], [239, 8], "{}", srv.log());
+    assert!(srv.sigterm().success());
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log2"));
+    srv.wait_log("dvb2ip: ssdp: announced DEVICEID 8", STARTUP);
+    assert_eq!(multicast_group(&lan.hosts[1]).octets()[..2], [239, 8]);
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! `No-More: frontends`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -12,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use gst::prelude::*;
+
+use super::status::StatusPage;
 use gstdvb2ip::proto::satip::{
     parse_query, QueryError, Resource, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
 };
@@ -24,17 +27,20 @@ const QUEUE_BUFFERS: usize = 512;
 pub struct StreamState {
     /// Most PIDs per stream.
     pub max_pids: usize,
+    /// Answers `GET /` without a query (else that is a 400 like any bad query).
+    pub status_page: Option<Arc<StatusPage>>,
 }
 
 impl Default for StreamState {
     fn default() -> Self {
         Self {
             max_pids: DEFAULT_MAX_PIDS,
+            status_page: None,
         }
     }
 }
 
-/// `GET /?<query>`: HTTP streaming of a SAT>IP query.
+/// `GET /?<query>`: HTTP streaming of a SAT>IP query; `GET /` the status page.
 pub fn router(state: StreamState) -> Router {
     Router::new().route("/", get(stream)).with_state(state)
 }
@@ -105,8 +111,27 @@ fn start_pipeline(
     Ok((pipeline, rx))
 }
 
-async fn stream(State(st): State<StreamState>, RawQuery(query): RawQuery) -> Response {
+async fn stream(
+    State(st): State<StreamState>,
+    RawQuery(query): RawQuery,
+    req: axum::extract::Request,
+) -> Response {
     let query = query.unwrap_or_default();
+    if let (true, Some(page)) = (query.is_empty(), &st.status_page) {
+        let host = crate::ssdp::description::local_host(&req);
+        // Reading the pool takes its lock briefly; keep it off the async workers anyway.
+        let rows = tokio::task::spawn_blocking(super::status::frontend_rows)
+            .await
+            .unwrap_or_default();
+        return (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            page.html(host, &rows),
+        )
+            .into_response();
+    }
     let spec = parse_query(&query)
         .and_then(|q| StreamSpec::create(&q, st.max_pids))
         .and_then(|s| {

@@ -100,9 +100,13 @@ impl SatipServer {
 
 /// Applies the configuration to a server built by [`super::build`]: the session limit
 /// (`[server] max_sessions`, 503 `No-More: sessions` beyond it) and multicast streams
-/// (`[multicast]`: an address pool of `239.<DEVICEID>.0.0/16` or the configured range, the
+/// (`[multicast]`: an address pool of `239.<device_id>.0.0/16` or the configured range, the
 /// TTL, the interface) on the SAT>IP factory.
-pub fn configure(server: &impl IsA<gst_rtsp_server::RTSPServer>, cfg: &crate::config::Config) {
+pub fn configure(
+    server: &impl IsA<gst_rtsp_server::RTSPServer>,
+    cfg: &crate::config::Config,
+    device_id: u8,
+) {
     let server = server.as_ref();
     if let Some(pool) = server.session_pool() {
         // 0 = unlimited for gst-rtsp-server; keep at least one session.
@@ -117,7 +121,7 @@ pub fn configure(server: &impl IsA<gst_rtsp_server::RTSPServer>, cfg: &crate::co
     let mut protocols = gst_rtsp::RTSPLowerTrans::UDP | gst_rtsp::RTSPLowerTrans::TCP;
     let mc = &cfg.multicast;
     if mc.enabled {
-        match multicast_pool(cfg) {
+        match multicast_pool(cfg, device_id) {
             Ok(pool) => {
                 factory.set_address_pool(Some(&pool));
                 factory.set_max_mcast_ttl(u32::from(mc.max_ttl));
@@ -130,10 +134,41 @@ pub fn configure(server: &impl IsA<gst_rtsp_server::RTSPServer>, cfg: &crate::co
     factory.set_protocols(protocols);
 }
 
-/// The address pool of multicast groups (`[multicast] addresses`/`ports`/`ttl`).
-fn multicast_pool(cfg: &crate::config::Config) -> Result<gst_rtsp_server::RTSPAddressPool, String> {
+/// Follows a new DEVICE ID: streams set up from now on get groups of
+/// `239.<device_id>.0.0/16`; running ones keep theirs. Nothing changes when multicast is off
+/// or `[multicast] addresses` names the range.
+pub fn set_device_id(
+    server: &impl IsA<gst_rtsp_server::RTSPServer>,
+    cfg: &crate::config::Config,
+    device_id: u8,
+) {
+    if !cfg.multicast.enabled || !cfg.multicast.addresses.trim().is_empty() {
+        return;
+    }
+    let Some(factory) = server
+        .as_ref()
+        .mount_points()
+        .and_then(|m| super::mounts::factory_at(&m, SATIP_MOUNT))
+    else {
+        return;
+    };
+    if factory.address_pool().is_none() {
+        return;
+    }
+    match multicast_pool(cfg, device_id) {
+        Ok(pool) => factory.set_address_pool(Some(&pool)),
+        Err(e) => gst::warning!(CAT, "multicast range of DEVICE ID {device_id}: {e}"),
+    }
+}
+
+/// The address pool of multicast groups (`[multicast] addresses`/`ports`/`ttl`, or the range
+/// of `device_id`).
+fn multicast_pool(
+    cfg: &crate::config::Config,
+    device_id: u8,
+) -> Result<gst_rtsp_server::RTSPAddressPool, String> {
     let mc = &cfg.multicast;
-    let (first, last) = mc.address_range(cfg.ssdp.device_id)?;
+    let (first, last) = mc.address_range(device_id)?;
     let (pmin, pmax) = mc.port_range()?;
     let pool = gst_rtsp_server::RTSPAddressPool::new();
     pool.add_range(&first.to_string(), &last.to_string(), pmin, pmax, mc.ttl)

@@ -11,7 +11,6 @@ use gstdvb2ip::proto::satip::{
 };
 
 use super::direct::SatipStream;
-use gstdvb2ip::proto::tuner_pool::DelSys;
 use once_cell::sync::Lazy;
 
 /// Mount of the SAT>IP factory; every SAT>IP URL maps to this path.
@@ -267,15 +266,11 @@ pub fn key_of_element(name: &str) -> Option<u64> {
 
 /// The `s=` counts: `SatIPServer:1 <sat>` or `<sat>,<terr>,<cable>`.
 fn frontend_counts() -> String {
-    let fes = gstdvb2ip::tuners::frontends();
-    let count = |f: fn(DelSys) -> bool| {
-        fes.iter()
-            .filter(|x| x.delsys.iter().any(|d| f(*d)))
-            .count()
-    };
-    let sat = count(DelSys::is_satellite);
-    let terr = count(DelSys::is_terrestrial);
-    let cable = count(DelSys::is_cable);
+    // The X_SATIPCAP groups (the same numbering as `fe=`).
+    let caps = crate::ssdp::description::caps_from_frontends();
+    let sat = caps.dvbs2;
+    let terr = caps.dvbt + caps.dvbt2;
+    let cable = caps.dvbc + caps.dvbc2;
     if terr == 0 && cable == 0 {
         sat.to_string()
     } else {

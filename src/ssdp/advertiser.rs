@@ -86,6 +86,8 @@ pub struct SsdpConfig {
     pub poll_interval: Duration,
     /// Most M-SEARCH answers per second.
     pub max_replies_per_sec: u32,
+    /// Receives every settled DEVICE ID (the multicast range follows it).
+    pub settled_id: Option<watch::Sender<u8>>,
 }
 
 /// The SSDP socket: `0.0.0.0:port` with address reuse, `IP_PKTINFO`, multicast TTL 2, no
@@ -571,6 +573,9 @@ impl Advertiser {
         s.boot_id = self.boot_id;
         if self.neg.is_settled() {
             s.device_id = self.neg.device_id();
+            if let Some(tx) = &self.cfg.settled_id {
+                tx.send_if_modified(|id| std::mem::replace(id, s.device_id) != s.device_id);
+            }
         }
         if let Err(e) = store.save(&s) {
             eprintln!("dvb2ip: ssdp: cannot store {}: {e}", store.path().display());

@@ -19,6 +19,8 @@ use super::message::{default_icons, DeviceDescription, SatipCaps};
 
 /// Path of the description (the SSDP `LOCATION`).
 pub const DESC_PATH: &str = "/desc.xml";
+/// Path of the status page (`presentationURL`); `/?<query>` there is HTTP streaming.
+pub const PRESENTATION_PATH: &str = "/";
 /// Path of the channel list (`satip:X_SATIPM3U`).
 pub const M3U_PATH: &str = "/channels.m3u";
 /// Standard RTSP port; any other is announced with `X-SATIP-RTSP-Port`.
@@ -79,8 +81,8 @@ impl DescriptionState {
             serial_number: Some(uuid.rsplit('-').next().unwrap_or(uuid).to_owned()),
             uuid: uuid.to_owned(),
             icons: default_icons(),
-            // No web UI: no presentationURL (§8.7).
-            presentation_url: None,
+            // The status page (src/http/status.rs), relative to the description (§8.7).
+            presentation_url: Some(PRESENTATION_PATH.to_owned()),
             caps,
             m3u_url: Some(M3U_PATH.to_owned()),
         };
@@ -144,27 +146,26 @@ pub fn config_id_for(xml: &str) -> u32 {
     (h >> 24 ^ h) & 0x00ff_ffff
 }
 
-/// `satip:X_SATIPCAP` counts from the tuner pool's frontends (call after the pool is
-/// configured).
+/// `satip:X_SATIPCAP` counts from the tuner pool's SAT>IP frontend numbering (call after the
+/// pool is configured), so that the list and the `fe=` numbers clients derive from it agree.
 pub fn caps_from_frontends() -> SatipCaps {
-    use gstdvb2ip::proto::tuner_pool::DelSys;
+    caps_from_numbering(&gstdvb2ip::tuners::satip_frontends())
+}
+
+/// X_SATIPCAP counts of a frontend numbering (entries of no group are not listed).
+pub fn caps_from_numbering(numbering: &[gstdvb2ip::proto::tuner_pool::SatipFe]) -> SatipCaps {
+    use gstdvb2ip::proto::tuner_pool::CapGroup;
     let mut caps = SatipCaps::default();
-    for f in gstdvb2ip::tuners::frontends() {
-        let names: Vec<&str> = f
-            .delsys
-            .iter()
-            .filter_map(|d| match d {
-                DelSys::DvbS => Some("dvbs"),
-                DelSys::DvbS2 => Some("dvbs2"),
-                DelSys::DvbT => Some("dvbt"),
-                DelSys::DvbT2 => Some("dvbt2"),
-                DelSys::DvbCAnnexA | DelSys::DvbCAnnexC => Some("dvbc"),
-                _ => None,
-            })
-            .collect();
-        if !names.is_empty() {
-            caps.add_frontend(&names);
-        }
+    for f in numbering {
+        let n = match f.group {
+            Some(CapGroup::DvbS2) => &mut caps.dvbs2,
+            Some(CapGroup::DvbT) => &mut caps.dvbt,
+            Some(CapGroup::DvbT2) => &mut caps.dvbt2,
+            Some(CapGroup::DvbC) => &mut caps.dvbc,
+            Some(CapGroup::DvbC2) => &mut caps.dvbc2,
+            None => continue,
+        };
+        *n = n.saturating_add(1);
     }
     caps
 }
@@ -179,7 +180,7 @@ pub fn router(state: Arc<DescriptionState>) -> Router {
 }
 
 /// The address the client used to reach us: the connection's local address, else `Host`.
-fn local_host(req: &Request) -> IpAddr {
+pub(crate) fn local_host(req: &Request) -> IpAddr {
     if let Some(ConnectInfo(c)) = req.extensions().get::<ConnectInfo<ConnAddrs>>() {
         return c.local.ip().to_canonical();
     }
@@ -459,7 +460,22 @@ mod tests {
         assert!(xml.contains(
             "<satip:X_SATIPM3U xmlns:satip=\"urn:ses-com:satip\">/channels.m3u</satip:X_SATIPM3U>"
         ));
+        assert!(
+            xml.contains("<presentationURL>/</presentationURL>"),
+            "{xml}"
+        );
         assert!(s.config_id() <= 0x00ff_ffff);
+        assert_eq!(
+            s.config_id(),
+            config_id_for(
+                &DeviceDescription {
+                    config_id: 0,
+                    ..s.description.clone()
+                }
+                .to_xml()
+            ),
+            "CONFIGID covers the description with its presentationURL"
+        );
         // A different description has a different CONFIGID.
         let other = DescriptionState::new(
             "3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c",

@@ -171,6 +171,35 @@ pub fn server_string() -> String {
     )
 }
 
+/// The DEVICE ID to start with: the stored (last settled) one, else `[ssdp] device_id`. The
+/// RTSP server takes its multicast range from it before discovery starts; a missing or
+/// unreadable state file gives the configured id ([`spawn`] reports a corrupt one).
+pub fn initial_device_id(cfg: &Config) -> u8 {
+    if !cfg.ssdp.enabled {
+        return cfg.ssdp.device_id;
+    }
+    StateStore::new(&StateStore::resolve_dir(&cfg.ssdp.state_dir))
+        .load()
+        .ok()
+        .flatten()
+        .map_or(cfg.ssdp.device_id, |s| s.device_id)
+}
+
+/// Announced interface addresses an HTTP server bound to `bind` does not listen on.
+pub fn uncovered_locations<'a>(
+    bind: IpAddr,
+    ifaces: impl IntoIterator<Item = &'a advertiser::IfInfo>,
+) -> Vec<(String, std::net::Ipv4Addr)> {
+    if bind.is_unspecified() {
+        return Vec::new();
+    }
+    ifaces
+        .into_iter()
+        .flat_map(|i| i.addrs.iter().map(move |a| (i.name.clone(), a.addr)))
+        .filter(|(_, a)| IpAddr::V4(*a) != bind)
+        .collect()
+}
+
 /// Running discovery: dropping it sends byebye and stops the description endpoint.
 pub struct Ssdp {
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
@@ -179,6 +208,8 @@ pub struct Ssdp {
     pub http_port: u16,
     /// Where identity and ids persist.
     pub state_file: Option<PathBuf>,
+    /// The DEVICE ID in use: the stored one at start, then each settled one.
+    pub device_id: tokio::sync::watch::Receiver<u8>,
 }
 
 impl Ssdp {
@@ -215,7 +246,21 @@ pub fn spawn(
             done: Vec::new(),
             http_port: 0,
             state_file: None,
+            device_id: tokio::sync::watch::channel(sc.device_id).1,
         });
+    }
+    if let Some(m) = crate::config::unreachable_location(bind, sc, cfg.server.http_port) {
+        anyhow::bail!("{m}");
+    }
+    if let Ok(ifaces) = advertiser::scan_interfaces(&sc.interfaces) {
+        for (name, addr) in uncovered_locations(bind, ifaces.values()) {
+            eprintln!(
+                "dvb2ip: ssdp: warning: {name} has {addr}, but HTTP listens on {bind} only: \
+                 LOCATION http://{addr}:{}{} will not answer (set server.bind = \"0.0.0.0\")",
+                cfg.server.http_port,
+                description::DESC_PATH
+            );
+        }
     }
     let store = StateStore::new(&StateStore::resolve_dir(&sc.state_dir));
     let state = store
@@ -257,6 +302,7 @@ pub fn spawn(
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let http_port = listener.local_addr()?.port();
 
+    let (id_tx, id_rx) = tokio::sync::watch::channel(state.device_id);
     let socket = advertiser::bind_socket(message::SSDP_PORT)
         .context("cannot listen for SSDP on UDP port 1900")?;
     let acfg = advertiser::SsdpConfig {
@@ -271,13 +317,21 @@ pub fn spawn(
         store: Some(store.clone()),
         poll_interval: Duration::from_secs(u64::from(sc.interface_poll_secs.max(1))),
         max_replies_per_sec: sc.max_replies_per_sec.max(1),
+        settled_id: Some(id_tx),
     };
 
     let (http_done_tx, http_done_rx) = std::sync::mpsc::channel();
     let mut http_shutdown = rx.clone();
     // One HTTP server on server.http_port: description, channel list and SAT>IP HTTP streaming.
+    let status_page = crate::http::status::StatusPage {
+        desc: desc.clone(),
+        device_id: id_rx.clone(),
+    };
     let app = description::router(desc).merge(crate::http::stream::router(
-        crate::http::stream::StreamState::default(),
+        crate::http::stream::StreamState {
+            status_page: Some(Arc::new(status_page)),
+            ..Default::default()
+        },
     ));
     rt.spawn(async move {
         let r = axum::serve(
@@ -315,6 +369,7 @@ pub fn spawn(
         done: vec![ssdp_done_rx, http_done_rx],
         http_port,
         state_file: Some(store.path().to_owned()),
+        device_id: id_rx,
     })
 }
 
@@ -353,6 +408,29 @@ mod tests {
             StateStore::resolve_dir("/x/y"),
             PathBuf::from("/x/y"),
             "configured dir is used as is"
+        );
+    }
+
+    #[test]
+    fn locations_not_covered_by_bind() {
+        let eth0 = advertiser::IfInfo {
+            name: "eth0".into(),
+            index: 2,
+            addrs: vec![
+                advertiser::IfAddr {
+                    addr: "10.0.0.2".parse().unwrap(),
+                    prefix: 24,
+                },
+                advertiser::IfAddr {
+                    addr: "10.0.1.2".parse().unwrap(),
+                    prefix: 24,
+                },
+            ],
+        };
+        assert!(uncovered_locations("0.0.0.0".parse().unwrap(), [&eth0]).is_empty());
+        assert_eq!(
+            uncovered_locations("10.0.0.2".parse().unwrap(), [&eth0]),
+            vec![("eth0".to_owned(), "10.0.1.2".parse().unwrap())]
         );
     }
 

@@ -121,6 +121,130 @@ impl fmt::Display for DelSys {
     }
 }
 
+/// A group of `satip:X_SATIPCAP` (SAT>IP digest §8.7), in list order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CapGroup {
+    DvbS2,
+    DvbT,
+    DvbT2,
+    DvbC,
+    DvbC2,
+}
+
+impl CapGroup {
+    /// Every group, in X_SATIPCAP order.
+    pub const ALL: [CapGroup; 5] = [
+        CapGroup::DvbS2,
+        CapGroup::DvbT,
+        CapGroup::DvbT2,
+        CapGroup::DvbC,
+        CapGroup::DvbC2,
+    ];
+
+    /// The name in X_SATIPCAP (`DVBS2`, `DVBT`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            CapGroup::DvbS2 => "DVBS2",
+            CapGroup::DvbT => "DVBT",
+            CapGroup::DvbT2 => "DVBT2",
+            CapGroup::DvbC => "DVBC",
+            CapGroup::DvbC2 => "DVBC2",
+        }
+    }
+
+    /// Whether a stream of `d` is of this group's family.
+    pub fn covers(self, d: DelSys) -> bool {
+        match self {
+            CapGroup::DvbS2 => matches!(d, DelSys::DvbS | DelSys::DvbS2),
+            CapGroup::DvbT | CapGroup::DvbT2 => matches!(d, DelSys::DvbT | DelSys::DvbT2),
+            CapGroup::DvbC | CapGroup::DvbC2 => {
+                matches!(d, DelSys::DvbCAnnexA | DelSys::DvbCAnnexC)
+            }
+        }
+    }
+
+    /// The groups a frontend that tunes `delsys` is listed in ([MS] rules, §8.7): DVBS2 for
+    /// DVB-S/S2; DVBT2 for a T2-capable tuner, else DVBT; DVBC for DVB-C annex A/C (Linux
+    /// has no DVB-C2). A combo tuner (say DVB-S2 + T2) is in each of its groups.
+    pub fn of_frontend(delsys: &[DelSys]) -> Vec<CapGroup> {
+        let has = |d: DelSys| delsys.contains(&d);
+        let mut g = Vec::new();
+        if has(DelSys::DvbS) || has(DelSys::DvbS2) {
+            g.push(CapGroup::DvbS2);
+        }
+        if has(DelSys::DvbT2) {
+            g.push(CapGroup::DvbT2);
+        } else if has(DelSys::DvbT) {
+            g.push(CapGroup::DvbT);
+        }
+        if has(DelSys::DvbCAnnexA) || has(DelSys::DvbCAnnexC) {
+            g.push(CapGroup::DvbC);
+        }
+        g
+    }
+}
+
+/// One SAT>IP frontend number: `fe=n` is entry `n - 1` of [`satip_numbering`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SatipFe {
+    /// The X_SATIPCAP group it is counted in; `None` for a frontend of no group (ATSC,
+    /// ISDB, …), numbered after all listed ones.
+    pub group: Option<CapGroup>,
+    /// Index of the frontend in the pool.
+    pub index: usize,
+}
+
+/// SAT>IP frontend numbering (digest §8.7): clients that pin `fe=` number frontends
+/// consecutively in X_SATIPCAP order, so `fe=1..` are the DVBS2 group's frontends, then
+/// DVBT's, DVBT2's, DVBC's, each in pool order; frontends of no group follow. A frontend in
+/// two groups gets two numbers that alias the same device (its second user while it is tuned
+/// elsewhere gets 503). `delsys[i]` is what pool frontend `i` tunes.
+pub fn satip_numbering<'a>(delsys: impl IntoIterator<Item = &'a [DelSys]>) -> Vec<SatipFe> {
+    let groups: Vec<Vec<CapGroup>> = delsys.into_iter().map(CapGroup::of_frontend).collect();
+    let mut out = Vec::new();
+    for g in CapGroup::ALL {
+        for (index, _) in groups.iter().enumerate().filter(|(_, gs)| gs.contains(&g)) {
+            out.push(SatipFe {
+                group: Some(g),
+                index,
+            });
+        }
+    }
+    for (index, _) in groups.iter().enumerate().filter(|(_, gs)| gs.is_empty()) {
+        out.push(SatipFe { group: None, index });
+    }
+    out
+}
+
+/// The `fe` number (1-based) to report for pool frontend `index` serving a stream of `delsys`:
+/// `pinned` when that number names this frontend, else the first number of the frontend
+/// whose group covers `delsys`, else its first number; 0 when it has none.
+pub fn satip_fe_number(
+    numbering: &[SatipFe],
+    index: usize,
+    delsys: Option<DelSys>,
+    pinned: Option<u16>,
+) -> u32 {
+    if let Some(p) = pinned {
+        if numbering
+            .get(usize::from(p).wrapping_sub(1))
+            .is_some_and(|f| f.index == index)
+        {
+            return u32::from(p);
+        }
+    }
+    let pos = |f: &dyn Fn(&SatipFe) -> bool| {
+        numbering
+            .iter()
+            .position(|x| x.index == index && f(x))
+            .map(|p| p as u32 + 1)
+    };
+    delsys
+        .and_then(|d| pos(&|x: &SatipFe| x.group.is_some_and(|g| g.covers(d))))
+        .or_else(|| pos(&|_: &SatipFe| true))
+        .unwrap_or(0)
+}
+
 /// Satellite polarisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Polarisation {
@@ -365,6 +489,63 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn satip_numbering_follows_x_satipcap_order() {
+        use DelSys::*;
+        // The default configuration: two DVB-T/T2, one DVB-C, one DVB-S/S2.
+        let pool: Vec<Vec<DelSys>> = vec![
+            vec![DvbT, DvbT2],
+            vec![DvbT, DvbT2],
+            vec![DvbCAnnexA],
+            vec![DvbS, DvbS2],
+        ];
+        let n = satip_numbering(pool.iter().map(Vec::as_slice));
+        let idx: Vec<(Option<CapGroup>, usize)> = n.iter().map(|f| (f.group, f.index)).collect();
+        assert_eq!(
+            idx,
+            vec![
+                (Some(CapGroup::DvbS2), 3),
+                (Some(CapGroup::DvbT2), 0),
+                (Some(CapGroup::DvbT2), 1),
+                (Some(CapGroup::DvbC), 2),
+            ]
+        );
+        assert_eq!(satip_fe_number(&n, 3, Some(DvbS2), None), 1);
+        assert_eq!(satip_fe_number(&n, 1, Some(DvbT), None), 3);
+        assert_eq!(satip_fe_number(&n, 2, Some(DvbCAnnexA), Some(4)), 4);
+        assert_eq!(satip_fe_number(&n, 9, None, None), 0);
+
+        // A T-only tuner is DVBT, listed before DVBT2; a DVB-S2 + T2 combo is in both groups
+        // (two aliasing numbers); an ATSC tuner has no group and comes last.
+        let pool: Vec<Vec<DelSys>> = vec![
+            vec![Atsc],
+            vec![DvbT2, DvbS2, DvbT],
+            vec![DvbT],
+            vec![DvbS2],
+        ];
+        let n = satip_numbering(pool.iter().map(Vec::as_slice));
+        let idx: Vec<(Option<CapGroup>, usize)> = n.iter().map(|f| (f.group, f.index)).collect();
+        assert_eq!(
+            idx,
+            vec![
+                (Some(CapGroup::DvbS2), 1),
+                (Some(CapGroup::DvbS2), 3),
+                (Some(CapGroup::DvbT), 2),
+                (Some(CapGroup::DvbT2), 1),
+                (None, 0),
+            ]
+        );
+        // The combo serving DVB-T2 reports its DVBT2 number, serving DVB-S2 its DVBS2 one;
+        // a client that pinned either alias gets that alias back.
+        assert_eq!(satip_fe_number(&n, 1, Some(DvbT2), None), 4);
+        assert_eq!(satip_fe_number(&n, 1, Some(DvbS2), None), 1);
+        assert_eq!(satip_fe_number(&n, 1, Some(DvbT2), Some(1)), 1);
+        // A pinned number of another frontend is not echoed.
+        assert_eq!(satip_fe_number(&n, 1, Some(DvbT2), Some(2)), 4);
+        assert_eq!(satip_fe_number(&n, 0, Some(Atsc), None), 5);
+        assert!(satip_numbering(std::iter::empty()).is_empty());
+    }
 
     fn t(delsys: DelSys, khz: u64) -> Transponder {
         Transponder {

@@ -237,8 +237,8 @@ impl SatIpMapSrc {
         }
     }
 
-    /// 1-based position in the pool of the frontend the child holds, 0 when none.
-    fn frontend_number(child: &gst::Element) -> u32 {
+    /// SAT>IP `fe` number of the frontend the child holds for `tuning`, 0 when none.
+    fn frontend_number(child: &gst::Element, tuning: &crate::proto::satip::Tuning) -> u32 {
         let adapter: i32 = child.property("adapter-in-use");
         if adapter < 0 {
             return 0;
@@ -247,7 +247,7 @@ impl SatIpMapSrc {
         crate::tuners::frontends()
             .iter()
             .find(|f| f.adapter == adapter as u32 && f.name == name)
-            .map(|f| f.index as u32 + 1)
+            .map(|f| super::fe_number(f.index, tuning))
             .unwrap_or(0)
     }
 
@@ -257,7 +257,9 @@ impl SatIpMapSrc {
             (st.spec.clone(), st.child.clone(), st.untuned)
         };
         let tuned = child.filter(|_| !untuned).map(|c| super::Tuned {
-            fe: Self::frontend_number(&c),
+            fe: spec
+                .as_ref()
+                .map_or(0, |s| Self::frontend_number(&c, &s.tuning)),
             locked: c.property("locked"),
             level: c.property("signal-level"),
             quality: c.property("signal-quality"),
@@ -324,7 +326,7 @@ impl ObjectImpl for SatIpMapSrc {
                     .build(),
                 glib::ParamSpecUInt::builder("frontend-number")
                     .nick("Frontend number")
-                    .blurb("1-based SAT>IP frontend number (position in the tuner pool) serving the stream, 0 when none")
+                    .blurb("1-based SAT>IP frontend number (fe=, in satip:X_SATIPCAP order) serving the stream, 0 when none")
                     .read_only()
                     .build(),
             ]
@@ -359,15 +361,15 @@ impl ObjectImpl for SatIpMapSrc {
             "max-pids" => self.state.lock().unwrap().max_pids.to_value(),
             "status" => self.status().to_value(),
             "frontend-number" => {
-                let (child, untuned) = {
+                let (child, untuned, spec) = {
                     let st = self.state.lock().unwrap();
-                    (st.child.clone(), st.untuned)
+                    (st.child.clone(), st.untuned, st.spec.clone())
                 };
-                child
-                    .filter(|_| !untuned)
-                    .map(|c| Self::frontend_number(&c))
-                    .unwrap_or(0)
-                    .to_value()
+                match (child.filter(|_| !untuned), spec) {
+                    (Some(c), Some(s)) => Self::frontend_number(&c, &s.tuning),
+                    _ => 0,
+                }
+                .to_value()
             }
             _ => unimplemented!(),
         }

@@ -41,9 +41,11 @@ pub const SATELLITE_SOURCES: u8 = 4;
 
 /// What the process-wide tuner pool can tune, for
 /// [`Tuning::check_capabilities`](crate::proto::satip::Tuning::check_capabilities).
-/// Frontend numbers (`fe=`) are 1-based positions in [`crate::tuners::frontends`].
+/// Frontend numbers (`fe=`) are 1-based positions in [`crate::tuners::satip_frontends`]
+/// (X_SATIPCAP order).
 pub fn pool_capabilities() -> Capabilities {
     let fes = crate::tuners::frontends();
+    let numbers = crate::tuners::satip_frontends().len();
     let mut systems = Vec::new();
     const MSYS: [&str; 15] = [
         "dvbs", "dvbs2", "dvbt", "dvbt2", "dvbc", "dvbc2", "atsc", "dvbcb", "dvbcc", "isdbt",
@@ -65,7 +67,7 @@ pub fn pool_capabilities() -> Capabilities {
     }
     Capabilities {
         systems,
-        frontends: u16::try_from(fes.len()).unwrap_or(u16::MAX),
+        frontends: u16::try_from(numbers).unwrap_or(u16::MAX),
         satellite_sources: SATELLITE_SOURCES,
     }
 }
@@ -102,20 +104,38 @@ pub fn dvbtunersrc_properties(t: &Tuning) -> Result<Vec<(&'static str, String)>,
         p.push(("diseqc-source", (t.src - 1).min(7).to_string()));
     }
     if let Some(fe) = t.fe {
+        let numbers = crate::tuners::satip_frontends();
         let fes = crate::tuners::frontends();
-        let f = fes
-            .get(usize::from(fe).saturating_sub(1))
-            .ok_or_else(|| format!("fe={fe}: the pool has {} frontends", fes.len()))?;
+        let f = numbers
+            .get(usize::from(fe).wrapping_sub(1))
+            .and_then(|n| fes.get(n.index))
+            .ok_or_else(|| format!("fe={fe}: the server has {} frontends", numbers.len()))?;
         p.push(("adapter", f.adapter.to_string()));
         p.push(("frontend", f.frontend.to_string()));
     }
     Ok(p)
 }
 
+/// The SAT>IP `fe` number (X_SATIPCAP order) of pool frontend `index` serving `tuning`: the
+/// client's pinned `fe` when it names this frontend, else the number in the group of the
+/// stream's delivery system (a combo tuner has one per group); 0 when none.
+pub fn fe_number(index: usize, tuning: &Tuning) -> u32 {
+    let delsys = tuning
+        .delivery_system
+        .dvbsrc_nick()
+        .and_then(DelSys::from_nick);
+    crate::proto::tuner_pool::satip_fe_number(
+        &crate::tuners::satip_frontends(),
+        index,
+        delsys,
+        tuning.fe,
+    )
+}
+
 /// The frontend serving a stream and its signal, for [`status_string`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Tuned {
-    /// 1-based position in the pool, 0 when none.
+    /// SAT>IP frontend number ([`fe_number`]), 0 when none.
     pub fe: u32,
     pub locked: bool,
     /// Percent.

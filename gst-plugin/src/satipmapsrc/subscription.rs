@@ -97,9 +97,11 @@ impl Subscription {
         self.lease.is_some()
     }
 
-    /// 1-based position in the pool of the frontend serving the stream, 0 when none.
+    /// SAT>IP `fe` number of the frontend serving the stream, 0 when none.
     pub fn frontend_number(&self) -> u32 {
-        self.lease.as_ref().map_or(0, |l| l.index() as u32 + 1)
+        self.lease
+            .as_ref()
+            .map_or(0, |l| super::fe_number(l.index(), &self.spec.tuning))
     }
 
     /// The SAT>IP status string.
@@ -107,7 +109,7 @@ impl Subscription {
         let tuned = self.lease.as_ref().map(|l| {
             let st = l.status();
             super::Tuned {
-                fe: l.index() as u32 + 1,
+                fe: super::fe_number(l.index(), &self.spec.tuning),
                 locked: st.locked,
                 level: st.level,
                 quality: st.quality,

@@ -20,7 +20,9 @@ use once_cell::sync::Lazy;
 pub use config::{BroadcastConfig, ConfigError, Faults};
 pub use feed::{FeedSink, PidFilter, TunerStatus, COUNTERS};
 
-use crate::proto::tuner_pool::{DelSys, Grant, Pool, PoolError, Request, Slot, Transponder};
+use crate::proto::tuner_pool::{
+    satip_numbering, DelSys, Grant, Pool, PoolError, Request, SatipFe, Slot, Transponder,
+};
 use feed::{Fanout, Subscriber};
 
 /// What kind of device backs a frontend.
@@ -175,6 +177,23 @@ pub fn frontends() -> Vec<FrontendInfo> {
                 tuned: s.tuned.clone(),
             })
             .collect()
+    })
+}
+
+/// The SAT>IP frontend numbers of the pool: `fe=n` is entry `n - 1`, in X_SATIPCAP order
+/// ([`satip_numbering`]). X_SATIPCAP, the `fe=` mapping and the reported `tuner=` all use it.
+pub fn satip_frontends() -> Vec<SatipFe> {
+    with_registry(|r| satip_numbering(r.pool.slots.iter().map(|s| s.delsys.as_slice())))
+}
+
+/// Signal status of pool frontend `index` while it runs (lock, level, quality); `None` when
+/// it is idle or does not exist.
+pub fn frontend_status(index: usize) -> Option<TunerStatus> {
+    with_registry(|r| {
+        r.feeds
+            .get(index)?
+            .as_ref()
+            .map(|f| f.status.lock().unwrap().clone())
     })
 }
 
