@@ -575,9 +575,14 @@ fn checklist_69_70_71_72_73_74_75_77_79_82_84_85_86_describe_sdp() {
     let level: u32 = f[1].parse().unwrap();
     assert!(level <= 255 && ["0", "1"].contains(&f[2]), "{tuner}");
     assert!(f[3].parse::<u32>().unwrap() <= 15);
-    // 85: fe = the frontend in use (1-based pool position).
+    // 85: fe = the frontend in use, numbered in X_SATIPCAP order (digest §8.7).
     let used = in_use();
-    assert_eq!(f[0], (used[0].0 + 1).to_string(), "{tuner} {used:?}");
+    let fe = gstdvb2ip::tuners::satip_frontends()
+        .iter()
+        .position(|n| n.index == used[0].0)
+        .unwrap()
+        + 1;
+    assert_eq!(f[0], fe.to_string(), "{tuner} {used:?}");
     assert_eq!(f[4], "506.00");
     assert!(fmtp.ends_with(";pids=0,16,17,18,256,257,258"), "{fmtp}");
     // 79
