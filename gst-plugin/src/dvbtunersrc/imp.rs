@@ -36,19 +36,26 @@ const DEFAULT_PIDS: &str = "all";
 /// `snr` and `ber` when the frontend gives no such figure (or none is leased).
 const UNKNOWN: f64 = -1.0;
 
+/// An enum property settable up to READY, as all of dvbtunersrc's tuning properties are.
+fn enumeration<E>(name: &str, nick: &str, blurb: &str, default: E) -> glib::ParamSpec
+where
+    E: glib::types::StaticType
+        + glib::translate::FromGlib<i32>
+        + glib::translate::IntoGlib<GlibType = i32>,
+{
+    glib::ParamSpecEnum::builder_with_default(name, default)
+        .nick(nick)
+        .blurb(blurb)
+        .mutable_ready()
+        .build()
+}
+
 /// dvbsrc's remaining tuning properties, with its names, types, ranges and defaults. They are
 /// only forwarded: to dvbsrc on a real frontend. They are not part of the transponder (requests
 /// that differ only in them share a frontend, which receives the same signal either way), and the
 /// emulated frontend locks whatever they say, as a real frontend left on `auto` would.
 fn forwarded_pspecs() -> &'static [glib::ParamSpec] {
     static PSPECS: Lazy<Vec<glib::ParamSpec>> = Lazy::new(|| {
-        let code_rate = |name: &str, nick: &str, blurb: &str, default| {
-            glib::ParamSpecEnum::builder_with_default(name, default)
-                .nick(nick)
-                .blurb(blurb)
-                .mutable_ready()
-                .build()
-        };
         let int = |name: &str, nick: &str, blurb: &str, min, max, default| {
             glib::ParamSpecInt::builder(name)
                 .nick(nick)
@@ -70,53 +77,60 @@ fn forwarded_pspecs() -> &'static [glib::ParamSpec] {
                 .build()
         };
         let mut v = vec![
-            code_rate(
+            enumeration(
                 "code-rate-hp",
                 "Code rate HP",
                 "(DVB-T, DVB-S/S2 and DVB-C) High priority code rate (dvbsrc nicks: 1/2, 2/3, 3/4, 5/6, 7/8, auto, …)",
                 CodeRate::Auto,
             ),
-            code_rate(
+            enumeration(
                 "code-rate-lp",
                 "Code rate LP",
                 "(DVB-T) Low priority code rate (dvbsrc nicks: none, 1/2, 2/3, …, auto)",
                 CodeRate::R1_2,
             ),
-            glib::ParamSpecEnum::builder_with_default("guard", Guard::G1_16)
-                .nick("Guard interval")
-                .blurb("(DVB-T) Guard interval as the denominator of 1/N (32, 16, 8, 4, 128), 19/128, 19/256, auto, or DTMB pn420/pn595/pn945")
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecEnum::builder_with_default("trans-mode", TransmissionMode::M8k)
-                .nick("Transmission mode")
-                .blurb("(DVB-T) Transmission mode (FFT size): 1k, 2k, 4k, 8k, 16k, 32k, auto, or DTMB c1/c3780")
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecEnum::builder_with_default("hierarchy", Hierarchy::H1)
-                .nick("Hierarchy")
-                .blurb("(DVB-T) Hierarchy information: none, 1, 2, 4 or auto")
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecEnum::builder_with_default("inversion", Inversion::On)
-                .nick("Inversion")
-                .blurb("(DVB-T and DVB-C) Spectral inversion: off, on or auto")
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecEnum::builder_with_default("pilot", Pilot::Auto)
-                .nick("Pilot")
-                .blurb("(DVB-S2) Pilot symbols: on, off or auto")
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecEnum::builder_with_default("rolloff", Rolloff::Auto)
-                .nick("Roll-off")
-                .blurb("(DVB-S2) Roll-off factor in percent: 35, 20, 25 or auto")
-                .mutable_ready()
-                .build(),
-            glib::ParamSpecEnum::builder_with_default("interleaving", Interleaving::Auto)
-                .nick("Interleaving")
-                .blurb("(DTMB) Interleaving type: none, auto, 240 or 720")
-                .mutable_ready()
-                .build(),
+            enumeration(
+                "guard",
+                "Guard interval",
+                "(DVB-T) Guard interval as the denominator of 1/N (32, 16, 8, 4, 128), 19/128, 19/256, auto, or DTMB pn420/pn595/pn945",
+                Guard::G1_16,
+            ),
+            enumeration(
+                "trans-mode",
+                "Transmission mode",
+                "(DVB-T) Transmission mode (FFT size): 1k, 2k, 4k, 8k, 16k, 32k, auto, or DTMB c1/c3780",
+                TransmissionMode::M8k,
+            ),
+            enumeration(
+                "hierarchy",
+                "Hierarchy",
+                "(DVB-T) Hierarchy information: none, 1, 2, 4 or auto",
+                Hierarchy::H1,
+            ),
+            enumeration(
+                "inversion",
+                "Inversion",
+                "(DVB-T and DVB-C) Spectral inversion: off, on or auto",
+                Inversion::On,
+            ),
+            enumeration(
+                "pilot",
+                "Pilot",
+                "(DVB-S2) Pilot symbols: on, off or auto",
+                Pilot::Auto,
+            ),
+            enumeration(
+                "rolloff",
+                "Roll-off",
+                "(DVB-S2) Roll-off factor in percent: 35, 20, 25 or auto",
+                Rolloff::Auto,
+            ),
+            enumeration(
+                "interleaving",
+                "Interleaving",
+                "(DTMB) Interleaving type: none, auto, 240 or 720",
+                Interleaving::Auto,
+            ),
             uint(
                 "isdbt-layer-enabled",
                 "ISDB-T layers",
@@ -128,22 +142,18 @@ fn forwarded_pspecs() -> &'static [glib::ParamSpec] {
         ];
         for layer in ['a', 'b', 'c'] {
             let up = layer.to_ascii_uppercase();
-            v.push(code_rate(
+            v.push(enumeration(
                 &format!("isdbt-layer{layer}-fec"),
                 &format!("ISDB-T layer {up} FEC"),
                 &format!("(ISDB-T) Layer {up} forward error correction code rate"),
                 CodeRate::Auto,
             ));
-            v.push(
-                glib::ParamSpecEnum::builder_with_default(
-                    &format!("isdbt-layer{layer}-modulation"),
-                    Modulation::Auto,
-                )
-                .nick(&format!("ISDB-T layer {up} modulation"))
-                .blurb(&format!("(ISDB-T) Layer {up} modulation type"))
-                .mutable_ready()
-                .build(),
-            );
+            v.push(enumeration(
+                &format!("isdbt-layer{layer}-modulation"),
+                &format!("ISDB-T layer {up} modulation"),
+                &format!("(ISDB-T) Layer {up} modulation type"),
+                Modulation::Auto,
+            ));
             v.push(int(
                 &format!("isdbt-layer{layer}-segment-count"),
                 &format!("ISDB-T layer {up} segments"),
@@ -751,11 +761,12 @@ impl ObjectImpl for DvbTunerSrc {
                     .default_value(DEFAULT_FRONTEND)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("delsys", Delsys::Undefined)
-                    .nick("Delivery system")
-                    .blurb("Delivery system to tune (dvbsrc nicks: dvb-t, dvb-t2, dvb-c-a, dvb-s, dvb-s2, …); required")
-                    .mutable_ready()
-                    .build(),
+                enumeration(
+                    "delsys",
+                    "Delivery system",
+                    "Delivery system to tune (dvbsrc nicks: dvb-t, dvb-t2, dvb-c-a, dvb-s, dvb-s2, …); required",
+                    Delsys::Undefined,
+                ),
                 glib::ParamSpecUInt::builder("frequency")
                     .nick("Frequency")
                     .blurb("Centre frequency in Hz, or in kHz for satellite systems (as dvbsrc); required")
@@ -783,11 +794,12 @@ impl ObjectImpl for DvbTunerSrc {
                     .mutable_ready()
                     .deprecated()
                     .build(),
-                glib::ParamSpecEnum::builder_with_default("modulation", Modulation::Auto)
-                    .nick("Modulation")
-                    .blurb("Modulation (dvbsrc nicks: qpsk, qam-16 … qam-256, 8psk, auto)")
-                    .mutable_ready()
-                    .build(),
+                enumeration(
+                    "modulation",
+                    "Modulation",
+                    "Modulation (dvbsrc nicks: qpsk, qam-16 … qam-256, 8psk, auto)",
+                    Modulation::Auto,
+                ),
                 glib::ParamSpecInt::builder("stream-id")
                     .nick("Stream ID")
                     .blurb("DVB-T2 PLP or DVB-S2 input stream id, -1 = none")
