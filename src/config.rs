@@ -349,24 +349,15 @@ impl Config {
                 message,
             });
         }
-        if part.server.bind.parse::<std::net::IpAddr>().is_err() {
-            let line = text
-                .lines()
-                .position(|l| l.trim_start().starts_with("bind"))
-                .map(|i| i + 1);
-            return Err(ConfigError {
-                file: file.into(),
-                line,
-                message: format!("server.bind {:?} is not an IP address", part.server.bind),
-            });
-        }
-        if let Some(message) = part
-            .server
-            .bind
-            .parse()
-            .ok()
-            .and_then(|b| unreachable_location(b, &part.ssdp, part.server.http_port))
-        {
+        // server.bind must be an address, and one the announced LOCATIONs can reach.
+        let bind_error = match part.server.bind.parse::<std::net::IpAddr>() {
+            Err(_) => Some(format!(
+                "server.bind {:?} is not an IP address",
+                part.server.bind
+            )),
+            Ok(b) => unreachable_location(b, &part.ssdp, part.server.http_port),
+        };
+        if let Some(message) = bind_error {
             let line = text
                 .lines()
                 .position(|l| l.trim_start().starts_with("bind"))
