@@ -11,13 +11,21 @@ fn launch_file(name: &str) -> String {
         .to_string()
 }
 
-/// Runs a description for `secs` seconds, then interrupts it (gst-launch -e turns that into EOS).
-fn run_for(secs: u32, args: &[&str], desc: &str, cwd: &std::path::Path) -> (bool, String) {
+/// Runs gst-launch-1.0 on a description with `env` added, interrupted after `secs` seconds
+/// (gst-launch -e turns that into EOS). Its exit status and its output (stdout then stderr).
+fn launch(
+    secs: u32,
+    args: &[&str],
+    desc: &str,
+    cwd: &std::path::Path,
+    env: &[(&str, &std::path::Path)],
+) -> (std::process::ExitStatus, String) {
     let out = Command::new("timeout")
         .args(["-s", "INT", &secs.to_string(), "gst-launch-1.0"])
         .args(args)
         .args(common::launch_args(desc))
         .env("GST_PLUGIN_PATH", common::plugin_dir())
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .output()
         .expect("gst-launch-1.0");
@@ -26,17 +34,34 @@ fn run_for(secs: u32, args: &[&str], desc: &str, cwd: &std::path::Path) -> (bool
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    (out.status, text)
+}
+
+/// Runs a description for `secs` seconds; true when nothing reported an error.
+fn run_for(secs: u32, args: &[&str], desc: &str, cwd: &std::path::Path) -> (bool, String) {
+    let (_, text) = launch(secs, args, desc, cwd, &[]);
     (!text.contains("ERROR") && !text.contains("erroneous"), text)
+}
+
+/// Runs a recording example from pipelines/ for 8 s in a new directory, then ffprobes the
+/// `file` it wrote: the file's path and ffprobe's JSON.
+fn record_and_probe(
+    tag: &str,
+    example: &str,
+    file: &str,
+) -> (std::path::PathBuf, serde_json::Value) {
+    let dir = common::temp_dir(tag);
+    let (ok, text) = run_for(8, &["-e"], &launch_file(example), &dir);
+    assert!(ok, "{text}");
+    let file = dir.join(file);
+    let v = common::ffprobe(file.to_str().unwrap(), &[]);
+    (file, v)
 }
 
 #[test]
 fn record_service_gives_a_file_ffprobe_reads_with_named_service_video_and_audio() {
-    let dir = common::temp_dir("record");
-    let (ok, text) = run_for(8, &["-e"], &launch_file("record-service.launch"), &dir);
-    assert!(ok, "{text}");
-    let file = dir.join("news.ts");
+    let (file, v) = record_and_probe("record", "record-service.launch", "news.ts");
     assert!(std::fs::metadata(&file).unwrap().len() > 1_000_000);
-    let v = common::ffprobe(file.to_str().unwrap(), &[]);
     let progs = common::programs(&v);
     let news = progs
         .iter()
@@ -57,11 +82,7 @@ fn record_service_gives_a_file_ffprobe_reads_with_named_service_video_and_audio(
 
 #[test]
 fn record_mux_gives_a_file_ffprobe_lists_every_service_by_name() {
-    let dir = common::temp_dir("record-mux");
-    let (ok, text) = run_for(8, &["-e"], &launch_file("record-mux.launch"), &dir);
-    assert!(ok, "{text}");
-    let file = dir.join("mux.ts");
-    let v = common::ffprobe(file.to_str().unwrap(), &[]);
+    let (_, v) = record_and_probe("record-mux", "record-mux.launch", "mux.ts");
     let progs = common::programs(&v);
     let kinds = |name: &str| {
         progs
@@ -167,20 +188,17 @@ original_network_id = 0x233a
     )
     .unwrap();
     let record = |file: &str| {
-        let out = Command::new("timeout")
-            .args(["-s", "INT", "120", "gst-launch-1.0", "-e"])
-            .args(common::launch_args(&format!(
+        let (status, text) = launch(
+            120,
+            &["-e"],
+            &format!(
                 "dvbtunersrc delsys=dvb-t frequency=522000000 bandwidth-hz=8000000 ! identity eos-after=300 ! filesink location={file}"
-            )))
-            .env("GST_PLUGIN_PATH", common::plugin_dir())
-            .env("DVB2IP_CONFIG", &config)
-            .env("DVB2IP_CACHE_DIR", &cache)
-            .current_dir(&dir)
-            .output()
-            .expect("gst-launch-1.0");
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "{err}");
-        err
+            ),
+            &dir,
+            &[("DVB2IP_CONFIG", &config), ("DVB2IP_CACHE_DIR", &cache)],
+        );
+        assert!(status.success(), "{text}");
+        text
     };
     let first = record("first.ts");
     let progress: Vec<&str> = first
