@@ -429,18 +429,26 @@ fn settle(server: &mut Server) {
 
 const STARTUP: Duration = Duration::from_secs(90);
 
+/// A two-host LAN named `tag`: a listener on host 1, and the server on host 0 started with
+/// `opts` and past its first announcement. The LAN, the listener, the server's directory and
+/// the server (dropped in reverse: the server goes first).
+fn announced_server(tag: &str, opts: &ServerOpts) -> (Lan, Udp, PathBuf, Server) {
+    let lan = Lan::new(tag, 2);
+    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
+    let dir = temp_dir(tag);
+    let conf = config(&dir, opts);
+    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
+    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    (lan, cap, dir, srv)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
 
 #[test]
 fn checklist_109_110_113_alive_set_at_startup() {
-    let lan = Lan::new("alive", 2);
-    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
-    let dir = temp_dir("alive");
-    let conf = config(&dir, &ServerOpts::default());
-    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
-    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let (_lan, cap, dir, srv) = announced_server("alive", &ServerOpts::default());
     let pkts = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
     let alive = alive_from(&pkts, None);
     assert!(alive.len() >= 3, "{pkts:#?}\n{}", srv.log());
@@ -491,19 +499,14 @@ fn checklist_109_110_113_alive_set_at_startup() {
 
 #[test]
 fn checklist_111_alive_set_is_refreshed() {
-    let lan = Lan::new("refresh", 2);
-    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
-    let dir = temp_dir("refresh");
     // max-age 8 s: refreshes are drawn below 4 s; wait up to max-age for a second set.
-    let conf = config(
-        &dir,
+    let (_lan, cap, _dir, _srv) = announced_server(
+        "refresh",
         &ServerOpts {
             max_age: 8,
             ..ServerOpts::default()
         },
     );
-    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
-    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
     let first = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
     assert!(alive_from(&first, None).len() >= 3);
     let again = cap.collect(Duration::from_secs(8), |p| alive_from(p, None).len() >= 3);
@@ -515,12 +518,7 @@ fn checklist_111_alive_set_is_refreshed() {
 
 #[test]
 fn checklist_112_byebye_on_sigterm() {
-    let lan = Lan::new("bye", 2);
-    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
-    let dir = temp_dir("bye");
-    let conf = config(&dir, &ServerOpts::default());
-    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
-    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let (_lan, cap, _dir, mut srv) = announced_server("bye", &ServerOpts::default());
     let alive = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
     let uuid = uuid_of(&alive_from(&alive, None)[0]);
     let st = srv.sigterm();
@@ -1097,18 +1095,13 @@ fn checklist_120_restart_keeps_uuid_and_device_id_and_grows_bootid() {
 
 #[test]
 fn interface_address_changes_are_followed() {
-    let lan = Lan::new("ifchg", 2);
-    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
-    let dir = temp_dir("ifchg");
-    let conf = config(
-        &dir,
+    let (lan, cap, _dir, srv) = announced_server(
+        "ifchg",
         &ServerOpts {
             interfaces: "[\"eth0\", \"eth1\"]",
             ..ServerOpts::default()
         },
     );
-    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
-    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
     let first = cap.collect(Duration::from_secs(5), |p| alive_from(p, None).len() >= 3);
     let boot = boot_id(&alive_from(&first, None)[0]);
 
@@ -1174,12 +1167,7 @@ fn interface_address_changes_are_followed() {
 
 #[test]
 fn only_address_replaced_byebye_then_alive_from_the_new_one() {
-    let lan = Lan::new("ifrep", 2);
-    let cap = Udp::listener(&lan.hosts[1], "eth0", host_ip(2));
-    let dir = temp_dir("ifrep");
-    let conf = config(&dir, &ServerOpts::default());
-    let mut srv = Server::start(&lan.hosts[0], &conf, dir.join("log"));
-    srv.wait_log("dvb2ip: ssdp: announced", STARTUP);
+    let (lan, cap, dir, mut srv) = announced_server("ifrep", &ServerOpts::default());
     let first = cap.collect(Duration::from_secs(5), |p| alive_from(p, None).len() >= 3);
     let alive = alive_from(&first, None);
     assert!(!alive.is_empty(), "{first:#?}\n{}", srv.log());
