@@ -64,6 +64,8 @@ struct Registry {
     faults: Vec<Arc<Mutex<Faults>>>,
     pool: Pool,
     feeds: Vec<Option<Arc<ActiveFeed>>>,
+    /// The SAT>IP numbering of the pool's frontends, fixed with the pool.
+    satip: Arc<[SatipFe]>,
 }
 
 impl Registry {
@@ -107,12 +109,14 @@ impl Registry {
             })
             .collect();
         let n = slots.len();
+        let satip = satip_numbering(slots.iter().map(|s| s.delsys.as_slice())).into();
         Self {
             config,
             backends,
             faults,
             pool: Pool::new(slots),
             feeds: vec![None; n],
+            satip,
         }
     }
 }
@@ -182,8 +186,9 @@ pub fn frontends() -> Vec<FrontendInfo> {
 
 /// The SAT>IP frontend numbers of the pool: `fe=n` is entry `n - 1`, in X_SATIPCAP order
 /// ([`satip_numbering`]). X_SATIPCAP, the `fe=` mapping and the reported `tuner=` all use it.
-pub fn satip_frontends() -> Vec<SatipFe> {
-    with_registry(|r| satip_numbering(r.pool.slots.iter().map(|s| s.delsys.as_slice())))
+/// Computed once with the pool (status strings ask for it several times a second per stream).
+pub fn satip_frontends() -> Arc<[SatipFe]> {
+    with_registry(|r| r.satip.clone())
 }
 
 /// Signal status of pool frontend `index` while it runs (lock, level, quality); `None` when
