@@ -66,9 +66,11 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     g
 }
 
-/// Waits (bounded) until no frontend is in use.
+/// Waits (bounded) until no frontend is in use. The bound is past the shared server's 60 s
+/// session timeout: a client whose TEARDOWN is lost (gst-launch's rtspsrc waits only 100 ms
+/// for it by default, VLC may exit first on a loaded machine) is reaped by the timeout.
 fn wait_all_free() {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(90);
     while gstdvb2ip::tuners::frontends().iter().any(|f| f.users > 0) {
         assert!(Instant::now() < deadline, "frontends still in use");
         std::thread::sleep(Duration::from_millis(50));
@@ -822,7 +824,7 @@ fn rtspsrc_records(tag: &str, query: &str, extra: &str, secs: u32, service: &str
     let out = Command::new("timeout")
         .args(["-s", "INT", &secs.to_string(), "gst-launch-1.0", "-e"])
         .args(common::launch_args(&format!(
-            "rtspsrc location=\"rtsp://127.0.0.1:{}/?{query}\" {extra} latency=300 ! rtpmp2tdepay ! filesink location={}",
+            "rtspsrc location=\"rtsp://127.0.0.1:{}/?{query}\" {extra} latency=300 teardown-timeout=10000000000 ! rtpmp2tdepay ! filesink location={}",
             *PORT,
             file.display()
         )))
