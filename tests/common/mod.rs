@@ -155,7 +155,8 @@ pub struct CtLog {
 }
 
 /// Runs our CSS-TS client (`stem`, TEMI `selector` at `rate`, WC server `wc`) against
-/// `ts_url` on `rt` for `d`, logging into the returned [`CtLog`].
+/// `ts_url` on `rt` for at most `d` (abort the task to stop it earlier), logging into the
+/// returned [`CtLog`].
 pub fn record_cts(
     rt: &tokio::runtime::Runtime,
     ts_url: &str,
@@ -198,19 +199,22 @@ pub fn record_cts(
     (task, log)
 }
 
-/// The `tstimelineparse` correlations of `selector` posted on `bus` during `d`, as (running
-/// time ns where a decoder presents the access unit — the PTS on the PCR-locked STC — else the
-/// buffer's, value). An error message on the bus fails the test, naming `what`.
+/// The `tstimelineparse` correlations of `selector` posted on `bus` until `enough(anchors so
+/// far)` holds (checked at least every 100 ms), or at most for `limit` (a slow machine waits
+/// longer, it does not get fewer), as (running time ns where a decoder presents the access
+/// unit — the PTS on the PCR-locked STC — else the buffer's, value). An error message on the
+/// bus fails the test, naming `what`.
 pub fn bus_anchors(
     bus: &gst::Bus,
     selector: &str,
-    d: std::time::Duration,
+    limit: std::time::Duration,
     what: &str,
+    mut enough: impl FnMut(&[(u64, u64)]) -> bool,
 ) -> Vec<(u64, u64)> {
     use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
     let mut anchors = Vec::new();
-    let end = std::time::Instant::now() + d;
-    while std::time::Instant::now() < end {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end && !enough(&anchors) {
         let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
         };
