@@ -35,20 +35,18 @@ fn init() {
     });
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Two free TCP ports (HTTP, CSS-CII) and a free UDP port (CSS-WC), all bound at once so the
+/// two TCP ports cannot be the same one handed out twice.
+fn free_ports() -> (u16, u16, u16) {
+    let tcp = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (http, cii) = (tcp(), tcp());
+    let wc = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = |a: std::net::SocketAddr| a.port();
+    (
+        port(http.local_addr().unwrap()),
+        port(cii.local_addr().unwrap()),
+        port(wc.local_addr().unwrap()),
+    )
 }
 
 /// The default configuration with SSDP off, a free HTTP port and CSS on "news".
@@ -109,7 +107,7 @@ impl Drop for Serve {
 #[test]
 fn serve_channel_with_css_serves_cii_ts_wc_for_what_it_streams() {
     init();
-    let (http_port, cii_port, wc_port) = (free_tcp_port(), free_tcp_port(), free_udp_port());
+    let (http_port, cii_port, wc_port) = free_ports();
     let dir = common::temp_dir("css-serve");
     let conf = dir.join("css.toml");
     std::fs::write(&conf, config(http_port, cii_port, wc_port)).unwrap();
