@@ -3,6 +3,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use dvb2ip::config::Config;
 use dvb2ip::serve;
@@ -50,26 +51,29 @@ fn serve_channel_mounts_play_in_ffprobe_and_rtspsrc() {
         "{news:?}"
     );
 
-    // rtspsrc (GStreamer's RTSP client) records a few seconds.
+    // rtspsrc (GStreamer's RTSP client) records until the file names the service (a slow
+    // machine takes longer).
     let dir = common::temp_dir("rtspsrc");
-    let out = Command::new("timeout")
-        .args(["-s", "INT", "8", "gst-launch-1.0", "-e"])
-        .args(common::launch_args(&format!(
-            "rtspsrc location=rtsp://127.0.0.1:{port}/ch/one latency=200 ! rtpmp2tdepay ! filesink location={}",
-            dir.join("one.ts").display()
-        )))
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.arg("-e").args(common::launch_args(&format!(
+        "rtspsrc location=rtsp://127.0.0.1:{port}/ch/one latency=200 ! rtpmp2tdepay ! filesink location={}",
+        dir.join("one.ts").display()
+    )));
+    let one_hd = |v: &serde_json::Value| {
+        common::programs(v)
+            .iter()
+            .any(|(n, _)| n == "dvb2ip One HD")
+    };
+    let (_, text) = common::run_until(cmd, &dir.join("log"), Duration::from_secs(240), |_| {
+        common::try_ffprobe(&dir.join("one.ts")).is_some_and(|v| one_hd(&v))
+    });
     assert!(
         !text.contains("ERROR") && !text.contains("erroneous"),
         "{text}"
     );
     assert!(dir.join("one.ts").exists(), "no recording: {text}");
     let v = common::ffprobe(dir.join("one.ts").to_str().unwrap(), &[]);
-    let progs = common::programs(&v);
-    assert!(progs.iter().any(|(n, _)| n == "dvb2ip One HD"), "{progs:?}");
+    assert!(one_hd(&v), "{:?}", common::programs(&v));
     ml.quit();
     // Sessions gone: tuners are released once the server drops its media.
     drop(server);

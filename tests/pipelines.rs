@@ -2,7 +2,9 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 fn launch_file(name: &str) -> String {
     std::fs::read_to_string(common::repo_file(&format!("pipelines/{name}")))
@@ -11,56 +13,78 @@ fn launch_file(name: &str) -> String {
         .to_string()
 }
 
-/// Runs gst-launch-1.0 on a description with `env` added, interrupted after `secs` seconds
-/// (gst-launch -e turns that into EOS). Its exit status and its output (stdout then stderr).
+/// Runs gst-launch-1.0 on a description with `env` added until it exits or `done(its output so
+/// far)` holds, then interrupts it (gst-launch -e turns that into EOS); at most `limit` (see
+/// [`common::run_until`]). Its exit status and its output (stdout and stderr).
 fn launch(
-    secs: u32,
+    limit: Duration,
     args: &[&str],
     desc: &str,
-    cwd: &std::path::Path,
-    env: &[(&str, &std::path::Path)],
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    done: impl FnMut(&str) -> bool,
 ) -> (std::process::ExitStatus, String) {
-    let out = Command::new("timeout")
-        .args(["-s", "INT", &secs.to_string(), "gst-launch-1.0"])
-        .args(args)
+    let mut cmd = Command::new("gst-launch-1.0");
+    cmd.args(args)
         .args(common::launch_args(desc))
         .env("GST_PLUGIN_PATH", common::plugin_dir())
         .envs(env.iter().copied())
-        .current_dir(cwd)
-        .output()
-        .expect("gst-launch-1.0");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status, text)
+        .current_dir(cwd);
+    common::run_until(cmd, &cwd.join("gst-launch.log"), limit, done)
 }
 
-/// Runs a description for `secs` seconds; true when nothing reported an error.
-fn run_for(secs: u32, args: &[&str], desc: &str, cwd: &std::path::Path) -> (bool, String) {
-    let (_, text) = launch(secs, args, desc, cwd, &[]);
+/// Runs a description until `done(its output so far)` holds (at most 240 s: a slow machine
+/// takes longer, it does not see less); true when nothing reported an error.
+fn run_until(
+    args: &[&str],
+    desc: &str,
+    cwd: &Path,
+    done: impl FnMut(&str) -> bool,
+) -> (bool, String) {
+    let (_, text) = launch(Duration::from_secs(240), args, desc, cwd, &[], done);
     (!text.contains("ERROR") && !text.contains("erroneous"), text)
 }
 
-/// Runs a recording example from pipelines/ for 8 s in a new directory, then ffprobes the
-/// `file` it wrote: the file's path and ffprobe's JSON.
+/// Runs a recording example from pipelines/ in a new directory until `ready(file, ffprobe's
+/// JSON)` holds for the `file` it is writing (what the test checks is in the recording), then
+/// ffprobes the finished file: its path and ffprobe's JSON.
 fn record_and_probe(
     tag: &str,
     example: &str,
     file: &str,
+    ready: impl Fn(&Path, &serde_json::Value) -> bool,
 ) -> (std::path::PathBuf, serde_json::Value) {
     let dir = common::temp_dir(tag);
-    let (ok, text) = run_for(8, &["-e"], &launch_file(example), &dir);
-    assert!(ok, "{text}");
     let file = dir.join(file);
+    let (ok, text) = run_until(&["-e"], &launch_file(example), &dir, |_| {
+        common::try_ffprobe(&file).is_some_and(|v| ready(&file, &v))
+    });
+    assert!(ok, "{text}");
     let v = common::ffprobe(file.to_str().unwrap(), &[]);
     (file, v)
 }
 
+/// The (service name, codec types) of `v` has a program named `name` with every kind in
+/// `kinds`.
+fn has_program(v: &serde_json::Value, name: &str, kinds: &[&str]) -> bool {
+    common::programs(v)
+        .iter()
+        .any(|(n, t)| n == name && kinds.iter().all(|k| t.iter().any(|x| x == k)))
+}
+
 #[test]
 fn record_service_gives_a_file_ffprobe_reads_with_named_service_video_and_audio() {
-    let (file, v) = record_and_probe("record", "record-service.launch", "news.ts");
+    let (file, v) = record_and_probe("record", "record-service.launch", "news.ts", |f, v| {
+        let streams = v["streams"].as_array().cloned().unwrap_or_default();
+        std::fs::metadata(f).map_or(0, |m| m.len()) > 1_000_000
+            && has_program(v, "dvb2ip News", &["video", "audio"])
+            && streams
+                .iter()
+                .any(|s| s["codec_name"] == "h264" && s["width"] == 720)
+            && streams
+                .iter()
+                .any(|s| s["codec_name"] == "mp2" && s["sample_rate"] == "48000")
+    });
     assert!(std::fs::metadata(&file).unwrap().len() > 1_000_000);
     let progs = common::programs(&v);
     let news = progs
@@ -82,7 +106,11 @@ fn record_service_gives_a_file_ffprobe_reads_with_named_service_video_and_audio(
 
 #[test]
 fn record_mux_gives_a_file_ffprobe_lists_every_service_by_name() {
-    let (_, v) = record_and_probe("record-mux", "record-mux.launch", "mux.ts");
+    let (_, v) = record_and_probe("record-mux", "record-mux.launch", "mux.ts", |_, v| {
+        has_program(v, "dvb2ip News", &["video", "audio"])
+            && has_program(v, "dvb2ip Sport", &["video", "audio"])
+            && has_program(v, "dvb2ip Classic FM", &["audio"])
+    });
     let progs = common::programs(&v);
     let kinds = |name: &str| {
         progs
@@ -114,14 +142,18 @@ fn playbin_plays_the_mux_through_the_uri_handler() {
         "{} video-sink=\"fakesink silent=false\" audio-sink=\"fakesink silent=false\"",
         launch_file("play-playbin.launch")
     );
-    let (ok, text) = run_for(8, &["-v"], &desc, &dir);
-    assert!(ok, "{}", &text[..text.len().min(4000)]);
     // Decoded video and audio reach their sinks (fakesink's last-message per buffer).
-    for bin in ["vbin", "abin"] {
-        let buffers = text
-            .lines()
+    let buffers = |text: &str, bin: &str| {
+        text.lines()
             .filter(|l| l.contains(&format!("/GstBin:{bin}/GstFakeSink:")) && l.contains("chain"))
-            .count();
+            .count()
+    };
+    let (ok, text) = run_until(&["-v"], &desc, &dir, |t| {
+        ["vbin", "abin"].iter().all(|bin| buffers(t, bin) >= 10)
+    });
+    assert!(ok, "{}", &text[..text.len().min(4000)]);
+    for bin in ["vbin", "abin"] {
+        let buffers = buffers(&text, bin);
         assert!(
             buffers >= 10,
             "{bin}: {buffers} buffers\n{}",
@@ -133,11 +165,15 @@ fn playbin_plays_the_mux_through_the_uri_handler() {
 #[test]
 fn dump_psi_shows_every_table() {
     let dir = common::temp_dir("psi");
-    let (ok, text) = run_for(6, &["-m"], &launch_file("dump-psi.launch"), &dir);
+    let tables = ["pat", "pmt", "sdt", "nit", "eit", "tdt"];
+    let seen = |text: &str, table: &str| text.contains(&format!("(element): {table}, section"));
+    let (ok, text) = run_until(&["-m"], &launch_file("dump-psi.launch"), &dir, |t| {
+        tables.iter().all(|table| seen(t, table))
+    });
     assert!(ok, "{text}");
-    for table in ["pat", "pmt", "sdt", "nit", "eit", "tdt"] {
+    for table in tables {
         assert!(
-            text.contains(&format!("(element): {table}, section")),
+            seen(&text, table),
             "no {table} section message in:\n{}",
             &text[..text.len().min(3000)]
         );
@@ -188,14 +224,17 @@ original_network_id = 0x233a
     )
     .unwrap();
     let record = |file: &str| {
+        // Ends by itself (EOS after 300 buffers); generating the content on a slow machine
+        // takes a while.
         let (status, text) = launch(
-            120,
+            Duration::from_secs(300),
             &["-e"],
             &format!(
                 "dvbtunersrc delsys=dvb-t frequency=522000000 bandwidth-hz=8000000 ! identity eos-after=300 ! filesink location={file}"
             ),
             &dir,
             &[("DVB2IP_CONFIG", &config), ("DVB2IP_CACHE_DIR", &cache)],
+            |_| false,
         );
         assert!(status.success(), "{text}");
         text

@@ -813,7 +813,26 @@ fn emulated_muxes_export_temi_across_loop_points() {
 // ---- SPTS --------------------------------------------------------------------------------
 
 fn ffprobe(path: &std::path::Path) -> Value {
-    let out = std::process::Command::new("ffprobe")
+    let out = ffprobe_output(path);
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// [`ffprobe`] of a file still being written: `None` while ffprobe cannot read it.
+fn try_ffprobe(path: &std::path::Path) -> Option<Value> {
+    let out = ffprobe_output(path);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn ffprobe_output(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("ffprobe")
         .args([
             "-v",
             "error",
@@ -824,13 +843,7 @@ fn ffprobe(path: &std::path::Path) -> Value {
         ])
         .arg(path)
         .output()
-        .expect("ffprobe must be installed (Debian package ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+        .expect("ffprobe must be installed (Debian package ffmpeg)")
 }
 
 fn pids_of(ts: &[u8]) -> std::collections::BTreeSet<u16> {
@@ -843,7 +856,14 @@ fn pids_of(ts: &[u8]) -> std::collections::BTreeSet<u16> {
         .collect()
 }
 
-fn run_to_file(desc: &str, path: &std::path::Path, live_for: Option<Duration>) {
+/// Runs `desc` into the file `path` until EOS (at most 30 s) or, for a live source, until
+/// `live_until(path)` holds for what it wrote so far (at most 240 s: a slow machine takes
+/// longer, it does not get less), then sends EOS.
+fn run_to_file(
+    desc: &str,
+    path: &std::path::Path,
+    live_until: Option<&dyn Fn(&std::path::Path) -> bool>,
+) {
     let p = gst::parse::launch(&format!("{desc} ! filesink name=out"))
         .unwrap()
         .downcast::<gst::Pipeline>()
@@ -853,17 +873,25 @@ fn run_to_file(desc: &str, path: &std::path::Path, live_for: Option<Duration>) {
         .set_property("location", path.to_str().unwrap());
     p.set_state(gst::State::Playing).unwrap();
     let bus = p.bus().unwrap();
-    let deadline = live_for.unwrap_or(Duration::from_secs(30));
-    let m = bus.timed_pop_filtered(
-        gst::ClockTime::from_nseconds(deadline.as_nanos() as u64),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    );
+    let end = Instant::now() + Duration::from_secs(if live_until.is_some() { 240 } else { 30 });
+    let m = loop {
+        let m = bus.timed_pop_filtered(
+            gst::ClockTime::from_mseconds(200),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        if m.is_some() || live_until.is_some_and(|ready| ready(path)) {
+            break m;
+        }
+        assert!(
+            Instant::now() < end,
+            "{desc}: no EOS / condition not reached"
+        );
+    };
     if let Some(m) = &m {
         if let gst::MessageView::Error(e) = m.view() {
             panic!("{desc}: {} {:?}", e.error(), e.debug());
         }
     } else {
-        assert!(live_for.is_some(), "{desc}: no EOS");
         p.send_event(gst::event::Eos::new());
         bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Eos])
             .expect("EOS after stop");
@@ -935,7 +963,21 @@ fn spts_from_emulated_mux_plays_in_ffprobe() {
     run_to_file(
         "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 ! tstimelineparse program-number=4610",
         &out,
-        Some(Duration::from_secs(4)),
+        // Until ffprobe sees the service with its video and audio (it was a fixed 4 s).
+        Some(&|f| {
+            try_ffprobe(f).is_some_and(|j| {
+                j["programs"].as_array().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        p["tags"]["service_name"] == "dvb2ip Sport"
+                            && ["0x201", "0x202"].iter().all(|id| {
+                                p["streams"]
+                                    .as_array()
+                                    .is_some_and(|ss| ss.iter().any(|s| s["id"] == *id))
+                            })
+                    })
+                })
+            })
+        }),
     );
     let ts = std::fs::read(&out).unwrap();
     let pids = pids_of(&ts);

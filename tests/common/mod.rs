@@ -3,8 +3,9 @@
 
 pub mod netns;
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// The directory holding `libgstdvb2ip.so` (target/<profile>), next to the test binary's deps/.
 pub fn plugin_dir() -> PathBuf {
@@ -47,9 +48,29 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 /// ffprobe's JSON description of programs and streams of `input`.
 pub fn ffprobe(input: &str, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new("timeout")
+    let out = ffprobe_output(input, extra);
+    assert!(
+        out.status.success(),
+        "ffprobe {input} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// [`ffprobe`] of a file that may not be complete yet (a recording still running): `None`
+/// while ffprobe cannot read it.
+pub fn try_ffprobe(input: &Path) -> Option<serde_json::Value> {
+    let out = ffprobe_output(input.to_str()?, &[]);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn ffprobe_output(input: &str, extra: &[&str]) -> std::process::Output {
+    Command::new("timeout")
         .args([
-            "60",
+            "240",
             "ffprobe",
             "-v",
             "error",
@@ -61,13 +82,63 @@ pub fn ffprobe(input: &str, extra: &[&str]) -> serde_json::Value {
         .args(extra)
         .arg(input)
         .output()
-        .expect("ffprobe runs (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe {input} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+        .expect("ffprobe runs (apt-get install ffmpeg)")
+}
+
+/// Runs `cmd` (typically `gst-launch-1.0 -e …`) with its stdout and stderr in the file `log`
+/// until it exits or `done(its output so far)` holds — a content condition, such as "the
+/// recording already has what the test checks" — then interrupts it (SIGINT: gst-launch -e
+/// turns that into EOS and finishes its files) and waits for it. Fails when neither happens
+/// within `limit`: a slow machine takes longer, it does not get less. Its exit status and its
+/// output.
+pub fn run_until(
+    mut cmd: Command,
+    log: &Path,
+    limit: Duration,
+    mut done: impl FnMut(&str) -> bool,
+) -> (ExitStatus, String) {
+    let out = std::fs::File::create(log).unwrap();
+    let mut child = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = || String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).to_string();
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st, text());
+        }
+        if done(&text()) {
+            break;
+        }
+        if Instant::now() >= end {
+            let _ = child.kill();
+            let _ = child.wait();
+            let t = text();
+            panic!(
+                "{cmd:?}: condition not reached within {limit:?}; output ends:\n{}",
+                &t[t.floor_char_boundary(t.len().saturating_sub(4000))..]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: plain kill(2) on the child we started (and have not reaped).
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let stop = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() >= stop {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (st, text())
 }
 
 /// (service_name, [codec_type...]) per program.
@@ -155,7 +226,8 @@ pub struct CtLog {
 }
 
 /// Runs our CSS-TS client (`stem`, TEMI `selector` at `rate`, WC server `wc`) against
-/// `ts_url` on `rt` for `d`, logging into the returned [`CtLog`].
+/// `ts_url` on `rt` for at most `d` (abort the task to stop it earlier), logging into the
+/// returned [`CtLog`].
 pub fn record_cts(
     rt: &tokio::runtime::Runtime,
     ts_url: &str,
@@ -198,19 +270,22 @@ pub fn record_cts(
     (task, log)
 }
 
-/// The `tstimelineparse` correlations of `selector` posted on `bus` during `d`, as (running
-/// time ns where a decoder presents the access unit — the PTS on the PCR-locked STC — else the
-/// buffer's, value). An error message on the bus fails the test, naming `what`.
+/// The `tstimelineparse` correlations of `selector` posted on `bus` until `enough(anchors so
+/// far)` holds (checked at least every 100 ms), or at most for `limit` (a slow machine waits
+/// longer, it does not get fewer), as (running time ns where a decoder presents the access
+/// unit — the PTS on the PCR-locked STC — else the buffer's, value). An error message on the
+/// bus fails the test, naming `what`.
 pub fn bus_anchors(
     bus: &gst::Bus,
     selector: &str,
-    d: std::time::Duration,
+    limit: std::time::Duration,
     what: &str,
+    mut enough: impl FnMut(&[(u64, u64)]) -> bool,
 ) -> Vec<(u64, u64)> {
     use gstdvb2ip::tstimelineparse::event::{TimelineEventKind, TimelineInfo};
     let mut anchors = Vec::new();
-    let end = std::time::Instant::now() + d;
-    while std::time::Instant::now() < end {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end && !enough(&anchors) {
         let Some(m) = bus.timed_pop(gst::ClockTime::from_mseconds(100)) else {
             continue;
         };
