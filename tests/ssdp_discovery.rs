@@ -864,12 +864,7 @@ fn checklist_118_joining_server_yields_to_a_defender() {
     assert_eq!(alive[0].header("DEVICEID.SES.COM").as_deref(), Some("7"));
     let boot: u32 = alive[0].header("BOOTID.UPNP.ORG").unwrap().parse().unwrap();
     let target = SocketAddrV4::new(host_ip(1), 1900);
-    defender.send(
-        &format!(
-            "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {URN}\r\nUSER-AGENT: Linux/6.1 UPnP/1.1 test/1\r\nDEVICEID.SES.COM: 7\r\n\r\n"
-        ),
-        target,
-    );
+    defender.send(&defend_msearch(target, 7), target);
     let pkts = defender.collect(Duration::from_secs(20), |p| {
         alive_from(p, None)
             .iter()
@@ -980,12 +975,7 @@ fn multicast_groups_follow_the_negotiated_device_id() {
     assert!(!alive_from(&first, None).is_empty(), "{}", srv.log());
     assert_eq!(multicast_group(&lan.hosts[1]).octets()[..2], [239, 7]);
     let target = SocketAddrV4::new(host_ip(1), 1900);
-    defender.send(
-        &format!(
-            "M-SEARCH * HTTP/1.1\r\nHOST: {target}\r\nMAN: \"ssdp:discover\"\r\nST: {URN}\r\nUSER-AGENT: Linux/6.1 UPnP/1.1 test/1\r\nDEVICEID.SES.COM: 7\r\n\r\n"
-        ),
-        target,
-    );
+    defender.send(&defend_msearch(target, 7), target);
     srv.wait_log("DEVICEID 8 settled", Duration::from_secs(30));
     // The settled id is published right after it is stored; poll briefly for the switch.
     let end = Instant::now() + Duration::from_secs(10);
