@@ -846,6 +846,18 @@ fn ffprobe_output(path: &std::path::Path) -> std::process::Output {
         .expect("ffprobe must be installed (Debian package ffmpeg)")
 }
 
+/// ffprobe's JSON `j` lists a program named `name` that carries every stream id in `ids`.
+fn lists_program(j: &Value, name: &str, ids: &[&str]) -> bool {
+    let Some(programs) = j["programs"].as_array() else {
+        return false;
+    };
+    programs.iter().any(|p| {
+        let streams = p["streams"].as_array().map_or(&[][..], Vec::as_slice);
+        p["tags"]["service_name"] == name
+            && ids.iter().all(|id| streams.iter().any(|s| s["id"] == *id))
+    })
+}
+
 fn pids_of(ts: &[u8]) -> std::collections::BTreeSet<u16> {
     assert_eq!(ts.len() % 188, 0);
     ts.chunks_exact(188)
@@ -965,18 +977,7 @@ fn spts_from_emulated_mux_plays_in_ffprobe() {
         &out,
         // Until ffprobe sees the service with its video and audio (it was a fixed 4 s).
         Some(&|f| {
-            try_ffprobe(f).is_some_and(|j| {
-                j["programs"].as_array().is_some_and(|ps| {
-                    ps.iter().any(|p| {
-                        p["tags"]["service_name"] == "dvb2ip Sport"
-                            && ["0x201", "0x202"].iter().all(|id| {
-                                p["streams"]
-                                    .as_array()
-                                    .is_some_and(|ss| ss.iter().any(|s| s["id"] == *id))
-                            })
-                    })
-                })
-            })
+            try_ffprobe(f).is_some_and(|j| lists_program(&j, "dvb2ip Sport", &["0x201", "0x202"]))
         }),
     );
     let ts = std::fs::read(&out).unwrap();
