@@ -1,6 +1,5 @@
 //! The `dvb2ip` launcher as a library: configuration, the RTSP server, SSDP, tools.
 
-pub mod bench;
 pub mod channels;
 pub mod config;
 pub mod css;

@@ -46,55 +46,6 @@ enum Command {
         #[command(subcommand)]
         which: dvb2ip::css::cli::CssCommand,
     },
-    /// Benchmarks.
-    Bench {
-        #[command(subcommand)]
-        which: BenchCommand,
-    },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// DVB-CSS: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy.
-    Css {
-        /// Seconds of WC load per throughput run.
-        #[arg(long, default_value_t = 3.0)]
-        seconds: f64,
-    },
-    /// SAT>IP: N concurrent RTP/UDP unicast sessions on one ~20 Mbit/s mux (loopback), dvb2ip
-    /// versus a stock gst-rtsp-server baseline, each server in its own process.
-    Satip {
-        /// Session counts.
-        #[arg(long, value_delimiter = ',', default_value = "1,10,50,100,200,300")]
-        sessions: Vec<usize>,
-        /// Seconds measured per point (after the sessions settled).
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        /// PIDs of the sessions: pids=all, distinct PID subsets, or both.
-        #[arg(long, value_enum, default_value = "both")]
-        mode: dvb2ip::rtsp::bench::ModeArg,
-        /// Servers to measure.
-        #[arg(long, value_enum, default_value = "both")]
-        server: dvb2ip::rtsp::bench::ServerArg,
-        /// Receiving threads of the load generator.
-        #[arg(long, default_value_t = 1)]
-        rx_threads: usize,
-        /// Same as --mode distinct.
-        #[arg(long, hide = true)]
-        distinct: bool,
-    },
-    /// The baseline server of `bench satip` (run by the bench as a child process).
-    #[command(hide = true)]
-    SatipBaselineServer,
-    /// One emulated mux fanned out to N dvbtunersrc subscribers.
-    Tuner {
-        /// Subscriber counts.
-        #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
-        subscribers: Vec<usize>,
-        /// Seconds measured per point.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-    },
 }
 
 fn load(config: Option<PathBuf>) -> Result<Config, String> {
@@ -153,40 +104,6 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Css { which } => dvb2ip::css::cli::run(which),
-        Command::Bench {
-            which: BenchCommand::Css { seconds },
-        } => dvb2ip::bench::run_css(seconds).map(|_| ()),
-        Command::Bench {
-            which:
-                BenchCommand::Satip {
-                    sessions,
-                    seconds,
-                    mode,
-                    server,
-                    rx_threads,
-                    distinct,
-                },
-        } => dvb2ip::rtsp::bench::run(&dvb2ip::rtsp::bench::Options {
-            sessions,
-            seconds,
-            mode: if distinct {
-                dvb2ip::rtsp::bench::ModeArg::Distinct
-            } else {
-                mode
-            },
-            server,
-            rx_threads,
-        }),
-        Command::Bench {
-            which: BenchCommand::SatipBaselineServer,
-        } => dvb2ip::rtsp::bench_baseline::run_server(),
-        Command::Bench {
-            which:
-                BenchCommand::Tuner {
-                    subscribers,
-                    seconds,
-                },
-        } => dvb2ip::bench::run_tuner(&subscribers, seconds).map(|_| ()),
     })();
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,4 +1,4 @@
-//! `dvb2ip bench css`: the DVB-CSS figures.
+//! `dvb2ip-bench css`: the DVB-CSS figures.
 //!
 //! 1. **CSS-WC server throughput**: the plugin's `serve_wc` (recvmmsg/sendmmsg, kernel receive
 //!    timestamps) on a thread pinned to CPU 0; a load generator pinned to CPU 1 keeps a window
@@ -32,8 +32,8 @@ use gstdvb2ip::proto::css::clock::monotonic_ns;
 use gstdvb2ip::proto::css::ts::ControlTimestamp;
 use gstdvb2ip::proto::css::wc::{WcMessage, WC_MESSAGE_LEN};
 
-use super::clients::{self, TsReason, WcClientOptions};
-use super::tools::{self, TvOptions};
+use dvb2ip::css::clients::{self, TsReason, WcClientOptions};
+use dvb2ip::css::tools::{self, TvOptions};
 
 /// All figures of one run.
 #[derive(Debug, Clone, Default)]
@@ -470,6 +470,12 @@ fn ts_accuracy(rt: &tokio::runtime::Runtime, seconds: f64) -> anyhow::Result<(Ve
     }
     errors.sort_by(f64::total_cmp);
     Ok((errors, cts.len()))
+}
+
+/// `dvb2ip-bench css`: starts GStreamer and the elements the TV emulator needs, then [`run`].
+pub fn run_css(seconds: f64) -> anyhow::Result<CssBenchResult> {
+    tools::init_tv()?;
+    run(seconds)
 }
 
 /// Run everything and print the figures.

@@ -1,13 +1,14 @@
-//! `dvb2ip bench satip`: one emulated ~20 Mbit/s multiplex to N concurrent RTP/UDP unicast
+//! `dvb2ip-bench satip`: one emulated ~20 Mbit/s multiplex to N concurrent RTP/UDP unicast
 //! sessions on 127.0.0.1, against the dvb2ip server and against a baseline (GStreamer's own
-//! gst-rtsp-server with a shared factory and `tsparse ! rtpmp2tpay`, see [`super::bench_baseline`]).
+//! gst-rtsp-server with a shared factory and `tsparse ! rtpmp2tpay`, see [`crate::satip_baseline`]).
 //!
 //! Each point (server, PID mode, N) gets a fresh server *process* (`dvb2ip serve` with a
-//! generated configuration, or `dvb2ip bench satip-baseline-server`), so its CPU and RSS are
+//! generated configuration, `dvb2ip` being the binary beside `dvb2ip-bench` in the same target
+//! directory, or `dvb2ip-bench satip-baseline-server`), so its CPU and RSS are
 //! read from `/proc/<pid>/{stat,status}` and belong to the server alone. A warm-up session
 //! (SETUP without PLAY) tunes the multiplex first, so latencies are those of an already-tuned
 //! mux and "idle" RSS is the tuned server without client sessions. Then the load generator
-//! (this process: blocking RTSP clients, and [`super::bench_rx`] receivers on one epoll
+//! (this process: blocking RTSP clients, and [`crate::satip_rx`] receivers on one epoll
 //! thread by default) sets up N sessions, PLAYs them one after the other, lets them settle for
 //! a second and measures for `--seconds`.
 //!
@@ -23,8 +24,8 @@
 //! measured on another window and video rates vary).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -33,9 +34,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dvb2ip_testkit::rtsp::{Client as RtspClient, Response};
 
-use super::bench_baseline::{self as baseline, MUX_KHZ, SATIP_MUX, SUBSETS};
-use super::bench_rx::{self as rx, PidTally, Receiver, NONE};
+use crate::satip_baseline::{self as baseline, MUX_KHZ, SATIP_MUX, SUBSETS};
+use crate::satip_rx::{self as rx, PidTally, Receiver, NONE};
 
 /// Seconds between the last PLAY and the start of the measured window.
 const SETTLE: Duration = Duration::from_secs(1);
@@ -73,7 +75,7 @@ pub enum ServerArg {
     Both,
 }
 
-/// What `dvb2ip bench satip` runs.
+/// What `dvb2ip-bench satip` runs.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub sessions: Vec<usize>,
@@ -170,9 +172,29 @@ struct ServerProc {
     log: PathBuf,
 }
 
+/// The binary a server of `kind` runs: the `dvb2ip` beside this binary (cargo builds both into
+/// the same target directory), or this binary itself for the baseline.
+fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe().context("path of the dvb2ip-bench binary")?;
+    match kind {
+        Server::Baseline => Ok(me),
+        Server::Dvb2ip => {
+            let exe = me.with_file_name("dvb2ip");
+            if !exe.is_file() {
+                bail!(
+                    "{} not found: the server under test is the dvb2ip binary beside dvb2ip-bench \
+                     (build it with `cargo build --release -p dvb2ip`)",
+                    exe.display()
+                );
+            }
+            Ok(exe)
+        }
+    }
+}
+
 impl ServerProc {
     fn spawn(kind: Server, dir: &Path, n_max: usize) -> anyhow::Result<ServerProc> {
-        let exe = std::env::current_exe().context("path of the dvb2ip binary")?;
+        let exe = server_exe(kind)?;
         let log = dir.join(format!("{kind:?}.log").to_lowercase());
         let mut cmd = Command::new(&exe);
         match kind {
@@ -185,7 +207,7 @@ impl ServerProc {
                     "127.0.0.1",
                 ])
             }
-            Server::Baseline => cmd.args(["bench", "satip-baseline-server"]),
+            Server::Baseline => cmd.arg("satip-baseline-server"),
         };
         // The plugin is linked into the binary (plugin_register_static); keep any other build
         // of it on GST_PLUGIN_PATH out of the children.
@@ -272,7 +294,7 @@ fn write_server_config(dir: &Path, n_max: usize) -> anyhow::Result<PathBuf> {
     for limit in [Some(n_max), None] {
         std::fs::write(&conf, server_config(limit)?)
             .with_context(|| format!("writing {}", conf.display()))?;
-        match crate::config::Config::load(&conf) {
+        match dvb2ip::config::Config::load(&conf) {
             Ok(_) => return Ok(conf),
             Err(e) => last = Some(e.to_string()),
         }
@@ -308,56 +330,27 @@ fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
 
 // ---- RTSP client ------------------------------------------------------------------------------
 
-struct Reply {
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A minimal blocking RTSP/1.0 client connection.
+/// A blocking RTSP/1.0 client connection (the tests' raw client, `dvb2ip_testkit::rtsp`) that
+/// sends the last session a 200 answer named with every request.
 struct Rtsp {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-    cseq: u32,
+    c: RtspClient,
     session: Option<String>,
 }
 
 impl Rtsp {
     fn connect(port: u16) -> anyhow::Result<Rtsp> {
-        let w = TcpStream::connect_timeout(
-            &(std::net::Ipv4Addr::LOCALHOST, port).into(),
-            RTSP_TIMEOUT,
-        )?;
-        w.set_read_timeout(Some(RTSP_TIMEOUT))?;
-        w.set_write_timeout(Some(RTSP_TIMEOUT))?;
-        w.set_nodelay(true)?;
-        Ok(Rtsp {
-            r: BufReader::new(w.try_clone()?),
-            w,
-            cseq: 0,
-            session: None,
-        })
+        let c = RtspClient::connect((std::net::Ipv4Addr::LOCALHOST, port).into(), RTSP_TIMEOUT)?;
+        c.stream().set_nodelay(true)?;
+        Ok(Rtsp { c, session: None })
     }
 
     fn send(&mut self, method: &str, url: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
-        self.cseq += 1;
-        let mut req = format!("{method} {url} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        let mut headers = Vec::with_capacity(extra.len() + 1);
         if let Some(s) = &self.session {
-            req += &format!("Session: {s}\r\n");
+            headers.push(("Session", s.as_str()));
         }
-        for (k, v) in extra {
-            req += &format!("{k}: {v}\r\n");
-        }
-        req += "\r\n";
-        self.w.write_all(req.as_bytes())?;
+        headers.extend_from_slice(extra);
+        self.c.send(method, url, &headers)?;
         Ok(())
     }
 
@@ -367,42 +360,17 @@ impl Rtsp {
         method: &str,
         url: &str,
         extra: &[(&str, &str)],
-    ) -> anyhow::Result<Reply> {
+    ) -> anyhow::Result<Response> {
         self.send(method, url, extra)?;
-        let mut line = String::new();
-        self.r.read_line(&mut line)?;
-        let status = line.trim_end().to_string();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if self.r.read_line(&mut h)? == 0 {
-                bail!("{method}: connection closed");
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
+        let reply = self
+            .c
+            .read_response()
+            .with_context(|| format!("{method} {url}"))?;
+        if reply.status != 200 {
+            bail!("{method} {url}: {}", reply.status_line());
         }
-        let mut reply = Reply {
-            headers,
-            body: String::new(),
-        };
-        if let Some(n) = reply
-            .header("Content-Length")
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            let mut b = vec![0; n];
-            self.r.read_exact(&mut b)?;
-            reply.body = String::from_utf8_lossy(&b).into_owned();
-        }
-        if !status.starts_with("RTSP/1.0 200") {
-            bail!("{method} {url}: {status}");
-        }
-        if let Some(s) = reply.header("Session") {
-            self.session = Some(s.split(';').next().unwrap_or(s).trim().to_string());
+        if let Some(s) = reply.session_id() {
+            self.session = Some(s.to_string());
         }
         Ok(reply)
     }
@@ -787,16 +755,19 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         .context("benchmark mux in the embedded configuration")?;
     let dir = std::env::temp_dir().join(format!("dvb2ip-bench-satip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let exe = std::env::current_exe()?;
+    let exes = servers
+        .iter()
+        .map(|&s| server_exe(s).map(|e| e.display().to_string()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     println!(
-        "dvb2ip bench satip: RTP/UDP unicast on 127.0.0.1, mux {SATIP_MUX} ({:.1} Mbit/s nominal), {} s per point, {} CPUs",
+        "dvb2ip-bench satip: RTP/UDP unicast on 127.0.0.1, mux {SATIP_MUX} ({:.1} Mbit/s nominal), {} s per point, {} CPUs",
         mux_rate / 1e6,
         opts.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
         "servers: child processes of {} ({} build, plugin linked in); load generator: this process, {} receiving thread(s)",
-        exe.display(),
+        exes.join(" and "),
         if cfg!(debug_assertions) { "debug" } else { "release" },
         opts.rx_threads
     );

@@ -1,7 +1,7 @@
-//! The baseline of `dvb2ip bench satip`: GStreamer's own gst-rtsp-server with *shared* media
+//! The baseline of `dvb2ip-bench satip`: GStreamer's own gst-rtsp-server with *shared* media
 //! factories playing the same emulated multiplex through the same tuner pool element, with a
 //! plain `tsparse ! rtpmp2tpay` pipeline. Runs as its own process
-//! (`dvb2ip bench satip-baseline-server`) so the bench measures it like the dvb2ip server.
+//! (`dvb2ip-bench satip-baseline-server`) so the bench measures it like the dvb2ip server.
 //!
 //! Mounts: `/mux` (the whole multiplex) and `/s0`, `/s1`, … (one per PID subset of the
 //! bench's distinct mode, filtered by `dvbtunersrc pids=…`).
@@ -10,7 +10,7 @@ use anyhow::Context;
 use gst::glib;
 use gst_rtsp_server::prelude::*;
 
-use crate::config::Config;
+use dvb2ip::config::Config;
 
 /// `dvbtunersrc` tuning of the benchmark multiplex (DVB-T2 474 MHz PLP 0, 20 Mbit/s in the
 /// embedded configuration); the SAT>IP side asks for the same with [`SATIP_MUX`].

@@ -1,4 +1,4 @@
-//! The load generator's RTP/UDP receivers for `dvb2ip bench satip`: a few threads, each
+//! The load generator's RTP/UDP receivers for `dvb2ip-bench satip`: a few threads, each
 //! draining many non-blocking sockets through epoll and `recvmmsg`, so that hundreds of
 //! 20 Mbit/s sessions cost little CPU next to the server being measured.
 //!

@@ -1,4 +1,4 @@
-//! `dvb2ip bench tuner`: one emulated multiplex fanned out to N `dvbtunersrc` subscribers.
+//! `dvb2ip-bench tuner`: one emulated multiplex fanned out to N `dvbtunersrc` subscribers.
 //! Prints CPU per subscriber and bytes copied, for pids=all and for distinct PID sets.
 //!
 //! The CPU of a point includes the frontend itself (on the emulator: reading, pacing and
@@ -126,7 +126,7 @@ pub fn run_tuner(counts: &[usize], seconds: f64) -> anyhow::Result<Vec<TunerBenc
     tuners::configure(tuners::BroadcastConfig::embedded()).map_err(anyhow::Error::msg)?;
     tuners::prepare_content().map_err(anyhow::Error::msg)?;
     println!(
-        "dvb2ip bench tuner: emulated DVB-T2 474 MHz mux (20 Mbit/s), {seconds} s per point, {} CPUs",
+        "dvb2ip-bench tuner: emulated DVB-T2 474 MHz mux (20 Mbit/s), {seconds} s per point, {} CPUs",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let (frontend_cpu, ..) = measure_pids(1, |_| "none".into(), seconds)?;
@@ -184,11 +184,4 @@ pub fn run_tuner(counts: &[usize], seconds: f64) -> anyhow::Result<Vec<TunerBenc
         }
     );
     Ok(out)
-}
-
-/// `dvb2ip bench css`: CSS-WC server throughput and latency, WC client dispersion and CSS-TS
-/// accuracy (see [`crate::css::bench`]).
-pub fn run_css(seconds: f64) -> anyhow::Result<crate::css::bench::CssBenchResult> {
-    crate::css::tools::init_tv()?;
-    crate::css::bench::run(seconds)
 }

@@ -1,8 +1,8 @@
 //! DVB-CSS tools for the launcher: clients for CSS-WC, CSS-CII and CSS-TS, a standalone CSS-WC
-//! server, the `css` subcommands with the TV emulator, and the CSS benchmark. The protocol
-//! logic itself lives in the plugin crate's GStreamer-free `proto::css`.
+//! server, and the `css` subcommands with the TV emulator (the CSS benchmark, `dvb2ip-bench css`,
+//! is in `bench/`). The protocol logic itself lives in the plugin crate's GStreamer-free
+//! `proto::css`.
 
-pub mod bench;
 pub mod cli;
 pub mod clients;
 pub mod tools;

@@ -7,9 +7,6 @@
 //! [`streams::SATIP_MOUNT`], a media per stream. Named channels stay plain factories under
 //! `/ch/`.
 
-pub mod bench;
-pub mod bench_baseline;
-pub mod bench_rx;
 pub mod client;
 pub mod direct;
 pub mod factory;
