@@ -10,7 +10,7 @@
 //!   CSS branch and sends RTP at the same running time, so the difference is the loopback and
 //!   RTP path (milliseconds) plus scheduling; a wrong mapping (base time, latency, tick rate,
 //!   timeline) would be seconds off. Hence median |error| ≤ 100 ms and none beyond 1 s; the
-//!   precision is measured by `dvb2ip bench css`, not asserted here.
+//!   precision is measured by `dvb2ip-bench css`, not asserted here.
 
 mod common;
 

@@ -14,7 +14,7 @@
 //!   arrival noise is ±0.3 ms, with occasional late chunks (+10…+40 ms) that are presented
 //!   late and therefore legitimately off the line.
 //!
-//! Precision depends on scheduling (it is measured by `dvb2ip bench css`, not asserted here).
+//! Precision depends on scheduling (it is measured by `dvb2ip-bench css`, not asserted here).
 //! What the test asserts is that the mapping is right: a wrong base time, latency, tick rate or
 //! timeline would be off by seconds or more, while a correct one under any load stays within
 //! tens of milliseconds. Hence: median |error| ≤ 20 ms and none beyond 600 ms (the sink

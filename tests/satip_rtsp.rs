@@ -8,12 +8,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::io::Read;
+use std::net::UdpSocket;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::rtsp::{Item, Resp, Rtsp};
 use dvb2ip::config::Config;
 use dvb2ip::serve;
 use gst::glib;
@@ -74,118 +75,6 @@ fn wait_all_free() {
     while gstdvb2ip::tuners::frontends().iter().any(|f| f.users > 0) {
         assert!(Instant::now() < deadline, "frontends still in use");
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u32,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn session(&self) -> String {
-        self.header("Session")
-            .expect("Session header")
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    fn stream_id(&self) -> u16 {
-        self.header("com.ses.streamID")
-            .expect("com.ses.streamID")
-            .parse()
-            .expect("decimal stream id")
-    }
-}
-
-struct Rtsp {
-    s: TcpStream,
-    port: u16,
-    cseq: u32,
-    host: String,
-}
-
-impl Rtsp {
-    fn connect(port: u16) -> Rtsp {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Rtsp {
-            s,
-            port,
-            cseq: 0,
-            host: "127.0.0.1".into(),
-        }
-    }
-
-    fn url(&self, rest: &str) -> String {
-        format!("rtsp://{}:{}/{rest}", self.host, self.port)
-    }
-
-    /// Sends `METHOD url RTSP/1.0` with CSeq and `headers`; reads one response.
-    fn req(&mut self, method: &str, rest: &str, headers: &[(&str, &str)]) -> Resp {
-        self.cseq += 1;
-        let mut m = format!(
-            "{method} {} RTSP/1.0\r\nCSeq: {}\r\n",
-            self.url(rest),
-            self.cseq
-        );
-        for (k, v) in headers {
-            m += &format!("{k}: {v}\r\n");
-        }
-        m += "\r\n";
-        self.raw(&m)
-    }
-
-    fn raw(&mut self, m: &str) -> Resp {
-        self.s.write_all(m.as_bytes()).unwrap();
-        self.read_response()
-    }
-
-    fn read_response(&mut self) -> Resp {
-        let mut buf = Vec::new();
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            let n = self.s.read(&mut byte).expect("response");
-            assert!(
-                n > 0,
-                "connection closed; got {:?}",
-                String::from_utf8_lossy(&buf)
-            );
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_string();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        assert!(status_line.starts_with("RTSP/1.0 "), "{status_line}");
-        let status = status_line[9..12].parse().unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        self.s.read_exact(&mut body).unwrap();
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).to_string(),
-        }
     }
 }
 
@@ -1490,9 +1379,11 @@ fn checklist_61_64_teardown_stops_the_flow_and_the_connection_closes() {
     assert_eq!(c.req("OPTIONS", "", &[]).status, 200);
     // The close is waited for (bounded, 60 s) and its time printed: tests assert no
     // wall-clock timings, and a server that never closes still fails.
-    c.s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     let mut byte = [0u8; 1];
-    let r = c.s.read(&mut byte);
+    let r = c.read(&mut byte);
     let after = answered.elapsed();
     // Ok(0) is the close; a read timeout (Err) means it stayed open.
     assert!(
@@ -1524,7 +1415,7 @@ fn checklist_54_89_95_no_signal_stream_still_sends_rtp_and_rtcp() {
     let played = Instant::now();
     let mut buf = [0u8; 2048];
     // 54: the first RTP packet comes promptly after PLAY. Tests assert no wall-clock timings:
-    // the figure is printed here, and `dvb2ip bench satip` measures PLAY -> first packet.
+    // the figure is printed here, and `dvb2ip-bench satip` measures PLAY -> first packet.
     let n = a.recv(&mut buf).expect("RTP after PLAY");
     eprintln!("item 54: first RTP {:?} after PLAY", played.elapsed());
     let (_, _, mut last_ts) = rtp_ts(&buf[..n]);
@@ -1693,75 +1584,6 @@ fn checklist_99_receiver_reports_are_ignored() {
 // ---------------------------------------------------------------------------------------------
 // RTP over the RTSP connection (§3.9)
 // ---------------------------------------------------------------------------------------------
-
-enum Item {
-    /// `$`, channel, data.
-    Frame(u8, Vec<u8>),
-    Response(Resp),
-}
-
-impl Rtsp {
-    /// Next interleaved frame or response on the connection.
-    fn next_item(&mut self) -> Item {
-        let mut first = [0u8; 1];
-        self.s
-            .read_exact(&mut first)
-            .expect("data on the RTSP connection");
-        if first[0] == b'$' {
-            let mut h = [0u8; 3];
-            self.s.read_exact(&mut h).unwrap();
-            let mut data = vec![0u8; usize::from(u16::from_be_bytes([h[1], h[2]]))];
-            self.s.read_exact(&mut data).unwrap();
-            return Item::Frame(h[0], data);
-        }
-        // A response: put the byte back in front of the header reader.
-        let mut buf = vec![first[0]];
-        let mut byte = [0u8; 1];
-        while !buf.ends_with(b"\r\n\r\n") {
-            self.s.read_exact(&mut byte).expect("response");
-            buf.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&buf).to_string();
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap();
-        assert!(status_line.starts_with("RTSP/1.0 "), "{status_line}");
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        self.s.read_exact(&mut body).unwrap();
-        Item::Response(Resp {
-            status: status_line[9..12].parse().unwrap(),
-            headers,
-            body: String::from_utf8_lossy(&body).to_string(),
-        })
-    }
-
-    /// Sends a request and returns its response, skipping interleaved frames.
-    fn req_interleaved(&mut self, method: &str, rest: &str, headers: &[(&str, &str)]) -> Resp {
-        self.cseq += 1;
-        let mut m = format!(
-            "{method} {} RTSP/1.0\r\nCSeq: {}\r\n",
-            self.url(rest),
-            self.cseq
-        );
-        for (k, v) in headers {
-            m += &format!("{k}: {v}\r\n");
-        }
-        self.s.write_all((m + "\r\n").as_bytes()).unwrap();
-        loop {
-            if let Item::Response(r) = self.next_item() {
-                return r;
-            }
-        }
-    }
-}
 
 #[test]
 fn checklist_39_68_rtp_over_the_rtsp_connection() {
@@ -1962,14 +1784,8 @@ impl NsServer {
     fn connect(&mut self, ip: std::net::Ipv4Addr) -> Rtsp {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
-            if let Ok(s) = TcpStream::connect((ip, 8554)) {
-                s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-                return Rtsp {
-                    s,
-                    port: 8554,
-                    cseq: 0,
-                    host: ip.to_string(),
-                };
+            if let Ok(c) = Rtsp::try_connect((ip, 8554).into()) {
+                return c;
             }
             if let Ok(Some(st)) = self.child.try_wait() {
                 panic!("server exited ({st}):\n{}", self.log());

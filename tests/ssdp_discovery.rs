@@ -904,29 +904,20 @@ fn checklist_118_joining_server_yields_to_a_defender() {
 }
 
 /// One RTSP request on `c`; returns the response head.
-fn rtsp_req(c: &mut std::net::TcpStream, line: &str, headers: &str, cseq: u32) -> String {
-    use std::io::{Read, Write};
-    write!(c, "{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n").unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(c.read(&mut b).expect("RTSP answer"), 1, "connection closed");
-        head.push(b[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_string();
-    let len: usize = header(&head, "Content-Length").map_or(0, |l| l.parse().unwrap());
-    let mut body = vec![0u8; len];
-    c.read_exact(&mut body).unwrap();
-    head
+fn rtsp_req(c: &mut common::rtsp::Client, line: &str, headers: &str, cseq: u32) -> String {
+    c.send_raw(&format!("{line} RTSP/1.0\r\nCSeq: {cseq}\r\n{headers}\r\n"))
+        .unwrap();
+    c.read_response().expect("RTSP answer").head
 }
 
 /// The group of a bare multicast SETUP to the server at `host_ip(1)`, from `ns` (torn down
 /// again).
 fn multicast_group(ns: &Netns) -> Ipv4Addr {
-    let mut c = ns.enter(|| {
+    let c = ns.enter(|| {
         std::net::TcpStream::connect(SocketAddrV4::new(host_ip(1), 554)).expect("RTSP connect")
     });
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c = common::rtsp::Client::from_stream(c).expect("RTSP connection");
     let base = format!("rtsp://{}:554", host_ip(1));
     let r = rtsp_req(
         &mut c,

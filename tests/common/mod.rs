@@ -1,7 +1,8 @@
-//! Shared helpers for the launcher's end-to-end tests.
+//! Shared helpers for the launcher's end-to-end tests, among them the raw RTSP client ([`rtsp`]).
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod rtsp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
