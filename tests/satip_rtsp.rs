@@ -375,6 +375,35 @@ fn checklist_48_63_all_frontends_busy_gets_503_no_more_frontends() {
     wait_all_free();
 }
 
+/// A stream over the RTSP connection is a media of the SAT>IP factory: when no frontend is
+/// free its media cannot be prepared, and the 503 says that (the pipeline's own error), not
+/// a guess.
+#[test]
+fn interleaved_setup_with_all_frontends_busy_says_no_more_frontends() {
+    let _g = lock();
+    let mut held = Vec::new();
+    for q in [NEWS, ONE] {
+        let (a, b) = udp_pair();
+        let mut c = Rtsp::connect(*PORT);
+        let r = c.req("SETUP", &format!("?{q}"), &[("Transport", &transport(&a))]);
+        assert_eq!(r.status, 200, "{q}: {r:?}");
+        held.push((c, r, a, b));
+    }
+    let mut c = Rtsp::connect(*PORT);
+    let r = c.req(
+        "SETUP",
+        &format!("?{EMPTY_T}"),
+        &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
+    );
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("Content-Type"), Some("text/parameters"), "{r:?}");
+    assert_eq!(r.body, "No-More: frontends");
+    for (mut c, r, _, _) in held {
+        teardown(&mut c, &r);
+    }
+    wait_all_free();
+}
+
 #[test]
 fn checklist_7_8_10_11_bad_queries_get_400_and_403_with_bodies() {
     let _g = lock();
@@ -850,10 +879,11 @@ fn rtspsrc_records(tag: &str, query: &str, extra: &str, service: &str) {
 #[test]
 fn cvlc_plays_a_satip_url_without_errors() {
     let _g = lock();
-    if Command::new("cvlc").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: cvlc not installed (apt-get install vlc-bin vlc-plugin-base)");
-        return;
-    }
+    assert!(
+        Command::new("cvlc").arg("--version").output().is_ok(),
+        "cvlc not found: install the test dependencies (scripts/deps.sh TEST_PACKAGES, \
+         e.g. `apt-get install vlc-bin vlc-plugin-base`) or run scripts/test.sh"
+    );
     let home = common::temp_dir("vlc-home");
     let _ = Command::new("chmod").arg("777").arg(&home).status();
     let url = format!("rtsp://127.0.0.1:{}/?{NEWS}", *PORT);
@@ -956,6 +986,109 @@ fn named_channel_mounts_still_work_next_to_satip() {
     );
     let progs = common::programs(&v);
     assert!(progs.iter().any(|(n, _)| n == "dvb2ip News"), "{progs:?}");
+    wait_all_free();
+}
+
+/// A named channel answers SETUP as a SAT>IP server does (VLC's SAT>IP module, which Debian's
+/// VLC uses for every rtsp:// URL, does SETUP `/ch/<name>`, then PLAY and TEARDOWN
+/// `/stream=<com.ses.streamID>`), and stays a plain RTSP mount.
+#[test]
+fn named_channel_answers_setup_like_a_satip_server() {
+    let _g = lock();
+    let (a, _b) = udp_pair();
+    let mut c = Rtsp::connect(*PORT);
+    let s = c.req("SETUP", "ch/news", &[("Transport", &transport(&a))]);
+    assert_eq!(s.status, 200, "{s:?}");
+    let (sid, sess) = (s.stream_id(), s.session());
+    // The session's stream id names it, another id does not.
+    let other = sid.wrapping_add(1000);
+    let r = c.req("PLAY", &format!("stream={other}"), &[("Session", &sess)]);
+    assert_eq!(r.status, 404, "{r:?}");
+    let p = c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_eq!(p.status, 200, "{p:?}");
+    let mut buf = [0u8; 2048];
+    let mut pids = BTreeSet::new();
+    while !pids.contains(&0x101) {
+        let n = a.recv(&mut buf).expect("RTP of the channel");
+        let (_, payload) = rtp(&buf[..n]);
+        pids.extend(pids_of(payload));
+    }
+    // OPTIONS with the session (VLC's keep-alive) and TEARDOWN on the stream URL.
+    let o = c.req("OPTIONS", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_eq!(o.status, 200, "{o:?}");
+    let t = c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_eq!(t.status, 200, "{t:?}");
+    // The session is gone: its stream id no longer names anything.
+    let r = c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
+    assert_ne!(r.status, 200, "{r:?}");
+    wait_all_free();
+}
+
+/// Debian's VLC (no live555) opens `rtsp://…/ch/<name>` with its SAT>IP module. VLC's
+/// `scene` video filter writes every 5th decoded picture as a PNG: pictures on disk prove that
+/// VLC set the channel up, played it and decoded its video.
+#[test]
+fn cvlc_plays_a_named_channel_and_decodes_it() {
+    let _g = lock();
+    assert!(
+        Command::new("cvlc").arg("--version").output().is_ok(),
+        "cvlc not found: install the test dependencies (scripts/deps.sh TEST_PACKAGES, \
+         e.g. `apt-get install vlc-bin vlc-plugin-base`) or run scripts/test.sh"
+    );
+    let home = common::temp_dir("vlc-ch-home");
+    let scenes = home.join("scenes");
+    std::fs::create_dir_all(&scenes).unwrap();
+    for d in [&home, &scenes] {
+        let _ = Command::new("chmod").arg("777").arg(d).status();
+    }
+    let url = format!("rtsp://127.0.0.1:{}/ch/news", *PORT);
+    // VLC refuses to run as root: setpriv runs it as nobody in this process's place, so the
+    // SIGINT that ends it reaches VLC itself.
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .args([
+            "cvlc",
+            "--no-dbus",
+            "--intf",
+            "dummy",
+            "--vout",
+            "dummy",
+            "--aout",
+            "dummy",
+            "-vv",
+            "--video-filter=scene",
+            "--scene-format=png",
+            "--scene-ratio=5",
+            "--scene-prefix=pic",
+        ])
+        .arg(format!("--scene-path={}", scenes.display()))
+        .arg(&url);
+    let pictures = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(&scenes)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    // Three pictures (fifteen decoded), at most 120 s on a loaded machine.
+    let (_, text) = common::run_until(cmd, &home.join("log"), Duration::from_secs(120), |t| {
+        pictures().len() >= 3 || t.contains("Failed to play RTSP session")
+    });
+    assert!(text.contains("using access module \"satip\""), "{text}");
+    assert!(!text.contains("Failed to play RTSP session"), "{text}");
+    // The last complete picture is an image of the channel's video size.
+    let pics = pictures();
+    assert!(
+        pics.len() >= 3,
+        "VLC ended with {} pictures: {text}",
+        pics.len()
+    );
+    let pic = &pics[pics.len() - 2];
+    let v = common::ffprobe(pic.to_str().unwrap(), &[]);
+    let width = v["streams"][0]["width"].as_u64().unwrap_or(0);
+    let height = v["streams"][0]["height"].as_u64().unwrap_or(0);
+    assert!(width >= 320 && height >= 240, "{}: {v}", pic.display());
     wait_all_free();
 }
 
