@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
-use gst::glib::translate::{from_glib, ToGlibPtr};
+use gst::glib::translate::{from_glib, from_glib_none, ToGlibPtr};
 use gst::prelude::*;
 use gst_rtsp_server::gst_rtsp::{self, RTSPStatusCode};
 use gst_rtsp_server::prelude::*;
@@ -33,8 +33,8 @@ use super::message::{
     Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
 };
 use super::streams::{
-    base_url, blocks, route, sdp, uri_host, Entry, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT,
-    STREAMS,
+    base_url, blocks, route, sdp, uri_host, uri_path, Entry, Route, MAX_PIDS, REFUSED_PATH,
+    SATIP_MOUNT, STREAMS,
 };
 use super::CAT;
 
@@ -178,6 +178,72 @@ fn transport_changes(old: &TransportSpec, new: &TransportSpec) -> bool {
     }
 }
 
+/// Key of the first error a media's pipeline posted (a `glib::Error` on the media).
+const MEDIA_ERROR_KEY: &str = "dvb2ip-media-error";
+
+/// Keeps the first error the pipeline of `media` posts on the media, so that a SETUP whose
+/// media could not be prepared says why (see [`reason_503`]). Call from `media-configure`.
+pub fn record_media_errors(media: &RTSPMedia) {
+    let Some(bus) = media
+        .element()
+        .parent()
+        .and_then(|p| p.downcast::<gst::Pipeline>().ok().and_then(|p| p.bus()))
+    else {
+        return;
+    };
+    bus.enable_sync_message_emission();
+    let weak = media.downgrade();
+    bus.connect_sync_message(Some("error"), move |_, msg| {
+        let (Some(media), gst::MessageView::Error(e)) = (weak.upgrade(), msg.view()) else {
+            return;
+        };
+        // SAFETY: MEDIA_ERROR_KEY only ever holds a glib::Error.
+        unsafe {
+            if media.data::<glib::Error>(MEDIA_ERROR_KEY).is_none() {
+                media.set_data(MEDIA_ERROR_KEY, e.error());
+            }
+        }
+    });
+}
+
+/// The media of the request being handled (set while gst-rtsp-server answers a SETUP whose
+/// media failed to prepare).
+fn current_media() -> Option<RTSPMedia> {
+    RTSPContext::with_current_context(|ctx| {
+        let p: *const gst_rtsp_server::ffi::GstRTSPContext = ctx.to_glib_none().0;
+        // SAFETY: a valid context; `media` is NULL or a media it holds a reference to.
+        unsafe { from_glib_none((*p).media) }
+    })
+    .flatten()
+}
+
+/// The error [`record_media_errors`] kept for `media`.
+fn media_error(media: &RTSPMedia) -> Option<glib::Error> {
+    // SAFETY: MEDIA_ERROR_KEY only ever holds a glib::Error.
+    unsafe {
+        media
+            .data::<glib::Error>(MEDIA_ERROR_KEY)
+            .map(|e| e.as_ref().clone())
+    }
+}
+
+/// The body of a 503 gst-rtsp-server answered on its own, from what caused it: a full
+/// session table (`No-More: sessions`), the error of the media that could not be prepared
+/// (`No-More: frontends` when no frontend was free, otherwise that error's text), or `None`
+/// when neither is known (the answer then claims no reason).
+fn reason_503(sessions_full: bool, error: Option<&glib::Error>) -> Option<(String, String)> {
+    if sessions_full {
+        let body = format!("No-More: {}", Resource::Sessions.name());
+        return Some((ERROR_CONTENT_TYPE.into(), body));
+    }
+    let e = error?;
+    if e.matches(gst::ResourceError::Busy) {
+        let body = format!("No-More: {}", Resource::Frontends.name());
+        return Some((ERROR_CONTENT_TYPE.into(), body));
+    }
+    Some(("text/plain".into(), e.message().to_string()))
+}
+
 /// Validates a creating query as the factory will use it.
 fn check_new(q: &Query) -> Result<StreamSpec, QueryError> {
     let spec = StreamSpec::create(q, MAX_PIDS)?;
@@ -199,6 +265,10 @@ mod imp {
         /// (CSeq of the SETUP, the unicast stream it creates): attached to the session media
         /// when the SETUP succeeds, dropped (frontend given back) when it fails.
         pending_stream: Mutex<Option<(Option<String>, Arc<SatipStream>)>>,
+        /// Sessions of this connection on other mounts (`/ch/<name>`): (session id, stream
+        /// id, mount path). A SAT>IP client (VLC's) gets a `com.ses.streamID` for them and
+        /// then controls them by `/stream=N`.
+        mount_streams: Mutex<Vec<(String, u16, String)>>,
     }
 
     #[glib::object_subclass]
@@ -343,6 +413,55 @@ mod imp {
             None
         }
 
+        /// A successful SETUP of another mount (`/ch/<name>`): answers as a SAT>IP server
+        /// would, with a `com.ses.streamID` that `/stream=N` then names for this session.
+        fn on_mount_setup(&self, msg: &Msg, uri: &str) {
+            let Some(session) =
+                RTSPContext::with_current_context(|c| c.session().cloned()).flatten()
+            else {
+                return;
+            };
+            let Some(id) = session.sessionid().map(|s| s.to_string()) else {
+                return;
+            };
+            let Some(mount) = self
+                .obj()
+                .mount_points()
+                .and_then(|m| crate::rtsp::mounts::mount_of(&m, uri_path(uri)))
+            else {
+                return;
+            };
+            let pool = self.obj().session_pool();
+            let mut streams = self.mount_streams.lock().unwrap();
+            streams.retain(|(s, _, _)| pool.as_ref().is_some_and(|p| p.find(s).is_some()));
+            let stream_id = match streams.iter().find(|(s, _, m)| *s == id && *m == mount) {
+                Some((_, n, _)) => *n,
+                None => {
+                    let n = STREAMS.lock().unwrap().allocate_id();
+                    streams.push((id, n, mount));
+                    n
+                }
+            };
+            msg.set_header("com.ses.streamID", &stream_id.to_string());
+        }
+
+        /// The mount a `/stream=N` request of the current session names, when `N` is a
+        /// stream id [`Self::on_mount_setup`] gave that session.
+        fn mount_stream_path(&self, n: u16) -> Option<String> {
+            let id = RTSPContext::with_current_context(|c| {
+                c.session()
+                    .and_then(|s| s.sessionid())
+                    .map(|s| s.to_string())
+            })
+            .flatten()?;
+            self.mount_streams
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(s, m, _)| *s == id && *m == n)
+                .map(|(_, _, path)| path.clone())
+        }
+
         /// Finishes a response about to be sent (see the module comment).
         fn on_send(&self, msg: &Msg) {
             let Some((method, uri, cseq, request_ptr)) = RTSPContext::with_current_context(|ctx| {
@@ -398,6 +517,9 @@ mod imp {
                 return;
             }
             if !matches!(route(&uri), Route::Satip(_)) {
+                if method == METHOD_SETUP && msg.status() == Some(200) {
+                    self.on_mount_setup(msg, &uri);
+                }
                 return;
             }
             if request.as_ref().is_some_and(Msg::is_rtsp2) {
@@ -420,9 +542,17 @@ mod imp {
                 // session ended (§3.1, checklist 64).
                 (METHOD_TEARDOWN, 200) => msg.remove_header("Connection"),
                 (_, 503) if msg.header("Content-Type").is_none() => {
-                    let body = format!("No-More: {}", Resource::Frontends.name());
-                    msg.add_header("Content-Type", ERROR_CONTENT_TYPE);
-                    msg.set_body(body.as_bytes());
+                    let sessions_full = self.obj().session_pool().is_some_and(|p| {
+                        p.max_sessions() > 0 && p.n_sessions() >= p.max_sessions()
+                    });
+                    let error = current_media().as_ref().and_then(media_error);
+                    match reason_503(sessions_full && no_session, error.as_ref()) {
+                        Some((ct, body)) => {
+                            msg.add_header("Content-Type", &ct);
+                            msg.set_body(body.as_bytes());
+                        }
+                        None => gst::warning!(CAT, imp = self, "503 of unknown cause"),
+                    }
                 }
                 (_, 501) => msg.set_header("Public", PUBLIC),
                 (METHOD_OPTIONS, 200) => msg.set_header("Public", PUBLIC),
@@ -611,6 +741,12 @@ mod imp {
                 }
                 Route::Satip(Ok(t)) => t,
             };
+            // `/stream=N` of a session on another mount (a SAT>IP client playing /ch/<name>).
+            if let (Some(n), false) = (t.stream, t.has_query) {
+                if let Some(path) = self.mount_stream_path(n) {
+                    return Some(path.into());
+                }
+            }
             let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
             let has_session = current_has_session();
             let refused = match (method, t.stream) {
@@ -833,5 +969,37 @@ impl SatipClient {
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_says_its_real_reason() {
+        let sessions = reason_503(true, None).unwrap();
+        assert_eq!(
+            sessions,
+            (ERROR_CONTENT_TYPE.into(), "No-More: sessions".into())
+        );
+        let busy = glib::Error::new(gst::ResourceError::Busy, "No frontend free for 506 MHz");
+        assert_eq!(
+            reason_503(false, Some(&busy)).unwrap(),
+            (ERROR_CONTENT_TYPE.into(), "No-More: frontends".into())
+        );
+        // Another failure is not passed off as busy frontends: its own text is the body.
+        let open = glib::Error::new(
+            gst::ResourceError::OpenRead,
+            "Cannot open frontend for 506 MHz: permission denied",
+        );
+        assert_eq!(
+            reason_503(false, Some(&open)).unwrap(),
+            (
+                "text/plain".into(),
+                "Cannot open frontend for 506 MHz: permission denied".into()
+            )
+        );
+        assert_eq!(reason_503(false, None), None);
     }
 }

@@ -100,6 +100,8 @@ mod imp {
 
         fn media_configure(&self, media: &gst_rtsp_server::RTSPMedia) {
             self.parent_media_configure(media);
+            // A media that cannot be prepared answers 503 with its real reason.
+            crate::rtsp::client::record_media_errors(media);
             let element = media.element();
             let Some(key) = key_of_element(&element.name()) else {
                 return;

@@ -43,6 +43,23 @@ impl Default for SatipMounts {
     }
 }
 
+/// The mount point `path` falls under (`/ch/one` for `/ch/one/stream=0`), if any.
+pub fn mount_of(mounts: &impl IsA<gst_rtsp_server::RTSPMountPoints>, path: &str) -> Option<String> {
+    use gst::glib::translate::{from_glib_full, ToGlibPtr};
+    let mut matched = 0i32;
+    // SAFETY: valid mount points and path; the result is a new reference or NULL.
+    let factory: Option<gst_rtsp_server::RTSPMediaFactory> = unsafe {
+        from_glib_full(gst_rtsp_server::ffi::gst_rtsp_mount_points_match(
+            mounts.as_ref().to_glib_none().0,
+            path.to_glib_none().0,
+            &mut matched,
+        ))
+    };
+    factory?;
+    path.get(..usize::try_from(matched).ok()?)
+        .map(str::to_owned)
+}
+
 /// The factory mounted at `path`, if any (the bindings' `match_` assumes one exists).
 pub fn factory_at(
     mounts: &impl IsA<gst_rtsp_server::RTSPMountPoints>,

@@ -335,7 +335,7 @@ pub fn spawn(
     ));
     rt.spawn(async move {
         let r = axum::serve(
-            listener,
+            description::ExactCaseListener(listener),
             app.into_make_service_with_connect_info::<description::ConnAddrs>(),
         )
         .with_graceful_shutdown(async move {
