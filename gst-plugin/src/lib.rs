@@ -8,11 +8,13 @@ use gst::glib;
 
 pub mod dvbcsssink;
 pub mod dvbtunersrc;
-pub mod proto;
 pub mod runtime;
 pub mod satipmapsrc;
 pub mod tstimelineparse;
 pub mod tuners;
+
+/// The GStreamer-free protocol crate, under the path the elements and the launcher use.
+pub use dvb2ip_proto as proto;
 
 /// `video/mpegts, systemstream=true, packetsize=188`: what our sources output and filters take.
 pub(crate) fn mpegts_caps() -> gst::Caps {
