@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the cargo-fuzz (libFuzzer) target over the TS/PSI/TEMI parsers, TimelineTracker and the
 # SPTS filter for DURATION seconds (default 600), with a corpus seeded from the shared TEMI
-# vectors (../shared/media). Crashes land in fuzz/artifacts/ts_parsers/.
+# vectors (../shared/media, or $DVB2IP_MEDIA_DIR). Crashes land in fuzz/artifacts/ts_parsers/.
 #
 #   scripts/fuzz.sh [DURATION_SECONDS] [extra libFuzzer flags...]
 #
@@ -24,13 +24,12 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo +nightly install cargo-fuzz
 fi
 
-MEDIA="$ROOT/../shared/media"
-[ -f "$MEDIA/temi_a_single_timeline.ts" ] || MEDIA=/work/shared/media
+MEDIA="${DVB2IP_MEDIA_DIR:-$ROOT/../shared/media}"
 CORPUS="$ROOT/fuzz/corpus/$TARGET"
 mkdir -p "$CORPUS"
 if [ -z "$(ls -A "$CORPUS")" ]; then
     if [ ! -f "$MEDIA/temi_a_single_timeline.ts" ]; then
-        echo "fuzz.sh: TEMI vectors not found in ../shared/media or /work/shared/media" >&2
+        echo "fuzz.sh: TEMI vectors not found in $MEDIA (set DVB2IP_MEDIA_DIR, or put them in ../shared/media)" >&2
         exit 2
     fi
     # Seeds: runs of 16 whole packets from every vector (byte 0 of an input picks the chunking

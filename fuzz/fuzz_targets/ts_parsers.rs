@@ -9,11 +9,11 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use gstdvb2ip::proto::clock::{PtsUnwrapper, TimelineAnchor};
-use gstdvb2ip::proto::psi::{self, Eit, Nit, Pat, Pmt, Sdt, Section, SectionAssembler, TimeTable};
-use gstdvb2ip::proto::temi::{af_descriptors, parse_af_descriptors, TemiDescriptor};
-use gstdvb2ip::proto::timeline::{TimelineEvent, TimelineTracker};
-use gstdvb2ip::proto::ts::{AdaptationField, PacketView, PesHeader, TsReader};
+use dvb2ip_proto::clock::{PtsUnwrapper, TimelineAnchor};
+use dvb2ip_proto::psi::{self, Eit, Nit, Pat, Pmt, Sdt, Section, SectionAssembler, TimeTable};
+use dvb2ip_proto::temi::{af_descriptors, parse_af_descriptors, TemiDescriptor};
+use dvb2ip_proto::timeline::{TimelineEvent, TimelineTracker};
+use dvb2ip_proto::ts::{AdaptationField, PacketView, PesHeader, TsReader};
 use gstdvb2ip::tstimelineparse::spts::SptsFilter;
 
 fn tables(data: &[u8]) {

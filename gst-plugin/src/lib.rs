@@ -6,13 +6,17 @@
 
 use gst::glib;
 
+pub mod css_server;
 pub mod dvbcsssink;
 pub mod dvbtunersrc;
-pub mod proto;
 pub mod runtime;
 pub mod satipmapsrc;
+pub mod sys;
 pub mod tstimelineparse;
 pub mod tuners;
+
+/// The GStreamer-free protocol crate, under the path the elements and the launcher use.
+pub use dvb2ip_proto as proto;
 
 /// `video/mpegts, systemstream=true, packetsize=188`: what our sources output and filters take.
 pub(crate) fn mpegts_caps() -> gst::Caps {

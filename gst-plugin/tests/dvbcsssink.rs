@@ -527,13 +527,7 @@ fn websocket_refusals_oversized_json_and_floods_never_kill_the_servers() {
 }
 
 fn media(name: &str) -> std::path::PathBuf {
-    let a = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/media"));
-    let dir = if a.join(name).exists() {
-        a
-    } else {
-        std::path::PathBuf::from("/work/shared/media")
-    };
-    dir.join(name)
+    gstdvb2ip::proto::vectors::media_dir().join(name)
 }
 
 /// filesrc → tsparse (PCR timestamps) → tstimelineparse → dvbcsssink: the CII timelines and

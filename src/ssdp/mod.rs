@@ -1,6 +1,7 @@
 //! SSDP/UPnP discovery (SAT>IP digest §8).
 //!
-//! * `message`: GStreamer-free message building/parsing and the DEVICE ID state machine.
+//! * `message`: GStreamer-free message building/parsing and the DEVICE ID state machine (in
+//!   the `dvb2ip-proto` crate, re-exported here).
 //! * `advertiser`: the tokio task on UDP 1900 (NOTIFY, M-SEARCH answers, DEVICE ID defence,
 //!   interface tracking).
 //! * `description`: axum routes for the device description, the M3U channel list and icons.
@@ -15,7 +16,8 @@
 
 pub mod advertiser;
 pub mod description;
-pub mod message;
+/// The GStreamer-free SSDP messages, from the `dvb2ip-proto` crate.
+pub use dvb2ip_proto::ssdp::message;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

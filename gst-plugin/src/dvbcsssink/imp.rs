@@ -16,13 +16,13 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 use tokio::sync::oneshot;
 
-use super::lines::{LineConfig, Observed, Track};
-use super::servers::{
-    self, Endpoint, EventHook, ServerEvent, Shared, WallClock, WcConfig, WsConfig,
+use crate::css_server::{
+    self as servers, Endpoint, EventHook, ServerEvent, Shared, WallClock, WcConfig, WsConfig,
 };
 use crate::proto::css::cii::{is_valid_presentation_status, ContentIdStatus, TimelineOption};
 use crate::proto::css::clock::Correlation;
 use crate::proto::css::contentid::{DvbContentId, DvbEvent, PtDuration, UtcMinute};
+use crate::proto::css::lines::{LineConfig, Observed, Track};
 use crate::proto::css::timeline::{TickRate, TimelineSelector};
 use crate::runtime::RUNTIME;
 use crate::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};
@@ -445,11 +445,7 @@ impl Presenter {
         let thread = std::thread::Builder::new()
             .name("dvbcss-present".into())
             .spawn(move || {
-                // SAFETY: plain libc call on the calling thread with a valid parameter.
-                let rt = unsafe {
-                    let p = libc::sched_param { sched_priority: 1 };
-                    libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0
-                };
+                let rt = crate::sys::set_fifo_priority(1);
                 gst::debug!(CAT, "presentation thread, real-time priority: {rt}");
                 for (gen, id, s) in rx {
                     if gen != g.load(Ordering::SeqCst) {

@@ -6,8 +6,8 @@
 
 use std::fmt;
 
-use crate::proto::crc::crc32_mpeg2;
-use crate::proto::ts::ByteCursor;
+use crate::crc::crc32_mpeg2;
+use crate::ts::ByteCursor;
 
 /// Table ids.
 pub mod table_id {

@@ -3,7 +3,7 @@
 //! anchors, timeline appear/disappear/pause/discontinuity changes and service identity.
 //!
 //! Packet in, events out; no I/O, no clock, no GStreamer. A GStreamer element feeds it the
-//! 188-byte packets of the stream (see [`crate::proto::ts::TsReader`]) and maps events to
+//! 188-byte packets of the stream (see [`crate::ts::TsReader`]) and maps events to
 //! messages.
 //!
 //! Binding rule (spec 2.3): a timeline descriptor goes with the PTS of the PES whose header
@@ -12,14 +12,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::proto::clock::{
+use crate::clock::{
     convert, pcr_diff, pts_add, PtsUnwrapper, TimelineAnchor, PCR_HZ, PCR_MODULO, PTS_HZ,
 };
-use crate::proto::psi::{
-    self, table_id, Eit, Nit, Pat, Pmt, Sdt, Section, SectionAssembler, TimeTable,
-};
-use crate::proto::temi::{af_descriptors, MediaTimestamp, TemiDescriptor, TimelineDescriptor};
-use crate::proto::ts::{CcStatus, ContinuityChecker, Packet, PacketView, PesHeader, PID_NULL};
+use crate::psi::{self, table_id, Eit, Nit, Pat, Pmt, Sdt, Section, SectionAssembler, TimeTable};
+use crate::temi::{af_descriptors, MediaTimestamp, TemiDescriptor, TimelineDescriptor};
+use crate::ts::{CcStatus, ContinuityChecker, Packet, PacketView, PesHeader, PID_NULL};
 
 /// Tracker settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +177,7 @@ pub struct TemiLocation {
     /// PID.
     pub pid: u16,
     /// The descriptor.
-    pub descriptor: crate::proto::temi::LocationDescriptor,
+    pub descriptor: crate::temi::LocationDescriptor,
     /// The full URL (with the PID's base URL when use_base_temi_url is set).
     pub url: Option<String>,
     /// Timescale of timeline (PID, timeline_id) if a timeline descriptor gave it (one in the
@@ -457,7 +455,7 @@ impl TimelineTracker {
         self.stats = stats;
     }
 
-    /// Process one packet from a [`crate::proto::ts::TsReader`].
+    /// Process one packet from a [`crate::ts::TsReader`].
     pub fn push(&mut self, packet: &Packet) -> Vec<TimelineEvent> {
         self.push_packet(&packet.data, packet.index)
     }
@@ -1174,13 +1172,13 @@ impl TimelineTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::psi::tests::long_section;
-    use crate::proto::temi::encode_timeline_descriptor;
-    use crate::proto::ts::{encode_timestamp, Pcr, TsReader};
+    use crate::psi::tests::long_section;
+    use crate::temi::encode_timeline_descriptor;
+    use crate::ts::{encode_timestamp, Pcr, TsReader};
     use serde_json::Value;
 
     fn run_file(name: &str) -> (Vec<TimelineEvent>, TimelineTracker, Value) {
-        let (ts, json) = crate::proto::vectors::load(name);
+        let (ts, json) = crate::vectors::load(name);
         assert_eq!(json["size_bytes"].as_u64(), Some(ts.len() as u64));
         let mut reader = TsReader::new();
         let mut tracker = TimelineTracker::default();

@@ -1,6 +1,7 @@
 //! GStreamer-free protocol code: bytes or numbers in, bytes or numbers out.
 //!
-//! Rule: nothing below this module imports `gst` or `glib` (CI greps for it). Time is plain
+//! This crate (`dvb2ip-proto`) has no `gst`, `glib` or `gstreamer-*` dependency, so its purity
+//! is checked by the compiler. The plugin re-exports it as `gstdvb2ip::proto`. Time is plain
 //! integers with explicit units (90 kHz ticks, 27 MHz ticks, nanoseconds).
 
 pub mod clock;
@@ -11,6 +12,7 @@ pub mod psi;
 pub mod rtp;
 pub mod satip;
 pub mod si;
+pub mod ssdp;
 pub mod temi;
 pub mod timeline;
 pub mod ts;

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::proto::ts::ByteCursor;
+use crate::ts::ByteCursor;
 
 /// af_descriptor tags.
 pub mod tag {
@@ -98,7 +98,7 @@ impl<'a> Iterator for AfDescriptorIter<'a> {
 }
 
 /// Walk the af_descriptor bytes of an adaptation_field_extension
-/// ([`crate::proto::ts::AfExtension::af_descriptors`]).
+/// ([`crate::ts::AfExtension::af_descriptors`]).
 pub fn af_descriptors(bytes: &[u8]) -> AfDescriptorIter<'_> {
     AfDescriptorIter {
         cursor: ByteCursor::new(bytes),
