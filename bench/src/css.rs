@@ -24,9 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use gst::prelude::*;
-use gstdvb2ip::dvbcsssink::servers::{
-    self, MonotonicWallClock, Shared, WallClock, WcConfig, WcStop,
-};
+use gstdvb2ip::css_server::{MonotonicWallClock, Shared, WallClock, WcConfig, WcStop};
 use gstdvb2ip::dvbcsssink::PRESENTED_STRUCTURE;
 use gstdvb2ip::proto::css::clock::monotonic_ns;
 use gstdvb2ip::proto::css::ts::ControlTimestamp;
@@ -65,7 +63,7 @@ fn ncpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// A WC server of the plugin ([`servers::serve_wc`]) on its own thread, optionally pinned.
+/// A WC server of the plugin ([`gstdvb2ip::css_server::serve_wc`]) on its own thread, optionally pinned.
 struct WcUnderTest {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -109,7 +107,7 @@ impl WcUnderTest {
                 if let Some(c) = cpu {
                     pin_to_cpu(c);
                 }
-                let _ = servers::serve_wc(&sock, &sh, WcConfig::default(), &st);
+                let _ = gstdvb2ip::css_server::serve_wc(&sock, &sh, WcConfig::default(), &st);
             })?;
         Ok(Self {
             addr,
