@@ -10,6 +10,7 @@ pub mod mux;
 pub mod psi;
 pub mod rtp;
 pub mod satip;
+pub mod scan;
 pub mod si;
 pub mod temi;
 pub mod timeline;
