@@ -94,9 +94,7 @@ pub fn es_kind(stream_type: u8, descs: &[u8]) -> EsKind {
         _ => {}
     }
     match stream_type {
-        0x01 | 0x02 | 0x10 | 0x1B | 0x20 | 0x24 | 0x25 | 0x33 | 0x42 | 0xD1 | 0xEA => {
-            EsKind::Video
-        }
+        0x01 | 0x02 | 0x10 | 0x1B | 0x20 | 0x24 | 0x25 | 0x33 | 0x42 | 0xD1 | 0xEA => EsKind::Video,
         0x03 | 0x04 | 0x0F | 0x11 | 0x1C => EsKind::Audio,
         0x81 => EsKind::Ac3,
         0x87 => EsKind::Eac3,
@@ -225,7 +223,10 @@ mod tests {
         );
         assert_eq!(es_kind(0x06, &[0x7F, 0x01, 0x15]), EsKind::Ac4);
         assert_eq!(es_kind(0x06, &[]), EsKind::Other);
-        assert_eq!(es_kind(0x06, &[0x05, 0x04, b'E', b'A', b'C', b'3']), EsKind::Eac3);
+        assert_eq!(
+            es_kind(0x06, &[0x05, 0x04, b'E', b'A', b'C', b'3']),
+            EsKind::Eac3
+        );
         assert_eq!(es_kind(0x86, &[]), EsKind::Data);
     }
 

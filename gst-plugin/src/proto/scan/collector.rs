@@ -527,7 +527,11 @@ impl MuxCollector {
             0x42 if self.sdt.is_none() => {
                 // SDT actual of this TS only (the PAT's TSID when known).
                 if let Ok(t) = SdtTable::from_sections(st.sections()) {
-                    if self.pat.as_ref().is_none_or(|p| p.transport_stream_id == t.tsid) {
+                    if self
+                        .pat
+                        .as_ref()
+                        .is_none_or(|p| p.transport_stream_id == t.tsid)
+                    {
                         self.sdt = Some(t);
                     }
                 }
@@ -624,9 +628,7 @@ impl MuxCollector {
                 let deadline = |k: &TableKind| -> u64 {
                     match k {
                         TableKind::Pat => pat_deadline,
-                        TableKind::Pmt(_) => {
-                            self.pat_at.unwrap_or(locked_at) + self.t(to.pmt_ms)
-                        }
+                        TableKind::Pmt(_) => self.pat_at.unwrap_or(locked_at) + self.t(to.pmt_ms),
                         TableKind::SdtActual => locked_at + self.t(to.sdt_ms),
                         TableKind::NitActual => locked_at + self.t(to.nit_ms),
                         TableKind::NitOther | TableKind::SdtOther => {
@@ -689,7 +691,10 @@ impl MuxCollector {
                         pmt: self.pmts.get(&sid).map(PmtInfo::from_pmt),
                         sdt: self.sdt.as_ref().and_then(|s| s.service(sid)).cloned(),
                         nit_service_type: nit_entry.and_then(|t| {
-                            t.services.iter().find(|(s, _)| *s == sid).map(|(_, ty)| *ty)
+                            t.services
+                                .iter()
+                                .find(|(s, _)| *s == sid)
+                                .map(|(_, ty)| *ty)
                         }),
                         lcn: match (&self.nit, onid, tsid) {
                             (Some(n), Some(o), Some(t)) => n.lcn(o, t, sid),
@@ -746,11 +751,18 @@ mod tests {
         assert_eq!(r.elapsed_ms, 20, "ends when complete, not at a budget");
         assert_eq!(r.lock_ms, Some(10));
         let sids: Vec<u16> = r.services.iter().map(|s| s.service_id).collect();
-        assert_eq!(sids, vec![0x0101, 0x0102, 0x0103], "program 0 is no service");
+        assert_eq!(
+            sids,
+            vec![0x0101, 0x0102, 0x0103],
+            "program 0 is no service"
+        );
         let radio = &r.services[2];
         assert_eq!(radio.class(), ServiceClass::Radio);
         assert_eq!(radio.pmt.as_ref().unwrap().pcr_pid, 0x1FF0);
-        assert_eq!(radio.sdt.as_ref().unwrap().name.as_deref(), Some("Example Radio"));
+        assert_eq!(
+            radio.sdt.as_ref().unwrap().name.as_deref(),
+            Some("Example Radio")
+        );
         assert_eq!(radio.lcn.map(|l| l.number), Some(3));
         assert_eq!(
             radio.pmt.as_ref().unwrap().streams[0].language.as_deref(),
@@ -758,10 +770,7 @@ mod tests {
         );
         let a = r.announced(false);
         assert_eq!(a.len(), 3);
-        assert_eq!(
-            a.iter().map(|a| a.tsid).collect::<Vec<_>>(),
-            vec![4, 1, 5]
-        );
+        assert_eq!(a.iter().map(|a| a.tsid).collect::<Vec<_>>(), vec![4, 1, 5]);
         assert_eq!(a[2].mux.tuning.plp, Some(1));
         assert_eq!(a[2].mux.tuning.frequency, 474_000_000);
     }
@@ -782,10 +791,13 @@ mod tests {
         // §13 items 21, 22, 27.
         let net = network();
         let mut c = MuxCollector::new(net[0].mux.clone(), CollectorConfig::default(), 1000);
-        c.frontend_status(1100, FrontendStatus {
-            signal: true,
-            ..Default::default()
-        });
+        c.frontend_status(
+            1100,
+            FrontendStatus {
+                signal: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(c.poll(2999), Poll::Pending { wake_at_ms: 5000 });
         assert_eq!(c.poll(5000), Poll::Done(Verdict::Failed));
         assert_eq!(c.result().unwrap().failure, Some(Failure::NoLock));
@@ -801,10 +813,13 @@ mod tests {
         let mut cable = net[0].mux.clone();
         cable.tuning.delivery_system = crate::proto::satip::DeliverySystem::DvbC;
         let mut c = MuxCollector::new(cable, CollectorConfig::default(), 0);
-        c.frontend_status(5, FrontendStatus {
-            carrier: true,
-            ..Default::default()
-        });
+        c.frontend_status(
+            5,
+            FrontendStatus {
+                carrier: true,
+                ..Default::default()
+            },
+        );
         assert_eq!(c.poll(10), Poll::Pending { wake_at_ms: 3000 });
     }
 
@@ -813,7 +828,10 @@ mod tests {
         // §13 items 23, 26.
         let net = network();
         let r = collect_filtered(&net[0], &net, CollectorConfig::default(), |t| t != 0x00);
-        assert_eq!((r.verdict, r.failure), (Verdict::Failed, Some(Failure::NoPat)));
+        assert_eq!(
+            (r.verdict, r.failure),
+            (Verdict::Failed, Some(Failure::NoPat))
+        );
         assert_eq!(r.elapsed_ms, 1510);
         let r = collect_filtered(&net[0], &net, CollectorConfig::default(), |t| t != 0x42);
         assert_eq!(r.verdict, Verdict::Partial);
@@ -830,8 +848,18 @@ mod tests {
         // A missing PMT: Partial, 1.5 s after the PAT.
         let r = collect_filtered(&net[0], &net, CollectorConfig::default(), |t| t != 0x02);
         assert_eq!(r.verdict, Verdict::Partial);
-        assert_eq!(r.missing, vec![TableKind::Pmt(0x0101), TableKind::Pmt(0x0102), TableKind::Pmt(0x0103)]);
-        assert_eq!(r.elapsed_ms, 1520, "PMT budget counts from the PAT at 20 ms");
+        assert_eq!(
+            r.missing,
+            vec![
+                TableKind::Pmt(0x0101),
+                TableKind::Pmt(0x0102),
+                TableKind::Pmt(0x0103)
+            ]
+        );
+        assert_eq!(
+            r.elapsed_ms, 1520,
+            "PMT budget counts from the PAT at 20 ms"
+        );
     }
 
     #[test]
@@ -840,18 +868,33 @@ mod tests {
         let net = network();
         let mut c = MuxCollector::new(net[0].mux.clone(), CollectorConfig::default(), 0);
         assert!(c.filters().is_empty(), "nothing before lock");
-        c.frontend_status(1, FrontendStatus {
-            lock: true,
-            ..Default::default()
-        });
+        c.frontend_status(
+            1,
+            FrontendStatus {
+                lock: true,
+                ..Default::default()
+            },
+        );
         let f = c.filters();
-        assert!(f.contains(&Filter { pid: 0, table_id: 0 }));
-        assert!(f.contains(&Filter { pid: 0x11, table_id: 0x42 }));
-        assert!(f.contains(&Filter { pid: 0x10, table_id: 0x40 }));
+        assert!(f.contains(&Filter {
+            pid: 0,
+            table_id: 0
+        }));
+        assert!(f.contains(&Filter {
+            pid: 0x11,
+            table_id: 0x42
+        }));
+        assert!(f.contains(&Filter {
+            pid: 0x10,
+            table_id: 0x40
+        }));
         assert!(!f.iter().any(|f| f.table_id == 0x46 || f.table_id == 0x41));
         let secs = fixtures::sections(&net[0], &net);
         c.push_section(2, 0, &secs[0].1);
-        assert!(c.filters().contains(&Filter { pid: 0x100 + 16, table_id: 2 }));
+        assert!(c.filters().contains(&Filter {
+            pid: 0x100 + 16,
+            table_id: 2
+        }));
         // An SDT other section is dropped unless asked for.
         let other = crate::proto::psi::Section::parse(&si::long_section(
             0x46,

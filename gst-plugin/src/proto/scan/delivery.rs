@@ -555,7 +555,9 @@ impl Delivery {
             let frequency = match (freqs.first().copied(), base, current) {
                 (Some(f), _, _) => f,
                 (None, Some(f), _) => f,
-                (None, None, Some(cur)) if cur.family() == crate::proto::satip::Family::Terrestrial => {
+                (None, None, Some(cur))
+                    if cur.family() == crate::proto::satip::Family::Terrestrial =>
+                {
                     cur.tuning.frequency
                 }
                 _ => return None,
@@ -676,7 +678,10 @@ mod tests {
                 fec: Fec::None,
             }
         );
-        assert_eq!(si::cable_delivery_descriptor(346_000_000, 6900, 5), d.to_vec());
+        assert_eq!(
+            si::cable_delivery_descriptor(346_000_000, 6900, 5),
+            d.to_vec()
+        );
         let (m, _) = Delivery::from_descriptors(&d).to_mux(None).unwrap();
         assert_eq!(
             m.tuning.canonical_query(None),

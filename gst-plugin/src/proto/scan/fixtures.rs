@@ -210,7 +210,12 @@ pub fn sections(m: &FxMux, all: &[FxMux]) -> Vec<(u16, Section)> {
         .collect();
     out.push((
         0x10,
-        si::nit_actual(NID, 1, &si::network_name_descriptor("Example Net"), &transports),
+        si::nit_actual(
+            NID,
+            1,
+            &si::network_name_descriptor("Example Net"),
+            &transports,
+        ),
     ));
     out.into_iter()
         .map(|(p, b)| (p, Section::parse(&b).expect("fixture section")))

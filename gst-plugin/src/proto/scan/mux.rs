@@ -4,19 +4,89 @@
 //! Serialised (JSON) as the canonical SAT>IP query of the tuning, which `satip::parse_query`
 //! reads back to the same tuning.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-use crate::proto::satip::{parse_query, DeliverySystem, Family, Tuning};
+use crate::proto::satip::{parse_query, Choice, DeliverySystem, Family, Tuning, TuningParams};
 
 /// One multiplex (transponder; for T2/S2 one PLP/input stream of it).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "MuxRepr", try_from = "MuxRepr")]
 pub struct Mux {
     /// How to tune it. Frequencies: Hz for terrestrial and cable, kHz for satellite.
-    #[serde(with = "tuning_query")]
     pub tuning: Tuning,
     /// Orbital position in 0.1°, positive east (satellite only, when known).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orbital: Option<i16>,
+}
+
+/// The JSON form: the canonical SAT>IP query (kHz precision) plus the exact frequency in
+/// dvbsrc units (ATSC pilots and ISDB-T 1/7 MHz offsets need Hz).
+#[derive(Serialize, Deserialize)]
+struct MuxRepr {
+    tuning: String,
+    frequency: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    orbital: Option<i16>,
+}
+
+impl From<Mux> for MuxRepr {
+    fn from(m: Mux) -> MuxRepr {
+        MuxRepr {
+            tuning: m.tuning.canonical_query(None),
+            frequency: m.tuning.frequency,
+            orbital: m.orbital,
+        }
+    }
+}
+
+impl TryFrom<MuxRepr> for Mux {
+    type Error = String;
+
+    fn try_from(r: MuxRepr) -> Result<Mux, String> {
+        let q = parse_query(&r.tuning).map_err(|e| format!("tuning \"{}\": {e}", r.tuning))?;
+        let mut tuning = tuning_from_params(&q.tuning)
+            .ok_or_else(|| format!("tuning \"{}\": no msys", r.tuning))?;
+        tuning.frequency = r.frequency;
+        Ok(Mux {
+            tuning,
+            orbital: r.orbital,
+        })
+    }
+}
+
+/// The tuning a canonical query describes, without the SAT>IP range checks of
+/// `TuningParams::resolve` (initial tuning files hold muxes a SAT>IP client may not ask for,
+/// e.g. Ka-band satellites or 256-QAM DVB-T entries). `None` without `msys`.
+pub fn tuning_from_params(p: &TuningParams) -> Option<Tuning> {
+    let msys = p.msys?;
+    let khz = p.freq_khz.unwrap_or(0);
+    let mut t = blank_tuning(
+        msys,
+        match msys.family() {
+            Family::Satellite => khz,
+            _ => khz.saturating_mul(1000),
+        },
+    );
+    t.src = p.src.unwrap_or(1);
+    t.fe = p.fe;
+    t.polarisation = p.pol;
+    t.roll_off = p.ro.and_then(Choice::fixed);
+    t.modulation = p.mtype.and_then(Choice::fixed);
+    t.pilots = p.plts.and_then(Choice::fixed);
+    t.symbol_rate = p.sr;
+    t.code_rate = p.fec.and_then(Choice::fixed);
+    t.bandwidth_hz = p.bw_khz.and_then(Choice::fixed).map(|k| k * 1000);
+    t.transmission_mode = p.tmode.and_then(Choice::fixed);
+    t.guard_interval = p.gi.and_then(Choice::fixed);
+    t.plp = p.plp;
+    t.t2_system_id = p.t2id;
+    t.siso_miso = p.sm;
+    t.c2_tuning_type = p.c2tft;
+    t.data_slice = p.ds;
+    t.spectral_inversion = p.specinv;
+    t.input_stream_id = p.isi;
+    t.pls_mode = p.plsm;
+    t.pls_code = p.plsc;
+    Some(t)
 }
 
 /// A tuning with every optional parameter automatic: `frequency` in Hz (T, C) or kHz (S).
@@ -133,24 +203,6 @@ pub fn orbital_label(tenths: i16) -> String {
     format!("{}.{}{dir}", a / 10, a % 10)
 }
 
-mod tuning_query {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(t: &Tuning, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&t.canonical_query(None))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Tuning, D::Error> {
-        let q = String::deserialize(d)?;
-        let parsed = parse_query(&q)
-            .map_err(|e| serde::de::Error::custom(format!("tuning \"{q}\": {e}")))?;
-        parsed
-            .tuning
-            .resolve()
-            .map_err(|e| serde::de::Error::custom(format!("tuning \"{q}\": {e}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,7 +236,10 @@ mod tests {
         p1.tuning.plp = Some(1);
         assert!(!p0.same_transponder(&p1), "two PLPs stay apart");
         p0.tuning.plp = Some(0);
-        assert!(p0.same_transponder(&t(474_000_000)), "unset stream id = PLP 0");
+        assert!(
+            p0.same_transponder(&t(474_000_000)),
+            "unset stream id = PLP 0"
+        );
     }
 
     #[test]
@@ -203,13 +258,22 @@ mod tests {
 
     #[test]
     fn serde_round_trip_through_query() {
-        for m in [t(506_000_000), s(11_494_000, Polarisation::Vertical, 27_500)] {
+        for m in [
+            t(506_000_000),
+            s(11_494_000, Polarisation::Vertical, 27_500),
+        ] {
             let j = serde_json::to_string(&m).unwrap();
             let back: Mux = serde_json::from_str(&j).unwrap();
             assert_eq!(back, m, "{j}");
         }
-        let e = serde_json::from_str::<Mux>(r#"{"tuning":"freq=506&msys=nope"}"#).unwrap_err();
+        let e = serde_json::from_str::<Mux>(r#"{"tuning":"freq=506&msys=nope","frequency":1}"#)
+            .unwrap_err();
         assert!(e.to_string().contains("msys"), "{e}");
+        // Hz precision survives (ISDB-T centre 473 + 1/7 MHz).
+        let mut isdb = t(473_142_857);
+        isdb.tuning.delivery_system = DeliverySystem::IsdbT;
+        let j = serde_json::to_string(&isdb).unwrap();
+        assert_eq!(serde_json::from_str::<Mux>(&j).unwrap(), isdb, "{j}");
     }
 
     #[test]

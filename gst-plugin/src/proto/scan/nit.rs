@@ -214,8 +214,8 @@ impl NitTable {
                 network_lcns: BTreeMap::new(),
             });
             if t.network_name.is_none() {
-                t.network_name = crate::proto::psi::find_descriptor(&n.descriptors, 0x40)
-                    .map(text::decode);
+                t.network_name =
+                    crate::proto::psi::find_descriptor(&n.descriptors, 0x40).map(text::decode);
             }
             t.network_lcns.extend(lcns_in_loop(&n.descriptors, opts));
             for ts in n.transport_streams {
@@ -392,7 +392,10 @@ mod tests {
     #[test]
     fn nit_sections_round_trip_through_si_writer() {
         let mut ts1 = si::terrestrial_delivery_descriptor(506_000_000, 8_000_000);
-        ts1.extend(si::service_list_descriptor(&[(0x0101, 0x19), (0x0102, 0x02)]));
+        ts1.extend(si::service_list_descriptor(&[
+            (0x0101, 0x19),
+            (0x0102, 0x02),
+        ]));
         ts1.extend(EACEM);
         let ts2 = si::t2_delivery_descriptor(1, 0x8001);
         let s0 = si::nit_actual(
@@ -420,16 +423,16 @@ mod tests {
             si::long_section(0x40, 0x3001, 4, 1, 1, &body[8..body.len() - 4])
         };
         let s0 = si::long_section(0x40, 0x3001, 4, 0, 1, &s0[8..s0.len() - 4]);
-        let secs = [
-            Section::parse(&s0).unwrap(),
-            Section::parse(&s1).unwrap(),
-        ];
+        let secs = [Section::parse(&s0).unwrap(), Section::parse(&s1).unwrap()];
         let n = NitTable::from_sections(&secs, &LcnOptions::default()).unwrap();
         assert!(n.actual);
         assert_eq!(n.network_id, 0x3001);
         assert_eq!(n.network_name.as_deref(), Some("Zürich Net"));
         assert_eq!(n.transports.len(), 2);
-        assert_eq!(n.transports[0].services, vec![(0x0101, 0x19), (0x0102, 0x02)]);
+        assert_eq!(
+            n.transports[0].services,
+            vec![(0x0101, 0x19), (0x0102, 0x02)]
+        );
         assert_eq!(n.lcn(0x2174, 4, 0x0103).map(|l| l.number), Some(800));
         assert_eq!(n.all_lcns().len(), 3);
         let mut cur = super::super::mux::blank_tuning(

@@ -141,7 +141,10 @@ impl SubTables {
 
     /// Number of sub-tables of this table_id seen (complete or not).
     pub fn count(&self, table_id: u8) -> usize {
-        self.tables.keys().filter(|k| k.table_id == table_id).count()
+        self.tables
+            .keys()
+            .filter(|k| k.table_id == table_id)
+            .count()
     }
 
     /// Whether some sub-table of this table_id has been seen (complete or not).
@@ -156,7 +159,15 @@ mod tests {
     use crate::proto::si::long_section;
 
     fn sec(version: u8, n: u8, last: u8) -> Section {
-        Section::parse(&long_section(0x40, 0x2174, version, n, last, &[0xF0, 0, 0xF0, 0])).unwrap()
+        Section::parse(&long_section(
+            0x40,
+            0x2174,
+            version,
+            n,
+            last,
+            &[0xF0, 0, 0xF0, 0],
+        ))
+        .unwrap()
     }
 
     #[test]

@@ -73,8 +73,9 @@ pub fn decode(bytes: &[u8]) -> String {
                 .map(|c| u16::from_be_bytes([c[0], c[1]]));
             for r in char::decode_utf16(units) {
                 match r {
-                    Ok(c) if ('\u{80}'..='\u{9F}').contains(&c)
-                        || ('\u{E080}'..='\u{E09F}').contains(&c) =>
+                    Ok(c)
+                        if ('\u{80}'..='\u{9F}').contains(&c)
+                            || ('\u{E080}'..='\u{E09F}').contains(&c) =>
                     {
                         out.extend(control(c as u32))
                     }
