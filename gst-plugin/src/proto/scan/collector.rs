@@ -906,8 +906,10 @@ mod tests {
         ))
         .unwrap();
         c.push_section(3, 0x11, &other);
-        let mut cfg = CollectorConfig::default();
-        cfg.read_other = true;
+        let cfg = CollectorConfig {
+            read_other: true,
+            ..Default::default()
+        };
         let mut o = MuxCollector::new(net[0].mux.clone(), cfg, 0);
         o.push_section(1, 0x11, &other);
         for (pid, s) in &secs {

@@ -12,6 +12,7 @@ use super::classify::{self, ServiceClass};
 use super::collector::{MuxResult, PmtInfo, Verdict};
 use super::mux::Mux;
 use super::nit::Lcn;
+use super::queue::Identity;
 
 /// Version of the JSON layout written by [`ChannelDb::to_bytes`].
 pub const DB_VERSION: u32 = 1;
@@ -56,7 +57,7 @@ pub struct DbMux {
 }
 
 impl DbMux {
-    fn identity(&self) -> Option<(u16, u16, u8)> {
+    fn identity(&self) -> Option<Identity> {
         Some((self.onid?, self.tsid?, self.mux.stream_id()))
     }
 }
@@ -290,7 +291,7 @@ impl ChannelDb {
     }
 
     /// The muxes to rescan (for the queue's `Origin::Known`), with their identity.
-    pub fn known_muxes(&self) -> Vec<(Mux, Option<(u16, u16, u8)>)> {
+    pub fn known_muxes(&self) -> Vec<(Mux, Option<Identity>)> {
         self.muxes
             .iter()
             .map(|m| (m.mux.clone(), m.identity()))

@@ -111,12 +111,16 @@ impl SatelliteDelivery {
             2 => Polarisation::CircularLeft,
             _ => Polarisation::CircularRight,
         };
-        let roll_off = s2.then(|| match (b >> 3) & 3 {
-            1 => Some(RollOff::R025),
-            2 => Some(RollOff::R020),
-            0 => Some(RollOff::R035),
-            _ => None,
-        });
+        let roll_off = if s2 {
+            match (b >> 3) & 3 {
+                0 => Some(RollOff::R035),
+                1 => Some(RollOff::R025),
+                2 => Some(RollOff::R020),
+                _ => None,
+            }
+        } else {
+            None
+        };
         let modulation = match b & 3 {
             1 => Some(Modulation::Qpsk),
             2 => Some(Modulation::Psk8),
@@ -129,7 +133,7 @@ impl SatelliteDelivery {
             frequency_khz: f * 10,
             orbital: if east { pos } else { -pos },
             polarisation,
-            roll_off: roll_off.flatten(),
+            roll_off,
             s2,
             modulation,
             symbol_rate_bd: sr * 100,
@@ -781,9 +785,8 @@ mod tests {
     #[test]
     fn t2_tfs_cells_and_subcells() {
         let mut b = vec![0x04, 0x02, 0x00, 0x07, 0x40, 0x03];
-        // tfs: a=SISO, bw 7 MHz; b: gi 1/32(0) tmode 8k(1) ofreq 0 tfs 1 → 0b000_001_0_1.
-        b[4] = 0b00_0001_11;
-        b[5] = 0b000_001_0_1;
+        b[4] = 0b0000_0111; // SISO(2)=0, bandwidth(4)=1 (7 MHz), reserved(2)
+        b[5] = 0b0000_0101; // guard(3)=0, tmode(3)=1 (8k), other_frequency 0, tfs 1
         b.extend([0x12, 0x34, 8]);
         b.extend((47_400_000u32).to_be_bytes());
         b.extend((48_200_000u32).to_be_bytes());

@@ -223,10 +223,8 @@ fn build(p: Pending) -> Result<InitialEntry, InitialError> {
                     _ => return Err(bad()),
                 }
             }
-            "HIERARCHY" => {
-                if !matches!(v.as_str(), "NONE" | "1" | "2" | "4" | "AUTO") {
-                    return Err(bad());
-                }
+            "HIERARCHY" if !matches!(v.as_str(), "NONE" | "1" | "2" | "4" | "AUTO") => {
+                return Err(bad())
             }
             "INVERSION" => {
                 t.spectral_inversion = match v.as_str() {

@@ -120,9 +120,12 @@ pub fn lcns_in_loop(loop_bytes: &[u8], opts: &LcnOptions) -> BTreeMap<u16, Lcn> 
     best.into_iter().map(|(k, (_, l))| (k, l)).collect()
 }
 
+/// One NorDig v2 channel list: country code and entries.
+type ChannelList = ([u8; 3], Vec<(u16, Lcn)>);
+
 /// NorDig v2 (0x87): channel lists; the one for `opts.country`, else the first.
 fn nordig_v2(d: &[u8], opts: &LcnOptions) -> Vec<(u16, Lcn)> {
-    let mut lists: Vec<([u8; 3], Vec<(u16, Lcn)>)> = Vec::new();
+    let mut lists: Vec<ChannelList> = Vec::new();
     let mut i = 0;
     while i + 2 <= d.len() {
         let name_len = usize::from(d[i + 1]);
