@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::psi::{descriptors, Pmt, PmtStream};
 
 /// What a service is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ServiceClass {
     /// Television (video).

@@ -18,6 +18,7 @@ pub mod mux;
 pub mod nit;
 pub mod queue;
 pub mod sdt;
+pub mod session;
 pub mod subtable;
 pub mod text;
 mod text_tables;
