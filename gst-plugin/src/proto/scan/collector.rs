@@ -424,6 +424,18 @@ impl MuxCollector {
         f
     }
 
+    /// Whether some filter is on `pid` (the per-packet check, without building the list).
+    fn wants_pid(&self, pid: u16) -> bool {
+        matches!(self.phase, Phase::Collecting { .. })
+            && (pid == 0x0000
+                || pid == 0x0011
+                || ((self.cfg.read_nit || self.cfg.read_other) && pid == self.nit_pid())
+                || self
+                    .pat
+                    .as_ref()
+                    .is_some_and(|p| p.programs.iter().any(|e| e.pid == pid)))
+    }
+
     fn nit_pid(&self) -> u16 {
         self.pat
             .as_ref()
@@ -452,7 +464,7 @@ impl MuxCollector {
                 },
             );
         }
-        if !self.filters().iter().any(|f| f.pid == pid) {
+        if !self.wants_pid(pid) {
             return;
         }
         let disc = p

@@ -39,8 +39,10 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
-    /// Initial tuning file or raster.
+    /// Initial tuning file.
     Initial,
+    /// Blind raster: a frequency without signal is empty, not flaky, so no retry then.
+    Raster,
     /// Already in the channel database.
     Known,
     /// Announced by a NIT of this network_id.
@@ -70,6 +72,9 @@ pub struct Job {
     pub avoid_frontend: Option<u32>,
     /// Not before this time (ms), for retries.
     pub not_before_ms: u64,
+    /// Same transponder in another system of the family (a raster's DVB-T after DVB-T2),
+    /// tried when this one has signal but no lock.
+    pub fallback: Option<Mux>,
 }
 
 /// A finished mux.
@@ -126,6 +131,18 @@ impl ScanQueue {
     /// added.
     pub fn push(&mut self, mux: Mux, origin: Origin, expected: Option<Identity>) -> bool {
         if self.all_jobs().any(|j| j.mux.same_transponder(&mux)) {
+            // The same centre in another delivery system of a pending initial entry (T2 then
+            // T in a raster) becomes its fallback.
+            if let Some(j) = self.pending.iter_mut().find(|j| {
+                j.mux.same_transponder(&mux)
+                    && j.fallback.is_none()
+                    && j.mux.tuning.delivery_system != mux.tuning.delivery_system
+                    && matches!(j.origin, Origin::Initial | Origin::Raster)
+                    && j.origin == origin
+            }) {
+                j.fallback = Some(mux);
+                return true;
+            }
             return false;
         }
         self.next_id += 1;
@@ -137,6 +154,7 @@ impl ScanQueue {
             attempt: 0,
             avoid_frontend: None,
             not_before_ms: 0,
+            fallback: None,
         });
         true
     }
@@ -199,7 +217,22 @@ impl ScanQueue {
     ) -> Report {
         let mut rep = Report::default();
         self.running.retain(|j| j.id != job.id);
-        let lock_failure = matches!(result.failure, Some(Failure::NoLock | Failure::NoSignal));
+        if result.failure == Some(Failure::NoLock) && job.fallback.is_some() {
+            // Signal but no lock: the other system of the family.
+            let mut next = job;
+            next.mux = next.fallback.take().expect("checked");
+            next.attempt = 0;
+            next.avoid_frontend = None;
+            next.not_before_ms = now_ms;
+            self.pending.push_front(next);
+            rep.retried = true;
+            return rep;
+        }
+        let lock_failure = match result.failure {
+            Some(Failure::NoLock) => true,
+            Some(Failure::NoSignal) => job.origin != Origin::Raster,
+            _ => false,
+        };
         if lock_failure && job.attempt < self.cfg.retries {
             let mut again = job;
             again.attempt += 1;
@@ -264,7 +297,8 @@ impl ScanQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::scan::collector::CollectorConfig;
+    use crate::proto::satip::DeliverySystem;
+    use crate::proto::scan::collector::{CollectorConfig, FrontendStatus, MuxCollector};
     use crate::proto::scan::fixtures::{self, collect, dvbt, dvbt2, network};
 
     #[test]
@@ -399,6 +433,52 @@ mod tests {
         }
         assert_eq!(fe, 3, "one try and R = 2 retries");
         assert_eq!(q.finished()[0].verdict, Verdict::Failed);
+    }
+
+    #[test]
+    fn raster_t2_then_t_and_no_retry_without_signal() {
+        let mut q = ScanQueue::new(QueueConfig::default());
+        let raster = crate::proto::scan::initial::raster_uhf(true);
+        assert_eq!(q.extend(raster, Origin::Raster), 98);
+        assert_eq!(
+            q.progress(),
+            (0, 49),
+            "T is the fallback of T2 on each centre"
+        );
+        // 474 MHz: signal but no T2 lock → DVB-T next, at once.
+        let j = q.next(0).unwrap();
+        assert_eq!(j.mux.tuning.delivery_system, DeliverySystem::DvbT2);
+        let mut c = MuxCollector::new(j.mux.clone(), CollectorConfig::default(), 0);
+        c.frontend_status(
+            10,
+            FrontendStatus {
+                signal: true,
+                ..Default::default()
+            },
+        );
+        c.poll(4000);
+        let rep = q.report(j, c.result().unwrap(), Some(0), 4000);
+        assert!(rep.retried);
+        let j = q.next(4000).unwrap();
+        assert_eq!(
+            (
+                j.mux.tuning.delivery_system,
+                j.mux.tuning.frequency,
+                j.attempt
+            ),
+            (DeliverySystem::DvbT, 474_000_000, 0)
+        );
+        // No signal at all on a raster entry: empty, no retry, no fallback.
+        let rep = q.report(j, &fixtures::failed(&dvbt(474_000_000)), Some(0), 6000);
+        assert!(!rep.retried);
+        let j = q.next(6000).unwrap();
+        assert_eq!(j.mux.tuning.frequency, 482_000_000);
+        let rep = q.report(j, &fixtures::failed(&dvbt2(482_000_000, 0)), Some(0), 8000);
+        assert!(
+            !rep.retried,
+            "no signal: the DVB-T fallback is not tried either"
+        );
+        assert_eq!(q.next(8000).unwrap().mux.tuning.frequency, 490_000_000);
     }
 
     #[test]

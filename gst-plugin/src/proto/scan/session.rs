@@ -67,13 +67,19 @@ pub struct ScanSession {
 }
 
 impl ScanSession {
-    /// A scan of the known muxes of `db` (first, to keep their order) and `initial`.
-    pub fn new(cfg: ScanConfig, db: &ChannelDb, initial: Vec<Mux>) -> ScanSession {
+    /// A scan of the known muxes of `db` (first, to keep their order) and `initial` (from a
+    /// tuning file, or a raster: see [`Origin::Raster`]).
+    pub fn new(
+        cfg: ScanConfig,
+        db: &ChannelDb,
+        initial: Vec<Mux>,
+        initial_origin: Origin,
+    ) -> ScanSession {
         let mut queue = ScanQueue::new(cfg.queue.clone());
         for (m, id) in db.known_muxes() {
             queue.push(m, Origin::Known, id);
         }
-        queue.extend(initial, Origin::Initial);
+        queue.extend(initial, initial_origin);
         ScanSession {
             cfg,
             queue,
@@ -221,7 +227,12 @@ mod tests {
     /// 100 ms, SDT at 1 s, NIT at 5 s after lock; only the first mux is in the initial list.
     fn scan(db: &mut ChannelDb, net: &[FxMux], frontends: u32, p_percent: u64, seed: u64) -> u64 {
         let mut rng = Rng(seed);
-        let mut s = ScanSession::new(ScanConfig::default(), db, vec![net[0].mux.clone()]);
+        let mut s = ScanSession::new(
+            ScanConfig::default(),
+            db,
+            vec![net[0].mux.clone()],
+            Origin::Initial,
+        );
         let mut now = 0u64;
         // job → (fixture index, lock time or None = never locks, frontend)
         let mut tuned: BTreeMap<u64, (usize, Option<u64>, u32)> = BTreeMap::new();
@@ -359,7 +370,12 @@ mod tests {
         // §13 item 40 (session side) and 41: cancel keeps what finished.
         let net = network();
         let mut db = ChannelDb::new();
-        let mut s = ScanSession::new(ScanConfig::default(), &db, vec![net[0].mux.clone()]);
+        let mut s = ScanSession::new(
+            ScanConfig::default(),
+            &db,
+            vec![net[0].mux.clone()],
+            Origin::Initial,
+        );
         let (job, _, fe) = s.start_next(0, &[0, 1], |_, _| true).unwrap();
         assert_eq!(fe, 0);
         assert!(s.start_next(0, &[1], |_, _| true).is_none(), "one mux only");
