@@ -11,6 +11,7 @@ pub mod mux;
 pub mod psi;
 pub mod rtp;
 pub mod satip;
+pub mod scan;
 pub mod si;
 pub mod ssdp;
 pub mod temi;
