@@ -10,6 +10,7 @@ pub mod dvbcsssink;
 pub mod dvbtunersrc;
 pub mod runtime;
 pub mod satipmapsrc;
+pub mod sys;
 pub mod tstimelineparse;
 pub mod tuners;
 

@@ -168,8 +168,8 @@ struct WcEngine {
 async fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, u64)> {
     #[cfg(target_os = "linux")]
     {
-        use std::os::fd::AsRawFd;
-        let fd = socket.as_raw_fd();
+        use std::os::fd::AsFd;
+        let fd = socket.as_fd();
         let (n, stamp) = socket
             .async_io(tokio::io::Interest::READABLE, || rx_stamp::recv(fd, buf))
             .await?;
@@ -187,37 +187,11 @@ async fn recv_stamped(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, 
     }
 }
 
-/// `SO_TIMESTAMPNS` receive for [`recv_stamped`] (the plugin's WC server helpers).
+/// `SO_TIMESTAMPNS` receive for [`recv_stamped`] (the plugin's safe syscall wrappers).
 #[cfg(target_os = "linux")]
 mod rx_stamp {
-    use std::io;
-    use std::mem::{size_of_val, zeroed};
-    use std::os::fd::RawFd;
-
-    pub(super) use gstdvb2ip::dvbcsssink::servers::rx_stamp::{enable, realtime_ns};
-
-    /// One `recvmsg`: length and the kernel stamp (CLOCK_REALTIME ns), if any.
-    pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut control = [0u64; 8];
-        // SAFETY: all-zero is a valid msghdr.
-        let mut msg: libc::msghdr = unsafe { zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = size_of_val(&control) as _;
-        // SAFETY: every pointer in `msg` refers to a live local buffer of the stated size.
-        let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: recvmsg filled `msg`'s control buffer.
-        let stamp = unsafe { gstdvb2ip::dvbcsssink::servers::rx_stamp::stamp_of(&msg) };
-        Ok((n as usize, stamp))
-    }
+    pub(super) use gstdvb2ip::sys::net::{enable_rx_timestamps as enable, recv_stamped as recv};
+    pub(super) use gstdvb2ip::sys::realtime_ns;
 }
 
 /// Bind on loopback for a loopback server, on the unspecified address otherwise.
@@ -238,7 +212,7 @@ impl WcEngine {
         socket.connect(server).await?;
         #[cfg(target_os = "linux")]
         // Refused only means no kernel stamps: the arrival time is read instead.
-        let _ = rx_stamp::enable(std::os::fd::AsRawFd::as_raw_fd(&socket));
+        let _ = rx_stamp::enable(std::os::fd::AsFd::as_fd(&socket));
         let precision = clock::measure_monotonic_precision(1000);
         let algo = LowestDispersionCandidate::new(precision, options.client_max_freq_error_ppm)
             .with_timing(options.repeat_secs, options.timeout_secs)

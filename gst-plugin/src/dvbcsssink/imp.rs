@@ -445,11 +445,7 @@ impl Presenter {
         let thread = std::thread::Builder::new()
             .name("dvbcss-present".into())
             .spawn(move || {
-                // SAFETY: plain libc call on the calling thread with a valid parameter.
-                let rt = unsafe {
-                    let p = libc::sched_param { sched_priority: 1 };
-                    libc::sched_setscheduler(0, libc::SCHED_FIFO, &p) == 0
-                };
+                let rt = crate::sys::set_fifo_priority(1);
                 gst::debug!(CAT, "presentation thread, real-time priority: {rt}");
                 for (gen, id, s) in rx {
                     if gen != g.load(Ordering::SeqCst) {

@@ -543,7 +543,7 @@ impl RateLimit {
 pub struct WcStop {
     stopped: std::sync::atomic::AtomicBool,
     #[cfg(target_os = "linux")]
-    wake: std::os::fd::OwnedFd,
+    wake: crate::sys::net::WakeFd,
 }
 
 impl WcStop {
@@ -552,7 +552,7 @@ impl WcStop {
         Ok(Arc::new(Self {
             stopped: std::sync::atomic::AtomicBool::new(false),
             #[cfg(target_os = "linux")]
-            wake: mmsg::eventfd()?,
+            wake: crate::sys::net::WakeFd::new()?,
         }))
     }
 
@@ -560,7 +560,7 @@ impl WcStop {
     pub fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         #[cfg(target_os = "linux")]
-        mmsg::signal(&self.wake);
+        self.wake.signal();
     }
 
     /// Whether [`WcStop::stop`] was called.
@@ -702,315 +702,15 @@ mod portable {
     }
 }
 
-/// Kernel receive stamps (`SO_TIMESTAMPNS`, always `CLOCK_REALTIME`), for the WC server and
-/// the WC client.
-#[cfg(target_os = "linux")]
-pub mod rx_stamp {
-    use std::mem::{size_of, zeroed};
-    use std::os::fd::RawFd;
-
-    /// Asks the kernel to stamp every datagram `fd` receives; false if refused (no stamps).
-    pub fn enable(fd: RawFd) -> bool {
-        let on: libc::c_int = 1;
-        // SAFETY: valid fd; option value is a c_int of the given size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                (&on as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        r == 0
-    }
-
-    /// `CLOCK_REALTIME` now (ns), to turn a stamp into an age.
-    pub fn realtime_ns() -> Option<u64> {
-        // SAFETY: zeroed timespec is valid; clock_gettime only writes it.
-        let mut ts: libc::timespec = unsafe { zeroed() };
-        // SAFETY: valid clock id and pointer.
-        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) } != 0 {
-            return None;
-        }
-        let s = u64::try_from(ts.tv_sec).ok()?;
-        let n = u64::try_from(ts.tv_nsec).ok()?;
-        Some(s * 1_000_000_000 + n)
-    }
-
-    /// The kernel receive stamp (`CLOCK_REALTIME` ns) in a received message's control data.
-    ///
-    /// # Safety
-    /// `msg` must be a header that `recvmsg`/`recvmmsg` filled: its control pointer and
-    /// length describe a live buffer.
-    pub unsafe fn stamp_of(msg: &libc::msghdr) -> Option<u64> {
-        let mut found = None;
-        // SAFETY (caller): the kernel filled the control buffer up to msg_controllen; the
-        // CMSG_* macros stay within it, and the payload is read unaligned.
-        unsafe {
-            let mut cmsg = libc::CMSG_FIRSTHDR(msg);
-            while !cmsg.is_null() {
-                if (*cmsg).cmsg_level == libc::SOL_SOCKET
-                    && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-                {
-                    let ts: libc::timespec =
-                        std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                    if ts.tv_sec >= 0 && ts.tv_nsec >= 0 {
-                        found = Some(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64);
-                    }
-                }
-                cmsg = libc::CMSG_NXTHDR(msg, cmsg);
-            }
-        }
-        found
-    }
-}
-
 /// The Linux WC server loop: `recvmmsg`/`sendmmsg` batches with kernel receive stamps.
 #[cfg(target_os = "linux")]
 mod mmsg {
     use super::*;
-    use std::mem::{size_of, zeroed};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use crate::sys::net::{self, ReplyBatch};
+    use std::os::fd::AsFd;
 
-    /// Datagrams per `recvmmsg`/`sendmmsg`.
-    const BATCH: usize = 64;
     /// Receive buffer per datagram: larger than a message so oversized ones are seen as such.
     const BUF_LEN: usize = 2 * WC_MESSAGE_LEN;
-    /// Control buffer per datagram (u64 for cmsghdr alignment): room for one timespec cmsg.
-    const CONTROL_WORDS: usize = 8;
-    /// `SOL_UDP` and its `UDP_SEGMENT` option (linux/udp.h; not in every libc version).
-    const SOL_UDP: libc::c_int = 17;
-    const UDP_SEGMENT: libc::c_int = 103;
-
-    pub(super) fn eventfd() -> io::Result<OwnedFd> {
-        // SAFETY: plain syscall; a non-negative result is a new fd we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just created and is owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
-    pub(super) fn signal(fd: &OwnedFd) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to an eventfd.
-        let _ = unsafe {
-            libc::write(
-                fd.as_raw_fd(),
-                (&one as *const u64).cast(),
-                size_of::<u64>(),
-            )
-        };
-    }
-
-    /// Block until `fd` is readable or `wake` is signalled; true when woken to stop.
-    fn wait(fd: RawFd, wake: &OwnedFd) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two live pollfd entries.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        r > 0 && fds[1].revents != 0
-    }
-
-    /// Buffers of one batch. Boxed once; the header pointers are re-aimed before every call
-    /// because the kernel overwrites the lengths.
-    struct Batch {
-        bufs: [[u8; BUF_LEN]; BATCH],
-        names: [libc::sockaddr_storage; BATCH],
-        control: [[u64; CONTROL_WORDS]; BATCH],
-        iov: [libc::iovec; BATCH],
-        hdr: [libc::mmsghdr; BATCH],
-        /// Responses, and the index of the request each answers.
-        out: [[u8; WC_MESSAGE_LEN]; BATCH],
-        out_of: [usize; BATCH],
-        out_iov: [libc::iovec; BATCH],
-        out_hdr: [libc::mmsghdr; BATCH],
-        /// Control buffers of the GSO messages, and the first response of each message.
-        out_control: [[u64; 4]; BATCH],
-        group_start: [usize; BATCH],
-    }
-
-    impl Batch {
-        fn new() -> Box<Self> {
-            // SAFETY: every field is plain old data for which all-zero is valid (null
-            // pointers are re-aimed before use).
-            unsafe { Box::new(zeroed()) }
-        }
-
-        /// `recvmmsg` without waiting: datagrams received, or an error (`WouldBlock` when
-        /// there is none).
-        fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-            for i in 0..BATCH {
-                self.iov[i] = libc::iovec {
-                    iov_base: self.bufs[i].as_mut_ptr().cast(),
-                    iov_len: BUF_LEN,
-                };
-                let h = &mut self.hdr[i].msg_hdr;
-                h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-                h.msg_iov = &mut self.iov[i];
-                h.msg_iovlen = 1;
-                h.msg_control = self.control[i].as_mut_ptr().cast();
-                h.msg_controllen = size_of::<[u64; CONTROL_WORDS]>() as _;
-                h.msg_flags = 0;
-                self.hdr[i].msg_len = 0;
-            }
-            // SAFETY: every header points at live buffers of this boxed batch, with the
-            // lengths stated.
-            let n = unsafe {
-                libc::recvmmsg(
-                    fd,
-                    self.hdr.as_mut_ptr(),
-                    BATCH as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null_mut(),
-                )
-            };
-            if n < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(n as usize)
-        }
-
-        /// Datagram `i`: its bytes, or `None` if it was truncated (too long).
-        fn datagram(&self, i: usize) -> Result<&[u8], usize> {
-            let len = self.hdr[i].msg_len as usize;
-            if self.hdr[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || len > BUF_LEN {
-                return Err(len.max(BUF_LEN + 1));
-            }
-            Ok(&self.bufs[i][..len])
-        }
-
-        /// Kernel receive stamp (CLOCK_REALTIME ns) of datagram `i`.
-        fn stamp(&self, i: usize) -> Option<u64> {
-            // SAFETY: recvmmsg filled this header's control buffer.
-            unsafe { rx_stamp::stamp_of(&self.hdr[i].msg_hdr) }
-        }
-
-        fn source(&self, i: usize) -> SocketAddr {
-            sockaddr_to_std(&self.names[i]).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
-        }
-
-        /// Whether responses `j` and `k` go to the same address.
-        fn same_destination(&self, j: usize, k: usize) -> bool {
-            let (a, b) = (self.out_of[j], self.out_of[k]);
-            let (la, lb) = (
-                self.hdr[a].msg_hdr.msg_namelen,
-                self.hdr[b].msg_hdr.msg_namelen,
-            );
-            let len = (la as usize).min(size_of::<libc::sockaddr_storage>());
-            // SAFETY: both storages are live and at least `len` bytes long.
-            la == lb
-                && unsafe {
-                    libc::memcmp(
-                        (&self.names[a] as *const libc::sockaddr_storage).cast(),
-                        (&self.names[b] as *const libc::sockaddr_storage).cast(),
-                        len,
-                    ) == 0
-                }
-        }
-
-        /// Send the first `m` responses to their requests' sources with `sendmmsg`. With
-        /// `gso`, consecutive responses to one address go out as one UDP GSO message
-        /// (`UDP_SEGMENT` of 32 bytes: the kernel splits it into separate datagrams), which
-        /// saves most of the per-datagram cost of the stack. If the kernel or device refuses
-        /// GSO, `gso` is switched off and the responses are sent one by one. A datagram the
-        /// kernel refuses is skipped; the rest are still sent.
-        fn send(&mut self, fd: RawFd, m: usize, gso: &mut bool) {
-            let mut groups = 0;
-            let mut k = 0;
-            while k < m {
-                let mut n = 1;
-                if *gso {
-                    while k + n < m && self.same_destination(k, k + n) {
-                        n += 1;
-                    }
-                }
-                let i = self.out_of[k];
-                self.out_iov[groups] = libc::iovec {
-                    iov_base: self.out[k].as_mut_ptr().cast(),
-                    iov_len: WC_MESSAGE_LEN * n,
-                };
-                self.group_start[groups] = k;
-                let h = &mut self.out_hdr[groups].msg_hdr;
-                h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-                h.msg_namelen = self.hdr[i].msg_hdr.msg_namelen;
-                h.msg_iov = &mut self.out_iov[groups];
-                h.msg_iovlen = 1;
-                h.msg_flags = 0;
-                if n > 1 {
-                    let ctrl = &mut self.out_control[groups];
-                    h.msg_control = ctrl.as_mut_ptr().cast();
-                    // SAFETY: CMSG_SPACE of a u16 fits the 32-byte control buffer.
-                    h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
-                    // SAFETY: the header points at the live control buffer sized above; the
-                    // u16 payload is written unaligned.
-                    unsafe {
-                        let c = libc::CMSG_FIRSTHDR(h);
-                        (*c).cmsg_level = SOL_UDP;
-                        (*c).cmsg_type = UDP_SEGMENT;
-                        (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
-                        std::ptr::write_unaligned(
-                            libc::CMSG_DATA(c).cast::<u16>(),
-                            WC_MESSAGE_LEN as u16,
-                        );
-                    }
-                } else {
-                    h.msg_control = std::ptr::null_mut();
-                    h.msg_controllen = 0;
-                }
-                groups += 1;
-                k += n;
-            }
-            let mut sent = 0;
-            while sent < groups {
-                // SAFETY: headers `sent..groups` point at live buffers of this boxed batch.
-                let r = unsafe {
-                    libc::sendmmsg(
-                        fd,
-                        self.out_hdr.as_mut_ptr().add(sent),
-                        (groups - sent) as libc::c_uint,
-                        0,
-                    )
-                };
-                if r >= 0 {
-                    sent += (r as usize).max(1);
-                    continue;
-                }
-                let e = io::Error::last_os_error();
-                match e.kind() {
-                    io::ErrorKind::Interrupted => {}
-                    // Send buffer full: drop the rest of the batch rather than stall.
-                    io::ErrorKind::WouldBlock => return,
-                    _ if self.out_hdr[sent].msg_hdr.msg_controllen != 0 => {
-                        // GSO refused (no checksum offload, old kernel): resend the rest
-                        // one datagram at a time and never try GSO again.
-                        *gso = false;
-                        let from = self.group_start[sent];
-                        let rest = m - from;
-                        self.out.copy_within(from..m, 0);
-                        self.out_of.copy_within(from..m, 0);
-                        self.send(fd, rest, gso);
-                        return;
-                    }
-                    // Refused for this destination only: skip it.
-                    _ => sent += 1,
-                }
-            }
-        }
-    }
 
     pub(super) fn serve(
         socket: &std::net::UdpSocket,
@@ -1022,9 +722,9 @@ mod mmsg {
     ) -> io::Result<()> {
         // Blocking sends (loopback and LAN sends complete at once); receives never block.
         socket.set_nonblocking(false)?;
-        let fd = socket.as_raw_fd();
-        let stamps = rx_stamp::enable(fd);
-        let mut b = Batch::new();
+        let fd = socket.as_fd();
+        let stamps = net::enable_rx_timestamps(fd);
+        let mut b = ReplyBatch::<BUF_LEN, WC_MESSAGE_LEN>::new();
         let mut idle_since: Option<Instant> = None;
         let mut errors_in_a_row = 0u32;
         let mut gso = true;
@@ -1039,7 +739,7 @@ mod mmsg {
                     if since.elapsed() < config.busy_poll {
                         std::hint::spin_loop();
                     } else {
-                        if wait(fd, &stop.wake) {
+                        if net::wait_readable(fd, &stop.wake) {
                             return Ok(());
                         }
                         idle_since = None;
@@ -1061,7 +761,7 @@ mod mmsg {
             idle_since = None;
             // One reading of both clocks turns every kernel stamp of the batch into an age.
             let realtime_now = if stamps {
-                rx_stamp::realtime_ns()
+                crate::sys::realtime_ns()
             } else {
                 None
             };
@@ -1087,8 +787,7 @@ mod mmsg {
                 let receive_ns = wall_now.saturating_sub(age.unwrap_or(0));
                 match wc::respond_bytes(request, receive_ns, receive_ns, info, config.follow_up) {
                     Ok(r) => {
-                        b.out[answered] = r;
-                        b.out_of[answered] = i;
+                        b.set_reply(answered, r, i);
                         answered += 1;
                     }
                     Err(e) => {
@@ -1110,44 +809,17 @@ mod mmsg {
                 .fetch_add(kernel, Ordering::Relaxed);
             // As late as possible: the last thing before the send.
             let transmit_ns = shared.wall_clock_ns();
-            for r in &mut b.out[..answered] {
+            for r in b.replies_mut(answered) {
                 wc::stamp_transmit(r, transmit_ns);
             }
             b.send(fd, answered, &mut gso);
             if config.follow_up {
                 let t = shared.wall_clock_ns();
-                for r in &mut b.out[..answered] {
+                for r in b.replies_mut(answered) {
                     wc::make_follow_up(r, t);
                 }
                 b.send(fd, answered, &mut gso);
             }
-        }
-    }
-
-    fn sockaddr_to_std(a: &libc::sockaddr_storage) -> Option<SocketAddr> {
-        use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
-        match libc::c_int::from(a.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: family says this storage holds a sockaddr_in.
-                let s =
-                    unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-                Some(SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::from(u32::from_be(s.sin_addr.s_addr))),
-                    u16::from_be(s.sin_port),
-                ))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: family says this storage holds a sockaddr_in6.
-                let s =
-                    unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(s.sin6_addr.s6_addr),
-                    u16::from_be(s.sin6_port),
-                    u32::from_be(s.sin6_flowinfo),
-                    s.sin6_scope_id,
-                )))
-            }
-            _ => None,
         }
     }
 }

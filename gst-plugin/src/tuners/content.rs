@@ -216,30 +216,24 @@ fn encode(recipe: &EsRecipe) -> Result<Vec<(bool, Vec<u8>)>, ContentError> {
     Ok(frames)
 }
 
+/// An exclusive `flock` on `<dir>/.lock` (std's `File::lock`), released on drop.
 struct DirLock(fs::File);
 
 impl DirLock {
     fn take(dir: &Path) -> std::io::Result<DirLock> {
-        use std::os::fd::AsRawFd;
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(dir.join(".lock"))?;
-        // SAFETY: flock on a file descriptor we own; released when the file is closed.
-        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        f.lock()?;
         Ok(DirLock(f))
     }
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as above.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+        let _ = self.0.unlock();
     }
 }
 

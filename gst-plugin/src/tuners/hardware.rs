@@ -17,6 +17,7 @@ use gst::prelude::*;
 
 use super::feed::{Fanout, StatusTimer, TunerStatus};
 use crate::proto::tuner_pool::DelSys;
+use crate::sys::dvb;
 
 /// A frontend found under /dev/dvb.
 #[derive(Debug, Clone)]
@@ -27,63 +28,19 @@ pub struct HwFrontend {
     pub delsys: Vec<DelSys>,
 }
 
-// linux/dvb/frontend.h
-const DTV_ENUM_DELSYS: u32 = 44;
-const FE_GET_INFO: libc::c_ulong = 0x80a8_6f3d; // _IOR('o', 61, struct dvb_frontend_info), 168 bytes
-const FE_GET_PROPERTY: libc::c_ulong = 0x8010_6f53; // _IOR('o', 83, struct dtv_properties)
-
-#[repr(C, packed)]
-struct DtvProperty {
-    cmd: u32,
-    reserved: [u32; 3],
-    // union { __u32 data; struct dtv_stats st; struct { __u8 data[32]; __u32 len; __u32 reserved1[3]; void *reserved2; } buffer; }
-    buffer_data: [u8; 32],
-    buffer_len: u32,
-    buffer_reserved1: [u32; 3],
-    buffer_reserved2: *mut libc::c_void,
-    result: i32,
-}
-
-#[repr(C)]
-struct DtvProperties {
-    num: u32,
-    props: *mut DtvProperty,
-}
-
+/// Name and delivery systems of the frontend device at `path` (`FE_GET_INFO`,
+/// `DTV_ENUM_DELSYS`); `None` if it cannot be opened or does not enumerate its systems.
 fn probe_frontend(path: &Path) -> Option<(String, Vec<DelSys>)> {
-    use std::os::fd::AsRawFd;
+    use std::os::fd::AsFd;
     let f = std::fs::OpenOptions::new().read(true).open(path).ok()?;
-    let fd = f.as_raw_fd();
-    let mut info = [0u8; 168];
-    // SAFETY: FE_GET_INFO writes a struct dvb_frontend_info (168 bytes) into `info`.
-    let name = if unsafe { libc::ioctl(fd, FE_GET_INFO, info.as_mut_ptr()) } == 0 {
-        let end = info[..128].iter().position(|&b| b == 0).unwrap_or(128);
-        String::from_utf8_lossy(&info[..end]).into_owned()
-    } else {
-        path.display().to_string()
+    let name = match dvb::frontend_info(f.as_fd()) {
+        Ok(info) => info.name,
+        Err(_) => path.display().to_string(),
     };
-    let mut prop = DtvProperty {
-        cmd: DTV_ENUM_DELSYS,
-        reserved: [0; 3],
-        buffer_data: [0; 32],
-        buffer_len: 0,
-        buffer_reserved1: [0; 3],
-        buffer_reserved2: std::ptr::null_mut(),
-        result: 0,
-    };
-    let mut props = DtvProperties {
-        num: 1,
-        props: &mut prop,
-    };
-    // SAFETY: FE_GET_PROPERTY reads `num` properties from `props` and fills their buffers.
-    if unsafe { libc::ioctl(fd, FE_GET_PROPERTY, &mut props) } != 0 {
-        return None;
-    }
-    let len = (prop.buffer_len as usize).min(32);
-    let data = prop.buffer_data;
-    let delsys = data[..len]
-        .iter()
-        .filter_map(|&d| DelSys::from_u32(d as u32))
+    let delsys = dvb::enum_delsys(f.as_fd())
+        .ok()?
+        .into_iter()
+        .filter_map(DelSys::from_u32)
         .collect();
     Some((name, delsys))
 }
@@ -300,12 +257,6 @@ impl Drop for HardwareFeed {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ioctl_struct_sizes_match_the_kernel_abi() {
-        assert_eq!(std::mem::size_of::<DtvProperty>(), 76);
-        assert_eq!(std::mem::size_of::<DtvProperties>(), 16);
-    }
 
     #[test]
     fn frontend_stats_become_percentages_without_inventing_db_or_a_rate() {
