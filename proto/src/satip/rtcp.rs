@@ -1,7 +1,5 @@
 //! The RTCP APP packet `SES1` carrying the status string (§6.1).
 
-use super::*;
-
 /// RTCP packet type APP.
 pub const RTCP_PT_APP: u8 = 204;
 /// Longest status string an APP packet can carry (16-bit `string_length`).
@@ -53,6 +51,7 @@ pub fn decode_rtcp_app_ses1(packet: &[u8]) -> Option<(u32, String)> {
 mod tests {
     use super::*;
     use crate::satip::test_util::*;
+    use crate::satip::*;
 
     #[test]
     fn checklist_97_rtcp_app_layout() {
