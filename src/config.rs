@@ -197,6 +197,7 @@ impl MulticastSection {
             Ok(gstdvb2ip::proto::satip::device_multicast_range(device_id))
         } else {
             gstdvb2ip::proto::satip::parse_multicast_range(&self.addresses)
+                .map_err(|e| e.to_string())
         }
     }
 

@@ -198,24 +198,50 @@ impl TransportSpec {
     }
 }
 
+/// Why a multicast range was refused (the `Display` text names the offending input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MulticastRangeError {
+    /// No `-` between two addresses.
+    NotARange(String),
+    /// One side is not an IPv4 address.
+    NotIpv4(String),
+    /// An address outside 224.0.0.0/4.
+    NotMulticast(String),
+    /// The first address is after the last.
+    Reversed(String),
+}
+
+impl fmt::Display for MulticastRangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MulticastRangeError::NotARange(s) => write!(f, "{s:?} is not FIRST-LAST"),
+            MulticastRangeError::NotIpv4(a) => write!(f, "{a:?} is not an IPv4 address"),
+            MulticastRangeError::NotMulticast(s) => write!(f, "{s:?} is not inside 224.0.0.0/4"),
+            MulticastRangeError::Reversed(s) => write!(f, "{s:?}: first address after last"),
+        }
+    }
+}
+
+impl std::error::Error for MulticastRangeError {}
+
 /// A multicast address range `first-last` (IPv4, both inside 224.0.0.0/4, first <= last).
-pub fn parse_multicast_range(s: &str) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr), String> {
+pub fn parse_multicast_range(
+    s: &str,
+) -> Result<(std::net::Ipv4Addr, std::net::Ipv4Addr), MulticastRangeError> {
     let (a, b) = s
         .split_once('-')
-        .ok_or_else(|| format!("{s:?} is not FIRST-LAST"))?;
-    let a: std::net::Ipv4Addr = a
-        .trim()
-        .parse()
-        .map_err(|_| format!("{:?} is not an IPv4 address", a.trim()))?;
-    let b: std::net::Ipv4Addr = b
-        .trim()
-        .parse()
-        .map_err(|_| format!("{:?} is not an IPv4 address", b.trim()))?;
+        .ok_or_else(|| MulticastRangeError::NotARange(s.to_string()))?;
+    let ip = |x: &str| {
+        x.trim()
+            .parse::<std::net::Ipv4Addr>()
+            .map_err(|_| MulticastRangeError::NotIpv4(x.trim().to_string()))
+    };
+    let (a, b) = (ip(a)?, ip(b)?);
     if !a.is_multicast() || !b.is_multicast() {
-        return Err(format!("{s:?} is not inside 224.0.0.0/4"));
+        return Err(MulticastRangeError::NotMulticast(s.to_string()));
     }
     if u32::from(a) > u32::from(b) {
-        return Err(format!("{s:?}: first address after last"));
+        return Err(MulticastRangeError::Reversed(s.to_string()));
     }
     Ok((a, b))
 }
@@ -309,8 +335,21 @@ mod tests {
             )
         );
         assert!(parse_multicast_range("239.1.0.0-239.1.254.254").is_ok());
-        assert!(parse_multicast_range("239.1.0.9-239.1.0.1").is_err());
-        assert!(parse_multicast_range("10.0.0.1-10.0.0.9").is_err());
-        assert!(parse_multicast_range("239.1.0.1").is_err());
+        // The messages are the ones the launcher's configuration errors always showed.
+        let e = |s: &str| parse_multicast_range(s).expect_err(s).to_string();
+        assert_eq!(
+            e("239.1.0.9-239.1.0.1"),
+            "\"239.1.0.9-239.1.0.1\": first address after last"
+        );
+        assert_eq!(
+            e("10.0.0.1-10.0.0.9"),
+            "\"10.0.0.1-10.0.0.9\" is not inside 224.0.0.0/4"
+        );
+        assert_eq!(e("239.1.0.1"), "\"239.1.0.1\" is not FIRST-LAST");
+        assert_eq!(e("239.1.0.1 - x"), "\"x\" is not an IPv4 address");
+        assert_eq!(
+            parse_multicast_range("239.1.0.1-x"),
+            Err(MulticastRangeError::NotIpv4("x".into()))
+        );
     }
 }
