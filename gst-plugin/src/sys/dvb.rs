@@ -198,7 +198,7 @@ mod tests {
         let words: [(usize, [u8; 4]); 10] = [
             (128, [2, 0, 0, 0]),             // type: FE_OFDM
             (132, [0x80, 0xde, 0x80, 0x02]), // frequency_min 42 000 000
-            (136, [0x80, 0xf6, 0xda, 0x33]), // frequency_max 870 000 000
+            (136, [0x80, 0x25, 0xdb, 0x33]), // frequency_max 870 000 000
             (140, [0x24, 0xf4, 0x00, 0x00]), // frequency_stepsize 62 500
             (144, [0, 0, 0, 0]),             // frequency_tolerance
             (148, [0x10, 0x27, 0x00, 0x00]), // symbol_rate_min 10 000
