@@ -92,9 +92,8 @@ impl UdpDest {
         let rtp = stream.rtp_socket(family)?;
         let rtcp = stream.rtcp_socket(family)?;
         let dup = |s: &gio::Socket| -> Option<OwnedFd> {
-            // SAFETY: the socket is alive for this call; the duplicate is ours.
-            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(s.as_raw_fd()) };
-            fd.try_clone_to_owned().ok()
+            // gio::Socket lends its fd safely; the duplicate is ours.
+            std::os::fd::AsFd::as_fd(s).try_clone_to_owned().ok()
         };
         let peer = SocketAddr::new(ip, rtp_port);
         let rtp_fd = dup(&rtp)?;
