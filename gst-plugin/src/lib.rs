@@ -6,6 +6,7 @@
 
 use gst::glib;
 
+pub mod css_server;
 pub mod dvbcsssink;
 pub mod dvbtunersrc;
 pub mod runtime;

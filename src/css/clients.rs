@@ -614,7 +614,7 @@ mod tests {
     use css_proto::clock::Correlation;
     use css_proto::timeline::{TickRate, TimelineSelector};
     use css_proto::wc::{MessageType, Timevalue, WcMessage};
-    use gstdvb2ip::dvbcsssink::servers::{self, MonotonicWallClock, Shared, WcConfig, WsConfig};
+    use gstdvb2ip::css_server::{self as servers, MonotonicWallClock, Shared, WcConfig, WsConfig};
     use std::sync::Arc;
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;

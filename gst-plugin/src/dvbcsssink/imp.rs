@@ -16,13 +16,13 @@ use gst_base::subclass::prelude::*;
 use once_cell::sync::Lazy;
 use tokio::sync::oneshot;
 
-use super::lines::{LineConfig, Observed, Track};
-use super::servers::{
-    self, Endpoint, EventHook, ServerEvent, Shared, WallClock, WcConfig, WsConfig,
+use crate::css_server::{
+    self as servers, Endpoint, EventHook, ServerEvent, Shared, WallClock, WcConfig, WsConfig,
 };
 use crate::proto::css::cii::{is_valid_presentation_status, ContentIdStatus, TimelineOption};
 use crate::proto::css::clock::Correlation;
 use crate::proto::css::contentid::{DvbContentId, DvbEvent, PtDuration, UtcMinute};
+use crate::proto::css::lines::{LineConfig, Observed, Track};
 use crate::proto::css::timeline::{TickRate, TimelineSelector};
 use crate::runtime::RUNTIME;
 use crate::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};

@@ -23,7 +23,8 @@
 //!   property. A new service is a channel change: all timelines are withdrawn until the new
 //!   service's timelines are seen.
 //! * **Timelines** come from the `dvb-timeline` events (PTS and every TEMI timeline). Each
-//!   is kept as a line from running time to timeline ticks (see [`lines`]); when the buffer
+//!   is kept as a line from running time to timeline ticks (see [`lines`]); the CSS
+//!   servers are [`crate::css_server`]; when the buffer
 //!   that carried an anchor which moved the line is rendered, the line is published as
 //!   `(wall clock of that buffer's presentation, timeline value)` with the speed.
 //! * **Control timestamps** follow every change: pause (speed 0 at the paused position),
@@ -41,8 +42,11 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
-pub mod lines;
-pub mod servers;
+/// Former name of [`crate::css_server`], kept so that code written against it still builds.
+#[doc(hidden)]
+pub use crate::css_server as servers;
+/// The timeline lines (moved to the protocol crate; this path stays valid).
+pub use crate::proto::css::lines;
 
 /// Structure name of the `post-messages` element messages.
 pub const PRESENTED_STRUCTURE: &str = "dvb-css-presented";

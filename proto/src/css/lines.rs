@@ -1,5 +1,5 @@
 //! Timeline lines of `dvbcsssink`: which (running time, timeline value) pair each served
-//! timeline is anchored on, and when that anchor must change. No GStreamer here (STYLE 11):
+//! timeline is anchored on, and when that anchor must change. Pure numbers:
 //! times are nanoseconds of running time, values are ticks.
 //!
 //! `tstimelineparse` reports, for every PES that carries a timeline anchor, the running time

@@ -13,6 +13,7 @@
 //! | [`ts`] | CSS-TS SetupData, Control Timestamp, AptEptLpt, stem matching, "must send" rule |
 //! | [`timeline`] | timeline selectors and their tick rates |
 //! | [`contentid`] | DVB `dvb://` content identifiers |
+//! | [`lines`] | `dvbcsssink`'s timeline lines: running time → ticks, when an anchor moves them |
 //!
 //! Units: wall clock and system times are nanoseconds; timeline positions are ticks of the
 //! timeline's own rate; error bounds and dispersions are seconds (`f64`), as in pydvbcss.
@@ -22,6 +23,7 @@ use std::fmt;
 pub mod cii;
 pub mod clock;
 pub mod contentid;
+pub mod lines;
 pub mod timeline;
 pub mod ts;
 pub mod wc;
