@@ -29,7 +29,7 @@ CORPUS="$ROOT/fuzz/corpus/$TARGET"
 mkdir -p "$CORPUS"
 if [ -z "$(ls -A "$CORPUS")" ]; then
     if [ ! -f "$MEDIA/temi_a_single_timeline.ts" ]; then
-        echo "fuzz.sh: TEMI vectors not found in ../shared/media or /work/shared/media" >&2
+        echo "fuzz.sh: TEMI vectors not found in $MEDIA (set DVB2IP_MEDIA_DIR, or put them in ../shared/media)" >&2
         exit 2
     fi
     # Seeds: runs of 16 whole packets from every vector (byte 0 of an input picks the chunking
