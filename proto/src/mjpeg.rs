@@ -376,7 +376,9 @@ impl FrameIndex {
         if offset >= self.end {
             return None;
         }
-        self.offsets.partition_point(|&o| o <= offset).checked_sub(1)
+        self.offsets
+            .partition_point(|&o| o <= offset)
+            .checked_sub(1)
     }
 
     /// The first frame start at or after `offset`, or [`end`](Self::end).
