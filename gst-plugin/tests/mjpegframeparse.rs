@@ -36,9 +36,15 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 /// `n` baseline 4:2:0 JPEGs of a moving ball, as GStreamer's jpegenc makes them.
 fn jpegs(n: usize) -> Vec<Vec<u8>> {
+    jpegs_of(n, "ball", WIDTH, HEIGHT, 85)
+}
+
+/// `n` baseline 4:2:0 JPEGs of a videotestsrc `pattern`.
+fn jpegs_of(n: usize, pattern: &str, width: i32, height: i32, quality: u32) -> Vec<Vec<u8>> {
     let pipeline = gst::parse::launch(&format!(
-        "videotestsrc num-buffers={n} pattern=ball ! \
-         video/x-raw,format=I420,width={WIDTH},height={HEIGHT} ! jpegenc ! appsink name=sink sync=false"
+        "videotestsrc num-buffers={n} pattern={pattern} ! \
+         video/x-raw,format=I420,width={width},height={height} ! jpegenc quality={quality} ! \
+         appsink name=sink sync=false"
     ))
     .unwrap()
     .downcast::<gst::Pipeline>()
@@ -203,6 +209,33 @@ fn filesrc_jpegdec_decodes_every_frame_at_its_time_and_reports_the_duration() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Frames above the 64 KiB BaseParse pulls at a time (noise JPEGs of ~86 kB, under the
+/// format's 99 999-byte limit) come out whole.
+#[test]
+fn frames_larger_than_a_pull_block_come_out_whole() {
+    init();
+    let dir = temp_dir("large");
+    let frames = jpegs_of(4, "snow", 352, 288, 93);
+    assert!(
+        frames.iter().all(|f| f.len() > 65_536 && f.len() <= 99_999),
+        "sizes {:?}",
+        frames.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let file = write(&dir, "large.mjpeg", &mjpeg(&frames));
+    let (pipeline, sink) = pipeline_with_sink(&format!(
+        "filesrc location={} ! mjpegframeparse ! appsink name=sink sync=false",
+        file.display()
+    ));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let samples = pull_all(&pipeline, &sink);
+    assert_eq!(samples.len(), frames.len());
+    for (s, f) in samples.iter().zip(&frames) {
+        assert!(s.buffer().unwrap().map_readable().unwrap().as_slice() == &f[..]);
+        assert_eq!(caps_size(s), (352, 288));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Seeks a paused `filesrc ! mjpegframeparse ! appsink` to `target` with `flags`; the frames
 /// that come out after it (bytes and PTS).
 fn frames_after_seek(
@@ -298,18 +331,19 @@ fn plugin_dir() -> PathBuf {
     dir
 }
 
+/// pipelines/mjpeg-file.launch, as the README runs it (`gst-launch-1.0 -v $(cat …)`) next to a
+/// movie.mjpeg, decodes every frame at 25 fps.
 #[test]
-fn gst_launch_command_line_decodes_every_frame() {
+fn gst_launch_runs_the_mjpeg_file_example_and_decodes_every_frame() {
     init();
     let dir = temp_dir("launch");
-    let file = write(&dir, "movie.mjpeg", &mjpeg(&jpegs(FRAMES)));
+    write(&dir, "movie.mjpeg", &mjpeg(&jpegs(FRAMES)));
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/mjpeg-file.launch");
+    let desc = std::fs::read_to_string(&example).unwrap();
     let out = Command::new("timeout")
         .arg(WAIT.as_secs().to_string())
-        .arg("gst-launch-1.0")
-        .arg("-v")
-        .args(["filesrc", &format!("location={}", file.display()), "!"])
-        .args(["mjpegframeparse", "framerate=10/1", "!", "jpegdec", "!"])
-        .args(["fakesink", "silent=false"])
+        .args(["gst-launch-1.0", "-v"])
+        .args(desc.split_whitespace())
         .env("GST_PLUGIN_PATH", plugin_dir())
         .current_dir(&dir)
         .output()
@@ -327,7 +361,12 @@ fn gst_launch_command_line_decodes_every_frame() {
         .collect();
     assert_eq!(chains.len(), FRAMES, "{text}");
     for (i, l) in chains.iter().enumerate() {
-        let pts = format!("pts: 0:00:0{}.{}00000000,", i / 10, i % 10);
+        let ns = 40_000_000 * i as u64;
+        let pts = format!(
+            "pts: 0:00:{:02}.{:09},",
+            ns / 1_000_000_000,
+            ns % 1_000_000_000
+        );
         assert!(l.contains(&pts), "frame {i}: {l}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -386,6 +425,8 @@ fn damaged_files_give_a_format_error_naming_the_byte_offset() {
     let mut png = good.clone();
     png[second + 5..second + 9].copy_from_slice(b"\x89PNG");
     let truncated = &good[..good.len() - 10];
+    let mut cut_soi = mjpeg(&frames[..1]);
+    cut_soi.extend_from_slice(b"00100\xFF");
     let mut no_sof = mjpeg(&frames[..1]);
     no_sof.extend_from_slice(b"00004\xFF\xD8\xFF\xD9");
 
@@ -414,6 +455,11 @@ fn damaged_files_give_a_format_error_naming_the_byte_offset() {
                 good.len() - 10 - third,
                 good.len() - third
             ),
+        ),
+        (
+            "cutsoi",
+            &cut_soi,
+            format!("truncated frame at byte {second}: 6 of 105 bytes"),
         ),
         (
             "nosof",

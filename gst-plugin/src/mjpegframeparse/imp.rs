@@ -247,7 +247,7 @@ impl BaseParseImpl for MjpegFrameParse {
         };
         let total = HEADER_LEN + len;
         let payload = data.get(HEADER_LEN..).unwrap_or_default();
-        if payload.len() >= 2 || len < 2 || draining {
+        if payload.len() >= 2 || len < 2 {
             mjpeg::check_soi(payload, offset).map_err(|e| self.fail(&e))?;
         }
         let Some(jpeg) = data.get(HEADER_LEN..total) else {
