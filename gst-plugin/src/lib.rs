@@ -9,6 +9,7 @@ use gst::glib;
 pub mod css_server;
 pub mod dvbcsssink;
 pub mod dvbtunersrc;
+pub mod mjpegframeparse;
 pub mod runtime;
 pub mod satipmapsrc;
 pub mod sys;
@@ -55,6 +56,7 @@ pub fn live_appsrc(name: &str, caps: &gst::Caps, max_bytes: u64) -> gst_app::App
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     dvbcsssink::register(plugin)?;
     dvbtunersrc::register(plugin)?;
+    mjpegframeparse::register(plugin)?;
     satipmapsrc::register(plugin)?;
     tstimelineparse::register(plugin)?;
     Ok(())

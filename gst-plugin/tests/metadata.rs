@@ -20,6 +20,7 @@ fn every_element_and_property_is_documented() {
         ("satipmapsrc", "Source/Network"),
         ("tstimelineparse", "Filter/Analyzer"),
         ("dvbcsssink", "Sink/Network"),
+        ("mjpegframeparse", "Codec/Parser/Video"),
     ] {
         let f = factories
             .iter()
@@ -31,7 +32,7 @@ fn every_element_and_property_is_documented() {
             "{expected}: klass"
         );
     }
-    assert_eq!(factories.len(), 4, "unexpected elements: {names:?}");
+    assert_eq!(factories.len(), 5, "unexpected elements: {names:?}");
     for f in &factories {
         for key in [
             gst::ELEMENT_METADATA_LONGNAME,

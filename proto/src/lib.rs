@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod crc;
 pub mod css;
+pub mod mjpeg;
 pub mod mux;
 pub mod psi;
 pub mod rtp;
