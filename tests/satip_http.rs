@@ -51,12 +51,17 @@ fn wait_all_free() {
 /// curl ends by itself, at most 120 s (a slow machine takes longer, it does not get less):
 /// (HTTP status, headers, body).
 fn curl(path_and_query: &str, bytes: usize) -> (u32, String, Vec<u8>) {
+    curl_at(*HTTP, path_and_query, bytes)
+}
+
+/// [`curl`] on the server at 127.0.0.1:`port`.
+fn curl_at(port: u16, path_and_query: &str, bytes: usize) -> (u32, String, Vec<u8>) {
     let dir = common::temp_dir("satip-http");
     let body = dir.join("body");
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-D", "-", "--max-time", "120", "-o"])
         .arg(&body)
-        .arg(format!("http://127.0.0.1:{}{path_and_query}", *HTTP));
+        .arg(format!("http://127.0.0.1:{port}{path_and_query}"));
     let (_, out) = common::run_until(cmd, &dir.join("headers"), Duration::from_secs(120), |_| {
         std::fs::metadata(&body).is_ok_and(|m| m.len() as usize > bytes)
     });
@@ -100,6 +105,87 @@ fn checklist_100_101_curl_gets_ts_and_closing_frees_the_frontend() {
     );
     // 101: curl closed the connection (interrupted): the frontend is released.
     wait_all_free();
+}
+
+/// `serve` starts the HTTP server on its own: with `[ssdp] enabled = false` streaming, the
+/// description, the channel list and the status page all answer on `server.http_port`, and
+/// nothing of SSDP's runs or is written.
+#[test]
+fn http_serves_streaming_description_m3u_and_status_page_with_ssdp_off() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    Lazy::force(&HTTP);
+    wait_all_free();
+    let state = common::temp_dir("http-without-ssdp");
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.http_port = 0;
+    cfg.ssdp.state_dir = state.display().to_string();
+    let server = dvb2ip::serve::start(
+        &cfg,
+        &dvb2ip::serve::ServeOptions {
+            rtsp_port: Some(0),
+            bind: None,
+        },
+    )
+    .expect("rtsp server");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let network = dvb2ip::serve::spawn_network(&rt, &cfg, &server).expect("http without ssdp");
+    assert!(network.ssdp.state_file.is_none(), "SSDP stays off");
+    let port = network.http.port;
+    assert_ne!(port, 0);
+
+    let (status, headers, body) = curl_at(port, "/desc.xml", usize::MAX);
+    assert_eq!(status, 200, "{headers}");
+    let xml = String::from_utf8_lossy(&body);
+    assert!(
+        xml.contains("<deviceType>urn:ses-com:device:SatIPServer:1</deviceType>"),
+        "{xml}"
+    );
+
+    let (status, headers, body) = curl_at(port, "/channels.m3u", usize::MAX);
+    assert_eq!(status, 200, "{headers}");
+    let m3u = String::from_utf8_lossy(&body);
+    assert!(m3u.starts_with("#EXTM3U"), "{m3u}");
+    assert!(
+        m3u.contains(&format!("rtsp://127.0.0.1:{}/?", server.rtsp_port)),
+        "{m3u}"
+    );
+
+    let (status, headers, body) = curl_at(port, "/", usize::MAX);
+    assert_eq!(status, 200, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{headers}"
+    );
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("<h2>Frontends</h2>"), "{page}");
+
+    let (status, headers, body) =
+        curl_at(port, "/?freq=506&msys=dvbt&bw=8&pids=0,16,17", 188 * 100);
+    assert_eq!(status, 200, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: video/mp2t"),
+        "{headers}"
+    );
+    assert!(body.len() > 188 * 100, "{} bytes", body.len());
+    assert!(body[..body.len() / 188 * 188]
+        .chunks(188)
+        .all(|p| p[0] == 0x47));
+    wait_all_free();
+    drop(network);
+    drop(server);
+    assert!(
+        !state.join("ssdp.json").exists(),
+        "no SSDP state written with SSDP off"
+    );
 }
 
 #[test]
