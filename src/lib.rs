@@ -5,6 +5,8 @@ pub mod channels;
 pub mod config;
 pub mod css;
 pub mod http;
+pub mod rtp;
 pub mod rtsp;
 pub mod serve;
 pub mod ssdp;
+pub mod streams;

@@ -16,8 +16,9 @@ pub mod factory;
 pub(crate) mod message;
 pub mod mounts;
 pub mod server;
-pub mod streams;
-pub mod udp;
+// Moved (next commit updates the paths).
+pub use crate::rtp::udp;
+pub use crate::streams::table as streams;
 
 use gst_rtsp_server::prelude::*;
 
