@@ -32,11 +32,10 @@ use super::direct::{dest_of, SatipStream, UNICAST_MOUNT};
 use super::message::{
     Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
 };
-use super::streams::{
-    base_url, blocks, route, sdp, uri_host, Entry, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT,
-    STREAMS,
-};
+use super::routing::{base_url, route, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT};
+use super::sdp::{blocks, sdp};
 use super::CAT;
+use crate::streams::table::{Entry, STREAMS};
 
 /// The methods of SAT>IP (`Public:`).
 pub const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN";
@@ -694,9 +693,9 @@ mod imp {
                 let multicast = st
                     .key_of_media(media)
                     .and_then(|k| st.transports.get(&k))
-                    .and_then(super::super::streams::multicast_of);
+                    .and_then(super::super::sdp::multicast_of);
                 match st.by_media(media) {
-                    Some(e) => super::super::streams::Block {
+                    Some(e) => super::super::sdp::Block {
                         stream_id: e.stream_id,
                         status: e.status()?,
                         playing: e.playing,

@@ -4,7 +4,7 @@
 //! are routed to the one shared media of [`direct::UnicastFactory`] (mounted at
 //! [`direct::UNICAST_MOUNT`]), their streams having no pipeline of their own; every other
 //! SAT>IP URL (multicast, RTP over RTSP, DESCRIBE) goes to the factory mounted at
-//! [`streams::SATIP_MOUNT`], a media per stream. Named channels stay plain factories under
+//! [`routing::SATIP_MOUNT`], a media per stream. Named channels stay plain factories under
 //! `/ch/`.
 
 pub mod bench;
@@ -15,10 +15,10 @@ pub mod direct;
 pub mod factory;
 pub(crate) mod message;
 pub mod mounts;
+pub mod pay;
+pub mod routing;
+pub mod sdp;
 pub mod server;
-// Moved (next commit updates the paths).
-pub use crate::rtp::udp;
-pub use crate::streams::table as streams;
 
 use gst_rtsp_server::prelude::*;
 
@@ -41,7 +41,7 @@ pub const DEFAULT_SESSION_TIMEOUT: u32 = 60;
 pub fn build(session_timeout: u32) -> SatipServer {
     let server = SatipServer::new(session_timeout);
     let mounts = mounts::SatipMounts::default();
-    mounts.add_factory(streams::SATIP_MOUNT, factory::SatipFactory::default());
+    mounts.add_factory(routing::SATIP_MOUNT, factory::SatipFactory::default());
     mounts.add_factory(direct::UNICAST_MOUNT, direct::UnicastFactory::default());
     server.set_mount_points(Some(&mounts));
     server
@@ -49,5 +49,5 @@ pub fn build(session_timeout: u32) -> SatipServer {
 
 /// Number of SAT>IP streams that currently exist (owners' streams, not joined copies).
 pub fn stream_count() -> usize {
-    streams::blocks(None).len()
+    sdp::blocks(None).len()
 }

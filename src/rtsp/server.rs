@@ -9,7 +9,7 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
 use super::client::SatipClient;
-use super::streams::SATIP_MOUNT;
+use super::routing::SATIP_MOUNT;
 use super::CAT;
 
 mod imp {
