@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod channels;
 pub mod config;
+pub mod core;
 pub mod css;
 pub mod http;
 pub mod rtp;

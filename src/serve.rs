@@ -2,6 +2,7 @@
 //! configured channel, fed by `dvbtunersrc` from the process-wide tuner pool.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use gst::glib;
@@ -9,6 +10,7 @@ use gst_rtsp_server::prelude::*;
 
 use crate::channels;
 use crate::config::Config;
+use crate::core::Core;
 
 /// The launch fragment of a channel mount (`pipelines/channel-rtsp.launch`).
 pub const CHANNEL_LAUNCH: &str = include_str!("../pipelines/channel-rtsp.launch");
@@ -30,6 +32,8 @@ pub struct ServeOptions {
 
 /// A running server, attached to the default main context.
 pub struct Server {
+    /// What it serves from (pool, stream table, configuration), shared with its front ends.
+    pub core: Arc<Core>,
     pub rtsp: gst_rtsp_server::RTSPServer,
     pub rtsp_port: u16,
     pub bind: IpAddr,
@@ -57,8 +61,19 @@ pub fn init(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds and attaches the RTSP server. Port 0 picks a free port.
+/// Builds and attaches the RTSP server on the elements' default tuner pool (configured by
+/// [`init`]). Port 0 picks a free port.
 pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
+    start_with(
+        Core::new(cfg.clone(), gstdvb2ip::tuners::Pool::default_pool().clone()),
+        opts,
+    )
+}
+
+/// Builds and attaches the RTSP server of `core` (its configuration, its tuner pool). Port 0
+/// picks a free port.
+pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server> {
+    let cfg = &core.config;
     let bind: IpAddr = opts
         .bind
         .as_deref()
@@ -76,7 +91,7 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         }
     }
     // SAT>IP URLs go to the SAT>IP factory (src/rtsp); named channels stay plain mounts.
-    let server = crate::rtsp::build(cfg.server.session_timeout.max(1));
+    let server = crate::rtsp::build(&core, cfg.server.session_timeout.max(1));
     // Multicast groups come from the range of the stored DEVICE ID ([`follow_device_id`]
     // moves them when discovery settles on another).
     crate::rtsp::server::configure(&server, cfg, crate::ssdp::initial_device_id(cfg));
@@ -98,6 +113,9 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         factory.set_shared(true);
         factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::Reset);
         factory.set_latency(0);
+        // The channel's dvbtunersrc leases from the core's pool.
+        let ctx = core.pool_context();
+        factory.connect_media_configure(move |_, media| media.element().set_context(&ctx));
         mounts.add_factory(&format!("/ch/{}", ch.name), factory);
         gst::info!(CAT, "mounted /ch/{} -> {}", ch.name, source);
     }
@@ -114,6 +132,7 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         glib::ControlFlow::Continue
     });
     Ok(Server {
+        core,
         rtsp: server.upcast(),
         cleanup_id: Some(cleanup_id),
         rtsp_port,
@@ -143,8 +162,9 @@ pub fn spawn_network(
 ) -> anyhow::Result<Network> {
     crate::ssdp::check_locations(cfg, server.bind)?;
     let identity = crate::ssdp::Identity::load(cfg)?;
-    let desc = std::sync::Arc::new(crate::ssdp::description::DescriptionState::for_config(
+    let desc = Arc::new(crate::ssdp::description::DescriptionState::for_config(
         cfg,
+        &server.core.pool,
         &identity.state.uuid,
         server.rtsp_port,
     ));
@@ -154,7 +174,7 @@ pub fn spawn_network(
         rt,
         server.bind,
         cfg.server.http_port,
-        crate::http::server::router(desc, id_rx.clone()),
+        crate::http::server::router(&server.core, desc, id_rx.clone()),
     )?;
     let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_id, id_tx)?;
     follow_device_id(rt, cfg, server, id_rx.clone());
@@ -202,7 +222,7 @@ pub fn banner(cfg: &Config, server: &Server, http_port: u16) -> String {
         "dvb2ip: serving RTSP on {}:{}\n",
         server.bind, server.rtsp_port
     );
-    for f in gstdvb2ip::tuners::frontends() {
+    for f in server.core.pool.frontends() {
         let ds: Vec<&str> = f.delsys.iter().map(|d| d.nick()).collect();
         s += &format!(
             "  frontend adapter{}/frontend{}: {} [{}]{}\n",

@@ -14,16 +14,22 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 
+use crate::core::Core;
 use crate::ssdp::description::{self, ConnAddrs, DescriptionState};
 
-/// Every route of the HTTP server.
-pub fn router(desc: Arc<DescriptionState>, device_id: tokio::sync::watch::Receiver<u8>) -> Router {
+/// Every route of the HTTP server of `core`.
+pub fn router(
+    core: &Core,
+    desc: Arc<DescriptionState>,
+    device_id: tokio::sync::watch::Receiver<u8>,
+) -> Router {
     let status_page = super::status::StatusPage {
         desc: desc.clone(),
         device_id,
     };
     description::router(desc).merge(super::stream::router(super::stream::StreamState {
         status_page: Some(Arc::new(status_page)),
+        pool: core.pool.clone(),
         ..Default::default()
     }))
 }

@@ -18,6 +18,7 @@ use axum::Router;
 use gstdvb2ip::proto::satip::{
     parse_query, QueryError, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
 };
+use gstdvb2ip::tuners::Pool;
 
 /// Buffers (of up to a few dozen TS packets each) queued per client before data is dropped.
 const QUEUE_BUFFERS: usize = 512;
@@ -29,6 +30,8 @@ pub struct StreamState {
     pub max_pids: usize,
     /// Answers `GET /` without a query (else that is a 400 like any bad query).
     pub status_page: Option<Arc<StatusPage>>,
+    /// The tuner pool streams lease from (the server core's).
+    pub pool: Pool,
 }
 
 impl Default for StreamState {
@@ -36,6 +39,7 @@ impl Default for StreamState {
         Self {
             max_pids: DEFAULT_MAX_PIDS,
             status_page: None,
+            pool: Pool::default_pool().clone(),
         }
     }
 }
@@ -80,10 +84,11 @@ impl TsSink for Queue {
 }
 
 fn start_source(
+    pool: &Pool,
     spec: StreamSpec,
 ) -> Result<(Box<dyn Source>, tokio::sync::mpsc::Receiver<Bytes>), QueryError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_BUFFERS);
-    let src = source::open(spec, Arc::new(Queue(tx)))?;
+    let src = source::open(pool, spec, Arc::new(Queue(tx)))?;
     Ok((src, rx))
 }
 
@@ -96,7 +101,8 @@ async fn stream(
     if let (true, Some(page)) = (query.is_empty(), &st.status_page) {
         let host = crate::ssdp::description::local_host(&req);
         // Reading the pool takes its lock briefly; keep it off the async workers anyway.
-        let rows = tokio::task::spawn_blocking(super::status::frontend_rows)
+        let pool = st.pool.clone();
+        let rows = tokio::task::spawn_blocking(move || super::status::frontend_rows(&pool))
             .await
             .unwrap_or_default();
         return (
@@ -112,7 +118,7 @@ async fn stream(
         .and_then(|q| StreamSpec::create(&q, st.max_pids))
         .and_then(|s| {
             s.tuning
-                .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+                .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(&st.pool))?;
             Ok(s)
         });
     let spec = match spec {
@@ -120,7 +126,8 @@ async fn stream(
         Err(e) => return error_response(&e),
     };
     // Leasing a frontend is synchronous and quick (emulated or dvbsrc open).
-    let started = tokio::task::spawn_blocking(move || start_source(spec)).await;
+    let pool = st.pool.clone();
+    let started = tokio::task::spawn_blocking(move || start_source(&pool, spec)).await;
     let (src, rx) = match started {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return error_response(&e),

@@ -33,9 +33,10 @@ use super::message::{
     Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
 };
 use super::routing::{base_url, route, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT};
-use super::sdp::{blocks, sdp};
+use super::sdp::{blocks, sdp_in};
 use super::CAT;
-use crate::streams::table::{Entry, STREAMS};
+use crate::core::Core;
+use crate::streams::table::{Entry, StreamTable};
 
 /// The methods of SAT>IP (`Public:`).
 pub const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN";
@@ -107,13 +108,13 @@ fn session_media(session: &RTSPSession) -> Option<RTSPMedia> {
     sm.and_then(|sm| sm.media())
 }
 
-/// The internal key (in [`STREAMS`]) of the stream a session plays.
-fn session_key(session: &RTSPSession) -> Option<u64> {
+/// The internal key (in `streams`) of the stream a session plays.
+fn session_key(streams: &StreamTable, session: &RTSPSession) -> Option<u64> {
     if let Some(s) = SatipStream::of_session(session) {
         return s.key();
     }
     let media = session_media(session)?;
-    STREAMS.lock().unwrap().key_of_media(&media)
+    streams.lock().unwrap().key_of_media(&media)
 }
 
 /// Replaces the `ssrc=` parameter of a `Transport` value.
@@ -178,10 +179,10 @@ fn transport_changes(old: &TransportSpec, new: &TransportSpec) -> bool {
 }
 
 /// Validates a creating query as the factory will use it.
-fn check_new(q: &Query) -> Result<StreamSpec, QueryError> {
+fn check_new(pool: &gstdvb2ip::tuners::Pool, q: &Query) -> Result<StreamSpec, QueryError> {
     let spec = StreamSpec::create(q, MAX_PIDS)?;
     spec.tuning
-        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+        .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(pool))?;
     Ok(spec)
 }
 
@@ -198,6 +199,8 @@ mod imp {
         /// (CSeq of the SETUP, the unicast stream it creates): attached to the session media
         /// when the SETUP succeeds, dropped (frontend given back) when it fails.
         pending_stream: Mutex<Option<(Option<String>, Arc<SatipStream>)>>,
+        /// The server's core (stream table, tuner pool), set by [`super::SatipClient::new`].
+        pub core: std::sync::OnceLock<Arc<Core>>,
     }
 
     #[glib::object_subclass]
@@ -227,6 +230,10 @@ mod imp {
     }
 
     impl SatipClient {
+        fn core(&self) -> &Arc<Core> {
+            self.core.get().expect("set by SatipClient::new")
+        }
+
         /// Remembers `answer` for the current request; returns the status for the vfunc.
         fn refuse(&self, answer: Answer) -> RTSPStatusCode {
             let cseq = current_request().and_then(|(_, _, c)| c);
@@ -296,7 +303,9 @@ mod imp {
             let not_valid = || Some(Answer::plain(455, "Method Not Valid in This State"));
             match (t.stream, has_session) {
                 (Some(n), false) if spec.delivery == Delivery::Multicast => {
-                    let owner = STREAMS
+                    let owner = self
+                        .core()
+                        .streams
                         .lock()
                         .unwrap()
                         .owner_transport(n)
@@ -313,9 +322,12 @@ mod imp {
                         // A unicast RTP/UDP stream has no pipeline for other transports.
                         return not_valid();
                     }
-                    if let Some(key) = session.as_ref().and_then(session_key) {
+                    if let Some(key) = session
+                        .as_ref()
+                        .and_then(|s| session_key(&self.core().streams, s))
+                    {
                         let key = Some(key);
-                        let st = STREAMS.lock().unwrap();
+                        let st = self.core().streams.lock().unwrap();
                         let playing = key
                             .and_then(|k| st.entries.get(&k))
                             .is_some_and(|e| e.playing);
@@ -451,7 +463,7 @@ mod imp {
                         {
                             crate::rtsp::factory::setup_done(&media, &t);
                         }
-                        STREAMS.lock().unwrap().key_of_media(&media)
+                        self.core().streams.lock().unwrap().key_of_media(&media)
                     };
                     let transport = msg
                         .header("Transport")
@@ -465,7 +477,7 @@ mod imp {
                         }
                     }
                     let Some(key) = key else { return };
-                    let mut st = STREAMS.lock().unwrap();
+                    let mut st = self.core().streams.lock().unwrap();
                     if let Some(t) = transport {
                         st.transports.insert(key, t);
                     }
@@ -492,9 +504,12 @@ mod imp {
                             .header("RTP-Info")
                             .and_then(|r| r.find(";seq=").map(|i| r[i..].to_string()))
                             .unwrap_or_default();
-                        (STREAMS.lock().unwrap().key_of_media(&media), suffix)
+                        (
+                            self.core().streams.lock().unwrap().key_of_media(&media),
+                            suffix,
+                        )
                     };
-                    let mut st = STREAMS.lock().unwrap();
+                    let mut st = self.core().streams.lock().unwrap();
                     if let Some(e) = key.and_then(|k| st.entries.get_mut(&k)) {
                         e.playing = true;
                         msg.set_header(
@@ -509,11 +524,11 @@ mod imp {
 
         /// Applies a modifying query (PLAY or in-session SETUP) to the session's stream.
         fn apply_query(&self, session: &RTSPSession, t: &Target) -> RTSPStatusCode {
-            let Some(key) = session_key(session) else {
+            let Some(key) = session_key(&self.core().streams, session) else {
                 return RTSPStatusCode::Ok;
             };
             let (backend, spec, stream_id, joined) = {
-                let st = STREAMS.lock().unwrap();
+                let st = self.core().streams.lock().unwrap();
                 let Some(e) = st.entries.get(&key) else {
                     return RTSPStatusCode::Ok;
                 };
@@ -537,7 +552,9 @@ mod imp {
             let (new, change) = match spec.apply(&t.query, MAX_PIDS).and_then(|(n, c)| {
                 if c == Change::Retune {
                     n.tuning
-                        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+                        .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(
+                            &self.core().pool,
+                        ))?;
                 }
                 Ok((n, c))
             }) {
@@ -573,7 +590,9 @@ mod imp {
             }
             let (spec, id, joined) = match t.stream {
                 Some(n) => {
-                    let spec = STREAMS
+                    let spec = self
+                        .core()
+                        .streams
                         .lock()
                         .unwrap()
                         .owner_entry(n)
@@ -582,11 +601,17 @@ mod imp {
                     (spec, n, true)
                 }
                 None => {
-                    let spec = check_new(&t.query).map_err(|e| Answer::error(&e))?;
-                    (spec, STREAMS.lock().unwrap().allocate_id(), false)
+                    let spec =
+                        check_new(&self.core().pool, &t.query).map_err(|e| Answer::error(&e))?;
+                    (
+                        spec,
+                        self.core().streams.lock().unwrap().allocate_id(),
+                        false,
+                    )
                 }
             };
-            let stream = SatipStream::create(spec, id, joined).map_err(|e| Answer::error(&e))?;
+            let stream = SatipStream::create(self.core(), spec, id, joined)
+                .map_err(|e| Answer::error(&e))?;
             *self.pending_stream.lock().unwrap() = Some((cseq, stream));
             Ok(())
         }
@@ -617,12 +642,14 @@ mod imp {
                     Some(Answer::plain(405, "Method Not Allowed"))
                 }
                 (METHOD_SETUP, None) if t.has_query && !has_session => {
-                    check_new(&t.query).err().map(|e| Answer::error(&e))
+                    check_new(&self.core().pool, &t.query)
+                        .err()
+                        .map(|e| Answer::error(&e))
                 }
-                (METHOD_SETUP, Some(n)) if !STREAMS.lock().unwrap().exists(n) => {
+                (METHOD_SETUP, Some(n)) if !self.core().streams.lock().unwrap().exists(n) => {
                     Some(Answer::plain(404, "Not Found"))
                 }
-                (_, Some(n)) if !STREAMS.lock().unwrap().exists_any(n) => {
+                (_, Some(n)) if !self.core().streams.lock().unwrap().exists_any(n) => {
                     Some(Answer::plain(404, "Not Found"))
                 }
                 _ => None,
@@ -639,7 +666,8 @@ mod imp {
             // A stream a DESCRIBE defined (a media without owner yet) is set up on its own
             // media: gst-rtsp-server hands that media to a SETUP on the same connection.
             let described = |n: u16| {
-                STREAMS
+                self.core()
+                    .streams
                     .lock()
                     .unwrap()
                     .owner_entry(n)
@@ -689,7 +717,7 @@ mod imp {
 
         fn create_sdp(&self, media: &RTSPMedia) -> Option<gst_rtsp_server::gst_sdp::SDPMessage> {
             let block = {
-                let mut st = STREAMS.lock().unwrap();
+                let mut st = self.core().streams.lock().unwrap();
                 let multicast = st
                     .key_of_media(media)
                     .and_then(|k| st.transports.get(&k))
@@ -710,7 +738,7 @@ mod imp {
             let host = current_request()
                 .map(|(_, u, _)| uri_host(&u))
                 .unwrap_or_else(|| "0.0.0.0".into());
-            let text = sdp(&host, &[block]);
+            let text = sdp_in(&self.core().pool, &host, &[block]);
             gst_rtsp_server::gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).ok()
         }
 
@@ -750,16 +778,16 @@ mod imp {
             }
             if t.stream.is_none() && t.has_query {
                 // A describing DESCRIBE creates a stream (§3.10); the factory builds it.
-                return match check_new(&t.query) {
+                return match check_new(&self.core().pool, &t.query) {
                     Ok(_) => RTSPStatusCode::Ok,
                     Err(e) => self.refuse(Answer::error(&e)),
                 };
             }
-            let b = blocks(t.stream);
+            let b = blocks(self.core(), t.stream);
             if b.is_empty() {
                 return self.refuse(Answer::plain(404, "Not Found"));
             }
-            let body = sdp(&uri_host(&uri), &b);
+            let body = sdp_in(&self.core().pool, &uri_host(&uri), &b);
             self.refuse(Answer {
                 status: 200,
                 reason: "OK".into(),
@@ -775,7 +803,7 @@ mod imp {
             if let (Some(Route::Satip(Ok(t))), Some(session)) =
                 (uri.as_deref().map(route), ctx.session())
             {
-                if t.has_query && session_key(session).is_some() {
+                if t.has_query && session_key(&self.core().streams, session).is_some() {
                     return self.apply_query(session, &t);
                 }
             }
@@ -826,8 +854,9 @@ glib::wrapper! {
 }
 
 impl SatipClient {
-    pub fn new(session_timeout: u32) -> Self {
+    pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let c: Self = glib::Object::new();
+        let _ = c.imp().core.set(core);
         c.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);

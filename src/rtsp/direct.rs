@@ -22,10 +22,11 @@ use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
 use super::factory::{configure_satip_factory, quiet_rtcp};
 use super::pay::idle_pay0;
 use super::CAT;
+use crate::core::Core;
 use crate::rtp::packer::{register, Packer};
 use crate::rtp::udp::UdpDest;
 use crate::streams::source::{self, Source, TsSink};
-use crate::streams::table::{Backend, Entry, Served, STREAMS};
+use crate::streams::table::{Backend, Entry, Served};
 
 /// Mount of the shared media of unicast RTP/UDP streams (internal: the client subclass routes
 /// SAT>IP URLs of such sessions there). Not a prefix of [`super::routing::SATIP_MOUNT`]'s
@@ -37,7 +38,7 @@ const STREAM_KEY: &str = "dvb2ip-stream";
 
 /// One unicast RTP/UDP SAT>IP stream (or a non-owner's copy of one).
 pub struct SatipStream {
-    /// Key in [`STREAMS`].
+    /// Key in the core's stream table.
     key: OnceLock<u64>,
     source: Mutex<Box<dyn Source>>,
     packer: Arc<Mutex<Packer>>,
@@ -59,13 +60,18 @@ impl TsSink for Sink {
 impl SatipStream {
     /// Leases a frontend for `spec` and enters the stream in the table (`No-More: frontends`
     /// when none is free). Must not be called with the stream table locked.
-    pub fn create(spec: StreamSpec, stream_id: u16, joined: bool) -> Result<Arc<Self>, QueryError> {
+    pub fn create(
+        core: &Core,
+        spec: StreamSpec,
+        stream_id: u16,
+        joined: bool,
+    ) -> Result<Arc<Self>, QueryError> {
         let packer = Arc::new(Mutex::new(Packer::detached()));
         let sink: Arc<dyn TsSink> = Arc::new(Sink {
             packer: Arc::downgrade(&packer),
         });
         let request = spec.canonical_query();
-        let source = source::open(spec, sink)?;
+        let source = source::open(&core.pool, spec, sink)?;
         let s = Arc::new(SatipStream {
             key: OnceLock::new(),
             source: Mutex::new(source),
@@ -79,7 +85,7 @@ impl SatipStream {
         register(&s.packer);
         let served: std::sync::Weak<SatipStream> = Arc::downgrade(&s);
         let served: std::sync::Weak<dyn Served> = served;
-        let key = STREAMS.lock().unwrap().insert(Entry {
+        let key = core.streams.lock().unwrap().insert(Entry {
             stream_id,
             joined,
             backend: Backend::Direct(served),

@@ -16,16 +16,26 @@ use gstdvb2ip::proto::satip::{parse_query, StreamSpec};
 use super::pay;
 use super::routing::{route, Route, MAX_PIDS};
 use super::CAT;
+use crate::core::Core;
 use crate::rtp::packer::Packer;
 use crate::rtp::rtcp;
 use crate::rtp::udp::UdpDest;
-use crate::streams::table::{key_of_element, Backend, Entry, STREAMS};
+use crate::streams::table::{key_of_element, Backend, Entry};
 
 mod imp {
     use super::*;
 
     #[derive(Default)]
-    pub struct SatipFactory {}
+    pub struct SatipFactory {
+        /// The server's core (stream table, tuner pool), set by [`super::SatipFactory::new`].
+        pub core: std::sync::OnceLock<Arc<Core>>,
+    }
+
+    impl SatipFactory {
+        fn core(&self) -> &Arc<Core> {
+            self.core.get().expect("set by SatipFactory::new")
+        }
+    }
 
     #[glib::object_subclass]
     impl ObjectSubclass for SatipFactory {
@@ -56,11 +66,11 @@ mod imp {
             let (request, stream_id, joined) = match target.stream {
                 None if target.has_query => {
                     let spec = StreamSpec::create(&target.query, MAX_PIDS).ok()?;
-                    let id = STREAMS.lock().unwrap().allocate_id();
+                    let id = self.core().streams.lock().unwrap().allocate_id();
                     (spec.canonical_query(), id, false)
                 }
                 Some(n) => {
-                    let mut st = STREAMS.lock().unwrap();
+                    let mut st = self.core().streams.lock().unwrap();
                     let spec = st.owner_entry(n)?.spec()?;
                     (spec.canonical_query(), n, true)
                 }
@@ -68,11 +78,13 @@ mod imp {
             };
             let src = gst::ElementFactory::make("satipmapsrc")
                 .name("satip")
-                .property("request", &request)
                 .build()
                 .ok()?;
+            // The server's pool, before the request is checked against it.
+            src.set_context(&self.core().pool_context());
+            src.set_property("request", &request);
             let (tsink, pay) = pay::packetizer(&src);
-            let key = STREAMS.lock().unwrap().insert(Entry {
+            let key = self.core().streams.lock().unwrap().insert(Entry {
                 stream_id,
                 joined,
                 backend: Backend::Media {
@@ -100,7 +112,8 @@ mod imp {
             let Some(key) = key_of_element(&element.name()) else {
                 return;
             };
-            if let Some(Backend::Media { media: m, .. }) = STREAMS
+            let streams = self.core().streams.clone();
+            if let Some(Backend::Media { media: m, .. }) = streams
                 .lock()
                 .unwrap()
                 .entries
@@ -111,7 +124,7 @@ mod imp {
             }
             media.connect_unprepared(move |m| {
                 end_direct(m);
-                STREAMS.lock().unwrap().entries.remove(&key);
+                streams.lock().unwrap().entries.remove(&key);
             });
             media.connect_prepared(hook_rtcp);
         }
@@ -238,17 +251,23 @@ glib::wrapper! {
     pub struct SatipFactory(ObjectSubclass<imp::SatipFactory>) @extends gst_rtsp_server::RTSPMediaFactory;
 }
 
-impl Default for SatipFactory {
-    fn default() -> Self {
-        glib::Object::new()
+impl SatipFactory {
+    /// The SAT>IP factory of the server owning `core`.
+    pub fn new(core: Arc<Core>) -> Self {
+        let f: Self = glib::Object::new();
+        let _ = f.imp().core.set(core);
+        f
     }
 }
 
 /// Checks a creating query as the factory will (used before a media is built).
-pub fn check_new_stream(query: &str) -> Result<StreamSpec, gstdvb2ip::proto::satip::QueryError> {
+pub fn check_new_stream(
+    pool: &gstdvb2ip::tuners::Pool,
+    query: &str,
+) -> Result<StreamSpec, gstdvb2ip::proto::satip::QueryError> {
     let q = parse_query(query)?;
     let spec = StreamSpec::create(&q, MAX_PIDS)?;
     spec.tuning
-        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+        .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(pool))?;
     Ok(spec)
 }

@@ -2,12 +2,12 @@
 
 use gstdvb2ip::proto::satip::{Delivery, TransportSpec};
 
-use crate::streams::table::STREAMS;
+use crate::core::Core;
 
 /// The `s=` counts: `SatIPServer:1 <sat>` or `<sat>,<terr>,<cable>`.
-fn frontend_counts() -> String {
+fn frontend_counts(pool: &gstdvb2ip::tuners::Pool) -> String {
     // The X_SATIPCAP groups (the same numbering as `fe=`).
-    let caps = crate::ssdp::description::caps_from_frontends();
+    let caps = crate::ssdp::description::caps_from_numbering(&pool.satip_frontends());
     let sat = caps.dvbs2;
     let terr = caps.dvbt + caps.dvbt2;
     let cable = caps.dvbc + caps.dvbc2;
@@ -39,13 +39,18 @@ pub fn multicast_of(t: &TransportSpec) -> Option<(std::net::Ipv4Addr, u16, u8)> 
 
 /// SDP of DESCRIBE (§4.2) for the given blocks.
 pub fn sdp(server_ip: &str, blocks: &[Block]) -> String {
+    sdp_in(gstdvb2ip::tuners::Pool::default_pool(), server_ip, blocks)
+}
+
+/// [`sdp`] of a server whose frontends are `pool`'s (the `s=` counts).
+pub fn sdp_in(pool: &gstdvb2ip::tuners::Pool, server_ip: &str, blocks: &[Block]) -> String {
     let sess = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let mut s = format!(
         "v=0\r\no=- {sess} {sess} IN IP4 {server_ip}\r\ns=SatIPServer:1 {}\r\nt=0 0\r\n",
-        frontend_counts()
+        frontend_counts(pool)
     );
     for b in blocks {
         // Unicast: port 0 and 0.0.0.0; multicast: the group's RTP port and group/ttl (§4.2).
@@ -64,8 +69,8 @@ pub fn sdp(server_ip: &str, blocks: &[Block]) -> String {
 }
 
 /// The media blocks of every stream (`None`) or of stream `id`.
-pub fn blocks(id: Option<u16>) -> Vec<Block> {
-    let mut st = STREAMS.lock().unwrap();
+pub fn blocks(core: &Core, id: Option<u16>) -> Vec<Block> {
+    let mut st = core.streams.lock().unwrap();
     st.gc();
     st.entries
         .iter()

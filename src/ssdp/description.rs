@@ -98,8 +98,13 @@ impl DescriptionState {
     }
 
     /// The description of this server: `uuid`, the configured friendly name and channels, the
-    /// pool's X_SATIPCAP, RTSP on `rtsp_port`.
-    pub fn for_config(cfg: &crate::config::Config, uuid: &str, rtsp_port: u16) -> Self {
+    /// X_SATIPCAP of `pool`, RTSP on `rtsp_port`.
+    pub fn for_config(
+        cfg: &crate::config::Config,
+        pool: &gstdvb2ip::tuners::Pool,
+        uuid: &str,
+        rtsp_port: u16,
+    ) -> Self {
         let channels = cfg
             .channel
             .iter()
@@ -115,7 +120,7 @@ impl DescriptionState {
         Self::new(
             uuid,
             &cfg.ssdp.friendly_name,
-            caps_from_frontends(),
+            caps_from_numbering(&pool.satip_frontends()),
             rtsp_port,
             channels,
         )

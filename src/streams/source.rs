@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
+use gstdvb2ip::tuners::Pool;
 
 /// Receives a source's transport stream (whole 188-byte packets, the stream's PIDs only), in
 /// the source's own thread: it must not block (queue, or drop and count).
@@ -27,9 +28,13 @@ pub trait Source: Send {
     fn status(&self) -> String;
 }
 
-/// Opens the source serving `spec` (already checked against the server's capabilities); its TS
+/// Opens the source serving `spec` (tuners from `pool`) (already checked against the server's capabilities); its TS
 /// goes to `sink`, which may be called in this thread for the first data (the caller must not
 /// hold anything the sink needs). Without a free frontend: `No-More: frontends`.
-pub fn open(spec: StreamSpec, sink: Arc<dyn TsSink>) -> Result<Box<dyn Source>, QueryError> {
-    Ok(Box::new(super::tuner::TunerSource::open(spec, sink)?))
+pub fn open(
+    pool: &Pool,
+    spec: StreamSpec,
+    sink: Arc<dyn TsSink>,
+) -> Result<Box<dyn Source>, QueryError> {
+    Ok(Box::new(super::tuner::TunerSource::open(pool, spec, sink)?))
 }

@@ -7,7 +7,6 @@ use std::sync::Mutex;
 use gst::glib;
 use gst::prelude::*;
 use gstdvb2ip::proto::satip::{parse_query, Change, StreamSpec, TransportSpec};
-use once_cell::sync::Lazy;
 
 /// A stream served without a media of its own (a unicast RTP/UDP stream on the shared media):
 /// what the table asks of it.
@@ -119,7 +118,8 @@ pub struct Streams {
     pub transports: BTreeMap<u64, TransportSpec>,
 }
 
-pub static STREAMS: Lazy<Mutex<Streams>> = Lazy::new(|| Mutex::new(Streams::default()));
+/// A server's stream table (owned by its [`crate::core::Core`]).
+pub type StreamTable = std::sync::Arc<Mutex<Streams>>;
 
 impl Streams {
     /// Forgets streams whose server went away.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
 use gstdvb2ip::satipmapsrc::Subscription;
-use gstdvb2ip::tuners::{FeedSink, TunerStatus};
+use gstdvb2ip::tuners::{FeedSink, Pool, TunerStatus};
 
 use super::source::{Source, TsSink};
 use super::CAT;
@@ -39,10 +39,10 @@ impl FeedSink for Feed {
 
 impl TunerSource {
     /// Leases a frontend for `spec`; see [`super::source::open`].
-    pub fn open(spec: StreamSpec, sink: Arc<dyn TsSink>) -> Result<Self, QueryError> {
+    pub fn open(pool: &Pool, spec: StreamSpec, sink: Arc<dyn TsSink>) -> Result<Self, QueryError> {
         let feed: Arc<dyn FeedSink> = Arc::new(Feed(sink));
         Ok(TunerSource {
-            sub: Subscription::new(spec, feed)?,
+            sub: Subscription::in_pool(pool, spec, feed)?,
         })
     }
 }

@@ -1,0 +1,49 @@
+//! The server's owned state: one [`Core`] per server, built by `serve` and handed to every
+//! front end (RTSP server, client and factories, HTTP, SSDP's description), instead of
+//! process-wide registries. Two cores (two servers, each with its own pool) live side by side
+//! in one process.
+//!
+//! * `pool`: the tuner pool its streams lease from. `serve` uses the elements' process-wide
+//!   default pool (what gst-launch and `DVB2IP_CONFIG` configure); a test or an embedding
+//!   application can give a server a pool of its own. The server's pipelines hand it to the
+//!   elements in a `dvb2ip.tuner-pool` `GstContext` ([`Core::pool_context`]).
+//! * `streams`: the SAT>IP stream table (stream ids, owners, what serves each stream).
+//! * `config`: the configuration the server runs with.
+
+use std::sync::{Arc, Mutex};
+
+use gstdvb2ip::tuners::Pool;
+
+use crate::config::Config;
+use crate::streams::table::{StreamTable, Streams};
+
+/// What one server owns; shared by its front ends as `Arc<Core>`.
+pub struct Core {
+    pub config: Config,
+    pub pool: Pool,
+    pub streams: StreamTable,
+}
+
+impl Core {
+    /// A core serving `config` from `pool` (frontends as `pool` has them configured).
+    pub fn new(config: Config, pool: Pool) -> Arc<Core> {
+        Arc::new(Core {
+            config,
+            pool,
+            streams: Arc::new(Mutex::new(Streams::default())),
+        })
+    }
+
+    /// A core with a tuner pool of its own, built from `config`'s broadcast part, its content
+    /// generated.
+    pub fn with_own_pool(config: Config) -> anyhow::Result<Arc<Core>> {
+        let pool = Pool::new(config.broadcast.clone());
+        pool.prepare_content()?;
+        Ok(Self::new(config, pool))
+    }
+
+    /// The context that hands this core's pool to the elements of a pipeline.
+    pub fn pool_context(&self) -> gst::Context {
+        gstdvb2ip::tuners::pool_context(&self.pool)
+    }
+}
