@@ -187,15 +187,13 @@ fn packer_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Packer>>> {
         .and_then(|pay| pay::packer_of(&pay))
 }
 
-/// The `dvbtunersrc` inside the media's `satipmapsrc`.
-fn tuner_of(media: &gst_rtsp_server::RTSPMedia) -> Option<gstdvb2ip::dvbtunersrc::DvbTunerSrc> {
+/// The media's `satipmapsrc` (named `satip` in the bin [`SatipFactory`] builds).
+fn satip_of(media: &gst_rtsp_server::RTSPMedia) -> Option<gstdvb2ip::satipmapsrc::SatIpMapSrc> {
     media
         .element()
         .downcast_ref::<gst::Bin>()
         .and_then(|b| b.by_name("satip"))
-        .and_then(|s| s.downcast::<gst::Bin>().ok())
-        .and_then(|s| s.by_name("tuner"))
-        .and_then(|t| t.downcast::<gstdvb2ip::dvbtunersrc::DvbTunerSrc>().ok())
+        .and_then(|s| s.downcast::<gstdvb2ip::satipmapsrc::SatIpMapSrc>().ok())
 }
 
 /// After a successful SETUP: a unicast UDP stream moves to the direct path. From now on the
@@ -214,10 +212,10 @@ pub fn setup_done(
         return;
     };
     packer.lock().unwrap().set_direct(Some(dest));
-    match tuner_of(media) {
-        Some(tuner) => {
+    match satip_of(media) {
+        Some(satip) => {
             let packer = Arc::downgrade(&packer);
-            tuner.set_tap(Some(Arc::new(move |buf: &gst::Buffer| {
+            satip.set_tap(Some(Arc::new(move |buf: &gst::Buffer| {
                 packer
                     .upgrade()
                     .is_some_and(|p| p.lock().unwrap().feed(buf, false))
@@ -239,8 +237,8 @@ pub fn play_done(media: &gst_rtsp_server::RTSPMedia) {
 
 /// The media is going away: stop the direct path.
 fn end_direct(media: &gst_rtsp_server::RTSPMedia) {
-    if let Some(tuner) = tuner_of(media) {
-        tuner.set_tap(None);
+    if let Some(satip) = satip_of(media) {
+        satip.set_tap(None);
     }
     if let Some(packer) = packer_of(media) {
         packer.lock().unwrap().set_direct(None);

@@ -57,12 +57,23 @@ struct State {
 pub struct SatIpMapSrc {
     /// The tuner pool: from a `dvb2ip.tuner-pool` context, else the default one.
     pool: Mutex<Option<Pool>>,
+    /// See [`super::SatIpMapSrc::set_tap`]; given to each inner `dvbtunersrc`.
+    tap: Mutex<Option<crate::dvbtunersrc::Tap>>,
     state: Mutex<State>,
     retuning: AtomicBool,
     srcpad: gst::GhostPad,
 }
 
 impl SatIpMapSrc {
+    /// See [`super::SatIpMapSrc::set_tap`].
+    pub(super) fn set_tap(&self, tap: Option<crate::dvbtunersrc::Tap>) {
+        *self.tap.lock().unwrap() = tap.clone();
+        let child = self.state.lock().unwrap().child.clone();
+        if let Some(t) = child.and_then(|c| c.downcast::<crate::dvbtunersrc::DvbTunerSrc>().ok()) {
+            t.set_tap(tap);
+        }
+    }
+
     /// The pool this element uses (known from NULL→READY on; before, the default one).
     fn pool(&self) -> Pool {
         self.pool
@@ -295,6 +306,7 @@ impl ObjectSubclass for SatIpMapSrc {
             .build();
         Self {
             pool: Mutex::new(None),
+            tap: Mutex::new(None),
             state: Mutex::new(State {
                 max_pids: DEFAULT_MAX_PIDS_U32,
                 ..Default::default()
@@ -456,6 +468,9 @@ impl ElementImpl for SatIpMapSrc {
                 self.obj().add(&child).expect("add child");
                 let pad = child.static_pad("src").expect("dvbtunersrc has src");
                 self.srcpad.set_target(Some(&pad)).expect("set target");
+                if let Some(t) = child.downcast_ref::<crate::dvbtunersrc::DvbTunerSrc>() {
+                    t.set_tap(self.tap.lock().unwrap().clone());
+                }
                 self.state.lock().unwrap().child = Some(child);
             }
             gst::StateChange::ReadyToPaused => {

@@ -28,6 +28,16 @@ glib::wrapper! {
     pub struct SatIpMapSrc(ObjectSubclass<imp::SatIpMapSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
 }
 
+impl SatIpMapSrc {
+    /// Installs (or removes) a [`Tap`](crate::dvbtunersrc::Tap) on the stream's frontend feed,
+    /// as [`DvbTunerSrc::set_tap`](crate::dvbtunersrc::DvbTunerSrc::set_tap) does; it stays
+    /// across PID changes, retunes and restarts of the element.
+    pub fn set_tap(&self, tap: Option<crate::dvbtunersrc::Tap>) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().set_tap(tap);
+    }
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(
         Some(plugin),
