@@ -8,13 +8,17 @@
 //!   application can give a server a pool of its own. The server's pipelines hand it to the
 //!   elements in a `dvb2ip.tuner-pool` `GstContext` ([`Core::pool_context`]).
 //! * `streams`: the SAT>IP stream table (stream ids, owners, what serves each stream).
+//! * `packers`: the RTP packetizers of its streams, served by one timer thread.
+//! * `metrics`: its counters (datagrams the direct path could not send).
 //! * `config`: the configuration the server runs with.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use gstdvb2ip::tuners::Pool;
 
 use crate::config::Config;
+use crate::rtp::packer::Packers;
 use crate::streams::table::{StreamTable, Streams};
 
 /// What one server owns; shared by its front ends as `Arc<Core>`.
@@ -22,6 +26,17 @@ pub struct Core {
     pub config: Config,
     pub pool: Pool,
     pub streams: StreamTable,
+    /// The RTP packetizers of the server's streams and their timer thread.
+    pub packers: Packers,
+    pub metrics: Metrics,
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// RTP/RTCP datagrams of the direct path that could not be sent (socket buffer full, or an
+    /// error).
+    pub rtp_dropped: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -31,6 +46,8 @@ impl Core {
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),
+            packers: Packers::default(),
+            metrics: Metrics::default(),
         })
     }
 

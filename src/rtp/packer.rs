@@ -1,6 +1,6 @@
 //! The RTP/MP2T packetizer of SAT>IP streams ([`Packer`]) and the one timer thread that
 //! flushes partial packets, fills silences with empty packets and sends the direct path's RTCP
-//! for every live packer ([`register`]).
+//! for every live packer of a server ([`Packers`]).
 //!
 //! A packer sends through gst-rtsp-server (`pay0`'s appsrc: TCP-interleaved, multicast, every
 //! stream before PLAY) or, for a playing unicast RTP/UDP stream, straight to the client through
@@ -332,26 +332,48 @@ fn local_cname_host(d: &UdpDest) -> &'static str {
     }
 }
 
-/// Every live packer, for the one timer thread that flushes partial packets, sends empty
-/// packets in silences and RTCP on the direct path.
-static PACKERS: Mutex<Vec<std::sync::Weak<Mutex<Packer>>>> = Mutex::new(Vec::new());
+/// A server's live packers, for its one timer thread that flushes partial packets, sends
+/// empty packets in silences and RTCP on the direct path. The thread starts with the first
+/// packer and ends once the last handle (the server's core) is gone.
+#[derive(Clone, Default)]
+pub struct Packers(Arc<PackerList>);
 
-pub fn register(packer: &Arc<Mutex<Packer>>) {
-    static TIMER: std::sync::Once = std::sync::Once::new();
-    PACKERS.lock().unwrap().push(Arc::downgrade(packer));
-    TIMER.call_once(|| {
-        std::thread::Builder::new()
-            .name("satip-timer".into())
-            .spawn(timer_loop)
-            .expect("spawn the SAT>IP timer thread");
-    });
+struct PackerList {
+    list: Mutex<Vec<std::sync::Weak<Mutex<Packer>>>>,
+    timer: std::sync::Once,
 }
 
-fn timer_loop() {
+impl Default for PackerList {
+    fn default() -> Self {
+        PackerList {
+            list: Mutex::new(Vec::new()),
+            timer: std::sync::Once::new(),
+        }
+    }
+}
+
+impl Packers {
+    /// Serves `packer` from the timer thread while it lives.
+    pub fn register(&self, packer: &Arc<Mutex<Packer>>) {
+        self.0.list.lock().unwrap().push(Arc::downgrade(packer));
+        self.0.timer.call_once(|| {
+            let list = Arc::downgrade(&self.0);
+            std::thread::Builder::new()
+                .name("satip-timer".into())
+                .spawn(move || timer_loop(list))
+                .expect("spawn the SAT>IP timer thread");
+        });
+    }
+}
+
+fn timer_loop(list: std::sync::Weak<PackerList>) {
     loop {
         std::thread::sleep(PARTIAL_FLUSH / 2);
+        let Some(list) = list.upgrade() else {
+            return;
+        };
         let live: Vec<Arc<Mutex<Packer>>> = {
-            let mut all = PACKERS.lock().unwrap();
+            let mut all = list.list.lock().unwrap();
             all.retain(|w| w.strong_count() > 0);
             all.iter().filter_map(|w| w.upgrade()).collect()
         };

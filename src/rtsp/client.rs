@@ -449,7 +449,7 @@ mod imp {
                         let Some(stream) = SatipStream::of_session_media(&sm) else {
                             return;
                         };
-                        stream.setup_done(dest_of(&sm));
+                        stream.setup_done(dest_of(&sm, self.core()));
                         if let Some(t) = msg.header("Transport") {
                             msg.set_header("Transport", &with_ssrc(&t, stream.ssrc()));
                         }
@@ -461,7 +461,7 @@ mod imp {
                         crate::rtsp::factory::hook_rtcp(&media);
                         if let Some(t) = session.media(SATIP_MOUNT).0.and_then(|sm| sm.transport(0))
                         {
-                            crate::rtsp::factory::setup_done(&media, &t);
+                            crate::rtsp::factory::setup_done(self.core(), &media, &t);
                         }
                         self.core().streams.lock().unwrap().key_of_media(&media)
                     };

@@ -23,7 +23,7 @@ use super::factory::{configure_satip_factory, quiet_rtcp};
 use super::pay::idle_pay0;
 use super::CAT;
 use crate::core::Core;
-use crate::rtp::packer::{register, Packer};
+use crate::rtp::packer::Packer;
 use crate::rtp::udp::UdpDest;
 use crate::streams::source::{self, Source, TsSink};
 use crate::streams::table::{Backend, Entry, Served};
@@ -82,7 +82,7 @@ impl SatipStream {
             .lock()
             .unwrap()
             .set_status_fn(Arc::new(move || weak.upgrade().map(|s| s.status())));
-        register(&s.packer);
+        core.packers.register(&s.packer);
         let served: std::sync::Weak<SatipStream> = Arc::downgrade(&s);
         let served: std::sync::Weak<dyn Served> = served;
         let key = core.streams.lock().unwrap().insert(Entry {
@@ -191,10 +191,10 @@ impl Drop for SatipStream {
 }
 
 /// The unicast destination of the session media's transport on the shared media.
-pub fn dest_of(sm: &gst_rtsp_server::RTSPSessionMedia) -> Option<UdpDest> {
+pub fn dest_of(sm: &gst_rtsp_server::RTSPSessionMedia, core: &Core) -> Option<UdpDest> {
     let media = sm.media()?;
     let trans = sm.transport(0)?;
-    UdpDest::of_transport(&media, &trans)
+    UdpDest::of_transport(&media, &trans, &core.metrics.rtp_dropped)
 }
 
 mod imp {

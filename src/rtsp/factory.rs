@@ -83,7 +83,7 @@ mod imp {
             // The server's pool, before the request is checked against it.
             src.set_context(&self.core().pool_context());
             src.set_property("request", &request);
-            let (tsink, pay) = pay::packetizer(&src);
+            let (tsink, pay) = pay::packetizer(&src, &self.core().packers);
             let key = self.core().streams.lock().unwrap().insert(Entry {
                 stream_id,
                 joined,
@@ -202,13 +202,14 @@ fn satip_of(media: &gst_rtsp_server::RTSPMedia) -> Option<gstdvb2ip::satipmapsrc
 /// packer sends SR + SDES + APP itself). Nothing reaches the client before [`play_done`].
 /// TCP-interleaved and multicast streams stay on gst-rtsp-server's path.
 pub fn setup_done(
+    core: &Core,
     media: &gst_rtsp_server::RTSPMedia,
     transport: &gst_rtsp_server::RTSPStreamTransport,
 ) {
     let Some(packer) = packer_of(media) else {
         return;
     };
-    let Some(dest) = UdpDest::of_transport(media, transport) else {
+    let Some(dest) = UdpDest::of_transport(media, transport, &core.metrics.rtp_dropped) else {
         return;
     };
     packer.lock().unwrap().set_direct(Some(dest));

@@ -10,7 +10,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gstdvb2ip::proto::rtp::rtp_header;
 
-use crate::rtp::packer::{register, Packer, StatusFn};
+use crate::rtp::packer::{Packer, Packers, StatusFn};
 
 /// Bytes the `pay0` appsrc may queue (oldest dropped first): 100 ms of a 20 Mbit/s mux.
 const PAY_QUEUE_BYTES: u64 = 256 * 1024;
@@ -90,7 +90,7 @@ glib::wrapper! {
 
 /// `appsink name=tsink` (TS in) and `pay0` (a [`SatipPay`] bin around the RTP appsrc) around
 /// one [`Packer`], registered with the timer thread.
-pub fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
+pub fn packetizer(src: &gst::Element, packers: &Packers) -> (gst_app::AppSink, SatipPay) {
     let caps = rtp_caps();
     // gst-rtsp-server blocks the stream between SETUP and PLAY; only the newest data needs
     // to wait there, and a playing stream drains at once.
@@ -136,7 +136,7 @@ pub fn packetizer(src: &gst::Element) -> (gst_app::AppSink, SatipPay) {
             gst::PadProbeReturn::Ok
         },
     );
-    register(&packer);
+    packers.register(&packer);
     let bin: SatipPay = glib::Object::builder().property("name", "pay0").build();
     bin.add(&pay).expect("add appsrc");
     let ghost =
