@@ -381,7 +381,12 @@ fn status_is_posted_once_a_second_with_every_field() {
 fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
     use std::sync::atomic::Ordering;
     let _g = lock();
-    let copied = || tuners::COUNTERS.bytes_copied.load(Ordering::Relaxed);
+    let copied = || {
+        tuners::Pool::default_pool()
+            .counters()
+            .bytes_copied
+            .load(Ordering::Relaxed)
+    };
     let all = Rx::new(&format!("{T506} pids=all"));
     all.play().unwrap();
     let c0 = copied();

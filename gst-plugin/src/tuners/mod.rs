@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 pub use config::{BroadcastConfig, ConfigError, Faults};
-pub use feed::{FeedSink, PidFilter, TunerStatus, COUNTERS};
+pub use feed::{FeedCounters, FeedSink, PidFilter, TunerStatus};
 
 use crate::proto::tuner_pool::{
     satip_numbering, DelSys, Grant, Pool as Slots, PoolError, Request, SatipFe, Slot, Transponder,
@@ -161,7 +161,23 @@ impl std::error::Error for PoolApiError {}
 /// own its pool ([`Pool::new`]) and two pools live side by side in one process.
 #[derive(Clone, glib::Boxed)]
 #[boxed_type(name = "GstDvb2IpTunerPool")]
-pub struct Pool(Arc<Mutex<Option<Registry>>>);
+pub struct Pool(Arc<PoolShared>);
+
+struct PoolShared {
+    /// `None` until the default pool is first used or configured.
+    registry: Mutex<Option<Registry>>,
+    /// Kept across reconfigurations.
+    counters: Arc<FeedCounters>,
+}
+
+impl PoolShared {
+    fn new(registry: Option<Registry>) -> Arc<Self> {
+        Arc::new(PoolShared {
+            registry: Mutex::new(registry),
+            counters: Arc::default(),
+        })
+    }
+}
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -175,7 +191,7 @@ impl PartialEq for Pool {
     }
 }
 
-static DEFAULT_POOL: Lazy<Pool> = Lazy::new(|| Pool(Arc::new(Mutex::new(None))));
+static DEFAULT_POOL: Lazy<Pool> = Lazy::new(|| Pool(PoolShared::new(None)));
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// `GstContext` type carrying a [`Pool`] to the elements (field [`POOL_CONTEXT_FIELD`]).
@@ -222,7 +238,7 @@ pub fn pool_for_element(element: &gst::Element, held: &Mutex<Option<Pool>>) -> P
 impl Pool {
     /// A pool of its own with `config` (real frontends too when `[emulator] hardware`).
     pub fn new(config: BroadcastConfig) -> Pool {
-        Pool(Arc::new(Mutex::new(Some(Registry::new(config)))))
+        Pool(PoolShared::new(Some(Registry::new(config))))
     }
 
     /// The process-wide pool of elements given no other: configured on first use from
@@ -232,14 +248,14 @@ impl Pool {
     }
 
     fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
-        let mut g = self.0.lock().unwrap();
+        let mut g = self.0.registry.lock().unwrap();
         let reg = g.get_or_insert_with(|| Registry::new(default_config()));
         f(reg)
     }
 
     /// Replaces the pool's configuration. Fails while any frontend is leased.
     pub fn configure(&self, config: BroadcastConfig) -> Result<(), PoolApiError> {
-        let mut g = self.0.lock().unwrap();
+        let mut g = self.0.registry.lock().unwrap();
         if let Some(reg) = g.as_ref() {
             if reg.pool.slots.iter().any(|s| s.users > 0) {
                 return Err(PoolApiError::InUse);
@@ -247,6 +263,11 @@ impl Pool {
         }
         *g = Some(Registry::new(config));
         Ok(())
+    }
+
+    /// What the pool's feeds have carried and copied so far.
+    pub fn counters(&self) -> &FeedCounters {
+        &self.0.counters
     }
 
     /// The current configuration.
@@ -471,7 +492,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.feed.fanout.remove(self.sub.id);
         let stopped = {
-            let mut g = self.pool.0.lock().unwrap();
+            let mut g = self.pool.0.registry.lock().unwrap();
             let Some(reg) = g.as_mut() else { return };
             if reg.pool.release(self.index) {
                 reg.feeds[self.index].take()
@@ -501,7 +522,7 @@ fn lease_from(
     req: LeaseRequest,
     sink: Arc<dyn FeedSink>,
 ) -> Result<Lease, LeaseError> {
-    let mut g = pool.0.lock().unwrap();
+    let mut g = pool.0.registry.lock().unwrap();
     let reg = g.get_or_insert_with(|| Registry::new(default_config()));
     let grant = reg
         .pool
@@ -523,7 +544,7 @@ fn lease_from(
     let feed = match (grant, reg.feeds[index].clone()) {
         (Grant::Shared(_), Some(f)) => f,
         _ => {
-            let fanout = Arc::new(Fanout::default());
+            let fanout = Arc::new(Fanout::new(pool.0.counters.clone()));
             let status = Arc::new(Mutex::new(TunerStatus {
                 adapter,
                 frontend,
