@@ -75,7 +75,7 @@ pub struct ChannelConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SsdpSection {
-    /// Run the SSDP advertiser and the description endpoint.
+    /// Run the SSDP advertiser (the HTTP server with the description runs either way).
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// Interfaces to announce and answer on; no other interface is ever used.

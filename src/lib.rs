@@ -2,8 +2,11 @@
 
 pub mod channels;
 pub mod config;
+pub mod core;
 pub mod css;
 pub mod http;
+pub mod rtp;
 pub mod rtsp;
 pub mod serve;
 pub mod ssdp;
+pub mod streams;

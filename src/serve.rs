@@ -2,6 +2,7 @@
 //! configured channel, fed by `dvbtunersrc` from the process-wide tuner pool.
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use gst::glib;
@@ -9,6 +10,7 @@ use gst_rtsp_server::prelude::*;
 
 use crate::channels;
 use crate::config::Config;
+use crate::core::Core;
 
 /// The launch fragment of a channel mount (`pipelines/channel-rtsp.launch`).
 pub const CHANNEL_LAUNCH: &str = include_str!("../pipelines/channel-rtsp.launch");
@@ -30,6 +32,8 @@ pub struct ServeOptions {
 
 /// A running server, attached to the default main context.
 pub struct Server {
+    /// What it serves from (pool, stream table, configuration), shared with its front ends.
+    pub core: Arc<Core>,
     pub rtsp: gst_rtsp_server::RTSPServer,
     pub rtsp_port: u16,
     pub bind: IpAddr,
@@ -57,8 +61,19 @@ pub fn init(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds and attaches the RTSP server. Port 0 picks a free port.
+/// Builds and attaches the RTSP server on the elements' default tuner pool (configured by
+/// [`init`]). Port 0 picks a free port.
 pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
+    start_with(
+        Core::new(cfg.clone(), gstdvb2ip::tuners::Pool::default_pool().clone()),
+        opts,
+    )
+}
+
+/// Builds and attaches the RTSP server of `core` (its configuration, its tuner pool). Port 0
+/// picks a free port.
+pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server> {
+    let cfg = &core.config;
     let bind: IpAddr = opts
         .bind
         .as_deref()
@@ -76,7 +91,7 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         }
     }
     // SAT>IP URLs go to the SAT>IP factory (src/rtsp); named channels stay plain mounts.
-    let server = crate::rtsp::build(cfg.server.session_timeout.max(1));
+    let server = crate::rtsp::build(&core, cfg.server.session_timeout.max(1));
     // Multicast groups come from the range of the stored DEVICE ID ([`follow_device_id`]
     // moves them when discovery settles on another).
     crate::rtsp::server::configure(&server, cfg, crate::ssdp::initial_device_id(cfg));
@@ -98,6 +113,9 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         factory.set_shared(true);
         factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::Reset);
         factory.set_latency(0);
+        // The channel's dvbtunersrc leases from the core's pool.
+        let ctx = core.pool_context();
+        factory.connect_media_configure(move |_, media| media.element().set_context(&ctx));
         mounts.add_factory(&format!("/ch/{}", ch.name), factory);
         gst::info!(CAT, "mounted /ch/{} -> {}", ch.name, source);
     }
@@ -114,6 +132,7 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
         glib::ControlFlow::Continue
     });
     Ok(Server {
+        core,
         rtsp: server.upcast(),
         cleanup_id: Some(cleanup_id),
         rtsp_port,
@@ -122,9 +141,52 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
     })
 }
 
+/// The network front ends beside RTSP: the HTTP server (always) and SSDP discovery (when
+/// `[ssdp] enabled`). Dropping it sends the byebye set first, then stops HTTP.
+pub struct Network {
+    /// Discovery (inert with SSDP off); declared first so it is dropped first.
+    pub ssdp: crate::ssdp::Ssdp,
+    /// Streaming, description, channel list and status page on `server.http_port`.
+    pub http: crate::http::server::HttpServer,
+    /// The DEVICE ID in use: the stored one at start, then each settled one.
+    pub device_id: tokio::sync::watch::Receiver<u8>,
+}
+
+/// Starts the HTTP server on `bind:server.http_port` and, when enabled, SSDP announcing it,
+/// on `rt`; the server's default multicast range follows the DEVICE ID discovery settles on.
+/// Call after [`init`] (X_SATIPCAP reads the tuner pool).
+pub fn spawn_network(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    server: &Server,
+) -> anyhow::Result<Network> {
+    crate::ssdp::check_locations(cfg, server.bind)?;
+    let identity = crate::ssdp::Identity::load(cfg)?;
+    let desc = Arc::new(crate::ssdp::description::DescriptionState::for_config(
+        cfg,
+        &server.core.pool,
+        &identity.state.uuid,
+        server.rtsp_port,
+    ));
+    let config_id = desc.config_id();
+    let (id_tx, id_rx) = tokio::sync::watch::channel(identity.state.device_id);
+    let http = crate::http::server::spawn(
+        rt,
+        server.bind,
+        cfg.server.http_port,
+        crate::http::server::router(&server.core, desc, id_rx.clone()),
+    )?;
+    let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_id, id_tx)?;
+    follow_device_id(rt, cfg, server, id_rx.clone());
+    Ok(Network {
+        ssdp,
+        http,
+        device_id: id_rx,
+    })
+}
+
 /// Keeps the server's default multicast range on `239.<DEVICEID>.0.0/16` of the DEVICE ID
-/// discovery settles on (`ssdp.device_id` of [`crate::ssdp::spawn`]), on `rt`, for as long as
-/// discovery runs.
+/// discovery settles on ([`Network::device_id`]), on `rt`, for as long as discovery runs.
 pub fn follow_device_id(
     rt: &tokio::runtime::Runtime,
     cfg: &Config,
@@ -148,8 +210,8 @@ pub fn follow_device_id(
     });
 }
 
-/// What to try next, printed at start.
-pub fn banner(cfg: &Config, server: &Server) -> String {
+/// What to try next, printed at start (`http_port`: where the HTTP server listens).
+pub fn banner(cfg: &Config, server: &Server, http_port: u16) -> String {
     let host = match server.bind {
         IpAddr::V4(a) if a.is_unspecified() => "127.0.0.1".to_string(),
         IpAddr::V6(a) if a.is_unspecified() => "[::1]".to_string(),
@@ -160,7 +222,7 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
         "dvb2ip: serving RTSP on {}:{}\n",
         server.bind, server.rtsp_port
     );
-    for f in gstdvb2ip::tuners::frontends() {
+    for f in server.core.pool.frontends() {
         let ds: Vec<&str> = f.delsys.iter().map(|d| d.nick()).collect();
         s += &format!(
             "  frontend adapter{}/frontend{}: {} [{}]{}\n",
@@ -178,16 +240,13 @@ pub fn banner(cfg: &Config, server: &Server) -> String {
     );
     s += &format!(
         "  curl -o news.ts 'http://{host}:{}/?freq=506&msys=dvbt&bw=8&pids=0,16,17,256,257,258'   # HTTP streaming\n",
-        cfg.server.http_port
+        http_port
     );
     s += &format!(
         "  curl http://{host}:{}/channels.m3u   # channel list (also /desc.xml)\n",
-        cfg.server.http_port
+        http_port
     );
-    s += &format!(
-        "  curl http://{host}:{}/   # status page\n",
-        cfg.server.http_port
-    );
+    s += &format!("  curl http://{host}:{}/   # status page\n", http_port);
     for ch in &cfg.channel {
         s += &format!(
             "  ffprobe rtsp://{host}:{}/ch/{}    # {}\n",
@@ -226,7 +285,6 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     init(&cfg)?;
     let main_loop = glib::MainLoop::new(None, false);
     let server = start(&cfg, &opts)?;
-    print!("{}", banner(&cfg, &server));
     // The launcher's own tokio runtime (SSDP and HTTP live here too) waits for the signals.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -243,8 +301,9 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         }
         glib::MainContext::default().invoke(move || ml.quit());
     });
-    let _ssdp = crate::ssdp::spawn(&rt, &cfg, server.bind, server.rtsp_port)?; // SSDP + /desc.xml; dropped last: byebye
-    follow_device_id(&rt, &cfg, &server, _ssdp.device_id.clone());
+    // HTTP (streaming, /desc.xml, /channels.m3u, status page) and SSDP; dropped last: byebye.
+    let network = spawn_network(&rt, &cfg, &server)?;
+    print!("{}", banner(&cfg, &server, network.http.port));
     main_loop.run();
     eprintln!("dvb2ip: shutting down");
     // Tear down every session so their pipelines stop and the tuners are released.
@@ -252,5 +311,6 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
     }
     drop(server);
+    drop(network);
     Ok(())
 }

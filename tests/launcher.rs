@@ -170,13 +170,13 @@ fn channel_list_entries_are_playable_satip_urls() {
         .enable_all()
         .build()
         .unwrap();
-    let ssdp = dvb2ip::ssdp::spawn(&rt, &cfg, server.bind, server.rtsp_port).expect("ssdp + http");
+    let ssdp = serve::spawn_network(&rt, &cfg, &server).expect("ssdp + http");
     let out = Command::new("curl")
         .args([
             "-s",
             "-m",
             "10",
-            &format!("http://127.0.0.1:{}/channels.m3u", ssdp.http_port),
+            &format!("http://127.0.0.1:{}/channels.m3u", ssdp.http.port),
         ])
         .output()
         .expect("curl");

@@ -1,47 +1,67 @@
 //! SAT>IP HTTP streaming (`src/http/stream.rs`) with curl on 127.0.0.1, and `satipmapsrc`
 //! used directly in gst-launch.
+//!
+//! Each HTTP test runs its own server over a tuner pool of its own (a `Core` each), so the
+//! tests run side by side without a global lock.
 
 mod common;
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use dvb2ip::config::Config;
+use dvb2ip::core::Core;
 use dvb2ip::http::stream::{router, StreamState};
-use once_cell::sync::Lazy;
+use gstdvb2ip::tuners::Pool;
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// Registers the plugin and configures the elements' default pool, once.
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| dvb2ip::serve::init(&Config::embedded()).expect("init"));
+}
 
-/// (HTTP port, runtime kept alive).
-static HTTP: Lazy<u16> = Lazy::new(|| {
-    dvb2ip::serve::init(&Config::embedded()).expect("init");
+/// The streaming routes on 127.0.0.1 (a free port) over a tuner pool of the test's own, so
+/// tests run side by side; stopped when dropped.
+struct Http {
+    port: u16,
+    pool: Pool,
+    _server: dvb2ip::http::server::HttpServer,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn http_server() -> Http {
+    init();
+    let core = Core::with_own_pool(Config::embedded()).expect("core");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(async move {
-        let _ = axum::serve(listener, router(StreamState::default())).await;
-    });
-    std::mem::forget(rt);
-    port
-});
-
-fn in_use() -> usize {
-    gstdvb2ip::tuners::frontends()
-        .iter()
-        .filter(|f| f.users > 0)
-        .count()
+    let server = dvb2ip::http::server::spawn(
+        &rt,
+        "127.0.0.1".parse().unwrap(),
+        0,
+        router(StreamState {
+            pool: core.pool.clone(),
+            ..Default::default()
+        }),
+    )
+    .expect("http");
+    Http {
+        port: server.port,
+        pool: core.pool.clone(),
+        _server: server,
+        _rt: rt,
+    }
 }
 
-fn wait_all_free() {
+fn in_use(pool: &Pool) -> usize {
+    pool.frontends().iter().filter(|f| f.users > 0).count()
+}
+
+fn wait_all_free(pool: &Pool) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while in_use() > 0 {
+    while in_use(pool) > 0 {
         assert!(Instant::now() < deadline, "frontend not released");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -50,13 +70,21 @@ fn wait_all_free() {
 /// curl until the body has more than `bytes` bytes (then the test closes the connection) or
 /// curl ends by itself, at most 120 s (a slow machine takes longer, it does not get less):
 /// (HTTP status, headers, body).
-fn curl(path_and_query: &str, bytes: usize) -> (u32, String, Vec<u8>) {
-    let dir = common::temp_dir("satip-http");
+fn curl(http: &Http, path_and_query: &str, bytes: usize) -> (u32, String, Vec<u8>) {
+    curl_at(http.port, path_and_query, bytes)
+}
+
+/// [`curl`] on the server at 127.0.0.1:`port`.
+fn curl_at(port: u16, path_and_query: &str, bytes: usize) -> (u32, String, Vec<u8>) {
+    // A directory per call: tests run side by side.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = common::temp_dir(&format!("satip-http-{n}"));
     let body = dir.join("body");
     let mut cmd = Command::new("curl");
     cmd.args(["-s", "-D", "-", "--max-time", "120", "-o"])
         .arg(&body)
-        .arg(format!("http://127.0.0.1:{}{path_and_query}", *HTTP));
+        .arg(format!("http://127.0.0.1:{port}{path_and_query}"));
     let (_, out) = common::run_until(cmd, &dir.join("headers"), Duration::from_secs(120), |_| {
         std::fs::metadata(&body).is_ok_and(|m| m.len() as usize > bytes)
     });
@@ -71,9 +99,9 @@ fn curl(path_and_query: &str, bytes: usize) -> (u32, String, Vec<u8>) {
 
 #[test]
 fn checklist_100_101_curl_gets_ts_and_closing_frees_the_frontend() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    Lazy::force(&HTTP);
+    let h = http_server();
     let (status, headers, body) = curl(
+        &h,
         "/?freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258",
         188 * 100,
     );
@@ -99,25 +127,105 @@ fn checklist_100_101_curl_gets_ts_and_closing_frees_the_frontend() {
         "{pids:?}"
     );
     // 101: curl closed the connection (interrupted): the frontend is released.
-    wait_all_free();
+    wait_all_free(&h.pool);
+}
+
+/// `serve` starts the HTTP server on its own: with `[ssdp] enabled = false` streaming, the
+/// description, the channel list and the status page all answer on `server.http_port`, and
+/// nothing of SSDP's runs or is written.
+#[test]
+fn http_serves_streaming_description_m3u_and_status_page_with_ssdp_off() {
+    init();
+    let state = common::temp_dir("http-without-ssdp");
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.http_port = 0;
+    cfg.ssdp.state_dir = state.display().to_string();
+    let core = Core::with_own_pool(cfg.clone()).expect("core");
+    let pool = core.pool.clone();
+    let server = dvb2ip::serve::start_with(
+        core,
+        &dvb2ip::serve::ServeOptions {
+            rtsp_port: Some(0),
+            bind: None,
+        },
+    )
+    .expect("rtsp server");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let network = dvb2ip::serve::spawn_network(&rt, &cfg, &server).expect("http without ssdp");
+    assert!(network.ssdp.state_file.is_none(), "SSDP stays off");
+    let port = network.http.port;
+    assert_ne!(port, 0);
+
+    let (status, headers, body) = curl_at(port, "/desc.xml", usize::MAX);
+    assert_eq!(status, 200, "{headers}");
+    let xml = String::from_utf8_lossy(&body);
+    assert!(
+        xml.contains("<deviceType>urn:ses-com:device:SatIPServer:1</deviceType>"),
+        "{xml}"
+    );
+
+    let (status, headers, body) = curl_at(port, "/channels.m3u", usize::MAX);
+    assert_eq!(status, 200, "{headers}");
+    let m3u = String::from_utf8_lossy(&body);
+    assert!(m3u.starts_with("#EXTM3U"), "{m3u}");
+    assert!(
+        m3u.contains(&format!("rtsp://127.0.0.1:{}/?", server.rtsp_port)),
+        "{m3u}"
+    );
+
+    let (status, headers, body) = curl_at(port, "/", usize::MAX);
+    assert_eq!(status, 200, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{headers}"
+    );
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("<h2>Frontends</h2>"), "{page}");
+
+    let (status, headers, body) =
+        curl_at(port, "/?freq=506&msys=dvbt&bw=8&pids=0,16,17", 188 * 100);
+    assert_eq!(status, 200, "{headers}");
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: video/mp2t"),
+        "{headers}"
+    );
+    assert!(body.len() > 188 * 100, "{} bytes", body.len());
+    assert!(body[..body.len() / 188 * 188]
+        .chunks(188)
+        .all(|p| p[0] == 0x47));
+    wait_all_free(&pool);
+    drop(network);
+    drop(server);
+    assert!(
+        !state.join("ssdp.json").exists(),
+        "no SSDP state written with SSDP off"
+    );
 }
 
 #[test]
 fn checklist_102_bad_value_gets_403_out_of_range() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (status, headers, body) = curl("/?freq=506&msys=dvbt&bw=9&pids=0", usize::MAX);
+    let h = http_server();
+    let (status, headers, body) = curl(&h, "/?freq=506&msys=dvbt&bw=9&pids=0", usize::MAX);
     assert_eq!(status, 403, "{headers}");
     assert_eq!(String::from_utf8_lossy(&body), "Out-of-Range: bw");
     assert!(headers.contains("text/parameters"), "{headers}");
-    assert_eq!(in_use(), 0);
+    assert_eq!(in_use(&h.pool), 0);
 }
 
 #[test]
 fn http_busy_gets_503_no_more_frontends() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    Lazy::force(&HTTP);
+    let h = http_server();
     // Hold both DVB-T/T2 frontends with two long-running curls.
-    let port = *HTTP;
+    let port = h.port;
     let mut holders: Vec<std::process::Child> = [
         "freq=506&msys=dvbt&bw=8&pids=0",
         "freq=474&msys=dvbt2&bw=8&plp=0&pids=0",
@@ -132,23 +240,22 @@ fn http_busy_gets_503_no_more_frontends() {
     })
     .collect();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while in_use() < 2 {
+    while in_use(&h.pool) < 2 {
         assert!(Instant::now() < deadline, "holders did not tune");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (status, headers, body) = curl("/?freq=522&msys=dvbt&bw=8&pids=0", usize::MAX);
+    let (status, headers, body) = curl(&h, "/?freq=522&msys=dvbt&bw=8&pids=0", usize::MAX);
     assert_eq!(status, 503, "{headers}");
     assert_eq!(String::from_utf8_lossy(&body), "No-More: frontends");
-    for h in &mut holders {
-        let _ = h.kill();
-        let _ = h.wait();
+    for holder in &mut holders {
+        let _ = holder.kill();
+        let _ = holder.wait();
     }
-    wait_all_free();
+    wait_all_free(&h.pool);
 }
 
 #[test]
 fn satipmapsrc_records_one_service_by_query_in_gst_launch() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = common::temp_dir("satipmapsrc-launch");
     let file = dir.join("news-satip.ts");
     let desc = std::fs::read_to_string(common::repo_file("pipelines/satip-record.launch")).unwrap();
@@ -218,9 +325,10 @@ fn pids_until(
 #[test]
 fn satipmapsrc_live_pid_changes_and_retune_release_the_old_frontend() {
     use gst::prelude::*;
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    Lazy::force(&HTTP);
-    wait_all_free();
+    // The elements' default pool: no other test of this file uses it.
+    init();
+    let default = Pool::default_pool();
+    wait_all_free(default);
     let pipeline = gst::Pipeline::new();
     let src = gst::ElementFactory::make("satipmapsrc")
         .property("request", "freq=506&msys=dvbt&bw=8&pids=0,17")
@@ -253,11 +361,11 @@ fn satipmapsrc_live_pid_changes_and_retune_release_the_old_frontend() {
         .ends_with("pids=0,256"));
     // Retune to another transponder: the old frontend is given back.
     src.set_property("request", "freq=474&msys=dvbt2&bw=8&plp=0&pids=0,256");
-    assert_eq!(in_use(), 1, "old frontend released");
+    assert_eq!(in_use(default), 1, "old frontend released");
     let status: String = src.property("status");
     assert!(status.contains(",474.00,8,dvbt2,"), "{status}");
     let got = pids_until(&sink, &|p| p.contains(&0) && p.contains(&256));
     assert!(got.is_subset(&[0, 256].into()), "{got:?}");
     pipeline.set_state(gst::State::Null).unwrap();
-    wait_all_free();
+    wait_all_free(default);
 }

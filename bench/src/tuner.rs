@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gstdvb2ip::tuners::{self, COUNTERS};
+use gstdvb2ip::tuners;
 
 fn cpu_seconds() -> f64 {
     // SAFETY: getrusage fills the struct we pass.
@@ -64,24 +64,36 @@ fn measure_pids(
     // Wait for lock and for every pipeline to run.
     std::thread::sleep(Duration::from_millis(1500));
     let c0 = cpu_seconds();
-    let b0 = COUNTERS.bytes_in.load(std::sync::atomic::Ordering::Relaxed);
-    let k0 = COUNTERS
+    let b0 = tuners::Pool::default_pool()
+        .counters()
+        .bytes_in
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let k0 = tuners::Pool::default_pool()
+        .counters()
         .bytes_copied
         .load(std::sync::atomic::Ordering::Relaxed);
-    let o0 = COUNTERS
+    let o0 = tuners::Pool::default_pool()
+        .counters()
         .buffers_out
         .load(std::sync::atomic::Ordering::Relaxed);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let dt = t0.elapsed().as_secs_f64();
     let cpu = (cpu_seconds() - c0) / dt * 100.0;
-    let bytes_in = (COUNTERS.bytes_in.load(std::sync::atomic::Ordering::Relaxed) - b0) as f64 / dt;
-    let copied = (COUNTERS
+    let bytes_in = (tuners::Pool::default_pool()
+        .counters()
+        .bytes_in
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - b0) as f64
+        / dt;
+    let copied = (tuners::Pool::default_pool()
+        .counters()
         .bytes_copied
         .load(std::sync::atomic::Ordering::Relaxed)
         - k0) as f64
         / dt;
-    let bufs = (COUNTERS
+    let bufs = (tuners::Pool::default_pool()
+        .counters()
         .buffers_out
         .load(std::sync::atomic::Ordering::Relaxed)
         - o0) as f64

@@ -425,7 +425,12 @@ fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
     eprintln!("pids=all: {shared} of {} buffers shared", ba.len());
     drop((a, b));
     // A PID set filters, which copies the packets it passes.
-    let copied = || tuners::COUNTERS.bytes_copied.load(Ordering::Relaxed);
+    let copied = || {
+        tuners::Pool::default_pool()
+            .counters()
+            .bytes_copied
+            .load(Ordering::Relaxed)
+    };
     let c0 = copied();
     let some = Rx::new(&format!("{T506} pids=0,256,257"));
     some.play().unwrap();
@@ -727,5 +732,47 @@ fn all_delivery_systems_of_the_default_config_play() {
         let pkts = rx.collect(Duration::from_secs(10), 500);
         assert!(pkts.len() >= 500, "{props}: {} packets", pkts.len());
         assert!(pkts.iter().any(|p| pid(p) == 0), "{props}: no PAT");
+    }
+}
+
+/// A pipeline handed a pool of its own in a `dvb2ip.tuner-pool` context leases from it, not
+/// from the process-wide default pool: `dvbtunersrc` directly, and the one inside
+/// `satipmapsrc`.
+#[test]
+fn a_pool_handed_in_a_context_serves_the_pipeline() {
+    let _g = lock();
+    let own = tuners::Pool::new(tuners::BroadcastConfig::embedded());
+    assert_ne!(&own, tuners::Pool::default_pool());
+    let in_use = |p: &tuners::Pool| p.frontends().iter().filter(|f| f.users > 0).count();
+    for launch in [
+        format!("dvbtunersrc name=src {T506} ! appsink name=sink sync=false max-buffers=2000"),
+        "satipmapsrc name=src request=\"freq=506&msys=dvbt&bw=8&pids=0,16,17\" ! appsink name=sink sync=false max-buffers=2000".to_owned(),
+    ] {
+        let p = gst::parse::launch(&launch)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        p.set_context(&tuners::pool_context(&own));
+        let sink = p
+            .by_name("sink")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sink
+            .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            .is_none()
+        {
+            assert!(Instant::now() < deadline, "{launch}: no data");
+        }
+        assert_eq!(in_use(&own), 1, "{launch}: leased from its own pool");
+        assert_eq!(
+            in_use(tuners::Pool::default_pool()),
+            0,
+            "{launch}: the default pool is untouched"
+        );
+        p.set_state(gst::State::Null).unwrap();
+        assert_eq!(in_use(&own), 0, "{launch}: released");
     }
 }

@@ -268,8 +268,9 @@ pub fn init_tv() -> anyhow::Result<()> {
     ONCE.get_or_init(|| {
         gst::init().map_err(|e| e.to_string())?;
         gstdvb2ip::plugin_register_static().map_err(|e| e.to_string())?;
-        gstdvb2ip::tuners::configure(gstdvb2ip::tuners::BroadcastConfig::embedded())?;
-        gstdvb2ip::tuners::prepare_content()
+        gstdvb2ip::tuners::configure(gstdvb2ip::tuners::BroadcastConfig::embedded())
+            .map_err(|e| e.to_string())?;
+        gstdvb2ip::tuners::prepare_content().map_err(|e| e.to_string())
     })
     .clone()
     .map_err(anyhow::Error::msg)

@@ -1,5 +1,7 @@
-//! HTTP side of the server: SAT>IP HTTP streaming (`stream`) and the presentation page
-//! (`status`) on `/`.
+//! HTTP side of the server, one listener on `server.http_port` ([`server`]), started by
+//! `serve` with or without SSDP: SAT>IP HTTP streaming (`stream`), the presentation page
+//! (`status`) on `/`, and the description and channel list of `crate::ssdp::description`.
 
+pub mod server;
 pub mod status;
 pub mod stream;

@@ -49,9 +49,9 @@ pub struct FrontendRow {
 }
 
 /// The tuner pool now, in pool order.
-pub fn frontend_rows() -> Vec<FrontendRow> {
-    let numbers = gstdvb2ip::tuners::satip_frontends();
-    gstdvb2ip::tuners::frontends()
+pub fn frontend_rows(pool: &gstdvb2ip::tuners::Pool) -> Vec<FrontendRow> {
+    let numbers = pool.satip_frontends();
+    pool.frontends()
         .into_iter()
         .map(|f| FrontendRow {
             fe: numbers
@@ -69,7 +69,8 @@ pub fn frontend_rows() -> Vec<FrontendRow> {
                 .as_ref()
                 .filter(|_| f.users > 0)
                 .map(|t| format!("{} {} kHz", t.delsys.nick(), t.frequency_khz)),
-            signal: gstdvb2ip::tuners::frontend_status(f.index)
+            signal: pool
+                .frontend_status(f.index)
                 .map(|s| (s.locked, s.level, s.quality)),
             name: f.name,
         })

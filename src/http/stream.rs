@@ -1,23 +1,24 @@
 //! SAT>IP HTTP streaming (§7.1): `GET /?<query>` answers `200 video/MP2T` and streams the raw
-//! TS of `satipmapsrc` until the client closes the connection, which frees the frontend.
+//! TS of the stream's [`Source`] (a tuner-pool subscription, as the unicast RTP path uses)
+//! until the client closes the connection, which frees the frontend.
 //! Bad queries get 400/403 with the `Check-Syntax:`/`Out-of-Range:` body, no free frontend 503
 //! `No-More: frontends`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use super::status::StatusPage;
+use crate::streams::source::{self, Source, TsSink};
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use gst::prelude::*;
-
-use super::status::StatusPage;
 use gstdvb2ip::proto::satip::{
-    parse_query, QueryError, Resource, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
+    parse_query, QueryError, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
 };
+use gstdvb2ip::tuners::Pool;
 
 /// Buffers (of up to a few dozen TS packets each) queued per client before data is dropped.
 const QUEUE_BUFFERS: usize = 512;
@@ -29,6 +30,8 @@ pub struct StreamState {
     pub max_pids: usize,
     /// Answers `GET /` without a query (else that is a 400 like any bad query).
     pub status_page: Option<Arc<StatusPage>>,
+    /// The tuner pool streams lease from (the server core's).
+    pub pool: Pool,
 }
 
 impl Default for StreamState {
@@ -36,6 +39,7 @@ impl Default for StreamState {
         Self {
             max_pids: DEFAULT_MAX_PIDS,
             status_page: None,
+            pool: Pool::default_pool().clone(),
         }
     }
 }
@@ -53,62 +57,39 @@ fn error_response(e: &QueryError) -> Response {
     }
 }
 
-/// Stops the pipeline when the response body (hence the connection) goes away.
-struct PipelineGuard(Option<gst::Pipeline>);
+/// Gives the source back when the response body (hence the connection) goes away.
+struct SourceGuard(Option<Box<dyn Source>>);
 
-impl Drop for PipelineGuard {
+impl Drop for SourceGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            // Leaving PLAYING joins streaming threads: keep that off the async workers.
-            std::thread::spawn(move || {
-                let _ = p.set_state(gst::State::Null);
-            });
+        if let Some(src) = self.0.take() {
+            // The last user of a frontend stops its feed (joins its thread): keep that off
+            // the async workers.
+            std::thread::spawn(move || drop(src));
         }
     }
 }
 
-fn start_pipeline(
-    spec: &StreamSpec,
-) -> Result<(gst::Pipeline, tokio::sync::mpsc::Receiver<Bytes>), QueryError> {
-    let busy = || QueryError::NoMore(vec![Resource::Frontends]);
-    let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("satipmapsrc")
-        .property("request", spec.canonical_query())
-        .build()
-        .map_err(|_| busy())?;
-    let sink = gst_app::AppSink::builder()
-        .sync(false)
-        .max_buffers(64)
-        .drop(true)
-        .build();
-    pipeline
-        .add_many([&src, sink.upcast_ref()])
-        .map_err(|_| busy())?;
-    src.link(&sink).map_err(|_| busy())?;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_BUFFERS);
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |s| {
-                let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if let Some(buf) = sample.buffer() {
-                    if let Ok(map) = buf.map_readable() {
-                        match tx.try_send(Bytes::copy_from_slice(map.as_slice())) {
-                            Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {}
-                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
-                                return Err(gst::FlowError::Eos)
-                            }
-                        }
-                    }
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    if pipeline.set_state(gst::State::Playing).is_err() {
-        let _ = pipeline.set_state(gst::State::Null);
-        return Err(busy());
+/// Queues the source's TS for the response body, in the source's thread: a client that
+/// does not keep up loses data rather than holding up the feed.
+struct Queue(tokio::sync::mpsc::Sender<Bytes>);
+
+impl TsSink for Queue {
+    fn push(&self, buffer: &gst::Buffer) {
+        if let Ok(map) = buffer.map_readable() {
+            // Full: dropped; closed: the body is gone and the guard gives the source back.
+            let _ = self.0.try_send(Bytes::copy_from_slice(map.as_slice()));
+        }
     }
-    Ok((pipeline, rx))
+}
+
+fn start_source(
+    pool: &Pool,
+    spec: StreamSpec,
+) -> Result<(Box<dyn Source>, tokio::sync::mpsc::Receiver<Bytes>), QueryError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_BUFFERS);
+    let src = source::open(pool, spec, Arc::new(Queue(tx)))?;
+    Ok((src, rx))
 }
 
 async fn stream(
@@ -120,7 +101,8 @@ async fn stream(
     if let (true, Some(page)) = (query.is_empty(), &st.status_page) {
         let host = crate::ssdp::description::local_host(&req);
         // Reading the pool takes its lock briefly; keep it off the async workers anyway.
-        let rows = tokio::task::spawn_blocking(super::status::frontend_rows)
+        let pool = st.pool.clone();
+        let rows = tokio::task::spawn_blocking(move || super::status::frontend_rows(&pool))
             .await
             .unwrap_or_default();
         return (
@@ -136,7 +118,7 @@ async fn stream(
         .and_then(|q| StreamSpec::create(&q, st.max_pids))
         .and_then(|s| {
             s.tuning
-                .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+                .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(&st.pool))?;
             Ok(s)
         });
     let spec = match spec {
@@ -144,13 +126,14 @@ async fn stream(
         Err(e) => return error_response(&e),
     };
     // Leasing a frontend is synchronous and quick (emulated or dvbsrc open).
-    let started = tokio::task::spawn_blocking(move || start_pipeline(&spec)).await;
-    let (pipeline, rx) = match started {
+    let pool = st.pool.clone();
+    let started = tokio::task::spawn_blocking(move || start_source(&pool, spec)).await;
+    let (src, rx) = match started {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return error_response(&e),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let guard = PipelineGuard(Some(pipeline));
+    let guard = SourceGuard(Some(src));
     let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
         rx.recv()
             .await

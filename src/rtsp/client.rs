@@ -32,11 +32,11 @@ use super::direct::{dest_of, SatipStream, UNICAST_MOUNT};
 use super::message::{
     Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
 };
-use super::streams::{
-    base_url, blocks, route, sdp, uri_host, uri_path, Entry, Route, MAX_PIDS, REFUSED_PATH,
-    SATIP_MOUNT, STREAMS,
-};
+use super::routing::{base_url, route, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT};
+use super::sdp::{blocks, sdp_in};
 use super::CAT;
+use crate::core::Core;
+use crate::streams::table::{Entry, StreamTable};
 
 /// The methods of SAT>IP (`Public:`).
 pub const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN";
@@ -108,13 +108,13 @@ fn session_media(session: &RTSPSession) -> Option<RTSPMedia> {
     sm.and_then(|sm| sm.media())
 }
 
-/// The internal key (in [`STREAMS`]) of the stream a session plays.
-fn session_key(session: &RTSPSession) -> Option<u64> {
+/// The internal key (in `streams`) of the stream a session plays.
+fn session_key(streams: &StreamTable, session: &RTSPSession) -> Option<u64> {
     if let Some(s) = SatipStream::of_session(session) {
         return s.key();
     }
     let media = session_media(session)?;
-    STREAMS.lock().unwrap().key_of_media(&media)
+    streams.lock().unwrap().key_of_media(&media)
 }
 
 /// Replaces the `ssrc=` parameter of a `Transport` value.
@@ -245,10 +245,10 @@ fn reason_503(sessions_full: bool, error: Option<&glib::Error>) -> Option<(Strin
 }
 
 /// Validates a creating query as the factory will use it.
-fn check_new(q: &Query) -> Result<StreamSpec, QueryError> {
+fn check_new(pool: &gstdvb2ip::tuners::Pool, q: &Query) -> Result<StreamSpec, QueryError> {
     let spec = StreamSpec::create(q, MAX_PIDS)?;
     spec.tuning
-        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+        .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(pool))?;
     Ok(spec)
 }
 
@@ -269,6 +269,8 @@ mod imp {
         /// id, mount path). A SAT>IP client (VLC's) gets a `com.ses.streamID` for them and
         /// then controls them by `/stream=N`.
         mount_streams: Mutex<Vec<(String, u16, String)>>,
+        /// The server's core (stream table, tuner pool), set by [`super::SatipClient::new`].
+        pub core: std::sync::OnceLock<Arc<Core>>,
     }
 
     #[glib::object_subclass]
@@ -298,6 +300,10 @@ mod imp {
     }
 
     impl SatipClient {
+        fn core(&self) -> &Arc<Core> {
+            self.core.get().expect("set by SatipClient::new")
+        }
+
         /// Remembers `answer` for the current request; returns the status for the vfunc.
         fn refuse(&self, answer: Answer) -> RTSPStatusCode {
             let cseq = current_request().and_then(|(_, _, c)| c);
@@ -367,7 +373,9 @@ mod imp {
             let not_valid = || Some(Answer::plain(455, "Method Not Valid in This State"));
             match (t.stream, has_session) {
                 (Some(n), false) if spec.delivery == Delivery::Multicast => {
-                    let owner = STREAMS
+                    let owner = self
+                        .core()
+                        .streams
                         .lock()
                         .unwrap()
                         .owner_transport(n)
@@ -384,9 +392,12 @@ mod imp {
                         // A unicast RTP/UDP stream has no pipeline for other transports.
                         return not_valid();
                     }
-                    if let Some(key) = session.as_ref().and_then(session_key) {
+                    if let Some(key) = session
+                        .as_ref()
+                        .and_then(|s| session_key(&self.core().streams, s))
+                    {
                         let key = Some(key);
-                        let st = STREAMS.lock().unwrap();
+                        let st = self.core().streams.lock().unwrap();
                         let playing = key
                             .and_then(|k| st.entries.get(&k))
                             .is_some_and(|e| e.playing);
@@ -424,11 +435,9 @@ mod imp {
             let Some(id) = session.sessionid().map(|s| s.to_string()) else {
                 return;
             };
-            let Some(mount) = self
-                .obj()
-                .mount_points()
-                .and_then(|m| crate::rtsp::mounts::mount_of(&m, uri_path(uri)))
-            else {
+            let Some(mount) = self.obj().mount_points().and_then(|m| {
+                crate::rtsp::mounts::mount_of(&m, crate::rtsp::routing::uri_path(uri))
+            }) else {
                 return;
             };
             let pool = self.obj().session_pool();
@@ -437,7 +446,7 @@ mod imp {
             let stream_id = match streams.iter().find(|(s, _, m)| *s == id && *m == mount) {
                 Some((_, n, _)) => *n,
                 None => {
-                    let n = STREAMS.lock().unwrap().allocate_id();
+                    let n = self.core().streams.lock().unwrap().allocate_id();
                     streams.push((id, n, mount));
                     n
                 }
@@ -568,7 +577,7 @@ mod imp {
                         let Some(stream) = SatipStream::of_session_media(&sm) else {
                             return;
                         };
-                        stream.setup_done(dest_of(&sm));
+                        stream.setup_done(dest_of(&sm, self.core()));
                         if let Some(t) = msg.header("Transport") {
                             msg.set_header("Transport", &with_ssrc(&t, stream.ssrc()));
                         }
@@ -580,9 +589,9 @@ mod imp {
                         crate::rtsp::factory::hook_rtcp(&media);
                         if let Some(t) = session.media(SATIP_MOUNT).0.and_then(|sm| sm.transport(0))
                         {
-                            crate::rtsp::factory::setup_done(&media, &t);
+                            crate::rtsp::factory::setup_done(self.core(), &media, &t);
                         }
-                        STREAMS.lock().unwrap().key_of_media(&media)
+                        self.core().streams.lock().unwrap().key_of_media(&media)
                     };
                     let transport = msg
                         .header("Transport")
@@ -596,7 +605,7 @@ mod imp {
                         }
                     }
                     let Some(key) = key else { return };
-                    let mut st = STREAMS.lock().unwrap();
+                    let mut st = self.core().streams.lock().unwrap();
                     if let Some(t) = transport {
                         st.transports.insert(key, t);
                     }
@@ -623,9 +632,12 @@ mod imp {
                             .header("RTP-Info")
                             .and_then(|r| r.find(";seq=").map(|i| r[i..].to_string()))
                             .unwrap_or_default();
-                        (STREAMS.lock().unwrap().key_of_media(&media), suffix)
+                        (
+                            self.core().streams.lock().unwrap().key_of_media(&media),
+                            suffix,
+                        )
                     };
-                    let mut st = STREAMS.lock().unwrap();
+                    let mut st = self.core().streams.lock().unwrap();
                     if let Some(e) = key.and_then(|k| st.entries.get_mut(&k)) {
                         e.playing = true;
                         msg.set_header(
@@ -640,11 +652,11 @@ mod imp {
 
         /// Applies a modifying query (PLAY or in-session SETUP) to the session's stream.
         fn apply_query(&self, session: &RTSPSession, t: &Target) -> RTSPStatusCode {
-            let Some(key) = session_key(session) else {
+            let Some(key) = session_key(&self.core().streams, session) else {
                 return RTSPStatusCode::Ok;
             };
             let (backend, spec, stream_id, joined) = {
-                let st = STREAMS.lock().unwrap();
+                let st = self.core().streams.lock().unwrap();
                 let Some(e) = st.entries.get(&key) else {
                     return RTSPStatusCode::Ok;
                 };
@@ -668,7 +680,9 @@ mod imp {
             let (new, change) = match spec.apply(&t.query, MAX_PIDS).and_then(|(n, c)| {
                 if c == Change::Retune {
                     n.tuning
-                        .check_capabilities(&gstdvb2ip::satipmapsrc::pool_capabilities())?;
+                        .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(
+                            &self.core().pool,
+                        ))?;
                 }
                 Ok((n, c))
             }) {
@@ -704,7 +718,9 @@ mod imp {
             }
             let (spec, id, joined) = match t.stream {
                 Some(n) => {
-                    let spec = STREAMS
+                    let spec = self
+                        .core()
+                        .streams
                         .lock()
                         .unwrap()
                         .owner_entry(n)
@@ -713,11 +729,17 @@ mod imp {
                     (spec, n, true)
                 }
                 None => {
-                    let spec = check_new(&t.query).map_err(|e| Answer::error(&e))?;
-                    (spec, STREAMS.lock().unwrap().allocate_id(), false)
+                    let spec =
+                        check_new(&self.core().pool, &t.query).map_err(|e| Answer::error(&e))?;
+                    (
+                        spec,
+                        self.core().streams.lock().unwrap().allocate_id(),
+                        false,
+                    )
                 }
             };
-            let stream = SatipStream::create(spec, id, joined).map_err(|e| Answer::error(&e))?;
+            let stream = SatipStream::create(self.core(), spec, id, joined)
+                .map_err(|e| Answer::error(&e))?;
             *self.pending_stream.lock().unwrap() = Some((cseq, stream));
             Ok(())
         }
@@ -754,12 +776,14 @@ mod imp {
                     Some(Answer::plain(405, "Method Not Allowed"))
                 }
                 (METHOD_SETUP, None) if t.has_query && !has_session => {
-                    check_new(&t.query).err().map(|e| Answer::error(&e))
+                    check_new(&self.core().pool, &t.query)
+                        .err()
+                        .map(|e| Answer::error(&e))
                 }
-                (METHOD_SETUP, Some(n)) if !STREAMS.lock().unwrap().exists(n) => {
+                (METHOD_SETUP, Some(n)) if !self.core().streams.lock().unwrap().exists(n) => {
                     Some(Answer::plain(404, "Not Found"))
                 }
-                (_, Some(n)) if !STREAMS.lock().unwrap().exists_any(n) => {
+                (_, Some(n)) if !self.core().streams.lock().unwrap().exists_any(n) => {
                     Some(Answer::plain(404, "Not Found"))
                 }
                 _ => None,
@@ -776,7 +800,8 @@ mod imp {
             // A stream a DESCRIBE defined (a media without owner yet) is set up on its own
             // media: gst-rtsp-server hands that media to a SETUP on the same connection.
             let described = |n: u16| {
-                STREAMS
+                self.core()
+                    .streams
                     .lock()
                     .unwrap()
                     .owner_entry(n)
@@ -826,13 +851,13 @@ mod imp {
 
         fn create_sdp(&self, media: &RTSPMedia) -> Option<gst_rtsp_server::gst_sdp::SDPMessage> {
             let block = {
-                let mut st = STREAMS.lock().unwrap();
+                let mut st = self.core().streams.lock().unwrap();
                 let multicast = st
                     .key_of_media(media)
                     .and_then(|k| st.transports.get(&k))
-                    .and_then(super::super::streams::multicast_of);
+                    .and_then(super::super::sdp::multicast_of);
                 match st.by_media(media) {
-                    Some(e) => super::super::streams::Block {
+                    Some(e) => super::super::sdp::Block {
                         stream_id: e.stream_id,
                         status: e.status()?,
                         playing: e.playing,
@@ -847,7 +872,7 @@ mod imp {
             let host = current_request()
                 .map(|(_, u, _)| uri_host(&u))
                 .unwrap_or_else(|| "0.0.0.0".into());
-            let text = sdp(&host, &[block]);
+            let text = sdp_in(&self.core().pool, &host, &[block]);
             gst_rtsp_server::gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).ok()
         }
 
@@ -887,16 +912,16 @@ mod imp {
             }
             if t.stream.is_none() && t.has_query {
                 // A describing DESCRIBE creates a stream (§3.10); the factory builds it.
-                return match check_new(&t.query) {
+                return match check_new(&self.core().pool, &t.query) {
                     Ok(_) => RTSPStatusCode::Ok,
                     Err(e) => self.refuse(Answer::error(&e)),
                 };
             }
-            let b = blocks(t.stream);
+            let b = blocks(self.core(), t.stream);
             if b.is_empty() {
                 return self.refuse(Answer::plain(404, "Not Found"));
             }
-            let body = sdp(&uri_host(&uri), &b);
+            let body = sdp_in(&self.core().pool, &uri_host(&uri), &b);
             self.refuse(Answer {
                 status: 200,
                 reason: "OK".into(),
@@ -912,7 +937,7 @@ mod imp {
             if let (Some(Route::Satip(Ok(t))), Some(session)) =
                 (uri.as_deref().map(route), ctx.session())
             {
-                if t.has_query && session_key(session).is_some() {
+                if t.has_query && session_key(&self.core().streams, session).is_some() {
                     return self.apply_query(session, &t);
                 }
             }
@@ -963,8 +988,9 @@ glib::wrapper! {
 }
 
 impl SatipClient {
-    pub fn new(session_timeout: u32) -> Self {
+    pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let c: Self = glib::Object::new();
+        let _ = c.imp().core.set(core);
         c.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);

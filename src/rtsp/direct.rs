@@ -4,9 +4,9 @@
 //! keep-alive, timeouts and TEARDOWN, on one shared media ([`UnicastFactory`], mounted at
 //! [`UNICAST_MOUNT`]) whose pipeline is an idle `pay0`: every unicast session's transport
 //! lives on that media's single stream, and its RTP/RTCP sockets are the ones the streams'
-//! packets leave from. Each stream is a [`SatipStream`]: a tuner-pool [`Subscription`] whose
-//! feed goes straight into the stream's packetizer and from there to the client through
-//! [`UdpDest`] (RTCP SR + SDES + APP `SES1` from the timer thread). A stream belongs to its
+//! packets leave from. Each stream is a [`SatipStream`]: a stream [`Source`] (a tuner-pool
+//! subscription today) whose TS goes straight into the stream's packetizer and from there to
+//! the client through [`UdpDest`] (RTCP SR + SDES + APP `SES1` from the timer thread). A stream belongs to its
 //! session media (dropped with it: TEARDOWN, session timeout), so it costs no thread and no
 //! GStreamer object of its own.
 
@@ -18,16 +18,18 @@ use gst_rtsp_server::gst_rtsp;
 use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
-use gstdvb2ip::satipmapsrc::Subscription;
-use gstdvb2ip::tuners::{FeedSink, TunerStatus};
 
-use super::factory::{configure_satip_factory, idle_pay0, quiet_rtcp, register, Packer};
-use super::streams::{Backend, Entry, STREAMS};
-use super::udp::UdpDest;
+use super::factory::{configure_satip_factory, quiet_rtcp};
+use super::pay::idle_pay0;
 use super::CAT;
+use crate::core::Core;
+use crate::rtp::packer::Packer;
+use crate::rtp::udp::UdpDest;
+use crate::streams::source::{self, Source, TsSink};
+use crate::streams::table::{Backend, Entry, Served};
 
 /// Mount of the shared media of unicast RTP/UDP streams (internal: the client subclass routes
-/// SAT>IP URLs of such sessions there). Not a prefix of [`super::streams::SATIP_MOUNT`]'s
+/// SAT>IP URLs of such sessions there). Not a prefix of [`super::routing::SATIP_MOUNT`]'s
 /// paths, nor they of it: gst-rtsp-server matches session media paths by prefix.
 pub const UNICAST_MOUNT: &str = "/unicast";
 
@@ -36,49 +38,43 @@ const STREAM_KEY: &str = "dvb2ip-stream";
 
 /// One unicast RTP/UDP SAT>IP stream (or a non-owner's copy of one).
 pub struct SatipStream {
-    /// Key in [`STREAMS`].
+    /// Key in the core's stream table.
     key: OnceLock<u64>,
-    sub: Mutex<Subscription>,
+    source: Mutex<Box<dyn Source>>,
     packer: Arc<Mutex<Packer>>,
 }
 
-/// Receives the frontend's feed in the feed's thread.
+/// Receives the source's TS in the source's thread (the frontend's feed thread).
 struct Sink {
     packer: std::sync::Weak<Mutex<Packer>>,
 }
 
-impl FeedSink for Sink {
-    fn push(&self, buffer: gst::Buffer) {
+impl TsSink for Sink {
+    fn push(&self, buffer: &gst::Buffer) {
         if let Some(p) = self.packer.upgrade() {
-            p.lock().unwrap().feed(&buffer, true);
+            p.lock().unwrap().feed(buffer, true);
         }
-    }
-    fn status(&self, _: &TunerStatus) {}
-    fn lock_changed(&self, locked: bool, _: &TunerStatus) {
-        gst::debug!(CAT, "direct stream: lock {locked}");
-    }
-    // A frontend without lock does not end a SAT>IP stream: it goes on without signal.
-    fn tune_failed(&self, reason: &str) {
-        gst::info!(CAT, "direct stream: no lock: {reason}");
-    }
-    fn failed(&self, reason: &str) {
-        gst::warning!(CAT, "direct stream: frontend failed: {reason}");
     }
 }
 
 impl SatipStream {
     /// Leases a frontend for `spec` and enters the stream in the table (`No-More: frontends`
     /// when none is free). Must not be called with the stream table locked.
-    pub fn create(spec: StreamSpec, stream_id: u16, joined: bool) -> Result<Arc<Self>, QueryError> {
+    pub fn create(
+        core: &Core,
+        spec: StreamSpec,
+        stream_id: u16,
+        joined: bool,
+    ) -> Result<Arc<Self>, QueryError> {
         let packer = Arc::new(Mutex::new(Packer::detached()));
-        let sink: Arc<dyn FeedSink> = Arc::new(Sink {
+        let sink: Arc<dyn TsSink> = Arc::new(Sink {
             packer: Arc::downgrade(&packer),
         });
         let request = spec.canonical_query();
-        let sub = Subscription::new(spec, sink)?;
+        let source = source::open(&core.pool, spec, sink)?;
         let s = Arc::new(SatipStream {
             key: OnceLock::new(),
-            sub: Mutex::new(sub),
+            source: Mutex::new(source),
             packer,
         });
         let weak = Arc::downgrade(&s);
@@ -86,11 +82,13 @@ impl SatipStream {
             .lock()
             .unwrap()
             .set_status_fn(Arc::new(move || weak.upgrade().map(|s| s.status())));
-        register(&s.packer);
-        let key = STREAMS.lock().unwrap().insert(Entry {
+        core.packers.register(&s.packer);
+        let served: std::sync::Weak<SatipStream> = Arc::downgrade(&s);
+        let served: std::sync::Weak<dyn Served> = served;
+        let key = core.streams.lock().unwrap().insert(Entry {
             stream_id,
             joined,
-            backend: Backend::Direct(Arc::downgrade(&s)),
+            backend: Backend::Direct(served),
             owner: None,
             playing: false,
         });
@@ -108,16 +106,16 @@ impl SatipStream {
     }
 
     pub fn spec(&self) -> StreamSpec {
-        self.sub.lock().unwrap().spec().clone()
+        self.source.lock().unwrap().spec().clone()
     }
 
     pub fn status(&self) -> String {
-        self.sub.lock().unwrap().status()
+        self.source.lock().unwrap().status()
     }
 
     /// Applies a modified stream; returns whether a frontend serves it afterwards.
     pub fn update(&self, new: StreamSpec, change: Change) -> bool {
-        self.sub.lock().unwrap().update(new, change)
+        self.source.lock().unwrap().update(new, change)
     }
 
     /// After a successful SETUP: where the packets go (again, after an in-session SETUP).
@@ -170,6 +168,18 @@ impl SatipStream {
     }
 }
 
+impl Served for SatipStream {
+    fn spec(&self) -> StreamSpec {
+        SatipStream::spec(self)
+    }
+    fn status(&self) -> String {
+        SatipStream::status(self)
+    }
+    fn update(&self, new: StreamSpec, change: Change) -> bool {
+        SatipStream::update(self, new, change)
+    }
+}
+
 impl Drop for SatipStream {
     fn drop(&mut self) {
         // Stop sending now; the subscription gives the frontend back after this.
@@ -181,10 +191,10 @@ impl Drop for SatipStream {
 }
 
 /// The unicast destination of the session media's transport on the shared media.
-pub fn dest_of(sm: &gst_rtsp_server::RTSPSessionMedia) -> Option<UdpDest> {
+pub fn dest_of(sm: &gst_rtsp_server::RTSPSessionMedia, core: &Core) -> Option<UdpDest> {
     let media = sm.media()?;
     let trans = sm.transport(0)?;
-    UdpDest::of_transport(&media, &trans)
+    UdpDest::of_transport(&media, &trans, &core.metrics.rtp_dropped)
 }
 
 mod imp {

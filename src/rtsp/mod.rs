@@ -4,7 +4,7 @@
 //! are routed to the one shared media of [`direct::UnicastFactory`] (mounted at
 //! [`direct::UNICAST_MOUNT`]), their streams having no pipeline of their own; every other
 //! SAT>IP URL (multicast, RTP over RTSP, DESCRIBE) goes to the factory mounted at
-//! [`streams::SATIP_MOUNT`], a media per stream. Named channels stay plain factories under
+//! [`routing::SATIP_MOUNT`], a media per stream. Named channels stay plain factories under
 //! `/ch/`.
 
 pub mod client;
@@ -12,11 +12,16 @@ pub mod direct;
 pub mod factory;
 pub(crate) mod message;
 pub mod mounts;
+pub mod pay;
+pub mod routing;
+pub mod sdp;
 pub mod server;
-pub mod streams;
-pub mod udp;
+
+use std::sync::Arc;
 
 use gst_rtsp_server::prelude::*;
+
+use crate::core::Core;
 
 pub use server::SatipServer;
 
@@ -32,18 +37,22 @@ pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
 /// Default unicast session timeout (seconds) advertised in `Session: id;timeout=60`.
 pub const DEFAULT_SESSION_TIMEOUT: u32 = 60;
 
-/// A SAT>IP RTSP server with its mount points and the SAT>IP factory mounted; add channel
+/// A SAT>IP RTSP server of `core` with its mount points and the SAT>IP factory mounted; add channel
 /// mounts to `server.mount_points()`, then attach it.
-pub fn build(session_timeout: u32) -> SatipServer {
-    let server = SatipServer::new(session_timeout);
+pub fn build(core: &Arc<Core>, session_timeout: u32) -> SatipServer {
+    let server = SatipServer::new(core.clone(), session_timeout);
     let mounts = mounts::SatipMounts::default();
-    mounts.add_factory(streams::SATIP_MOUNT, factory::SatipFactory::default());
+    mounts.add_factory(
+        routing::SATIP_MOUNT,
+        factory::SatipFactory::new(core.clone()),
+    );
     mounts.add_factory(direct::UNICAST_MOUNT, direct::UnicastFactory::default());
     server.set_mount_points(Some(&mounts));
     server
 }
 
-/// Number of SAT>IP streams that currently exist (owners' streams, not joined copies).
-pub fn stream_count() -> usize {
-    streams::blocks(None).len()
+/// Number of SAT>IP streams of `core` that currently exist (owners' streams, not joined
+/// copies).
+pub fn stream_count(core: &Core) -> usize {
+    sdp::blocks(core, None).len()
 }

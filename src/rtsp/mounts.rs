@@ -5,7 +5,7 @@ use gst::glib;
 use gst::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
-use super::streams::{route, Route, REFUSED_PATH, SATIP_MOUNT};
+use super::routing::{route, Route, REFUSED_PATH, SATIP_MOUNT};
 
 mod imp {
     use super::*;

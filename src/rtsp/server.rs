@@ -2,6 +2,7 @@
 //! applies the `[server]`/`[multicast]` configuration (session limit, multicast address pool).
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use gst::glib;
 use gst_rtsp_server::gst_rtsp;
@@ -9,8 +10,9 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
 use super::client::SatipClient;
-use super::streams::SATIP_MOUNT;
+use super::routing::SATIP_MOUNT;
 use super::CAT;
+use crate::core::Core;
 
 mod imp {
     use super::*;
@@ -18,6 +20,8 @@ mod imp {
     #[derive(Default)]
     pub struct SatipServer {
         pub session_timeout: AtomicU32,
+        /// The core its clients serve, set by [`super::SatipServer::new`].
+        pub core: std::sync::OnceLock<Arc<Core>>,
     }
 
     #[glib::object_subclass]
@@ -32,7 +36,8 @@ mod imp {
     impl RTSPServerImpl for SatipServer {
         fn create_client(&self) -> Option<gst_rtsp_server::RTSPClient> {
             let server = self.obj();
-            let client = SatipClient::new(self.session_timeout.load(Ordering::Relaxed));
+            let core = self.core.get().expect("set by SatipServer::new").clone();
+            let client = SatipClient::new(core, self.session_timeout.load(Ordering::Relaxed));
             // As the default implementation does.
             client.set_session_pool(server.session_pool().as_ref());
             client.set_mount_points(server.mount_points().as_ref());
@@ -88,9 +93,11 @@ glib::wrapper! {
 }
 
 impl SatipServer {
-    /// A server whose sessions time out after `session_timeout` seconds without a request.
-    pub fn new(session_timeout: u32) -> Self {
+    /// A server of `core` whose sessions time out after `session_timeout` seconds without a
+    /// request.
+    pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let s: Self = glib::Object::new();
+        let _ = s.imp().core.set(core);
         s.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);

@@ -279,6 +279,35 @@ impl DescriptionState {
         }
     }
 
+    /// The description of this server: `uuid`, the configured friendly name and channels, the
+    /// X_SATIPCAP of `pool`, RTSP on `rtsp_port`.
+    pub fn for_config(
+        cfg: &crate::config::Config,
+        pool: &gstdvb2ip::tuners::Pool,
+        uuid: &str,
+        rtsp_port: u16,
+    ) -> Self {
+        let channels = cfg
+            .channel
+            .iter()
+            .map(|c| Channel {
+                title: if c.title.is_empty() {
+                    c.name.clone()
+                } else {
+                    c.title.clone()
+                },
+                query: c.query.clone(),
+            })
+            .collect();
+        Self::new(
+            uuid,
+            &cfg.ssdp.friendly_name,
+            caps_from_numbering(&pool.satip_frontends()),
+            rtsp_port,
+            channels,
+        )
+    }
+
     /// `configId` of the description = `CONFIGID.UPNP.ORG`.
     pub fn config_id(&self) -> u32 {
         self.description.config_id

@@ -4,10 +4,12 @@
 //!   the `dvb2ip-proto` crate, re-exported here).
 //! * `advertiser`: the tokio task on UDP 1900 (NOTIFY, M-SEARCH answers, DEVICE ID defence,
 //!   interface tracking).
-//! * `description`: axum routes for the device description, the M3U channel list and icons.
+//! * `description`: axum routes for the device description, the M3U channel list and icons,
+//!   served by the launcher's HTTP server (`crate::http::server`), which runs with or
+//!   without SSDP.
 //!
-//! [`spawn`] wires both onto the launcher's runtime; `serve::run` calls it once. The returned
-//! [`Ssdp`] handle sends the byebye set and stops the HTTP endpoint when dropped.
+//! [`spawn`] starts the advertiser on the launcher's runtime; `serve` calls it once, after the
+//! HTTP server is up. The returned [`Ssdp`] handle sends the byebye set when dropped.
 //!
 //! Loopback (the default interface) carries multicast only after
 //! `ip link set lo multicast on` (and, for clients that do not pin the interface,
@@ -20,9 +22,8 @@ pub mod description;
 pub use dvb2ip_proto::ssdp::message;
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -202,54 +203,54 @@ pub fn uncovered_locations<'a>(
         .collect()
 }
 
-/// Running discovery: dropping it sends byebye and stops the description endpoint.
-pub struct Ssdp {
-    shutdown: Option<tokio::sync::watch::Sender<bool>>,
-    done: Vec<std::sync::mpsc::Receiver<()>>,
-    /// Port of the description endpoint (useful when configured as 0).
-    pub http_port: u16,
-    /// Where identity and ids persist.
-    pub state_file: Option<PathBuf>,
-    /// The DEVICE ID in use: the stored one at start, then each settled one.
-    pub device_id: tokio::sync::watch::Receiver<u8>,
+/// Who this server is on the network: the identity SSDP announces and the description shows.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// UUID, BOOTID and DEVICE ID to start with.
+    pub state: PersistentState,
+    /// Where they persist (`None` with SSDP off: nothing is written then).
+    pub store: Option<StateStore>,
 }
 
-impl Ssdp {
-    /// Signals shutdown and waits (bounded) for the byebye set to go out.
-    pub fn stop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(true);
+impl Identity {
+    /// With SSDP on: the stored identity (created on first start) with the next BOOTID, saved.
+    /// With SSDP off: the stored UUID when there is one, else a fresh one for this run, and
+    /// the configured DEVICE ID; nothing is written. A corrupt state file is an error.
+    pub fn load(cfg: &Config) -> anyhow::Result<Identity> {
+        let sc = &cfg.ssdp;
+        let store = StateStore::new(&StateStore::resolve_dir(&sc.state_dir));
+        if !sc.enabled {
+            let uuid = store
+                .load()
+                .ok()
+                .flatten()
+                .map_or_else(random_uuid, |s| s.uuid);
+            return Ok(Identity {
+                state: PersistentState {
+                    uuid,
+                    boot_id: 0,
+                    device_id: sc.device_id,
+                },
+                store: None,
+            });
         }
-        for rx in self.done.drain(..) {
-            let _ = rx.recv_timeout(Duration::from_secs(3));
-        }
+        let state = store
+            .boot(sc.device_id)
+            .with_context(|| format!("SSDP state file {}", store.path().display()))?;
+        Ok(Identity {
+            state,
+            store: Some(store),
+        })
     }
 }
 
-impl Drop for Ssdp {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Starts the SSDP advertiser and the description/channel-list HTTP endpoint (on
-/// `bind:server.http_port`) on `rt`. Call after `serve::init` (X_SATIPCAP reads the tuner
-/// pool). Bind errors are returned, never panicked on.
-pub fn spawn(
-    rt: &tokio::runtime::Runtime,
-    cfg: &Config,
-    bind: IpAddr,
-    rtsp_port: u16,
-) -> anyhow::Result<Ssdp> {
+/// Checks, before anything starts, that every `LOCATION` SSDP would announce names an address
+/// the HTTP server listens on: a refusal when the configuration cannot work, a warning per
+/// interface address left out. Nothing to check with SSDP off.
+pub fn check_locations(cfg: &Config, bind: IpAddr) -> anyhow::Result<()> {
     let sc = &cfg.ssdp;
     if !sc.enabled {
-        return Ok(Ssdp {
-            shutdown: None,
-            done: Vec::new(),
-            http_port: 0,
-            state_file: None,
-            device_id: tokio::sync::watch::channel(sc.device_id).1,
-        });
+        return Ok(());
     }
     if let Some(m) = crate::config::unreachable_location(bind, sc, cfg.server.http_port) {
         anyhow::bail!("{m}");
@@ -264,47 +265,57 @@ pub fn spawn(
             );
         }
     }
-    let store = StateStore::new(&StateStore::resolve_dir(&sc.state_dir));
-    let state = store
-        .boot(sc.device_id)
-        .with_context(|| format!("SSDP state file {}", store.path().display()))?;
+    Ok(())
+}
 
-    let caps = description::caps_from_frontends();
-    let channels = cfg
-        .channel
-        .iter()
-        .map(|c| description::Channel {
-            title: if c.title.is_empty() {
-                c.name.clone()
-            } else {
-                c.title.clone()
-            },
-            query: c.query.clone(),
-        })
-        .collect();
-    let desc = Arc::new(description::DescriptionState::new(
-        &state.uuid,
-        &sc.friendly_name,
-        caps,
-        rtsp_port,
-        channels,
-    ));
+/// Running discovery: dropping it sends byebye.
+pub struct Ssdp {
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+    /// Where identity and ids persist.
+    pub state_file: Option<PathBuf>,
+}
 
-    let (tx, rx) = tokio::sync::watch::channel(false);
+impl Ssdp {
+    /// Signals shutdown and waits (bounded) for the byebye set to go out.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(rx) = self.done.take() {
+            let _ = rx.recv_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for Ssdp {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the SSDP advertiser on `rt`, announcing the description the HTTP server serves on
+/// `http_port` (configuration `config_id`) under `identity`; each DEVICE ID discovery settles
+/// on goes to `settled`. With SSDP off, nothing starts. Call after `serve::init` (X_SATIPCAP
+/// reads the tuner pool). Bind errors are returned, never panicked on.
+pub fn spawn(
+    rt: &tokio::runtime::Runtime,
+    cfg: &Config,
+    identity: &Identity,
+    http_port: u16,
+    config_id: u32,
+    settled: tokio::sync::watch::Sender<u8>,
+) -> anyhow::Result<Ssdp> {
+    let sc = &cfg.ssdp;
+    let Some(store) = identity.store.clone().filter(|_| sc.enabled) else {
+        return Ok(Ssdp {
+            shutdown: None,
+            done: None,
+            state_file: None,
+        });
+    };
+    let state = identity.state.clone();
     let _guard = rt.enter();
-
-    let listener = std::net::TcpListener::bind(SocketAddr::new(bind, cfg.server.http_port))
-        .with_context(|| {
-            format!(
-                "cannot listen for HTTP (description) on {bind}:{}",
-                cfg.server.http_port
-            )
-        })?;
-    listener.set_nonblocking(true)?;
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let http_port = listener.local_addr()?.port();
-
-    let (id_tx, id_rx) = tokio::sync::watch::channel(state.device_id);
     let socket = advertiser::bind_socket(message::SSDP_PORT)
         .context("cannot listen for SSDP on UDP port 1900")?;
     let acfg = advertiser::SsdpConfig {
@@ -314,42 +325,14 @@ pub fn spawn(
         desc_path: description::DESC_PATH.to_owned(),
         server: server_string(),
         max_age: sc.max_age.max(4),
-        config_id: desc.config_id(),
+        config_id,
         state: state.clone(),
         store: Some(store.clone()),
         poll_interval: Duration::from_secs(u64::from(sc.interface_poll_secs.max(1))),
         max_replies_per_sec: sc.max_replies_per_sec.max(1),
-        settled_id: Some(id_tx),
+        settled_id: Some(settled),
     };
-
-    let (http_done_tx, http_done_rx) = std::sync::mpsc::channel();
-    let mut http_shutdown = rx.clone();
-    // One HTTP server on server.http_port: description, channel list and SAT>IP HTTP streaming.
-    let status_page = crate::http::status::StatusPage {
-        desc: desc.clone(),
-        device_id: id_rx.clone(),
-    };
-    let app = description::router(desc).merge(crate::http::stream::router(
-        crate::http::stream::StreamState {
-            status_page: Some(Arc::new(status_page)),
-            ..Default::default()
-        },
-    ));
-    rt.spawn(async move {
-        let r = axum::serve(
-            description::ExactCaseListener(listener),
-            app.into_make_service_with_connect_info::<description::ConnAddrs>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_shutdown.wait_for(|s| *s).await;
-        })
-        .await;
-        if let Err(e) = r {
-            eprintln!("dvb2ip: ssdp: description endpoint failed: {e}");
-        }
-        let _ = http_done_tx.send(());
-    });
-
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let (ssdp_done_tx, ssdp_done_rx) = std::sync::mpsc::channel();
     rt.spawn(async move {
         if let Err(e) = advertiser::run_with_socket(acfg, socket, rx).await {
@@ -367,11 +350,8 @@ pub fn spawn(
     );
     Ok(Ssdp {
         shutdown: Some(tx),
-        // Wait for the advertiser first: it sends the byebye set.
-        done: vec![ssdp_done_rx, http_done_rx],
-        http_port,
+        done: Some(ssdp_done_rx),
         state_file: Some(store.path().to_owned()),
-        device_id: id_rx,
     })
 }
 

@@ -525,6 +525,8 @@ struct Status {
 }
 
 pub struct DvbTunerSrc {
+    /// The tuner pool: from a `dvb2ip.tuner-pool` context, else the default one.
+    pool: Mutex<Option<tuners::Pool>>,
     settings: Mutex<Settings>,
     state: Mutex<State>,
     status: Mutex<Status>,
@@ -665,7 +667,8 @@ impl DvbTunerSrc {
             element: self.obj().downgrade(),
             tap: self.tap.clone(),
         });
-        let lease = tuners::lease(req, sink).map_err(|e| match e {
+        let pool = tuners::pool_for_element(self.obj().upcast_ref(), &self.pool);
+        let lease = pool.lease(req, sink).map_err(|e| match e {
             LeaseError::Pool(crate::proto::tuner_pool::PoolError::Busy) => {
                 gst::error_msg!(
                     gst::ResourceError::Busy,
@@ -727,6 +730,7 @@ impl ObjectSubclass for DvbTunerSrc {
     fn with_class(_klass: &Self::Class) -> Self {
         let appsrc = crate::live_appsrc("feed", &crate::mpegts_caps(), 4 * 1024 * 1024);
         Self {
+            pool: Mutex::new(None),
             settings: Mutex::new(Settings::default()),
             state: Mutex::new(State::default()),
             status: Mutex::new(Status::default()),
@@ -995,6 +999,13 @@ impl ObjectImpl for DvbTunerSrc {
 impl GstObjectImpl for DvbTunerSrc {}
 
 impl ElementImpl for DvbTunerSrc {
+    fn set_context(&self, context: &gst::Context) {
+        if let Some(pool) = tuners::pool_of_context(context) {
+            *self.pool.lock().unwrap() = Some(pool);
+        }
+        self.parent_set_context(context)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static ELEMENT_METADATA: Lazy<gst::subclass::ElementMetadata> = Lazy::new(|| {
             gst::subclass::ElementMetadata::new(

@@ -11,6 +11,7 @@ use gst::subclass::prelude::*;
 use once_cell::sync::Lazy;
 
 use crate::proto::satip::{parse_query, Change, QueryError, StreamSpec, DEFAULT_MAX_PIDS};
+use crate::tuners::Pool;
 
 static CAT: Lazy<gst::DebugCategory> = Lazy::new(|| {
     gst::DebugCategory::new(
@@ -54,16 +55,38 @@ struct State {
 }
 
 pub struct SatIpMapSrc {
+    /// The tuner pool: from a `dvb2ip.tuner-pool` context, else the default one.
+    pool: Mutex<Option<Pool>>,
+    /// See [`super::SatIpMapSrc::set_tap`]; given to each inner `dvbtunersrc`.
+    tap: Mutex<Option<crate::dvbtunersrc::Tap>>,
     state: Mutex<State>,
     retuning: AtomicBool,
     srcpad: gst::GhostPad,
 }
 
 impl SatIpMapSrc {
+    /// See [`super::SatIpMapSrc::set_tap`].
+    pub(super) fn set_tap(&self, tap: Option<crate::dvbtunersrc::Tap>) {
+        *self.tap.lock().unwrap() = tap.clone();
+        let child = self.state.lock().unwrap().child.clone();
+        if let Some(t) = child.and_then(|c| c.downcast::<crate::dvbtunersrc::DvbTunerSrc>().ok()) {
+            t.set_tap(tap);
+        }
+    }
+
+    /// The pool this element uses (known from NULL→READY on; before, the default one).
+    fn pool(&self) -> Pool {
+        self.pool
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| Pool::default_pool().clone())
+    }
+
     /// Sets every tuning property of `child` for `spec` (defaults first, so nothing of a
     /// previous tuning lingers). The child must be in NULL or READY.
-    fn configure_child(child: &gst::Element, spec: &StreamSpec) -> Result<(), String> {
-        let props = super::dvbtunersrc_properties(&spec.tuning)?;
+    fn configure_child(&self, child: &gst::Element, spec: &StreamSpec) -> Result<(), String> {
+        let props = super::dvbtunersrc_properties_in(&self.pool(), &spec.tuning)?;
         for (name, value) in [
             ("adapter", "-1"),
             ("frontend", "-1"),
@@ -83,8 +106,9 @@ impl SatIpMapSrc {
         Ok(())
     }
 
-    fn check_capabilities(spec: &StreamSpec) -> Result<(), QueryError> {
-        spec.tuning.check_capabilities(&super::pool_capabilities())
+    fn check_capabilities(&self, spec: &StreamSpec) -> Result<(), QueryError> {
+        spec.tuning
+            .check_capabilities(&super::capabilities_of(&self.pool()))
     }
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
@@ -107,7 +131,7 @@ impl SatIpMapSrc {
                 st.child.clone().expect("child exists from NULL→READY"),
             )
         };
-        Self::check_capabilities(&spec).map_err(|e| {
+        self.check_capabilities(&spec).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
                 (
@@ -117,7 +141,7 @@ impl SatIpMapSrc {
                 )
             )
         })?;
-        Self::configure_child(&child, &spec).map_err(|e| {
+        self.configure_child(&child, &spec).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::Settings,
                 ("Invalid SAT>IP request {:?}: {}", spec.canonical_query(), e)
@@ -163,7 +187,7 @@ impl SatIpMapSrc {
         let applied = q.and_then(|q| {
             let (new, change) = cur.apply(&q, max)?;
             if change == Change::Retune {
-                Self::check_capabilities(&new)?;
+                self.check_capabilities(&new)?;
             }
             Ok((new, change))
         });
@@ -210,7 +234,7 @@ impl SatIpMapSrc {
         );
         self.retuning.store(true, Ordering::SeqCst);
         let _ = child.set_state(gst::State::Ready);
-        let ok = match Self::configure_child(child, new) {
+        let ok = match self.configure_child(child, new) {
             Ok(()) => {
                 child.sync_state_with_parent().is_ok() && {
                     let (_, cur, _) = child.state(gst::ClockTime::ZERO);
@@ -238,16 +262,17 @@ impl SatIpMapSrc {
     }
 
     /// SAT>IP `fe` number of the frontend the child holds for `tuning`, 0 when none.
-    fn frontend_number(child: &gst::Element, tuning: &crate::proto::satip::Tuning) -> u32 {
+    fn frontend_number(&self, child: &gst::Element, tuning: &crate::proto::satip::Tuning) -> u32 {
         let adapter: i32 = child.property("adapter-in-use");
         if adapter < 0 {
             return 0;
         }
         let name: String = child.property("frontend-name");
-        crate::tuners::frontends()
+        let pool = self.pool();
+        pool.frontends()
             .iter()
             .find(|f| f.adapter == adapter as u32 && f.name == name)
-            .map(|f| super::fe_number(f.index, tuning))
+            .map(|f| super::fe_number_in(&pool, f.index, tuning))
             .unwrap_or(0)
     }
 
@@ -259,7 +284,7 @@ impl SatIpMapSrc {
         let tuned = child.filter(|_| !untuned).map(|c| super::Tuned {
             fe: spec
                 .as_ref()
-                .map_or(0, |s| Self::frontend_number(&c, &s.tuning)),
+                .map_or(0, |s| self.frontend_number(&c, &s.tuning)),
             locked: c.property("locked"),
             level: c.property("signal-level"),
             quality: c.property("signal-quality"),
@@ -280,6 +305,8 @@ impl ObjectSubclass for SatIpMapSrc {
             .name("src")
             .build();
         Self {
+            pool: Mutex::new(None),
+            tap: Mutex::new(None),
             state: Mutex::new(State {
                 max_pids: DEFAULT_MAX_PIDS_U32,
                 ..Default::default()
@@ -366,7 +393,7 @@ impl ObjectImpl for SatIpMapSrc {
                     (st.child.clone(), st.untuned, st.spec.clone())
                 };
                 match (child.filter(|_| !untuned), spec) {
-                    (Some(c), Some(s)) => Self::frontend_number(&c, &s.tuning),
+                    (Some(c), Some(s)) => self.frontend_number(&c, &s.tuning),
                     _ => 0,
                 }
                 .to_value()
@@ -386,6 +413,13 @@ impl ObjectImpl for SatIpMapSrc {
 impl GstObjectImpl for SatIpMapSrc {}
 
 impl ElementImpl for SatIpMapSrc {
+    fn set_context(&self, context: &gst::Context) {
+        if let Some(pool) = crate::tuners::pool_of_context(context) {
+            *self.pool.lock().unwrap() = Some(pool);
+        }
+        self.parent_set_context(context)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static ELEMENT_METADATA: Lazy<gst::subclass::ElementMetadata> = Lazy::new(|| {
             gst::subclass::ElementMetadata::new(
@@ -416,6 +450,9 @@ impl ElementImpl for SatIpMapSrc {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         match transition {
             gst::StateChange::NullToReady => {
+                // Our pool (asked from the parents once); the child gets it from us as a bin.
+                let pool = crate::tuners::pool_for_element(self.obj().upcast_ref(), &self.pool);
+                *self.pool.lock().unwrap() = Some(pool.clone());
                 let child = gst::ElementFactory::make("dvbtunersrc")
                     .name("tuner")
                     .build()
@@ -427,9 +464,13 @@ impl ElementImpl for SatIpMapSrc {
                         );
                         gst::StateChangeError
                     })?;
+                child.set_context(&crate::tuners::pool_context(&pool));
                 self.obj().add(&child).expect("add child");
                 let pad = child.static_pad("src").expect("dvbtunersrc has src");
                 self.srcpad.set_target(Some(&pad)).expect("set target");
+                if let Some(t) = child.downcast_ref::<crate::dvbtunersrc::DvbTunerSrc>() {
+                    t.set_tap(self.tap.lock().unwrap().clone());
+                }
                 self.state.lock().unwrap().child = Some(child);
             }
             gst::StateChange::ReadyToPaused => {

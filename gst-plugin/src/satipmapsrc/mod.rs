@@ -17,6 +17,7 @@ use crate::proto::satip::{
     self, Capabilities, DeliverySystem, Family, SignalStatus, StreamSpec, Tuning,
 };
 use crate::proto::tuner_pool::DelSys;
+use crate::tuners::Pool;
 
 mod imp;
 mod subscription;
@@ -25,6 +26,16 @@ pub use subscription::Subscription;
 
 glib::wrapper! {
     pub struct SatIpMapSrc(ObjectSubclass<imp::SatIpMapSrc>) @extends gst::Bin, gst::Element, gst::Object, @implements gst::ChildProxy;
+}
+
+impl SatIpMapSrc {
+    /// Installs (or removes) a [`Tap`](crate::dvbtunersrc::Tap) on the stream's frontend feed,
+    /// as [`DvbTunerSrc::set_tap`](crate::dvbtunersrc::DvbTunerSrc::set_tap) does; it stays
+    /// across PID changes, retunes and restarts of the element.
+    pub fn set_tap(&self, tap: Option<crate::dvbtunersrc::Tap>) {
+        use gst::subclass::prelude::ObjectSubclassIsExt;
+        self.imp().set_tap(tap);
+    }
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
@@ -39,13 +50,18 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
 /// Number of satellite signal sources (`src=1..4`, DiSEqC A–D) the server accepts.
 pub const SATELLITE_SOURCES: u8 = 4;
 
-/// What the process-wide tuner pool can tune, for
-/// [`Tuning::check_capabilities`](crate::proto::satip::Tuning::check_capabilities).
-/// Frontend numbers (`fe=`) are 1-based positions in [`crate::tuners::satip_frontends`]
-/// (X_SATIPCAP order).
+/// What the process-wide default tuner pool can tune ([`capabilities_of`] it).
 pub fn pool_capabilities() -> Capabilities {
-    let fes = crate::tuners::frontends();
-    let numbers = crate::tuners::satip_frontends().len();
+    capabilities_of(crate::tuners::Pool::default_pool())
+}
+
+/// What `pool` can tune, for
+/// [`Tuning::check_capabilities`](crate::proto::satip::Tuning::check_capabilities).
+/// Frontend numbers (`fe=`) are 1-based positions in [`Pool::satip_frontends`]
+/// (X_SATIPCAP order).
+pub fn capabilities_of(pool: &Pool) -> Capabilities {
+    let fes = pool.frontends();
+    let numbers = pool.satip_frontends().len();
     let mut systems = Vec::new();
     const MSYS: [&str; 15] = [
         "dvbs", "dvbs2", "dvbt", "dvbt2", "dvbc", "dvbc2", "atsc", "dvbcb", "dvbcc", "isdbt",
@@ -73,8 +89,17 @@ pub fn pool_capabilities() -> Capabilities {
 }
 
 /// `dvbtunersrc` property values (name, value in `gst_util_set_object_arg` syntax) for a
-/// resolved tuning. A pinned `fe` selects that frontend of the pool by adapter/frontend.
+/// resolved tuning on the default pool ([`dvbtunersrc_properties_in`]).
 pub fn dvbtunersrc_properties(t: &Tuning) -> Result<Vec<(&'static str, String)>, String> {
+    dvbtunersrc_properties_in(crate::tuners::Pool::default_pool(), t)
+}
+
+/// `dvbtunersrc` property values (name, value in `gst_util_set_object_arg` syntax) for a
+/// resolved tuning. A pinned `fe` selects that frontend of `pool` by adapter/frontend.
+pub fn dvbtunersrc_properties_in(
+    pool: &Pool,
+    t: &Tuning,
+) -> Result<Vec<(&'static str, String)>, String> {
     let delsys = t.delivery_system.dvbsrc_nick().ok_or_else(|| {
         format!(
             "delivery system {} is not supported by the tuner pool",
@@ -104,8 +129,8 @@ pub fn dvbtunersrc_properties(t: &Tuning) -> Result<Vec<(&'static str, String)>,
         p.push(("diseqc-source", (t.src - 1).min(7).to_string()));
     }
     if let Some(fe) = t.fe {
-        let numbers = crate::tuners::satip_frontends();
-        let fes = crate::tuners::frontends();
+        let numbers = pool.satip_frontends();
+        let fes = pool.frontends();
         let f = numbers
             .get(usize::from(fe).wrapping_sub(1))
             .and_then(|n| fes.get(n.index))
@@ -120,16 +145,16 @@ pub fn dvbtunersrc_properties(t: &Tuning) -> Result<Vec<(&'static str, String)>,
 /// client's pinned `fe` when it names this frontend, else the number in the group of the
 /// stream's delivery system (a combo tuner has one per group); 0 when none.
 pub fn fe_number(index: usize, tuning: &Tuning) -> u32 {
+    fe_number_in(crate::tuners::Pool::default_pool(), index, tuning)
+}
+
+/// [`fe_number`] in `pool`.
+pub fn fe_number_in(pool: &Pool, index: usize, tuning: &Tuning) -> u32 {
     let delsys = tuning
         .delivery_system
         .dvbsrc_nick()
         .and_then(DelSys::from_nick);
-    crate::proto::tuner_pool::satip_fe_number(
-        &crate::tuners::satip_frontends(),
-        index,
-        delsys,
-        tuning.fe,
-    )
+    crate::proto::tuner_pool::satip_fe_number(&pool.satip_frontends(), index, delsys, tuning.fe)
 }
 
 /// The frontend serving a stream and its signal, for [`status_string`].

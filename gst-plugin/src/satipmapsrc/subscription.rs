@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::proto::satip::{Change, QueryError, Resource, StreamSpec};
-use crate::tuners::{self, FeedSink, Lease};
+use crate::tuners::{FeedSink, Lease, Pool};
 
 static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::new(|| {
     gst::DebugCategory::new(
@@ -18,6 +18,7 @@ static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::n
 
 /// One stream's use of the tuner pool. Dropping it gives the frontend back.
 pub struct Subscription {
+    pool: Pool,
     spec: StreamSpec,
     /// `None` while untuned (a retune found no frontend).
     lease: Option<Lease>,
@@ -35,19 +36,29 @@ impl std::fmt::Debug for Subscription {
 
 /// Leases a frontend for `spec`; the feed goes to `sink`, which is called in this thread for
 /// the first data (the caller must not hold anything the sink needs).
-fn lease(spec: &StreamSpec, sink: &Arc<dyn FeedSink>) -> Result<Lease, String> {
-    let props = super::dvbtunersrc_properties(&spec.tuning)?;
+fn lease(pool: &Pool, spec: &StreamSpec, sink: &Arc<dyn FeedSink>) -> Result<Lease, String> {
+    let props = super::dvbtunersrc_properties_in(pool, &spec.tuning)?;
     let props: Vec<(&str, String)> = props.into_iter().collect();
     let req = crate::dvbtunersrc::lease_request(&props, &spec.pids.to_string())?;
-    tuners::lease(req, sink.clone()).map_err(|e| e.to_string())
+    pool.lease(req, sink.clone()).map_err(|e| e.to_string())
 }
 
 impl Subscription {
-    /// Leases a frontend for `spec` (already checked against the pool's capabilities).
-    /// Without a free frontend: `No-More: frontends`.
+    /// [`Subscription::in_pool`] of the default pool.
     pub fn new(spec: StreamSpec, sink: Arc<dyn FeedSink>) -> Result<Self, QueryError> {
-        match lease(&spec, &sink) {
+        Self::in_pool(Pool::default_pool(), spec, sink)
+    }
+
+    /// Leases a frontend of `pool` for `spec` (already checked against the pool's
+    /// capabilities). Without a free frontend: `No-More: frontends`.
+    pub fn in_pool(
+        pool: &Pool,
+        spec: StreamSpec,
+        sink: Arc<dyn FeedSink>,
+    ) -> Result<Self, QueryError> {
+        match lease(pool, &spec, &sink) {
             Ok(l) => Ok(Subscription {
+                pool: pool.clone(),
                 spec,
                 lease: Some(l),
                 sink,
@@ -84,7 +95,7 @@ impl Subscription {
                     self.spec.canonical_query()
                 );
                 drop(self.lease.take());
-                match lease(&self.spec, &self.sink) {
+                match lease(&self.pool, &self.spec, &self.sink) {
                     Ok(l) => self.lease = Some(l),
                     Err(e) => gst::info!(
                         CAT,
@@ -99,9 +110,9 @@ impl Subscription {
 
     /// SAT>IP `fe` number of the frontend serving the stream, 0 when none.
     pub fn frontend_number(&self) -> u32 {
-        self.lease
-            .as_ref()
-            .map_or(0, |l| super::fe_number(l.index(), &self.spec.tuning))
+        self.lease.as_ref().map_or(0, |l| {
+            super::fe_number_in(&self.pool, l.index(), &self.spec.tuning)
+        })
     }
 
     /// The SAT>IP status string.
@@ -109,7 +120,7 @@ impl Subscription {
         let tuned = self.lease.as_ref().map(|l| {
             let st = l.status();
             super::Tuned {
-                fe: super::fe_number(l.index(), &self.spec.tuning),
+                fe: super::fe_number_in(&self.pool, l.index(), &self.spec.tuning),
                 locked: st.locked,
                 level: st.level,
                 quality: st.quality,

@@ -138,7 +138,7 @@ pub(crate) struct Subscriber {
     pub lock_deadline: Mutex<Option<std::time::Instant>>,
 }
 
-/// Counters over the life of the process.
+/// Counters of a tuner pool's feeds over its life ([`super::Pool::counters`]).
 #[derive(Debug, Default)]
 pub struct FeedCounters {
     pub bytes_in: AtomicU64,
@@ -146,15 +146,10 @@ pub struct FeedCounters {
     pub buffers_out: AtomicU64,
 }
 
-pub static COUNTERS: FeedCounters = FeedCounters {
-    bytes_in: AtomicU64::new(0),
-    bytes_copied: AtomicU64::new(0),
-    buffers_out: AtomicU64::new(0),
-};
-
 /// The subscriber list of one feed.
-#[derive(Default)]
 pub(crate) struct Fanout {
+    /// The pool's counters.
+    counters: Arc<FeedCounters>,
     subs: Mutex<Vec<Arc<Subscriber>>>,
     /// The most recent chunk (all PIDs), handed to a subscriber as it joins so its first
     /// packets arrive at once rather than at the next play-out tick.
@@ -162,7 +157,7 @@ pub(crate) struct Fanout {
 }
 
 /// Copies the packets of `data` whose PID passes `filter`.
-fn filter_packets(data: &[u8], filter: &PidFilter) -> Vec<u8> {
+fn filter_packets(data: &[u8], filter: &PidFilter, counters: &FeedCounters) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 4);
     for p in data.chunks_exact(188) {
         let pid = ((p[1] as u16 & 0x1F) << 8) | p[2] as u16;
@@ -170,13 +165,22 @@ fn filter_packets(data: &[u8], filter: &PidFilter) -> Vec<u8> {
             out.extend_from_slice(p);
         }
     }
-    COUNTERS
+    counters
         .bytes_copied
         .fetch_add(out.len() as u64, Ordering::Relaxed);
     out
 }
 
 impl Fanout {
+    /// An empty fan-out counting into `counters`.
+    pub fn new(counters: Arc<FeedCounters>) -> Self {
+        Fanout {
+            counters,
+            subs: Mutex::default(),
+            last: Mutex::default(),
+        }
+    }
+
     pub fn add(&self, s: Arc<Subscriber>) {
         self.subs.lock().unwrap().push(s);
     }
@@ -191,7 +195,7 @@ impl Fanout {
             PidFilter::All => Some(last),
             set => {
                 let map = last.map_readable().expect("readable buffer");
-                let out = filter_packets(map.as_slice(), &set);
+                let out = filter_packets(map.as_slice(), &set, &self.counters);
                 (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out))
             }
         };
@@ -211,7 +215,7 @@ impl Fanout {
     /// Sends one chunk of whole TS packets to every subscriber.
     pub fn distribute(&self, chunk: Vec<u8>) {
         let subs = self.snapshot();
-        COUNTERS
+        self.counters
             .bytes_in
             .fetch_add(chunk.len() as u64, Ordering::Relaxed);
         let all = gst::Buffer::from_mut_slice(chunk);
@@ -227,7 +231,7 @@ impl Fanout {
                     if let Some((_, b)) = filtered.iter().find(|(k, _)| *k == set) {
                         b.clone()
                     } else {
-                        let out = filter_packets(data, &set);
+                        let out = filter_packets(data, &set, &self.counters);
                         let b = (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out));
                         filtered.push((set, b.clone()));
                         b
@@ -240,7 +244,7 @@ impl Fanout {
         }
         drop(map);
         *self.last.lock().unwrap() = Some(all);
-        COUNTERS
+        self.counters
             .buffers_out
             .fetch_add(pushes.len() as u64, Ordering::Relaxed);
         for (s, b) in pushes {

@@ -1,9 +1,12 @@
-//! The process-wide tuner pool: real frontends found under /dev/dvb plus emulated ones from the
-//! configuration. Elements lease a frontend with [`lease`]; the [`Lease`] gives it back on drop.
+//! Tuner pools: real frontends found under /dev/dvb plus emulated ones from the configuration.
+//! A [`Pool`] is an object (a handle to its registry); users lease a frontend with
+//! [`Pool::lease`] and the [`Lease`] gives it back on drop. Elements use the pool their pipeline
+//! hands them in a [`POOL_CONTEXT`] `GstContext` ([`pool_for_element`]), else the process-wide
+//! [`Pool::default_pool`] that gst-launch needs; the free functions here act on that one.
 //!
 //! Allocation rules live in the GStreamer-free [`crate::proto::tuner_pool`]. This module holds
-//! the registry (`static TUNERS`, as threadshare's named contexts) and starts or stops the feed
-//! of a frontend when its first user comes or its last user goes.
+//! the registry and starts or stops the feed of a frontend when its first user comes or its
+//! last user goes.
 
 pub mod config;
 pub mod content;
@@ -18,12 +21,14 @@ use std::time::{Duration, Instant};
 use once_cell::sync::Lazy;
 
 pub use config::{BroadcastConfig, ConfigError, Faults};
-pub use feed::{FeedSink, PidFilter, TunerStatus, COUNTERS};
+pub use feed::{FeedCounters, FeedSink, PidFilter, TunerStatus};
 
 use crate::proto::tuner_pool::{
-    satip_numbering, DelSys, Grant, Pool, PoolError, Request, SatipFe, Slot, Transponder,
+    satip_numbering, DelSys, Grant, Pool as Slots, PoolError, Request, SatipFe, Slot, Transponder,
 };
 use feed::{Fanout, Subscriber};
+use gst::glib;
+use gst::prelude::*;
 
 /// What kind of device backs a frontend.
 #[derive(Debug, Clone)]
@@ -62,7 +67,7 @@ struct Registry {
     config: BroadcastConfig,
     backends: Vec<Backend>,
     faults: Vec<Arc<Mutex<Faults>>>,
-    pool: Pool,
+    pool: Slots,
     feeds: Vec<Option<Arc<ActiveFeed>>>,
     /// The SAT>IP numbering of the pool's frontends, fixed with the pool.
     satip: Arc<[SatipFe]>,
@@ -114,20 +119,235 @@ impl Registry {
             config,
             backends,
             faults,
-            pool: Pool::new(slots),
+            pool: Slots::new(slots),
             feeds: vec![None; n],
             satip,
         }
     }
 }
 
-static TUNERS: Lazy<Mutex<Option<Registry>>> = Lazy::new(|| Mutex::new(None));
+/// Errors of the pool's own API (leasing has [`LeaseError`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolApiError {
+    /// [`Pool::configure`] while frontends are leased.
+    InUse,
+    /// No frontend at this adapter number.
+    NoAdapter(u32),
+    /// The frontend at this adapter number is real hardware (faults are emulated only).
+    NotEmulated(u32),
+    /// Generating the content of an emulated mux failed.
+    Content { mux: String, reason: String },
+}
+
+impl std::fmt::Display for PoolApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PoolApiError::InUse => {
+                f.write_str("cannot reconfigure the tuner pool while frontends are in use")
+            }
+            PoolApiError::NoAdapter(a) => write!(f, "no adapter {a}"),
+            PoolApiError::NotEmulated(a) => write!(f, "adapter {a} is not emulated"),
+            PoolApiError::Content { mux, reason } => write!(f, "mux {mux:?}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PoolApiError {}
+
+/// A tuner pool: frontends, their feeds and who uses them. Cheap to clone (a handle).
+///
+/// The elements use the process-wide [`Pool::default_pool`] (gst-launch has nothing else to
+/// give them) unless their pipeline hands them another one in a [`pool_context`]; a server can
+/// own its pool ([`Pool::new`]) and two pools live side by side in one process.
+#[derive(Clone, glib::Boxed)]
+#[boxed_type(name = "GstDvb2IpTunerPool")]
+pub struct Pool(Arc<PoolShared>);
+
+struct PoolShared {
+    /// `None` until the default pool is first used or configured.
+    registry: Mutex<Option<Registry>>,
+    /// Kept across reconfigurations.
+    counters: Arc<FeedCounters>,
+}
+
+impl PoolShared {
+    fn new(registry: Option<Registry>) -> Arc<Self> {
+        Arc::new(PoolShared {
+            registry: Mutex::new(registry),
+            counters: Arc::default(),
+        })
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Pool").field(&Arc::as_ptr(&self.0)).finish()
+    }
+}
+
+impl PartialEq for Pool {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+static DEFAULT_POOL: Lazy<Pool> = Lazy::new(|| Pool(PoolShared::new(None)));
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    let mut g = TUNERS.lock().unwrap();
-    let reg = g.get_or_insert_with(|| Registry::new(default_config()));
-    f(reg)
+/// `GstContext` type carrying a [`Pool`] to the elements (field [`POOL_CONTEXT_FIELD`]).
+pub const POOL_CONTEXT: &str = "dvb2ip.tuner-pool";
+/// The structure field of a [`POOL_CONTEXT`] context holding the pool.
+pub const POOL_CONTEXT_FIELD: &str = "pool";
+
+/// A context handing `pool` to the elements of a pipeline (`set_context` on the pipeline, a
+/// bin or a media's element; elements added later get it from their bin).
+pub fn pool_context(pool: &Pool) -> gst::Context {
+    let mut ctx = gst::Context::new(POOL_CONTEXT, true);
+    ctx.get_mut()
+        .expect("new context is writable")
+        .structure_mut()
+        .set(POOL_CONTEXT_FIELD, pool.clone());
+    ctx
+}
+
+/// The pool a [`POOL_CONTEXT`] context carries.
+pub fn pool_of_context(ctx: &gst::ContextRef) -> Option<Pool> {
+    if ctx.context_type() != POOL_CONTEXT {
+        return None;
+    }
+    ctx.structure().get::<Pool>(POOL_CONTEXT_FIELD).ok()
+}
+
+/// The pool an element was given through a [`POOL_CONTEXT`] context: asks its parents
+/// (need-context, answered by a bin holding one) when it has none yet; else the default pool.
+pub fn pool_for_element(element: &gst::Element, held: &Mutex<Option<Pool>>) -> Pool {
+    if let Some(p) = held.lock().unwrap().clone() {
+        return p;
+    }
+    let msg = gst::message::NeedContext::builder(POOL_CONTEXT)
+        .src(element)
+        .build();
+    // Bins answer synchronously by setting their context on the element (set_context).
+    let _ = element.post_message(msg);
+    held.lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_else(|| Pool::default_pool().clone())
+}
+
+impl Pool {
+    /// A pool of its own with `config` (real frontends too when `[emulator] hardware`).
+    pub fn new(config: BroadcastConfig) -> Pool {
+        Pool(PoolShared::new(Some(Registry::new(config))))
+    }
+
+    /// The process-wide pool of elements given no other: configured on first use from
+    /// `$DVB2IP_CONFIG` or the embedded default, or by [`Pool::configure`].
+    pub fn default_pool() -> &'static Pool {
+        &DEFAULT_POOL
+    }
+
+    fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> R {
+        let mut g = self.0.registry.lock().unwrap();
+        let reg = g.get_or_insert_with(|| Registry::new(default_config()));
+        f(reg)
+    }
+
+    /// Replaces the pool's configuration. Fails while any frontend is leased.
+    pub fn configure(&self, config: BroadcastConfig) -> Result<(), PoolApiError> {
+        let mut g = self.0.registry.lock().unwrap();
+        if let Some(reg) = g.as_ref() {
+            if reg.pool.slots.iter().any(|s| s.users > 0) {
+                return Err(PoolApiError::InUse);
+            }
+        }
+        *g = Some(Registry::new(config));
+        Ok(())
+    }
+
+    /// What the pool's feeds have carried and copied so far.
+    pub fn counters(&self) -> &FeedCounters {
+        &self.0.counters
+    }
+
+    /// The current configuration.
+    pub fn current_config(&self) -> BroadcastConfig {
+        self.with_registry(|r| r.config.clone())
+    }
+
+    /// Every frontend of the pool.
+    pub fn frontends(&self) -> Vec<FrontendInfo> {
+        self.with_registry(|r| {
+            r.pool
+                .slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| FrontendInfo {
+                    index: i,
+                    adapter: s.adapter,
+                    frontend: s.frontend,
+                    name: match &r.backends[i] {
+                        Backend::Emulated(a) => a.name.clone(),
+                        Backend::Hardware(h) => h.name.clone(),
+                    },
+                    delsys: s.delsys.clone(),
+                    emulated: matches!(r.backends[i], Backend::Emulated(_)),
+                    users: s.users,
+                    tuned: s.tuned.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// The SAT>IP frontend numbers of the pool: `fe=n` is entry `n - 1`, in X_SATIPCAP order
+    /// ([`satip_numbering`]). X_SATIPCAP, the `fe=` mapping and the reported `tuner=` all use
+    /// it. Computed once with the pool (status strings ask for it several times a second per
+    /// stream).
+    pub fn satip_frontends(&self) -> Arc<[SatipFe]> {
+        self.with_registry(|r| r.satip.clone())
+    }
+
+    /// Signal status of pool frontend `index` while it runs (lock, level, quality); `None`
+    /// when it is idle or does not exist.
+    pub fn frontend_status(&self, index: usize) -> Option<TunerStatus> {
+        self.with_registry(|r| {
+            r.feeds
+                .get(index)?
+                .as_ref()
+                .map(|f| f.status.lock().unwrap().clone())
+        })
+    }
+
+    /// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
+    pub fn set_faults(&self, adapter: u32, faults: Faults) -> Result<(), PoolApiError> {
+        self.with_registry(|r| {
+            let i = r
+                .pool
+                .slots
+                .iter()
+                .position(|s| s.adapter == adapter)
+                .ok_or(PoolApiError::NoAdapter(adapter))?;
+            if !matches!(r.backends[i], Backend::Emulated(_)) {
+                return Err(PoolApiError::NotEmulated(adapter));
+            }
+            *r.faults[i].lock().unwrap() = faults;
+            Ok(())
+        })
+    }
+
+    /// Generates the content of every configured multiplex now (the launcher does this at
+    /// start so the first client does not wait).
+    pub fn prepare_content(&self) -> Result<(), PoolApiError> {
+        let cfg = self.current_config();
+        let dir = cfg.cache_dir();
+        for m in &cfg.mux {
+            emulated::build_spec(m, &dir).map_err(|reason| PoolApiError::Content {
+                mux: m.name.clone(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// The configuration used when nobody called [`configure`]: the file named by `$DVB2IP_CONFIG`
@@ -143,91 +363,39 @@ fn default_config() -> BroadcastConfig {
     BroadcastConfig::embedded()
 }
 
-/// Replaces the pool's configuration. Fails while any frontend is leased.
-pub fn configure(config: BroadcastConfig) -> Result<(), String> {
-    let mut g = TUNERS.lock().unwrap();
-    if let Some(reg) = g.as_ref() {
-        if reg.pool.slots.iter().any(|s| s.users > 0) {
-            return Err("cannot reconfigure the tuner pool while frontends are in use".into());
-        }
-    }
-    *g = Some(Registry::new(config));
-    Ok(())
+/// [`Pool::configure`] of the default pool.
+pub fn configure(config: BroadcastConfig) -> Result<(), PoolApiError> {
+    Pool::default_pool().configure(config)
 }
 
-/// The current configuration.
+/// [`Pool::current_config`] of the default pool.
 pub fn current_config() -> BroadcastConfig {
-    with_registry(|r| r.config.clone())
+    Pool::default_pool().current_config()
 }
 
-/// Every frontend of the pool.
+/// [`Pool::frontends`] of the default pool.
 pub fn frontends() -> Vec<FrontendInfo> {
-    with_registry(|r| {
-        r.pool
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| FrontendInfo {
-                index: i,
-                adapter: s.adapter,
-                frontend: s.frontend,
-                name: match &r.backends[i] {
-                    Backend::Emulated(a) => a.name.clone(),
-                    Backend::Hardware(h) => h.name.clone(),
-                },
-                delsys: s.delsys.clone(),
-                emulated: matches!(r.backends[i], Backend::Emulated(_)),
-                users: s.users,
-                tuned: s.tuned.clone(),
-            })
-            .collect()
-    })
+    Pool::default_pool().frontends()
 }
 
-/// The SAT>IP frontend numbers of the pool: `fe=n` is entry `n - 1`, in X_SATIPCAP order
-/// ([`satip_numbering`]). X_SATIPCAP, the `fe=` mapping and the reported `tuner=` all use it.
-/// Computed once with the pool (status strings ask for it several times a second per stream).
+/// [`Pool::satip_frontends`] of the default pool.
 pub fn satip_frontends() -> Arc<[SatipFe]> {
-    with_registry(|r| r.satip.clone())
+    Pool::default_pool().satip_frontends()
 }
 
-/// Signal status of pool frontend `index` while it runs (lock, level, quality); `None` when
-/// it is idle or does not exist.
+/// [`Pool::frontend_status`] of the default pool.
 pub fn frontend_status(index: usize) -> Option<TunerStatus> {
-    with_registry(|r| {
-        r.feeds
-            .get(index)?
-            .as_ref()
-            .map(|f| f.status.lock().unwrap().clone())
-    })
+    Pool::default_pool().frontend_status(index)
 }
 
-/// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
-pub fn set_faults(adapter: u32, faults: Faults) -> Result<(), String> {
-    with_registry(|r| {
-        let i = r
-            .pool
-            .slots
-            .iter()
-            .position(|s| s.adapter == adapter)
-            .ok_or_else(|| format!("no adapter {adapter}"))?;
-        if !matches!(r.backends[i], Backend::Emulated(_)) {
-            return Err(format!("adapter {adapter} is not emulated"));
-        }
-        *r.faults[i].lock().unwrap() = faults;
-        Ok(())
-    })
+/// [`Pool::set_faults`] of the default pool.
+pub fn set_faults(adapter: u32, faults: Faults) -> Result<(), PoolApiError> {
+    Pool::default_pool().set_faults(adapter, faults)
 }
 
-/// Generates the content of every configured multiplex now (the launcher does this at start so
-/// the first client does not wait).
-pub fn prepare_content() -> Result<(), String> {
-    let cfg = current_config();
-    let dir = cfg.cache_dir();
-    for m in &cfg.mux {
-        emulated::build_spec(m, &dir).map_err(|e| format!("mux {:?}: {e}", m.name))?;
-    }
-    Ok(())
+/// [`Pool::prepare_content`] of the default pool.
+pub fn prepare_content() -> Result<(), PoolApiError> {
+    Pool::default_pool().prepare_content()
 }
 
 /// The multiplexer description of an emulated mux, generating its content if needed.
@@ -270,6 +438,7 @@ impl std::error::Error for LeaseError {}
 
 /// A frontend in use; dropping it unsubscribes and, for the last user, stops the frontend.
 pub struct Lease {
+    pool: Pool,
     index: usize,
     shared: bool,
     feed: Arc<ActiveFeed>,
@@ -323,7 +492,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         self.feed.fanout.remove(self.sub.id);
         let stopped = {
-            let mut g = TUNERS.lock().unwrap();
+            let mut g = self.pool.0.registry.lock().unwrap();
             let Some(reg) = g.as_mut() else { return };
             if reg.pool.release(self.index) {
                 reg.feeds[self.index].take()
@@ -336,9 +505,24 @@ impl Drop for Lease {
     }
 }
 
-/// Leases a frontend for `req`; `sink` receives the stream and status.
+/// [`Pool::lease`] on the default pool.
 pub fn lease(req: LeaseRequest, sink: Arc<dyn FeedSink>) -> Result<Lease, LeaseError> {
-    let mut g = TUNERS.lock().unwrap();
+    Pool::default_pool().lease(req, sink)
+}
+
+impl Pool {
+    /// Leases a frontend for `req`; `sink` receives the stream and status.
+    pub fn lease(&self, req: LeaseRequest, sink: Arc<dyn FeedSink>) -> Result<Lease, LeaseError> {
+        lease_from(self, req, sink)
+    }
+}
+
+fn lease_from(
+    pool: &Pool,
+    req: LeaseRequest,
+    sink: Arc<dyn FeedSink>,
+) -> Result<Lease, LeaseError> {
+    let mut g = pool.0.registry.lock().unwrap();
     let reg = g.get_or_insert_with(|| Registry::new(default_config()));
     let grant = reg
         .pool
@@ -360,7 +544,7 @@ pub fn lease(req: LeaseRequest, sink: Arc<dyn FeedSink>) -> Result<Lease, LeaseE
     let feed = match (grant, reg.feeds[index].clone()) {
         (Grant::Shared(_), Some(f)) => f,
         _ => {
-            let fanout = Arc::new(Fanout::default());
+            let fanout = Arc::new(Fanout::new(pool.0.counters.clone()));
             let status = Arc::new(Mutex::new(TunerStatus {
                 adapter,
                 frontend,
@@ -427,6 +611,7 @@ pub fn lease(req: LeaseRequest, sink: Arc<dyn FeedSink>) -> Result<Lease, LeaseE
         feed.fanout.prime(&sub);
     }
     Ok(Lease {
+        pool: pool.clone(),
         index,
         shared: matches!(grant, Grant::Shared(_)),
         feed,

@@ -13,6 +13,7 @@ use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use gst::glib::translate::ToGlibPtr;
 use gst_rtsp_server::gio;
@@ -33,9 +34,6 @@ const MAX_SEGMENTS: usize = 48;
 /// Send buffer asked for each stream socket: room for several 10 ms bursts of a full mux.
 const SNDBUF: usize = 1 << 20;
 
-/// Datagrams that could not be sent (socket buffer full, or an error).
-pub static DROPPED: AtomicU64 = AtomicU64::new(0);
-
 /// Where one unicast stream's RTP and RTCP go, and the sockets they leave from.
 #[derive(Debug)]
 pub struct UdpDest {
@@ -46,15 +44,18 @@ pub struct UdpDest {
     /// Cleared for good once the kernel refuses `UDP_SEGMENT`.
     gso: AtomicBool,
     pub peer: SocketAddr,
+    /// Datagrams that could not be sent (socket buffer full, or an error): the server's count.
+    dropped: Arc<AtomicU64>,
 }
 
 impl UdpDest {
     /// The unicast UDP destination of a stream transport of `media`, with duplicates of the
-    /// stream's own RTP/RTCP sockets. `None` for TCP-interleaved or multicast transports,
+    /// stream's own RTP/RTCP sockets, counting what cannot be sent in `dropped`. `None` for TCP-interleaved or multicast transports,
     /// which stay on gst-rtsp-server's path.
     pub fn of_transport(
         media: &RTSPMedia,
         trans: &gst_rtsp_server::RTSPStreamTransport,
+        dropped: &Arc<AtomicU64>,
     ) -> Option<UdpDest> {
         let stream = media.stream(0)?;
         // SAFETY: the transport struct belongs to `trans`, which we hold; fields are read
@@ -105,6 +106,7 @@ impl UdpDest {
             rtcp_to: SockaddrStorage::from(SocketAddr::new(ip, rtcp_port)),
             gso: AtomicBool::new(std::env::var_os("DVB2IP_NO_GSO").is_none()),
             peer,
+            dropped: dropped.clone(),
         })
     }
 
@@ -192,7 +194,7 @@ impl UdpDest {
     }
 
     fn dropped(&self, n: usize, e: Errno) {
-        let total = DROPPED.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let total = self.dropped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
         gst::debug!(
             CAT,
             "to {}: {n} datagrams not sent ({e}), {total} in all",

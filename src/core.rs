@@ -1,0 +1,66 @@
+//! The server's owned state: one [`Core`] per server, built by `serve` and handed to every
+//! front end (RTSP server, client and factories, HTTP, SSDP's description), instead of
+//! process-wide registries. Two cores (two servers, each with its own pool) live side by side
+//! in one process.
+//!
+//! * `pool`: the tuner pool its streams lease from. `serve` uses the elements' process-wide
+//!   default pool (what gst-launch and `DVB2IP_CONFIG` configure); a test or an embedding
+//!   application can give a server a pool of its own. The server's pipelines hand it to the
+//!   elements in a `dvb2ip.tuner-pool` `GstContext` ([`Core::pool_context`]).
+//! * `streams`: the SAT>IP stream table (stream ids, owners, what serves each stream).
+//! * `packers`: the RTP packetizers of its streams, served by one timer thread.
+//! * `metrics`: its counters (datagrams the direct path could not send).
+//! * `config`: the configuration the server runs with.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use gstdvb2ip::tuners::Pool;
+
+use crate::config::Config;
+use crate::rtp::packer::Packers;
+use crate::streams::table::{StreamTable, Streams};
+
+/// What one server owns; shared by its front ends as `Arc<Core>`.
+pub struct Core {
+    pub config: Config,
+    pub pool: Pool,
+    pub streams: StreamTable,
+    /// The RTP packetizers of the server's streams and their timer thread.
+    pub packers: Packers,
+    pub metrics: Metrics,
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// RTP/RTCP datagrams of the direct path that could not be sent (socket buffer full, or an
+    /// error).
+    pub rtp_dropped: Arc<AtomicU64>,
+}
+
+impl Core {
+    /// A core serving `config` from `pool` (frontends as `pool` has them configured).
+    pub fn new(config: Config, pool: Pool) -> Arc<Core> {
+        Arc::new(Core {
+            config,
+            pool,
+            streams: Arc::new(Mutex::new(Streams::default())),
+            packers: Packers::default(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// A core with a tuner pool of its own, built from `config`'s broadcast part, its content
+    /// generated.
+    pub fn with_own_pool(config: Config) -> anyhow::Result<Arc<Core>> {
+        let pool = Pool::new(config.broadcast.clone());
+        pool.prepare_content()?;
+        Ok(Self::new(config, pool))
+    }
+
+    /// The context that hands this core's pool to the elements of a pipeline.
+    pub fn pool_context(&self) -> gst::Context {
+        gstdvb2ip::tuners::pool_context(&self.pool)
+    }
+}

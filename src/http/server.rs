@@ -1,0 +1,97 @@
+//! The launcher's one HTTP server on `server.http_port`, started by `serve` whether or not SSDP
+//! runs: SAT>IP HTTP streaming and the status page on `/` ([`super::stream`],
+//! [`super::status`]), the device description, the M3U channel list and the icons
+//! ([`crate::ssdp::description`], which SSDP's `LOCATION` announces).
+//!
+//! The caller binds (so port 0 works and a busy port is a start-up error); the server task
+//! stops on the handle's shutdown signal (mini-redis shape), and dropping the handle waits for
+//! it, bounded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+
+use crate::core::Core;
+use crate::ssdp::description::{self, ConnAddrs, DescriptionState};
+
+/// Every route of the HTTP server of `core`.
+pub fn router(
+    core: &Core,
+    desc: Arc<DescriptionState>,
+    device_id: tokio::sync::watch::Receiver<u8>,
+) -> Router {
+    let status_page = super::status::StatusPage {
+        desc: desc.clone(),
+        device_id,
+    };
+    description::router(desc).merge(super::stream::router(super::stream::StreamState {
+        status_page: Some(Arc::new(status_page)),
+        pool: core.pool.clone(),
+        ..Default::default()
+    }))
+}
+
+/// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).
+pub struct HttpServer {
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+    /// The port it listens on (useful when configured as 0).
+    pub port: u16,
+}
+
+impl HttpServer {
+    /// Signals shutdown and waits (bounded) for the server task to end.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(rx) = self.done.take() {
+            let _ = rx.recv_timeout(Duration::from_secs(3));
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Binds `bind:port` and serves `app` on `rt`. Bind errors are returned, never panicked on.
+pub fn spawn(
+    rt: &tokio::runtime::Runtime,
+    bind: IpAddr,
+    port: u16,
+    app: Router,
+) -> anyhow::Result<HttpServer> {
+    let _guard = rt.enter();
+    let listener = std::net::TcpListener::bind(SocketAddr::new(bind, port))
+        .with_context(|| format!("cannot listen for HTTP on {bind}:{port}"))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let port = listener.local_addr()?.port();
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let r = axum::serve(
+            description::ExactCaseListener(listener),
+            app.into_make_service_with_connect_info::<ConnAddrs>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+        .await;
+        if let Err(e) = r {
+            eprintln!("dvb2ip: http: server failed: {e}");
+        }
+        let _ = done_tx.send(());
+    });
+    Ok(HttpServer {
+        shutdown: Some(tx),
+        done: Some(done_rx),
+        port,
+    })
+}
