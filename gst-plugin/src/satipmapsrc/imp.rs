@@ -35,7 +35,7 @@ pub(crate) fn describe(e: &QueryError) -> String {
             format!("syntax error at '{text}' ({reason:?})")
         }
         QueryError::NoMore(_) => format!("{e} (too many PIDs for one stream)"),
-        QueryError::UriTooLong { .. } => e.to_string(),
+        QueryError::UriTooLong { .. } | QueryError::Unavailable(_) => e.to_string(),
     }
 }
 

@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
-use crate::proto::satip::{Change, QueryError, Resource, StreamSpec};
-use crate::tuners::{FeedSink, Lease, Pool};
+use crate::proto::satip::{Attr, Change, QueryError, Reason, Resource, StreamSpec};
+use crate::proto::tuner_pool::PoolError;
+use crate::tuners::{FeedSink, Lease, LeaseError, Pool};
 
 static CAT: once_cell::sync::Lazy<gst::DebugCategory> = once_cell::sync::Lazy::new(|| {
     gst::DebugCategory::new(
@@ -36,11 +37,26 @@ impl std::fmt::Debug for Subscription {
 
 /// Leases a frontend for `spec`; the feed goes to `sink`, which is called in this thread for
 /// the first data (the caller must not hold anything the sink needs).
-fn lease(pool: &Pool, spec: &StreamSpec, sink: &Arc<dyn FeedSink>) -> Result<Lease, String> {
-    let props = super::dvbtunersrc_properties_in(pool, &spec.tuning)?;
+/// A failure is answered with its real cause: every frontend busy is `No-More: frontends`, a
+/// delivery system or pinned frontend the pool lacks is 403 `Out-of-Range: msys`/`fe`, and
+/// anything else (a tuning the elements refuse, a device that fails to open) is 503
+/// `Unavailable: <cause>`.
+fn lease(pool: &Pool, spec: &StreamSpec, sink: &Arc<dyn FeedSink>) -> Result<Lease, QueryError> {
+    let props =
+        super::dvbtunersrc_properties_in(pool, &spec.tuning).map_err(QueryError::Unavailable)?;
     let props: Vec<(&str, String)> = props.into_iter().collect();
-    let req = crate::dvbtunersrc::lease_request(&props, &spec.pids.to_string())?;
-    pool.lease(req, sink.clone()).map_err(|e| e.to_string())
+    let req = crate::dvbtunersrc::lease_request(&props, &spec.pids.to_string())
+        .map_err(QueryError::Unavailable)?;
+    pool.lease(req, sink.clone()).map_err(|e| match e {
+        LeaseError::Pool(PoolError::Busy) => QueryError::NoMore(vec![Resource::Frontends]),
+        LeaseError::Pool(PoolError::Unsupported(_)) => {
+            QueryError::violation(Attr::Msys, Reason::Unsupported)
+        }
+        LeaseError::Pool(PoolError::NoSuchFrontend { .. }) => {
+            QueryError::violation(Attr::Fe, Reason::Unsupported)
+        }
+        LeaseError::Backend(text) => QueryError::Unavailable(text),
+    })
 }
 
 impl Subscription {
@@ -50,7 +66,8 @@ impl Subscription {
     }
 
     /// Leases a frontend of `pool` for `spec` (already checked against the pool's
-    /// capabilities). Without a free frontend: `No-More: frontends`.
+    /// capabilities). Without a free frontend: `No-More: frontends`; other failures as
+    /// [`lease`] maps them.
     pub fn in_pool(
         pool: &Pool,
         spec: StreamSpec,
@@ -65,7 +82,7 @@ impl Subscription {
             }),
             Err(e) => {
                 gst::info!(CAT, "no frontend for {}: {e}", spec.canonical_query());
-                Err(QueryError::NoMore(vec![Resource::Frontends]))
+                Err(e)
             }
         }
     }

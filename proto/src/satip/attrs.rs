@@ -189,6 +189,10 @@ pub enum QueryError {
     UriTooLong { len: usize, max: usize },
     /// 503 Service Unavailable, body `No-More: <res> ...`.
     NoMore(Vec<Resource>),
+    /// 503 Service Unavailable for a cause that is not a resource limit (a frontend that
+    /// failed to open, say), body `Unavailable: <text>`. The digest defines only `No-More`
+    /// bodies for 503; this one names the real cause instead of claiming a full resource.
+    Unavailable(String),
 }
 
 impl QueryError {
@@ -216,7 +220,7 @@ impl QueryError {
             QueryError::Syntax { .. } => 400,
             QueryError::OutOfRange(_) => 403,
             QueryError::UriTooLong { .. } => 414,
-            QueryError::NoMore(_) => 503,
+            QueryError::NoMore(_) | QueryError::Unavailable(_) => 503,
         }
     }
 
@@ -226,7 +230,7 @@ impl QueryError {
             QueryError::Syntax { .. } => "Bad Request",
             QueryError::OutOfRange(_) => "Forbidden",
             QueryError::UriTooLong { .. } => "Request-URI Too Long",
-            QueryError::NoMore(_) => "Service Unavailable",
+            QueryError::NoMore(_) | QueryError::Unavailable(_) => "Service Unavailable",
         }
     }
 
@@ -243,6 +247,7 @@ impl QueryError {
                 let names: Vec<&str> = r.iter().map(|x| x.name()).collect();
                 Some(format!("No-More: {}", names.join(" ")))
             }
+            QueryError::Unavailable(text) => Some(format!("Unavailable: {}", sanitize_token(text))),
         }
     }
 
@@ -285,6 +290,7 @@ impl fmt::Display for QueryError {
                 }
                 Ok(())
             }
+            QueryError::Unavailable(text) => write!(f, "unavailable: {text}"),
         }
     }
 }
@@ -333,6 +339,9 @@ mod tests {
             e.to_rtsp_response(None),
             "RTSP/1.0 503 Service Unavailable\r\nContent-Type: text/parameters\r\nContent-Length: 18\r\n\r\nNo-More: frontends"
         );
+        let e = QueryError::Unavailable("frontend\r\n failed".into());
+        assert_eq!(e.status(), 503);
+        assert_eq!(e.body().as_deref(), Some("Unavailable: frontend?? failed"));
         let e = QueryError::UriTooLong { len: 1, max: 0 };
         assert_eq!(
             e.to_rtsp_response(Some(1)),
