@@ -92,26 +92,7 @@ impl TuningParams {
         let mut t = Tuning {
             src: self.src.unwrap_or(1),
             fe: self.fe,
-            delivery_system: msys,
-            frequency: 0,
-            polarisation: None,
-            roll_off: None,
-            modulation: None,
-            pilots: None,
-            symbol_rate: None,
-            code_rate: None,
-            bandwidth_hz: None,
-            transmission_mode: None,
-            guard_interval: None,
-            plp: None,
-            t2_system_id: None,
-            siso_miso: None,
-            c2_tuning_type: None,
-            data_slice: None,
-            spectral_inversion: None,
-            input_stream_id: None,
-            pls_mode: None,
-            pls_code: None,
+            ..Tuning::blank(msys, 0)
         };
 
         // Frequency, per family range, converted to dvbsrc units.

@@ -91,30 +91,7 @@ pub fn tuning_from_params(p: &TuningParams) -> Option<Tuning> {
 
 /// A tuning with every optional parameter automatic: `frequency` in Hz (T, C) or kHz (S).
 pub fn blank_tuning(delivery_system: DeliverySystem, frequency: u32) -> Tuning {
-    Tuning {
-        src: 1,
-        fe: None,
-        delivery_system,
-        frequency,
-        polarisation: None,
-        roll_off: None,
-        modulation: None,
-        pilots: None,
-        symbol_rate: None,
-        code_rate: None,
-        bandwidth_hz: None,
-        transmission_mode: None,
-        guard_interval: None,
-        plp: None,
-        t2_system_id: None,
-        siso_miso: None,
-        c2_tuning_type: None,
-        data_slice: None,
-        spectral_inversion: None,
-        input_stream_id: None,
-        pls_mode: None,
-        pls_code: None,
-    }
+    Tuning::blank(delivery_system, frequency)
 }
 
 impl Mux {
