@@ -5,6 +5,8 @@
 //! running times exactly; the sink runs with `sync=false`, the system clock and a fixed base
 //! time, so every expected wallClockTime is computed, never measured.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
@@ -27,14 +29,6 @@ const TEMI: &str = "urn:dvb:css:timeline:temi:1:1";
 const STEP: Duration = Duration::from_secs(5);
 const MS: u64 = 1_000_000;
 
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstdvb2ip::plugin_register_static().expect("register plugin");
-    });
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -53,7 +47,7 @@ struct Sink {
 
 impl Sink {
     fn new(props: &[(&str, &str)]) -> Self {
-        init();
+        common::init();
         // Properties (ports) must be set before the harness starts the element.
         let e = gst::ElementFactory::make("dvbcsssink").build().unwrap();
         for p in ["cii-port", "ts-port", "wc-port"] {
@@ -534,7 +528,7 @@ fn media(name: &str) -> std::path::PathBuf {
 /// a CSS-TS client see the file's TEMI timeline (private PID-keyed selector: no component tag).
 #[test]
 fn file_through_tstimelineparse_serves_its_temi_timeline() {
-    init();
+    common::init();
     let rt = runtime();
     let file = media("temi_a_single_timeline.ts");
     let p = gst::parse::launch(&format!(

@@ -1,36 +1,14 @@
 //! dvbtunersrc against the emulated tuner pool: sharing, PID changes while playing, busy error,
 //! lock time, fault knobs, status messages, invalid properties.
 //!
-//! Tests share one process-wide pool, so they run one at a time (SERIAL).
+//! Tests that drive the default pool take `common::default_pool()` and run one at a time.
 
-use std::sync::Mutex;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstdvb2ip::tuners;
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstdvb2ip::plugin_register_static().expect("register plugin");
-        tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
-        tuners::prepare_content().expect("content");
-    });
-}
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init();
-    for f in tuners::frontends() {
-        if f.emulated {
-            tuners::set_faults(f.adapter, tuners::Faults::default()).unwrap();
-        }
-    }
-    g
-}
 
 struct Rx {
     pipeline: gst::Pipeline,
@@ -125,7 +103,7 @@ const T2_474: &str = "delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 str
 
 #[test]
 fn plays_the_mux_with_psi_and_services() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new(T506);
     rx.play().unwrap();
     let pkts = rx.collect(Duration::from_secs(10), 20_000);
@@ -143,7 +121,7 @@ fn plays_the_mux_with_psi_and_services() {
 
 #[test]
 fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
-    let _g = lock();
+    let _g = common::default_pool();
     let a = Rx::new(&format!("{T506} pids=all"));
     let b = Rx::new(&format!("{T506} pids=0,16,256"));
     a.play().unwrap();
@@ -178,7 +156,7 @@ fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
 
 #[test]
 fn pids_change_while_playing_without_retuning() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new(&format!("{T506} pids=0"));
     rx.play().unwrap();
     // PAT alone comes at a few packets per second: a loaded machine gets 30 s for 50.
@@ -196,7 +174,7 @@ fn pids_change_while_playing_without_retuning() {
 
 #[test]
 fn no_free_frontend_is_a_busy_error_naming_the_request() {
-    let _g = lock();
+    let _g = common::default_pool();
     // Two DVB-T/T2 frontends: take both with different transponders.
     let a = Rx::new(T506);
     let b = Rx::new(T2_474);
@@ -215,7 +193,7 @@ fn no_free_frontend_is_a_busy_error_naming_the_request() {
 
 #[test]
 fn invalid_tuning_values_name_the_property() {
-    let _g = lock();
+    let _g = common::default_pool();
     for (props, name) in [
         ("delsys=dvb-t", "frequency"),
         ("frequency=506000000", "delsys"),
@@ -240,7 +218,7 @@ fn invalid_tuning_values_name_the_property() {
 
 #[test]
 fn no_multiplex_there_means_no_lock_and_an_error_after_the_timeout() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new("delsys=dvb-t frequency=690000000 tuning-timeout=800000000");
     rx.play().unwrap();
     let e = rx.error(Duration::from_secs(10)).expect("tuning error");
@@ -270,7 +248,7 @@ fn first_lock(rx: &Rx, t0: Instant, within: Duration) -> Option<Duration> {
 
 #[test]
 fn lock_comes_after_the_default_lock_time() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new(T2_474);
     let t0 = Instant::now();
     rx.play().unwrap();
@@ -293,7 +271,7 @@ impl Drop for RestoreConfig {
 
 #[test]
 fn a_configured_lock_time_delays_the_lock() {
-    let _g = lock();
+    let _g = common::default_pool();
     let mut cfg = tuners::BroadcastConfig::embedded();
     for a in &mut cfg.adapter {
         a.lock_time_ms = 1500;
@@ -320,7 +298,7 @@ fn a_configured_lock_time_delays_the_lock() {
 
 #[test]
 fn status_is_posted_once_a_second_with_every_field() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new(T2_474);
     let bus = rx.pipeline.bus().unwrap();
     rx.play().unwrap();
@@ -395,7 +373,7 @@ fn status_is_posted_once_a_second_with_every_field() {
 #[test]
 fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
     use std::sync::atomic::Ordering;
-    let _g = lock();
+    let _g = common::default_pool();
     // Two pids=all subscribers of one mux: without copies they hold the very memory the feed
     // produced, so buffers both hold at the same time have the same data address. A copy per
     // subscriber would give each its own allocation (both kept alive here, so an address
@@ -448,7 +426,7 @@ fn nick(e: &gst::Element, name: &str) -> String {
 
 #[test]
 fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
-    let _g = lock();
+    let _g = common::default_pool();
     // As one would write it for dvbsrc (deprecated `bandwidth` included).
     let rx = Rx::new(
         "delsys=dvb-t frequency=506000000 bandwidth=8 modulation=qam-64 trans-mode=8k \
@@ -490,7 +468,7 @@ fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
 
 #[test]
 fn an_invalid_dvbsrc_value_is_an_error_naming_the_property() {
-    let _g = lock();
+    let _g = common::default_pool();
     for (prop, bad) in [
         ("guard", "17"),
         ("code-rate-hp", "1/9"),
@@ -509,7 +487,7 @@ fn an_invalid_dvbsrc_value_is_an_error_naming_the_property() {
 /// default (dvbsrc is in gstreamer1.0-plugins-bad, which the server needs anyway).
 #[test]
 fn tuning_properties_mirror_dvbsrc() {
-    init();
+    common::init_emulated();
     let dvbsrc = gst::ElementFactory::make("dvbsrc").build().expect(
         "dvbsrc not found: install gstreamer1.0-plugins-bad (scripts/deps.sh SERVER_PACKAGES) \
          or run scripts/test.sh",
@@ -619,7 +597,7 @@ fn cc_errors(pkts: &[[u8; 188]]) -> usize {
 
 #[test]
 fn fault_knobs_drop_packets_and_flip_bits() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new(T506);
     rx.play().unwrap();
     let clean = rx.collect(Duration::from_secs(10), 20_000);
@@ -661,7 +639,7 @@ fn fault_knobs_drop_packets_and_flip_bits() {
 
 #[test]
 fn lock_loss_warns_and_streaming_resumes() {
-    let _g = lock();
+    let _g = common::default_pool();
     let rx = Rx::new(T2_474);
     rx.play().unwrap();
     assert!(!rx.collect(Duration::from_secs(10), 100).is_empty());
@@ -720,7 +698,7 @@ fn lock_loss_warns_and_streaming_resumes() {
 
 #[test]
 fn all_delivery_systems_of_the_default_config_play() {
-    let _g = lock();
+    let _g = common::default_pool();
     for props in [
         T2_474,
         T506,
@@ -740,7 +718,7 @@ fn all_delivery_systems_of_the_default_config_play() {
 /// `satipmapsrc`.
 #[test]
 fn a_pool_handed_in_a_context_serves_the_pipeline() {
-    let _g = lock();
+    let _g = common::default_pool();
     let own = tuners::Pool::new(tuners::BroadcastConfig::embedded());
     assert_ne!(&own, tuners::Pool::default_pool());
     let in_use = |p: &tuners::Pool| p.frontends().iter().filter(|f| f.users > 0).count();

@@ -3,6 +3,8 @@
 //! continuous, TEMI keeps increasing, TDT and TOT carry the current time, the SDT names every
 //! service and its provider, and table versions stay put.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -11,13 +13,6 @@ use gstdvb2ip::proto::psi::{Section, SectionAssembler};
 use gstdvb2ip::proto::temi::{parse_af_descriptors, TemiDescriptor};
 use gstdvb2ip::proto::ts::{PacketView, PesHeader};
 use gstdvb2ip::tuners;
-
-fn init() {
-    gst::init().unwrap();
-    gstdvb2ip::plugin_register_static().expect("register plugin");
-    tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
-    tuners::prepare_content().expect("content");
-}
 
 #[derive(Default)]
 struct Receiver {
@@ -180,7 +175,7 @@ impl Receiver {
 
 #[test]
 fn emulated_broadcast_loops_seamlessly_across_two_loop_points() {
-    init();
+    common::init_emulated();
     let p = gst::parse::launch(
         "dvbtunersrc delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 stream-id=0 ! appsink name=sink sync=false max-buffers=100000",
     )

@@ -2,12 +2,13 @@
 //! description, and a nick and blurb on every property it declares (the doc-cache generator is
 //! not packaged in Debian 12, so this test takes its place).
 
+mod common;
+
 use gst::prelude::*;
 
 #[test]
 fn every_element_and_property_is_documented() {
-    gst::init().unwrap();
-    gstdvb2ip::plugin_register_static().unwrap();
+    common::init();
     let registry = gst::Registry::get();
     let features = registry.features_by_plugin("dvb2ip");
     let factories: Vec<gst::ElementFactory> = features

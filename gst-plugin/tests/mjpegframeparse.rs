@@ -3,6 +3,8 @@
 //! from the gst-launch-1.0 command line, through RTP JPEG (rtpjpegpay ! rtpjpegdepay), and
 //! damaged (bad digits, length 0, non-JPEG data, truncated last frame) giving bus errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -15,24 +17,6 @@ const HEIGHT: i32 = 120;
 const FRAMES: usize = 12;
 /// Bound on every wait (a loaded machine is slower; it does not see less).
 const WAIT: Duration = Duration::from_secs(60);
-
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstdvb2ip::plugin_register_static().expect("register plugin");
-    });
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "dvb2ip-mjpegframeparse-{tag}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// `n` baseline 4:2:0 JPEGs of a moving ball, as GStreamer's jpegenc makes them.
 fn jpegs(n: usize) -> Vec<Vec<u8>> {
@@ -137,7 +121,7 @@ fn caps_size(s: &gst::Sample) -> (i32, i32) {
 
 #[test]
 fn pushed_chunks_become_timestamped_key_frames_with_exact_bytes() {
-    init();
+    common::init();
     let frames = jpegs(FRAMES);
     let stream = mjpeg(&frames);
     // The property is read at start, so it is given at parse time.
@@ -182,8 +166,8 @@ fn pushed_chunks_become_timestamped_key_frames_with_exact_bytes() {
 
 #[test]
 fn filesrc_jpegdec_decodes_every_frame_at_its_time_and_reports_the_duration() {
-    init();
-    let dir = temp_dir("decode");
+    common::init();
+    let dir = common::temp_dir("mjpegframeparse", "decode");
     let file = write(&dir, "movie.mjpeg", &mjpeg(&jpegs(FRAMES)));
     let (pipeline, sink) = pipeline_with_sink(&format!(
         "filesrc location={} ! mjpegframeparse ! jpegdec ! appsink name=sink sync=false",
@@ -213,8 +197,8 @@ fn filesrc_jpegdec_decodes_every_frame_at_its_time_and_reports_the_duration() {
 /// format's 99 999-byte limit) come out whole.
 #[test]
 fn frames_larger_than_a_pull_block_come_out_whole() {
-    init();
-    let dir = temp_dir("large");
+    common::init();
+    let dir = common::temp_dir("mjpegframeparse", "large");
     let frames = jpegs_of(4, "snow", 352, 288, 93);
     assert!(
         frames.iter().all(|f| f.len() > 65_536 && f.len() <= 99_999),
@@ -266,8 +250,8 @@ fn frames_after_seek(
 
 #[test]
 fn seek_in_time_restarts_at_the_frame_shown_at_that_time() {
-    init();
-    let dir = temp_dir("seek");
+    common::init();
+    let dir = common::temp_dir("mjpegframeparse", "seek");
     let frames = jpegs(FRAMES);
     let file = write(&dir, "movie.mjpeg", &mjpeg(&frames));
     // 7 × 40 ms + 10 ms shows frame 7; so does 7 × 40 ms exactly; 450 ms shows frame 11.
@@ -302,8 +286,8 @@ fn seek_in_time_restarts_at_the_frame_shown_at_that_time() {
 
 #[test]
 fn rtp_jpeg_round_trip_decodes_every_frame() {
-    init();
-    let dir = temp_dir("rtp");
+    common::init();
+    let dir = common::temp_dir("mjpegframeparse", "rtp");
     let file = write(&dir, "movie.mjpeg", &mjpeg(&jpegs(FRAMES)));
     let (pipeline, sink) = pipeline_with_sink(&format!(
         "filesrc location={} ! mjpegframeparse ! rtpjpegpay ! application/x-rtp,payload=26 ! \
@@ -335,8 +319,8 @@ fn plugin_dir() -> PathBuf {
 /// movie.mjpeg, decodes every frame at 25 fps.
 #[test]
 fn gst_launch_runs_the_mjpeg_file_example_and_decodes_every_frame() {
-    init();
-    let dir = temp_dir("launch");
+    common::init();
+    let dir = common::temp_dir("mjpegframeparse", "launch");
     write(&dir, "movie.mjpeg", &mjpeg(&jpegs(FRAMES)));
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines/mjpeg-file.launch");
     let desc = std::fs::read_to_string(&example).unwrap();
@@ -411,8 +395,8 @@ fn first_error(
 
 #[test]
 fn damaged_files_give_a_format_error_naming_the_byte_offset() {
-    init();
-    let dir = temp_dir("damaged");
+    common::init();
+    let dir = common::temp_dir("mjpegframeparse", "damaged");
     let frames = jpegs(3);
     let good = mjpeg(&frames);
     let second = 5 + frames[0].len();

@@ -2,7 +2,9 @@
 //! 2^33, the emulated multiplexes across loop points, SPTS output checked with ffprobe, and
 //! damaged input.
 //!
-//! Tests that use the tuner pool run one at a time (SERIAL).
+//! Tests that use the default tuner pool take `common::default_pool()` and run one at a time.
+
+mod common;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -13,19 +15,7 @@ use gstdvb2ip::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, Time
 use gstdvb2ip::tuners;
 use serde_json::Value;
 
-static SERIAL: Mutex<()> = Mutex::new(());
-
 const CAPS: &str = "video/mpegts,systemstream=(boolean)true,packetsize=(int)188";
-
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstdvb2ip::plugin_register_static().expect("register plugin");
-        tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
-        tuners::prepare_content().expect("content");
-    });
-}
 
 use gstdvb2ip::proto::vectors::{load, media_dir};
 
@@ -70,7 +60,7 @@ fn run_harness_timed(
     props: &[(&str, &str)],
     pts_of: &dyn Fn(usize) -> gst::ClockTime,
 ) -> Run {
-    init();
+    common::init_emulated();
     let mut h = gst_check::Harness::new("tstimelineparse");
     let element = h.element().expect("element");
     for (k, v) in props {
@@ -720,8 +710,7 @@ fn check_live_temi(c: &Collected, s: &LiveService) {
 
 #[test]
 fn emulated_muxes_export_temi_across_loop_points() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init();
+    let _g = common::default_pool();
     // The four multiplexes at once, each on its own emulated frontend.
     let sources = [
         "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000",
@@ -923,7 +912,7 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 #[test]
 fn spts_from_vector_plays_in_ffprobe_with_one_program() {
-    init();
+    common::init_emulated();
     let dir = tmpdir("spts-file");
     let out = dir.join("p20.ts");
     let src = media_dir().join("temi_d_two_programs.ts");
@@ -972,8 +961,7 @@ fn spts_from_vector_plays_in_ffprobe_with_one_program() {
 
 #[test]
 fn spts_from_emulated_mux_plays_in_ffprobe() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    init();
+    let _g = common::default_pool();
     let dir = tmpdir("spts-live");
     let out = dir.join("sport.ts");
     run_to_file(
