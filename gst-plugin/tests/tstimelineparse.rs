@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstdvb2ip::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};
-use gstdvb2ip::tuners;
 use serde_json::Value;
 
 const CAPS: &str = "video/mpegts,systemstream=(boolean)true,packetsize=(int)188";
