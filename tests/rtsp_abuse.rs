@@ -60,7 +60,12 @@ fn no_criticals() {
 /// A UDP socket for RTP on 127.0.0.1 (an even port and the next one for RTCP are not needed:
 /// the test only reads RTP) and its `client_port` text.
 fn rtp_socket() -> (UdpSocket, String) {
-    let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("udp");
+    rtp_socket_on(Ipv4Addr::LOCALHOST)
+}
+
+/// [`rtp_socket`] on `addr`: the server sends RTP to the address of the RTSP connection.
+fn rtp_socket_on(addr: Ipv4Addr) -> (UdpSocket, String) {
+    let s = UdpSocket::bind((addr, 0)).expect("udp");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let p = s.local_addr().unwrap().port();
@@ -84,7 +89,7 @@ fn expect_rtp(s: &UdpSocket, what: &str) {
 /// A normal SAT>IP client from `from`: SETUP a new stream, PLAY, RTP arrives, TEARDOWN.
 fn normal_client_from(from: Ipv4Addr, port: u16) {
     let mut c = Rtsp::connect_from(from, port);
-    let (udp, transport) = rtp_socket();
+    let (udp, transport) = rtp_socket_on(from);
     let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
     assert_eq!(r.status, 200, "normal SETUP: {}", r.head);
     let (session, id) = (r.session(), r.stream_id());
@@ -191,5 +196,128 @@ fn http_on_the_rtsp_port_is_answered_and_closed() {
     s.read_to_end(&mut got).expect("answer, then end of stream");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
+    normal_client(port);
+}
+
+/// The second loopback address the "other client" of the session tests connects from.
+const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Sessions belong to the address that created them (issue 16 item 7): another address
+/// holding the id gets 454 for PLAY with a PID change, a retuning SETUP, TEARDOWN and OPTIONS,
+/// and the owner's stream and session go on untouched.
+#[test]
+fn another_address_cannot_use_a_session() {
+    let port = *PORT;
+    let mut owner = Rtsp::connect(port);
+    let (udp, transport) = rtp_socket();
+    let r = owner.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    expect_rtp(&udp, "owner before");
+
+    let mut other = Rtsp::connect_from(OTHER, port);
+    let s = [("Session", session.as_str())];
+    let r = other.req("PLAY", &format!("stream={id}?pids=0"), &s);
+    assert_eq!(r.status, 454, "PLAY with PIDs: {}", r.head);
+    let (_u, t) = rtp_socket();
+    let r = other.req(
+        "SETUP",
+        &format!("stream={id}?freq=474&msys=dvbt2&bw=8&plp=0&pids=0"),
+        &[("Session", session.as_str()), ("Transport", &t)],
+    );
+    assert_eq!(r.status, 454, "retuning SETUP: {}", r.head);
+    let r = other.req("TEARDOWN", &format!("stream={id}"), &s);
+    assert_eq!(r.status, 454, "TEARDOWN: {}", r.head);
+    let r = other.req("TEARDOWN", "", &s);
+    assert_eq!(r.status, 454, "TEARDOWN on the root: {}", r.head);
+    let r = other.req("OPTIONS", "", &s);
+    assert_eq!(r.status, 454, "OPTIONS: {}", r.head);
+
+    // The owner's session and stream are as they were: same PIDs (the SDP still lists the
+    // owner's), same transponder, still playing, still its own.
+    let r = owner.req("DESCRIBE", &format!("stream={id}"), &[]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        r.body.contains("506.00") && r.body.contains("pids=0,16,17,18,256,257,258"),
+        "{}",
+        r.body
+    );
+    expect_rtp(&udp, "owner after");
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    // A new connection of the owner's address still reaches its session (UDP sessions outlive
+    // their connection).
+    let mut again = Rtsp::connect(port);
+    let r = again.req("OPTIONS", "", &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let r = again.req(
+        "TEARDOWN",
+        &format!("stream={id}"),
+        &[("Session", &session)],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    no_criticals();
+    normal_client_from(OTHER, port);
+}
+
+/// Joiners keep their rules: another address joins the stream with a session of its own and
+/// may end that session; TEARDOWN naming another client's stream answers 404 and leaves the
+/// caller's own session running.
+#[test]
+fn joiners_keep_their_rules_and_teardown_names_the_own_stream() {
+    let port = *PORT;
+    let mut owner = Rtsp::connect(port);
+    let (udp, transport) = rtp_socket();
+    let r = owner.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+
+    // A joiner from another address.
+    let mut joiner = Rtsp::connect_from(OTHER, port);
+    let (judp, jt) = rtp_socket_on(OTHER);
+    let r = joiner.req("SETUP", &format!("stream={id}"), &[("Transport", &jt)]);
+    assert_eq!(r.status, 200, "join: {}", r.head);
+    let js = r.session();
+    assert_ne!(js, session);
+    let r = joiner.req("PLAY", &format!("stream={id}"), &[("Session", &js)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    expect_rtp(&judp, "joiner");
+    // Only the owner modifies the stream (§3.2).
+    let r = joiner.req("PLAY", &format!("stream={id}?pids=0"), &[("Session", &js)]);
+    assert_eq!(r.status, 403, "{}", r.head);
+
+    // Another stream of the other address; the owner names it in a TEARDOWN with its own
+    // session: 404, and its own session goes on.
+    let (_u2, t2) = rtp_socket_on(OTHER);
+    let mut third = Rtsp::connect_from(OTHER, port);
+    let r = third.req("SETUP", &format!("?{NEWS}"), &[("Transport", &t2)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (s2, id2) = (r.session(), r.stream_id());
+    assert_ne!(id2, id);
+    let r = owner.req(
+        "TEARDOWN",
+        &format!("stream={id2}"),
+        &[("Session", &session)],
+    );
+    assert_eq!(r.status, 404, "{}", r.head);
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "owner's session survives: {}", r.head);
+    expect_rtp(&udp, "owner after the foreign TEARDOWN");
+    let r = third.req("PLAY", &format!("stream={id2}"), &[("Session", &s2)]);
+    assert_eq!(r.status, 200, "the other stream survives: {}", r.head);
+
+    // The joiner ends its own session; the owner's stream goes on.
+    let r = joiner.req("TEARDOWN", &format!("stream={id}"), &[("Session", &js)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    expect_rtp(&udp, "owner after the joiner left");
+    for (c, s, n) in [(&mut owner, &session, id), (&mut third, &s2, id2)] {
+        let r = c.req("TEARDOWN", &format!("stream={n}"), &[("Session", s)]);
+        assert_eq!(r.status, 200, "{}", r.head);
+    }
+    no_criticals();
     normal_client(port);
 }

@@ -132,6 +132,19 @@ fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<St
     }
 }
 
+/// Key of the address of the client that created a session (a `String` on the session).
+const SESSION_OWNER_KEY: &str = "dvb2ip-session-owner";
+
+/// The address of the client that created `session`.
+fn session_owner(session: &RTSPSession) -> Option<String> {
+    // SAFETY: SESSION_OWNER_KEY only ever holds a String.
+    unsafe {
+        session
+            .data::<String>(SESSION_OWNER_KEY)
+            .map(|p| p.as_ref().clone())
+    }
+}
+
 /// The media a session plays on the SAT>IP mount.
 fn session_media(session: &RTSPSession) -> Option<RTSPMedia> {
     let (sm, _) = session.media(SATIP_MOUNT);
@@ -388,6 +401,29 @@ mod imp {
             connection_ip(self.obj().upcast_ref(), true)
                 .or_else(|| uri.map(uri_host))
                 .unwrap_or_else(|| "0.0.0.0".into())
+        }
+
+        /// A 454 when the request names a session another address created (issue 16 item 7).
+        ///
+        /// A session belongs to the address of the client that created it, not to its
+        /// connection: a UDP session outlives its RTSP connection (checklist 67) and its client
+        /// comes back on a new one. Another address holding the id gets 454 Session Not Found
+        /// (the digest's answer for an invalid session, §3.8) for every request, so the id
+        /// alone neither modifies, retunes, refreshes nor ends the session. Joiners are
+        /// unaffected: a SETUP on `/stream=N` without `Session` makes a session of their own.
+        fn foreign_session(&self) -> Option<Answer> {
+            let session = RTSPContext::with_current_context(|c| c.session().cloned()).flatten()?;
+            let owner = session_owner(&session)?;
+            let caller = connection_ip(self.obj().upcast_ref(), false)?;
+            (caller != owner).then(|| {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{caller} named session {} of {owner}: 454",
+                    session.sessionid().unwrap_or_default()
+                );
+                Answer::plain(454, "Session Not Found")
+            })
         }
 
         /// Remembers `answer` for the current request; returns the status for the vfunc.
@@ -861,6 +897,10 @@ mod imp {
     impl RTSPClientImpl for SatipClient {
         fn make_path_from_uri(&self, url: &gst_rtsp::RTSPUrl) -> Option<glib::GString> {
             let uri = url.request_uri();
+            if let Some(a) = self.foreign_session() {
+                self.refuse(a);
+                return Some(REFUSED_PATH.into());
+            }
             let t = match route(&uri) {
                 Route::Other => return self.parent_make_path_from_uri(url),
                 Route::Satip(Err(e)) => {
@@ -902,6 +942,16 @@ mod imp {
             };
             let refused = match refused {
                 None if method == METHOD_SETUP => self.check_setup_transport(&t, has_session),
+                // TEARDOWN of another stream than the session's: 404 (§3.3, [TVH]), and the
+                // caller's own session goes on (issue 16 item 7).
+                None if method == METHOD_TEARDOWN && has_session => t.stream.and_then(|n| {
+                    let session =
+                        RTSPContext::with_current_context(|c| c.session().cloned()).flatten()?;
+                    let streams = &self.core().streams;
+                    let key = session_key(streams, &session)?;
+                    let own = streams.lock().unwrap().entries.get(&key)?.stream_id;
+                    (own != n).then(|| Answer::plain(404, "Not Found"))
+                }),
                 r => r,
             };
             let unicast = || {
@@ -955,6 +1005,10 @@ mod imp {
         }
 
         fn new_session(&self, session: &RTSPSession) {
+            if let Some(ip) = connection_ip(self.obj().upcast_ref(), false) {
+                // SAFETY: SESSION_OWNER_KEY only ever holds a String.
+                unsafe { session.set_data(SESSION_OWNER_KEY, ip) };
+            }
             let t = self.session_timeout.load(Ordering::Relaxed);
             session.set_timeout(t);
             session.set_timeout_always_visible(true);
@@ -987,6 +1041,11 @@ mod imp {
         }
 
         fn pre_options_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            if let Some(a) = self.foreign_session() {
+                // Answered 200 by gst-rtsp-server, replaced in `send-message` (see below).
+                self.refuse(a);
+                return RTSPStatusCode::Ok;
+            }
             if let Some(Route::Satip(Err(e))) = request_of(ctx)
                 .and_then(|r| r.request_line())
                 .map(|(_, u)| route(&u))
