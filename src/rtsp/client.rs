@@ -30,7 +30,8 @@ use gstdvb2ip::proto::satip::{
 
 use super::direct::{dest_of, SatipStream, UNICAST_MOUNT};
 use super::message::{
-    Msg, METHOD_DESCRIBE, METHOD_OPTIONS, METHOD_PLAY, METHOD_SETUP, METHOD_TEARDOWN,
+    Msg, METHOD_ANNOUNCE, METHOD_DESCRIBE, METHOD_INVALID, METHOD_OPTIONS, METHOD_PLAY,
+    METHOD_RECORD, METHOD_SETUP, METHOD_TEARDOWN,
 };
 use super::routing::{base_url, route, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT};
 use super::sdp::{blocks, sdp_in};
@@ -89,7 +90,7 @@ fn request_of(ctx: &RTSPContext) -> Option<Msg> {
 }
 
 /// Method, URI and CSeq of the request being handled.
-fn current_request() -> Option<(u32, String, Option<String>)> {
+pub(super) fn current_request() -> Option<(u32, String, Option<String>)> {
     RTSPContext::with_current_context(|ctx| {
         let req = request_of(ctx)?;
         let (m, uri) = req.request_line()?;
@@ -100,6 +101,48 @@ fn current_request() -> Option<(u32, String, Option<String>)> {
 
 fn current_has_session() -> bool {
     RTSPContext::with_current_context(|ctx| ctx.session().is_some()).unwrap_or(false)
+}
+
+/// The address of the connection of `client`: the peer's (`local == false`) or the server's
+/// own end (`local == true`), as text without port.
+fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<String> {
+    let c: *mut gst_rtsp_server::ffi::GstRTSPClient = client.to_glib_none().0;
+    // SAFETY: a valid client; the connection (when set) lives as long as the client, and the
+    // strings and socket it hands out are borrowed for these calls only.
+    unsafe {
+        let conn = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(c);
+        if conn.is_null() {
+            return None;
+        }
+        if !local {
+            let ip = gst_rtsp::ffi::gst_rtsp_connection_get_ip(conn);
+            return (!ip.is_null())
+                .then(|| std::ffi::CStr::from_ptr(ip).to_string_lossy().into_owned());
+        }
+        let sock = gst_rtsp::ffi::gst_rtsp_connection_get_read_socket(conn);
+        if sock.is_null() {
+            return None;
+        }
+        let sock: gst_rtsp_server::gio::Socket = from_glib_none(sock);
+        let addr = sock.local_address().ok()?;
+        let addr = addr
+            .downcast::<gst_rtsp_server::gio::InetSocketAddress>()
+            .ok()?;
+        Some(addr.address().to_str().to_string())
+    }
+}
+
+/// Key of the address of the client that created a session (a `String` on the session).
+const SESSION_OWNER_KEY: &str = "dvb2ip-session-owner";
+
+/// The address of the client that created `session`.
+fn session_owner(session: &RTSPSession) -> Option<String> {
+    // SAFETY: SESSION_OWNER_KEY only ever holds a String.
+    unsafe {
+        session
+            .data::<String>(SESSION_OWNER_KEY)
+            .map(|p| p.as_ref().clone())
+    }
 }
 
 /// The media a session plays on the SAT>IP mount.
@@ -278,6 +321,54 @@ mod imp {
         const NAME: &'static str = "Dvb2IpSatipClient";
         type Type = super::SatipClient;
         type ParentType = gst_rtsp_server::RTSPClient;
+
+        fn class_init(klass: &mut Self::Class) {
+            // The bindings do not expose this vfunc; gst-rtsp-server's default is none.
+            let k = klass as *mut Self::Class as *mut gst_rtsp_server::ffi::GstRTSPClientClass;
+            // SAFETY: the class struct of a GstRTSPClient subclass starts with
+            // GstRTSPClientClass; this runs once, while the class is initialized.
+            unsafe { (*k).tunnel_http_response = Some(tunnel_http_response) };
+        }
+    }
+
+    /// Time the answer to an HTTP request on the RTSP port has to leave before the connection
+    /// closes: gst-rtsp-server queues it on the connection's watch, whose backlog this
+    /// subclass cannot see.
+    const HTTP_CLOSE_DELAY_MS: u64 = 500;
+
+    /// HTTP on the RTSP port that is not an RTSP-over-HTTP tunnel (gst-rtsp-server answers
+    /// 503 and then keeps reading): the connection closes once that answer is out (issue 16
+    /// item 8). The close runs from a timeout of the client's own context.
+    unsafe extern "C" fn tunnel_http_response(
+        client: *mut gst_rtsp_server::ffi::GstRTSPClient,
+        _request: *mut gst_rtsp::ffi::GstRTSPMessage,
+        response: *mut gst_rtsp::ffi::GstRTSPMessage,
+    ) {
+        // SAFETY: gst-rtsp-server hands a valid client and response for this call.
+        let status = unsafe { Msg::from_ptr(response) }.and_then(|m| m.status());
+        if status == Some(200) {
+            return;
+        }
+        // SAFETY: a valid client pointer of this subclass.
+        let client: gst_rtsp_server::RTSPClient = unsafe { from_glib_none(client) };
+        gst::debug!(
+            CAT,
+            obj = client,
+            "HTTP request on the RTSP port: {status:?}, closing"
+        );
+        let weak = client.downgrade();
+        let source = glib::timeout_source_new(
+            std::time::Duration::from_millis(HTTP_CLOSE_DELAY_MS),
+            Some("dvb2ip-close-http"),
+            glib::Priority::LOW,
+            move || {
+                if let Some(c) = weak.upgrade() {
+                    c.close();
+                }
+                glib::ControlFlow::Break
+            },
+        );
+        source.attach(Some(&glib::MainContext::ref_thread_default()));
     }
 
     impl ObjectImpl for SatipClient {
@@ -302,6 +393,37 @@ mod imp {
     impl SatipClient {
         fn core(&self) -> &Arc<Core> {
             self.core.get().expect("set by SatipClient::new")
+        }
+
+        /// The address of the SDP origin: the server's end of the connection, else the host of
+        /// the request URI (never a client's `user:pass@` text, issue 16 item 8).
+        fn sdp_host(&self, uri: Option<&str>) -> String {
+            connection_ip(self.obj().upcast_ref(), true)
+                .or_else(|| uri.map(uri_host))
+                .unwrap_or_else(|| "0.0.0.0".into())
+        }
+
+        /// A 454 when the request names a session another address created (issue 16 item 7).
+        ///
+        /// A session belongs to the address of the client that created it, not to its
+        /// connection: a UDP session outlives its RTSP connection (checklist 67) and its client
+        /// comes back on a new one. Another address holding the id gets 454 Session Not Found
+        /// (the digest's answer for an invalid session, §3.8) for every request, so the id
+        /// alone neither modifies, retunes, refreshes nor ends the session. Joiners are
+        /// unaffected: a SETUP on `/stream=N` without `Session` makes a session of their own.
+        fn foreign_session(&self) -> Option<Answer> {
+            let session = RTSPContext::with_current_context(|c| c.session().cloned()).flatten()?;
+            let owner = session_owner(&session)?;
+            let caller = connection_ip(self.obj().upcast_ref(), false)?;
+            (caller != owner).then(|| {
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "{caller} named session {} of {owner}: 454",
+                    session.sessionid().unwrap_or_default()
+                );
+                Answer::plain(454, "Session Not Found")
+            })
         }
 
         /// Remembers `answer` for the current request; returns the status for the vfunc.
@@ -362,6 +484,15 @@ mod imp {
                     return Some(Answer::plain(u32::from(e.status()), e.reason_phrase()));
                 }
             };
+            if spec.delivery == Delivery::Unicast
+                && spec
+                    .client_port
+                    .is_some_and(|(rtp, rtcp)| rtp == 0 || rtcp == 0)
+            {
+                // Port 0 is no destination: nothing could be sent (issue 16 item 8).
+                gst::debug!(CAT, imp = self, "Transport {raw:?}: client port 0");
+                return Some(Answer::plain(461, "Unsupported Transport"));
+            }
             if !has_session {
                 if let Some(pool) = self.obj().session_pool() {
                     let max = pool.max_sessions();
@@ -483,6 +614,17 @@ mod imp {
             };
             // SAFETY: the request outlives the response being sent.
             let request = unsafe { Msg::from_ptr(request_ptr) };
+            // A method gst-rtsp-server does not know (it answers 400), or ANNOUNCE/RECORD on a
+            // SAT>IP URL (it answers 400 or 454 on its own checks): 501 with `Public` (§3.3).
+            let satip = matches!(route(&uri), Route::Satip(_));
+            if method == METHOD_INVALID
+                || (satip && matches!(method, METHOD_ANNOUNCE | METHOD_RECORD))
+            {
+                self.pending.lock().unwrap().take();
+                msg.reset_response(501, "Not Implemented", request.as_ref());
+                msg.set_header("Public", PUBLIC);
+                return;
+            }
             // A unicast stream created for this SETUP: kept only if the SETUP succeeds.
             let new_stream = if method == METHOD_SETUP {
                 match self.pending_stream.lock().unwrap().take() {
@@ -755,6 +897,10 @@ mod imp {
     impl RTSPClientImpl for SatipClient {
         fn make_path_from_uri(&self, url: &gst_rtsp::RTSPUrl) -> Option<glib::GString> {
             let uri = url.request_uri();
+            if let Some(a) = self.foreign_session() {
+                self.refuse(a);
+                return Some(REFUSED_PATH.into());
+            }
             let t = match route(&uri) {
                 Route::Other => return self.parent_make_path_from_uri(url),
                 Route::Satip(Err(e)) => {
@@ -770,6 +916,12 @@ mod imp {
                 }
             }
             let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
+            if matches!(method, METHOD_ANNOUNCE | METHOD_RECORD) {
+                // Never reaches the SAT>IP factory (gst-rtsp-server's record path logs
+                // CRITICALs on it); `on_send` answers 501.
+                self.refuse(Answer::plain(501, "Not Implemented"));
+                return Some(REFUSED_PATH.into());
+            }
             let has_session = current_has_session();
             let refused = match (method, t.stream) {
                 (METHOD_SETUP, None) if !t.has_query && !has_session => {
@@ -790,6 +942,16 @@ mod imp {
             };
             let refused = match refused {
                 None if method == METHOD_SETUP => self.check_setup_transport(&t, has_session),
+                // TEARDOWN of another stream than the session's: 404 (§3.3, [TVH]), and the
+                // caller's own session goes on (issue 16 item 7).
+                None if method == METHOD_TEARDOWN && has_session => t.stream.and_then(|n| {
+                    let session =
+                        RTSPContext::with_current_context(|c| c.session().cloned()).flatten()?;
+                    let streams = &self.core().streams;
+                    let key = session_key(streams, &session)?;
+                    let own = streams.lock().unwrap().entries.get(&key)?.stream_id;
+                    (own != n).then(|| Answer::plain(404, "Not Found"))
+                }),
                 r => r,
             };
             let unicast = || {
@@ -843,6 +1005,10 @@ mod imp {
         }
 
         fn new_session(&self, session: &RTSPSession) {
+            if let Some(ip) = connection_ip(self.obj().upcast_ref(), false) {
+                // SAFETY: SESSION_OWNER_KEY only ever holds a String.
+                unsafe { session.set_data(SESSION_OWNER_KEY, ip) };
+            }
             let t = self.session_timeout.load(Ordering::Relaxed);
             session.set_timeout(t);
             session.set_timeout_always_visible(true);
@@ -869,14 +1035,17 @@ mod imp {
                     }
                 }
             };
-            let host = current_request()
-                .map(|(_, u, _)| uri_host(&u))
-                .unwrap_or_else(|| "0.0.0.0".into());
+            let host = self.sdp_host(current_request().map(|(_, u, _)| u).as_deref());
             let text = sdp_in(&self.core().pool, &host, &[block]);
             gst_rtsp_server::gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).ok()
         }
 
         fn pre_options_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
+            if let Some(a) = self.foreign_session() {
+                // Answered 200 by gst-rtsp-server, replaced in `send-message` (see below).
+                self.refuse(a);
+                return RTSPStatusCode::Ok;
+            }
             if let Some(Route::Satip(Err(e))) = request_of(ctx)
                 .and_then(|r| r.request_line())
                 .map(|(_, u)| route(&u))
@@ -921,7 +1090,7 @@ mod imp {
             if b.is_empty() {
                 return self.refuse(Answer::plain(404, "Not Found"));
             }
-            let body = sdp_in(&self.core().pool, &uri_host(&uri), &b);
+            let body = sdp_in(&self.core().pool, &self.sdp_host(Some(&uri)), &b);
             self.refuse(Answer {
                 status: 200,
                 reason: "OK".into(),

@@ -26,6 +26,20 @@ mod imp {
         fn make_path(&self, url: &gst_rtsp_server::gst_rtsp::RTSPUrl) -> Option<glib::GString> {
             match route(&url.request_uri()) {
                 Route::Other => self.parent_make_path(url),
+                // gst-rtsp-server looks the media of an ANNOUNCE up here, not through the
+                // client's path: SAT>IP has no recording, so none is found (no factory builds
+                // a media it cannot make) and the client answers 501.
+                Route::Satip(Ok(_))
+                    if crate::rtsp::client::current_request().is_some_and(|(m, _, _)| {
+                        matches!(
+                            m,
+                            crate::rtsp::message::METHOD_ANNOUNCE
+                                | crate::rtsp::message::METHOD_RECORD
+                        )
+                    }) =>
+                {
+                    Some(REFUSED_PATH.into())
+                }
                 Route::Satip(Ok(_)) => Some(SATIP_MOUNT.into()),
                 Route::Satip(Err(_)) => Some(REFUSED_PATH.into()),
             }

@@ -36,12 +36,13 @@ pub fn uri_path(uri: &str) -> &str {
     rest.split('?').next().unwrap_or("")
 }
 
-/// `rtsp://host:port/` of a request URI (the SAT>IP Content-Base).
+/// `rtsp://host:port/` of a request URI (the SAT>IP Content-Base), without any `user:pass@`.
 pub fn base_url(uri: &str) -> String {
     match uri.find("://") {
         Some(i) => {
             let after = &uri[i + 3..];
-            let host = after.split(['/', '?']).next().unwrap_or("");
+            let authority = after.split(['/', '?']).next().unwrap_or("");
+            let host = authority.rsplit('@').next().unwrap_or("");
             format!("{}://{host}/", &uri[..i])
         }
         None => "rtsp://127.0.0.1/".to_string(),
@@ -82,6 +83,8 @@ mod tests {
         assert_eq!(base_url(u), "rtsp://127.0.0.1:8554/");
         assert_eq!(uri_host(u), "127.0.0.1");
         assert_eq!(uri_host("rtsp://[::1]:554/"), "::1");
+        assert_eq!(uri_host("rtsp://u:p@10.0.0.5:554/?src=1"), "10.0.0.5");
+        assert_eq!(base_url("rtsp://u:p@10.0.0.5:554/"), "rtsp://10.0.0.5:554/");
         assert_eq!(uri_path("rtsp://h:1?src=1"), "");
         assert!(matches!(route("rtsp://h/ch/news"), Route::Other));
         assert!(matches!(

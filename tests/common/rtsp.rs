@@ -35,6 +35,26 @@ impl Rtsp {
         Rtsp::try_connect((Ipv4Addr::LOCALHOST, port).into()).expect("connect")
     }
 
+    /// Connects to 127.0.0.1:`port` from the local address `from` (any of 127.0.0.0/8 on
+    /// `lo`), so that one test can play several clients of different addresses.
+    pub fn connect_from(from: Ipv4Addr, port: u16) -> Rtsp {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        s.bind(&SocketAddr::from((from, 0)).into())
+            .expect("bind the client's address");
+        s.connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, port)).into(),
+            TIMEOUT,
+        )
+        .expect("connect");
+        let s: std::net::TcpStream = s.into();
+        s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        s.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+        Rtsp {
+            c: Client::from_stream(s).expect("client"),
+        }
+    }
+
     /// Connects to `addr` from the calling thread's network namespace.
     pub fn try_connect(addr: SocketAddr) -> std::io::Result<Rtsp> {
         Ok(Rtsp {

@@ -1,0 +1,323 @@
+//! The RTSP front end against careless and hostile clients (issue 16): each test replays one
+//! abuse with the raw client, checks the answer, and then checks that the server still serves
+//! a normal client (SETUP, PLAY, RTP arriving, TEARDOWN).
+//!
+//! One server for the whole file (a `Core` with its own tuner pool); the tests share its
+//! emulated frontends, all on the same transponder. A GLib log handler counts CRITICALs: no
+//! abuse may make gst-rtsp-server log one.
+
+mod common;
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::rtsp::Rtsp;
+use dvb2ip::config::Config;
+use dvb2ip::core::Core;
+use dvb2ip::serve;
+use gst::glib;
+use once_cell::sync::Lazy;
+
+/// DVB-T 506 MHz mux ("dvb2ip News").
+const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258";
+
+/// GLib CRITICAL (and ERROR) messages logged since the server started.
+static CRITICALS: AtomicUsize = AtomicUsize::new(0);
+
+/// The shared server's RTSP port.
+static PORT: Lazy<u16> = Lazy::new(|| {
+    serve::init(&Config::embedded()).expect("init");
+    glib::log_set_default_handler(|domain, level, msg| {
+        if matches!(level, glib::LogLevel::Critical | glib::LogLevel::Error) {
+            CRITICALS.fetch_add(1, Ordering::SeqCst);
+        }
+        eprintln!("{}: {level:?}: {msg}", domain.unwrap_or("?"));
+    });
+    std::thread::spawn(|| glib::MainLoop::new(None, false).run());
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.session_timeout = 60;
+    let core = Core::with_own_pool(cfg).expect("core with its own pool");
+    let server = serve::start_with(
+        core,
+        &serve::ServeOptions {
+            rtsp_port: Some(0),
+            bind: None,
+        },
+    )
+    .expect("server starts");
+    let port = server.rtsp_port;
+    // Lives for the whole test process.
+    std::mem::forget(server);
+    port
+});
+
+fn no_criticals() {
+    assert_eq!(CRITICALS.load(Ordering::SeqCst), 0, "GLib CRITICALs logged");
+}
+
+/// A UDP socket for RTP on 127.0.0.1 (an even port and the next one for RTCP are not needed:
+/// the test only reads RTP) and its `client_port` text.
+fn rtp_socket() -> (UdpSocket, String) {
+    rtp_socket_on(Ipv4Addr::LOCALHOST)
+}
+
+/// [`rtp_socket`] on `addr`: the server sends RTP to the address of the RTSP connection.
+fn rtp_socket_on(addr: Ipv4Addr) -> (UdpSocket, String) {
+    let s = UdpSocket::bind((addr, 0)).expect("udp");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let p = s.local_addr().unwrap().port();
+    (s, format!("RTP/AVP;unicast;client_port={p}-{}", p + 1))
+}
+
+/// Waits (bounded by the socket's timeout) for one RTP/MP2T packet on `s`.
+fn expect_rtp(s: &UdpSocket, what: &str) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = s
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{what}: no RTP: {e}"));
+        // RTP version 2, payload type 33 (MP2T).
+        if n > 12 && buf[0] >> 6 == 2 && buf[1] & 0x7f == 33 {
+            return;
+        }
+    }
+}
+
+/// A normal SAT>IP client from `from`: SETUP a new stream, PLAY, RTP arrives, TEARDOWN.
+fn normal_client_from(from: Ipv4Addr, port: u16) {
+    let mut c = Rtsp::connect_from(from, port);
+    let (udp, transport) = rtp_socket_on(from);
+    let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+    assert_eq!(r.status, 200, "normal SETUP: {}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    let r = c.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "normal PLAY: {}", r.head);
+    expect_rtp(&udp, "normal client");
+    let r = c.req(
+        "TEARDOWN",
+        &format!("stream={id}"),
+        &[("Session", &session)],
+    );
+    assert_eq!(r.status, 200, "normal TEARDOWN: {}", r.head);
+}
+
+fn normal_client(port: u16) {
+    normal_client_from(Ipv4Addr::LOCALHOST, port);
+}
+
+/// Methods SAT>IP does not have (§3.3): an unknown one, ANNOUNCE (with an SDP body, the path
+/// that made gst-rtsp-server log CRITICALs) and RECORD on `/` and `/stream=N` get 501 with
+/// `Public`, nothing is logged as CRITICAL, and the connection goes on.
+#[test]
+fn unknown_and_recording_methods_get_501() {
+    let port = *PORT;
+    let mut c = Rtsp::connect(port);
+    let r = c.req("FOO", "", &[]);
+    assert_eq!(r.status, 501, "{}", r.head);
+    assert_eq!(
+        r.header("Public"),
+        Some("OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN")
+    );
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 33\r\n";
+    for rest in ["", "stream=1"] {
+        let url = c.url(rest);
+        c.cseq += 1;
+        let r = c.raw(&format!(
+            "ANNOUNCE {url} RTSP/1.0\r\nCSeq: {}\r\nContent-Type: application/sdp\r\n\
+             Content-Length: {}\r\n\r\n{sdp}",
+            c.cseq,
+            sdp.len()
+        ));
+        assert_eq!(r.status, 501, "ANNOUNCE {url}: {}", r.head);
+        assert!(r.header("Public").is_some(), "{}", r.head);
+        let r = c.req("ANNOUNCE", rest, &[]);
+        assert_eq!(r.status, 501, "ANNOUNCE {url} without body: {}", r.head);
+        let r = c.req("RECORD", rest, &[]);
+        assert_eq!(r.status, 501, "RECORD {url}: {}", r.head);
+    }
+    let r = c.req("OPTIONS", "", &[]);
+    assert_eq!(r.status, 200, "the connection still answers: {}", r.head);
+    no_criticals();
+    normal_client(port);
+}
+
+/// `client_port=0` names no destination: 461 Unsupported Transport, no session.
+#[test]
+fn client_port_zero_is_461() {
+    let port = *PORT;
+    let mut c = Rtsp::connect(port);
+    for t in [
+        "RTP/AVP;unicast;client_port=0-1",
+        "RTP/AVP;unicast;client_port=5000-0",
+    ] {
+        let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", t)]);
+        assert_eq!(r.status, 461, "{t}: {}", r.head);
+        assert!(r.header("Session").is_none(), "{}", r.head);
+    }
+    normal_client(port);
+}
+
+/// A DESCRIBE whose URL carries `user:pass@`: the SDP origin names the server's address and
+/// `Content-Base` carries no credentials.
+#[test]
+fn credentials_in_the_url_stay_out_of_the_sdp() {
+    let port = *PORT;
+    let mut c = Rtsp::connect(port);
+    c.cseq += 1;
+    let r = c.raw(&format!(
+        "DESCRIBE rtsp://u:p@127.0.0.1:{port}/?{NEWS} RTSP/1.0\r\nCSeq: {}\r\n\
+         Accept: application/sdp\r\n\r\n",
+        c.cseq
+    ));
+    assert_eq!(r.status, 200, "{}", r.head);
+    let origin = r.body.lines().find(|l| l.starts_with("o=")).expect("o=");
+    assert!(origin.ends_with(" IN IP4 127.0.0.1"), "{origin}");
+    assert_eq!(
+        r.header("Content-Base"),
+        Some(format!("rtsp://127.0.0.1:{port}/").as_str())
+    );
+    normal_client(port);
+}
+
+/// HTTP on the RTSP port (not an RTSP-over-HTTP tunnel): answered, then closed.
+#[test]
+fn http_on_the_rtsp_port_is_answered_and_closed() {
+    use std::io::{Read, Write};
+    let port = *PORT;
+    let mut s = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").expect("send");
+    let mut got = Vec::new();
+    // Reads until the server closes (an error here is the 30 s bound or a reset).
+    s.read_to_end(&mut got).expect("answer, then end of stream");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.0 503 "), "{text}");
+    normal_client(port);
+}
+
+/// The second loopback address the "other client" of the session tests connects from.
+const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// Sessions belong to the address that created them (issue 16 item 7): another address
+/// holding the id gets 454 for PLAY with a PID change, a retuning SETUP, TEARDOWN and OPTIONS,
+/// and the owner's stream and session go on untouched.
+#[test]
+fn another_address_cannot_use_a_session() {
+    let port = *PORT;
+    let mut owner = Rtsp::connect(port);
+    let (udp, transport) = rtp_socket();
+    let r = owner.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    expect_rtp(&udp, "owner before");
+
+    let mut other = Rtsp::connect_from(OTHER, port);
+    let s = [("Session", session.as_str())];
+    let r = other.req("PLAY", &format!("stream={id}?pids=0"), &s);
+    assert_eq!(r.status, 454, "PLAY with PIDs: {}", r.head);
+    let (_u, t) = rtp_socket();
+    let r = other.req(
+        "SETUP",
+        &format!("stream={id}?freq=474&msys=dvbt2&bw=8&plp=0&pids=0"),
+        &[("Session", session.as_str()), ("Transport", &t)],
+    );
+    assert_eq!(r.status, 454, "retuning SETUP: {}", r.head);
+    let r = other.req("TEARDOWN", &format!("stream={id}"), &s);
+    assert_eq!(r.status, 454, "TEARDOWN: {}", r.head);
+    let r = other.req("TEARDOWN", "", &s);
+    assert_eq!(r.status, 454, "TEARDOWN on the root: {}", r.head);
+    let r = other.req("OPTIONS", "", &s);
+    assert_eq!(r.status, 454, "OPTIONS: {}", r.head);
+
+    // The owner's session and stream are as they were: same PIDs (the SDP still lists the
+    // owner's), same transponder, still playing, still its own.
+    let r = owner.req("DESCRIBE", &format!("stream={id}"), &[]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(
+        r.body.contains("506.00") && r.body.contains("pids=0,16,17,18,256,257,258"),
+        "{}",
+        r.body
+    );
+    expect_rtp(&udp, "owner after");
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    // A new connection of the owner's address still reaches its session (UDP sessions outlive
+    // their connection).
+    let mut again = Rtsp::connect(port);
+    let r = again.req("OPTIONS", "", &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let r = again.req(
+        "TEARDOWN",
+        &format!("stream={id}"),
+        &[("Session", &session)],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    no_criticals();
+    normal_client_from(OTHER, port);
+}
+
+/// Joiners keep their rules: another address joins the stream with a session of its own and
+/// may end that session; TEARDOWN naming another client's stream answers 404 and leaves the
+/// caller's own session running.
+#[test]
+fn joiners_keep_their_rules_and_teardown_names_the_own_stream() {
+    let port = *PORT;
+    let mut owner = Rtsp::connect(port);
+    let (udp, transport) = rtp_socket();
+    let r = owner.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+
+    // A joiner from another address.
+    let mut joiner = Rtsp::connect_from(OTHER, port);
+    let (judp, jt) = rtp_socket_on(OTHER);
+    let r = joiner.req("SETUP", &format!("stream={id}"), &[("Transport", &jt)]);
+    assert_eq!(r.status, 200, "join: {}", r.head);
+    let js = r.session();
+    assert_ne!(js, session);
+    let r = joiner.req("PLAY", &format!("stream={id}"), &[("Session", &js)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    expect_rtp(&judp, "joiner");
+    // Only the owner modifies the stream (§3.2).
+    let r = joiner.req("PLAY", &format!("stream={id}?pids=0"), &[("Session", &js)]);
+    assert_eq!(r.status, 403, "{}", r.head);
+
+    // Another stream of the other address; the owner names it in a TEARDOWN with its own
+    // session: 404, and its own session goes on.
+    let (_u2, t2) = rtp_socket_on(OTHER);
+    let mut third = Rtsp::connect_from(OTHER, port);
+    let r = third.req("SETUP", &format!("?{NEWS}"), &[("Transport", &t2)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (s2, id2) = (r.session(), r.stream_id());
+    assert_ne!(id2, id);
+    let r = owner.req(
+        "TEARDOWN",
+        &format!("stream={id2}"),
+        &[("Session", &session)],
+    );
+    assert_eq!(r.status, 404, "{}", r.head);
+    let r = owner.req("PLAY", &format!("stream={id}"), &[("Session", &session)]);
+    assert_eq!(r.status, 200, "owner's session survives: {}", r.head);
+    expect_rtp(&udp, "owner after the foreign TEARDOWN");
+    let r = third.req("PLAY", &format!("stream={id2}"), &[("Session", &s2)]);
+    assert_eq!(r.status, 200, "the other stream survives: {}", r.head);
+
+    // The joiner ends its own session; the owner's stream goes on.
+    let r = joiner.req("TEARDOWN", &format!("stream={id}"), &[("Session", &js)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    expect_rtp(&udp, "owner after the joiner left");
+    for (c, s, n) in [(&mut owner, &session, id), (&mut third, &s2, id2)] {
+        let r = c.req("TEARDOWN", &format!("stream={n}"), &[("Session", s)]);
+        assert_eq!(r.status, 200, "{}", r.head);
+    }
+    no_criticals();
+    normal_client(port);
+}
