@@ -71,10 +71,21 @@ pub struct MuxSpec {
     pub original_network_id: u16,
     pub network_id: u16,
     pub network_name: String,
-    /// Delivery system descriptor(s) for the NIT transport loop.
-    pub delivery_descriptors: Vec<u8>,
+    /// The transport loop of NIT actual: every TS of the network, this one included, with its
+    /// descriptors (delivery system, service list, logical channel numbers).
+    pub nit_transports: Vec<si::NitTransport>,
+    /// NIT other: one sub-table per other network announced.
+    pub nit_other: Vec<NitNetwork>,
     pub services: Vec<ServiceSpec>,
     pub bitrate: u64,
+}
+
+/// A network described in a NIT other sub-table.
+#[derive(Debug, Clone)]
+pub struct NitNetwork {
+    pub network_id: u16,
+    pub network_name: String,
+    pub transports: Vec<si::NitTransport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -420,23 +431,22 @@ impl Mux {
                 )]
             }
             TableKind::Nit => {
-                let list: Vec<(u16, u8)> = spec
-                    .services
-                    .iter()
-                    .map(|s| (s.service_id, s.service_type))
-                    .collect();
-                let mut d = spec.delivery_descriptors.clone();
-                d.extend(si::service_list_descriptor(&list));
-                vec![si::nit_actual(
+                let mut out = vec![si::nit_actual(
                     spec.network_id,
                     0,
                     &si::network_name_descriptor(&spec.network_name),
-                    &[si::NitTransport {
-                        tsid: spec.transport_stream_id,
-                        onid: spec.original_network_id,
-                        descriptors: d,
-                    }],
-                )]
+                    &spec.nit_transports,
+                )];
+                for n in &spec.nit_other {
+                    out.push(si::nit(
+                        0x41,
+                        n.network_id,
+                        0,
+                        &si::network_name_descriptor(&n.network_name),
+                        &n.transports,
+                    ));
+                }
+                out
             }
             TableKind::Eit => {
                 let mut out = Vec::new();
@@ -741,7 +751,12 @@ mod tests {
             original_network_id: 2,
             network_id: 3,
             network_name: "Test".into(),
-            delivery_descriptors: si::terrestrial_delivery_descriptor(506_000_000, 8_000_000),
+            nit_transports: vec![si::NitTransport {
+                tsid: 1,
+                onid: 2,
+                descriptors: si::terrestrial_delivery_descriptor(506_000_000, 8_000_000),
+            }],
+            nit_other: vec![],
             services: vec![ServiceSpec {
                 service_id: 1,
                 name: "One".into(),

@@ -135,6 +135,9 @@ pub struct ServiceConfig {
     pub tone_hz: u32,
     #[serde(default)]
     pub temi: Option<TemiConfig>,
+    /// Logical channel number announced in the NIT (EACEM logical_channel_descriptor, 1..1023).
+    #[serde(default)]
+    pub lcn: Option<u16>,
 }
 
 fn default_provider() -> String {
@@ -382,6 +385,12 @@ impl BroadcastConfig {
                             ),
                         ));
                     }
+                }
+                if s.lcn.is_some_and(|n| !(1..=1023).contains(&n)) {
+                    return Err(err(
+                        &sneedle,
+                        format!("service {:?}: lcn must be within 1..1023", s.name),
+                    ));
                 }
                 if let Some(t) = &s.temi {
                     if t.timescale == 0 || s.video_pid.is_none() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::config::{AdapterConfig, Faults, MuxConfig, ServiceKind};
+use super::config::{AdapterConfig, Faults, MuxConfig, ServiceConfig, ServiceKind};
 use super::content;
 use super::feed::{Fanout, StatusTimer, TunerStatus};
 use crate::proto::mux::{self, EsData, MuxSpec, ServiceSpec, StreamSpec, TemiSpec};
@@ -16,8 +16,13 @@ use crate::proto::tuner_pool::{DelSys, Polarisation};
 /// Interval at which the play-out thread wakes up and sends what is due.
 pub const TICK: Duration = Duration::from_millis(10);
 
-/// Builds the multiplex description of `m`, generating its content if needed.
-pub fn build_spec(m: &MuxConfig, cache_dir: &std::path::Path) -> Result<MuxSpec, String> {
+/// Builds the multiplex description of `m`, generating its content if needed; `network` is
+/// every configured mux (what its NIT announces).
+pub fn build_spec(
+    m: &MuxConfig,
+    network: &[MuxConfig],
+    cache_dir: &std::path::Path,
+) -> Result<MuxSpec, String> {
     let recipes = content::recipes(m);
     let flat: Vec<content::EsRecipe> = recipes
         .iter()
@@ -61,18 +66,41 @@ pub fn build_spec(m: &MuxConfig, cache_dir: &std::path::Path) -> Result<MuxSpec,
             service_id: s.service_id,
             name: s.name.clone(),
             provider: s.provider.clone(),
-            service_type: if s.kind == ServiceKind::Tv {
-                0x16
-            } else {
-                0x02
-            },
+            service_type: service_type(s),
             pmt_pid: s.pmt_pid,
             pcr_pid: s.video_pid.unwrap_or(s.audio_pid),
             streams,
         });
     }
-    let delsys = m.delsys().ok_or("unknown delivery system")?;
-    let delivery_descriptors = if delsys.is_satellite() {
+    let (nit_transports, nit_other) = network_tables(m, network);
+    Ok(MuxSpec {
+        transport_stream_id: m.transport_stream_id,
+        original_network_id: m.original_network_id,
+        network_id: m.network_id,
+        network_name: m.network_name.clone(),
+        nit_transports,
+        nit_other,
+        services,
+        bitrate: m.bitrate,
+    })
+}
+
+/// DVB service_type of an emulated service: H.264 SD TV or MPEG-1 Layer II radio.
+fn service_type(s: &ServiceConfig) -> u8 {
+    if s.kind == ServiceKind::Tv {
+        0x16
+    } else {
+        0x02
+    }
+}
+
+/// The delivery system descriptor of `m` (T2: the long form, with the centre frequency, so
+/// that it can be read on any mux; the T2 system is the network).
+pub fn delivery_descriptor(m: &MuxConfig) -> Vec<u8> {
+    let Some(delsys) = m.delsys() else {
+        return Vec::new();
+    };
+    if delsys.is_satellite() {
         let pol = match m.polarisation.as_deref().and_then(Polarisation::parse) {
             Some(Polarisation::Vertical) => 1,
             Some(Polarisation::CircularLeft) => 2,
@@ -96,25 +124,77 @@ pub fn build_spec(m: &MuxConfig, cache_dir: &std::path::Path) -> Result<MuxSpec,
             _ => 5,
         };
         si::cable_delivery_descriptor(m.frequency_khz * 1000, m.symbol_rate_ksym, modulation)
+    } else if delsys == DelSys::DvbT2 {
+        si::t2_delivery_descriptor_long(
+            m.stream_id.max(0) as u8,
+            m.network_id,
+            m.bandwidth_hz,
+            m.frequency_khz * 1000,
+        )
     } else {
-        let mut d = si::terrestrial_delivery_descriptor(m.frequency_khz * 1000, m.bandwidth_hz);
-        if delsys == DelSys::DvbT2 {
-            d.extend(si::t2_delivery_descriptor(
-                m.stream_id.max(0) as u8,
-                m.transport_stream_id,
-            ));
+        si::terrestrial_delivery_descriptor(m.frequency_khz * 1000, m.bandwidth_hz)
+    }
+}
+
+/// The NIT transport-loop entry of `m`: delivery system, service list and the logical channel
+/// numbers of its services that have one (EACEM, after its private data specifier).
+pub fn nit_transport(m: &MuxConfig) -> si::NitTransport {
+    let mut d = delivery_descriptor(m);
+    let list: Vec<(u16, u8)> = m
+        .service
+        .iter()
+        .map(|s| (s.service_id, service_type(s)))
+        .collect();
+    d.extend(si::service_list_descriptor(&list));
+    let lcns: Vec<si::LcnEntry> = m
+        .service
+        .iter()
+        .filter_map(|s| {
+            s.lcn.map(|number| si::LcnEntry {
+                service_id: s.service_id,
+                visible: true,
+                number,
+            })
+        })
+        .collect();
+    d.extend(si::logical_channel_descriptor(&lcns));
+    si::NitTransport {
+        tsid: m.transport_stream_id,
+        onid: m.original_network_id,
+        descriptors: d,
+    }
+}
+
+/// What the NIT of `m` carries, given every configured mux (`network`): NIT actual lists the
+/// muxes of its network (same `network_id`, `m` included even when `network` lacks it), and
+/// a NIT other sub-table describes each other network, in configuration order.
+pub fn network_tables(
+    m: &MuxConfig,
+    network: &[MuxConfig],
+) -> (Vec<si::NitTransport>, Vec<mux::NitNetwork>) {
+    let mut actual: Vec<si::NitTransport> = network
+        .iter()
+        .filter(|x| x.network_id == m.network_id)
+        .map(nit_transport)
+        .collect();
+    if !actual
+        .iter()
+        .any(|t| t.tsid == m.transport_stream_id && t.onid == m.original_network_id)
+    {
+        actual.insert(0, nit_transport(m));
+    }
+    let mut other: Vec<mux::NitNetwork> = Vec::new();
+    for x in network.iter().filter(|x| x.network_id != m.network_id) {
+        match other.iter_mut().find(|n| n.network_id == x.network_id) {
+            Some(n) => n.transports.push(nit_transport(x)),
+            None => other.push(mux::NitNetwork {
+                network_id: x.network_id,
+                network_name: x.network_name.clone(),
+                transports: vec![nit_transport(x)],
+            }),
         }
-        d
-    };
-    Ok(MuxSpec {
-        transport_stream_id: m.transport_stream_id,
-        original_network_id: m.original_network_id,
-        network_id: m.network_id,
-        network_name: m.network_name.clone(),
-        delivery_descriptors,
-        services,
-        bitrate: m.bitrate,
-    })
+    }
+    (actual, other)
 }
 
 /// xorshift64* — enough randomness for fault injection, no dependency.
@@ -217,6 +297,7 @@ impl EmulatedFeed {
         adapter: AdapterConfig,
         faults: Arc<Mutex<Faults>>,
         mux: Option<MuxConfig>,
+        network: Vec<MuxConfig>,
         cache_dir: std::path::PathBuf,
         fanout: Arc<Fanout>,
         status: Arc<Mutex<TunerStatus>>,
@@ -225,7 +306,11 @@ impl EmulatedFeed {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dvb2ip-emu{}", status.lock().unwrap().adapter))
-            .spawn(move || run(adapter, faults, mux, cache_dir, fanout, status, stop2))
+            .spawn(move || {
+                run(
+                    adapter, faults, mux, network, cache_dir, fanout, status, stop2,
+                )
+            })
             .expect("spawn emulated frontend thread");
         Self {
             stop,
@@ -257,10 +342,12 @@ fn unix_now_ns() -> i128 {
         .unwrap_or(0)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     adapter: AdapterConfig,
     faults: Arc<Mutex<Faults>>,
     mux_cfg: Option<MuxConfig>,
+    network: Vec<MuxConfig>,
     cache_dir: std::path::PathBuf,
     fanout: Arc<Fanout>,
     status: Arc<Mutex<TunerStatus>>,
@@ -268,7 +355,10 @@ fn run(
 ) {
     // Content generation (first use only) is not tuning: lock time counts from when it is ready.
     let began = Instant::now();
-    let spec = match mux_cfg.as_ref().map(|m| build_spec(m, &cache_dir)) {
+    let spec = match mux_cfg
+        .as_ref()
+        .map(|m| build_spec(m, &network, &cache_dir))
+    {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
             fanout.failed(&format!("emulated content unavailable: {e}"));

@@ -341,7 +341,7 @@ impl Pool {
         let cfg = self.current_config();
         let dir = cfg.cache_dir();
         for m in &cfg.mux {
-            emulated::build_spec(m, &dir).map_err(|reason| PoolApiError::Content {
+            emulated::build_spec(m, &cfg.mux, &dir).map_err(|reason| PoolApiError::Content {
                 mux: m.name.clone(),
                 reason,
             })?;
@@ -398,12 +398,14 @@ pub fn prepare_content() -> Result<(), PoolApiError> {
     Pool::default_pool().prepare_content()
 }
 
-/// The multiplexer description of an emulated mux, generating its content if needed.
+/// The multiplexer description of an emulated mux, generating its content if needed;
+/// `network` is every configured mux (what its NIT announces).
 pub fn mux_spec(
     m: &config::MuxConfig,
+    network: &[config::MuxConfig],
     cache_dir: &std::path::Path,
 ) -> Result<crate::proto::mux::MuxSpec, String> {
-    emulated::build_spec(m, cache_dir)
+    emulated::build_spec(m, network, cache_dir)
 }
 
 /// What a lease asks for.
@@ -567,6 +569,7 @@ fn lease_from(
                         a.clone(),
                         reg.faults[index].clone(),
                         mux,
+                        reg.config.mux.clone(),
                         reg.config.cache_dir(),
                         fanout.clone(),
                         status.clone(),

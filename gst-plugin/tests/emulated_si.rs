@@ -1,0 +1,308 @@
+//! The emulated broadcast's SI, read the way the scanner reads it: each default mux is tuned
+//! through a tuner pool and its tables go through `proto::scan`'s collector. Every mux's NIT
+//! announces every mux of its network (delivery system, frequency, services, LCNs) and each
+//! other network in a NIT other sub-table.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstdvb2ip::proto::satip::{DeliverySystem, Polarisation};
+use gstdvb2ip::proto::scan::collector::{
+    CollectorConfig, FrontendStatus, MuxCollector, MuxResult, Poll, Timeouts, Verdict,
+};
+use gstdvb2ip::proto::scan::mux::{blank_tuning, Mux};
+use gstdvb2ip::proto::scan::nit::{Lcn, NitTable};
+use gstdvb2ip::tuners::{self, config::MuxConfig, BroadcastConfig, LeaseRequest, PidFilter, Pool};
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().unwrap();
+        gstdvb2ip::plugin_register_static().expect("register plugin");
+    });
+}
+
+/// The embedded configuration without real adapters, in a pool of its own.
+fn pool_of(cfg: &BroadcastConfig) -> Pool {
+    init();
+    let mut cfg = cfg.clone();
+    cfg.emulator.hardware = "off".into();
+    let pool = Pool::new(cfg);
+    pool.prepare_content().expect("content");
+    pool
+}
+
+fn embedded() -> BroadcastConfig {
+    BroadcastConfig::embedded()
+}
+
+enum Ev {
+    Data(Vec<u8>),
+    Lock(bool),
+    Failed(String),
+}
+
+struct Sink(Mutex<mpsc::Sender<Ev>>);
+
+impl tuners::FeedSink for Sink {
+    fn push(&self, buffer: gst::Buffer) {
+        if let Ok(m) = buffer.map_readable() {
+            let _ = self.0.lock().unwrap().send(Ev::Data(m.as_slice().to_vec()));
+        }
+    }
+    fn status(&self, _: &tuners::TunerStatus) {}
+    fn lock_changed(&self, locked: bool, _: &tuners::TunerStatus) {
+        let _ = self.0.lock().unwrap().send(Ev::Lock(locked));
+    }
+    fn tune_failed(&self, reason: &str) {
+        let _ = self.0.lock().unwrap().send(Ev::Failed(reason.into()));
+    }
+    fn failed(&self, reason: &str) {
+        let _ = self.0.lock().unwrap().send(Ev::Failed(reason.into()));
+    }
+}
+
+/// The scanner's view of a configured mux.
+fn scan_mux_of(m: &MuxConfig) -> Mux {
+    let (msys, freq) = match m.delsys.as_str() {
+        "dvb-t" => (DeliverySystem::DvbT, m.frequency_khz * 1000),
+        "dvb-t2" => (DeliverySystem::DvbT2, m.frequency_khz * 1000),
+        "dvb-c" => (DeliverySystem::DvbC, m.frequency_khz * 1000),
+        "dvb-s" => (DeliverySystem::DvbS, m.frequency_khz),
+        "dvb-s2" => (DeliverySystem::DvbS2, m.frequency_khz),
+        d => panic!("delivery system {d} not in this test"),
+    };
+    let mut t = blank_tuning(msys, freq as u32);
+    if msys == DeliverySystem::DvbT2 {
+        t.plp = Some(m.stream_id.max(0) as u8);
+    }
+    t.polarisation = match m.polarisation.as_deref() {
+        Some("h") => Some(Polarisation::Horizontal),
+        Some("v") => Some(Polarisation::Vertical),
+        Some("l") => Some(Polarisation::CircularLeft),
+        Some("r") => Some(Polarisation::CircularRight),
+        _ => None,
+    };
+    Mux::new(t)
+}
+
+/// Collector budgets: the defaults, except NIT/SDT other (the emulator sends no SDT other,
+/// so a scan reading "other" tables waits for its budget; NIT other repeats every 2 s).
+fn collector_config(read_other: bool) -> CollectorConfig {
+    CollectorConfig {
+        timeouts: Timeouts {
+            other_ms: 5000,
+            ..Timeouts::default()
+        },
+        read_other,
+        ..CollectorConfig::default()
+    }
+}
+
+/// Tunes `m` on `pool` (waiting while its frontends are busy with other scans of this test)
+/// and runs a collector over what arrives until it has a verdict.
+fn scan(pool: &Pool, m: &MuxConfig, cfg: CollectorConfig) -> MuxResult {
+    let (tx, rx) = mpsc::channel();
+    let sink = Arc::new(Sink(Mutex::new(tx)));
+    let busy_until = Instant::now() + Duration::from_secs(120);
+    let lease = loop {
+        let req = LeaseRequest {
+            transponder: m.transponder().expect("valid mux"),
+            adapter: None,
+            frontend: None,
+            pids: PidFilter::All,
+            tuning_timeout: Duration::from_secs(10),
+            dvbsrc_properties: vec![],
+        };
+        match pool.lease(req, sink.clone()) {
+            Ok(l) => break l,
+            Err(e) => {
+                assert!(Instant::now() < busy_until, "{}: {e}", m.name);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let t0 = Instant::now();
+    let now = || t0.elapsed().as_millis() as u64;
+    let mut c = MuxCollector::new(scan_mux_of(m), cfg, 0);
+    loop {
+        if let Poll::Done(_) = c.poll(now()) {
+            break;
+        }
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ev::Data(b)) => {
+                let t = now();
+                for p in b.chunks_exact(188) {
+                    c.push_packet(t, p);
+                }
+            }
+            Ok(Ev::Lock(locked)) => c.frontend_status(
+                now(),
+                FrontendStatus {
+                    signal: locked,
+                    carrier: locked,
+                    lock: locked,
+                },
+            ),
+            Ok(Ev::Failed(reason)) => eprintln!("{}: {reason}", m.name),
+            Err(_) => {}
+        }
+    }
+    drop(lease);
+    c.into_result().expect("done")
+}
+
+/// Scans every mux of `muxes` at once (each waits for a free frontend).
+fn scan_all(pool: &Pool, muxes: &[MuxConfig], read_other: bool) -> Vec<MuxResult> {
+    let handles: Vec<_> = muxes
+        .iter()
+        .cloned()
+        .map(|m| {
+            let pool = pool.clone();
+            std::thread::spawn(move || scan(&pool, &m, collector_config(read_other)))
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("scan thread"))
+        .collect()
+}
+
+/// Checks that `nit` describes every mux of `network` as configured.
+fn assert_describes(nit: &NitTable, network: &[&MuxConfig], on: &MuxResult, what: &str) {
+    assert_eq!(
+        nit.transports.len(),
+        network.len(),
+        "{what}: {:?}",
+        nit.transports
+    );
+    for x in network {
+        assert_eq!(nit.network_id, x.network_id, "{what}");
+        assert_eq!(nit.network_name.as_deref(), Some(x.network_name.as_str()));
+        let t = nit
+            .transports
+            .iter()
+            .find(|t| t.tsid == x.transport_stream_id && t.onid == x.original_network_id)
+            .unwrap_or_else(|| panic!("{what}: {} not announced", x.name));
+        let (announced, _) = t
+            .delivery
+            .to_mux(Some(&on.mux))
+            .unwrap_or_else(|| panic!("{what}: {} without delivery descriptor", x.name));
+        let want = scan_mux_of(x);
+        assert_eq!(
+            announced.tuning.delivery_system, want.tuning.delivery_system,
+            "{what}: {}",
+            x.name
+        );
+        assert_eq!(
+            announced.tuning.frequency, want.tuning.frequency,
+            "{what}: {}",
+            x.name
+        );
+        assert_eq!(announced.tuning.plp, want.tuning.plp, "{what}: {}", x.name);
+        assert!(announced.same_transponder(&want), "{what}: {}", x.name);
+        match want.tuning.delivery_system {
+            DeliverySystem::DvbC => {
+                assert_eq!(announced.tuning.symbol_rate, Some(x.symbol_rate_ksym))
+            }
+            DeliverySystem::DvbS2 => {
+                assert_eq!(announced.tuning.symbol_rate, Some(x.symbol_rate_ksym));
+                assert!(announced.tuning.polarisation.is_some());
+                assert_eq!(announced.orbital, Some(192));
+            }
+            _ => assert_eq!(announced.tuning.bandwidth_hz, Some(x.bandwidth_hz)),
+        }
+        let listed: Vec<u16> = t.services.iter().map(|(sid, _)| *sid).collect();
+        let configured: Vec<u16> = x.service.iter().map(|s| s.service_id).collect();
+        assert_eq!(listed, configured, "{what}: service list of {}", x.name);
+        for s in &x.service {
+            let want = s.lcn.map(|number| Lcn {
+                number,
+                visible: true,
+            });
+            assert_eq!(
+                nit.lcn(x.original_network_id, x.transport_stream_id, s.service_id),
+                want,
+                "{what}: LCN of {}",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_mux_announces_its_network_with_lcns_and_the_other_networks() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    let results = scan_all(&pool, &cfg.mux, true);
+    let mut networks: Vec<u16> = cfg.mux.iter().map(|m| m.network_id).collect();
+    networks.sort();
+    networks.dedup();
+    assert!(networks.len() >= 2, "a second network: {networks:?}");
+    assert!(
+        cfg.mux
+            .iter()
+            .filter(|m| m.network_id == cfg.mux[0].network_id)
+            .count()
+            >= 2,
+        "the first network has several muxes"
+    );
+    for (m, r) in cfg.mux.iter().zip(&results) {
+        assert_eq!(r.verdict, Verdict::Found, "{}: {r:?}", m.name);
+        assert_eq!(r.tsid, Some(m.transport_stream_id), "{}", m.name);
+        assert_eq!(r.onid, Some(m.original_network_id), "{}", m.name);
+        let nit = r
+            .nit_actual
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no NIT actual", m.name));
+        assert!(nit.actual);
+        let own: Vec<&MuxConfig> = cfg
+            .mux
+            .iter()
+            .filter(|x| x.network_id == m.network_id)
+            .collect();
+        assert_describes(nit, &own, r, &format!("NIT actual on {}", m.name));
+        for n in networks.iter().filter(|n| **n != m.network_id) {
+            let other = r
+                .nit_other
+                .iter()
+                .find(|t| t.network_id == *n)
+                .unwrap_or_else(|| panic!("{}: no NIT other for network {n:#x}", m.name));
+            assert!(!other.actual);
+            let theirs: Vec<&MuxConfig> = cfg.mux.iter().filter(|x| x.network_id == *n).collect();
+            assert_describes(
+                other,
+                &theirs,
+                r,
+                &format!("NIT other {n:#x} on {}", m.name),
+            );
+        }
+        assert_eq!(r.nit_other.len(), networks.len() - 1, "{}", m.name);
+        // The collector hands each service its number, as the scanner will store it.
+        for s in &m.service {
+            let scanned = r
+                .services
+                .iter()
+                .find(|x| x.service_id == s.service_id)
+                .unwrap_or_else(|| panic!("{}: {} not in the PAT", m.name, s.name));
+            assert_eq!(scanned.lcn.map(|l| l.number), s.lcn, "{}", s.name);
+            let sdt = scanned.sdt.as_ref().expect("SDT entry");
+            assert_eq!(sdt.name.as_deref(), Some(s.name.as_str()));
+        }
+    }
+    // Every default service has a number, and no two share one.
+    let mut lcns: Vec<u16> = cfg
+        .mux
+        .iter()
+        .flat_map(|m| {
+            m.service
+                .iter()
+                .map(|s| s.lcn.expect("default services have LCNs"))
+        })
+        .collect();
+    let n = lcns.len();
+    lcns.sort();
+    lcns.dedup();
+    assert_eq!(lcns.len(), n, "duplicate LCNs in the default configuration");
+}
