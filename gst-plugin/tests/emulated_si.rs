@@ -306,3 +306,181 @@ fn every_mux_announces_its_network_with_lcns_and_the_other_networks() {
     lcns.dedup();
     assert_eq!(lcns.len(), n, "duplicate LCNs in the default configuration");
 }
+
+#[test]
+fn the_nit_only_mux_is_announced_and_locks_and_carries_a_scrambled_service() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    let initial: Vec<MuxConfig> = cfg.initial_muxes().cloned().collect();
+    let nit_only: Vec<&MuxConfig> = cfg.mux.iter().filter(|m| !m.initial).collect();
+    assert!(!nit_only.is_empty(), "a mux only the NIT announces");
+    let results = scan_all(&pool, &initial, false);
+    let announced: Vec<Mux> = results
+        .iter()
+        .flat_map(|r| r.announced(false))
+        .map(|a| a.mux)
+        .collect();
+    for x in &nit_only {
+        let want = scan_mux_of(x);
+        assert!(
+            !initial
+                .iter()
+                .any(|i| scan_mux_of(i).same_transponder(&want)),
+            "{} is not in the initial list",
+            x.name
+        );
+        assert!(
+            announced.iter().any(|a| a.same_transponder(&want)),
+            "{} announced by a NIT actual: {announced:?}",
+            x.name
+        );
+        let r = scan(&pool, x, collector_config(false));
+        assert_eq!(r.verdict, Verdict::Found, "{}: {r:?}", x.name);
+        assert_eq!(r.tsid, Some(x.transport_stream_id));
+        for s in x.service.iter().filter(|s| s.on_air.is_none()) {
+            let scanned = r
+                .services
+                .iter()
+                .find(|v| v.service_id == s.service_id)
+                .unwrap_or_else(|| panic!("{} not found on {}", s.name, x.name));
+            let sdt = scanned.sdt.as_ref().expect("SDT entry");
+            assert_eq!(sdt.name.as_deref(), Some(s.name.as_str()));
+            assert_eq!(scanned.scrambled(), s.scrambled, "{}", s.name);
+            assert_eq!(sdt.free_ca_mode, s.scrambled, "{}: free_CA_mode", s.name);
+            let ca = &scanned.pmt.as_ref().expect("PMT").ca_system_ids;
+            assert_eq!(
+                !ca.is_empty(),
+                s.scrambled,
+                "{}: CA_descriptor {ca:?}",
+                s.name
+            );
+        }
+    }
+    let scrambled: Vec<&str> = cfg
+        .mux
+        .iter()
+        .flat_map(|m| m.service.iter())
+        .filter(|s| s.scrambled)
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(scrambled.len(), 1, "{scrambled:?}");
+}
+
+/// Whether `sid` is in the PAT and the SDT actual sections seen on a packet stream, with the
+/// PAT version, as the stream goes.
+#[derive(Default)]
+struct Presence {
+    assemblers: std::collections::HashMap<u16, gstdvb2ip::proto::psi::SectionAssembler>,
+    /// (PAT has it, PAT version) of each PAT section seen.
+    pat: Vec<(bool, u8)>,
+    /// SDT has it, for each SDT actual section seen.
+    sdt: Vec<bool>,
+}
+
+impl Presence {
+    fn push(&mut self, sid: u16, packet: &[u8]) {
+        use gstdvb2ip::proto::ts::PacketView;
+        let Ok(p) = PacketView::parse(packet) else {
+            return;
+        };
+        let pid = p.header.pid;
+        if pid != 0 && pid != 0x11 {
+            return;
+        }
+        let out = self.assemblers.entry(pid).or_default().push(
+            p.header.pusi,
+            p.header.cc,
+            false,
+            p.payload,
+        );
+        for s in out.into_iter().flatten() {
+            match s.header.table_id {
+                0x00 => {
+                    let pat = gstdvb2ip::proto::psi::Pat::parse(&s).expect("PAT");
+                    let has = pat.programs.iter().any(|e| e.program_number == sid);
+                    self.pat.push((has, pat.version));
+                }
+                0x42 => {
+                    let sdt =
+                        gstdvb2ip::proto::scan::sdt::SdtTable::from_sections([&s]).expect("SDT");
+                    self.sdt.push(sdt.service(sid).is_some());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The distinct states in order (consecutive repeats merged).
+    fn runs<T: PartialEq + Copy>(v: &[T]) -> Vec<T> {
+        let mut out: Vec<T> = Vec::new();
+        for x in v {
+            if out.last() != Some(x) {
+                out.push(*x);
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn a_service_comes_and_goes_with_the_pat_and_sdt() {
+    let mut cfg = embedded();
+    let mut found = None;
+    for m in &mut cfg.mux {
+        if let Some(s) = m.service.iter_mut().find(|s| s.on_air.is_some()) {
+            // A short period, so that the test sees it come and go.
+            s.on_air = Some(tuners::config::OnAirConfig {
+                period_s: 4,
+                on_s: 2,
+            });
+            let sid = s.service_id;
+            found = Some((m.clone(), sid));
+            break;
+        }
+    }
+    let (mux, sid) = found.expect("a service that comes and goes in the default configuration");
+    let pool = pool_of(&cfg);
+    let (tx, rx) = mpsc::channel();
+    let lease = pool
+        .lease(
+            LeaseRequest {
+                transponder: mux.transponder().unwrap(),
+                adapter: None,
+                frontend: None,
+                pids: PidFilter::All,
+                tuning_timeout: Duration::from_secs(10),
+                dvbsrc_properties: vec![],
+            },
+            Arc::new(Sink(Mutex::new(tx))),
+        )
+        .expect("lease");
+    let mut seen = Presence::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // On, off, on again (or off, on, off): both transitions seen in the PAT and the SDT.
+    let done = |p: &Presence| {
+        Presence::runs(&p.pat.iter().map(|x| x.0).collect::<Vec<_>>()).len() >= 3
+            && Presence::runs(&p.sdt).len() >= 3
+    };
+    while !done(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "PAT {:?} SDT {:?}",
+            Presence::runs(&seen.pat),
+            Presence::runs(&seen.sdt)
+        );
+        if let Ok(Ev::Data(b)) = rx.recv_timeout(Duration::from_millis(100)) {
+            for p in b.chunks_exact(188) {
+                seen.push(sid, p);
+            }
+        }
+    }
+    drop(lease);
+    // Each state has its own PAT version, so a receiver notices the change.
+    for (has, version) in Presence::runs(&seen.pat) {
+        assert_eq!(
+            version == 0,
+            has,
+            "PAT version {version} with the service {has}"
+        );
+    }
+}

@@ -138,6 +138,24 @@ pub struct ServiceConfig {
     /// Logical channel number announced in the NIT (EACEM logical_channel_descriptor, 1..1023).
     #[serde(default)]
     pub lcn: Option<u16>,
+    /// Flagged as scrambled: free_CA_mode = 1 in the SDT and a CA_descriptor in the PMT (the
+    /// content itself stays clear).
+    #[serde(default)]
+    pub scrambled: bool,
+    /// A service that comes and goes; absent = always on air.
+    #[serde(default)]
+    pub on_air: Option<OnAirConfig>,
+}
+
+/// When a service that comes and goes is on air: during the first `on_s` seconds of every
+/// `period_s` seconds of the emulator's running time (counted from when the tuner pool was
+/// configured). Off air it is gone from the PAT, its PMT, the SDT and the EIT; its elementary
+/// streams keep flowing, as a broadcaster's unused PIDs may.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OnAirConfig {
+    pub period_s: u32,
+    pub on_s: u32,
 }
 
 fn default_provider() -> String {
@@ -176,7 +194,16 @@ pub struct MuxConfig {
     pub network_id: u16,
     #[serde(default = "default_network_name")]
     pub network_name: String,
+    /// In the initial tuning list a scan starts from (default true). `false`: a mux a scan
+    /// reaches only through the NIT of the others ([`BroadcastConfig::initial_muxes`]); it
+    /// locks like any other.
+    #[serde(default = "default_initial")]
+    pub initial: bool,
     pub service: Vec<ServiceConfig>,
+}
+
+fn default_initial() -> bool {
+    true
 }
 
 fn default_stream_id() -> i32 {
@@ -392,6 +419,17 @@ impl BroadcastConfig {
                         format!("service {:?}: lcn must be within 1..1023", s.name),
                     ));
                 }
+                if let Some(o) = s.on_air {
+                    if o.period_s == 0 || o.on_s == 0 || o.on_s >= o.period_s {
+                        return Err(err(
+                            &sneedle,
+                            format!(
+                                "service {:?}: on_air needs 0 < on_s < period_s, not on_s = {} and period_s = {}",
+                                s.name, o.on_s, o.period_s
+                            ),
+                        ));
+                    }
+                }
                 if let Some(t) = &s.temi {
                     if t.timescale == 0 || s.video_pid.is_none() {
                         return Err(err(
@@ -406,6 +444,12 @@ impl BroadcastConfig {
             }
         }
         Ok(())
+    }
+
+    /// The muxes of the initial tuning list a scan of this configuration is given: every mux
+    /// but those with `initial = false`, which only the NIT announces.
+    pub fn initial_muxes(&self) -> impl Iterator<Item = &MuxConfig> {
+        self.mux.iter().filter(|m| m.initial)
     }
 
     /// The cache directory for generated content.
@@ -444,6 +488,36 @@ mod tests {
             .mux
             .iter()
             .any(|m| m.service.iter().any(|s| s.temi.is_some())));
+    }
+
+    #[test]
+    fn the_default_has_a_nit_only_mux_a_scrambled_and_a_coming_and_going_service() {
+        let c = BroadcastConfig::embedded();
+        let nit_only: Vec<&MuxConfig> = c.mux.iter().filter(|m| !m.initial).collect();
+        assert_eq!(nit_only.len(), 1);
+        assert_eq!(c.initial_muxes().count(), c.mux.len() - 1);
+        let services = || c.mux.iter().flat_map(|m| m.service.iter());
+        assert_eq!(services().filter(|s| s.scrambled).count(), 1);
+        assert_eq!(services().filter(|s| s.on_air.is_some()).count(), 1);
+    }
+
+    #[test]
+    fn a_bad_on_air_period_names_the_service_and_line() {
+        let text = DEFAULT_CONFIG.replace(
+            "on_air = { period_s = 120, on_s = 60 }",
+            "on_air = { period_s = 60, on_s = 60 }",
+        );
+        assert_ne!(text, DEFAULT_CONFIG);
+        let e = BroadcastConfig::parse("my.toml", &text).unwrap_err();
+        assert!(
+            e.message.contains("on_air") && e.message.contains("dvb2ip Pop-up"),
+            "{e}"
+        );
+        let line = text
+            .lines()
+            .position(|l| l.contains("\"dvb2ip Pop-up\""))
+            .map(|i| i + 1);
+        assert_eq!(e.line, line);
     }
 
     #[test]

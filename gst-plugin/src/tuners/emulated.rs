@@ -9,19 +9,24 @@ use std::time::{Duration, Instant};
 use super::config::{AdapterConfig, Faults, MuxConfig, ServiceConfig, ServiceKind};
 use super::content;
 use super::feed::{Fanout, StatusTimer, TunerStatus};
-use crate::proto::mux::{self, EsData, MuxSpec, ServiceSpec, StreamSpec, TemiSpec};
+use crate::proto::mux::{self, EsData, MuxSpec, OnAir, ServiceSpec, StreamSpec, TemiSpec};
 use crate::proto::si;
 use crate::proto::tuner_pool::{DelSys, Polarisation};
 
 /// Interval at which the play-out thread wakes up and sends what is due.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// CA_system_id of the CA_descriptor of services flagged `scrambled` (Conax's range).
+pub const CA_SYSTEM_ID: u16 = 0x0B00;
+
 /// Builds the multiplex description of `m`, generating its content if needed; `network` is
-/// every configured mux (what its NIT announces).
+/// every configured mux (what its NIT announces), `epoch_unix_s` the start of the emulator's
+/// running time (services that come and go count their periods from it).
 pub fn build_spec(
     m: &MuxConfig,
     network: &[MuxConfig],
     cache_dir: &std::path::Path,
+    epoch_unix_s: i64,
 ) -> Result<MuxSpec, String> {
     let recipes = content::recipes(m);
     let flat: Vec<content::EsRecipe> = recipes
@@ -70,6 +75,12 @@ pub fn build_spec(
             pmt_pid: s.pmt_pid,
             pcr_pid: s.video_pid.unwrap_or(s.audio_pid),
             streams,
+            ca_system_id: s.scrambled.then_some(CA_SYSTEM_ID),
+            on_air: s.on_air.map(|o| OnAir {
+                epoch_unix_s,
+                period_s: o.period_s,
+                on_s: o.on_s,
+            }),
         });
     }
     let (nit_transports, nit_other) = network_tables(m, network);
@@ -287,6 +298,18 @@ impl FaultInjector {
     }
 }
 
+/// What an emulated frontend receives where it is tuned.
+pub(crate) struct Reception {
+    /// The mux configured there, if any (else nothing locks).
+    pub mux: Option<MuxConfig>,
+    /// Every configured mux (what the NIT announces).
+    pub network: Vec<MuxConfig>,
+    /// Start of the emulator's running time (Unix s).
+    pub epoch_unix_s: i64,
+    /// Generated content cache.
+    pub cache_dir: std::path::PathBuf,
+}
+
 pub(crate) struct EmulatedFeed {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -296,9 +319,7 @@ impl EmulatedFeed {
     pub fn start(
         adapter: AdapterConfig,
         faults: Arc<Mutex<Faults>>,
-        mux: Option<MuxConfig>,
-        network: Vec<MuxConfig>,
-        cache_dir: std::path::PathBuf,
+        reception: Reception,
         fanout: Arc<Fanout>,
         status: Arc<Mutex<TunerStatus>>,
     ) -> Self {
@@ -306,11 +327,7 @@ impl EmulatedFeed {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("dvb2ip-emu{}", status.lock().unwrap().adapter))
-            .spawn(move || {
-                run(
-                    adapter, faults, mux, network, cache_dir, fanout, status, stop2,
-                )
-            })
+            .spawn(move || run(adapter, faults, reception, fanout, status, stop2))
             .expect("spawn emulated frontend thread");
         Self {
             stop,
@@ -342,22 +359,25 @@ fn unix_now_ns() -> i128 {
         .unwrap_or(0)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run(
     adapter: AdapterConfig,
     faults: Arc<Mutex<Faults>>,
-    mux_cfg: Option<MuxConfig>,
-    network: Vec<MuxConfig>,
-    cache_dir: std::path::PathBuf,
+    reception: Reception,
     fanout: Arc<Fanout>,
     status: Arc<Mutex<TunerStatus>>,
     stop: Arc<AtomicBool>,
 ) {
     // Content generation (first use only) is not tuning: lock time counts from when it is ready.
     let began = Instant::now();
+    let Reception {
+        mux: mux_cfg,
+        network,
+        epoch_unix_s,
+        cache_dir,
+    } = reception;
     let spec = match mux_cfg
         .as_ref()
-        .map(|m| build_spec(m, &network, &cache_dir))
+        .map(|m| build_spec(m, &network, &cache_dir, epoch_unix_s))
     {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {

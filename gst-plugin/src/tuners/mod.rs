@@ -71,6 +71,9 @@ struct Registry {
     feeds: Vec<Option<Arc<ActiveFeed>>>,
     /// The SAT>IP numbering of the pool's frontends, fixed with the pool.
     satip: Arc<[SatipFe]>,
+    /// Unix time when this configuration took effect: the start of the emulator's running
+    /// time (services that come and go count from it).
+    started_unix_s: i64,
 }
 
 impl Registry {
@@ -122,6 +125,10 @@ impl Registry {
             pool: Slots::new(slots),
             feeds: vec![None; n],
             satip,
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
         }
     }
 }
@@ -318,6 +325,12 @@ impl Pool {
         })
     }
 
+    /// Unix time (s) when the pool's current configuration took effect: the start of the
+    /// emulator's running time, from which services that come and go count their periods.
+    pub fn started_unix_s(&self) -> i64 {
+        self.with_registry(|r| r.started_unix_s)
+    }
+
     /// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
     pub fn set_faults(&self, adapter: u32, faults: Faults) -> Result<(), PoolApiError> {
         self.with_registry(|r| {
@@ -341,7 +354,7 @@ impl Pool {
         let cfg = self.current_config();
         let dir = cfg.cache_dir();
         for m in &cfg.mux {
-            emulated::build_spec(m, &cfg.mux, &dir).map_err(|reason| PoolApiError::Content {
+            emulated::build_spec(m, &cfg.mux, &dir, 0).map_err(|reason| PoolApiError::Content {
                 mux: m.name.clone(),
                 reason,
             })?;
@@ -399,13 +412,14 @@ pub fn prepare_content() -> Result<(), PoolApiError> {
 }
 
 /// The multiplexer description of an emulated mux, generating its content if needed;
-/// `network` is every configured mux (what its NIT announces).
+/// `network` is every configured mux (what its NIT announces). Services that come and go
+/// count their periods from the Unix epoch here.
 pub fn mux_spec(
     m: &config::MuxConfig,
     network: &[config::MuxConfig],
     cache_dir: &std::path::Path,
 ) -> Result<crate::proto::mux::MuxSpec, String> {
-    emulated::build_spec(m, network, cache_dir)
+    emulated::build_spec(m, network, cache_dir, 0)
 }
 
 /// What a lease asks for.
@@ -568,9 +582,12 @@ fn lease_from(
                     ActiveBackend::Emulated(emulated::EmulatedFeed::start(
                         a.clone(),
                         reg.faults[index].clone(),
-                        mux,
-                        reg.config.mux.clone(),
-                        reg.config.cache_dir(),
+                        emulated::Reception {
+                            mux,
+                            network: reg.config.mux.clone(),
+                            epoch_unix_s: reg.started_unix_s,
+                            cache_dir: reg.config.cache_dir(),
+                        },
                         fanout.clone(),
                         status.clone(),
                     ))
