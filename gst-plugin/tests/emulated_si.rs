@@ -13,6 +13,7 @@ use gstdvb2ip::proto::scan::collector::{
 };
 use gstdvb2ip::proto::scan::mux::{blank_tuning, Mux};
 use gstdvb2ip::proto::scan::nit::{Lcn, NitTable};
+use gstdvb2ip::proto::tuner_pool::Transponder;
 use gstdvb2ip::tuners::{self, config::MuxConfig, BroadcastConfig, LeaseRequest, PidFilter, Pool};
 
 fn init() {
@@ -481,6 +482,228 @@ fn a_service_comes_and_goes_with_the_pat_and_sdt() {
             version == 0,
             has,
             "PAT version {version} with the service {has}"
+        );
+    }
+}
+
+/// What a lease of `transponder` on `pool` reports until it locks or fails (bounded).
+#[derive(Debug, PartialEq, Eq)]
+enum Tune {
+    Locked,
+    Failed(String),
+}
+
+fn tune(pool: &Pool, transponder: Transponder, adapter: Option<u32>) -> Tune {
+    let (tx, rx) = mpsc::channel();
+    let _lease = pool
+        .lease(
+            LeaseRequest {
+                transponder,
+                adapter,
+                frontend: None,
+                pids: PidFilter::All,
+                tuning_timeout: Duration::from_millis(1500),
+                dvbsrc_properties: vec![],
+            },
+            Arc::new(Sink(Mutex::new(tx))),
+        )
+        .expect("lease");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "neither lock nor failure");
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ev::Lock(true)) => return Tune::Locked,
+            Ok(Ev::Failed(reason)) => return Tune::Failed(reason),
+            Ok(Ev::Data(_)) => panic!("data before lock"),
+            _ => {}
+        }
+    }
+}
+
+/// The adapter number of the pool's emulated frontend named `name`.
+fn adapter_named(pool: &Pool, name: &str) -> u32 {
+    pool.frontends()
+        .into_iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("no frontend {name}"))
+        .adapter
+}
+
+fn mux_named<'a>(cfg: &'a BroadcastConfig, name: &str) -> &'a MuxConfig {
+    cfg.mux.iter().find(|m| m.name == name).expect("mux")
+}
+
+#[test]
+fn lock_failure_probability_one_never_locks_and_zero_always_does() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    let cable = adapter_named(&pool, "Emulated DVB-C");
+    let t = mux_named(&cfg, "DVB-C 346 MHz").transponder().unwrap();
+    pool.set_faults(
+        cable,
+        tuners::Faults {
+            lock_failure_probability: 1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    for _ in 0..3 {
+        match tune(&pool, t.clone(), Some(cable)) {
+            Tune::Failed(reason) => assert!(
+                reason.contains("lock_failure_probability") && reason.contains("346000 kHz"),
+                "{reason}"
+            ),
+            Tune::Locked => panic!("locked with lock_failure_probability = 1"),
+        }
+    }
+    pool.set_faults(cable, tuners::Faults::default()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(tune(&pool, t.clone(), Some(cable)), Tune::Locked);
+    }
+    // The same knob from the configuration file, per adapter.
+    let cable_adapter = "name = \"Emulated DVB-C\"\ndelsys = [\"dvb-c\"]\nlock_time_ms = 300\n";
+    assert!(tuners::config::DEFAULT_CONFIG.contains(cable_adapter));
+    let text = tuners::config::DEFAULT_CONFIG.replace(
+        cable_adapter,
+        &format!("{cable_adapter}[adapter.faults]\nlock_failure_probability = 1.0\nseed = 3\n"),
+    );
+    let flaky = BroadcastConfig::parse("flaky.toml", &text).expect("valid");
+    let pool = pool_of(&flaky);
+    assert!(matches!(tune(&pool, t.clone(), None), Tune::Failed(_)));
+    // Other adapters are not affected.
+    let t506 = mux_named(&flaky, "DVB-T 506 MHz").transponder().unwrap();
+    assert_eq!(tune(&pool, t506, None), Tune::Locked);
+}
+
+#[test]
+fn a_seeded_flaky_frontend_fails_the_same_tunes_each_time() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    let cable = adapter_named(&pool, "Emulated DVB-C");
+    let t = mux_named(&cfg, "DVB-C 346 MHz").transponder().unwrap();
+    let run = || {
+        pool.set_faults(
+            cable,
+            tuners::Faults {
+                lock_failure_probability: 0.5,
+                seed: Some(42),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        (0..6)
+            .map(|_| tune(&pool, t.clone(), Some(cable)) == Tune::Locked)
+            .collect::<Vec<bool>>()
+    };
+    let first = run();
+    assert_eq!(run(), first);
+    assert!(
+        first.contains(&true) && first.contains(&false),
+        "p = 0.5 over 6 tunes: {first:?}"
+    );
+}
+
+#[test]
+fn with_table_loss_the_collector_still_completes_and_with_total_loss_reports_it() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    let cable = adapter_named(&pool, "Emulated DVB-C");
+    let m = mux_named(&cfg, "DVB-C 346 MHz");
+    pool.set_faults(
+        cable,
+        tuners::Faults {
+            table_loss_probability: 0.3,
+            seed: Some(9),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    // Lost sections show as continuity jumps on the PAT PID.
+    let (tx, rx) = mpsc::channel();
+    let lease = pool
+        .lease(
+            LeaseRequest {
+                transponder: m.transponder().unwrap(),
+                adapter: Some(cable),
+                frontend: None,
+                pids: PidFilter::All,
+                tuning_timeout: Duration::from_secs(10),
+                dvbsrc_properties: vec![],
+            },
+            Arc::new(Sink(Mutex::new(tx))),
+        )
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last_cc: Option<u8> = None;
+    let mut jumps = 0;
+    while jumps < 3 {
+        assert!(Instant::now() < deadline, "no PAT section lost");
+        if let Ok(Ev::Data(b)) = rx.recv_timeout(Duration::from_millis(100)) {
+            for p in b
+                .chunks_exact(188)
+                .filter(|p| p[1] & 0x1F == 0 && p[2] == 0)
+            {
+                let cc = p[3] & 0x0F;
+                if last_cc.is_some_and(|l| (l + 1) & 0x0F != cc) {
+                    jumps += 1;
+                }
+                last_cc = Some(cc);
+            }
+        }
+    }
+    drop(lease);
+    // The tables repeat: given the budgets (doubled here), the scan still finds everything.
+    let mut c = collector_config(false);
+    c.timeouts.multiplier_percent = 200;
+    let r = scan(&pool, m, c);
+    assert_eq!(r.verdict, Verdict::Found, "{r:?}");
+    assert!(r.nit_actual.is_some(), "NIT actual: {:?}", r.missing);
+    assert_eq!(r.services.len(), m.service.len());
+    // Every section lost: locked, but no PAT, and the collector says so.
+    pool.set_faults(
+        cable,
+        tuners::Faults {
+            table_loss_probability: 1.0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = scan(&pool, m, collector_config(false));
+    assert_eq!(r.verdict, Verdict::Failed);
+    assert_eq!(
+        r.failure,
+        Some(gstdvb2ip::proto::scan::collector::Failure::NoPat)
+    );
+    assert!(r.lock_ms.is_some(), "it did lock");
+}
+
+#[test]
+fn nothing_outside_the_configured_muxes_locks() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    for m in &cfg.mux {
+        // Next door to each configured mux (beyond the pool's tolerance), and the other PLP.
+        let mut t = m.transponder().unwrap();
+        t.frequency_khz += if t.delsys.is_satellite() {
+            38_000
+        } else {
+            16_000
+        };
+        match tune(&pool, t.clone(), None) {
+            Tune::Failed(reason) => assert!(reason.contains("no signal"), "{t}: {reason}"),
+            Tune::Locked => panic!("{t} locked: nothing is configured there"),
+        }
+    }
+    let mut plp2 = mux_named(&cfg, "DVB-T2 474 MHz").transponder().unwrap();
+    plp2.stream_id = 2;
+    assert!(matches!(tune(&pool, plp2, None), Tune::Failed(_)));
+    // The configured ones lock.
+    for m in &cfg.mux {
+        assert_eq!(
+            tune(&pool, m.transponder().unwrap(), None),
+            Tune::Locked,
+            "{}",
+            m.name
         );
     }
 }

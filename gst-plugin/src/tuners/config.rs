@@ -63,6 +63,28 @@ pub struct Faults {
     /// Probability of flipping each bit (0.0–1.0).
     #[serde(default)]
     pub bit_error_rate: f64,
+    /// Probability that a tune never locks (0.0–1.0), drawn once per tune: a flaky frontend.
+    #[serde(default)]
+    pub lock_failure_probability: f64,
+    /// Probability of losing each PSI/SI section (0.0–1.0): all its TS packets are dropped.
+    #[serde(default)]
+    pub table_loss_probability: f64,
+    /// Seed of the random draws of these knobs (lock failures, table losses, packet drops, bit
+    /// errors): the same seed gives the same sequence of draws. None = seeded from the clock.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl Faults {
+    /// The probability knobs by their TOML key, for validation.
+    pub fn probabilities(&self) -> [(&'static str, f64); 4] {
+        [
+            ("drop_probability", self.drop_probability),
+            ("bit_error_rate", self.bit_error_rate),
+            ("lock_failure_probability", self.lock_failure_probability),
+            ("table_loss_probability", self.table_loss_probability),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +290,20 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+/// The line of the first `key = …` after the first line holding `after`.
+fn line_after(text: &str, after: &str, key: &str) -> Option<usize> {
+    let start = text.lines().position(|l| l.contains(after))?;
+    text.lines()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
+}
+
 impl MuxConfig {
     pub fn delsys(&self) -> Option<DelSys> {
         DelSys::from_nick(&self.delsys)
@@ -336,17 +372,17 @@ impl BroadcastConfig {
                     ));
                 }
             }
-            let f = &a.faults;
-            if !(0.0..=1.0).contains(&f.drop_probability)
-                || !(0.0..=1.0).contains(&f.bit_error_rate)
-            {
-                return Err(err(
-                    &needle,
-                    format!(
-                        "adapter {:?}: fault probabilities must be within 0..1",
-                        a.name
-                    ),
-                ));
+            for (key, p) in a.faults.probabilities() {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(ConfigError {
+                        file: file.to_string(),
+                        line: line_after(text, &needle, key).or_else(|| line_of(text, &needle)),
+                        message: format!(
+                            "adapter {:?}: faults.{key} must be within 0..1, not {p}",
+                            a.name
+                        ),
+                    });
+                }
             }
         }
         for m in &self.mux {
@@ -518,6 +554,47 @@ mod tests {
             .position(|l| l.contains("\"dvb2ip Pop-up\""))
             .map(|i| i + 1);
         assert_eq!(e.line, line);
+    }
+
+    #[test]
+    fn fault_knobs_are_read_and_bad_ones_name_key_and_line() {
+        let good = "[[adapter]]\nname = \"a\"\ndelsys = [\"dvb-t\"]\n\n[[adapter]]\nname = \"b\"\n\
+                    delsys = [\"dvb-c\"]\n[adapter.faults]\nlock_failure_probability = 0.3\n\
+                    table_loss_probability = 0.05\nseed = 7\n";
+        let c = BroadcastConfig::parse("f.toml", good).unwrap();
+        assert_eq!(c.adapter[0].faults, Faults::default());
+        let f = &c.adapter[1].faults;
+        assert_eq!(f.lock_failure_probability, 0.3);
+        assert_eq!(f.table_loss_probability, 0.05);
+        assert_eq!(f.seed, Some(7));
+        for (from, to, line) in [
+            (
+                "lock_failure_probability = 0.3",
+                "lock_failure_probability = 1.5",
+                9,
+            ),
+            (
+                "table_loss_probability = 0.05",
+                "table_loss_probability = -0.1",
+                10,
+            ),
+        ] {
+            let bad = good.replace(from, to);
+            let e = BroadcastConfig::parse("f.toml", &bad).unwrap_err();
+            let key = to.split(' ').next().unwrap();
+            assert!(
+                e.message.contains(&format!("faults.{key}")) && e.message.contains("\"b\""),
+                "{e}"
+            );
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("f.toml:{line}: ")),
+                "{e}"
+            );
+        }
+        // A value of the wrong type is toml's error, on its line.
+        let e = BroadcastConfig::parse("f.toml", &good.replace("0.3", "\"often\"")).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
     }
 
     #[test]

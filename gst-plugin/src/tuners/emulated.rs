@@ -219,6 +219,18 @@ impl Rng {
             .unwrap_or(0x9E37_79B9_7F4A_7C15);
         Rng(seed | 1)
     }
+    /// A generator whose draws follow from `seed`.
+    fn seeded(seed: u64) -> Self {
+        // splitmix64 of the seed, so that nearby seeds give unrelated sequences.
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.unit() <= p
+    }
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -241,24 +253,65 @@ impl Rng {
     }
 }
 
-/// Applies packet drops and bit errors to a chunk of packets.
+/// The fault knobs of an emulated adapter and the generator of their draws, which lives as
+/// long as the knobs (across tunes), so that a seed fixes the whole sequence of lock failures.
+pub(crate) struct FaultState {
+    pub faults: Faults,
+    rng: Rng,
+}
+
+impl FaultState {
+    pub fn new(faults: Faults) -> Self {
+        let rng = faults.seed.map_or_else(Rng::new, Rng::seeded);
+        Self { faults, rng }
+    }
+}
+
+/// Applies packet drops, bit errors and section losses to a chunk of packets.
 struct FaultInjector {
     rng: Rng,
     next_drop: f64,
     next_flip: f64,
     p_drop: f64,
     p_flip: f64,
+    /// PIDs carrying PSI/SI sections, and whether the section now running on each is lost.
+    psi: std::collections::HashMap<u16, bool>,
 }
 
 impl FaultInjector {
-    fn new() -> Self {
+    fn with_rng(rng: Rng) -> Self {
         Self {
-            rng: Rng::new(),
+            rng,
             next_drop: f64::INFINITY,
             next_flip: f64::INFINITY,
             p_drop: 0.0,
             p_flip: 0.0,
+            psi: Default::default(),
         }
+    }
+
+    /// The PIDs whose sections [`Self::lose_sections`] may drop.
+    fn set_psi_pids(&mut self, pids: impl IntoIterator<Item = u16>) {
+        self.psi = pids.into_iter().map(|p| (p, false)).collect();
+    }
+
+    /// Drops every packet of a section lost with probability `p` (drawn at its first packet).
+    /// The emulator starts each section in a packet of its own, so whole sections go.
+    fn lose_sections(&mut self, p: f64, chunk: Vec<u8>) -> Vec<u8> {
+        let mut keep = Vec::with_capacity(chunk.len());
+        for pkt in chunk.chunks_exact(188) {
+            let pid = ((pkt[1] as u16 & 0x1F) << 8) | pkt[2] as u16;
+            if let Some(lost) = self.psi.get_mut(&pid) {
+                if pkt[1] & 0x40 != 0 {
+                    *lost = self.rng.chance(p);
+                }
+                if *lost {
+                    continue;
+                }
+            }
+            keep.extend_from_slice(pkt);
+        }
+        keep
     }
 
     fn apply(&mut self, f: &Faults, chunk: Vec<u8>) -> Vec<u8> {
@@ -318,7 +371,7 @@ pub(crate) struct EmulatedFeed {
 impl EmulatedFeed {
     pub fn start(
         adapter: AdapterConfig,
-        faults: Arc<Mutex<Faults>>,
+        faults: Arc<Mutex<FaultState>>,
         reception: Reception,
         fanout: Arc<Fanout>,
         status: Arc<Mutex<TunerStatus>>,
@@ -361,7 +414,7 @@ fn unix_now_ns() -> i128 {
 
 fn run(
     adapter: AdapterConfig,
-    faults: Arc<Mutex<Faults>>,
+    faults: Arc<Mutex<FaultState>>,
     reception: Reception,
     fanout: Arc<Fanout>,
     status: Arc<Mutex<TunerStatus>>,
@@ -394,14 +447,46 @@ fn run(
             None => "no signal".to_string(),
         }
     };
+    // A flaky frontend: this tune never locks, with lock_failure_probability.
+    let (fails_to_lock, mut injector) = {
+        let mut st = faults.lock().unwrap();
+        let p = st.faults.lock_failure_probability;
+        let fails = st.rng.chance(p);
+        let seed = st.rng.next();
+        (fails, FaultInjector::with_rng(Rng(seed | 1)))
+    };
+    let no_signal = if fails_to_lock && spec.is_some() {
+        let st = status.lock().unwrap();
+        let on = st
+            .transponder
+            .as_ref()
+            .map(|t| format!(" on {t}"))
+            .unwrap_or_default();
+        format!("no lock{on}: emulated lock failure (faults.lock_failure_probability)")
+    } else {
+        no_signal
+    };
+    let spec = spec.filter(|_| !fails_to_lock);
+    if let Some(s) = &spec {
+        injector.set_psi_pids(
+            [
+                si::PID_PAT,
+                si::PID_NIT,
+                si::PID_SDT,
+                si::PID_EIT,
+                si::PID_TDT,
+            ]
+            .into_iter()
+            .chain(s.services.iter().map(|svc| svc.pmt_pid)),
+        );
+    }
     let mut lock_at = Instant::now() + Duration::from_millis(adapter.lock_time_ms);
     let mut locked: Option<(mux::Mux, Instant, u64, Instant)> = None;
-    let mut injector = FaultInjector::new();
     let mut status_timer = StatusTimer::new(Instant::now());
     let mut next_tick = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        let f = faults.lock().unwrap().clone();
+        let f = faults.lock().unwrap().faults.clone();
         match &mut locked {
             None => {
                 if let (Some(spec), true) = (&spec, now >= lock_at) {
@@ -462,6 +547,9 @@ fn run(
                         let mut chunk = Vec::with_capacity(n as usize * 188);
                         m.fill(n as usize, &mut chunk);
                         *produced += n;
+                        if f.table_loss_probability > 0.0 {
+                            chunk = injector.lose_sections(f.table_loss_probability, chunk);
+                        }
                         if f.drop_probability > 0.0 || f.bit_error_rate > 0.0 {
                             chunk = injector.apply(&f, chunk);
                         }
@@ -487,7 +575,7 @@ mod tests {
 
     #[test]
     fn fault_injector_drops_about_p() {
-        let mut fi = FaultInjector::new();
+        let mut fi = FaultInjector::with_rng(Rng::new());
         let f = Faults {
             drop_probability: 0.1,
             ..Default::default()
@@ -500,8 +588,63 @@ mod tests {
     }
 
     #[test]
+    fn whole_sections_are_lost_and_others_pass() {
+        let mut fi = FaultInjector::with_rng(Rng::seeded(1));
+        fi.set_psi_pids([0x0000]);
+        let pkt = |pid: u16, pusi: bool| {
+            let mut p = vec![0xFFu8; 188];
+            p[0] = 0x47;
+            p[1] = (if pusi { 0x40 } else { 0 }) | (pid >> 8) as u8;
+            p[2] = pid as u8;
+            p[3] = 0x10;
+            p
+        };
+        // Sections of two packets on PID 0, an ES packet between.
+        let mut chunk = Vec::new();
+        for _ in 0..1000 {
+            chunk.extend(pkt(0, true));
+            chunk.extend(pkt(0x100, false));
+            chunk.extend(pkt(0, false));
+        }
+        let out = fi.lose_sections(0.3, chunk.clone());
+        let pids: Vec<(u16, bool)> = out
+            .chunks_exact(188)
+            .map(|p| (((p[1] as u16 & 0x1F) << 8) | p[2] as u16, p[1] & 0x40 != 0))
+            .collect();
+        assert_eq!(pids.iter().filter(|p| p.0 == 0x100).count(), 1000);
+        let starts = pids.iter().filter(|p| p.0 == 0 && p.1).count();
+        let tails = pids.iter().filter(|p| p.0 == 0 && !p.1).count();
+        assert_eq!(starts, tails, "a section goes whole or not at all");
+        assert!(
+            (600..800).contains(&starts),
+            "kept {starts} of 1000 sections"
+        );
+        assert_eq!(fi.lose_sections(0.0, chunk.clone()), chunk);
+        assert!(fi
+            .lose_sections(1.0, chunk)
+            .chunks_exact(188)
+            .all(|p| p[2] == 0x00 && p[1] == 0x01));
+    }
+
+    #[test]
+    fn a_seed_fixes_the_lock_failures() {
+        let draws = |seed| {
+            let mut st = FaultState::new(Faults {
+                lock_failure_probability: 0.3,
+                seed: Some(seed),
+                ..Default::default()
+            });
+            (0..200).map(|_| st.rng.chance(0.3)).collect::<Vec<bool>>()
+        };
+        assert_eq!(draws(5), draws(5));
+        assert_ne!(draws(5), draws(6));
+        let n = draws(5).iter().filter(|f| **f).count();
+        assert!((35..85).contains(&n), "{n} failures of 200 at p = 0.3");
+    }
+
+    #[test]
     fn fault_injector_flips_about_ber() {
-        let mut fi = FaultInjector::new();
+        let mut fi = FaultInjector::with_rng(Rng::new());
         let f = Faults {
             bit_error_rate: 1e-3,
             ..Default::default()

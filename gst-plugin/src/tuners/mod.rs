@@ -66,7 +66,7 @@ enum ActiveBackend {
 struct Registry {
     config: BroadcastConfig,
     backends: Vec<Backend>,
-    faults: Vec<Arc<Mutex<Faults>>>,
+    faults: Vec<Arc<Mutex<emulated::FaultState>>>,
     pool: Slots,
     feeds: Vec<Option<Arc<ActiveFeed>>>,
     /// The SAT>IP numbering of the pool's frontends, fixed with the pool.
@@ -110,10 +110,10 @@ impl Registry {
         let faults = backends
             .iter()
             .map(|b| {
-                Arc::new(Mutex::new(match b {
+                Arc::new(Mutex::new(emulated::FaultState::new(match b {
                     Backend::Emulated(a) => a.faults.clone(),
                     Backend::Hardware(_) => Faults::default(),
-                }))
+                })))
             })
             .collect();
         let n = slots.len();
@@ -331,7 +331,9 @@ impl Pool {
         self.with_registry(|r| r.started_unix_s)
     }
 
-    /// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
+    /// Changes the fault knobs of the emulated frontend at `adapter` while it runs (packet
+    /// drops, bit errors, lock loss and table loss at once; a lock failure from the next tune
+    /// on). Their random draws restart from `faults.seed` when it is set.
     pub fn set_faults(&self, adapter: u32, faults: Faults) -> Result<(), PoolApiError> {
         self.with_registry(|r| {
             let i = r
@@ -343,7 +345,7 @@ impl Pool {
             if !matches!(r.backends[i], Backend::Emulated(_)) {
                 return Err(PoolApiError::NotEmulated(adapter));
             }
-            *r.faults[i].lock().unwrap() = faults;
+            *r.faults[i].lock().unwrap() = emulated::FaultState::new(faults);
             Ok(())
         })
     }
