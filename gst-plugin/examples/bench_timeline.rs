@@ -23,7 +23,7 @@ use gstdvb2ip::proto::mux::{Mux, MuxSpec};
 use gstdvb2ip::tuners;
 
 fn spec_of(m: &tuners::config::MuxConfig, cache: &std::path::Path) -> MuxSpec {
-    tuners::mux_spec(m, cache).expect("emulated multiplex and its content")
+    tuners::mux_spec(m, std::slice::from_ref(m), cache).expect("emulated multiplex and its content")
 }
 
 fn make_file(path: &std::path::Path, size: u64) {

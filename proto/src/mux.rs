@@ -63,6 +63,37 @@ pub struct ServiceSpec {
     pub pmt_pid: u16,
     pub pcr_pid: u16,
     pub streams: Vec<StreamSpec>,
+    /// Flagged scrambled: free_CA_mode = 1 in the SDT and a CA_descriptor with this
+    /// CA_system_id in the PMT (no ECMs are sent: the CA PID is 0x1FFF).
+    pub ca_system_id: Option<u16>,
+    /// A service that comes and goes; `None` = always on air.
+    pub on_air: Option<OnAir>,
+}
+
+/// When a service is on air: the first `on_s` seconds of every `period_s` seconds from
+/// `epoch_unix_s`. Off air it is left out of the PAT, the SDT and the EIT and its PMT is not
+/// sent (its elementary streams keep flowing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnAir {
+    pub epoch_unix_s: i64,
+    pub period_s: u32,
+    pub on_s: u32,
+}
+
+impl OnAir {
+    /// Whether the service is on air at `unix_s`.
+    pub fn is_on(&self, unix_s: i64) -> bool {
+        self.period_s == 0
+            || (unix_s - self.epoch_unix_s).rem_euclid(i64::from(self.period_s))
+                < i64::from(self.on_s)
+    }
+}
+
+impl ServiceSpec {
+    /// Whether the service is on air at `unix_s`.
+    pub fn is_on_air(&self, unix_s: i64) -> bool {
+        self.on_air.is_none_or(|o| o.is_on(unix_s))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -71,10 +102,21 @@ pub struct MuxSpec {
     pub original_network_id: u16,
     pub network_id: u16,
     pub network_name: String,
-    /// Delivery system descriptor(s) for the NIT transport loop.
-    pub delivery_descriptors: Vec<u8>,
+    /// The transport loop of NIT actual: every TS of the network, this one included, with its
+    /// descriptors (delivery system, service list, logical channel numbers).
+    pub nit_transports: Vec<si::NitTransport>,
+    /// NIT other: one sub-table per other network announced.
+    pub nit_other: Vec<NitNetwork>,
     pub services: Vec<ServiceSpec>,
     pub bitrate: u64,
+}
+
+/// A network described in a NIT other sub-table.
+#[derive(Debug, Clone)]
+pub struct NitNetwork {
+    pub network_id: u16,
+    pub network_name: String,
+    pub transports: Vec<si::NitTransport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,14 +415,26 @@ impl Mux {
                     program_number: 0,
                     pid: si::PID_NIT,
                 }];
-                entries.extend(spec.services.iter().map(|s| si::PatEntry {
-                    program_number: s.service_id,
-                    pid: s.pmt_pid,
-                }));
-                vec![si::pat(spec.transport_stream_id, 0, &entries)]
+                entries.extend(
+                    spec.services
+                        .iter()
+                        .filter(|s| s.is_on_air(now_unix_s))
+                        .map(|s| si::PatEntry {
+                            program_number: s.service_id,
+                            pid: s.pmt_pid,
+                        }),
+                );
+                vec![si::pat(
+                    spec.transport_stream_id,
+                    presence_version(spec, now_unix_s),
+                    &entries,
+                )]
             }
             TableKind::Pmt(i) => {
                 let svc = &spec.services[*i];
+                if !svc.is_on_air(now_unix_s) {
+                    return Vec::new();
+                }
                 let streams: Vec<si::PmtStream> = svc
                     .streams
                     .iter()
@@ -399,12 +453,20 @@ impl Mux {
                         }
                     })
                     .collect();
-                vec![si::pmt(svc.service_id, 0, svc.pcr_pid, &[], &streams)]
+                let ca = svc
+                    .ca_system_id
+                    .map(|id| si::ca_descriptor(id, 0x1FFF))
+                    .unwrap_or_default();
+                vec![si::pmt(svc.service_id, 0, svc.pcr_pid, &ca, &streams)]
             }
             TableKind::Sdt => {
-                let services: Vec<si::SdtService> = spec
-                    .services
-                    .iter()
+                let on_air = spec.services.iter().filter(|s| s.is_on_air(now_unix_s));
+                let free_ca: Vec<u16> = on_air
+                    .clone()
+                    .filter(|s| s.ca_system_id.is_some())
+                    .map(|s| s.service_id)
+                    .collect();
+                let services: Vec<si::SdtService> = on_air
                     .map(|s| si::SdtService {
                         service_id: s.service_id,
                         eit_present_following: true,
@@ -412,37 +474,39 @@ impl Mux {
                         descriptors: si::service_descriptor(s.service_type, &s.provider, &s.name),
                     })
                     .collect();
-                vec![si::sdt_actual(
+                vec![si::sdt(
+                    0x42,
                     spec.transport_stream_id,
                     spec.original_network_id,
-                    0,
+                    presence_version(spec, now_unix_s),
                     &services,
+                    &free_ca,
                 )]
             }
             TableKind::Nit => {
-                let list: Vec<(u16, u8)> = spec
-                    .services
-                    .iter()
-                    .map(|s| (s.service_id, s.service_type))
-                    .collect();
-                let mut d = spec.delivery_descriptors.clone();
-                d.extend(si::service_list_descriptor(&list));
-                vec![si::nit_actual(
+                let mut out = vec![si::nit_actual(
                     spec.network_id,
                     0,
                     &si::network_name_descriptor(&spec.network_name),
-                    &[si::NitTransport {
-                        tsid: spec.transport_stream_id,
-                        onid: spec.original_network_id,
-                        descriptors: d,
-                    }],
-                )]
+                    &spec.nit_transports,
+                )];
+                for n in &spec.nit_other {
+                    out.push(si::nit(
+                        0x41,
+                        n.network_id,
+                        0,
+                        &si::network_name_descriptor(&n.network_name),
+                        &n.transports,
+                    ));
+                }
+                out
             }
             TableKind::Eit => {
                 let mut out = Vec::new();
                 let services: Vec<(u16, String)> = spec
                     .services
                     .iter()
+                    .filter(|s| s.is_on_air(now_unix_s))
                     .map(|s| (s.service_id, s.name.clone()))
                     .collect();
                 for (sid, name) in services {
@@ -671,6 +735,16 @@ impl Mux {
     }
 }
 
+/// The version of the PAT and SDT: 0 with every service on air, else one that depends on which
+/// services are off (so a receiver sees a new version each time one comes or goes).
+fn presence_version(spec: &MuxSpec, unix_s: i64) -> u8 {
+    spec.services
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.is_on_air(unix_s))
+        .fold(0u8, |v, (i, _)| (v + 1 + i as u8 % 31) % 32)
+}
+
 fn starts_with_aud(frame: &[u8]) -> bool {
     let nal = if frame.starts_with(&[0, 0, 0, 1]) {
         frame.get(4)
@@ -741,7 +815,12 @@ mod tests {
             original_network_id: 2,
             network_id: 3,
             network_name: "Test".into(),
-            delivery_descriptors: si::terrestrial_delivery_descriptor(506_000_000, 8_000_000),
+            nit_transports: vec![si::NitTransport {
+                tsid: 1,
+                onid: 2,
+                descriptors: si::terrestrial_delivery_descriptor(506_000_000, 8_000_000),
+            }],
+            nit_other: vec![],
             services: vec![ServiceSpec {
                 service_id: 1,
                 name: "One".into(),
@@ -774,6 +853,8 @@ mod tests {
                         max_delay_90k: 9_000,
                     },
                 ],
+                ca_system_id: None,
+                on_air: None,
             }],
             bitrate: 4_000_000,
         }
@@ -815,6 +896,66 @@ mod tests {
         }
         assert_eq!(m.stats().late_access_units, 0);
         assert!(m.stats().null_packets > 0);
+    }
+
+    /// The sections of one kind of table at `unix_s`.
+    fn tables_at(m: &mut Mux, kind: TableKind, unix_s: i64) -> Vec<Vec<u8>> {
+        m.table_sections(&kind, unix_s)
+    }
+
+    #[test]
+    fn a_service_comes_and_goes_and_a_scrambled_one_is_flagged() {
+        let mut s = spec();
+        let mut two = s.services[0].clone();
+        two.service_id = 2;
+        two.pmt_pid = 0x200;
+        two.ca_system_id = Some(0x0B00);
+        two.on_air = Some(OnAir {
+            epoch_unix_s: 1000,
+            period_s: 10,
+            on_s: 4,
+        });
+        s.services.push(two);
+        let mut m = Mux::new(s, 0).unwrap();
+        let pat = |m: &mut Mux, t| {
+            crate::psi::Pat::parse(
+                &crate::psi::Section::parse(&tables_at(m, TableKind::Pat, t)[0]).unwrap(),
+            )
+            .unwrap()
+        };
+        for (t, on) in [
+            (1000, true),
+            (1003, true),
+            (1004, false),
+            (1009, false),
+            (1010, true),
+            (999, false),
+        ] {
+            let p = pat(&mut m, t);
+            let sids: Vec<u16> = p.programs.iter().map(|e| e.program_number).collect();
+            assert_eq!(sids, if on { vec![1, 2] } else { vec![1] }, "t = {t}");
+            assert_eq!(p.version == 0, on, "t = {t}: version {}", p.version);
+            let sdt = &tables_at(&mut m, TableKind::Sdt, t)[0];
+            assert_eq!(sdt[5] & 0x3E == 0, on, "SDT version at {t}");
+            let eit = tables_at(&mut m, TableKind::Eit, t);
+            assert_eq!(eit.len(), if on { 4 } else { 2 });
+            assert_eq!(tables_at(&mut m, TableKind::Pmt(1), t).is_empty(), !on);
+        }
+        // Scrambled: CA_descriptor in the PMT (program loop), free_CA_mode in the SDT.
+        let pmt = &tables_at(&mut m, TableKind::Pmt(1), 1000)[0];
+        assert_eq!(&pmt[10..12], &[0xF0, 0x06]);
+        assert_eq!(&pmt[12..18], &[0x09, 0x04, 0x0B, 0x00, 0xFF, 0xFF]);
+        assert_eq!(
+            &tables_at(&mut m, TableKind::Pmt(0), 1000)[0][10..12],
+            &[0xF0, 0x00]
+        );
+        let sdt = &tables_at(&mut m, TableKind::Sdt, 1000)[0];
+        // onid(2) reserved(1), then service 1 (5 bytes + its descriptor), then service 2.
+        let first_len = usize::from(sdt[14] & 0x0F) << 8 | usize::from(sdt[15]);
+        assert_eq!(sdt[14] & 0x10, 0, "service 1 is free");
+        let second = 11 + 5 + first_len;
+        assert_eq!(&sdt[second..second + 2], &[0x00, 0x02]);
+        assert_eq!(sdt[second + 3] & 0x10, 0x10, "service 2: free_CA_mode");
     }
 
     #[test]

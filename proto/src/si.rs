@@ -1,5 +1,5 @@
-//! PSI/SI section *writers* (ISO/IEC 13818-1 and EN 300 468): PAT, PMT, SDT, NIT, EIT p/f,
-//! TDT and TOT, plus the packetiser that splits a section into 188-byte TS packets.
+//! PSI/SI section *writers* (ISO/IEC 13818-1 and EN 300 468): PAT, PMT, SDT, NIT (actual and
+//! other, with delivery system and logical channel descriptors), EIT p/f, TDT and TOT, plus the packetiser that splits a section into 188-byte TS packets.
 //!
 //! The readers live in `psi.rs`; tests here round-trip through the CRC and byte layouts.
 
@@ -153,6 +153,19 @@ pub struct SdtService {
 
 /// SDT actual (table 0x42).
 pub fn sdt_actual(tsid: u16, onid: u16, version: u8, services: &[SdtService]) -> Vec<u8> {
+    sdt(0x42, tsid, onid, version, services, &[])
+}
+
+/// An SDT section: `table_id` 0x42 (actual) or 0x46 (other); the services listed in
+/// `free_ca` carry free_CA_mode = 1 (some components may be scrambled).
+pub fn sdt(
+    table_id: u8,
+    tsid: u16,
+    onid: u16,
+    version: u8,
+    services: &[SdtService],
+    free_ca: &[u16],
+) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&onid.to_be_bytes());
     body.push(0xFF);
@@ -160,11 +173,23 @@ pub fn sdt_actual(tsid: u16, onid: u16, version: u8, services: &[SdtService]) ->
         body.extend_from_slice(&s.service_id.to_be_bytes());
         body.push(0xFC | if s.eit_present_following { 0x01 } else { 0 });
         let l = s.descriptors.len() as u16 & 0x0FFF;
-        body.push(((s.running_status & 0x07) << 5) | ((l >> 8) as u8 & 0x0F));
+        let ca = if free_ca.contains(&s.service_id) {
+            0x10
+        } else {
+            0
+        };
+        body.push(((s.running_status & 0x07) << 5) | ca | ((l >> 8) as u8 & 0x0F));
         body.push(l as u8);
         body.extend_from_slice(&s.descriptors);
     }
-    long_section(0x42, tsid, version, 0, 0, &body)
+    long_section(table_id, tsid, version, 0, 0, &body)
+}
+
+/// CA_descriptor (0x09) of a PMT: `ca_system_id` and the PID of its ECMs (EMMs in the CAT).
+pub fn ca_descriptor(ca_system_id: u16, ca_pid: u16) -> Vec<u8> {
+    let mut b = ca_system_id.to_be_bytes().to_vec();
+    b.extend_from_slice(&(0xE000 | (ca_pid & 0x1FFF)).to_be_bytes());
+    descriptor(0x09, &b)
 }
 
 /// A transport stream entry in a NIT.
@@ -182,6 +207,17 @@ pub fn nit_actual(
     network_descriptors: &[u8],
     transports: &[NitTransport],
 ) -> Vec<u8> {
+    nit(0x40, network_id, version, network_descriptors, transports)
+}
+
+/// A NIT section: `table_id` 0x40 (actual) or 0x41 (other: a network this TS is not part of).
+pub fn nit(
+    table_id: u8,
+    network_id: u16,
+    version: u8,
+    network_descriptors: &[u8],
+    transports: &[NitTransport],
+) -> Vec<u8> {
     let mut body = Vec::new();
     body.extend_from_slice(&(0xF000 | (network_descriptors.len() as u16 & 0x0FFF)).to_be_bytes());
     body.extend_from_slice(network_descriptors);
@@ -194,7 +230,40 @@ pub fn nit_actual(
     }
     body.extend_from_slice(&(0xF000 | (ts_loop.len() as u16 & 0x0FFF)).to_be_bytes());
     body.extend_from_slice(&ts_loop);
-    long_section(0x40, network_id, version, 0, 0, &body)
+    long_section(table_id, network_id, version, 0, 0, &body)
+}
+
+/// private_data_specifier_descriptor (0x5F): gives the private descriptors after it in the
+/// same loop their meaning (0x28 EACEM/E-Book, 0x29 NorDig, 0x233A UK DTG).
+pub fn private_data_specifier_descriptor(pds: u32) -> Vec<u8> {
+    descriptor(0x5F, &pds.to_be_bytes())
+}
+
+/// A logical channel number of [`logical_channel_descriptor`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LcnEntry {
+    pub service_id: u16,
+    pub visible: bool,
+    /// 10 bits.
+    pub number: u16,
+}
+
+/// EACEM/E-Book logical_channel_descriptor (private tag 0x83, 10-bit numbers), preceded by
+/// the private_data_specifier_descriptor (PDS 0x28) it needs: put the result in a NIT
+/// transport loop as is. Empty when `entries` is.
+pub fn logical_channel_descriptor(entries: &[LcnEntry]) -> Vec<u8> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let mut b = Vec::with_capacity(entries.len() * 4);
+    for e in entries {
+        b.extend_from_slice(&e.service_id.to_be_bytes());
+        let v = if e.visible { 0x8000 } else { 0 } | 0x7C00 | (e.number & 0x03FF);
+        b.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut d = private_data_specifier_descriptor(0x28);
+    d.extend(descriptor(0x83, &b));
+    d
 }
 
 /// network_name_descriptor (0x40).
@@ -246,6 +315,35 @@ pub fn terrestrial_delivery_descriptor(frequency_hz: u64, bandwidth_hz: u32) -> 
 pub fn t2_delivery_descriptor(plp_id: u8, t2_system_id: u16) -> Vec<u8> {
     let mut b = vec![0x04, plp_id];
     b.extend_from_slice(&t2_system_id.to_be_bytes());
+    descriptor(0x7F, &b)
+}
+
+/// T2_delivery_system_descriptor, long form: SISO, one cell (id 0) at `frequency_hz`, no TFS,
+/// guard interval 19/256 and 32k FFT (the usual UK/DE T2 parameters). `bandwidth_hz` in
+/// 8/7/6/5/10/1.712 MHz.
+pub fn t2_delivery_descriptor_long(
+    plp_id: u8,
+    t2_system_id: u16,
+    bandwidth_hz: u32,
+    frequency_hz: u64,
+) -> Vec<u8> {
+    let bw = match bandwidth_hz {
+        7_000_000 => 1u8,
+        6_000_000 => 2,
+        5_000_000 => 3,
+        10_000_000 => 4,
+        1_712_000 => 5,
+        _ => 0,
+    };
+    let mut b = vec![0x04, plp_id];
+    b.extend_from_slice(&t2_system_id.to_be_bytes());
+    // SISO_MISO(2)=0 bandwidth(4) reserved(2)
+    b.push((bw << 2) | 0x03);
+    // guard_interval(3)=19/256 (6) transmission_mode(3)=32k (5) other_frequency 0 tfs 0
+    b.push((6 << 5) | (5 << 2));
+    b.extend_from_slice(&[0x00, 0x00]); // cell_id
+    b.extend_from_slice(&((frequency_hz / 10) as u32).to_be_bytes());
+    b.push(0); // subcell_info_loop_length
     descriptor(0x7F, &b)
 }
 
@@ -484,6 +582,61 @@ mod tests {
         assert_eq!(&d[2..6], &[0x01, 0x14, 0x94, 0x00]);
         assert_eq!(&d[6..8], &[0x01, 0x92]);
         assert_eq!(&d[9..13], &[0x02, 0x20, 0x00, 0x03]);
+    }
+
+    #[test]
+    fn t2_long_form_matches_the_digest_example() {
+        // dvb-scan.md §5.4: 474 MHz PLP 0 system 0x8001 8 MHz 19/256 32k.
+        assert_eq!(
+            t2_delivery_descriptor_long(0, 0x8001, 8_000_000, 474_000_000),
+            vec![
+                0x7F, 0x0D, 0x04, 0x00, 0x80, 0x01, 0x03, 0xD4, 0x00, 0x00, 0x02, 0xD3, 0x44, 0x40,
+                0x00
+            ]
+        );
+    }
+
+    #[test]
+    fn lcn_descriptor_matches_the_digest_example() {
+        // dvb-scan.md §6: PDS EACEM; 0x0101→1, 0x0102→2 visible, 0x0103→800 hidden.
+        let e = |service_id, visible, number| LcnEntry {
+            service_id,
+            visible,
+            number,
+        };
+        assert_eq!(
+            logical_channel_descriptor(&[
+                e(0x0101, true, 1),
+                e(0x0102, true, 2),
+                e(0x0103, false, 800)
+            ]),
+            vec![
+                0x5F, 0x04, 0x00, 0x00, 0x00, 0x28, 0x83, 0x0C, 0x01, 0x01, 0xFC, 0x01, 0x01, 0x02,
+                0xFC, 0x02, 0x01, 0x03, 0x7F, 0x20
+            ]
+        );
+        assert!(logical_channel_descriptor(&[]).is_empty());
+    }
+
+    #[test]
+    fn sdt_free_ca_mode_and_ca_descriptor() {
+        let svc = |service_id| SdtService {
+            service_id,
+            eit_present_following: true,
+            running_status: 4,
+            descriptors: vec![],
+        };
+        let s = sdt(0x46, 7, 1, 0, &[svc(1), svc(2)], &[2]);
+        assert_eq!(s[0], 0x46);
+        assert_eq!(crc32_mpeg2(&s), 0);
+        // After the 8-byte header and onid + reserved: 5 bytes per service.
+        assert_eq!(&s[11..16], &[0x00, 0x01, 0xFD, 0x80, 0x00]);
+        assert_eq!(&s[16..21], &[0x00, 0x02, 0xFD, 0x90, 0x00]);
+        assert_eq!(
+            ca_descriptor(0x0B00, 0x123),
+            vec![0x09, 0x04, 0x0B, 0x00, 0xE1, 0x23]
+        );
+        assert_eq!(nit(0x41, 9, 0, &[], &[])[0], 0x41);
     }
 
     #[test]

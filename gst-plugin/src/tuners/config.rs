@@ -63,6 +63,28 @@ pub struct Faults {
     /// Probability of flipping each bit (0.0–1.0).
     #[serde(default)]
     pub bit_error_rate: f64,
+    /// Probability that a tune never locks (0.0–1.0), drawn once per tune: a flaky frontend.
+    #[serde(default)]
+    pub lock_failure_probability: f64,
+    /// Probability of losing each PSI/SI section (0.0–1.0): all its TS packets are dropped.
+    #[serde(default)]
+    pub table_loss_probability: f64,
+    /// Seed of the random draws of these knobs (lock failures, table losses, packet drops, bit
+    /// errors): the same seed gives the same sequence of draws. None = seeded from the clock.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+impl Faults {
+    /// The probability knobs by their TOML key, for validation.
+    pub fn probabilities(&self) -> [(&'static str, f64); 4] {
+        [
+            ("drop_probability", self.drop_probability),
+            ("bit_error_rate", self.bit_error_rate),
+            ("lock_failure_probability", self.lock_failure_probability),
+            ("table_loss_probability", self.table_loss_probability),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +157,27 @@ pub struct ServiceConfig {
     pub tone_hz: u32,
     #[serde(default)]
     pub temi: Option<TemiConfig>,
+    /// Logical channel number announced in the NIT (EACEM logical_channel_descriptor, 1..1023).
+    #[serde(default)]
+    pub lcn: Option<u16>,
+    /// Flagged as scrambled: free_CA_mode = 1 in the SDT and a CA_descriptor in the PMT (the
+    /// content itself stays clear).
+    #[serde(default)]
+    pub scrambled: bool,
+    /// A service that comes and goes; absent = always on air.
+    #[serde(default)]
+    pub on_air: Option<OnAirConfig>,
+}
+
+/// When a service that comes and goes is on air: during the first `on_s` seconds of every
+/// `period_s` seconds of the emulator's running time (counted from when the tuner pool was
+/// configured). Off air it is gone from the PAT, its PMT, the SDT and the EIT; its elementary
+/// streams keep flowing, as a broadcaster's unused PIDs may.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OnAirConfig {
+    pub period_s: u32,
+    pub on_s: u32,
 }
 
 fn default_provider() -> String {
@@ -173,7 +216,16 @@ pub struct MuxConfig {
     pub network_id: u16,
     #[serde(default = "default_network_name")]
     pub network_name: String,
+    /// In the initial tuning list a scan starts from (default true). `false`: a mux a scan
+    /// reaches only through the NIT of the others ([`BroadcastConfig::initial_muxes`]); it
+    /// locks like any other.
+    #[serde(default = "default_initial")]
+    pub initial: bool,
     pub service: Vec<ServiceConfig>,
+}
+
+fn default_initial() -> bool {
+    true
 }
 
 fn default_stream_id() -> i32 {
@@ -236,6 +288,20 @@ pub fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
 /// Finds the line of the first `[[mux]]`-style table whose `name = "<name>"` appears.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// The line of the first `key = …` after the first line holding `after`.
+fn line_after(text: &str, after: &str, key: &str) -> Option<usize> {
+    let start = text.lines().position(|l| l.contains(after))?;
+    text.lines()
+        .enumerate()
+        .skip(start + 1)
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
 }
 
 impl MuxConfig {
@@ -306,17 +372,17 @@ impl BroadcastConfig {
                     ));
                 }
             }
-            let f = &a.faults;
-            if !(0.0..=1.0).contains(&f.drop_probability)
-                || !(0.0..=1.0).contains(&f.bit_error_rate)
-            {
-                return Err(err(
-                    &needle,
-                    format!(
-                        "adapter {:?}: fault probabilities must be within 0..1",
-                        a.name
-                    ),
-                ));
+            for (key, p) in a.faults.probabilities() {
+                if !(0.0..=1.0).contains(&p) {
+                    return Err(ConfigError {
+                        file: file.to_string(),
+                        line: line_after(text, &needle, key).or_else(|| line_of(text, &needle)),
+                        message: format!(
+                            "adapter {:?}: faults.{key} must be within 0..1, not {p}",
+                            a.name
+                        ),
+                    });
+                }
             }
         }
         for m in &self.mux {
@@ -383,6 +449,23 @@ impl BroadcastConfig {
                         ));
                     }
                 }
+                if s.lcn.is_some_and(|n| !(1..=1023).contains(&n)) {
+                    return Err(err(
+                        &sneedle,
+                        format!("service {:?}: lcn must be within 1..1023", s.name),
+                    ));
+                }
+                if let Some(o) = s.on_air {
+                    if o.period_s == 0 || o.on_s == 0 || o.on_s >= o.period_s {
+                        return Err(err(
+                            &sneedle,
+                            format!(
+                                "service {:?}: on_air needs 0 < on_s < period_s, not on_s = {} and period_s = {}",
+                                s.name, o.on_s, o.period_s
+                            ),
+                        ));
+                    }
+                }
                 if let Some(t) = &s.temi {
                     if t.timescale == 0 || s.video_pid.is_none() {
                         return Err(err(
@@ -397,6 +480,12 @@ impl BroadcastConfig {
             }
         }
         Ok(())
+    }
+
+    /// The muxes of the initial tuning list a scan of this configuration is given: every mux
+    /// but those with `initial = false`, which only the NIT announces.
+    pub fn initial_muxes(&self) -> impl Iterator<Item = &MuxConfig> {
+        self.mux.iter().filter(|m| m.initial)
     }
 
     /// The cache directory for generated content.
@@ -435,6 +524,77 @@ mod tests {
             .mux
             .iter()
             .any(|m| m.service.iter().any(|s| s.temi.is_some())));
+    }
+
+    #[test]
+    fn the_default_has_a_nit_only_mux_a_scrambled_and_a_coming_and_going_service() {
+        let c = BroadcastConfig::embedded();
+        let nit_only: Vec<&MuxConfig> = c.mux.iter().filter(|m| !m.initial).collect();
+        assert_eq!(nit_only.len(), 1);
+        assert_eq!(c.initial_muxes().count(), c.mux.len() - 1);
+        let services = || c.mux.iter().flat_map(|m| m.service.iter());
+        assert_eq!(services().filter(|s| s.scrambled).count(), 1);
+        assert_eq!(services().filter(|s| s.on_air.is_some()).count(), 1);
+    }
+
+    #[test]
+    fn a_bad_on_air_period_names_the_service_and_line() {
+        let text = DEFAULT_CONFIG.replace(
+            "on_air = { period_s = 120, on_s = 60 }",
+            "on_air = { period_s = 60, on_s = 60 }",
+        );
+        assert_ne!(text, DEFAULT_CONFIG);
+        let e = BroadcastConfig::parse("my.toml", &text).unwrap_err();
+        assert!(
+            e.message.contains("on_air") && e.message.contains("dvb2ip Pop-up"),
+            "{e}"
+        );
+        let line = text
+            .lines()
+            .position(|l| l.contains("\"dvb2ip Pop-up\""))
+            .map(|i| i + 1);
+        assert_eq!(e.line, line);
+    }
+
+    #[test]
+    fn fault_knobs_are_read_and_bad_ones_name_key_and_line() {
+        let good = "[[adapter]]\nname = \"a\"\ndelsys = [\"dvb-t\"]\n\n[[adapter]]\nname = \"b\"\n\
+                    delsys = [\"dvb-c\"]\n[adapter.faults]\nlock_failure_probability = 0.3\n\
+                    table_loss_probability = 0.05\nseed = 7\n";
+        let c = BroadcastConfig::parse("f.toml", good).unwrap();
+        assert_eq!(c.adapter[0].faults, Faults::default());
+        let f = &c.adapter[1].faults;
+        assert_eq!(f.lock_failure_probability, 0.3);
+        assert_eq!(f.table_loss_probability, 0.05);
+        assert_eq!(f.seed, Some(7));
+        for (from, to, line) in [
+            (
+                "lock_failure_probability = 0.3",
+                "lock_failure_probability = 1.5",
+                9,
+            ),
+            (
+                "table_loss_probability = 0.05",
+                "table_loss_probability = -0.1",
+                10,
+            ),
+        ] {
+            let bad = good.replace(from, to);
+            let e = BroadcastConfig::parse("f.toml", &bad).unwrap_err();
+            let key = to.split(' ').next().unwrap();
+            assert!(
+                e.message.contains(&format!("faults.{key}")) && e.message.contains("\"b\""),
+                "{e}"
+            );
+            assert_eq!(e.line, Some(line), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("f.toml:{line}: ")),
+                "{e}"
+            );
+        }
+        // A value of the wrong type is toml's error, on its line.
+        let e = BroadcastConfig::parse("f.toml", &good.replace("0.3", "\"often\"")).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
     }
 
     #[test]

@@ -66,11 +66,14 @@ enum ActiveBackend {
 struct Registry {
     config: BroadcastConfig,
     backends: Vec<Backend>,
-    faults: Vec<Arc<Mutex<Faults>>>,
+    faults: Vec<Arc<Mutex<emulated::FaultState>>>,
     pool: Slots,
     feeds: Vec<Option<Arc<ActiveFeed>>>,
     /// The SAT>IP numbering of the pool's frontends, fixed with the pool.
     satip: Arc<[SatipFe]>,
+    /// Unix time when this configuration took effect: the start of the emulator's running
+    /// time (services that come and go count from it).
+    started_unix_s: i64,
 }
 
 impl Registry {
@@ -107,10 +110,10 @@ impl Registry {
         let faults = backends
             .iter()
             .map(|b| {
-                Arc::new(Mutex::new(match b {
+                Arc::new(Mutex::new(emulated::FaultState::new(match b {
                     Backend::Emulated(a) => a.faults.clone(),
                     Backend::Hardware(_) => Faults::default(),
-                }))
+                })))
             })
             .collect();
         let n = slots.len();
@@ -122,6 +125,10 @@ impl Registry {
             pool: Slots::new(slots),
             feeds: vec![None; n],
             satip,
+            started_unix_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
         }
     }
 }
@@ -318,7 +325,15 @@ impl Pool {
         })
     }
 
-    /// Changes the fault knobs of the emulated frontend at `adapter` while it runs.
+    /// Unix time (s) when the pool's current configuration took effect: the start of the
+    /// emulator's running time, from which services that come and go count their periods.
+    pub fn started_unix_s(&self) -> i64 {
+        self.with_registry(|r| r.started_unix_s)
+    }
+
+    /// Changes the fault knobs of the emulated frontend at `adapter` while it runs (packet
+    /// drops, bit errors, lock loss and table loss at once; a lock failure from the next tune
+    /// on). Their random draws restart from `faults.seed` when it is set.
     pub fn set_faults(&self, adapter: u32, faults: Faults) -> Result<(), PoolApiError> {
         self.with_registry(|r| {
             let i = r
@@ -330,7 +345,7 @@ impl Pool {
             if !matches!(r.backends[i], Backend::Emulated(_)) {
                 return Err(PoolApiError::NotEmulated(adapter));
             }
-            *r.faults[i].lock().unwrap() = faults;
+            *r.faults[i].lock().unwrap() = emulated::FaultState::new(faults);
             Ok(())
         })
     }
@@ -341,7 +356,7 @@ impl Pool {
         let cfg = self.current_config();
         let dir = cfg.cache_dir();
         for m in &cfg.mux {
-            emulated::build_spec(m, &dir).map_err(|reason| PoolApiError::Content {
+            emulated::build_spec(m, &cfg.mux, &dir, 0).map_err(|reason| PoolApiError::Content {
                 mux: m.name.clone(),
                 reason,
             })?;
@@ -398,12 +413,15 @@ pub fn prepare_content() -> Result<(), PoolApiError> {
     Pool::default_pool().prepare_content()
 }
 
-/// The multiplexer description of an emulated mux, generating its content if needed.
+/// The multiplexer description of an emulated mux, generating its content if needed;
+/// `network` is every configured mux (what its NIT announces). Services that come and go
+/// count their periods from the Unix epoch here.
 pub fn mux_spec(
     m: &config::MuxConfig,
+    network: &[config::MuxConfig],
     cache_dir: &std::path::Path,
 ) -> Result<crate::proto::mux::MuxSpec, String> {
-    emulated::build_spec(m, cache_dir)
+    emulated::build_spec(m, network, cache_dir, 0)
 }
 
 /// What a lease asks for.
@@ -566,8 +584,12 @@ fn lease_from(
                     ActiveBackend::Emulated(emulated::EmulatedFeed::start(
                         a.clone(),
                         reg.faults[index].clone(),
-                        mux,
-                        reg.config.cache_dir(),
+                        emulated::Reception {
+                            mux,
+                            network: reg.config.mux.clone(),
+                            epoch_unix_s: reg.started_unix_s,
+                            cache_dir: reg.config.cache_dir(),
+                        },
                         fanout.clone(),
                         status.clone(),
                     ))
