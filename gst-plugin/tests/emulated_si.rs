@@ -3,6 +3,8 @@
 //! announces every mux of its network (delivery system, frequency, services, LCNs) and each
 //! other network in a NIT other sub-table.
 
+mod common;
+
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,17 +18,9 @@ use gstdvb2ip::proto::scan::nit::{Lcn, NitTable};
 use gstdvb2ip::proto::tuner_pool::Transponder;
 use gstdvb2ip::tuners::{self, config::MuxConfig, BroadcastConfig, LeaseRequest, PidFilter, Pool};
 
-fn init() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        gst::init().unwrap();
-        gstdvb2ip::plugin_register_static().expect("register plugin");
-    });
-}
-
 /// The embedded configuration without real adapters, in a pool of its own.
 fn pool_of(cfg: &BroadcastConfig) -> Pool {
-    init();
+    common::init();
     let mut cfg = cfg.clone();
     cfg.emulator.hardware = "off".into();
     let pool = Pool::new(cfg);
