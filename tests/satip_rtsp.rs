@@ -3,7 +3,8 @@
 //! conformance checklist in `specs/satip.md` §12, tests named after the item numbers) and by
 //! real clients (ffprobe `satip://`, gst-launch `rtspsrc`, cvlc).
 //!
-//! The tuner pool is process-wide, so tests take [`SERIAL`] and run one at a time.
+//! Each test runs a server of its own ([`Srv`]: its own core and tuner pool), so tests run side
+//! by side.
 
 mod common;
 
@@ -11,17 +12,16 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::UdpSocket;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use common::rtsp::{Item, Resp, Rtsp};
 use dvb2ip::config::Config;
+use dvb2ip::core::Core;
 use dvb2ip::serve;
 use gst::glib;
 use gstdvb2ip::proto::satip::decode_rtcp_app_ses1;
-use once_cell::sync::Lazy;
-
-static SERIAL: Mutex<()> = Mutex::new(());
+use gstdvb2ip::tuners::Pool;
 
 /// DVB-T 506 MHz mux ("dvb2ip News": PMT 0x100, video 0x101, audio 0x102).
 const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258";
@@ -30,51 +30,93 @@ const ONE: &str = "src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,256,257,
 /// A DVB-T transponder without a mux (still tunable on an emulated frontend).
 const EMPTY_T: &str = "freq=522&msys=dvbt&bw=8&pids=0";
 
-fn start(session_timeout: u32) -> u16 {
-    let mut cfg = Config::embedded();
-    cfg.server.session_timeout = session_timeout;
-    start_cfg(&cfg)
-}
-
-/// A server of its own with `cfg` (same process, same tuner pool).
-fn start_cfg(cfg: &Config) -> u16 {
-    static INIT: Lazy<()> = Lazy::new(|| {
+/// Process setup, once: the plugin registered, the default pool configured, and the glib main
+/// loop the RTSP servers attach to.
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
         serve::init(&Config::embedded()).expect("init");
         std::thread::spawn(|| glib::MainLoop::new(None, false).run());
     });
-    Lazy::force(&INIT);
-    let server = serve::start(
-        cfg,
-        &serve::ServeOptions {
-            rtsp_port: Some(0),
-            bind: None,
-        },
-    )
-    .expect("server starts");
-    let port = server.rtsp_port;
-    // Lives for the whole test process.
-    std::mem::forget(server);
-    port
 }
 
-/// The shared server (60 s sessions).
-static PORT: Lazy<u16> = Lazy::new(|| start(60));
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    Lazy::force(&PORT);
-    wait_all_free();
-    g
+/// A test's own server: its own [`Core`] with a tuner pool of its own, on a free port. Dropping
+/// it tears its sessions down (their pipelines stop, their frontends are released) and
+/// detaches the server, so tests run side by side without sharing a frontend.
+struct Srv {
+    server: Option<serve::Server>,
+    port: u16,
 }
 
-/// Waits (bounded) until no frontend is in use. The bound is past the shared server's 60 s
-/// session timeout: a client whose TEARDOWN is lost (gst-launch's rtspsrc waits only 100 ms
-/// for it by default, VLC may exit first on a loaded machine) is reaped by the timeout.
-fn wait_all_free() {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while gstdvb2ip::tuners::frontends().iter().any(|f| f.users > 0) {
-        assert!(Instant::now() < deadline, "frontends still in use");
-        std::thread::sleep(Duration::from_millis(50));
+impl Srv {
+    /// The embedded configuration with sessions that time out after `session_timeout` s.
+    fn new(session_timeout: u32) -> Srv {
+        let mut cfg = Config::embedded();
+        cfg.server.session_timeout = session_timeout;
+        Srv::with_config(&cfg)
+    }
+
+    fn with_config(cfg: &Config) -> Srv {
+        init();
+        let core = Core::with_own_pool(cfg.clone()).expect("core with its own pool");
+        let server = serve::start_with(
+            core,
+            &serve::ServeOptions {
+                rtsp_port: Some(0),
+                bind: None,
+            },
+        )
+        .expect("server starts");
+        Srv {
+            port: server.rtsp_port,
+            server: Some(server),
+        }
+    }
+
+    fn core(&self) -> &Arc<Core> {
+        &self.server.as_ref().expect("running").core
+    }
+
+    /// The test's tuner pool.
+    fn pool(&self) -> &Pool {
+        &self.core().pool
+    }
+
+    /// Frontends (pool index) in use and their user counts.
+    fn in_use(&self) -> Vec<(usize, usize)> {
+        self.pool()
+            .frontends()
+            .iter()
+            .filter(|f| f.users > 0)
+            .map(|f| (f.index, f.users))
+            .collect()
+    }
+
+    /// Waits (bounded) until no frontend of the test's pool is in use. The bound is past the
+    /// 60 s session timeout: a client whose TEARDOWN is lost (gst-launch's rtspsrc waits only
+    /// 100 ms for it by default, VLC may exit first on a loaded machine) is reaped by the
+    /// timeout.
+    fn wait_all_free(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while self.pool().frontends().iter().any(|f| f.users > 0) {
+            assert!(Instant::now() < deadline, "frontends still in use");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Srv {
+    fn drop(&mut self) {
+        use gst_rtsp_server::prelude::*;
+        let Some(server) = self.server.take() else {
+            return;
+        };
+        // As `serve::run` does at shutdown: every session torn down, so its pipeline stops and
+        // its frontend is released; then the server is detached.
+        if let Some(pool) = server.rtsp.session_pool() {
+            pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
+        }
+        drop(server);
     }
 }
 
@@ -191,15 +233,6 @@ fn transport(rtp: &UdpSocket) -> String {
     format!("RTP/AVP;unicast;client_port={}-{}", p, p + 1)
 }
 
-/// Frontends (pool index) in use and their user counts.
-fn in_use() -> Vec<(usize, usize)> {
-    gstdvb2ip::tuners::frontends()
-        .iter()
-        .filter(|f| f.users > 0)
-        .map(|f| (f.index, f.users))
-        .collect()
-}
-
 fn pids_of(payload: &[u8]) -> Vec<u16> {
     payload
         .chunks(188)
@@ -231,9 +264,9 @@ fn rtp(d: &[u8]) -> (u16, &[u8]) {
 
 #[test]
 fn checklist_28_29_30_31_32_33_setup_unicast_answer() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let t = transport(&a);
     let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", &t)]);
     assert_eq!(r.status, 200, "{r:?}");
@@ -262,16 +295,16 @@ fn checklist_28_29_30_31_32_33_setup_unicast_answer() {
         &[("Session", &r.session())],
     );
     assert_eq!(r.status, 200);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_34_two_setups_get_distinct_sessions_and_streams() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _) = udp_pair();
     let (b, _) = udp_pair();
-    let mut c1 = Rtsp::connect(*PORT);
-    let mut c2 = Rtsp::connect(*PORT);
+    let mut c1 = Rtsp::connect(srv.port);
+    let mut c2 = Rtsp::connect(srv.port);
     let r1 = c1.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -286,8 +319,8 @@ fn checklist_34_two_setups_get_distinct_sessions_and_streams() {
     assert_ne!(r1.session(), r2.session());
     assert_ne!(r1.stream_id(), r2.stream_id());
     // Same transponder: one frontend, two users (tuner sharing, §10.2).
-    assert_eq!(in_use().len(), 1, "{:?}", in_use());
-    assert_eq!(in_use()[0].1, 2);
+    assert_eq!(srv.in_use().len(), 1, "{:?}", srv.in_use());
+    assert_eq!(srv.in_use()[0].1, 2);
     for (c, r) in [(&mut c1, &r1), (&mut c2, &r2)] {
         let s = r.session();
         c.req(
@@ -296,24 +329,24 @@ fn checklist_34_two_setups_get_distinct_sessions_and_streams() {
             &[("Session", &s)],
         );
     }
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_48_63_all_frontends_busy_gets_503_no_more_frontends() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let mut held = Vec::new();
     // The two DVB-T/T2 frontends, on two transponders; a second client shares one of them.
     for q in [NEWS, ONE, NEWS] {
         let (a, b) = udp_pair();
-        let mut c = Rtsp::connect(*PORT);
+        let mut c = Rtsp::connect(srv.port);
         let r = c.req("SETUP", &format!("?{q}"), &[("Transport", &transport(&a))]);
         assert_eq!(r.status, 200, "{q}: {r:?}");
         held.push((c, r, a, b));
     }
-    assert_eq!(in_use().len(), 2, "{:?}", in_use());
+    assert_eq!(srv.in_use().len(), 2, "{:?}", srv.in_use());
     let (a, _b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let r = c.req(
         "SETUP",
         &format!("?{EMPTY_T}"),
@@ -330,7 +363,7 @@ fn checklist_48_63_all_frontends_busy_gets_503_no_more_frontends() {
         &[("Session", &r0.session())],
     );
     let deadline = Instant::now() + Duration::from_secs(60);
-    while in_use().len() > 1 {
+    while srv.in_use().len() > 1 {
         assert!(Instant::now() < deadline);
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -352,7 +385,7 @@ fn checklist_48_63_all_frontends_busy_gets_503_no_more_frontends() {
             &[("Session", &r.session())],
         );
     }
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 /// A stream over the RTSP connection is a media of the SAT>IP factory: when no frontend is
@@ -360,16 +393,16 @@ fn checklist_48_63_all_frontends_busy_gets_503_no_more_frontends() {
 /// a guess.
 #[test]
 fn interleaved_setup_with_all_frontends_busy_says_no_more_frontends() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let mut held = Vec::new();
     for q in [NEWS, ONE] {
         let (a, b) = udp_pair();
-        let mut c = Rtsp::connect(*PORT);
+        let mut c = Rtsp::connect(srv.port);
         let r = c.req("SETUP", &format!("?{q}"), &[("Transport", &transport(&a))]);
         assert_eq!(r.status, 200, "{q}: {r:?}");
         held.push((c, r, a, b));
     }
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let r = c.req(
         "SETUP",
         &format!("?{EMPTY_T}"),
@@ -381,15 +414,15 @@ fn interleaved_setup_with_all_frontends_busy_says_no_more_frontends() {
     for (mut c, r, _, _) in held {
         teardown(&mut c, &r);
     }
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_7_8_10_11_bad_queries_get_400_and_403_with_bodies() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _) = udp_pair();
     let t = transport(&a);
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     // 10, 11
     let r = c.req("OPTIONS", "strem=1", &[]);
     assert_eq!(r.status, 400);
@@ -424,13 +457,16 @@ fn checklist_7_8_10_11_bad_queries_get_400_and_403_with_bodies() {
     assert_eq!((r.status, r.body.as_str()), (403, "Out-of-Range: msys"));
     // 17: every answer echoes CSeq.
     assert_eq!(r.header("CSeq"), Some(c.cseq.to_string().as_str()));
-    assert!(in_use().is_empty(), "nothing tuned for refused requests");
+    assert!(
+        srv.in_use().is_empty(),
+        "nothing tuned for refused requests"
+    );
 }
 
 #[test]
 fn checklist_19_22_25_26_options_and_unsupported_methods() {
-    let _g = lock();
-    let mut c = Rtsp::connect(*PORT);
+    let srv = Srv::new(60);
+    let mut c = Rtsp::connect(srv.port);
     for uri in ["", "stream=1", &format!("?{NEWS}")] {
         let r = c.req("OPTIONS", uri, &[]);
         assert_eq!(r.status, 200, "{uri}");
@@ -443,7 +479,7 @@ fn checklist_19_22_25_26_options_and_unsupported_methods() {
     let r = c.raw("OPTIONS * RTSP/1.0\r\nCSeq: 50\r\n\r\n");
     assert_eq!(r.status, 200);
     // 26: an OPTIONS with a tuning query allocates nothing.
-    assert!(in_use().is_empty());
+    assert!(srv.in_use().is_empty());
     // 19 (PAUSE needs a session first; GET_PARAMETER with a body).
     let (a, _) = udp_pair();
     let s = c.req(
@@ -466,13 +502,13 @@ fn checklist_19_22_25_26_options_and_unsupported_methods() {
         &format!("stream={}", s.stream_id()),
         &[("Session", &s.session())],
     );
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_24_55_56_62_unknown_sessions_get_454() {
-    let _g = lock();
-    let mut c = Rtsp::connect(*PORT);
+    let srv = Srv::new(60);
+    let mut c = Rtsp::connect(srv.port);
     assert_eq!(
         c.req("OPTIONS", "", &[("Session", "DEADBEEF00")]).status,
         454
@@ -509,17 +545,17 @@ fn checklist_24_55_56_62_unknown_sessions_get_454() {
     );
     assert_eq!(r.status, 200);
     // 62: the torn-down id is unknown afterwards (the server may close this connection).
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     assert_eq!(c.req("OPTIONS", "", &[("Session", &sess)]).status, 454);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_41_52_setup_on_unknown_stream_or_bare_root() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _) = udp_pair();
     let t = transport(&a);
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     assert_eq!(
         c.req("SETUP", "stream=4242", &[("Transport", &t)]).status,
         404
@@ -529,13 +565,13 @@ fn checklist_41_52_setup_on_unknown_stream_or_bare_root() {
     assert_eq!(r.header("Allow"), Some("OPTIONS, DESCRIBE"));
     // 35: no Transport header.
     assert_eq!(c.req("SETUP", &format!("?{NEWS}"), &[]).status, 461);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_69_70_71_72_73_74_75_77_79_82_84_85_86_describe_sdp() {
-    let _g = lock();
-    let mut c = Rtsp::connect(*PORT);
+    let srv = Srv::new(60);
+    let mut c = Rtsp::connect(srv.port);
     // 69: no stream yet.
     assert_eq!(
         c.req("DESCRIBE", "", &[("Accept", "application/sdp")])
@@ -560,7 +596,7 @@ fn checklist_69_70_71_72_73_74_75_77_79_82_84_85_86_describe_sdp() {
     assert_eq!(r.header("Content-Type"), Some("application/sdp"));
     assert_eq!(
         r.header("Content-Base"),
-        Some(format!("rtsp://127.0.0.1:{}/", *PORT).as_str())
+        Some(format!("rtsp://127.0.0.1:{}/", srv.port).as_str())
     );
     let lines: Vec<&str> = r.body.lines().collect();
     assert_eq!(lines[0], "v=0");
@@ -593,8 +629,10 @@ fn checklist_69_70_71_72_73_74_75_77_79_82_84_85_86_describe_sdp() {
     assert!(level <= 255 && ["0", "1"].contains(&f[2]), "{tuner}");
     assert!(f[3].parse::<u32>().unwrap() <= 15);
     // 85: fe = the frontend in use, numbered in X_SATIPCAP order (digest §8.7).
-    let used = in_use();
-    let fe = gstdvb2ip::tuners::satip_frontends()
+    let used = srv.in_use();
+    let fe = srv
+        .pool()
+        .satip_frontends()
         .iter()
         .position(|n| n.index == used[0].0)
         .unwrap()
@@ -614,14 +652,14 @@ fn checklist_69_70_71_72_73_74_75_77_79_82_84_85_86_describe_sdp() {
     let r = c.req("DESCRIBE", &format!("stream={sid}"), &[]);
     assert!(r.body.contains("a=sendonly"), "{}", r.body);
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_13_53_57_59_87_88_93_addpids_delpids_while_playing() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         "?freq=506&msys=dvbt&bw=8&pids=0,17",
@@ -634,7 +672,7 @@ fn checklist_13_53_57_59_87_88_93_addpids_delpids_while_playing() {
     // 53
     let info = p.header("RTP-Info").unwrap();
     assert!(
-        info.starts_with(&format!("url=rtsp://127.0.0.1:{}/stream={sid}", *PORT))
+        info.starts_with(&format!("url=rtsp://127.0.0.1:{}/stream={sid}", srv.port))
             && !info.contains('?'),
         "{info}"
     );
@@ -694,14 +732,14 @@ fn checklist_13_53_57_59_87_88_93_addpids_delpids_while_playing() {
     let got = recv(&|p| !p.contains(&0) && p.contains(&256));
     assert!(got.is_subset(&[17, 256, 257].into()), "{got:?}");
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_58_play_with_new_tuning_retunes_and_releases_old_frontend() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -713,7 +751,7 @@ fn checklist_58_play_with_new_tuning_retunes_and_releases_old_frontend() {
             .status,
         200
     );
-    let before = in_use();
+    let before = srv.in_use();
     assert_eq!(before.len(), 1);
     let r = c.req(
         "PLAY",
@@ -723,7 +761,7 @@ fn checklist_58_play_with_new_tuning_retunes_and_releases_old_frontend() {
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.session(), sess);
     // Still one frontend in use: the old one was given back.
-    assert_eq!(in_use().len(), 1, "{:?}", in_use());
+    assert_eq!(srv.in_use().len(), 1, "{:?}", srv.in_use());
     let d = c.req("DESCRIBE", &format!("stream={sid}"), &[]);
     assert!(d.body.contains("474.00,8,dvbt2"), "{}", d.body);
     // RTP keeps flowing with continuous sequence numbers.
@@ -735,14 +773,14 @@ fn checklist_58_play_with_new_tuning_retunes_and_releases_old_frontend() {
         seqs.next(seq);
     }
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_94_96_97_98_rtcp_compound_with_app_ses1() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -777,7 +815,7 @@ fn checklist_94_96_97_98_rtcp_compound_with_app_ses1() {
     assert!(status.starts_with("ver=1.1;tuner="), "{status}");
     assert!(status.ends_with(";pids=0,16,17,18,256,257,258"), "{status}");
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 /// Continuity-counter errors in a TS file (per PID, packets with payload, duplicates allowed).
@@ -803,8 +841,8 @@ fn cc_errors(ts: &[u8]) -> usize {
 
 #[test]
 fn ffprobe_satip_url_lists_the_service() {
-    let _g = lock();
-    let v = common::ffprobe(&format!("satip://127.0.0.1:{}/?{NEWS}", *PORT), &[]);
+    let srv = Srv::new(60);
+    let v = common::ffprobe(&format!("satip://127.0.0.1:{}/?{NEWS}", srv.port), &[]);
     let progs = common::programs(&v);
     let news = progs
         .iter()
@@ -814,14 +852,14 @@ fn ffprobe_satip_url_lists_the_service() {
         news.1.contains(&"video".to_string()) && news.1.contains(&"audio".to_string()),
         "{news:?}"
     );
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn rtspsrc_records_a_satip_query_without_continuity_errors() {
-    let _g = lock();
-    rtspsrc_records("satip-rtspsrc", ONE, "", "dvb2ip One HD");
-    wait_all_free();
+    let srv = Srv::new(60);
+    rtspsrc_records(srv.port, "satip-rtspsrc", ONE, "", "dvb2ip One HD");
+    srv.wait_all_free();
 }
 
 /// Datagrams the kernel dropped at the UDP sockets of the processes whose command line
@@ -869,13 +907,13 @@ fn receiver_drops_of(marker: &str) -> u64 {
 /// 1000 TS packets, no continuity errors, and `service` listed by ffprobe. rtspsrc's UDP
 /// sockets get 8 MB buffers; should the kernel still drop datagrams there, that is the
 /// receiver's loss, reported apart (up to 7 TS packets, so 7 discontinuities, per datagram).
-fn rtspsrc_records(tag: &str, query: &str, extra: &str, service: &str) {
+fn rtspsrc_records(port: u16, tag: &str, query: &str, extra: &str, service: &str) {
     let dir = common::temp_dir(tag);
     let file = dir.join("rec.ts");
     let mut cmd = Command::new("gst-launch-1.0");
     cmd.arg("-e").args(common::launch_args(&format!(
         "rtspsrc location=\"rtsp://127.0.0.1:{}/?{query}\" {extra} latency=300 udp-buffer-size=8388608 teardown-timeout=10000000000 ! rtpmp2tdepay ! filesink location={}",
-        *PORT,
+        port,
         file.display()
     )));
     let listed = |v: &serde_json::Value| common::programs(v).iter().any(|(n, _)| n == service);
@@ -903,7 +941,7 @@ fn rtspsrc_records(tag: &str, query: &str, extra: &str, service: &str) {
 
 #[test]
 fn cvlc_plays_a_satip_url_without_errors() {
-    let _g = lock();
+    let srv = Srv::new(60);
     assert!(
         Command::new("cvlc").arg("--version").output().is_ok(),
         "cvlc not found: install the test dependencies (scripts/deps.sh TEST_PACKAGES, \
@@ -911,7 +949,7 @@ fn cvlc_plays_a_satip_url_without_errors() {
     );
     let home = common::temp_dir("vlc-home");
     let _ = Command::new("chmod").arg("777").arg(&home).status();
-    let url = format!("rtsp://127.0.0.1:{}/?{NEWS}", *PORT);
+    let url = format!("rtsp://127.0.0.1:{}/?{NEWS}", srv.port);
     let out = Command::new("timeout")
         // --run-time plays 5 s; VLC's start-up and RTSP set-up on a slow machine take longer.
         .args(["120", "runuser", "-u", "nobody", "--", "env"])
@@ -946,14 +984,14 @@ fn cvlc_plays_a_satip_url_without_errors() {
         .collect();
     assert!(errors.is_empty(), "{text}");
     assert!(out.status.success(), "{text}");
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_65_killed_client_session_is_reaped_after_timeout() {
-    let _g = lock();
-    // A server of its own with a 1 s timeout (gst-rtsp-server adds 5 s of grace).
-    let port = start(1);
+    // A server with a 1 s timeout (gst-rtsp-server adds 5 s of grace).
+    let srv = Srv::new(1);
+    let port = srv.port;
     let (a, _b) = udp_pair();
     let client_port = a.local_addr().unwrap().port();
     drop(a);
@@ -989,12 +1027,12 @@ time.sleep(600)
     }
     let sess = line.trim().to_string();
     assert!(!sess.is_empty());
-    assert_eq!(in_use().len(), 1);
+    assert_eq!(srv.in_use().len(), 1);
     // SIGKILL: no TEARDOWN, no RTCP.
     child.kill().unwrap();
     let _ = child.wait();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !in_use().is_empty() {
+    while !srv.in_use().is_empty() {
         assert!(Instant::now() < deadline, "session not reaped");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1004,14 +1042,14 @@ time.sleep(600)
 
 #[test]
 fn named_channel_mounts_still_work_next_to_satip() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let v = common::ffprobe(
-        &format!("rtsp://127.0.0.1:{}/ch/news", *PORT),
+        &format!("rtsp://127.0.0.1:{}/ch/news", srv.port),
         &["-rtsp_transport", "udp"],
     );
     let progs = common::programs(&v);
     assert!(progs.iter().any(|(n, _)| n == "dvb2ip News"), "{progs:?}");
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 /// A named channel answers SETUP as a SAT>IP server does (VLC's SAT>IP module, which Debian's
@@ -1019,9 +1057,9 @@ fn named_channel_mounts_still_work_next_to_satip() {
 /// `/stream=<com.ses.streamID>`), and stays a plain RTSP mount.
 #[test]
 fn named_channel_answers_setup_like_a_satip_server() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req("SETUP", "ch/news", &[("Transport", &transport(&a))]);
     assert_eq!(s.status, 200, "{s:?}");
     let (sid, sess) = (s.stream_id(), s.session());
@@ -1046,7 +1084,7 @@ fn named_channel_answers_setup_like_a_satip_server() {
     // The session is gone: its stream id no longer names anything.
     let r = c.req("PLAY", &format!("stream={sid}"), &[("Session", &sess)]);
     assert_ne!(r.status, 200, "{r:?}");
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 /// Debian's VLC (no live555) opens `rtsp://…/ch/<name>` with its SAT>IP module. VLC's
@@ -1054,7 +1092,7 @@ fn named_channel_answers_setup_like_a_satip_server() {
 /// VLC set the channel up, played it and decoded its video.
 #[test]
 fn cvlc_plays_a_named_channel_and_decodes_it() {
-    let _g = lock();
+    let srv = Srv::new(60);
     assert!(
         Command::new("cvlc").arg("--version").output().is_ok(),
         "cvlc not found: install the test dependencies (scripts/deps.sh TEST_PACKAGES, \
@@ -1066,7 +1104,7 @@ fn cvlc_plays_a_named_channel_and_decodes_it() {
     for d in [&home, &scenes] {
         let _ = Command::new("chmod").arg("777").arg(d).status();
     }
-    let url = format!("rtsp://127.0.0.1:{}/ch/news", *PORT);
+    let url = format!("rtsp://127.0.0.1:{}/ch/news", srv.port);
     // VLC refuses to run as root: setpriv runs it as nobody in this process's place, so the
     // SIGINT that ends it reaches VLC itself.
     let mut cmd = Command::new("setpriv");
@@ -1114,14 +1152,14 @@ fn cvlc_plays_a_named_channel_and_decodes_it() {
     let width = v["streams"][0]["width"].as_u64().unwrap_or(0);
     let height = v["streams"][0]["height"].as_u64().unwrap_or(0);
     assert!(width >= 320 && height >= 240, "{}: {v}", pic.display());
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_16_47_90_no_pids_sends_only_empty_rtp_packets() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         "?freq=506&msys=dvbt&bw=8",
@@ -1174,22 +1212,22 @@ fn checklist_16_47_90_no_pids_sends_only_empty_rtp_packets() {
         };
     }
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_40_60_78_join_by_stream_id_is_a_non_owner() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _) = udp_pair();
     let (b, _) = udp_pair();
-    let mut owner = Rtsp::connect(*PORT);
+    let mut owner = Rtsp::connect(srv.port);
     let s = owner.req(
         "SETUP",
         &format!("?{NEWS}"),
         &[("Transport", &transport(&a))],
     );
     let sid = s.stream_id();
-    let mut other = Rtsp::connect(*PORT);
+    let mut other = Rtsp::connect(srv.port);
     let j = other.req(
         "SETUP",
         &format!("stream={sid}"),
@@ -1215,36 +1253,36 @@ fn checklist_40_60_78_join_by_stream_id_is_a_non_owner() {
             &[("Session", &r.session())],
         );
     }
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_18_20_21_header_case_version_and_require() {
-    let _g = lock();
-    let mut c = Rtsp::connect(*PORT);
+    let srv = Srv::new(60);
+    let mut c = Rtsp::connect(srv.port);
     // 18
     let r = c.raw(&format!(
         "OPTIONS rtsp://127.0.0.1:{}/ RTSP/1.0\r\ncseq:7\r\n\r\n",
-        *PORT
+        srv.port
     ));
     assert_eq!((r.status, r.header("CSeq")), (200, Some("7")));
     // 20
     let r = c.raw(&format!(
         "OPTIONS rtsp://127.0.0.1:{}/ RTSP/2.0\r\nCSeq: 8\r\n\r\n",
-        *PORT
+        srv.port
     ));
     assert_eq!(r.status, 505);
     // 21
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let r = c.req("OPTIONS", "", &[("Require", "foo")]);
     assert_eq!((r.status, r.header("Unsupported")), (551, Some("foo")));
 }
 
 #[test]
 fn checklist_23_67_udp_session_survives_its_tcp_connection() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -1252,7 +1290,7 @@ fn checklist_23_67_udp_session_survives_its_tcp_connection() {
     );
     let (sid, sess) = (s.stream_id(), s.session());
     drop(c);
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let r = c.req("OPTIONS", "", &[("Session", &sess)]);
     assert_eq!(r.status, 200);
     assert_eq!(r.session(), sess);
@@ -1264,7 +1302,7 @@ fn checklist_23_67_udp_session_survives_its_tcp_connection() {
         .expect("RTP after PLAY on a new connection");
     rtp(&buf[..n]);
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1309,8 +1347,8 @@ fn tparam<'a>(transport: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn checklist_35_36_37_38_transport_header_rules() {
-    let _g = lock();
-    let mut c = Rtsp::connect(*PORT);
+    let srv = Srv::new(60);
+    let mut c = Rtsp::connect(srv.port);
     let (a, _b) = udp_pair();
     let p = a.local_addr().unwrap().port();
     // 35: no Transport.
@@ -1335,7 +1373,7 @@ fn checklist_35_36_37_38_transport_header_rules() {
         )],
     );
     assert_eq!(r.status, 461, "{r:?}");
-    assert!(in_use().is_empty(), "refused SETUPs tune nothing");
+    assert!(srv.in_use().is_empty(), "refused SETUPs tune nothing");
     // 38: FFmpeg's RTP/AVP/UDP is plain RTP/AVP.
     let r = c.req(
         "SETUP",
@@ -1362,15 +1400,15 @@ fn checklist_35_36_37_38_transport_header_rules() {
     let n = a.recv(&mut buf).expect("RTP on the /UDP client port");
     rtp(&buf[..n]);
     teardown(&mut c, &r);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_45_46_in_session_setup() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _ab) = udp_pair();
     let (b, _bb) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         "?freq=506&msys=dvbt&bw=8&pids=0,17",
@@ -1406,15 +1444,15 @@ fn checklist_45_46_in_session_setup() {
     let n = a.recv(&mut buf).expect("RTP to the original ports");
     rtp(&buf[..n]);
     teardown(&mut c, &s);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_49_full_session_table_gets_503_no_more_sessions() {
-    let _g = lock();
     let mut cfg = Config::embedded();
     cfg.server.max_sessions = 2;
-    let port = start_cfg(&cfg);
+    let srv = Srv::with_config(&cfg);
+    let port = srv.port;
     let mut held = Vec::new();
     for _ in 0..2 {
         let (a, b) = udp_pair();
@@ -1450,19 +1488,19 @@ fn checklist_49_full_session_table_gets_503_no_more_sessions() {
     for (mut c, r, _, _) in held {
         teardown(&mut c, &r);
     }
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_50_51_85_fe_pins_a_frontend() {
-    let _g = lock();
+    let srv = Srv::new(60);
     // fe numbers follow X_SATIPCAP (DVBS2-1,DVBT2-2,DVBC-1 with the default config, §8.7):
     // fe=1 the DVB-S/S2 frontend (pool index 3), fe=2 and fe=3 the DVB-T/T2 ones (0, 1),
     // fe=4 the DVB-C one (2).
-    let n = gstdvb2ip::tuners::satip_frontends().len();
+    let n = srv.pool().satip_frontends().len();
     assert_eq!(n, 4);
     let (a, _ab) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     // 50
     let r = c.req(
         "SETUP",
@@ -1481,11 +1519,11 @@ fn checklist_50_51_85_fe_pins_a_frontend() {
         &[("Transport", &transport(&a))],
     );
     assert_eq!(s.status, 200, "{s:?}");
-    assert_eq!(in_use(), vec![(3, 1)]);
+    assert_eq!(srv.in_use(), vec![(3, 1)]);
     let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
     assert_eq!(tuner_fields(&d.body).1[0], "1", "{}", d.body);
     teardown(&mut c, &s);
-    wait_all_free();
+    srv.wait_all_free();
     // fe=3: the second DVB-T/T2 frontend (unpinned, the first one would serve it).
     let s = c.req(
         "SETUP",
@@ -1493,13 +1531,13 @@ fn checklist_50_51_85_fe_pins_a_frontend() {
         &[("Transport", &transport(&a))],
     );
     assert_eq!(s.status, 200, "{s:?}");
-    assert_eq!(in_use(), vec![(1, 1)]);
+    assert_eq!(srv.in_use(), vec![(1, 1)]);
     let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
     let (_, f) = tuner_fields(&d.body);
     assert_eq!(f[0], "3", "{f:?}");
     // 51: fe=3 for another transponder while it is held.
     let (b, _bb) = udp_pair();
-    let mut c2 = Rtsp::connect(*PORT);
+    let mut c2 = Rtsp::connect(srv.port);
     let r = c2.req(
         "SETUP",
         &format!("?fe=3&{ONE}"),
@@ -1514,12 +1552,12 @@ fn checklist_50_51_85_fe_pins_a_frontend() {
         &[("Transport", &transport(&b))],
     );
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(in_use(), vec![(0, 1), (1, 1)]);
+    assert_eq!(srv.in_use(), vec![(0, 1), (1, 1)]);
     let d = c2.req("DESCRIBE", &format!("stream={}", r.stream_id()), &[]);
     assert_eq!(tuner_fields(&d.body).1[0], "2");
     teardown(&mut c2, &r);
     teardown(&mut c, &s);
-    wait_all_free();
+    srv.wait_all_free();
     // An unpinned stream reports the number of the frontend serving it: DVB-C is fe=4.
     let s = c.req(
         "SETUP",
@@ -1527,21 +1565,21 @@ fn checklist_50_51_85_fe_pins_a_frontend() {
         &[("Transport", &transport(&a))],
     );
     assert_eq!(s.status, 200, "{s:?}");
-    assert_eq!(in_use(), vec![(2, 1)]);
+    assert_eq!(srv.in_use(), vec![(2, 1)]);
     let d = c.req("DESCRIBE", &format!("stream={}", s.stream_id()), &[]);
     assert_eq!(tuner_fields(&d.body).1[0], "4", "{}", d.body);
     teardown(&mut c, &s);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_80_81_83_describe_with_query_and_status_forms() {
-    let _g = lock();
+    let srv = Srv::new(60);
     for (q, ver, fields, freq) in [
         (SAT, "ver=1.0;src=1;tuner=", 12, "11494.00"),
         (CABLE, "ver=1.2;tuner=", 13, "346.00"),
     ] {
-        let mut c = Rtsp::connect(*PORT);
+        let mut c = Rtsp::connect(srv.port);
         // 80: DESCRIBE with a query and no session defines a stream, not playing.
         let d = c.req(
             "DESCRIBE",
@@ -1584,7 +1622,7 @@ fn checklist_80_81_83_describe_with_query_and_status_forms() {
         let d = c.req("DESCRIBE", &format!("stream={id}"), &[]);
         assert!(d.body.contains("a=sendonly"), "{}", d.body);
         teardown(&mut c, &s);
-        wait_all_free();
+        srv.wait_all_free();
     }
 }
 
@@ -1619,9 +1657,9 @@ fn queued(sock: &UdpSocket) -> usize {
 
 #[test]
 fn checklist_61_64_teardown_stops_the_flow_and_the_connection_closes() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -1640,7 +1678,7 @@ fn checklist_61_64_teardown_stops_the_flow_and_the_connection_closes() {
     // its sender are gone); what was in flight until then is read off the sockets (their
     // queues, no time window), then nothing more arrives. The time to the last in-flight
     // datagram is printed (`dvb2ip-bench satip` measures the server's timings).
-    wait_all_free();
+    srv.wait_all_free();
     let in_flight = queued(&a) + queued(&b);
     eprintln!(
         "item 61: frontend free {:?} after TEARDOWN, {in_flight} datagrams were in flight",
@@ -1674,14 +1712,14 @@ fn checklist_61_64_teardown_stops_the_flow_and_the_connection_closes() {
         "connection still open after {after:?}: {r:?}"
     );
     eprintln!("item 64: connection closed {after:?} after TEARDOWN");
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_54_89_95_no_signal_stream_still_sends_rtp_and_rtcp() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     // A transponder without any signal.
     let s = c.req(
         "SETUP",
@@ -1749,14 +1787,14 @@ fn checklist_54_89_95_no_signal_stream_still_sends_rtp_and_rtcp() {
         "{rate} RTCP reports per second"
     );
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_66_options_describe_play_reset_the_session_timer() {
-    let _g = lock();
     // 1 s timeout: a session expires after about 6 s without a request (5 s of grace).
-    let port = start(1);
+    let srv = Srv::new(1);
+    let port = srv.port;
     let (a, _b) = udp_pair();
     let mut c = Rtsp::connect(port);
     let s = c.req(
@@ -1778,18 +1816,18 @@ fn checklist_66_options_describe_play_reset_the_session_timer() {
         let r = c.req(m, &uri, &[("Session", &sess)]);
         assert_eq!(r.status, 200, "{m} {uri}: {r:?}");
     }
-    assert_eq!(in_use().len(), 1, "session still holds its frontend");
+    assert_eq!(srv.in_use().len(), 1, "session still holds its frontend");
     teardown(&mut c, &s);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_91_92_pid_8191_and_shared_frontend_isolation() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, _ab) = udp_pair();
     let (b, _bb) = udp_pair();
-    let mut c1 = Rtsp::connect(*PORT);
-    let mut c2 = Rtsp::connect(*PORT);
+    let mut c1 = Rtsp::connect(srv.port);
+    let mut c2 = Rtsp::connect(srv.port);
     let s1 = c1.req(
         "SETUP",
         "?freq=506&msys=dvbt&bw=8&pids=0,17",
@@ -1801,7 +1839,7 @@ fn checklist_91_92_pid_8191_and_shared_frontend_isolation() {
         &[("Transport", &transport(&b))],
     );
     assert_eq!((s1.status, s2.status), (200, 200));
-    assert_eq!(in_use(), vec![(0, 2)], "one shared frontend");
+    assert_eq!(srv.in_use(), vec![(0, 2)], "one shared frontend");
     for (c, s) in [(&mut c1, &s1), (&mut c2, &s2)] {
         let r = c.req(
             "PLAY",
@@ -1827,14 +1865,14 @@ fn checklist_91_92_pid_8191_and_shared_frontend_isolation() {
     assert!(two.contains(&8191) && two.contains(&256), "{two:?}");
     teardown(&mut c1, &s1);
     teardown(&mut c2, &s2);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 #[test]
 fn checklist_99_receiver_reports_are_ignored() {
-    let _g = lock();
+    let srv = Srv::new(60);
     let (a, b) = udp_pair();
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -1859,7 +1897,7 @@ fn checklist_99_receiver_reports_are_ignored() {
     }
     assert_eq!(c.req("OPTIONS", "", &[("Session", &sess)]).status, 200);
     c.req("TEARDOWN", &format!("stream={sid}"), &[("Session", &sess)]);
-    wait_all_free();
+    srv.wait_all_free();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1868,8 +1906,8 @@ fn checklist_99_receiver_reports_are_ignored() {
 
 #[test]
 fn checklist_39_68_rtp_over_the_rtsp_connection() {
-    let _g = lock();
-    let mut c = Rtsp::connect(*PORT);
+    let srv = Srv::new(60);
+    let mut c = Rtsp::connect(srv.port);
     let s = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -1908,35 +1946,41 @@ fn checklist_39_68_rtp_over_the_rtsp_connection() {
             Item::Response(r) => panic!("unexpected response {r:?}"),
         }
     }
-    assert_eq!(in_use().len(), 1);
+    assert_eq!(srv.in_use().len(), 1);
     // 68: closing the connection ends the session and frees the frontend.
     drop(c);
     // Well below the 60 s session timeout, and generous for a slow machine.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !in_use().is_empty() {
+    while !srv.in_use().is_empty() {
         assert!(
             Instant::now() < deadline,
             "frontend still held: {:?}",
-            in_use()
+            srv.in_use()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut c = Rtsp::connect(*PORT);
+    let mut c = Rtsp::connect(srv.port);
     assert_eq!(c.req("OPTIONS", "", &[("Session", &sess)]).status, 454);
 }
 
 #[test]
 fn checklist_39_68_rtspsrc_over_tcp_records_and_frees_the_frontend() {
-    let _g = lock();
-    rtspsrc_records("satip-rtspsrc-tcp", NEWS, "protocols=tcp", "dvb2ip News");
+    let srv = Srv::new(60);
+    rtspsrc_records(
+        srv.port,
+        "satip-rtspsrc-tcp",
+        NEWS,
+        "protocols=tcp",
+        "dvb2ip News",
+    );
     // The client closed its connection: the frontend is free again without a timeout.
     // Well below the 60 s session timeout, and generous for a slow machine.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !in_use().is_empty() {
+    while !srv.in_use().is_empty() {
         assert!(
             Instant::now() < deadline,
             "frontend still held: {:?}",
-            in_use()
+            srv.in_use()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -2095,7 +2139,6 @@ fn join(group: std::net::Ipv4Addr, port: u16) -> UdpSocket {
 
 #[test]
 fn checklist_42_43_44_76_multicast_streams() {
-    let _g = lock();
     let pair = netns::Pair::new("mc");
     let mut server = NsServer::start(&pair.server, "mc", "\n[multicast]\nttl = 2\n", &|_| true);
     pair.rx.enter(|| {
@@ -2231,7 +2274,6 @@ fn checklist_42_43_44_76_multicast_streams() {
 
 #[test]
 fn checklist_73_satellite_only_server_counts_one_number() {
-    let _g = lock();
     let ns = netns::Netns::new(netns::PREFIX, "sat");
     let mut server = NsServer::start(&ns, "satonly", "", &|b| b.contains("dvb-s"));
     ns.enter(|| {
