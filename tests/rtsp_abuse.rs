@@ -2,22 +2,21 @@
 //! abuse with the raw client, checks the answer, and then checks that the server still serves
 //! a normal client (SETUP, PLAY, RTP arriving, TEARDOWN).
 //!
-//! One server for the whole file (a `Core` with its own tuner pool); the tests share its
-//! emulated frontends, all on the same transponder. A GLib log handler counts CRITICALs: no
-//! abuse may make gst-rtsp-server log one.
+//! Each test runs a server of its own (`common::server::Srv`: a `Core` with its own tuner
+//! pool). A GLib log handler counts CRITICALs for the whole process: no abuse may make
+//! gst-rtsp-server log one.
 
 mod common;
 
 use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 use std::time::Duration;
 
 use common::rtsp::Rtsp;
+use common::server::Srv;
 use dvb2ip::config::Config;
-use dvb2ip::core::Core;
-use dvb2ip::serve;
 use gst::glib;
-use once_cell::sync::Lazy;
 
 /// DVB-T 506 MHz mux ("dvb2ip News").
 const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258";
@@ -25,33 +24,23 @@ const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258";
 /// GLib CRITICAL (and ERROR) messages logged since the server started.
 static CRITICALS: AtomicUsize = AtomicUsize::new(0);
 
-/// The shared server's RTSP port.
-static PORT: Lazy<u16> = Lazy::new(|| {
-    serve::init(&Config::embedded()).expect("init");
-    glib::log_set_default_handler(|domain, level, msg| {
-        if matches!(level, glib::LogLevel::Critical | glib::LogLevel::Error) {
-            CRITICALS.fetch_add(1, Ordering::SeqCst);
-        }
-        eprintln!("{}: {level:?}: {msg}", domain.unwrap_or("?"));
+/// A server of this test's own (its own core and tuner pool, SSDP off, 60 s sessions), with
+/// the GLib log handler that counts CRITICALs installed once for the process.
+fn server() -> Srv {
+    static LOG: Once = Once::new();
+    LOG.call_once(|| {
+        glib::log_set_default_handler(|domain, level, msg| {
+            if matches!(level, glib::LogLevel::Critical | glib::LogLevel::Error) {
+                CRITICALS.fetch_add(1, Ordering::SeqCst);
+            }
+            eprintln!("{}: {level:?}: {msg}", domain.unwrap_or("?"));
+        });
     });
-    std::thread::spawn(|| glib::MainLoop::new(None, false).run());
     let mut cfg = Config::embedded();
     cfg.ssdp.enabled = false;
     cfg.server.session_timeout = 60;
-    let core = Core::with_own_pool(cfg).expect("core with its own pool");
-    let server = serve::start_with(
-        core,
-        &serve::ServeOptions {
-            rtsp_port: Some(0),
-            bind: None,
-        },
-    )
-    .expect("server starts");
-    let port = server.rtsp_port;
-    // Lives for the whole test process.
-    std::mem::forget(server);
-    port
-});
+    Srv::with_config(&cfg)
+}
 
 fn no_criticals() {
     assert_eq!(CRITICALS.load(Ordering::SeqCst), 0, "GLib CRITICALs logged");
@@ -113,7 +102,8 @@ fn normal_client(port: u16) {
 /// `Public`, nothing is logged as CRITICAL, and the connection goes on.
 #[test]
 fn unknown_and_recording_methods_get_501() {
-    let port = *PORT;
+    let srv = server();
+    let port = srv.port;
     let mut c = Rtsp::connect(port);
     let r = c.req("FOO", "", &[]);
     assert_eq!(r.status, 501, "{}", r.head);
@@ -147,7 +137,8 @@ fn unknown_and_recording_methods_get_501() {
 /// `client_port=0` names no destination: 461 Unsupported Transport, no session.
 #[test]
 fn client_port_zero_is_461() {
-    let port = *PORT;
+    let srv = server();
+    let port = srv.port;
     let mut c = Rtsp::connect(port);
     for t in [
         "RTP/AVP;unicast;client_port=0-1",
@@ -164,7 +155,8 @@ fn client_port_zero_is_461() {
 /// `Content-Base` carries no credentials.
 #[test]
 fn credentials_in_the_url_stay_out_of_the_sdp() {
-    let port = *PORT;
+    let srv = server();
+    let port = srv.port;
     let mut c = Rtsp::connect(port);
     c.cseq += 1;
     let r = c.raw(&format!(
@@ -186,7 +178,8 @@ fn credentials_in_the_url_stay_out_of_the_sdp() {
 #[test]
 fn http_on_the_rtsp_port_is_answered_and_closed() {
     use std::io::{Read, Write};
-    let port = *PORT;
+    let srv = server();
+    let port = srv.port;
     let mut s = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -207,7 +200,8 @@ const OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 /// and the owner's stream and session go on untouched.
 #[test]
 fn another_address_cannot_use_a_session() {
-    let port = *PORT;
+    let srv = server();
+    let port = srv.port;
     let mut owner = Rtsp::connect(port);
     let (udp, transport) = rtp_socket();
     let r = owner.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
@@ -267,7 +261,8 @@ fn another_address_cannot_use_a_session() {
 /// caller's own session running.
 #[test]
 fn joiners_keep_their_rules_and_teardown_names_the_own_stream() {
-    let port = *PORT;
+    let srv = server();
+    let port = srv.port;
     let mut owner = Rtsp::connect(port);
     let (udp, transport) = rtp_socket();
     let r = owner.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);

@@ -12,16 +12,12 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::UdpSocket;
 use std::process::Command;
-use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use common::rtsp::{Item, Resp, Rtsp};
+use common::server::Srv;
 use dvb2ip::config::Config;
-use dvb2ip::core::Core;
-use dvb2ip::serve;
-use gst::glib;
 use gstdvb2ip::proto::satip::decode_rtcp_app_ses1;
-use gstdvb2ip::tuners::Pool;
 
 /// DVB-T 506 MHz mux ("dvb2ip News": PMT 0x100, video 0x101, audio 0x102).
 const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258";
@@ -29,96 +25,6 @@ const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,256,257,258";
 const ONE: &str = "src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,256,257,258";
 /// A DVB-T transponder without a mux (still tunable on an emulated frontend).
 const EMPTY_T: &str = "freq=522&msys=dvbt&bw=8&pids=0";
-
-/// Process setup, once: the plugin registered, the default pool configured, and the glib main
-/// loop the RTSP servers attach to.
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        serve::init(&Config::embedded()).expect("init");
-        std::thread::spawn(|| glib::MainLoop::new(None, false).run());
-    });
-}
-
-/// A test's own server: its own [`Core`] with a tuner pool of its own, on a free port. Dropping
-/// it tears its sessions down (their pipelines stop, their frontends are released) and
-/// detaches the server, so tests run side by side without sharing a frontend.
-struct Srv {
-    server: Option<serve::Server>,
-    port: u16,
-}
-
-impl Srv {
-    /// The embedded configuration with sessions that time out after `session_timeout` s.
-    fn new(session_timeout: u32) -> Srv {
-        let mut cfg = Config::embedded();
-        cfg.server.session_timeout = session_timeout;
-        Srv::with_config(&cfg)
-    }
-
-    fn with_config(cfg: &Config) -> Srv {
-        init();
-        let core = Core::with_own_pool(cfg.clone()).expect("core with its own pool");
-        let server = serve::start_with(
-            core,
-            &serve::ServeOptions {
-                rtsp_port: Some(0),
-                bind: None,
-            },
-        )
-        .expect("server starts");
-        Srv {
-            port: server.rtsp_port,
-            server: Some(server),
-        }
-    }
-
-    fn core(&self) -> &Arc<Core> {
-        &self.server.as_ref().expect("running").core
-    }
-
-    /// The test's tuner pool.
-    fn pool(&self) -> &Pool {
-        &self.core().pool
-    }
-
-    /// Frontends (pool index) in use and their user counts.
-    fn in_use(&self) -> Vec<(usize, usize)> {
-        self.pool()
-            .frontends()
-            .iter()
-            .filter(|f| f.users > 0)
-            .map(|f| (f.index, f.users))
-            .collect()
-    }
-
-    /// Waits (bounded) until no frontend of the test's pool is in use. The bound is past the
-    /// 60 s session timeout: a client whose TEARDOWN is lost (gst-launch's rtspsrc waits only
-    /// 100 ms for it by default, VLC may exit first on a loaded machine) is reaped by the
-    /// timeout.
-    fn wait_all_free(&self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while self.pool().frontends().iter().any(|f| f.users > 0) {
-            assert!(Instant::now() < deadline, "frontends still in use");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Srv {
-    fn drop(&mut self) {
-        use gst_rtsp_server::prelude::*;
-        let Some(server) = self.server.take() else {
-            return;
-        };
-        // As `serve::run` does at shutdown: every session torn down, so its pipeline stops and
-        // its frontend is released; then the server is detached.
-        if let Some(pool) = server.rtsp.session_pool() {
-            pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
-        }
-        drop(server);
-    }
-}
 
 /// A receive buffer of 8 MB (SO_RCVBUFFORCE as root, else SO_RCVBUF up to the system's
 /// maximum): a test thread stalled for a few hundred ms on a loaded machine does not make the

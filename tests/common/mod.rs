@@ -3,6 +3,7 @@
 
 pub mod netns;
 pub mod rtsp;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
