@@ -1,7 +1,10 @@
 //! dvbtunersrc against the emulated tuner pool: sharing, PID changes while playing, busy error,
 //! lock time, fault knobs, status messages, invalid properties.
 //!
-//! Tests that drive the default pool take `common::default_pool()` and run one at a time.
+//! Each test drives a tuner pool of its own (`common::own_pool()`, handed to its pipelines in a
+//! `dvb2ip.tuner-pool` context), so they run in parallel. Only
+//! `a_pool_handed_in_a_context_serves_the_pipeline` looks at the default pool (that nothing
+//! leases from it); `emulated_loop.rs` plays from the default pool, as gst-launch does.
 
 mod common;
 
@@ -17,7 +20,7 @@ struct Rx {
 }
 
 impl Rx {
-    fn new(props: &str) -> Rx {
+    fn new(pool: &tuners::Pool, props: &str) -> Rx {
         let p = gst::parse::launch(&format!(
             "dvbtunersrc name=src {props} ! appsink name=sink sync=false max-buffers=2000"
         ))
@@ -30,6 +33,7 @@ impl Rx {
             .downcast::<gst_app::AppSink>()
             .unwrap();
         let src = p.by_name("src").unwrap();
+        common::use_pool(&p, pool);
         Rx {
             pipeline: p,
             sink,
@@ -103,8 +107,8 @@ const T2_474: &str = "delsys=dvb-t2 frequency=474000000 bandwidth-hz=8000000 str
 
 #[test]
 fn plays_the_mux_with_psi_and_services() {
-    let _g = common::default_pool();
-    let rx = Rx::new(T506);
+    let pool = common::own_pool();
+    let rx = Rx::new(&pool, T506);
     rx.play().unwrap();
     let pkts = rx.collect(Duration::from_secs(10), 20_000);
     assert!(pkts.len() >= 20_000, "got {} packets", pkts.len());
@@ -121,9 +125,9 @@ fn plays_the_mux_with_psi_and_services() {
 
 #[test]
 fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
-    let _g = common::default_pool();
-    let a = Rx::new(&format!("{T506} pids=all"));
-    let b = Rx::new(&format!("{T506} pids=0,16,256"));
+    let pool = common::own_pool();
+    let a = Rx::new(&pool, &format!("{T506} pids=all"));
+    let b = Rx::new(&pool, &format!("{T506} pids=0,16,256"));
     a.play().unwrap();
     b.play().unwrap();
     // PIDs 0, 16 and 256 (PSI) bring about 20 packets per second: 200 take about 10 s, so
@@ -136,7 +140,8 @@ fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
     );
     let pa = a.collect(Duration::from_secs(10), 2000);
     assert!(pa.iter().any(|p| pid(p) == 0x101));
-    let used: Vec<_> = tuners::frontends()
+    let used: Vec<_> = pool
+        .frontends()
         .into_iter()
         .filter(|f| f.users > 0)
         .collect();
@@ -149,15 +154,15 @@ fn subscribers_on_one_transponder_share_a_frontend_with_own_pid_sets() {
     drop(a);
     drop(b);
     assert!(
-        tuners::frontends().iter().all(|f| f.users == 0),
+        pool.frontends().iter().all(|f| f.users == 0),
         "frontend not released"
     );
 }
 
 #[test]
 fn pids_change_while_playing_without_retuning() {
-    let _g = common::default_pool();
-    let rx = Rx::new(&format!("{T506} pids=0"));
+    let pool = common::own_pool();
+    let rx = Rx::new(&pool, &format!("{T506} pids=0"));
     rx.play().unwrap();
     // PAT alone comes at a few packets per second: a loaded machine gets 30 s for 50.
     let before = rx.collect(Duration::from_secs(30), 50);
@@ -174,26 +179,29 @@ fn pids_change_while_playing_without_retuning() {
 
 #[test]
 fn no_free_frontend_is_a_busy_error_naming_the_request() {
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     // Two DVB-T/T2 frontends: take both with different transponders.
-    let a = Rx::new(T506);
-    let b = Rx::new(T2_474);
+    let a = Rx::new(&pool, T506);
+    let b = Rx::new(&pool, T2_474);
     a.play().unwrap();
     b.play().unwrap();
-    let c = Rx::new("delsys=dvb-t frequency=522000000 bandwidth-hz=8000000");
+    let c = Rx::new(
+        &pool,
+        "delsys=dvb-t frequency=522000000 bandwidth-hz=8000000",
+    );
     assert!(c.play().is_err());
     let e = c.error(Duration::from_secs(5)).expect("error message");
     assert!(e.matches(gst::ResourceError::Busy), "{e:?}");
     assert!(e.message().contains("522000 kHz"), "{}", e.message());
     // A third user of an already tuned transponder is still served.
-    let d = Rx::new(T506);
+    let d = Rx::new(&pool, T506);
     d.play().unwrap();
     assert!(!d.collect(Duration::from_secs(10), 10).is_empty());
 }
 
 #[test]
 fn invalid_tuning_values_name_the_property() {
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     for (props, name) in [
         ("delsys=dvb-t", "frequency"),
         ("frequency=506000000", "delsys"),
@@ -204,7 +212,7 @@ fn invalid_tuning_values_name_the_property() {
         ),
         ("delsys=dvb-c-a frequency=346000000", "symbol-rate"),
     ] {
-        let rx = Rx::new(props);
+        let rx = Rx::new(&pool, props);
         assert!(rx.play().is_err(), "{props}");
         let e = rx.error(Duration::from_secs(2)).expect("error");
         assert!(e.matches(gst::ResourceError::Settings), "{props}: {e:?}");
@@ -218,8 +226,11 @@ fn invalid_tuning_values_name_the_property() {
 
 #[test]
 fn no_multiplex_there_means_no_lock_and_an_error_after_the_timeout() {
-    let _g = common::default_pool();
-    let rx = Rx::new("delsys=dvb-t frequency=690000000 tuning-timeout=800000000");
+    let pool = common::own_pool();
+    let rx = Rx::new(
+        &pool,
+        "delsys=dvb-t frequency=690000000 tuning-timeout=800000000",
+    );
     rx.play().unwrap();
     let e = rx.error(Duration::from_secs(10)).expect("tuning error");
     assert!(e.matches(gst::ResourceError::NotFound), "{e:?}");
@@ -248,8 +259,8 @@ fn first_lock(rx: &Rx, t0: Instant, within: Duration) -> Option<Duration> {
 
 #[test]
 fn lock_comes_after_the_default_lock_time() {
-    let _g = common::default_pool();
-    let rx = Rx::new(T2_474);
+    let pool = common::own_pool();
+    let rx = Rx::new(&pool, T2_474);
     let t0 = Instant::now();
     rx.play().unwrap();
     let lock_after = first_lock(&rx, t0, Duration::from_secs(30)).expect("no lock message");
@@ -260,25 +271,14 @@ fn lock_comes_after_the_default_lock_time() {
     );
 }
 
-/// Puts the embedded configuration back when dropped (after the test's pipelines).
-struct RestoreConfig;
-
-impl Drop for RestoreConfig {
-    fn drop(&mut self) {
-        tuners::configure(tuners::BroadcastConfig::embedded()).unwrap();
-    }
-}
-
 #[test]
 fn a_configured_lock_time_delays_the_lock() {
-    let _g = common::default_pool();
     let mut cfg = tuners::BroadcastConfig::embedded();
     for a in &mut cfg.adapter {
         a.lock_time_ms = 1500;
     }
-    tuners::configure(cfg).unwrap();
-    let _restore = RestoreConfig;
-    let rx = Rx::new(T506);
+    let pool = common::own_pool_with(cfg);
+    let rx = Rx::new(&pool, T506);
     let t0 = Instant::now();
     rx.play().unwrap();
     let early = rx.src.property::<bool>("locked");
@@ -298,8 +298,8 @@ fn a_configured_lock_time_delays_the_lock() {
 
 #[test]
 fn status_is_posted_once_a_second_with_every_field() {
-    let _g = common::default_pool();
-    let rx = Rx::new(T2_474);
+    let pool = common::own_pool();
+    let rx = Rx::new(&pool, T2_474);
     let bus = rx.pipeline.bus().unwrap();
     rx.play().unwrap();
     first_lock(&rx, Instant::now(), Duration::from_secs(30)).expect("no lock");
@@ -363,7 +363,7 @@ fn status_is_posted_once_a_second_with_every_field() {
         .starts_with("Emulated"));
     drop(rx);
     // Without a lease the figures are unknown.
-    let idle = Rx::new(T2_474);
+    let idle = Rx::new(&pool, T2_474);
     assert!(!idle.src.property::<bool>("locked"));
     assert_eq!(idle.src.property::<f64>("snr"), -1.0);
     assert_eq!(idle.src.property::<f64>("ber"), -1.0);
@@ -373,13 +373,13 @@ fn status_is_posted_once_a_second_with_every_field() {
 #[test]
 fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
     use std::sync::atomic::Ordering;
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     // Two pids=all subscribers of one mux: without copies they hold the very memory the feed
     // produced, so buffers both hold at the same time have the same data address. A copy per
     // subscriber would give each its own allocation (both kept alive here, so an address
     // cannot be reused between them).
-    let a = Rx::new(&format!("{T506} pids=all"));
-    let b = Rx::new(&format!("{T506} pids=all"));
+    let a = Rx::new(&pool, &format!("{T506} pids=all"));
+    let b = Rx::new(&pool, &format!("{T506} pids=all"));
     a.play().unwrap();
     b.play().unwrap();
     let ba = a.buffers(Duration::from_secs(30), 200);
@@ -403,14 +403,9 @@ fn pids_all_copies_nothing_and_a_pid_set_copies_its_packets() {
     eprintln!("pids=all: {shared} of {} buffers shared", ba.len());
     drop((a, b));
     // A PID set filters, which copies the packets it passes.
-    let copied = || {
-        tuners::Pool::default_pool()
-            .counters()
-            .bytes_copied
-            .load(Ordering::Relaxed)
-    };
+    let copied = || pool.counters().bytes_copied.load(Ordering::Relaxed);
     let c0 = copied();
-    let some = Rx::new(&format!("{T506} pids=0,256,257"));
+    let some = Rx::new(&pool, &format!("{T506} pids=0,256,257"));
     some.play().unwrap();
     let got = some.collect(Duration::from_secs(10), 100);
     assert!(got.len() >= 100, "filtered subscriber got {}", got.len());
@@ -426,9 +421,10 @@ fn nick(e: &gst::Element, name: &str) -> String {
 
 #[test]
 fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     // As one would write it for dvbsrc (deprecated `bandwidth` included).
     let rx = Rx::new(
+        &pool,
         "delsys=dvb-t frequency=506000000 bandwidth=8 modulation=qam-64 trans-mode=8k \
          guard=4 code-rate-hp=2/3 code-rate-lp=none hierarchy=none inversion=auto",
     );
@@ -458,6 +454,7 @@ fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
     assert!(pkts.iter().any(|p| pid(p) == 0), "no PAT");
     // A DVB-S2 line too.
     let sat = Rx::new(
+        &pool,
         "delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000 modulation=8psk \
          code-rate-hp=3/4 pilot=on rolloff=35 inversion=auto",
     );
@@ -468,7 +465,8 @@ fn a_dvbsrc_launch_line_plays_and_its_properties_read_back() {
 
 #[test]
 fn an_invalid_dvbsrc_value_is_an_error_naming_the_property() {
-    let _g = common::default_pool();
+    // Refused while parsing the line or URI: no pool is involved.
+    common::init();
     for (prop, bad) in [
         ("guard", "17"),
         ("code-rate-hp", "1/9"),
@@ -597,13 +595,13 @@ fn cc_errors(pkts: &[[u8; 188]]) -> usize {
 
 #[test]
 fn fault_knobs_drop_packets_and_flip_bits() {
-    let _g = common::default_pool();
-    let rx = Rx::new(T506);
+    let pool = common::own_pool();
+    let rx = Rx::new(&pool, T506);
     rx.play().unwrap();
     let clean = rx.collect(Duration::from_secs(10), 20_000);
     assert_eq!(cc_errors(&clean), 0, "clean stream has CC errors");
     let adapter = rx.src.property::<i32>("adapter-in-use") as u32;
-    tuners::set_faults(
+    pool.set_faults(
         adapter,
         tuners::Faults {
             drop_probability: 0.02,
@@ -618,7 +616,7 @@ fn fault_knobs_drop_packets_and_flip_bits() {
         "drops not visible: {}",
         cc_errors(&lossy)
     );
-    tuners::set_faults(
+    pool.set_faults(
         adapter,
         tuners::Faults {
             bit_error_rate: 1e-4,
@@ -639,12 +637,12 @@ fn fault_knobs_drop_packets_and_flip_bits() {
 
 #[test]
 fn lock_loss_warns_and_streaming_resumes() {
-    let _g = common::default_pool();
-    let rx = Rx::new(T2_474);
+    let pool = common::own_pool();
+    let rx = Rx::new(&pool, T2_474);
     rx.play().unwrap();
     assert!(!rx.collect(Duration::from_secs(10), 100).is_empty());
     let adapter = rx.src.property::<i32>("adapter-in-use") as u32;
-    tuners::set_faults(
+    pool.set_faults(
         adapter,
         tuners::Faults {
             lose_lock_after_ms: 200,
@@ -688,7 +686,7 @@ fn lock_loss_warns_and_streaming_resumes() {
         saw_warning && saw_unlock && saw_relock,
         "warning {saw_warning} unlock {saw_unlock} relock {saw_relock}"
     );
-    tuners::set_faults(adapter, tuners::Faults::default()).unwrap();
+    pool.set_faults(adapter, tuners::Faults::default()).unwrap();
     let _ = rx.collect(Duration::from_millis(200), usize::MAX);
     assert!(
         !rx.collect(Duration::from_secs(5), 100).is_empty(),
@@ -698,14 +696,14 @@ fn lock_loss_warns_and_streaming_resumes() {
 
 #[test]
 fn all_delivery_systems_of_the_default_config_play() {
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     for props in [
         T2_474,
         T506,
         "delsys=dvb-c-a frequency=346000000 symbol-rate=6900 modulation=qam-256",
         "delsys=dvb-s2 frequency=11494000 polarity=h symbol-rate=22000",
     ] {
-        let rx = Rx::new(props);
+        let rx = Rx::new(&pool, props);
         rx.play().unwrap();
         let pkts = rx.collect(Duration::from_secs(10), 500);
         assert!(pkts.len() >= 500, "{props}: {} packets", pkts.len());
@@ -718,7 +716,10 @@ fn all_delivery_systems_of_the_default_config_play() {
 /// `satipmapsrc`.
 #[test]
 fn a_pool_handed_in_a_context_serves_the_pipeline() {
-    let _g = common::default_pool();
+    // The only test of this binary touching the default pool, so it needs no lock: every
+    // other test leases from a pool of its own, and this one asserts the default pool stays
+    // unused.
+    common::init_emulated();
     let own = tuners::Pool::new(tuners::BroadcastConfig::embedded());
     assert_ne!(&own, tuners::Pool::default_pool());
     let in_use = |p: &tuners::Pool| p.frontends().iter().filter(|f| f.users > 0).count();

@@ -2,7 +2,8 @@
 //! 2^33, the emulated multiplexes across loop points, SPTS output checked with ffprobe, and
 //! damaged input.
 //!
-//! Tests that use the default tuner pool take `common::default_pool()` and run one at a time.
+//! Tests of emulated multiplexes each hand a tuner pool of their own (`common::own_pool()`) to
+//! their pipelines, so they run in parallel.
 
 mod common;
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstdvb2ip::tstimelineparse::event::{ServiceIdentity, TimelineEventKind, TimelineInfo};
+use gstdvb2ip::tuners;
 use serde_json::Value;
 
 const CAPS: &str = "video/mpegts,systemstream=(boolean)true,packetsize=(int)188";
@@ -508,11 +510,12 @@ struct Live {
 }
 
 impl Live {
-    fn new(desc: &str) -> Live {
+    fn new(pool: &tuners::Pool, desc: &str) -> Live {
         let pipeline = gst::parse::launch(desc)
             .expect("pipeline")
             .downcast::<gst::Pipeline>()
             .unwrap();
+        common::use_pool(&pipeline, pool);
         let parse = pipeline.by_name("p").expect("element p");
         Live { pipeline, parse }
     }
@@ -709,7 +712,7 @@ fn check_live_temi(c: &Collected, s: &LiveService) {
 
 #[test]
 fn emulated_muxes_export_temi_across_loop_points() {
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     // The four multiplexes at once, each on its own emulated frontend.
     let sources = [
         "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000",
@@ -750,9 +753,10 @@ fn emulated_muxes_export_temi_across_loop_points() {
     let lives: Vec<Live> = sources
         .iter()
         .map(|src| {
-            Live::new(&format!(
-                "{src} ! tstimelineparse name=p ! fakesink sync=false"
-            ))
+            Live::new(
+                &pool,
+                &format!("{src} ! tstimelineparse name=p ! fakesink sync=false"),
+            )
         })
         .collect();
     for l in &lives {
@@ -860,10 +864,11 @@ fn pids_of(ts: &[u8]) -> std::collections::BTreeSet<u16> {
         .collect()
 }
 
-/// Runs `desc` into the file `path` until EOS (at most 30 s) or, for a live source, until
+/// Runs `desc` (its tuners leasing from `pool` when given) into the file `path` until EOS (at most 30 s) or, for a live source, until
 /// `live_until(path)` holds for what it wrote so far (at most 240 s: a slow machine takes
 /// longer, it does not get less), then sends EOS.
 fn run_to_file(
+    pool: Option<&tuners::Pool>,
     desc: &str,
     path: &std::path::Path,
     live_until: Option<&dyn Fn(&std::path::Path) -> bool>,
@@ -872,6 +877,9 @@ fn run_to_file(
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
+    if let Some(pool) = pool {
+        common::use_pool(&p, pool);
+    }
     p.by_name("out")
         .unwrap()
         .set_property("location", path.to_str().unwrap());
@@ -917,6 +925,7 @@ fn spts_from_vector_plays_in_ffprobe_with_one_program() {
     let src = media_dir().join("temi_d_two_programs.ts");
     // No caps from filesrc: the element must cope.
     run_to_file(
+        None,
         &format!(
             "filesrc location={} ! tstimelineparse program-number=20",
             src.display()
@@ -960,10 +969,11 @@ fn spts_from_vector_plays_in_ffprobe_with_one_program() {
 
 #[test]
 fn spts_from_emulated_mux_plays_in_ffprobe() {
-    let _g = common::default_pool();
+    let pool = common::own_pool();
     let dir = tmpdir("spts-live");
     let out = dir.join("sport.ts");
     run_to_file(
+        Some(&pool),
         "dvbtunersrc delsys=dvb-t frequency=506000000 bandwidth-hz=8000000 ! tstimelineparse program-number=4610",
         &out,
         // Until ffprobe sees the service with its video and audio (it was a fixed 4 s).

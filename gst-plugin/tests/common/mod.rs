@@ -1,17 +1,16 @@
 //! What the element tests share: GStreamer and the plugin registered once, the default tuner
-//! pool on the embedded emulated configuration, one lock for tests that drive that pool, and
-//! scratch directories.
+//! pool on the embedded emulated configuration, tuner pools of a test's own, and scratch
+//! directories.
 //!
-//! The elements fall back to the process-wide default pool, as they must under gst-launch;
-//! tests of that behaviour (fault knobs, lock times, busy frontends, status messages) change
-//! the default pool's state and take [`default_pool`] so they run one at a time. A test with a
-//! pool of its own hands it to the pipeline in a `dvb2ip.tuner-pool` context
-//! (`dvbtunersrc.rs`: `a_pool_handed_in_a_context_serves_the_pipeline`) and needs no lock.
+//! The elements fall back to the process-wide default pool, as they must under gst-launch.
+//! Tests that drive a pool (fault knobs, lock times, busy frontends, status messages) make
+//! their own with [`own_pool`] and hand it to their pipelines in a `dvb2ip.tuner-pool`
+//! context ([`use_pool`]), so they run in parallel without a lock.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::Once;
 
 use gstdvb2ip::tuners;
 
@@ -35,18 +34,28 @@ pub fn init_emulated() {
     });
 }
 
-/// Exclusive use of the default pool (see the module documentation), emulated and with every
-/// emulated frontend's fault knobs back at their defaults.
-pub fn default_pool() -> MutexGuard<'static, ()> {
-    static DEFAULT_POOL: Mutex<()> = Mutex::new(());
-    let g = DEFAULT_POOL.lock().unwrap_or_else(|e| e.into_inner());
-    init_emulated();
-    for f in tuners::frontends() {
-        if f.emulated {
-            tuners::set_faults(f.adapter, tuners::Faults::default()).unwrap();
-        }
-    }
-    g
+/// A tuner pool of the test's own on `config` with real adapters off and its content
+/// generated (made once per cache directory, reused after). A test hands it to its pipelines
+/// with [`use_pool`], sets fault knobs and reads frontends on it, and so shares no state with
+/// the other tests of its binary.
+pub fn own_pool_with(mut config: tuners::BroadcastConfig) -> tuners::Pool {
+    init();
+    config.emulator.hardware = "off".into();
+    let pool = tuners::Pool::new(config);
+    pool.prepare_content().expect("content");
+    pool
+}
+
+/// [`own_pool_with`] the embedded emulated configuration.
+pub fn own_pool() -> tuners::Pool {
+    own_pool_with(tuners::BroadcastConfig::embedded())
+}
+
+/// Hands `pool` to the elements of `pipeline` in a `dvb2ip.tuner-pool` context (before it
+/// leaves NULL: the elements ask for the context when they first need a pool).
+pub fn use_pool(pipeline: &gst::Pipeline, pool: &tuners::Pool) {
+    use gst::prelude::*;
+    pipeline.set_context(&tuners::pool_context(pool));
 }
 
 /// An empty directory `dvb2ip-<binary>-<tag>-<pid>` under the system's temporary directory.
