@@ -485,7 +485,7 @@ fn an_invalid_dvbsrc_value_is_an_error_naming_the_property() {
 /// default (dvbsrc is in gstreamer1.0-plugins-bad, which the server needs anyway).
 #[test]
 fn tuning_properties_mirror_dvbsrc() {
-    common::init_emulated();
+    common::init();
     let dvbsrc = gst::ElementFactory::make("dvbsrc").build().expect(
         "dvbsrc not found: install gstreamer1.0-plugins-bad (scripts/deps.sh SERVER_PACKAGES) \
          or run scripts/test.sh",
