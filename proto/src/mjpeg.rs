@@ -212,12 +212,7 @@ impl MjpegReader {
 
     /// Append input bytes.
     pub fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.base_offset += self.start as u64;
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(data);
+        crate::ts::append_compacting(&mut self.buf, &mut self.start, &mut self.base_offset, data);
     }
 
     /// Mark the end of input: an incomplete frame left over is then an error.

@@ -517,6 +517,24 @@ pub struct TsReader {
     stats: ReaderStats,
 }
 
+/// Appends `data` to an incremental reader's buffer `buf`, whose bytes before `start` are
+/// consumed and whose byte 0 is at stream offset `base_offset`. Once the consumed part is at
+/// least half the buffer it is dropped first (and `base_offset` moved on), so the buffer stays
+/// bounded by about twice the unread input.
+pub(crate) fn append_compacting(
+    buf: &mut Vec<u8>,
+    start: &mut usize,
+    base_offset: &mut u64,
+    data: &[u8],
+) {
+    if *start > 0 && *start >= buf.len() / 2 {
+        buf.drain(..*start);
+        *base_offset += *start as u64;
+        *start = 0;
+    }
+    buf.extend_from_slice(data);
+}
+
 impl TsReader {
     /// A reader with no input yet.
     pub fn new() -> Self {
@@ -525,12 +543,7 @@ impl TsReader {
 
     /// Append input bytes.
     pub fn push(&mut self, data: &[u8]) {
-        if self.start > 0 && self.start >= self.buf.len() / 2 {
-            self.buf.drain(..self.start);
-            self.base_offset += self.start as u64;
-            self.start = 0;
-        }
-        self.buf.extend_from_slice(data);
+        append_compacting(&mut self.buf, &mut self.start, &mut self.base_offset, data);
     }
 
     /// Mark the end of input: the trailing packets no longer need the sync look-ahead.
