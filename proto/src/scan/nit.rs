@@ -71,42 +71,18 @@ pub fn lcns_in_loop(loop_bytes: &[u8], opts: &LcnOptions) -> BTreeMap<u16, Lcn> 
                 }
             }
             (0x83, None | Some(pds::EACEM) | Some(pds::UK_DTG)) => {
-                for e in d.data.chunks_exact(4) {
-                    let w = u16::from_be_bytes([e[2], e[3]]);
-                    put(
-                        u16::from_be_bytes([e[0], e[1]]),
-                        LcnSource::V1,
-                        Lcn {
-                            number: w & 0x3FF,
-                            visible: w & 0x8000 != 0,
-                        },
-                    );
+                for (sid, lcn) in lcn_entries(d.data, 0x3FF) {
+                    put(sid, LcnSource::V1, lcn);
                 }
             }
             (0x83, Some(pds::NORDIG)) => {
-                for e in d.data.chunks_exact(4) {
-                    let w = u16::from_be_bytes([e[2], e[3]]);
-                    put(
-                        u16::from_be_bytes([e[0], e[1]]),
-                        LcnSource::V1,
-                        Lcn {
-                            number: w & 0x3FFF,
-                            visible: w & 0x8000 != 0,
-                        },
-                    );
+                for (sid, lcn) in lcn_entries(d.data, 0x3FFF) {
+                    put(sid, LcnSource::V1, lcn);
                 }
             }
             (0x88, Some(pds::EACEM) | Some(pds::UK_DTG)) => {
-                for e in d.data.chunks_exact(4) {
-                    let w = u16::from_be_bytes([e[2], e[3]]);
-                    put(
-                        u16::from_be_bytes([e[0], e[1]]),
-                        LcnSource::HdSimulcast,
-                        Lcn {
-                            number: w & 0x3FF,
-                            visible: w & 0x8000 != 0,
-                        },
-                    );
+                for (sid, lcn) in lcn_entries(d.data, 0x3FF) {
+                    put(sid, LcnSource::HdSimulcast, lcn);
                 }
             }
             (0x87, Some(pds::NORDIG)) => {
@@ -118,6 +94,21 @@ pub fn lcns_in_loop(loop_bytes: &[u8], opts: &LcnOptions) -> BTreeMap<u16, Lcn> 
         }
     }
     best.into_iter().map(|(k, (_, l))| (k, l)).collect()
+}
+
+/// The 4-byte entries of a 0x83/0x88 descriptor: service_id, visible_service_flag (top bit)
+/// and the number under `mask` (10 bits for EACEM/DTG, 14 for NorDig v1).
+fn lcn_entries(data: &[u8], mask: u16) -> impl Iterator<Item = (u16, Lcn)> + '_ {
+    data.chunks_exact(4).map(move |e| {
+        let w = u16::from_be_bytes([e[2], e[3]]);
+        (
+            u16::from_be_bytes([e[0], e[1]]),
+            Lcn {
+                number: w & mask,
+                visible: w & 0x8000 != 0,
+            },
+        )
+    })
 }
 
 /// One NorDig v2 channel list: country code and entries.
