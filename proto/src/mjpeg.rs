@@ -251,9 +251,11 @@ impl MjpegReader {
             Err(e) => return Err(self.fail(e)),
         };
         let data = avail.get(HEADER_LEN..).unwrap_or_default();
-        if let Err(e) = check_soi(data.get(..2).unwrap_or(data), offset) {
+        // SOI is checked within the frame only (a 1-byte frame followed by FF D8 is no JPEG).
+        let head = data.get(..data.len().min(len).min(2)).unwrap_or_default();
+        if let Err(e) = check_soi(head, offset) {
             // A frame shorter than SOI, or data that already shows it is no JPEG.
-            if data.len() >= 2 || len < 2 {
+            if head.len() >= 2 || len < 2 {
                 return Err(self.fail(e));
             }
         }
@@ -538,6 +540,19 @@ mod tests {
         v.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
         v.extend_from_slice(&[0xFF, 0xD9]);
         v
+    }
+
+    #[test]
+    fn a_frame_shorter_than_soi_is_refused_even_when_ff_d8_follows() {
+        // Found by the mjpeg fuzz target: SOI was checked on the bytes after the header, past
+        // the end of a 1-byte frame.
+        let mut r = MjpegReader::with_max_len(99_999);
+        r.push(b"00001\xFF\xD8");
+        r.finish();
+        assert!(matches!(
+            r.next(),
+            Err(MjpegError::NotJpeg { offset: 0, .. })
+        ));
     }
 
     fn mjpeg(frames: &[&[u8]]) -> Vec<u8> {

@@ -23,27 +23,33 @@ pub enum Route {
 
 /// The path part of an RTSP URI (`rtsp://h:p/a/b?q` → `/a/b`).
 pub fn uri_path(uri: &str) -> &str {
-    let rest = match uri.find("://") {
-        Some(i) => {
-            let after = &uri[i + 3..];
-            match after.find(['/', '?']) {
-                Some(j) => &after[j..],
-                None => "",
-            }
-        }
+    let rest = match split_scheme(uri) {
+        Some((_, after)) => match after.find(['/', '?']) {
+            Some(j) => &after[j..],
+            None => "",
+        },
         None => uri,
     };
     rest.split('?').next().unwrap_or("")
 }
 
+/// The scheme and what follows `://` of an absolute URI; `None` for a path, also one that holds
+/// `://` further on (`/a/x://h` is a path, not a URI of scheme `/a/x`).
+fn split_scheme(uri: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let mut chars = scheme.chars();
+    let valid = chars.next()?.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
 /// `rtsp://host:port/` of a request URI (the SAT>IP Content-Base), without any `user:pass@`.
 pub fn base_url(uri: &str) -> String {
-    match uri.find("://") {
-        Some(i) => {
-            let after = &uri[i + 3..];
+    match split_scheme(uri) {
+        Some((scheme, after)) => {
             let authority = after.split(['/', '?']).next().unwrap_or("");
             let host = authority.rsplit('@').next().unwrap_or("");
-            format!("{}://{host}/", &uri[..i])
+            format!("{scheme}://{host}/")
         }
         None => "rtsp://127.0.0.1/".to_string(),
     }
@@ -92,5 +98,14 @@ mod tests {
             Route::Satip(Ok(_))
         ));
         assert!(matches!(route("rtsp://h/strem=1"), Route::Satip(Err(_))));
+    }
+
+    #[test]
+    fn a_path_holding_a_scheme_separator_is_a_path() {
+        // Found by the rtsp_routing fuzz target: the text before `://` was taken as the scheme.
+        let u = "/@/\u{3bba}://;;(";
+        assert_eq!(base_url(u), "rtsp://127.0.0.1/");
+        assert_eq!(uri_path(u), u);
+        assert_eq!(uri_host(u), "127.0.0.1");
     }
 }

@@ -280,7 +280,7 @@ fn parse_event(s: &str) -> Result<DvbEvent, ContentIdError> {
 fn parse_start(s: &str) -> Result<UtcMinute, ContentIdError> {
     const BAD: ContentIdError = ContentIdError::Malformed("start time");
     let b = s.as_bytes();
-    if b.len() != 14 || b[8] != b'T' || b[13] != b'Z' {
+    if b.len() != 14 || !s.is_ascii() || b[8] != b'T' || b[13] != b'Z' {
         return Err(BAD);
     }
     let year = digits(&s[0..4], "start time")?;
@@ -340,6 +340,16 @@ mod tests {
             start: UtcMinute::new(2013, 2, 18, 9, 15).unwrap(),
             duration: PtDuration::from_minutes(45),
         })
+    }
+
+    #[test]
+    fn non_ascii_start_time_is_malformed_not_a_panic() {
+        // Found by the css_messages fuzz target: byte slicing inside a multi-byte character.
+        let id = "dvb://233a.1004.1044;363a~23\u{fffd}218T0915Z--PT00H45M";
+        assert!(matches!(
+            DvbContentId::parse(id),
+            Err(ContentIdError::Malformed(_))
+        ));
     }
 
     #[test]
