@@ -20,6 +20,9 @@ pub struct VodSection {
     /// in this order; recordings go to the first.
     #[serde(default)]
     pub roots: Vec<PathBuf>,
+    /// Recordings `dvb2ip serve` starts with (`--record <channel>[:seconds]`; not a file key).
+    #[serde(skip)]
+    pub record_at_start: Vec<super::record::RecordRequest>,
 }
 
 impl VodSection {

@@ -1,8 +1,13 @@
 //! Files on demand: the `[vod]` section ([`config`]), the one set of path rules every front end
-//! uses to map `/vod/<path>` onto a file under a root ([`path`]).
+//! uses to map `/vod/<path>` onto a file under a root ([`path`]), the library listing
+//! ([`library`]), the HTTP routes ([`http`]) and recording channels into the library
+//! ([`record`]).
 
 pub mod config;
+pub mod http;
+pub mod library;
 pub mod path;
+pub mod record;
 
 /// Debug category of the VOD modules (`GST_DEBUG=dvb2ip-vod:5`).
 pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
