@@ -397,3 +397,68 @@ fn serve_record_flag_records_until_shutdown() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Until the web UI brings administrators, the recording API answers loopback clients only: a
+/// client on another address (here the server's own veth address in a namespace the test
+/// creates) gets 403 and starts nothing, while the library stays readable.
+#[test]
+fn recording_api_answers_loopback_only() {
+    let ns = common::netns::Netns::new("vodrec", "api");
+    ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
+    ns.ip(&["addr", "add", "10.214.9.1/24", "dev", "v0"]);
+    ns.ip(&["link", "set", "v0", "up"]);
+    ns.ip(&["link", "set", "v1", "up"]);
+    let root = common::temp_dir("vod-record-lan");
+    std::fs::write(root.join("a.ts"), [0x47u8; 188]).unwrap();
+    let mut cfg = Config::embedded();
+    cfg.vod.roots = vec![root.clone()];
+    let core = Core::new(
+        cfg.clone(),
+        gstdvb2ip::tuners::Pool::new(cfg.broadcast.clone()),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let router = dvb2ip::vod::http::router(&core, 554);
+    // The listener is made inside the namespace.
+    let server = ns.enter(|| {
+        dvb2ip::http::server::spawn(&rt, "10.214.9.1".parse().unwrap(), 0, router).expect("http")
+    });
+    let curl = |method: &str, path: &str| {
+        let out = ns
+            .exec("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "30",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+            ])
+            .args(["--data-binary", r#"{"channel": "news"}"#])
+            .arg(format!("http://10.214.9.1:{}{path}", server.port))
+            .output()
+            .expect("curl in the namespace");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for (method, path) in [
+        ("GET", "/api/recordings"),
+        ("POST", "/api/recordings"),
+        ("GET", "/api/recordings/1"),
+        ("DELETE", "/api/recordings/1"),
+    ] {
+        let a = curl(method, path);
+        assert!(
+            a.ends_with("\n403") && a.contains("loopback"),
+            "{method} {path}: {a}"
+        );
+    }
+    assert!(core.recordings.list().is_empty());
+    assert_eq!(files(&root), vec!["a.ts".to_string()]);
+    assert!(curl("GET", "/vod/").ends_with("\n200"));
+    drop(server);
+    let _ = std::fs::remove_dir_all(&root);
+}
