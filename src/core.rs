@@ -11,6 +11,7 @@
 //! * `packers`: the RTP packetizers of its streams, served by one timer thread.
 //! * `metrics`: its counters (datagrams the direct path could not send).
 //! * `config`: the configuration the server runs with.
+//! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct Core {
     /// The RTP packetizers of the server's streams and their timer thread.
     pub packers: Packers,
     pub metrics: Metrics,
+    /// Recordings of channels into the first VOD root.
+    pub recordings: crate::vod::record::Recordings,
 }
 
 /// The server's counters.
@@ -43,6 +46,7 @@ impl Core {
     /// A core serving `config` from `pool` (frontends as `pool` has them configured).
     pub fn new(config: Config, pool: Pool) -> Arc<Core> {
         Arc::new(Core {
+            recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),

@@ -31,6 +31,10 @@ enum Command {
         /// SAT>IP/RTSP session timeout in seconds (overrides server.session_timeout).
         #[arg(long)]
         session_timeout: Option<u32>,
+        /// Record a channel into the first [vod] root from the start, until SECONDS have passed
+        /// or the server stops (repeatable).
+        #[arg(long, value_name = "CHANNEL[:SECONDS]", value_parser = dvb2ip::vod::record::RecordRequest::from_cli)]
+        record: Vec<dvb2ip::vod::record::RecordRequest>,
     },
     /// Check a configuration file and print a summary.
     CheckConfig { file: PathBuf },
@@ -63,11 +67,13 @@ fn main() -> ExitCode {
             rtsp_port,
             bind,
             session_timeout,
+            record,
         } => {
             let mut cfg = load(config).map_err(anyhow::Error::msg)?;
             if let Some(t) = session_timeout {
                 cfg.server.session_timeout = t;
             }
+            cfg.vod.record_at_start = record;
             dvb2ip::serve::run(cfg, dvb2ip::serve::ServeOptions { rtsp_port, bind })
         }
         Command::CheckConfig { file } => {

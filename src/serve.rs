@@ -304,12 +304,14 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     // HTTP (streaming, /desc.xml, /channels.m3u, status page) and SSDP; dropped last: byebye.
     let network = spawn_network(&rt, &cfg, &server)?;
     print!("{}", banner(&cfg, &server, network.http.port));
+    print!("{}", crate::vod::record::start_at_start(&server.core)?);
     main_loop.run();
     eprintln!("dvb2ip: shutting down");
     // Tear down every session so their pipelines stop and the tuners are released.
     if let Some(pool) = server.rtsp.session_pool() {
         pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));
     }
+    server.core.recordings.stop_all();
     drop(server);
     drop(network);
     Ok(())

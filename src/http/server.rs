@@ -27,11 +27,14 @@ pub fn router(
         desc: desc.clone(),
         device_id,
     };
-    description::router(desc).merge(super::stream::router(super::stream::StreamState {
-        status_page: Some(Arc::new(status_page)),
-        pool: core.pool.clone(),
-        ..Default::default()
-    }))
+    let vod = crate::vod::http::router(core, desc.rtsp_port);
+    description::router(desc)
+        .merge(vod)
+        .merge(super::stream::router(super::stream::StreamState {
+            status_page: Some(Arc::new(status_page)),
+            pool: core.pool.clone(),
+            ..Default::default()
+        }))
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).
