@@ -37,7 +37,14 @@ HOST="$(rustc -vV | sed -n 's/^host: //p')"
 bins=()
 for t in "${TARGETS[@]}"; do bins+=(--bin "$t"); done
 echo "fuzz.sh: building ${TARGETS[*]}" >&2
-RUSTFLAGS="$FLAGS" cargo "${TOOLCHAIN[@]}" build --release --locked --target "$HOST" \
+# fuzz/Cargo.lock pins what the workspace's Cargo.lock pins, plus libFuzzer. When the workspace
+# gained a dependency since, cargo adds just that (existing pins stay).
+locked=(--locked)
+if ! cargo metadata --locked --format-version 1 >/dev/null 2>&1; then
+    echo "fuzz.sh: fuzz/Cargo.lock lacks new workspace dependencies; adding them" >&2
+    locked=()
+fi
+RUSTFLAGS="$FLAGS" cargo "${TOOLCHAIN[@]}" build --release "${locked[@]}" --target "$HOST" \
     --target-dir "$TARGET_DIR" "${bins[@]}"
 
 MEDIA="${DVB2IP_MEDIA_DIR:-$ROOT/../shared/media}"

@@ -26,6 +26,12 @@ set +e
 cargo test --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee target/test-output.log
 rc=${PIPESTATUS[0]}
 set -e
+# Every fuzz target for a short time (scripts/fuzz.sh 600 is the 10-minute run per target).
+set +e
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+fuzz_rc=$?
+set -e
+[ "$rc" -eq 0 ] && rc=$fuzz_rc
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
 exit "$rc"
