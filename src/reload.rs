@@ -100,11 +100,7 @@ pub fn needs_restart(old: &str, new: &str) -> Vec<String> {
             });
         }
     }
-    let hw = |t: &toml::Table| {
-        t.get("emulator")
-            .and_then(|e| e.get("hardware"))
-            .cloned()
-    };
+    let hw = |t: &toml::Table| t.get("emulator").and_then(|e| e.get("hardware")).cloned();
     if hw(&old) != hw(&new) {
         out.push("[emulator] hardware".into());
     }

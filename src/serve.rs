@@ -337,8 +337,11 @@ pub fn run_from(
     if let Some(path) = config_file {
         let mut reloader = crate::reload::Reloader::new(&path);
         let pool = server.core.pool.clone();
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .context("SIGHUP handler")?;
+        let mut hup = {
+            let _rt = rt.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("SIGHUP handler")?
+        };
         rt.spawn(async move {
             while hup.recv().await.is_some() {
                 eprintln!("dvb2ip: SIGHUP: reloading {}", path.display());

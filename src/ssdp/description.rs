@@ -753,7 +753,11 @@ mod tests {
     fn new_caps_change_x_satipcap_and_configid() {
         let s = state();
         let (id0, xml0) = (s.config_id(), s.xml());
-        assert_eq!(s.set_caps(s.description().caps), None, "same caps, no change");
+        assert_eq!(
+            s.set_caps(s.description().caps),
+            None,
+            "same caps, no change"
+        );
         let fewer = SatipCaps {
             dvbs2: 1,
             dvbt2: 1,
@@ -764,13 +768,13 @@ mod tests {
         assert_ne!(id1, id0);
         assert_eq!(s.config_id(), id1);
         let xml = s.xml();
-        assert!(xml.contains(">DVBS2-1,DVBT2-1,DVBC-1</satip:X_SATIPCAP>"), "{xml}");
+        assert!(
+            xml.contains(">DVBS2-1,DVBT2-1,DVBC-1</satip:X_SATIPCAP>"),
+            "{xml}"
+        );
         assert!(xml.contains(&format!("configId=\"{id1}\"")), "{xml}");
         // Back to the first set: the first description again.
-        let back = s.set_caps(SatipCaps {
-            dvbt2: 2,
-            ..fewer
-        });
+        let back = s.set_caps(SatipCaps { dvbt2: 2, ..fewer });
         assert_eq!(back, Some(id0));
         assert_eq!(s.xml(), xml0);
     }
