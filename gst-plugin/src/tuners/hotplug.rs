@@ -62,6 +62,9 @@ impl std::fmt::Display for ProbeError {
 /// Probes adapter directory `dir` (`<root>/dvb/adapterN`, `N` given): its frontends.
 pub type Probe = dyn Fn(&Path, u32) -> Result<Vec<HwFrontend>, ProbeError> + Send + Sync;
 
+/// Told about each [`HotplugEvent`] (from the watcher's thread).
+pub type OnEvent = dyn Fn(&HotplugEvent) + Send + Sync;
+
 /// What the watcher saw and did, in order (for logs and tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HotplugEvent {
@@ -108,7 +111,7 @@ pub struct WatchOptions {
     /// How an adapter is probed ([`probe_adapter`] by default).
     pub probe: Arc<Probe>,
     /// Told about each [`HotplugEvent`] (from the watcher's thread).
-    pub on_event: Option<Arc<dyn Fn(&HotplugEvent) + Send + Sync>>,
+    pub on_event: Option<Arc<OnEvent>>,
 }
 
 impl Default for WatchOptions {
