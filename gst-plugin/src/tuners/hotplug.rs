@@ -9,7 +9,7 @@
 //! [`RETRY_INTERVAL`] for [`RETRY_FOR`], then left for the next event. Anything else (say a
 //! file that is no DVB device) fails the probe, logged, and nothing joins. A removed
 //! `adapterN` or `frontendM` leaves the pool ([`Pool::remove_hardware`]), whose streams move
-//! to another frontend ([`super::migrate`]).
+//! to another frontend (`migrate.rs`).
 //!
 //! The root is `/dev` by default; tests point it at a directory of their own and give the
 //! watcher a probe of their own ([`WatchOptions::probe`]).

@@ -5,7 +5,7 @@
 //! A frontend that stays keeps its adapter number, its users and its running feed (its pool
 //! index may change: the pool stays in hardware-then-configuration order, which is also the
 //! SAT>IP numbering's). The users of a frontend that leaves move to another one
-//! ([`super::migrate`]). Listeners ([`Pool::on_membership_change`]) hear of every change
+//! (`migrate.rs`). Listeners ([`Pool::on_membership_change`]) hear of every change
 //! after the fact, outside the pool's lock: the launcher recomputes X_SATIPCAP and CONFIGID
 //! there and re-announces over SSDP.
 
@@ -141,7 +141,7 @@ fn slot_delsys(b: &Backend) -> Vec<crate::proto::tuner_pool::DelSys> {
 
 impl Pool {
     /// Applies a new configuration while frontends are in use: emulated adapters that are no
-    /// longer configured leave the pool (their users move, see [`super::migrate`]), new ones
+    /// longer configured leave the pool (their users move, see `migrate.rs`), new ones
     /// join, the others stay as they run (their lock time, signal figures and fault knobs
     /// take the new values from their next tuning; faults at once). Multiplexes and the cache
     /// directory apply to the next tuning. Real adapters are left alone (they follow their

@@ -7,6 +7,10 @@
 //! Allocation rules live in the GStreamer-free [`crate::proto::tuner_pool`]. This module holds
 //! the registry and starts or stops the feed of a frontend when its first user comes or its
 //! last user goes.
+//!
+//! The set of frontends changes at run time ([`membership`]: a reloaded configuration, real
+//! adapters found or lost by [`hotplug`]); the leases of a frontend that leaves move to another
+//! one ((`migrate.rs`)).
 
 pub mod config;
 pub mod content;
