@@ -10,7 +10,7 @@
 //!
 //! The set of frontends changes at run time ([`membership`]: a reloaded configuration, real
 //! adapters found or lost by [`hotplug`]); the leases of a frontend that leaves move to another
-//! one ((`migrate.rs`)).
+//! one (`migrate.rs`).
 
 pub mod config;
 pub mod content;
