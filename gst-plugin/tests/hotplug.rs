@@ -175,11 +175,22 @@ fn without_a_free_frontend_the_lease_goes_unlocked_and_fails_then_resumes() {
     assert!(b.status().locked);
     assert!(sb.failed.lock().unwrap().is_empty());
 
-    // The adapter comes back: the lease gets a frontend again.
-    let change = pool.reconfigure(full);
+    // The adapter comes back: the lease gets a frontend again (that one).
+    let change = pool.reconfigure(full.clone());
     assert_eq!(change.resumed, 1, "{change}");
+    assert_eq!(a.frontend_name(), a_name);
+    flowing(&a, &sa);
+
+    // Again without it; this time the other lease ends, and its frontend takes ours over.
+    let change = pool.reconfigure(without(&full, &a_name));
+    assert_eq!(change.orphaned, 1, "{change}");
+    assert_eq!(a.frontend_index(), None);
+    let b_name = b.frontend_name();
+    drop(b);
+    assert_eq!(a.frontend_name(), b_name);
     assert!(a.frontend_index().is_some());
     flowing(&a, &sa);
+    assert_eq!(sa.changed.lock().unwrap().len(), 2);
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! When no frontend can take it the lease is left without one: its status says unlocked and
 //! its sink gets `lock_changed(false)` then `failed` (an HTTP stream ends there; an RTSP
 //! session goes on without signal). Such leases get a frontend back at the next change of
-//! the set of frontends that offers one.
+//! the set of frontends that offers one, or when a lease's end frees one ([`resume`]).
 
 use std::sync::{Arc, Weak};
 use std::time::Instant;
@@ -146,6 +146,21 @@ pub(super) fn after_change(
         }
     }
     notes
+}
+
+/// Gives a frontend to the leases that have none, where one can serve them (a frontend was
+/// released).
+pub(super) fn resume(reg: &mut Registry, counters: &Arc<FeedCounters>) -> Notes {
+    let homeless = reg
+        .leases
+        .iter()
+        .filter_map(Weak::upgrade)
+        .any(|l| l.state.lock().unwrap().index.is_none());
+    if !homeless {
+        return Notes::default();
+    }
+    let same: Vec<Option<usize>> = (0..reg.pool.slots.len()).map(Some).collect();
+    after_change(reg, &same, counters, &mut MembershipChange::default())
 }
 
 /// Grants lease `l` a frontend (any that can tune its transponder), starting its feed if it

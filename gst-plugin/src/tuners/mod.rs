@@ -631,7 +631,7 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let stopped = {
+        let (stopped, notes) = {
             let mut g = self.pool.0.registry.lock().unwrap();
             let mut st = self.core.state.lock().unwrap();
             if let Some(f) = st.feed.take() {
@@ -643,12 +643,18 @@ impl Drop for Lease {
             reg.leases
                 .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), &*self.core));
             match index {
-                Some(i) if reg.pool.release(i) => reg.feeds[i].take(),
-                _ => None,
+                Some(i) if reg.pool.release(i) => {
+                    let stopped = reg.feeds[i].take();
+                    // A frontend became free: leases left without one may take it.
+                    (stopped, migrate::resume(reg, &self.pool.0.counters))
+                }
+                _ => (None, Default::default()),
             }
         };
-        // The feed stops (joins its thread) outside the registry lock.
+        // The feed stops (joins its thread) outside the registry lock, before a lease that
+        // takes its frontend over is told.
         drop(stopped);
+        notes.deliver();
     }
 }
 
