@@ -69,12 +69,17 @@ fn main() -> ExitCode {
             session_timeout,
             record,
         } => {
+            let config_path = config.clone();
             let mut cfg = load(config).map_err(anyhow::Error::msg)?;
             if let Some(t) = session_timeout {
                 cfg.server.session_timeout = t;
             }
             cfg.vod.record_at_start = record;
-            dvb2ip::serve::run(cfg, dvb2ip::serve::ServeOptions { rtsp_port, bind })
+            dvb2ip::serve::run_from(
+                cfg,
+                dvb2ip::serve::ServeOptions { rtsp_port, bind },
+                config_path,
+            )
         }
         Command::CheckConfig { file } => {
             let cfg = Config::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -150,6 +150,8 @@ pub struct Network {
     pub http: crate::http::server::HttpServer,
     /// The DEVICE ID in use: the stored one at start, then each settled one.
     pub device_id: tokio::sync::watch::Receiver<u8>,
+    /// Keeps X_SATIPCAP, CONFIGID and the SSDP announcements following the tuner set.
+    pub tuner_set: gstdvb2ip::tuners::MembershipListener,
 }
 
 /// Starts the HTTP server on `bind:server.http_port` and, when enabled, SSDP announcing it,
@@ -168,7 +170,19 @@ pub fn spawn_network(
         &identity.state.uuid,
         server.rtsp_port,
     ));
-    let config_id = desc.config_id();
+    // The tuner set changes (hotplug, reload): X_SATIPCAP and CONFIGID follow, and SSDP
+    // announces the new CONFIGID.
+    let (config_tx, config_rx) = tokio::sync::watch::channel(desc.config_id());
+    let tuner_set = {
+        let desc = desc.clone();
+        server.core.pool.on_membership_change(move |change| {
+            let caps = crate::ssdp::description::caps_from_numbering(&change.satip);
+            if let Some(id) = desc.set_caps(caps) {
+                eprintln!("dvb2ip: tuners changed: X_SATIPCAP {caps}, CONFIGID {id}");
+                config_tx.send_replace(id);
+            }
+        })
+    };
     let (id_tx, id_rx) = tokio::sync::watch::channel(identity.state.device_id);
     let http = crate::http::server::spawn(
         rt,
@@ -176,12 +190,13 @@ pub fn spawn_network(
         cfg.server.http_port,
         crate::http::server::router(&server.core, desc, id_rx.clone()),
     )?;
-    let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_id, id_tx)?;
+    let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_rx, id_tx)?;
     follow_device_id(rt, cfg, server, id_rx.clone());
     Ok(Network {
         ssdp,
         http,
         device_id: id_rx,
+        tuner_set,
     })
 }
 
@@ -276,6 +291,17 @@ pub fn banner(cfg: &Config, server: &Server, http_port: u16) -> String {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
+    run_from(cfg, opts, None)
+}
+
+/// Runs the server until SIGINT/SIGTERM; `SIGHUP` reloads `config_file` (the file `cfg` came
+/// from), see [`crate::reload`]. With `[emulator] hardware = "auto"` real adapters join and
+/// leave as /dev/dvb changes.
+pub fn run_from(
+    cfg: Config,
+    opts: ServeOptions,
+    config_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     // Every stream has a few streaming threads; without a cap glibc gives busy threads
     // their own malloc arenas (up to 8 per core), which keep freed memory resident.
     // SAFETY: mallopt only tunes the allocator (thread-safe), before any stream starts.
@@ -292,6 +318,47 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    // Real adapters follow /dev/dvb.
+    let _watcher = (cfg.broadcast.emulator.hardware == "auto")
+        .then(|| {
+            server
+                .core
+                .pool
+                .watch_devices(gstdvb2ip::tuners::hotplug::WatchOptions {
+                    on_event: Some(Arc::new(|e: &gstdvb2ip::tuners::hotplug::HotplugEvent| {
+                        eprintln!("dvb2ip: hotplug: {e}")
+                    })),
+                    ..Default::default()
+                })
+                .map_err(|e| eprintln!("dvb2ip: hotplug: cannot watch /dev: {e}"))
+                .ok()
+        })
+        .flatten();
+    if let Some(path) = config_file {
+        let mut reloader = crate::reload::Reloader::new(&path);
+        let pool = server.core.pool.clone();
+        let mut hup = {
+            let _rt = rt.enter();
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("SIGHUP handler")?
+        };
+        rt.spawn(async move {
+            while hup.recv().await.is_some() {
+                eprintln!("dvb2ip: SIGHUP: reloading {}", path.display());
+                let pool = pool.clone();
+                // Frontends start and stop (threads joined): off the async workers.
+                reloader = match tokio::task::spawn_blocking(move || {
+                    reloader.reload_and_report(&pool);
+                    reloader
+                })
+                .await
+                {
+                    Ok(r) => r,
+                    Err(_) => break,
+                };
+            }
+        });
+    }
     let ml = main_loop.clone();
     rt.spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();

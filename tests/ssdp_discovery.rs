@@ -1587,3 +1587,57 @@ fn vlc_log_tail(log: &str) -> String {
         relevant[relevant.len().saturating_sub(60)..].join("\n")
     }
 }
+
+#[test]
+fn checklist_59_a_tuner_set_change_is_announced_with_a_new_configid() {
+    let (lan, cap, dir, mut srv) = announced_server("tuners", &ServerOpts::default());
+    let p0 = cap.collect(Duration::from_secs(10), |p| alive_from(p, None).len() >= 3);
+    let a0 = alive_from(&p0, None);
+    assert!(a0.len() >= 3, "{p0:#?}\n{}", srv.log());
+    let c0 = a0[0].header("CONFIGID.UPNP.ORG").unwrap();
+    let b0 = boot_id(&a0[0]);
+    // Drop the first DVB-T/T2 adapter from the file, then SIGHUP.
+    let conf = dir.join("dvb2ip.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let start = text
+        .find("[[adapter]]\nname = \"Emulated DVB-T/T2 A\"")
+        .expect("adapter A in the default configuration");
+    let end = start + text[start..].find("\n\n").unwrap() + 1;
+    std::fs::write(&conf, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    run("kill", &["-HUP", &srv.child.id().to_string()]);
+    srv.wait_log("dvb2ip: reload: ", Duration::from_secs(30));
+    // byebye with the old CONFIGID and BOOTID, then alive with the new CONFIGID.
+    let new_alive = |p: &[Pkt]| -> Vec<Pkt> {
+        alive_from(p, None)
+            .into_iter()
+            .filter(|x| x.header("CONFIGID.UPNP.ORG").as_deref() != Some(c0.as_str()))
+            .collect()
+    };
+    let p1 = cap.collect(Duration::from_secs(20), |p| new_alive(p).len() >= 3);
+    let bye: Vec<&Pkt> = p1.iter().filter(|p| p.is_byebye()).collect();
+    assert_eq!(bye.len(), 3, "{p1:#?}\n{}", srv.log());
+    for p in &bye {
+        assert_eq!(
+            p.header("CONFIGID.UPNP.ORG"),
+            Some(c0.clone()),
+            "{}",
+            p.text
+        );
+        assert_eq!(boot_id(p), b0, "{}", p.text);
+    }
+    let a1 = new_alive(&p1);
+    assert!(a1.len() >= 3, "{p1:#?}\n{}", srv.log());
+    let c1 = a1[0].header("CONFIGID.UPNP.ORG").unwrap();
+    assert!(boot_id(&a1[0]) > b0, "a new BOOTID after the byebye");
+    // The description says the same.
+    let (_, body) = http_get(
+        &lan.hosts[1],
+        &format!("http://{}:8875/desc.xml", host_ip(1)),
+    );
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains(&format!("configId=\"{c1}\"")), "{body}");
+    assert!(
+        body.contains(">DVBS2-1,DVBT2-1,DVBC-1</satip:X_SATIPCAP>"),
+        "{body}"
+    );
+}

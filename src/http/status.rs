@@ -80,7 +80,7 @@ pub fn frontend_rows(pool: &gstdvb2ip::tuners::Pool) -> Vec<FrontendRow> {
 impl StatusPage {
     /// The page, with URLs on `host` (the address the request came in on).
     pub fn html(&self, host: IpAddr, frontends: &[FrontendRow]) -> String {
-        let d = &self.desc.description;
+        let d = self.desc.description();
         let host = match host {
             IpAddr::V6(a) => format!("[{a}]"),
             IpAddr::V4(a) => a.to_string(),

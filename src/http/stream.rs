@@ -1,6 +1,7 @@
 //! SAT>IP HTTP streaming (§7.1): `GET /?<query>` answers `200 video/MP2T` and streams the raw
 //! TS of the stream's [`Source`] (a tuner-pool subscription, as the unicast RTP path uses)
-//! until the client closes the connection, which frees the frontend.
+//! until the client closes the connection, which frees the frontend, or the source ends (its
+//! tuner left the pool and no other could take the stream over: the body ends).
 //! Bad queries get 400/403 with the `Check-Syntax:`/`Out-of-Range:` body, no free frontend 503
 //! `No-More: frontends`.
 
@@ -71,14 +72,24 @@ impl Drop for SourceGuard {
 }
 
 /// Queues the source's TS for the response body, in the source's thread: a client that
-/// does not keep up loses data rather than holding up the feed.
-struct Queue(tokio::sync::mpsc::Sender<Bytes>);
+/// does not keep up loses data rather than holding up the feed. `None` once the source ended
+/// ([`TsSink::end`]): the body ends after what is queued.
+struct Queue(std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>);
 
 impl TsSink for Queue {
     fn push(&self, buffer: &gst::Buffer) {
+        let Some(tx) = self.0.lock().unwrap().clone() else {
+            return;
+        };
         if let Ok(map) = buffer.map_readable() {
             // Full: dropped; closed: the body is gone and the guard gives the source back.
-            let _ = self.0.try_send(Bytes::copy_from_slice(map.as_slice()));
+            let _ = tx.try_send(Bytes::copy_from_slice(map.as_slice()));
+        }
+    }
+
+    fn end(&self, reason: &str) {
+        if self.0.lock().unwrap().take().is_some() {
+            eprintln!("dvb2ip: http: stream ends: {reason}");
         }
     }
 }
@@ -88,7 +99,7 @@ fn start_source(
     spec: StreamSpec,
 ) -> Result<(Box<dyn Source>, tokio::sync::mpsc::Receiver<Bytes>), QueryError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_BUFFERS);
-    let src = source::open(pool, spec, Arc::new(Queue(tx)))?;
+    let src = source::open(pool, spec, Arc::new(Queue(std::sync::Mutex::new(Some(tx)))))?;
     Ok((src, rx))
 }
 

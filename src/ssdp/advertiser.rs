@@ -2,7 +2,9 @@
 //! 239.255.255.250 on the configured interfaces only.
 //!
 //! * alive sets at start, for every new address, after a DEVICE ID change and on a randomised
-//!   schedule below max-age/2; byebye sets on shutdown and for vanished addresses, always
+//!   schedule below max-age/2; after a CONFIGID change (the tuner set changed) the byebye sets
+//!   with the old CONFIGID, then the alive sets with the new one and a new BOOTID
+//!   ([`config_change`]); byebye sets on shutdown and for vanished addresses, always
 //!   from an address of the interface (when the only one vanished, from the next one it
 //!   gets, before the new alive set); a new BOOTID for each first announcement after a
 //!   byebye, on a new interface or with a new DEVICE ID;
@@ -88,6 +90,8 @@ pub struct SsdpConfig {
     pub max_replies_per_sec: u32,
     /// Receives every settled DEVICE ID (the multicast range follows it).
     pub settled_id: Option<watch::Sender<u8>>,
+    /// New CONFIGIDs (the description changed: the tuner set did); `config_id` is the first.
+    pub config_ids: Option<watch::Receiver<u32>>,
 }
 
 /// The SSDP socket: `0.0.0.0:port` with address reuse, `IP_PKTINFO`, multicast TTL 2, no
@@ -114,6 +118,16 @@ pub async fn run(cfg: SsdpConfig, shutdown: watch::Receiver<bool>) -> io::Result
 // ---------------------------------------------------------------------------------------------
 // Pure helpers (unit tested)
 // ---------------------------------------------------------------------------------------------
+
+/// What goes out when the description changes (UPnP DA 1.1 §1.2.2: a device whose description
+/// changes leaves and joins again): the byebye set under the old identity, then the alive set
+/// under the new one (new CONFIGID, and the new BOOTID of a first announcement after a
+/// byebye).
+pub fn config_change(old: &Identity, new: &Identity) -> Vec<String> {
+    let mut out = byebye_set(old).to_vec();
+    out.extend(alive_set(new));
+    out
+}
 
 /// Small xorshift generator for delays and schedules (not for secrets).
 #[derive(Debug, Clone)]
@@ -458,6 +472,7 @@ pub async fn run_with_socket(
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_refresh = tokio::time::Instant::now() + first_refresh;
     let mut buf = vec![0u8; MAX_MESSAGE_LEN + 1];
+    let mut config_ids = a.cfg.config_ids.take();
 
     loop {
         let next_due = a
@@ -472,6 +487,21 @@ pub async fn run_with_socket(
                 break;
             }
             _ = poll.tick() => a.poll_interfaces(),
+            r = async {
+                match config_ids.as_mut() {
+                    Some(rx) => rx.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => match r {
+                Ok(()) => {
+                    let id = config_ids.as_mut().map(|rx| *rx.borrow_and_update());
+                    if let Some(id) = id {
+                        a.config_changed(id);
+                    }
+                }
+                // The description is gone (shutting down): keep the last CONFIGID.
+                Err(_) => config_ids = None,
+            },
             _ = housekeeping.tick() => a.housekeeping(),
             _ = tokio::time::sleep_until(next_refresh) => {
                 if a.yield_due.is_some() {
@@ -686,6 +716,21 @@ impl Advertiser {
         for (i, src) in targets {
             self.byebye_iface(i, src);
         }
+    }
+
+    /// The description changed (CONFIGID `id`): byebye with the old CONFIGID on every
+    /// interface, then join again with the new one ([`config_change`]).
+    fn config_changed(&mut self, id: u32) {
+        if id == self.cfg.config_id {
+            return;
+        }
+        eprintln!(
+            "dvb2ip: ssdp: CONFIGID {} -> {id}: byebye, then announcing again",
+            self.cfg.config_id
+        );
+        self.byebye_all();
+        self.cfg.config_id = id;
+        self.rejoin("new CONFIGID");
     }
 
     /// A first announcement after a byebye, on a new interface or with a new DEVICE ID:
@@ -1060,6 +1105,45 @@ impl Advertiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configid_change_says_byebye_then_alive_with_the_new_configid() {
+        let old = Identity {
+            uuid: "3f2a9c10-5b7e-4d21-9a0c-00155d0a0b0c".into(),
+            location: "http://10.0.0.2:8875/desc.xml".into(),
+            server: "Linux/6.1 UPnP/1.1 dvb2ip/0.1".into(),
+            max_age: 1800,
+            boot_id: 7,
+            config_id: 1234,
+            device_id: Some(1),
+            search_port: None,
+        };
+        let new = Identity {
+            boot_id: next_boot_id(7),
+            config_id: 5678,
+            ..old.clone()
+        };
+        let msgs = config_change(&old, &new);
+        assert_eq!(msgs.len(), 6);
+        let header = |m: &str, h: &str| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(&format!("{h}: ")).map(str::to_owned))
+                .unwrap_or_else(|| panic!("no {h} in {m}"))
+        };
+        for m in &msgs[..3] {
+            assert_eq!(header(m, "NTS"), "ssdp:byebye");
+            assert_eq!(header(m, "CONFIGID.UPNP.ORG"), "1234");
+            assert_eq!(header(m, "BOOTID.UPNP.ORG"), "7");
+        }
+        for m in &msgs[3..] {
+            assert_eq!(header(m, "NTS"), "ssdp:alive");
+            assert_eq!(header(m, "CONFIGID.UPNP.ORG"), "5678");
+            assert_eq!(header(m, "BOOTID.UPNP.ORG"), "8");
+        }
+        // The same three NT values leave and come back.
+        let nts = |ms: &[String]| ms.iter().map(|m| header(m, "NT")).collect::<Vec<_>>();
+        assert_eq!(nts(&msgs[..3]), nts(&msgs[3..]));
+    }
 
     #[test]
     fn checklist_111_refresh_before_half_max_age() {

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{ready, Context, Poll};
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -234,13 +234,41 @@ pub struct Channel {
     pub query: String,
 }
 
-/// Everything the routes serve.
-#[derive(Debug, Clone)]
+/// Everything the routes serve. The description follows the tuner set
+/// ([`DescriptionState::set_caps`]): X_SATIPCAP and with it CONFIGID change at run time.
+#[derive(Debug)]
 pub struct DescriptionState {
-    pub description: DeviceDescription,
     pub rtsp_port: u16,
     pub channels: Vec<Channel>,
+    live: RwLock<Arc<Live>>,
+}
+
+/// The description as served now.
+#[derive(Debug)]
+struct Live {
+    description: DeviceDescription,
     xml: String,
+}
+
+impl Clone for DescriptionState {
+    fn clone(&self) -> Self {
+        DescriptionState {
+            rtsp_port: self.rtsp_port,
+            channels: self.channels.clone(),
+            live: RwLock::new(self.live.read().unwrap().clone()),
+        }
+    }
+}
+
+impl Live {
+    /// `description` with its CONFIGID computed from its content.
+    fn new(mut description: DeviceDescription) -> Live {
+        description.config_id = 0;
+        // CONFIGID follows the content: any change of the description changes it.
+        description.config_id = config_id_for(&description.to_xml());
+        let xml = description.to_xml();
+        Live { description, xml }
+    }
 }
 
 impl DescriptionState {
@@ -251,7 +279,7 @@ impl DescriptionState {
         rtsp_port: u16,
         channels: Vec<Channel>,
     ) -> Self {
-        let mut description = DeviceDescription {
+        let description = DeviceDescription {
             config_id: 0,
             friendly_name: friendly_name.to_owned(),
             manufacturer: "dvb2ip developers".to_owned(),
@@ -268,15 +296,37 @@ impl DescriptionState {
             caps,
             m3u_url: Some(M3U_PATH.to_owned()),
         };
-        // CONFIGID follows the content: any change of the description changes it.
-        description.config_id = config_id_for(&description.to_xml());
-        let xml = description.to_xml();
         DescriptionState {
-            description,
             rtsp_port,
             channels,
-            xml,
+            live: RwLock::new(Arc::new(Live::new(description))),
         }
+    }
+
+    /// The description as served now.
+    pub fn description(&self) -> DeviceDescription {
+        self.live.read().unwrap().description.clone()
+    }
+
+    /// Changes X_SATIPCAP (the tuner set changed): returns the new CONFIGID, or `None` when
+    /// the capabilities are the same. The new CONFIGID always differs from the previous one.
+    pub fn set_caps(&self, caps: SatipCaps) -> Option<u32> {
+        let mut live = self.live.write().unwrap();
+        if live.description.caps == caps {
+            return None;
+        }
+        let old = live.description.config_id;
+        let mut next = Live::new(DeviceDescription {
+            caps,
+            ..live.description.clone()
+        });
+        if next.description.config_id == old {
+            next.description.config_id = (old + 1) & 0x00ff_ffff;
+            next.xml = next.description.to_xml();
+        }
+        let id = next.description.config_id;
+        *live = Arc::new(next);
+        Some(id)
     }
 
     /// The description of this server: `uuid`, the configured friendly name and channels, the
@@ -310,11 +360,12 @@ impl DescriptionState {
 
     /// `configId` of the description = `CONFIGID.UPNP.ORG`.
     pub fn config_id(&self) -> u32 {
-        self.description.config_id
+        self.live.read().unwrap().description.config_id
     }
 
-    pub fn xml(&self) -> &str {
-        &self.xml
+    /// The description document as served now.
+    pub fn xml(&self) -> String {
+        self.live.read().unwrap().xml.clone()
     }
 
     /// The M3U list with URLs on `host` (an IP literal).
@@ -412,7 +463,7 @@ fn host_header_ip(h: &HeaderMap) -> Option<IpAddr> {
 async fn description(State(s): State<Arc<DescriptionState>>) -> Response {
     let mut r = (
         [(header::CONTENT_TYPE, "text/xml; charset=\"utf-8\"")],
-        s.xml().to_owned(),
+        s.xml(),
     )
         .into_response();
     if s.rtsp_port != RTSP_DEFAULT_PORT {
@@ -681,7 +732,7 @@ mod tests {
             config_id_for(
                 &DeviceDescription {
                     config_id: 0,
-                    ..s.description.clone()
+                    ..s.description()
                 }
                 .to_xml()
             ),
@@ -696,6 +747,36 @@ mod tests {
             Vec::new(),
         );
         assert_ne!(other.config_id(), s.config_id());
+    }
+
+    #[test]
+    fn new_caps_change_x_satipcap_and_configid() {
+        let s = state();
+        let (id0, xml0) = (s.config_id(), s.xml());
+        assert_eq!(
+            s.set_caps(s.description().caps),
+            None,
+            "same caps, no change"
+        );
+        let fewer = SatipCaps {
+            dvbs2: 1,
+            dvbt2: 1,
+            dvbc: 1,
+            ..SatipCaps::default()
+        };
+        let id1 = s.set_caps(fewer).expect("changed");
+        assert_ne!(id1, id0);
+        assert_eq!(s.config_id(), id1);
+        let xml = s.xml();
+        assert!(
+            xml.contains(">DVBS2-1,DVBT2-1,DVBC-1</satip:X_SATIPCAP>"),
+            "{xml}"
+        );
+        assert!(xml.contains(&format!("configId=\"{id1}\"")), "{xml}");
+        // Back to the first set: the first description again.
+        let back = s.set_caps(SatipCaps { dvbt2: 2, ..fewer });
+        assert_eq!(back, Some(id0));
+        assert_eq!(s.xml(), xml0);
     }
 
     /// The raw answer to `GET /desc.xml` from the router served as `ssdp::spawn` serves it.

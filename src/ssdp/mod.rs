@@ -295,7 +295,8 @@ impl Drop for Ssdp {
 }
 
 /// Starts the SSDP advertiser on `rt`, announcing the description the HTTP server serves on
-/// `http_port` (configuration `config_id`) under `identity`; each DEVICE ID discovery settles
+/// `http_port` (its CONFIGID the current value of `config_ids`; each change is announced)
+/// under `identity`; each DEVICE ID discovery settles
 /// on goes to `settled`. With SSDP off, nothing starts. Call after `serve::init` (X_SATIPCAP
 /// reads the tuner pool). Bind errors are returned, never panicked on.
 pub fn spawn(
@@ -303,7 +304,7 @@ pub fn spawn(
     cfg: &Config,
     identity: &Identity,
     http_port: u16,
-    config_id: u32,
+    config_ids: tokio::sync::watch::Receiver<u32>,
     settled: tokio::sync::watch::Sender<u8>,
 ) -> anyhow::Result<Ssdp> {
     let sc = &cfg.ssdp;
@@ -318,6 +319,7 @@ pub fn spawn(
     let _guard = rt.enter();
     let socket = advertiser::bind_socket(message::SSDP_PORT)
         .context("cannot listen for SSDP on UDP port 1900")?;
+    let first_config_id = *config_ids.borrow();
     let acfg = advertiser::SsdpConfig {
         interfaces: sc.interfaces.clone(),
         port: message::SSDP_PORT,
@@ -325,7 +327,8 @@ pub fn spawn(
         desc_path: description::DESC_PATH.to_owned(),
         server: server_string(),
         max_age: sc.max_age.max(4),
-        config_id,
+        config_id: first_config_id,
+        config_ids: Some(config_ids),
         state: state.clone(),
         store: Some(store.clone()),
         poll_interval: Duration::from_secs(u64::from(sc.interface_poll_secs.max(1))),

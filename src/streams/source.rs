@@ -15,6 +15,12 @@ use gstdvb2ip::tuners::Pool;
 /// the source's own thread: it must not block (queue, or drop and count).
 pub trait TsSink: Send + Sync + 'static {
     fn push(&self, buffer: &gst::Buffer);
+    /// The source lost what served it for good (say its tuner left the pool and no other
+    /// could take the stream over): a consumer that cannot go on without data (HTTP) ends
+    /// its stream; an RTSP session goes on and reports no lock.
+    fn end(&self, reason: &str) {
+        let _ = reason;
+    }
 }
 
 /// One stream's source. Dropping it stops the stream and frees what served it.

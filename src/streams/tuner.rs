@@ -34,6 +34,16 @@ impl FeedSink for Feed {
     }
     fn failed(&self, reason: &str) {
         gst::warning!(CAT, "tuner source: frontend failed: {reason}");
+        self.0.end(reason);
+    }
+    fn frontend_changed(&self, status: &TunerStatus) {
+        gst::info!(
+            CAT,
+            "tuner source: now on adapter{}/frontend{} ({})",
+            status.adapter,
+            status.frontend,
+            status.name
+        );
     }
 }
 

@@ -3,6 +3,7 @@
 //! * [`net`]: UDP receive timestamps (`SO_TIMESTAMPNS`), `recvmsg`/`recvmmsg` with their
 //!   control data, `sendmmsg` with UDP GSO (`UDP_SEGMENT`), an `eventfd` wake-up and `poll`.
 //! * [`dvb`]: the DVB frontend ioctls (`FE_GET_INFO`, `FE_GET_PROPERTY`/`DTV_ENUM_DELSYS`).
+//! * [`inotify`]: watches on /dev and /dev/dvb for tuner hotplug.
 //! * here: the realtime clock and real-time thread priority.
 //!
 //! Each `unsafe` block carries a `// SAFETY:` note; nothing outside this module calls libc
@@ -11,6 +12,8 @@
 //! allocator setting, with its own SAFETY note).
 
 pub mod dvb;
+#[cfg(target_os = "linux")]
+pub mod inotify;
 #[cfg(target_os = "linux")]
 pub mod net;
 

@@ -128,6 +128,12 @@ pub trait FeedSink: Send + Sync {
     fn tune_failed(&self, reason: &str);
     /// The feed hit an unrecoverable error (e.g. the device vanished).
     fn failed(&self, reason: &str);
+    /// The lease moved to another frontend (its own left the pool): `status` is the new one's.
+    /// The TS continues from another feed: its first buffer is flagged `DISCONT` (continuity
+    /// counters, PCR and version numbers restart).
+    fn frontend_changed(&self, status: &TunerStatus) {
+        let _ = status;
+    }
 }
 
 pub(crate) struct Subscriber {
@@ -154,6 +160,8 @@ pub(crate) struct Fanout {
     /// The most recent chunk (all PIDs), handed to a subscriber as it joins so its first
     /// packets arrive at once rather than at the next play-out tick.
     last: Mutex<Option<gst::Buffer>>,
+    /// Subscribers moved here from another frontend: their next buffer is flagged `DISCONT`.
+    discont: Mutex<Vec<u64>>,
 }
 
 /// Copies the packets of `data` whose PID passes `filter`.
@@ -178,7 +186,31 @@ impl Fanout {
             counters,
             subs: Mutex::default(),
             last: Mutex::default(),
+            discont: Mutex::default(),
         }
+    }
+
+    /// Adds a subscriber that comes from another frontend's feed: its next buffer is flagged
+    /// `DISCONT`.
+    pub fn add_moved(&self, s: Arc<Subscriber>) {
+        self.discont.lock().unwrap().push(s.id);
+        self.add(s);
+    }
+
+    /// `buf`, flagged `DISCONT` when it is the first for subscriber `id` after a move.
+    fn mark(&self, id: u64, buf: gst::Buffer) -> gst::Buffer {
+        let mut d = self.discont.lock().unwrap();
+        if d.is_empty() {
+            return buf;
+        }
+        let Some(pos) = d.iter().position(|x| *x == id) else {
+            return buf;
+        };
+        d.swap_remove(pos);
+        drop(d);
+        let mut buf = buf;
+        buf.make_mut().set_flags(gst::BufferFlags::DISCONT);
+        buf
     }
 
     pub fn add(&self, s: Arc<Subscriber>) {
@@ -200,12 +232,13 @@ impl Fanout {
             }
         };
         if let Some(b) = buf {
-            s.sink.push(b);
+            s.sink.push(self.mark(s.id, b));
         }
     }
 
     pub fn remove(&self, id: u64) {
         self.subs.lock().unwrap().retain(|s| s.id != id);
+        self.discont.lock().unwrap().retain(|x| *x != id);
     }
 
     pub fn snapshot(&self) -> Vec<Arc<Subscriber>> {
@@ -248,7 +281,7 @@ impl Fanout {
             .buffers_out
             .fetch_add(pushes.len() as u64, Ordering::Relaxed);
         for (s, b) in pushes {
-            s.sink.push(b);
+            s.sink.push(self.mark(s.id, b));
         }
     }
 

@@ -7,21 +7,30 @@
 //! Allocation rules live in the GStreamer-free [`crate::proto::tuner_pool`]. This module holds
 //! the registry and starts or stops the feed of a frontend when its first user comes or its
 //! last user goes.
+//!
+//! The set of frontends changes at run time ([`membership`]: a reloaded configuration, real
+//! adapters found or lost by [`hotplug`]); the leases of a frontend that leaves move to another
+//! one (`migrate.rs`).
 
 pub mod config;
 pub mod content;
 pub(crate) mod emulated;
 pub mod feed;
 pub(crate) mod hardware;
+pub mod hotplug;
+pub mod membership;
+mod migrate;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 
 pub use config::{BroadcastConfig, ConfigError, Faults};
 pub use feed::{FeedCounters, FeedSink, PidFilter, TunerStatus};
+pub use hardware::HwFrontend;
+pub use membership::{MembershipChange, MembershipListener};
 
 use crate::proto::tuner_pool::{
     satip_numbering, DelSys, Grant, Pool as Slots, PoolError, Request, SatipFe, Slot, Transponder,
@@ -74,6 +83,11 @@ struct Registry {
     /// Unix time when this configuration took effect: the start of the emulator's running
     /// time (services that come and go count from it).
     started_unix_s: i64,
+    /// Every live lease, so that a frontend leaving the pool can move its users
+    /// ([`membership`]).
+    leases: Vec<Weak<LeaseCore>>,
+    /// Bumped at each change of the set of frontends.
+    generation: u64,
 }
 
 impl Registry {
@@ -129,7 +143,72 @@ impl Registry {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs() as i64)
                 .unwrap_or(0),
+            leases: Vec::new(),
+            generation: 0,
         }
+    }
+
+    /// The name of frontend `index`.
+    fn name_of(&self, index: usize) -> String {
+        match &self.backends[index] {
+            Backend::Emulated(a) => a.name.clone(),
+            Backend::Hardware(h) => h.name.clone(),
+        }
+    }
+
+    /// Starts the feed of frontend `index` (just granted, idle until now) tuned to
+    /// `transponder`.
+    fn start_feed(
+        &self,
+        index: usize,
+        transponder: &Transponder,
+        dvbsrc_properties: &[(String, String)],
+        counters: &Arc<FeedCounters>,
+    ) -> Result<Arc<ActiveFeed>, String> {
+        let fanout = Arc::new(Fanout::new(counters.clone()));
+        let status = Arc::new(Mutex::new(TunerStatus {
+            adapter: self.pool.slots[index].adapter,
+            frontend: self.pool.slots[index].frontend,
+            name: self.name_of(index),
+            transponder: Some(transponder.clone()),
+            ..Default::default()
+        }));
+        let backend = match &self.backends[index] {
+            Backend::Emulated(a) => {
+                let mux = self
+                    .config
+                    .mux
+                    .iter()
+                    .find(|m| {
+                        m.transponder()
+                            .is_some_and(|t| t.same_transponder(transponder))
+                    })
+                    .cloned();
+                ActiveBackend::Emulated(emulated::EmulatedFeed::start(
+                    a.clone(),
+                    self.faults[index].clone(),
+                    emulated::Reception {
+                        mux,
+                        network: self.config.mux.clone(),
+                        epoch_unix_s: self.started_unix_s,
+                        cache_dir: self.config.cache_dir(),
+                    },
+                    fanout.clone(),
+                    status.clone(),
+                ))
+            }
+            Backend::Hardware(h) => ActiveBackend::Hardware(hardware::HardwareFeed::start(
+                h,
+                dvbsrc_properties,
+                fanout.clone(),
+                status.clone(),
+            )?),
+        };
+        Ok(Arc::new(ActiveFeed {
+            fanout,
+            status,
+            _backend: backend,
+        }))
     }
 }
 
@@ -175,6 +254,8 @@ struct PoolShared {
     registry: Mutex<Option<Registry>>,
     /// Kept across reconfigurations.
     counters: Arc<FeedCounters>,
+    /// Told about every change of the set of frontends ([`Pool::on_membership_change`]).
+    listeners: membership::Listeners,
 }
 
 impl PoolShared {
@@ -182,6 +263,7 @@ impl PoolShared {
         Arc::new(PoolShared {
             registry: Mutex::new(registry),
             counters: Arc::default(),
+            listeners: Default::default(),
         })
     }
 }
@@ -455,20 +537,39 @@ impl std::fmt::Display for LeaseError {
 impl std::error::Error for LeaseError {}
 
 /// A frontend in use; dropping it unsubscribes and, for the last user, stops the frontend.
+/// When its frontend leaves the pool ([`membership`]) the lease moves to another frontend that
+/// tunes the same transponder, or is left without one (`status()` then says unlocked) until
+/// one joins.
 pub struct Lease {
     pool: Pool,
-    index: usize,
-    shared: bool,
-    feed: Arc<ActiveFeed>,
+    core: Arc<LeaseCore>,
+}
+
+/// The part of a lease the pool reaches too (to move it).
+pub(crate) struct LeaseCore {
     sub: Arc<Subscriber>,
+    transponder: Transponder,
+    tuning_timeout: Duration,
+    dvbsrc_properties: Vec<(String, String)>,
+    state: Mutex<LeaseState>,
+}
+
+/// Where a lease is served now. Lock order: the registry, then this.
+pub(crate) struct LeaseState {
+    /// Pool index of its frontend; `None` while no frontend serves it.
+    index: Option<usize>,
+    shared: bool,
+    feed: Option<Arc<ActiveFeed>>,
+    /// Adapter, frontend and name of its (last) frontend.
     info: (u32, u32, String),
 }
 
 impl std::fmt::Debug for Lease {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.core.state.lock().unwrap();
         f.debug_struct("Lease")
-            .field("index", &self.index)
-            .field("shared", &self.shared)
+            .field("index", &st.index)
+            .field("shared", &st.shared)
             .finish()
     }
 }
@@ -476,50 +577,84 @@ impl std::fmt::Debug for Lease {
 impl Lease {
     /// Changes the PIDs this subscriber receives, without retuning.
     pub fn set_pids(&self, pids: PidFilter) {
-        *self.sub.filter.lock().unwrap() = pids;
+        *self.core.sub.filter.lock().unwrap() = pids;
     }
 
+    /// The status of the frontend serving the lease; unlocked (level and quality 0) while no
+    /// frontend serves it.
     pub fn status(&self) -> TunerStatus {
-        self.feed.status.lock().unwrap().clone()
+        let (feed, info) = {
+            let st = self.core.state.lock().unwrap();
+            (st.feed.clone(), st.info.clone())
+        };
+        match feed {
+            Some(f) => f.status.lock().unwrap().clone(),
+            None => TunerStatus {
+                adapter: info.0,
+                frontend: info.1,
+                name: info.2,
+                transponder: Some(self.core.transponder.clone()),
+                ..Default::default()
+            },
+        }
     }
 
     pub fn adapter(&self) -> u32 {
-        self.info.0
+        self.core.state.lock().unwrap().info.0
     }
 
     pub fn frontend(&self) -> u32 {
-        self.info.1
+        self.core.state.lock().unwrap().info.1
     }
 
-    pub fn frontend_name(&self) -> &str {
-        &self.info.2
+    pub fn frontend_name(&self) -> String {
+        self.core.state.lock().unwrap().info.2.clone()
     }
 
     /// True when the frontend was already tuned for another user.
     pub fn is_shared(&self) -> bool {
-        self.shared
+        self.core.state.lock().unwrap().shared
     }
 
-    /// Index of the frontend in [`frontends`].
+    /// Index of the frontend in [`frontends`]; `usize::MAX` while no frontend serves the
+    /// lease (see [`Lease::frontend_index`]).
     pub fn index(&self) -> usize {
-        self.index
+        self.frontend_index().unwrap_or(usize::MAX)
+    }
+
+    /// Index of the frontend in [`frontends`], `None` while no frontend serves the lease (its
+    /// own left the pool and no other could take it over).
+    pub fn frontend_index(&self) -> Option<usize> {
+        self.core.state.lock().unwrap().index
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.feed.fanout.remove(self.sub.id);
-        let stopped = {
+        let (stopped, notes) = {
             let mut g = self.pool.0.registry.lock().unwrap();
+            let mut st = self.core.state.lock().unwrap();
+            if let Some(f) = st.feed.take() {
+                f.fanout.remove(self.core.sub.id);
+            }
+            let index = st.index.take();
+            drop(st);
             let Some(reg) = g.as_mut() else { return };
-            if reg.pool.release(self.index) {
-                reg.feeds[self.index].take()
-            } else {
-                None
+            reg.leases
+                .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), &*self.core));
+            match index {
+                Some(i) if reg.pool.release(i) => {
+                    let stopped = reg.feeds[i].take();
+                    // A frontend became free: leases left without one may take it.
+                    (stopped, migrate::resume(reg, &self.pool.0.counters))
+                }
+                _ => (None, Default::default()),
             }
         };
-        // The feed stops (joins its thread) outside the registry lock.
+        // The feed stops (joins its thread) outside the registry lock, before a lease that
+        // takes its frontend over is told.
         drop(stopped);
+        notes.deliver();
     }
 }
 
@@ -555,68 +690,24 @@ fn lease_from(
         reg.pool.slots[index].adapter,
         reg.pool.slots[index].frontend,
     );
-    let name = match &reg.backends[index] {
-        Backend::Emulated(a) => a.name.clone(),
-        Backend::Hardware(h) => h.name.clone(),
-    };
+    let name = reg.name_of(index);
     let feed = match (grant, reg.feeds[index].clone()) {
         (Grant::Shared(_), Some(f)) => f,
-        _ => {
-            let fanout = Arc::new(Fanout::new(pool.0.counters.clone()));
-            let status = Arc::new(Mutex::new(TunerStatus {
-                adapter,
-                frontend,
-                name: name.clone(),
-                transponder: Some(req.transponder.clone()),
-                ..Default::default()
-            }));
-            let backend = match &reg.backends[index] {
-                Backend::Emulated(a) => {
-                    let mux = reg
-                        .config
-                        .mux
-                        .iter()
-                        .find(|m| {
-                            m.transponder()
-                                .is_some_and(|t| t.same_transponder(&req.transponder))
-                        })
-                        .cloned();
-                    ActiveBackend::Emulated(emulated::EmulatedFeed::start(
-                        a.clone(),
-                        reg.faults[index].clone(),
-                        emulated::Reception {
-                            mux,
-                            network: reg.config.mux.clone(),
-                            epoch_unix_s: reg.started_unix_s,
-                            cache_dir: reg.config.cache_dir(),
-                        },
-                        fanout.clone(),
-                        status.clone(),
-                    ))
-                }
-                Backend::Hardware(h) => {
-                    match hardware::HardwareFeed::start(
-                        h,
-                        &req.dvbsrc_properties,
-                        fanout.clone(),
-                        status.clone(),
-                    ) {
-                        Ok(f) => ActiveBackend::Hardware(f),
-                        Err(e) => {
-                            reg.pool.release(index);
-                            return Err(LeaseError::Backend(e));
-                        }
-                    }
-                }
-            };
-            let f = Arc::new(ActiveFeed {
-                fanout,
-                status,
-                _backend: backend,
-            });
-            reg.feeds[index] = Some(f.clone());
-            f
-        }
+        _ => match reg.start_feed(
+            index,
+            &req.transponder,
+            &req.dvbsrc_properties,
+            &pool.0.counters,
+        ) {
+            Ok(f) => {
+                reg.feeds[index] = Some(f.clone());
+                f
+            }
+            Err(e) => {
+                reg.pool.release(index);
+                return Err(LeaseError::Backend(e));
+            }
+        },
     };
     let locked = feed.status.lock().unwrap().locked;
     let sub = Arc::new(Subscriber {
@@ -627,6 +718,20 @@ fn lease_from(
     });
     feed.fanout.add(sub.clone());
     let st = feed.status.lock().unwrap().clone();
+    let core = Arc::new(LeaseCore {
+        sub: sub.clone(),
+        transponder: req.transponder,
+        tuning_timeout: req.tuning_timeout,
+        dvbsrc_properties: req.dvbsrc_properties,
+        state: Mutex::new(LeaseState {
+            index: Some(index),
+            shared: matches!(grant, Grant::Shared(_)),
+            feed: Some(feed.clone()),
+            info: (adapter, frontend, name),
+        }),
+    });
+    reg.leases.retain(|w| w.strong_count() > 0);
+    reg.leases.push(Arc::downgrade(&core));
     drop(g);
     if st.locked {
         sink.lock_changed(true, &st);
@@ -634,10 +739,6 @@ fn lease_from(
     }
     Ok(Lease {
         pool: pool.clone(),
-        index,
-        shared: matches!(grant, Grant::Shared(_)),
-        feed,
-        sub,
-        info: (adapter, frontend, name),
+        core,
     })
 }
