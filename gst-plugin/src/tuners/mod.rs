@@ -8,6 +8,7 @@
 //! the registry and starts or stops the feed of a frontend when its first user comes or its
 //! last user goes.
 
+pub mod background;
 pub mod config;
 pub mod content;
 pub(crate) mod emulated;
@@ -175,6 +176,8 @@ struct PoolShared {
     registry: Mutex<Option<Registry>>,
     /// Kept across reconfigurations.
     counters: Arc<FeedCounters>,
+    /// Background (preemptible) leases ([`background`]).
+    background: background::Holders,
 }
 
 impl PoolShared {
@@ -182,6 +185,7 @@ impl PoolShared {
         Arc::new(PoolShared {
             registry: Mutex::new(registry),
             counters: Arc::default(),
+            background: Default::default(),
         })
     }
 }
@@ -462,6 +466,8 @@ pub struct Lease {
     feed: Arc<ActiveFeed>,
     sub: Arc<Subscriber>,
     info: (u32, u32, String),
+    /// Set for a background lease ([`Pool::lease_background`]).
+    background: Option<Arc<background::Holder>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -512,7 +518,11 @@ impl Drop for Lease {
         let stopped = {
             let mut g = self.pool.0.registry.lock().unwrap();
             let Some(reg) = g.as_mut() else { return };
-            if reg.pool.release(self.index) {
+            let holds = match &self.background {
+                Some(h) => background::release_on_drop(&self.pool, h),
+                None => true,
+            };
+            if holds && reg.pool.release(self.index) {
                 reg.feeds[self.index].take()
             } else {
                 None
@@ -540,16 +550,40 @@ fn lease_from(
     req: LeaseRequest,
     sink: Arc<dyn FeedSink>,
 ) -> Result<Lease, LeaseError> {
+    lease_with(pool, req, sink, None)
+}
+
+/// A lease; a background one with `background` (its revoke notice).
+fn lease_with(
+    pool: &Pool,
+    req: LeaseRequest,
+    sink: Arc<dyn FeedSink>,
+    background: Option<background::RevokeNotice>,
+) -> Result<Lease, LeaseError> {
     let mut g = pool.0.registry.lock().unwrap();
     let reg = g.get_or_insert_with(|| Registry::new(default_config()));
-    let grant = reg
-        .pool
-        .acquire(&Request {
-            transponder: req.transponder.clone(),
-            adapter: req.adapter,
-            frontend: req.frontend,
-        })
-        .map_err(LeaseError::Pool)?;
+    let request = Request {
+        transponder: req.transponder.clone(),
+        adapter: req.adapter,
+        frontend: req.frontend,
+    };
+    // A viewer finding every frontend busy takes one that only background leases use.
+    let mut revoked = (Vec::new(), None);
+    let grant = match reg.pool.acquire(&request) {
+        Err(PoolError::Busy) if background.is_none() => {
+            revoked = background::preempt(pool, reg, &request);
+            reg.pool.acquire(&request)
+        }
+        r => r,
+    };
+    let grant = match grant {
+        Ok(g) => g,
+        Err(e) => {
+            drop(g);
+            background::notify(revoked.0);
+            return Err(LeaseError::Pool(e));
+        }
+    };
     let index = grant.index();
     let (adapter, frontend) = (
         reg.pool.slots[index].adapter,
@@ -626,8 +660,12 @@ fn lease_from(
         lock_deadline: Mutex::new((!locked).then(|| Instant::now() + req.tuning_timeout)),
     });
     feed.fanout.add(sub.clone());
+    let background = background.map(|n| background::register(pool, index, sub.id, n));
     let st = feed.status.lock().unwrap().clone();
     drop(g);
+    // The revoked holders learn it, and their frontend's old feed stops once they let go.
+    background::notify(revoked.0);
+    drop(revoked.1);
     if st.locked {
         sink.lock_changed(true, &st);
         feed.fanout.prime(&sub);
@@ -639,5 +677,6 @@ fn lease_from(
         feed,
         sub,
         info: (adapter, frontend, name),
+        background,
     })
 }
