@@ -25,6 +25,10 @@ pub struct ServerConfig {
     /// Most RTSP sessions at once; one more SETUP gets 503 `No-More: sessions`.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u32,
+    /// Where the channel database lives ("" = none: channels come from `[[channel]]` only;
+    /// `dvb2ip scan` then uses `$DVB2IP_STATE_DIR` or /var/lib/dvb2ip).
+    #[serde(default)]
+    pub state_dir: String,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +39,7 @@ impl Default for ServerConfig {
             http_port: default_http_port(),
             session_timeout: default_session_timeout(),
             max_sessions: default_max_sessions(),
+            state_dir: String::new(),
         }
     }
 }
@@ -273,6 +278,8 @@ struct LauncherPart {
     ssdp: SsdpSection,
     #[serde(default)]
     multicast: MulticastSection,
+    #[serde(default)]
+    scan: crate::scan::config::ScanSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -292,6 +299,8 @@ pub struct Config {
     pub channel: Vec<ChannelConfig>,
     pub ssdp: SsdpSection,
     pub multicast: MulticastSection,
+    /// `[scan]`: channel scanning (src/scan/config.rs).
+    pub scan: crate::scan::config::ScanSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -391,6 +400,7 @@ impl Config {
             channel: part.channel,
             ssdp: part.ssdp,
             multicast: part.multicast,
+            scan: part.scan,
             broadcast,
         })
     }

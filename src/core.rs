@@ -29,6 +29,8 @@ pub struct Core {
     /// The RTP packetizers of the server's streams and their timer thread.
     pub packers: Packers,
     pub metrics: Metrics,
+    /// The channel database and its scans (src/scan/service.rs).
+    pub scans: Arc<crate::scan::service::Scans>,
 }
 
 /// The server's counters.
@@ -43,6 +45,7 @@ impl Core {
     /// A core serving `config` from `pool` (frontends as `pool` has them configured).
     pub fn new(config: Config, pool: Pool) -> Arc<Core> {
         Arc::new(Core {
+            scans: crate::scan::service::Scans::new(&config, pool.clone()),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),

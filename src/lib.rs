@@ -7,6 +7,7 @@ pub mod css;
 pub mod http;
 pub mod rtp;
 pub mod rtsp;
+pub mod scan;
 pub mod serve;
 pub mod ssdp;
 pub mod streams;

@@ -31,7 +31,12 @@ enum Command {
         /// SAT>IP/RTSP session timeout in seconds (overrides server.session_timeout).
         #[arg(long)]
         session_timeout: Option<u32>,
+        /// State directory holding the channel database (overrides server.state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
+    /// Scan for channels into the channel database (see README "Scanning").
+    Scan(dvb2ip::scan::cli::ScanArgs),
     /// Check a configuration file and print a summary.
     CheckConfig { file: PathBuf },
     /// List the frontends of the tuner pool.
@@ -57,16 +62,21 @@ fn load(config: Option<PathBuf>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut interrupted = false;
     let r: anyhow::Result<()> = (|| match cli.command {
         Command::Serve {
             config,
             rtsp_port,
             bind,
             session_timeout,
+            state_dir,
         } => {
             let mut cfg = load(config).map_err(anyhow::Error::msg)?;
             if let Some(t) = session_timeout {
                 cfg.server.session_timeout = t;
+            }
+            if let Some(d) = state_dir {
+                cfg.server.state_dir = d.display().to_string();
             }
             dvb2ip::serve::run(cfg, dvb2ip::serve::ServeOptions { rtsp_port, bind })
         }
@@ -104,8 +114,14 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Css { which } => dvb2ip::css::cli::run(which),
+        Command::Scan(args) => {
+            // Stopped by Ctrl-C/SIGTERM: what was found is stored; exit status 130.
+            interrupted = dvb2ip::scan::cli::run(args)?;
+            Ok(())
+        }
     })();
     match r {
+        Ok(()) if interrupted => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dvb2ip: error: {e:#}");

@@ -27,11 +27,13 @@ pub fn router(
         desc: desc.clone(),
         device_id,
     };
-    description::router(desc).merge(super::stream::router(super::stream::StreamState {
-        status_page: Some(Arc::new(status_page)),
-        pool: core.pool.clone(),
-        ..Default::default()
-    }))
+    description::router(desc)
+        .merge(super::stream::router(super::stream::StreamState {
+            status_page: Some(Arc::new(status_page)),
+            pool: core.pool.clone(),
+            ..Default::default()
+        }))
+        .merge(crate::scan::api::router(core.scans.clone()))
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).

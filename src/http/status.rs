@@ -130,7 +130,7 @@ impl StatusPage {
             );
         }
         h.push_str("</table>\n<h2>Channels</h2>\n<ol>\n");
-        for c in &self.desc.channels {
+        for c in &self.desc.all_channels() {
             let url = format!(
                 "rtsp://{host}:{}/?{}",
                 self.desc.rtsp_port,

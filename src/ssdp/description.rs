@@ -241,6 +241,18 @@ pub struct DescriptionState {
     pub rtsp_port: u16,
     pub channels: Vec<Channel>,
     xml: String,
+    /// More channels, read at each request (the channel database, src/scan).
+    pub more_channels: Option<MoreChannels>,
+}
+
+/// A source of channels listed after the configured ones (the channel database).
+#[derive(Clone)]
+pub struct MoreChannels(pub Arc<dyn Fn() -> Vec<Channel> + Send + Sync>);
+
+impl std::fmt::Debug for MoreChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MoreChannels")
+    }
 }
 
 impl DescriptionState {
@@ -276,7 +288,17 @@ impl DescriptionState {
             rtsp_port,
             channels,
             xml,
+            more_channels: None,
         }
+    }
+
+    /// The configured channels, then the database's.
+    pub fn all_channels(&self) -> Vec<Channel> {
+        let mut v = self.channels.clone();
+        if let Some(m) = &self.more_channels {
+            v.extend((m.0)());
+        }
+        v
     }
 
     /// The description of this server: `uuid`, the configured friendly name and channels, the
@@ -323,8 +345,8 @@ impl DescriptionState {
             IpAddr::V6(a) => format!("[{a}]"),
             IpAddr::V4(a) => a.to_string(),
         };
-        let urls: Vec<(u32, &str, String)> = self
-            .channels
+        let channels = self.all_channels();
+        let urls: Vec<(u32, &str, String)> = channels
             .iter()
             .enumerate()
             .map(|(i, c)| {
