@@ -167,7 +167,8 @@ impl Output {
     fn event(&self, e: &ScanEvent, p: &Progress) {
         match self.mode {
             ProgressMode::Json => {
-                let v = serde_json::json!({ "event": e, "progress": p });
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                v["progress"] = serde_json::to_value(p).unwrap_or_default();
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{v}");
                 let _ = out.flush();
