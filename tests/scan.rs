@@ -429,27 +429,7 @@ fn the_service_that_comes_and_goes_is_dropped_only_after_k_misses() {
     };
     let pool = own_pool(&cfg);
     let epoch = pool.started_unix_s();
-    // Waits until the service is `on` with at least 6 s of that phase left.
-    let wait_phase = |on: bool| {
-        let deadline = Instant::now() + Duration::from_secs(3 * PERIOD as u64);
-        loop {
-            assert!(Instant::now() < deadline, "phase on={on} never came");
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs() as i64;
-            let pos = (now - epoch).rem_euclid(PERIOD);
-            let (is_on, left) = if pos < ON {
-                (true, ON - pos)
-            } else {
-                (false, PERIOD - pos)
-            };
-            if is_on == on && left >= 6 {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait_phase = |on: bool| wait_phase(epoch, PERIOD, ON, on);
     let present = |db: &ChannelDb| db.service(mux.0, mux.1, sid).map(|s| s.misses);
     wait_phase(true);
     let mut db = scan_once(&pool, ChannelDb::new(), 3);
@@ -752,6 +732,105 @@ fn serve_scans_at_start_lists_and_mounts_the_channels_and_viewers_come_first() {
     let _ = viewer.join();
     let (code, _) = http(port, "POST", "/api/scan/stop");
     assert_eq!(code, 409, "no scan running");
+    drop(network);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the service that comes and goes of a pool started at `epoch` is `on` (on air)
+/// with at least 6 s of that phase left.
+fn wait_phase(epoch: i64, period: i64, on_s: i64, on: bool) {
+    let deadline = Instant::now() + Duration::from_secs(3 * period as u64);
+    loop {
+        assert!(Instant::now() < deadline, "phase on={on} never came");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let pos = (now - epoch).rem_euclid(period);
+        let (is_on, left) = if pos < on_s {
+            (true, on_s - pos)
+        } else {
+            (false, period - pos)
+        };
+        if is_on == on && left >= 6 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn channel_mounts_follow_rescans() {
+    common::server::init();
+    let dir = common::temp_dir("scan-mounts");
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.http_port = 0;
+    cfg.server.state_dir = dir.join("state").display().to_string();
+    cfg.scan.k_misses = 1;
+    cfg.scan.rescan_interval = 0;
+    for s in cfg
+        .broadcast
+        .mux
+        .iter_mut()
+        .flat_map(|m| m.service.iter_mut())
+    {
+        if s.on_air.is_some() {
+            s.on_air = Some(OnAirConfig {
+                period_s: 30,
+                on_s: 15,
+            });
+        }
+    }
+    let core = Core::with_own_pool(cfg.clone()).expect("core");
+    let epoch = core.pool.started_unix_s();
+    let server = dvb2ip::serve::start_with(
+        core.clone(),
+        &dvb2ip::serve::ServeOptions {
+            rtsp_port: Some(0),
+            bind: None,
+        },
+    )
+    .expect("rtsp server");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let network = dvb2ip::serve::spawn_network(&rt, &cfg, &server).expect("http");
+    let port = network.http.port;
+    let describe = || {
+        let mut rtsp = common::rtsp::Rtsp::connect(server.rtsp_port);
+        rtsp.req(
+            "DESCRIBE",
+            "ch/dvb2ip-pop-up",
+            &[("Accept", "application/sdp")],
+        )
+        .status
+    };
+    let listed = || {
+        let (_, body) = http(port, "GET", "/api/channels");
+        body.contains("\"dvb2ip Pop-up\"")
+    };
+    assert_eq!(describe(), 404, "nothing scanned yet");
+    wait_phase(epoch, 30, 15, true);
+    core.scans.start_service();
+    wait_scan_done(port);
+    assert!(listed());
+    assert_eq!(describe(), 200, "scanned: playable");
+    // Off air at the next scan: with K = 1 dropped, and its mount gone.
+    wait_phase(epoch, 30, 15, false);
+    assert_eq!(http(port, "POST", "/api/scan/start").0, 202);
+    wait_scan_done(port);
+    assert!(!listed());
+    assert_eq!(describe(), 404, "dropped: unmounted");
+    // Back on air: a new service, mounted again.
+    wait_phase(epoch, 30, 15, true);
+    assert_eq!(http(port, "POST", "/api/scan/start").0, 202);
+    wait_scan_done(port);
+    assert!(listed());
+    assert_eq!(describe(), 200, "back: playable");
     drop(network);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
