@@ -644,8 +644,25 @@ fn serve_scans_at_start_lists_and_mounts_the_channels_and_viewers_come_first() {
     assert_eq!(premium["provider"], "dvb2ip");
     let (code, m3u) = http(port, "GET", "/channels.m3u");
     assert_eq!(code, 200);
+    let (code, page) = http(port, "GET", "/");
+    assert_eq!(code, 200);
     for c in &list {
-        assert!(m3u.contains(c["name"].as_str().unwrap()), "{m3u}");
+        // Numbered as in the database, in the M3U list and on the status page.
+        let line = format!("{}. {}", c["number"], c["name"].as_str().unwrap());
+        assert!(m3u.contains(&line), "{line}: {m3u}");
+        let item = format!(
+            "<li value=\"{}\">{} ({}, {}, {})",
+            c["number"],
+            c["name"].as_str().unwrap(),
+            c["provider"].as_str().unwrap(),
+            c["type"].as_str().unwrap(),
+            if c["scrambled"] == true {
+                "scrambled"
+            } else {
+                "free"
+            }
+        );
+        assert!(page.contains(&item), "{item}: {page}");
     }
     // A scanned channel's mount answers DESCRIBE; a name nobody broadcasts does not.
     let talk = list.iter().find(|c| c["name"] == "dvb2ip Talk").unwrap();

@@ -365,15 +365,25 @@ impl Scans {
 }
 
 /// The database's services for the M3U list and the status page (not those a `[[channel]]`
-/// overrides): their names and SAT>IP queries.
-pub fn description_channels(scans: &Scans) -> Vec<crate::ssdp::description::Channel> {
+/// overrides): number, name, SAT>IP query, and provider, type and scrambling as detail.
+pub fn description_channels(scans: &Scans) -> Vec<crate::ssdp::description::NumberedChannel> {
     scans
         .channels()
         .into_iter()
         .filter(|c| !c.overridden)
-        .map(|c| crate::ssdp::description::Channel {
-            title: c.name,
-            query: c.query,
+        .map(|c| crate::ssdp::description::NumberedChannel {
+            number: c.number,
+            detail: format!(
+                "{}{}{}, {}",
+                c.provider,
+                if c.provider.is_empty() { "" } else { ", " },
+                c.kind,
+                if c.scrambled { "scrambled" } else { "free" }
+            ),
+            channel: crate::ssdp::description::Channel {
+                title: c.name,
+                query: c.query,
+            },
         })
         .collect()
 }

@@ -247,7 +247,15 @@ pub struct DescriptionState {
 
 /// A source of channels listed after the configured ones (the channel database).
 #[derive(Clone)]
-pub struct MoreChannels(pub Arc<dyn Fn() -> Vec<Channel> + Send + Sync>);
+pub struct MoreChannels(pub Arc<dyn Fn() -> Vec<NumberedChannel> + Send + Sync>);
+
+/// A channel with its own number and a line of detail (provider, type) for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberedChannel {
+    pub number: u32,
+    pub channel: Channel,
+    pub detail: String,
+}
 
 impl std::fmt::Debug for MoreChannels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -292,9 +300,18 @@ impl DescriptionState {
         }
     }
 
-    /// The configured channels, then the database's.
-    pub fn all_channels(&self) -> Vec<Channel> {
-        let mut v = self.channels.clone();
+    /// The configured channels (numbered in order), then the database's (their numbers).
+    pub fn all_channels(&self) -> Vec<NumberedChannel> {
+        let mut v: Vec<NumberedChannel> = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| NumberedChannel {
+                number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                channel: c.clone(),
+                detail: String::new(),
+            })
+            .collect();
         if let Some(m) = &self.more_channels {
             v.extend((m.0)());
         }
@@ -348,15 +365,14 @@ impl DescriptionState {
         let channels = self.all_channels();
         let urls: Vec<(u32, &str, String)> = channels
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
+            .map(|c| {
                 (
-                    u32::try_from(i + 1).unwrap_or(u32::MAX),
-                    c.title.as_str(),
+                    c.number,
+                    c.channel.title.as_str(),
                     format!(
                         "rtsp://{host}:{}/?{}",
                         self.rtsp_port,
-                        c.query.trim_start_matches('?')
+                        c.channel.query.trim_start_matches('?')
                     ),
                 )
             })
