@@ -324,6 +324,12 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     server.core.scans.start_service();
     main_loop.run();
     eprintln!("dvb2ip: shutting down");
+    // A running scan stops; every mux it finished is in the database already.
+    server.core.scans.stop();
+    server
+        .core
+        .scans
+        .wait_idle(std::time::Duration::from_secs(3));
     // Tear down every session so their pipelines stop and the tuners are released.
     if let Some(pool) = server.rtsp.session_pool() {
         pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));

@@ -852,3 +852,48 @@ fn channel_mounts_follow_rescans() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_initial_file_with_one_mux_reaches_its_network_and_with_nit_other_the_rest() {
+    let dir = common::temp_dir("scan-initial");
+    let initial = dir.join("t2.conf");
+    std::fs::write(
+        &initial,
+        "# one home transponder\n[CH21]\n\tDELIVERY_SYSTEM = DVBT2\n\tFREQUENCY = 474000000\n\tBANDWIDTH_HZ = 8000000\n\tSTREAM_ID = 0\n",
+    )
+    .unwrap();
+    let cfg = BroadcastConfig::embedded();
+    let terrestrial: Listing = expected(&cfg).into_iter().filter(|c| c.0 < 100).collect();
+    let state = dir.join("a");
+    let (status, _) = scan_cli(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--initial",
+        initial.to_str().unwrap(),
+        "--progress",
+        "plain",
+    ]);
+    assert!(status.success());
+    assert_eq!(
+        listing(&load(&state)),
+        terrestrial,
+        "NIT actual: the terrestrial network"
+    );
+    let state = dir.join("b");
+    let (status, _) = scan_cli(&[
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--initial",
+        initial.to_str().unwrap(),
+        "--nit-other",
+        "--progress",
+        "plain",
+    ]);
+    assert!(status.success());
+    assert_eq!(
+        listing(&load(&state)),
+        expected(&cfg),
+        "NIT other: every network"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
