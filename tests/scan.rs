@@ -897,3 +897,81 @@ fn an_initial_file_with_one_mux_reaches_its_network_and_with_nit_other_the_rest(
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_viewer_arriving_mid_scan_gets_the_frontend_and_the_mux_is_scanned_later() {
+    // One DVB-T/T2 frontend with a slow lock (within the 4 s budget), so the scan still holds
+    // it, unlocked, when the viewer comes.
+    let mut cfg = BroadcastConfig::embedded();
+    cfg.adapter.truncate(1);
+    cfg.adapter[0].lock_time_ms = 2500;
+    let pool = own_pool(&cfg);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let scan = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let tx = std::sync::Mutex::new(tx);
+            let section = dvb2ip::scan::config::ScanSection::default();
+            let db = ChannelDb::new();
+            let (initial, origin) = section.initial_muxes(&pool.current_config(), &db).unwrap();
+            let params = ScanParams {
+                config: section.scan_config(),
+                initial,
+                origin,
+                frontends: None,
+            };
+            engine::run(
+                &pool,
+                db,
+                params,
+                &ScanControl::new(),
+                &mut |_| Ok(()),
+                &mut |e, _| {
+                    let _ = tx.lock().unwrap().send(e.clone());
+                },
+            )
+            .unwrap()
+        })
+    };
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("scan events")
+    };
+    // The scan tunes its first mux; the viewer wants the other initial terrestrial mux.
+    let first = loop {
+        if let engine::ScanEvent::Tune { mux, .. } = next() {
+            break mux;
+        }
+    };
+    let other = if first.contains("dvbt2") {
+        "DVB-T 506 MHz"
+    } else {
+        "DVB-T2 474 MHz"
+    };
+    let viewer = pool
+        .lease(request(&cfg, other), Arc::new(Null))
+        .expect("the viewer takes the scan's frontend");
+    assert!(!viewer.is_shared(), "the scan is still on its first mux");
+    loop {
+        match next() {
+            engine::ScanEvent::Preempted { mux } => {
+                assert_eq!(mux, first);
+                break;
+            }
+            engine::ScanEvent::MuxDone { mux, .. } => {
+                panic!("{mux} finished on a frontend the viewer holds")
+            }
+            _ => {}
+        }
+    }
+    drop(viewer);
+    let (db, outcome) = scan.join().expect("scan thread");
+    assert!(!outcome.stopped);
+    assert!(outcome.progress.preempted >= 1, "{outcome:?}");
+    let terrestrial: Listing = expected(&cfg).into_iter().filter(|c| c.0 < 100).collect();
+    assert_eq!(
+        listing(&db),
+        terrestrial,
+        "every terrestrial mux scanned after all"
+    );
+}
