@@ -120,6 +120,7 @@ pub struct Outcome {
 enum Msg {
     Data(u64, gst::Buffer),
     Lock(u64, bool),
+    Signal(u64),
     Revoked(u64),
     Wake,
 }
@@ -134,7 +135,12 @@ impl FeedSink for JobSink {
     fn push(&self, buffer: gst::Buffer) {
         let _ = self.tx.lock().unwrap().send(Msg::Data(self.job, buffer));
     }
-    fn status(&self, _: &TunerStatus) {}
+    fn status(&self, st: &TunerStatus) {
+        // A signal level while tuning: SIGNAL/CARRIER, so the collector waits for the lock.
+        if st.level > 0 && !st.locked {
+            let _ = self.tx.lock().unwrap().send(Msg::Signal(self.job));
+        }
+    }
     fn lock_changed(&self, locked: bool, _: &TunerStatus) {
         let _ = self.tx.lock().unwrap().send(Msg::Lock(self.job, locked));
     }
@@ -360,6 +366,18 @@ pub fn run(
                                 signal: locked,
                                 carrier: locked,
                                 lock: locked,
+                            },
+                        );
+                    }
+                }
+                Msg::Signal(job) => {
+                    if let Some(c) = session.collector(job) {
+                        c.frontend_status(
+                            t,
+                            FrontendStatus {
+                                signal: true,
+                                carrier: true,
+                                lock: false,
                             },
                         );
                     }

@@ -494,6 +494,11 @@ fn run(
     } else {
         no_signal
     };
+    // A multiplex is there: the frontend sees its signal (FE_HAS_SIGNAL) while it locks, even
+    // on a tune that never locks; where nothing is configured it sees none.
+    if spec.is_some() {
+        status.lock().unwrap().level = adapter.signal_level;
+    }
     let spec = spec.filter(|_| !fails_to_lock);
     if let Some(s) = &spec {
         injector.set_psi_pids(
