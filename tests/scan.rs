@@ -975,3 +975,43 @@ fn a_viewer_arriving_mid_scan_gets_the_frontend_and_the_mux_is_scanned_later() {
         "every terrestrial mux scanned after all"
     );
 }
+
+#[test]
+fn muxes_no_frontend_can_tune_fail_and_the_scan_ends() {
+    // Only the DVB-T/T2 frontends: NIT other announces cable and satellite muxes they cannot
+    // tune; those fail (after their retries) and the terrestrial network is found.
+    let dir = common::temp_dir("scan-unsupported");
+    let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
+    let cut_from = text
+        .find("[[adapter]]\nname = \"Emulated DVB-C\"")
+        .expect("cable adapter");
+    let cut_to = text.find("# ---- Emulated multiplexes").expect("muxes");
+    let conf = dir.join("t-only.toml");
+    std::fs::write(&conf, format!("{}{}", &text[..cut_from], &text[cut_to..])).unwrap();
+    let initial = dir.join("t2.conf");
+    std::fs::write(
+        &initial,
+        "[CH21]\n\tDELIVERY_SYSTEM = DVBT2\n\tFREQUENCY = 474000000\n\tBANDWIDTH_HZ = 8000000\n",
+    )
+    .unwrap();
+    let state = dir.join("state");
+    let (status, out) = scan_cli(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--initial",
+        initial.to_str().unwrap(),
+        "--nit-other",
+        "--progress",
+        "json",
+    ]);
+    assert!(status.success());
+    let end: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(end["progress"]["state"], "finished", "{end}");
+    assert_eq!(end["progress"]["failed"], 2, "{end}");
+    let cfg = BroadcastConfig::embedded();
+    let terrestrial: Listing = expected(&cfg).into_iter().filter(|c| c.0 < 100).collect();
+    assert_eq!(listing(&load(&state)), terrestrial);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,9 +18,12 @@ use gstdvb2ip::proto::scan::db::ChannelDb;
 use gstdvb2ip::proto::scan::mux::{blank_tuning, Mux};
 use gstdvb2ip::proto::scan::queue::Origin;
 use gstdvb2ip::proto::scan::session::{Event, ScanConfig, ScanSession};
+use gstdvb2ip::proto::tuner_pool::PoolError;
 use gstdvb2ip::proto::tuner_pool::{DelSys, Transponder};
 use gstdvb2ip::tuners::config::MuxConfig;
-use gstdvb2ip::tuners::{FeedSink, FrontendInfo, Lease, LeaseRequest, Pool, TunerStatus};
+use gstdvb2ip::tuners::{
+    FeedSink, FrontendInfo, Lease, LeaseError, LeaseRequest, Pool, TunerStatus,
+};
 use serde::Serialize;
 
 /// What one scan is given.
@@ -290,9 +293,13 @@ pub fn run(
                 .filter(|f| !ours.contains(&f.index))
                 .map(|f| f.index as u32)
                 .collect();
+            // A mux no frontend of the pool supports (announced by a NIT) is "started" on any
+            // free one: its lease fails, and it ends as a mux without signal.
             let Some((job, mux, fe)) = session.start_next(now(), &free, |i, m| {
-                fes.get(i as usize)
-                    .is_some_and(|f| can_tune(f, &transponder_of(m)))
+                !supported(m)
+                    || fes
+                        .get(i as usize)
+                        .is_some_and(|f| can_tune(f, &transponder_of(m)))
             }) else {
                 break;
             };
@@ -303,12 +310,13 @@ pub fn run(
                 tx: Mutex::new(tx.clone()),
             });
             let revoke_tx = Mutex::new(tx.clone());
-            let lease = lease_request(pool, &mux, fe).and_then(|req| {
-                pool.lease_background(req, sink, move || {
-                    let _ = revoke_tx.lock().unwrap().send(Msg::Revoked(job));
-                })
-                .map_err(|e| e.to_string())
-            });
+            let lease = lease_request(pool, &mux, fe)
+                .map_err(LeaseError::Backend)
+                .and_then(|req| {
+                    pool.lease_background(req, sink, move || {
+                        let _ = revoke_tx.lock().unwrap().send(Msg::Revoked(job));
+                    })
+                });
             match lease {
                 Ok(l) => {
                     let frontend = format!("adapter{}/frontend{}", l.adapter(), l.frontend());
@@ -329,11 +337,25 @@ pub fn run(
                         &progress,
                     );
                 }
-                Err(e) => {
+                Err(LeaseError::Pool(PoolError::Busy)) => {
                     // Taken meanwhile (a viewer): try again later.
-                    gst::info!(super::CAT, "scan: no frontend for {label}: {e}");
+                    gst::info!(super::CAT, "scan: no free frontend for {label}");
                     session.preempt(job);
                     break;
+                }
+                Err(e) => {
+                    // The frontend cannot tune it (a device error, a tuning the element
+                    // refuses): the mux gets no signal, so its collector fails it after the
+                    // no-signal budget and the queue retries it as any mux that did not lock.
+                    gst::warning!(super::CAT, "scan: {label} on {}: {e}", fe.name);
+                    running.insert(
+                        job,
+                        Running {
+                            label,
+                            index: Some(fe.index),
+                            _lease: None,
+                        },
+                    );
                 }
             }
         }
