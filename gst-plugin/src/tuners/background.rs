@@ -6,8 +6,13 @@
 //! gets its revoke notice (called after the pool's lock is released; it must not block). The
 //! holder then drops its [`Lease`] (which gives nothing back twice) and tries that mux later.
 //!
-//! Hooks in `mod.rs`: [`preempt`] when a viewer's request finds every frontend busy, and
-//! [`release_on_drop`] in [`Lease`]'s drop.
+//! Hooks in `mod.rs`: [`preempt`] when a viewer's request finds every frontend busy (its
+//! [`Revoked`] is dropped after the registry lock), [`register`] for a new background lease,
+//! and [`release_on_drop`] in [`Lease`]'s drop.
+//!
+//! On real hardware the revoked frontend's old feed stops only when its holders drop their
+//! leases (the scan does so as soon as it gets the notice); until then a new `dvbsrc` on the
+//! same device may find it busy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,15 +110,28 @@ pub(super) fn release_on_drop(pool: &Pool, h: &Arc<Holder>) -> bool {
     !h.revoked.load(Ordering::Acquire)
 }
 
+/// Background leases a viewer took, and their frontend's old feed: dropped after the registry
+/// lock, it drops the feed (it stops once the holders let go too) and calls each notice.
+#[derive(Default)]
+pub(super) struct Revoked {
+    holders: Vec<Arc<Holder>>,
+    feed: Option<Arc<super::ActiveFeed>>,
+}
+
+impl Drop for Revoked {
+    fn drop(&mut self) {
+        drop(self.feed.take());
+        for h in self.holders.drain(..) {
+            (h.notice)();
+        }
+    }
+}
+
 /// A viewer's request `req` found every frontend busy: takes a frontend whose every user is a
 /// background lease and that can serve `req` (its subscribers are removed, its uses given
-/// back, its feed taken out of the registry). Returns the holders to notify once the
-/// registry lock is released, and the feed to drop then; empty when no frontend qualifies.
-pub(super) fn preempt(
-    pool: &Pool,
-    reg: &mut Registry,
-    req: &Request,
-) -> (Vec<Arc<Holder>>, Option<Arc<super::ActiveFeed>>) {
+/// back, its feed taken out of the registry). The holders are told when the result is
+/// dropped (after the registry lock); empty when no frontend qualifies.
+pub(super) fn preempt(pool: &Pool, reg: &mut Registry, req: &Request) -> Revoked {
     let holders = pool.0.background.0.lock().unwrap().clone();
     let delsys: DelSys = req.transponder.delsys;
     let candidate = (0..reg.pool.slots.len()).find(|&i| {
@@ -129,7 +147,7 @@ pub(super) fn preempt(
             && req.frontend.is_none_or(|f| f == s.frontend)
     });
     let Some(i) = candidate else {
-        return (Vec::new(), None);
+        return Revoked::default();
     };
     let mut taken = Vec::new();
     for h in holders.iter().filter(|h| h.index == i) {
@@ -153,12 +171,8 @@ pub(super) fn preempt(
     } else {
         None
     };
-    (taken, feed)
-}
-
-/// Calls the revoke notices (outside the registry lock).
-pub(super) fn notify(holders: Vec<Arc<Holder>>) {
-    for h in holders {
-        (h.notice)();
+    Revoked {
+        holders: taken,
+        feed,
     }
 }

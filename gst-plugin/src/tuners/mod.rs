@@ -560,6 +560,9 @@ fn lease_with(
     sink: Arc<dyn FeedSink>,
     background: Option<background::RevokeNotice>,
 ) -> Result<Lease, LeaseError> {
+    // Background leases taken for this one: told once the registry lock is released (declared
+    // first, dropped last, whichever way this returns).
+    let mut revoked = background::Revoked::default();
     let mut g = pool.0.registry.lock().unwrap();
     let reg = g.get_or_insert_with(|| Registry::new(default_config()));
     let request = Request {
@@ -568,22 +571,14 @@ fn lease_with(
         frontend: req.frontend,
     };
     // A viewer finding every frontend busy takes one that only background leases use.
-    let mut revoked = (Vec::new(), None);
     let grant = match reg.pool.acquire(&request) {
         Err(PoolError::Busy) if background.is_none() => {
             revoked = background::preempt(pool, reg, &request);
             reg.pool.acquire(&request)
         }
         r => r,
-    };
-    let grant = match grant {
-        Ok(g) => g,
-        Err(e) => {
-            drop(g);
-            background::notify(revoked.0);
-            return Err(LeaseError::Pool(e));
-        }
-    };
+    }
+    .map_err(LeaseError::Pool)?;
     let index = grant.index();
     let (adapter, frontend) = (
         reg.pool.slots[index].adapter,
@@ -663,9 +658,7 @@ fn lease_with(
     let background = background.map(|n| background::register(pool, index, sub.id, n));
     let st = feed.status.lock().unwrap().clone();
     drop(g);
-    // The revoked holders learn it, and their frontend's old feed stops once they let go.
-    background::notify(revoked.0);
-    drop(revoked.1);
+    drop(revoked);
     if st.locked {
         sink.lock_changed(true, &st);
         feed.fanout.prime(&sub);
