@@ -1015,3 +1015,89 @@ fn muxes_no_frontend_can_tune_fail_and_the_scan_ends() {
     assert_eq!(listing(&load(&state)), terrestrial);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_crash_mid_scan_leaves_a_loadable_database() {
+    // SIGKILL at any moment: the database is the old file or the new one, never a mix.
+    let dir = common::temp_dir("scan-sigkill");
+    let state = dir.join("state");
+    let mut child = Command::new(common::dvb2ip_bin())
+        .args([
+            "scan",
+            "--raster",
+            "dvb-t",
+            "--progress",
+            "json",
+            "--state-dir",
+        ])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dvb2ip scan");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Killed while the scan runs on, after a mux was found (and stored before it was told).
+    loop {
+        let line = lines.next().expect("scan output").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_ne!(v["event"], "end", "{v}");
+        if v["event"] == "mux_done" && v["verdict"] == "found" {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let db = load(&state);
+    assert!(db.channels().len() >= 3, "the found mux is stored");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dvb2ip_serve_with_an_empty_state_dir_scans_at_start() {
+    let dir = common::temp_dir("scan-serve-bin");
+    let state = dir.join("state");
+    let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
+    let ssdp = text.find("[ssdp]").expect("[ssdp]");
+    let text = format!(
+        "{}{}",
+        &text[..ssdp],
+        text[ssdp..].replacen("enabled = true", "enabled = false", 1)
+    )
+    .replacen("http_port = 8875", "http_port = 0", 1);
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, text).unwrap();
+    let mut child = Command::new(common::dvb2ip_bin())
+        .args(["serve", "--rtsp-port", "0", "--config"])
+        .arg(&conf)
+        .arg("--state-dir")
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dvb2ip serve");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The banner names the HTTP port: "curl http://127.0.0.1:PORT/channels.m3u".
+    let port: u16 = loop {
+        let line = lines.next().expect("banner").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("curl http://127.0.0.1:") {
+            if let Some(p) = rest.strip_suffix("/channels.m3u   # channel list (also /desc.xml)") {
+                break p.parse().expect("port");
+            }
+        }
+    };
+    let v = wait_scan_done(port);
+    assert_eq!(v["progress"]["state"], "finished", "{v}");
+    let (_, body) = http(port, "GET", "/api/channels");
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(list.len(), 15, "{body}");
+    // SIGTERM: a clean stop; the database stays.
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(load(&state).channels().len(), 15);
+    let _ = std::fs::remove_dir_all(&dir);
+}
