@@ -25,6 +25,10 @@ pub struct ServerConfig {
     /// Most RTSP sessions at once; one more SETUP gets 503 `No-More: sessions`.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u32,
+    /// Where the channel database lives ("" = none: channels come from `[[channel]]` only;
+    /// `dvb2ip scan` then uses `$DVB2IP_STATE_DIR` or /var/lib/dvb2ip).
+    #[serde(default)]
+    pub state_dir: String,
 }
 
 impl Default for ServerConfig {
@@ -35,6 +39,7 @@ impl Default for ServerConfig {
             http_port: default_http_port(),
             session_timeout: default_session_timeout(),
             max_sessions: default_max_sessions(),
+            state_dir: String::new(),
         }
     }
 }
@@ -275,6 +280,8 @@ struct LauncherPart {
     multicast: MulticastSection,
     #[serde(default)]
     vod: crate::vod::config::VodSection,
+    #[serde(default)]
+    scan: crate::scan::config::ScanSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -295,6 +302,8 @@ pub struct Config {
     pub ssdp: SsdpSection,
     pub multicast: MulticastSection,
     pub vod: crate::vod::config::VodSection,
+    /// `[scan]`: channel scanning (src/scan/config.rs).
+    pub scan: crate::scan::config::ScanSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -403,6 +412,7 @@ impl Config {
             ssdp: part.ssdp,
             multicast: part.multicast,
             vod: part.vod,
+            scan: part.scan,
             broadcast,
         })
     }

@@ -32,6 +32,8 @@ pub struct Core {
     pub metrics: Metrics,
     /// Recordings of channels into the first VOD root.
     pub recordings: crate::vod::record::Recordings,
+    /// The channel database and its scans (src/scan/service.rs).
+    pub scans: Arc<crate::scan::service::Scans>,
 }
 
 /// The server's counters.
@@ -47,6 +49,7 @@ impl Core {
     pub fn new(config: Config, pool: Pool) -> Arc<Core> {
         Arc::new(Core {
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
+            scans: crate::scan::service::Scans::new(&config, pool.clone()),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),

@@ -8,6 +8,7 @@ pub mod http;
 pub mod reload;
 pub mod rtp;
 pub mod rtsp;
+pub mod scan;
 pub mod serve;
 pub mod ssdp;
 pub mod streams;

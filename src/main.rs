@@ -35,7 +35,12 @@ enum Command {
         /// or the server stops (repeatable).
         #[arg(long, value_name = "CHANNEL[:SECONDS]", value_parser = dvb2ip::vod::record::RecordRequest::from_cli)]
         record: Vec<dvb2ip::vod::record::RecordRequest>,
+        /// State directory holding the channel database (overrides server.state_dir).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
+    /// Scan for channels into the channel database (see README "Scanning").
+    Scan(dvb2ip::scan::cli::ScanArgs),
     /// Check a configuration file and print a summary.
     CheckConfig { file: PathBuf },
     /// List the frontends of the tuner pool.
@@ -61,6 +66,7 @@ fn load(config: Option<PathBuf>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut interrupted = false;
     let r: anyhow::Result<()> = (|| match cli.command {
         Command::Serve {
             config,
@@ -68,11 +74,15 @@ fn main() -> ExitCode {
             bind,
             session_timeout,
             record,
+            state_dir,
         } => {
             let config_path = config.clone();
             let mut cfg = load(config).map_err(anyhow::Error::msg)?;
             if let Some(t) = session_timeout {
                 cfg.server.session_timeout = t;
+            }
+            if let Some(d) = state_dir {
+                cfg.server.state_dir = d.display().to_string();
             }
             cfg.vod.record_at_start = record;
             dvb2ip::serve::run_from(
@@ -115,8 +125,14 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Css { which } => dvb2ip::css::cli::run(which),
+        Command::Scan(args) => {
+            // Stopped by Ctrl-C/SIGTERM: what was found is stored; exit status 130.
+            interrupted = dvb2ip::scan::cli::run(args)?;
+            Ok(())
+        }
     })();
     match r {
+        Ok(()) if interrupted => ExitCode::from(130),
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dvb2ip: error: {e:#}");

@@ -74,6 +74,9 @@ pub fn start(cfg: &Config, opts: &ServeOptions) -> anyhow::Result<Server> {
 /// picks a free port.
 pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server> {
     let cfg = &core.config;
+    if let Some(e) = core.scans.load_error() {
+        bail!("{e}");
+    }
     let bind: IpAddr = opts
         .bind
         .as_deref()
@@ -119,6 +122,8 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
         mounts.add_factory(&format!("/ch/{}", ch.name), factory);
         gst::info!(CAT, "mounted /ch/{} -> {}", ch.name, source);
     }
+    // Every service of the channel database, following rescans (src/scan/mounts.rs).
+    crate::scan::mounts::attach(&core, &mounts);
     let source_id = server
         .attach(None)
         .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;
@@ -164,12 +169,23 @@ pub fn spawn_network(
 ) -> anyhow::Result<Network> {
     crate::ssdp::check_locations(cfg, server.bind)?;
     let identity = crate::ssdp::Identity::load(cfg)?;
-    let desc = Arc::new(crate::ssdp::description::DescriptionState::for_config(
+    let mut desc = crate::ssdp::description::DescriptionState::for_config(
         cfg,
         &server.core.pool,
         &identity.state.uuid,
         server.rtsp_port,
-    ));
+    );
+    // The channel database's services after the configured channels (src/scan).
+    let scans = Arc::downgrade(&server.core.scans);
+    desc.more_channels = Some(crate::ssdp::description::MoreChannels(Arc::new(
+        move || {
+            scans
+                .upgrade()
+                .map(|s| crate::scan::service::description_channels(&s))
+                .unwrap_or_default()
+        },
+    )));
+    let desc = Arc::new(desc);
     // The tuner set changes (hotplug, reload): X_SATIPCAP and CONFIGID follow, and SSDP
     // announces the new CONFIGID.
     let (config_tx, config_rx) = tokio::sync::watch::channel(desc.config_id());
@@ -372,8 +388,16 @@ pub fn run_from(
     let network = spawn_network(&rt, &cfg, &server)?;
     print!("{}", banner(&cfg, &server, network.http.port));
     print!("{}", crate::vod::record::start_at_start(&server.core)?);
+    // Scan at start when the channel database is empty, rescan periodically (src/scan).
+    server.core.scans.start_service();
     main_loop.run();
     eprintln!("dvb2ip: shutting down");
+    // A running scan stops; every mux it finished is in the database already.
+    server.core.scans.stop();
+    server
+        .core
+        .scans
+        .wait_idle(std::time::Duration::from_secs(3));
     // Tear down every session so their pipelines stop and the tuners are released.
     if let Some(pool) = server.rtsp.session_pool() {
         pool.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Remove));

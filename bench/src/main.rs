@@ -6,12 +6,14 @@
 //!   [`satip_rx`]); the `dvb2ip` server is the binary beside this one in the same target
 //!   directory, the baseline this binary's hidden `satip-baseline-server` subcommand;
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
-//!   ([`css`]).
+//!   ([`css`]);
+//! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
 
 mod css;
 mod satip;
 mod satip_baseline;
 mod satip_rx;
+mod scan;
 mod tuner;
 
 use std::process::ExitCode;
@@ -59,6 +61,14 @@ enum BenchCommand {
         #[arg(long, hide = true)]
         distinct: bool,
     },
+    /// Channel scan of the default configuration from empty, 1 and all frontends, vs. the floor.
+    Scan {
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Table budgets in percent (dvbv5-scan -T).
+        #[arg(long, default_value_t = 100)]
+        timeout_percent: u32,
+    },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
@@ -96,6 +106,10 @@ fn main() -> ExitCode {
             rx_threads,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
+        BenchCommand::Scan {
+            runs,
+            timeout_percent,
+        } => scan::run(runs, timeout_percent),
         BenchCommand::Tuner {
             subscribers,
             seconds,

@@ -82,8 +82,7 @@ fn scan_mux_of(m: &MuxConfig) -> Mux {
     Mux::new(t)
 }
 
-/// Collector budgets: the defaults, except NIT/SDT other (the emulator sends no SDT other,
-/// so a scan reading "other" tables waits for its budget; NIT other repeats every 2 s).
+/// Collector budgets: the defaults, except NIT/SDT other (both repeat every 2 s).
 fn collector_config(read_other: bool) -> CollectorConfig {
     CollectorConfig {
         timeouts: Timeouts {
@@ -359,6 +358,36 @@ fn the_nit_only_mux_is_announced_and_locks_and_carries_a_scrambled_service() {
         .map(|s| s.name.as_str())
         .collect();
     assert_eq!(scrambled.len(), 1, "{scrambled:?}");
+}
+
+#[test]
+fn sdt_other_describes_every_other_transport_stream() {
+    let cfg = embedded();
+    let pool = pool_of(&cfg);
+    for m in &cfg.mux {
+        let r = scan(&pool, m, collector_config(true));
+        assert_eq!(r.verdict, Verdict::Found, "{}: {r:?}", m.name);
+        assert!(r.sdt_other.iter().all(|t| !t.actual));
+        for x in cfg.mux.iter().filter(|x| {
+            (x.original_network_id, x.transport_stream_id)
+                != (m.original_network_id, m.transport_stream_id)
+        }) {
+            let t = r
+                .sdt_other
+                .iter()
+                .find(|t| t.tsid == x.transport_stream_id && t.onid == x.original_network_id)
+                .unwrap_or_else(|| panic!("{}: no SDT other for {}", m.name, x.name));
+            for s in x.service.iter().filter(|s| s.on_air.is_none()) {
+                let e = t
+                    .service(s.service_id)
+                    .unwrap_or_else(|| panic!("{}: {} not in SDT other", m.name, s.name));
+                assert_eq!(e.name.as_deref(), Some(s.name.as_str()));
+                assert_eq!(e.provider.as_deref(), Some(s.provider.as_str()));
+                assert_eq!(e.free_ca_mode, s.scrambled, "{}", s.name);
+            }
+        }
+        assert_eq!(r.sdt_other.len(), cfg.mux.len() - 1, "{}", m.name);
+    }
 }
 
 /// Whether `sid` is in the PAT and the SDT actual sections seen on a packet stream, with the

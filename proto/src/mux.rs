@@ -107,6 +107,8 @@ pub struct MuxSpec {
     pub nit_transports: Vec<si::NitTransport>,
     /// NIT other: one sub-table per other network announced.
     pub nit_other: Vec<NitNetwork>,
+    /// SDT other: one sub-table per other transport stream described.
+    pub sdt_other: Vec<SdtOther>,
     pub services: Vec<ServiceSpec>,
     pub bitrate: u64,
 }
@@ -117,6 +119,33 @@ pub struct NitNetwork {
     pub network_id: u16,
     pub network_name: String,
     pub transports: Vec<si::NitTransport>,
+}
+
+/// Another transport stream's services, described in an SDT other (0x46) sub-table.
+#[derive(Debug, Clone)]
+pub struct SdtOther {
+    pub transport_stream_id: u16,
+    pub original_network_id: u16,
+    pub services: Vec<SdtOtherService>,
+}
+
+/// A service of an [`SdtOther`] transport stream.
+#[derive(Debug, Clone)]
+pub struct SdtOtherService {
+    pub service_id: u16,
+    pub service_type: u8,
+    pub provider: String,
+    pub name: String,
+    /// free_CA_mode.
+    pub scrambled: bool,
+    /// Comes and goes, as on its own multiplex.
+    pub on_air: Option<OnAir>,
+}
+
+impl SdtOtherService {
+    fn is_on_air(&self, unix_s: i64) -> bool {
+        self.on_air.is_none_or(|o| o.is_on(unix_s))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +231,7 @@ enum TableKind {
     Pat,
     Pmt(usize),
     Sdt,
+    SdtOther,
     Nit,
     Eit,
     Tdt,
@@ -334,6 +364,12 @@ impl Mux {
                 interval_27m: 2000 * ms,
                 next_27m: start_27m + 7 * ms,
                 kind: TableKind::Nit,
+            },
+            Table {
+                pid_index: 2,
+                interval_27m: 2000 * ms,
+                next_27m: start_27m + 13 * ms,
+                kind: TableKind::SdtOther,
             },
             Table {
                 pid_index: 3,
@@ -483,6 +519,45 @@ impl Mux {
                     &free_ca,
                 )]
             }
+            TableKind::SdtOther => spec
+                .sdt_other
+                .iter()
+                .map(|ts| {
+                    let on_air = ts.services.iter().filter(|s| s.is_on_air(now_unix_s));
+                    let free_ca: Vec<u16> = on_air
+                        .clone()
+                        .filter(|s| s.scrambled)
+                        .map(|s| s.service_id)
+                        .collect();
+                    let services: Vec<si::SdtService> = on_air
+                        .map(|s| si::SdtService {
+                            service_id: s.service_id,
+                            eit_present_following: true,
+                            running_status: 4,
+                            descriptors: si::service_descriptor(
+                                s.service_type,
+                                &s.provider,
+                                &s.name,
+                            ),
+                        })
+                        .collect();
+                    // The version follows which services are on air, as for SDT actual.
+                    let version = ts
+                        .services
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| !s.is_on_air(now_unix_s))
+                        .fold(0u8, |v, (i, _)| (v + 1 + i as u8 % 31) % 32);
+                    si::sdt(
+                        0x46,
+                        ts.transport_stream_id,
+                        ts.original_network_id,
+                        version,
+                        &services,
+                        &free_ca,
+                    )
+                })
+                .collect(),
             TableKind::Nit => {
                 let mut out = vec![si::nit_actual(
                     spec.network_id,
@@ -821,6 +896,7 @@ mod tests {
                 descriptors: si::terrestrial_delivery_descriptor(506_000_000, 8_000_000),
             }],
             nit_other: vec![],
+            sdt_other: vec![],
             services: vec![ServiceSpec {
                 service_id: 1,
                 name: "One".into(),

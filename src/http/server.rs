@@ -35,6 +35,7 @@ pub fn router(
             pool: core.pool.clone(),
             ..Default::default()
         }))
+        .merge(crate::scan::api::router(core.scans.clone()))
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).

@@ -130,16 +130,26 @@ impl StatusPage {
             );
         }
         h.push_str("</table>\n<h2>Channels</h2>\n<ol>\n");
-        for c in &self.desc.channels {
+        for n in &self.desc.all_channels() {
+            let c = &n.channel;
             let url = format!(
                 "rtsp://{host}:{}/?{}",
                 self.desc.rtsp_port,
                 c.query.trim_start_matches('?')
             );
             let url = escape(&url);
+            // Database channels carry their number and detail; configured ones their place.
+            let (li, detail) = if n.detail.is_empty() {
+                ("<li>".to_owned(), String::new())
+            } else {
+                (
+                    format!("<li value=\"{}\">", n.number),
+                    format!(" ({})", escape(&n.detail)),
+                )
+            };
             let _ = writeln!(
                 h,
-                "<li>{} <a href=\"{url}\">{url}</a></li>",
+                "{li}{}{detail} <a href=\"{url}\">{url}</a></li>",
                 escape(&c.title)
             );
         }

@@ -240,6 +240,8 @@ pub struct Channel {
 pub struct DescriptionState {
     pub rtsp_port: u16,
     pub channels: Vec<Channel>,
+    /// More channels, read at each request (the channel database, src/scan).
+    pub more_channels: Option<MoreChannels>,
     live: RwLock<Arc<Live>>,
 }
 
@@ -250,11 +252,30 @@ struct Live {
     xml: String,
 }
 
+/// A source of channels listed after the configured ones (the channel database).
+#[derive(Clone)]
+pub struct MoreChannels(pub Arc<dyn Fn() -> Vec<NumberedChannel> + Send + Sync>);
+
+/// A channel with its own number and a line of detail (provider, type) for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumberedChannel {
+    pub number: u32,
+    pub channel: Channel,
+    pub detail: String,
+}
+
+impl std::fmt::Debug for MoreChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MoreChannels")
+    }
+}
+
 impl Clone for DescriptionState {
     fn clone(&self) -> Self {
         DescriptionState {
             rtsp_port: self.rtsp_port,
             channels: self.channels.clone(),
+            more_channels: self.more_channels.clone(),
             live: RwLock::new(self.live.read().unwrap().clone()),
         }
     }
@@ -299,6 +320,7 @@ impl DescriptionState {
         DescriptionState {
             rtsp_port,
             channels,
+            more_channels: None,
             live: RwLock::new(Arc::new(Live::new(description))),
         }
     }
@@ -327,6 +349,24 @@ impl DescriptionState {
         let id = next.description.config_id;
         *live = Arc::new(next);
         Some(id)
+    }
+
+    /// The configured channels (numbered in order), then the database's (their numbers).
+    pub fn all_channels(&self) -> Vec<NumberedChannel> {
+        let mut v: Vec<NumberedChannel> = self
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| NumberedChannel {
+                number: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                channel: c.clone(),
+                detail: String::new(),
+            })
+            .collect();
+        if let Some(m) = &self.more_channels {
+            v.extend((m.0)());
+        }
+        v
     }
 
     /// The description of this server: `uuid`, the configured friendly name and channels, the
@@ -374,18 +414,17 @@ impl DescriptionState {
             IpAddr::V6(a) => format!("[{a}]"),
             IpAddr::V4(a) => a.to_string(),
         };
-        let urls: Vec<(u32, &str, String)> = self
-            .channels
+        let channels = self.all_channels();
+        let urls: Vec<(u32, &str, String)> = channels
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
+            .map(|c| {
                 (
-                    u32::try_from(i + 1).unwrap_or(u32::MAX),
-                    c.title.as_str(),
+                    c.number,
+                    c.channel.title.as_str(),
                     format!(
                         "rtsp://{host}:{}/?{}",
                         self.rtsp_port,
-                        c.query.trim_start_matches('?')
+                        c.channel.query.trim_start_matches('?')
                     ),
                 )
             })

@@ -84,6 +84,33 @@ pub fn build_spec(
         });
     }
     let (nit_transports, nit_other) = network_tables(m, network);
+    let sdt_other = network
+        .iter()
+        .filter(|x| {
+            (x.original_network_id, x.transport_stream_id)
+                != (m.original_network_id, m.transport_stream_id)
+        })
+        .map(|x| mux::SdtOther {
+            transport_stream_id: x.transport_stream_id,
+            original_network_id: x.original_network_id,
+            services: x
+                .service
+                .iter()
+                .map(|s| mux::SdtOtherService {
+                    service_id: s.service_id,
+                    service_type: service_type(s),
+                    provider: s.provider.clone(),
+                    name: s.name.clone(),
+                    scrambled: s.scrambled,
+                    on_air: s.on_air.map(|o| OnAir {
+                        epoch_unix_s,
+                        period_s: o.period_s,
+                        on_s: o.on_s,
+                    }),
+                })
+                .collect(),
+        })
+        .collect();
     Ok(MuxSpec {
         transport_stream_id: m.transport_stream_id,
         original_network_id: m.original_network_id,
@@ -91,6 +118,7 @@ pub fn build_spec(
         network_name: m.network_name.clone(),
         nit_transports,
         nit_other,
+        sdt_other,
         services,
         bitrate: m.bitrate,
     })
@@ -466,6 +494,11 @@ fn run(
     } else {
         no_signal
     };
+    // A multiplex is there: the frontend sees its signal (FE_HAS_SIGNAL) while it locks, even
+    // on a tune that never locks; where nothing is configured it sees none.
+    if spec.is_some() {
+        status.lock().unwrap().level = adapter.signal_level;
+    }
     let spec = spec.filter(|_| !fails_to_lock);
     if let Some(s) = &spec {
         injector.set_psi_pids(

@@ -12,6 +12,7 @@
 //! adapters found or lost by [`hotplug`]); the leases of a frontend that leaves move to another
 //! one (`migrate.rs`).
 
+pub mod background;
 pub mod config;
 pub mod content;
 pub(crate) mod emulated;
@@ -256,6 +257,8 @@ struct PoolShared {
     counters: Arc<FeedCounters>,
     /// Told about every change of the set of frontends ([`Pool::on_membership_change`]).
     listeners: membership::Listeners,
+    /// Background (preemptible) leases ([`background`]).
+    background: background::Holders,
 }
 
 impl PoolShared {
@@ -264,6 +267,7 @@ impl PoolShared {
             registry: Mutex::new(registry),
             counters: Arc::default(),
             listeners: Default::default(),
+            background: Default::default(),
         })
     }
 }
@@ -543,6 +547,8 @@ impl std::error::Error for LeaseError {}
 pub struct Lease {
     pool: Pool,
     core: Arc<LeaseCore>,
+    /// Set for a background lease ([`Pool::lease_background`]).
+    background: Option<Arc<background::Holder>>,
 }
 
 /// The part of a lease the pool reaches too (to move it).
@@ -655,6 +661,9 @@ impl Drop for Lease {
         // takes its frontend over is told.
         drop(stopped);
         notes.deliver();
+        if let Some(h) = &self.background {
+            background::release_on_drop(&self.pool, h);
+        }
     }
 }
 
@@ -675,16 +684,35 @@ fn lease_from(
     req: LeaseRequest,
     sink: Arc<dyn FeedSink>,
 ) -> Result<Lease, LeaseError> {
+    lease_with(pool, req, sink, None)
+}
+
+/// A lease; a background one with `background` (its revoke notice).
+fn lease_with(
+    pool: &Pool,
+    req: LeaseRequest,
+    sink: Arc<dyn FeedSink>,
+    background: Option<background::RevokeNotice>,
+) -> Result<Lease, LeaseError> {
+    // Background leases taken for this one: told once the registry lock is released (declared
+    // first, dropped last, whichever way this returns).
+    let mut revoked = background::Revoked::default();
     let mut g = pool.0.registry.lock().unwrap();
     let reg = g.get_or_insert_with(|| Registry::new(default_config()));
-    let grant = reg
-        .pool
-        .acquire(&Request {
-            transponder: req.transponder.clone(),
-            adapter: req.adapter,
-            frontend: req.frontend,
-        })
-        .map_err(LeaseError::Pool)?;
+    let request = Request {
+        transponder: req.transponder.clone(),
+        adapter: req.adapter,
+        frontend: req.frontend,
+    };
+    // A viewer finding every frontend busy takes one that only background leases use.
+    let grant = match reg.pool.acquire(&request) {
+        Err(PoolError::Busy) if background.is_none() => {
+            revoked = background::preempt(pool, reg, &request);
+            reg.pool.acquire(&request)
+        }
+        r => r,
+    }
+    .map_err(LeaseError::Pool)?;
     let index = grant.index();
     let (adapter, frontend) = (
         reg.pool.slots[index].adapter,
@@ -732,7 +760,9 @@ fn lease_from(
     });
     reg.leases.retain(|w| w.strong_count() > 0);
     reg.leases.push(Arc::downgrade(&core));
+    let background = background.map(|n| background::register(pool, &core, sub.id, n));
     drop(g);
+    drop(revoked);
     if st.locked {
         sink.lock_changed(true, &st);
         feed.fanout.prime(&sub);
@@ -740,5 +770,6 @@ fn lease_from(
     Ok(Lease {
         pool: pool.clone(),
         core,
+        background,
     })
 }

@@ -88,30 +88,43 @@ impl ScanSession {
     }
 
     /// The next mux to tune, and the frontend for it among `free` (those `can_tune` accepts;
-    /// after a lock failure another one than last time when possible, §9.7 rule 1). `None`
-    /// when nothing is ready, or no free frontend can tune the next mux (it stays first in the
-    /// queue). The collector starts counting at `now_ms`.
+    /// after a lock failure another one than last time when possible, §9.7 rule 1): the first
+    /// ready mux in queue order that a free frontend can tune (the others keep their places, so
+    /// a mux whose frontends are all busy does not hold up muxes of other systems). `None`
+    /// when nothing is ready or no free frontend can tune any ready mux. The collector starts
+    /// counting at `now_ms`.
     pub fn start_next(
         &mut self,
         now_ms: u64,
         free: &[u32],
         can_tune: impl Fn(u32, &Mux) -> bool,
     ) -> Option<(u64, Mux, u32)> {
-        let job = self.queue.next(now_ms)?;
-        let usable: Vec<u32> = free
-            .iter()
-            .copied()
-            .filter(|f| can_tune(*f, &job.mux))
-            .collect();
-        let Some(fe) = usable
-            .iter()
-            .copied()
-            .find(|f| Some(*f) != job.avoid_frontend)
-            .or_else(|| usable.first().copied())
-        else {
+        let mut skipped = Vec::new();
+        let mut found = None;
+        while let Some(job) = self.queue.next(now_ms) {
+            let usable: Vec<u32> = free
+                .iter()
+                .copied()
+                .filter(|f| can_tune(*f, &job.mux))
+                .collect();
+            match usable
+                .iter()
+                .copied()
+                .find(|f| Some(*f) != job.avoid_frontend)
+                .or_else(|| usable.first().copied())
+            {
+                Some(fe) => {
+                    found = Some((job, fe));
+                    break;
+                }
+                None => skipped.push(job),
+            }
+        }
+        // Back at the front, in their order.
+        for job in skipped.into_iter().rev() {
             self.queue.requeue(job);
-            return None;
-        };
+        }
+        let (job, fe) = found?;
         let id = job.id;
         let mux = job.mux.clone();
         let collector = MuxCollector::new(mux.clone(), self.cfg.collector.clone(), now_ms);
@@ -392,5 +405,23 @@ mod tests {
             db.muxes.is_empty(),
             "no miss recorded for an unfinished mux"
         );
+    }
+
+    #[test]
+    fn a_mux_no_free_frontend_can_tune_does_not_hold_up_the_others() {
+        let net = network();
+        let db = ChannelDb::new();
+        let mut s = ScanSession::new(
+            ScanConfig::default(),
+            &db,
+            vec![net[0].mux.clone(), net[1].mux.clone()],
+            Origin::Initial,
+        );
+        // Frontend 5 tunes only the second mux: it starts, the first stays first.
+        let (_, mux, fe) = s.start_next(0, &[5], |_, m| *m == net[1].mux).unwrap();
+        assert_eq!((mux, fe), (net[1].mux.clone(), 5));
+        assert!(s.start_next(0, &[6], |_, m| *m == net[1].mux).is_none());
+        let (_, mux, _) = s.start_next(0, &[6], |_, _| true).unwrap();
+        assert_eq!(mux, net[0].mux);
     }
 }
