@@ -287,6 +287,32 @@ fn reason_503(sessions_full: bool, error: Option<&glib::Error>) -> Option<(Strin
     Some(("text/plain".into(), e.message().to_string()))
 }
 
+/// Streams a connection keeps described (DESCRIBE with a query, no SETUP yet); older ones
+/// are forgotten.
+const MAX_DESCRIBED: usize = 8;
+
+/// The SDP block of a stream a DESCRIBE defined: not tuned, not playing (§4.3).
+fn described_block(stream_id: u16, spec: &StreamSpec) -> super::sdp::Block {
+    super::sdp::Block {
+        stream_id,
+        status: gstdvb2ip::satipmapsrc::status_string(Some(spec), None),
+        playing: false,
+        multicast: None,
+    }
+}
+
+/// The spec of stream `n` when the connection of the request being handled described it,
+/// taken out of that connection's described streams (the factory builds it now).
+pub(super) fn take_described_of_current(n: u16) -> Option<StreamSpec> {
+    RTSPContext::with_current_context(|ctx| {
+        ctx.client()?
+            .downcast_ref::<SatipClient>()?
+            .imp()
+            .take_described(n)
+    })
+    .flatten()
+}
+
 /// Validates a creating query as the factory will use it.
 fn check_new(pool: &gstdvb2ip::tuners::Pool, q: &Query) -> Result<StreamSpec, QueryError> {
     let spec = StreamSpec::create(q, MAX_PIDS)?;
@@ -314,6 +340,11 @@ mod imp {
         mount_streams: Mutex<Vec<(String, u16, String)>>,
         /// The server's core (stream table, tuner pool), set by [`super::SatipClient::new`].
         pub core: std::sync::OnceLock<Arc<Core>>,
+        /// The connection's slot under the RTSP connection cap, given back when it closes.
+        pub permit: Mutex<Option<crate::limits::Permit>>,
+        /// Streams a DESCRIBE with a query defined on this connection (stream id, spec),
+        /// newest last: no pipeline, no frontend until their owner's SETUP (issue 16 item 2).
+        pub described: Mutex<Vec<(u16, StreamSpec)>>,
     }
 
     #[glib::object_subclass]
@@ -426,6 +457,35 @@ mod imp {
             })
         }
 
+        /// A 503 `No-More: sessions` (and a rate-limited log line) when descriptors are
+        /// running out: new work that opens some (`what`) must wait (issue 16 item 1).
+        fn no_headroom(&self, what: &str) -> Option<Answer> {
+            let limits = &self.core().limits;
+            if limits.headroom_ok() {
+                return None;
+            }
+            limits.refused(&format!(
+                "RTSP {what}: {} of {} descriptors open",
+                limits.open_fds(),
+                limits.nofile()
+            ));
+            Some(Answer::error(&QueryError::NoMore(vec![Resource::Sessions])))
+        }
+
+        /// The spec of stream `n` when a DESCRIBE on this connection defined it.
+        pub(super) fn described_spec(&self, n: u16) -> Option<StreamSpec> {
+            let d = self.described.lock().unwrap();
+            d.iter().find(|(id, _)| *id == n).map(|(_, s)| s.clone())
+        }
+
+        /// Takes stream `n` out of the streams this connection described: its owner's SETUP
+        /// creates it now.
+        pub(super) fn take_described(&self, n: u16) -> Option<StreamSpec> {
+            let mut d = self.described.lock().unwrap();
+            let i = d.iter().position(|(id, _)| *id == n)?;
+            Some(d.remove(i).1)
+        }
+
         /// Remembers `answer` for the current request; returns the status for the vfunc.
         fn refuse(&self, answer: Answer) -> RTSPStatusCode {
             let cseq = current_request().and_then(|(_, _, c)| c);
@@ -449,6 +509,8 @@ mod imp {
         /// The RTSP connection closed: sessions whose RTP went over it end now, as on TEARDOWN
         /// (checklist 68); UDP sessions live on (checklist 67).
         fn on_closed(&self) {
+            self.permit.lock().unwrap().take();
+            self.described.lock().unwrap().clear();
             let ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
             let Some(pool) = self.obj().session_pool() else {
                 return;
@@ -858,7 +920,15 @@ mod imp {
                     return Ok(());
                 }
             }
+            let described = t
+                .stream
+                .and_then(|n| self.take_described(n).map(|s| (s, n)));
             let (spec, id, joined) = match t.stream {
+                // The owner's SETUP of a stream this connection described (§3.10).
+                Some(_) if described.is_some() => {
+                    let (spec, n) = described.expect("checked");
+                    (spec, n, false)
+                }
                 Some(n) => {
                     let spec = self
                         .core()
@@ -901,6 +971,15 @@ mod imp {
                 self.refuse(a);
                 return Some(REFUSED_PATH.into());
             }
+            // A SETUP that makes a session builds a pipeline or takes a frontend: only with
+            // descriptors to spare (issue 16 item 1).
+            let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
+            if method == METHOD_SETUP && !current_has_session() {
+                if let Some(a) = self.no_headroom("SETUP") {
+                    self.refuse(a);
+                    return Some(REFUSED_PATH.into());
+                }
+            }
             let t = match route(&uri) {
                 Route::Other => return self.parent_make_path_from_uri(url),
                 Route::Satip(Err(e)) => {
@@ -915,7 +994,6 @@ mod imp {
                     return Some(path.into());
                 }
             }
-            let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
             if matches!(method, METHOD_ANNOUNCE | METHOD_RECORD) {
                 // Never reaches the SAT>IP factory (gst-rtsp-server's record path logs
                 // CRITICALs on it); `on_send` answers 501.
@@ -923,7 +1001,12 @@ mod imp {
                 return Some(REFUSED_PATH.into());
             }
             let has_session = current_has_session();
+            // A stream this connection described: not in the table until its SETUP.
+            let described_here = t
+                .stream
+                .is_some_and(|n| !has_session && self.described_spec(n).is_some());
             let refused = match (method, t.stream) {
+                _ if described_here => None,
                 (METHOD_SETUP, None) if !t.has_query && !has_session => {
                     Some(Answer::plain(405, "Method Not Allowed"))
                 }
@@ -1067,7 +1150,13 @@ mod imp {
                 return self.parent_pre_describe_request(ctx);
             };
             let t = match route(&uri) {
-                Route::Other => return self.parent_pre_describe_request(ctx),
+                Route::Other => {
+                    // A channel's DESCRIBE builds its pipeline (issue 16 item 1).
+                    if let Some(a) = self.no_headroom("DESCRIBE") {
+                        return self.refuse(a);
+                    }
+                    return self.parent_pre_describe_request(ctx);
+                }
                 Route::Satip(Err(e)) => return self.refuse(Answer::error(&e)),
                 Route::Satip(Ok(t)) => t,
             };
@@ -1079,14 +1168,31 @@ mod imp {
                     return self.refuse(Answer::plain(406, "Not Acceptable"));
                 }
             }
-            if t.stream.is_none() && t.has_query {
-                // A describing DESCRIBE creates a stream (§3.10); the factory builds it.
-                return match check_new(&self.core().pool, &t.query) {
-                    Ok(_) => RTSPStatusCode::Ok,
-                    Err(e) => self.refuse(Answer::error(&e)),
+            let b = if t.stream.is_none() && t.has_query {
+                // A describing DESCRIBE defines a stream (§3.10): its SDP comes from the query
+                // alone, without a pipeline or a frontend; the owner's SETUP on this
+                // connection creates it (issue 16 item 2).
+                let spec = match check_new(&self.core().pool, &t.query) {
+                    Ok(s) => s,
+                    Err(e) => return self.refuse(Answer::error(&e)),
                 };
-            }
-            let b = blocks(self.core(), t.stream);
+                let id = self.core().streams.lock().unwrap().allocate_id();
+                let block = described_block(id, &spec);
+                let mut d = self.described.lock().unwrap();
+                if d.len() >= MAX_DESCRIBED {
+                    d.remove(0);
+                }
+                d.push((id, spec));
+                vec![block]
+            } else {
+                let mut b = blocks(self.core(), t.stream);
+                if let (true, Some(n)) = (b.is_empty(), t.stream) {
+                    if let Some(spec) = self.described_spec(n) {
+                        b.push(described_block(n, &spec));
+                    }
+                }
+                b
+            };
             if b.is_empty() {
                 return self.refuse(Answer::plain(404, "Not Found"));
             }
@@ -1157,6 +1263,11 @@ glib::wrapper! {
 }
 
 impl SatipClient {
+    /// Keeps `permit` (the connection's slot under the RTSP cap) until the connection closes.
+    pub fn hold_permit(&self, permit: crate::limits::Permit) {
+        *self.imp().permit.lock().unwrap() = Some(permit);
+    }
+
     pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let c: Self = glib::Object::new();
         let _ = c.imp().core.set(core);
