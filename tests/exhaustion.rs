@@ -410,3 +410,39 @@ fn a_1024_descriptor_server_survives_describe_session_and_idle_floods() {
         "RSS {rss} kB, {base_rss} kB at the start"
     );
 }
+
+/// Issue 16 item 2: DESCRIBE with a SAT>IP query builds no pipeline and takes no frontend (it
+/// used to: 500 of them made 2,009 threads and RSS 92 → 190 MB). 500 DESCRIBEs, 250 held open
+/// at a time, leave threads, descriptors and RSS near the baseline; the stream they define
+/// is created by its owner's SETUP afterwards.
+#[test]
+fn describes_with_a_query_hold_no_pipeline() {
+    let mut srv = Child1024::start("describe-bound");
+    let port = srv.port;
+    normal_client(port);
+    let base_fds = srv.fds();
+    let (base_threads, base_rss) = srv.threads_rss();
+    let mut max_threads = 0;
+    let mut max_rss = 0;
+    for _ in 0..2 {
+        let mut held = Vec::new();
+        for _ in 0..250 {
+            let (s, status) = describe(port);
+            assert_eq!(status.as_deref(), Some("RTSP/1.0 200 OK"));
+            held.push(s);
+        }
+        srv.alive();
+        let (t, r) = srv.threads_rss();
+        max_threads = max_threads.max(t);
+        max_rss = max_rss.max(r);
+        assert!(srv.fds() <= base_fds + 250 + 16, "{} fds", srv.fds());
+    }
+    eprintln!(
+        "500 DESCRIBEs: threads {base_threads} -> at most {max_threads}, RSS {base_rss} -> at most {max_rss} kB"
+    );
+    assert!(max_threads <= base_threads + 4, "{max_threads} threads");
+    assert!(max_rss <= base_rss + 32 * 1024, "RSS {max_rss} kB");
+    srv.wait_fds_at_most(base_fds + 16, "after the DESCRIBEs");
+    normal_client(port);
+    srv.alive();
+}

@@ -132,6 +132,62 @@ fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<St
     }
 }
 
+/// gst-rtsp-server's line buffer: a request line is cut after this many bytes, less one.
+const GST_MAX_LINE: usize = 4096;
+
+/// The answer to a request of another RTSP version than 1.0.
+const VERSION_NOT_SUPPORTED: &[u8] = b"RTSP/1.0 505 RTSP Version Not Supported\r\n\
+Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n\r\n\
+This server speaks RTSP/1.0";
+
+/// Writes `bytes` to socket `fd` without waiting (what does not fit is dropped).
+fn send_now(fd: i32, bytes: &[u8]) {
+    // SAFETY: `fd` is an open socket; send only reads `bytes`.
+    unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+    }
+}
+
+/// The socket of a connection whose reading gst-rtsp-server stopped while the peer is still
+/// there: a request it could not read. `None` for a peer that closed (end of stream or
+/// reset) or a connection gst-rtsp-server closed itself (its socket is closed then).
+fn unread_close_fd(sock: &gst_rtsp_server::gio::Socket) -> Option<i32> {
+    use gst_rtsp_server::gio::prelude::*;
+    if sock.is_closed() {
+        return None;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock.fd());
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is the open socket of `sock`; recv writes at most one byte into `b`.
+    unsafe {
+        let mut b = [0u8; 1];
+        let n = libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        );
+        let err = std::io::Error::last_os_error().kind();
+        (n > 0 || (n < 0 && err == std::io::ErrorKind::WouldBlock)).then_some(fd)
+    }
+}
+
+/// A connection's socket, held by its client across its threads.
+pub struct SocketRef(gst_rtsp_server::gio::Socket);
+
+// SAFETY: GSocket is thread-safe for what is used of it here (`g_socket_is_closed`,
+// `g_socket_get_fd`); the reference count is atomic.
+unsafe impl Send for SocketRef {}
+// SAFETY: as above; no method takes `&mut`.
+unsafe impl Sync for SocketRef {}
+
 /// Key of the address of the client that created a session (a `String` on the session).
 const SESSION_OWNER_KEY: &str = "dvb2ip-session-owner";
 
@@ -345,6 +401,15 @@ mod imp {
         /// Streams a DESCRIBE with a query defined on this connection (stream id, spec),
         /// newest last: no pipeline, no frontend until their owner's SETUP (issue 16 item 2).
         pub described: Mutex<Vec<(u16, StreamSpec)>>,
+        /// Sessions created on this connection: they end with it when it closes on a request
+        /// gst-rtsp-server could not read (issue 16 item 5).
+        conn_sessions: Mutex<Vec<String>>,
+        /// The connection's socket, kept from `client-connected` to `closed`: gst-rtsp-server
+        /// clears the connection's own reference when it closes it.
+        pub(super) socket: Mutex<Option<super::SocketRef>>,
+        /// The answer to a request gst-rtsp-server could not read went out (400/414): the
+        /// connection closes after it.
+        unreadable_answered: std::sync::atomic::AtomicBool,
     }
 
     #[glib::object_subclass]
@@ -395,6 +460,24 @@ mod imp {
             move || {
                 if let Some(c) = weak.upgrade() {
                     c.close();
+                }
+                glib::ControlFlow::Break
+            },
+        );
+        source.attach(Some(&glib::MainContext::ref_thread_default()));
+    }
+
+    /// Runs `f` after [`HTTP_CLOSE_DELAY_MS`] on the calling thread's context (the client's):
+    /// time for an answer queued on the connection's watch to leave.
+    fn close_later(f: impl FnOnce() + Send + 'static) {
+        let mut f = Some(f);
+        let source = glib::timeout_source_new(
+            std::time::Duration::from_millis(HTTP_CLOSE_DELAY_MS),
+            Some("dvb2ip-close"),
+            glib::Priority::LOW,
+            move || {
+                if let Some(f) = f.take() {
+                    f();
                 }
                 glib::ControlFlow::Break
             },
@@ -511,7 +594,32 @@ mod imp {
         fn on_closed(&self) {
             self.permit.lock().unwrap().take();
             self.described.lock().unwrap().clear();
-            let ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
+            let mut ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
+            let sock = self.socket.lock().unwrap().take();
+            if let Some(fd) = sock.as_ref().and_then(|s| unread_close_fd(&s.0)) {
+                // gst-rtsp-server stopped reading on a request it could not read, but the
+                // socket stays open while a session holds the client: the peer would wait
+                // forever. Answer (505 when nothing was: gst-rtsp-server 1.22 drops requests
+                // of other RTSP versions without one), close the socket, and end the
+                // connection's sessions (issue 16 items 5 and 8).
+                if !self.unreadable_answered.swap(false, Ordering::SeqCst) {
+                    send_now(fd, VERSION_NOT_SUPPORTED);
+                }
+                // SAFETY: a socket of this connection, still open (gst closes it later).
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                let own = std::mem::take(&mut *self.conn_sessions.lock().unwrap());
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "unreadable request: connection closed, ending sessions {own:?}"
+                );
+                ids.extend(own);
+            }
+            self.end_sessions(ids, "connection closed");
+        }
+
+        /// Ends the sessions `ids` (their pipelines stop, frontends are released).
+        fn end_sessions(&self, ids: Vec<String>, why: &str) {
             let Some(pool) = self.obj().session_pool() else {
                 return;
             };
@@ -519,11 +627,7 @@ mod imp {
                 let Some(session) = pool.find(&id) else {
                     continue;
                 };
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "connection closed: ending interleaved session {id}"
-                );
+                gst::info!(CAT, imp = self, "{why}: ending session {id}");
                 session.filter(Some(&mut |_, sm| {
                     let _ = sm.set_state(gst::State::Null);
                     gst_rtsp_server::RTSPFilterResult::Remove
@@ -676,6 +780,47 @@ mod imp {
             };
             // SAFETY: the request outlives the response being sent.
             let request = unsafe { Msg::from_ptr(request_ptr) };
+            // A request gst-rtsp-server could not read (its parser keeps 4,095 bytes of URI
+            // and stops there; headers unread, so no CSeq): it answers 400 without a reason
+            // and stops reading the connection, which then closes (see `on_closed`). Say why
+            // (issue 16 items 5 and 8).
+            if msg.status() == Some(400) && cseq.is_none() {
+                self.unreadable_answered.store(true, Ordering::SeqCst);
+                // The line buffer holds `METHOD URI RTSP/1.0` in 4,095 bytes: a URI this long
+                // was cut.
+                let (status, reason, body) = if uri.len() + 20 >= GST_MAX_LINE {
+                    (
+                        414,
+                        "Request-URI Too Long",
+                        format!("Request line longer than {} bytes", GST_MAX_LINE - 1),
+                    )
+                } else {
+                    (400, "Bad Request", "Malformed request line".to_string())
+                };
+                msg.reset_response(status, reason, None);
+                msg.set_header("Connection", "close");
+                msg.add_header("Content-Type", "text/plain");
+                msg.set_body(body.as_bytes());
+                // With a session the connection would stay open without being read (a session
+                // keeps the client): close it once the answer is out, ending its sessions.
+                let weak = self.obj().downgrade();
+                close_later(move || {
+                    if let Some(c) = weak.upgrade() {
+                        let own = std::mem::take(&mut *c.imp().conn_sessions.lock().unwrap());
+                        c.imp().end_sessions(own, "unreadable request");
+                        // The peer sees the end of the stream now (closing the client only
+                        // drops gst-rtsp-server's reference to the socket).
+                        if let Some(sock) = c.imp().socket.lock().unwrap().take() {
+                            if let Some(fd) = unread_close_fd(&sock.0) {
+                                // SAFETY: the connection's socket, still open.
+                                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                            }
+                        }
+                        c.upcast_ref::<gst_rtsp_server::RTSPClient>().close();
+                    }
+                });
+                return;
+            }
             // A method gst-rtsp-server does not know (it answers 400), or ANNOUNCE/RECORD on a
             // SAT>IP URL (it answers 400 or 454 on its own checks): 501 with `Public` (§3.3).
             let satip = matches!(route(&uri), Route::Satip(_));
@@ -1088,6 +1233,15 @@ mod imp {
         }
 
         fn new_session(&self, session: &RTSPSession) {
+            if let Some(id) = session.sessionid() {
+                let mut ids = self.conn_sessions.lock().unwrap();
+                ids.retain(|i| {
+                    self.obj()
+                        .session_pool()
+                        .is_some_and(|p| p.find(i).is_some())
+                });
+                ids.push(id.to_string());
+            }
             if let Some(ip) = connection_ip(self.obj().upcast_ref(), false) {
                 // SAFETY: SESSION_OWNER_KEY only ever holds a String.
                 unsafe { session.set_data(SESSION_OWNER_KEY, ip) };
@@ -1263,6 +1417,23 @@ glib::wrapper! {
 }
 
 impl SatipClient {
+    /// Keeps the connection's socket (call once the connection is set: `client-connected`).
+    pub fn remember_socket(&self) {
+        let c: *mut gst_rtsp_server::ffi::GstRTSPClient = self
+            .upcast_ref::<gst_rtsp_server::RTSPClient>()
+            .to_glib_none()
+            .0;
+        // SAFETY: a valid client; its connection, when set, has its read socket.
+        let sock: Option<gst_rtsp_server::gio::Socket> = unsafe {
+            let conn = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(c);
+            if conn.is_null() {
+                return;
+            }
+            from_glib_none(gst_rtsp::ffi::gst_rtsp_connection_get_read_socket(conn))
+        };
+        *self.imp().socket.lock().unwrap() = sock.map(SocketRef);
+    }
+
     /// Keeps `permit` (the connection's slot under the RTSP cap) until the connection closes.
     pub fn hold_permit(&self, permit: crate::limits::Permit) {
         *self.imp().permit.lock().unwrap() = Some(permit);

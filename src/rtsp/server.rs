@@ -136,6 +136,11 @@ impl SatipServer {
     pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let s: Self = glib::Object::new();
         let _ = s.imp().core.set(core);
+        s.connect_client_connected(|_, client| {
+            if let Some(c) = client.downcast_ref::<SatipClient>() {
+                c.remember_socket();
+            }
+        });
         s.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);
