@@ -502,3 +502,49 @@ fn long_request_lines_get_414_and_close_the_connection() {
     normal_client(port);
     no_criticals();
 }
+
+/// `fe` pinned to a frontend of another delivery system (issue 16 item 8): 403
+/// `Out-of-Range: fe` (§2.9, a value this server cannot serve for the query), also for
+/// DESCRIBE; a frontend that does not exist stays 403 `Out-of-Range: fe`, a right one plays.
+#[test]
+fn fe_pinned_to_another_delivery_system_is_403_fe() {
+    let srv = server();
+    let port = srv.port;
+    // X_SATIPCAP order (§8.7): the DVB-S2 frontend is fe=1, the DVB-T/T2 ones fe=2 and 3.
+    let mut c = Rtsp::connect(port);
+    for (method, extra) in [("SETUP", true), ("DESCRIBE", false)] {
+        let (_udp, transport) = rtp_socket();
+        let headers: Vec<(&str, &str)> = if extra {
+            vec![("Transport", transport.as_str())]
+        } else {
+            vec![("Accept", "application/sdp")]
+        };
+        for fe in [1, 9] {
+            let r = c.req(method, &format!("?fe={fe}&{NEWS}"), &headers);
+            assert_eq!(r.status, 403, "{method} fe={fe}: {}", r.head);
+            assert_eq!(r.body, "Out-of-Range: fe", "{method} fe={fe}");
+        }
+    }
+    assert_eq!(srv.in_use(), vec![]);
+    let (udp, transport) = rtp_socket();
+    let r = c.req(
+        "SETUP",
+        &format!("?fe=2&{NEWS}"),
+        &[("Transport", &transport)],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    assert_eq!(
+        c.req("PLAY", &format!("stream={id}"), &[("Session", &session)])
+            .status,
+        200
+    );
+    expect_rtp(&udp, "fe=2");
+    c.req(
+        "TEARDOWN",
+        &format!("stream={id}"),
+        &[("Session", &session)],
+    );
+    normal_client(port);
+    no_criticals();
+}

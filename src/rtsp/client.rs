@@ -374,7 +374,38 @@ fn check_new(pool: &gstdvb2ip::tuners::Pool, q: &Query) -> Result<StreamSpec, Qu
     let spec = StreamSpec::create(q, MAX_PIDS)?;
     spec.tuning
         .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(pool))?;
+    check_pinned_fe(pool, &spec)?;
     Ok(spec)
+}
+
+/// A pinned `fe` must be able to tune the stream's delivery system: otherwise the value of
+/// `fe` is out of range for this query, 403 `Out-of-Range: fe` (§2.9: a value the server
+/// cannot serve, not a resource that may free up, which would be 503), issue 16 item 8.
+fn check_pinned_fe(pool: &gstdvb2ip::tuners::Pool, spec: &StreamSpec) -> Result<(), QueryError> {
+    use gstdvb2ip::proto::satip::{Attr, Reason};
+    use gstdvb2ip::proto::tuner_pool::DelSys;
+    let Some(fe) = spec.tuning.fe else {
+        return Ok(());
+    };
+    let Some(want) = spec
+        .tuning
+        .delivery_system
+        .dvbsrc_nick()
+        .and_then(DelSys::from_nick)
+    else {
+        return Ok(());
+    };
+    let numbers = pool.satip_frontends();
+    let frontends = pool.frontends();
+    let pinned = numbers
+        .get(usize::from(fe).wrapping_sub(1))
+        .and_then(|n| frontends.get(n.index));
+    match pinned {
+        Some(f) if !f.delsys.contains(&want) => {
+            Err(QueryError::violation(Attr::Fe, Reason::OutOfRange))
+        }
+        _ => Ok(()),
+    }
 }
 
 mod imp {
