@@ -132,6 +132,10 @@ fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<St
     }
 }
 
+/// References to a connection's socket left, ours included, once gst-rtsp-server 1.22 closed
+/// the connection itself (measured: 2; 4 while its connection still holds the socket).
+const GST_CLOSED_SOCKET_REFS: u32 = 2;
+
 /// gst-rtsp-server's line buffer: a request line is cut after this many bytes, less one.
 const GST_MAX_LINE: usize = 4096;
 
@@ -179,11 +183,20 @@ fn unread_close_fd(sock: &gst_rtsp_server::gio::Socket) -> Option<i32> {
     }
 }
 
-/// A connection's socket, held by its client across its threads.
-pub struct SocketRef(gst_rtsp_server::gio::Socket);
+/// A weak reference to a connection's socket, kept by its client across its threads: it
+/// lives as long as gst-rtsp-server's connection holds it, i.e. until gst-rtsp-server closes
+/// the connection itself (when the peer closes, a timeout fires or the client is closed), and
+/// is still there when the connection only stopped reading on a request it could not read.
+pub struct SocketRef(glib::WeakRef<gst_rtsp_server::gio::Socket>);
 
-// SAFETY: GSocket is thread-safe for what is used of it here (`g_socket_is_closed`,
-// `g_socket_get_fd`); the reference count is atomic.
+impl SocketRef {
+    fn get(&self) -> Option<gst_rtsp_server::gio::Socket> {
+        self.0.upgrade()
+    }
+}
+
+// SAFETY: GWeakRef is thread-safe; of the GSocket only `g_socket_is_closed` and
+// `g_socket_get_fd` are used, which are; the reference count is atomic.
 unsafe impl Send for SocketRef {}
 // SAFETY: as above; no method takes `&mut`.
 unsafe impl Sync for SocketRef {}
@@ -627,7 +640,14 @@ mod imp {
             self.described.lock().unwrap().clear();
             let mut ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
             let sock = self.socket.lock().unwrap().take();
-            if let Some(fd) = sock.as_ref().and_then(|s| unread_close_fd(&s.0)) {
+            // gst-rtsp-server closed the connection itself (`gst_rtsp_client_close`: a
+            // timeout, the HTTP answer, shutdown): its connection dropped its references to the
+            // socket, of which one more (a stream's) and ours remain. Its watch stopped on the
+            // peer's end or a read error instead: the connection still holds the socket.
+            let sock = sock
+                .and_then(|s| s.get())
+                .filter(|s| s.ref_count() > GST_CLOSED_SOCKET_REFS);
+            if let Some(fd) = sock.as_ref().and_then(unread_close_fd) {
                 // gst-rtsp-server stopped reading on a request it could not read, but the
                 // socket stays open while a session holds the client: the peer would wait
                 // forever. Answer (505 when nothing was: gst-rtsp-server 1.22 drops requests
@@ -842,7 +862,7 @@ mod imp {
                         // The peer sees the end of the stream now (closing the client only
                         // drops gst-rtsp-server's reference to the socket).
                         if let Some(sock) = c.imp().socket.lock().unwrap().take() {
-                            if let Some(fd) = unread_close_fd(&sock.0) {
+                            if let Some(fd) = sock.get().as_ref().and_then(unread_close_fd) {
                                 // SAFETY: the connection's socket, still open.
                                 unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
                             }
@@ -1462,7 +1482,7 @@ impl SatipClient {
             }
             from_glib_none(gst_rtsp::ffi::gst_rtsp_connection_get_read_socket(conn))
         };
-        *self.imp().socket.lock().unwrap() = sock.map(SocketRef);
+        *self.imp().socket.lock().unwrap() = sock.map(|s| SocketRef(s.downgrade()));
     }
 
     /// Keeps `permit` (the connection's slot under the RTSP cap) until the connection closes.
