@@ -12,6 +12,7 @@
 //! * `metrics`: its counters (datagrams the direct path could not send).
 //! * `config`: the configuration the server runs with.
 //! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
+//! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,8 @@ pub struct Core {
     pub recordings: crate::vod::record::Recordings,
     /// The channel database and its scans (src/scan/service.rs).
     pub scans: Arc<crate::scan::service::Scans>,
+    /// Descriptor budget: connection caps and the headroom new work needs.
+    pub limits: crate::limits::Limits,
 }
 
 /// The server's counters.
@@ -55,6 +58,7 @@ impl Core {
             streams: Arc::new(Mutex::new(Streams::default())),
             packers: Packers::default(),
             metrics: Metrics::default(),
+            limits: crate::limits::Limits::from_rlimit(),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod core;
 pub mod css;
 pub mod http;
 pub mod reload;
+pub mod limits;
 pub mod rtp;
 pub mod rtsp;
 pub mod scan;

@@ -316,3 +316,235 @@ fn joiners_keep_their_rules_and_teardown_names_the_own_stream() {
     no_criticals();
     normal_client(port);
 }
+
+/// Issue 16 item 2: DESCRIBE with a SAT>IP query defines a stream without a pipeline or a
+/// frontend: 500 of them (held open) leave every frontend free and no stream in the table;
+/// the owner's SETUP on a describing connection then creates and plays the stream.
+#[test]
+fn describes_with_a_query_take_no_frontend() {
+    let srv = server();
+    let port = srv.port;
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        let mut c = Rtsp::connect(port);
+        let d = c.req(
+            "DESCRIBE",
+            &format!("?{NEWS}"),
+            &[("Accept", "application/sdp")],
+        );
+        assert_eq!(d.status, 200, "{}", d.head);
+        assert!(d.body.contains("a=inactive"), "{}", d.body);
+        held.push((c, d));
+    }
+    assert_eq!(srv.in_use(), vec![], "frontends taken by DESCRIBE");
+    assert_eq!(dvb2ip::rtsp::stream_count(srv.core()), 0);
+    // The last describing connection sets its stream up and plays it.
+    let (mut c, d) = held.pop().unwrap();
+    let id: u16 = d
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("a=control:stream="))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a=control");
+    let (udp, transport) = rtp_socket();
+    let s = c.req(
+        "SETUP",
+        &format!("stream={id}"),
+        &[("Transport", &transport)],
+    );
+    assert_eq!(s.status, 200, "{}", s.head);
+    assert_eq!(s.stream_id(), id);
+    let p = c.req(
+        "PLAY",
+        &format!("stream={id}"),
+        &[("Session", &s.session())],
+    );
+    assert_eq!(p.status, 200, "{}", p.head);
+    expect_rtp(&udp, "described stream");
+    assert_eq!(srv.in_use().len(), 1);
+    // Another connection cannot take that stream id over as its owner.
+    let mut other = Rtsp::connect(port);
+    let (_u2, t2) = rtp_socket();
+    let j = other.req("SETUP", &format!("stream={id}"), &[("Transport", &t2)]);
+    assert_eq!(j.status, 200, "a join: {}", j.head);
+    let r = other.req(
+        "PLAY",
+        &format!("stream={id}?freq=474&msys=dvbt&bw=8&pids=0"),
+        &[("Session", &j.session())],
+    );
+    assert_eq!(r.status, 403, "a joiner may not retune: {}", r.head);
+    drop(held);
+    normal_client(port);
+    no_criticals();
+}
+
+/// Sends `text` on a new connection and reads everything until the server closes it (bounded
+/// by the 30 s read timeout; a reset after the answer also ends it).
+fn answer_then_close(port: u16, text: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(text.as_bytes()).expect("send");
+    read_until_closed(&mut s)
+}
+
+/// Reads until end of stream or a reset (bounded by the socket's read timeout, which fails
+/// the test: the connection must not be left open).
+fn read_until_closed(s: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!(
+                "connection neither answered nor closed ({e}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The body of a raw answer.
+fn body_of(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Other RTSP versions (issue 16 item 8): 505 with a reason (gst-rtsp-server 1.22 resets the
+/// connection on RTSP/1.1 and 3.0), then the connection closes; a malformed version gets 400
+/// with a reason. A normal client is served afterwards.
+#[test]
+fn other_rtsp_versions_get_505_with_a_reason() {
+    let srv = server();
+    let port = srv.port;
+    for v in ["RTSP/1.1", "RTSP/3.0"] {
+        let a = answer_then_close(
+            port,
+            &format!("OPTIONS rtsp://127.0.0.1:{port}/ {v}\r\nCSeq: 1\r\n\r\n"),
+        );
+        assert!(
+            a.starts_with("RTSP/1.0 505 RTSP Version Not Supported\r\n"),
+            "{v}: {a}"
+        );
+        assert_eq!(body_of(&a), "This server speaks RTSP/1.0", "{v}: {a}");
+    }
+    let a = answer_then_close(
+        port,
+        &format!("OPTIONS rtsp://127.0.0.1:{port}/ RTSP/1.0x\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(a.starts_with("RTSP/1.0 400 Bad Request\r\n"), "{a}");
+    assert_eq!(body_of(&a), "Malformed request line", "{a}");
+    normal_client(port);
+    no_criticals();
+}
+
+/// A request line over 4 KB (issue 16 items 5 and 8): 414 with a reason, then the connection
+/// closes instead of wedging, also when it has a session; that session ends (its frontend is
+/// given back, its id is unknown afterwards). A query over 8 KB gets the same. A normal client
+/// is served afterwards.
+#[test]
+fn long_request_lines_get_414_and_close_the_connection() {
+    let srv = server();
+    let port = srv.port;
+    let long = format!("?{NEWS}&x={}", "a".repeat(5000));
+    let a = answer_then_close(
+        port,
+        &format!("OPTIONS rtsp://127.0.0.1:{port}/{long} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(
+        a.starts_with("RTSP/1.0 414 Request-URI Too Long\r\n"),
+        "{a}"
+    );
+    assert_eq!(body_of(&a), "Request line longer than 4095 bytes", "{a}");
+    let huge = format!("?{NEWS}&x={}", "a".repeat(9000));
+    let a = answer_then_close(
+        port,
+        &format!("DESCRIBE rtsp://127.0.0.1:{port}/{huge} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(
+        a.starts_with("RTSP/1.0 414 Request-URI Too Long\r\n"),
+        "{a}"
+    );
+    assert!(!body_of(&a).is_empty(), "{a}");
+
+    // On a connection with a session.
+    let mut c = Rtsp::connect(port);
+    let (udp, transport) = rtp_socket();
+    let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    assert_eq!(
+        c.req("PLAY", &format!("stream={id}"), &[("Session", &session)])
+            .status,
+        200
+    );
+    expect_rtp(&udp, "before");
+    assert_eq!(srv.in_use().len(), 1);
+    c.send_raw(&format!(
+        "OPTIONS rtsp://127.0.0.1:{port}/stream={id}{long} RTSP/1.0\r\nCSeq: 9\r\nSession: {session}\r\n\r\n"
+    ))
+    .expect("send");
+    let mut s = c.stream().try_clone().expect("clone");
+    let a = read_until_closed(&mut s);
+    assert!(
+        a.starts_with("RTSP/1.0 414 Request-URI Too Long\r\n"),
+        "{a}"
+    );
+    // The session ended with its connection: its frontend is free, its id unknown.
+    srv.wait_all_free();
+    let mut other = Rtsp::connect(port);
+    let r = other.req("OPTIONS", "", &[("Session", &session)]);
+    assert_eq!(r.status, 454, "{}", r.head);
+    normal_client(port);
+    no_criticals();
+}
+
+/// `fe` pinned to a frontend of another delivery system (issue 16 item 8): 403
+/// `Out-of-Range: fe` (§2.9, a value this server cannot serve for the query), also for
+/// DESCRIBE; a frontend that does not exist stays 403 `Out-of-Range: fe`, a right one plays.
+#[test]
+fn fe_pinned_to_another_delivery_system_is_403_fe() {
+    let srv = server();
+    let port = srv.port;
+    // X_SATIPCAP order (§8.7): the DVB-S2 frontend is fe=1, the DVB-T/T2 ones fe=2 and 3.
+    let mut c = Rtsp::connect(port);
+    for (method, extra) in [("SETUP", true), ("DESCRIBE", false)] {
+        let (_udp, transport) = rtp_socket();
+        let headers: Vec<(&str, &str)> = if extra {
+            vec![("Transport", transport.as_str())]
+        } else {
+            vec![("Accept", "application/sdp")]
+        };
+        for fe in [1, 9] {
+            let r = c.req(method, &format!("?fe={fe}&{NEWS}"), &headers);
+            assert_eq!(r.status, 403, "{method} fe={fe}: {}", r.head);
+            assert_eq!(r.body, "Out-of-Range: fe", "{method} fe={fe}");
+        }
+    }
+    assert_eq!(srv.in_use(), vec![]);
+    let (udp, transport) = rtp_socket();
+    let r = c.req(
+        "SETUP",
+        &format!("?fe=2&{NEWS}"),
+        &[("Transport", &transport)],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let (session, id) = (r.session(), r.stream_id());
+    assert_eq!(
+        c.req("PLAY", &format!("stream={id}"), &[("Session", &session)])
+            .status,
+        200
+    );
+    expect_rtp(&udp, "fe=2");
+    c.req(
+        "TEARDOWN",
+        &format!("stream={id}"),
+        &[("Session", &session)],
+    );
+    normal_client(port);
+    no_criticals();
+}

@@ -132,6 +132,75 @@ fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<St
     }
 }
 
+/// References to a connection's socket left, ours included, once gst-rtsp-server 1.22 closed
+/// the connection itself (measured: 2; 4 while its connection still holds the socket).
+const GST_CLOSED_SOCKET_REFS: u32 = 2;
+
+/// gst-rtsp-server's line buffer: a request line is cut after this many bytes, less one.
+const GST_MAX_LINE: usize = 4096;
+
+/// The answer to a request of another RTSP version than 1.0.
+const VERSION_NOT_SUPPORTED: &[u8] = b"RTSP/1.0 505 RTSP Version Not Supported\r\n\
+Connection: close\r\nContent-Type: text/plain\r\nContent-Length: 27\r\n\r\n\
+This server speaks RTSP/1.0";
+
+/// Writes `bytes` to socket `fd` without waiting (what does not fit is dropped).
+fn send_now(fd: i32, bytes: &[u8]) {
+    // SAFETY: `fd` is an open socket; send only reads `bytes`.
+    unsafe {
+        libc::send(
+            fd,
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+    }
+}
+
+/// The socket of a connection whose reading gst-rtsp-server stopped while the peer is still
+/// there: a request it could not read. `None` for a peer that closed (end of stream or
+/// reset) or a connection gst-rtsp-server closed itself (its socket is closed then).
+fn unread_close_fd(sock: &gst_rtsp_server::gio::Socket) -> Option<i32> {
+    use gst_rtsp_server::gio::prelude::*;
+    if sock.is_closed() {
+        return None;
+    }
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock.fd());
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is the open socket of `sock`; recv writes at most one byte into `b`.
+    unsafe {
+        let mut b = [0u8; 1];
+        let n = libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        );
+        let err = std::io::Error::last_os_error().kind();
+        (n > 0 || (n < 0 && err == std::io::ErrorKind::WouldBlock)).then_some(fd)
+    }
+}
+
+/// A weak reference to a connection's socket, kept by its client across its threads: it
+/// lives as long as gst-rtsp-server's connection holds it, i.e. until gst-rtsp-server closes
+/// the connection itself (when the peer closes, a timeout fires or the client is closed), and
+/// is still there when the connection only stopped reading on a request it could not read.
+pub struct SocketRef(glib::WeakRef<gst_rtsp_server::gio::Socket>);
+
+impl SocketRef {
+    fn get(&self) -> Option<gst_rtsp_server::gio::Socket> {
+        self.0.upgrade()
+    }
+}
+
+// SAFETY: GWeakRef is thread-safe; of the GSocket only `g_socket_is_closed` and
+// `g_socket_get_fd` are used, which are; the reference count is atomic.
+unsafe impl Send for SocketRef {}
+// SAFETY: as above; no method takes `&mut`.
+unsafe impl Sync for SocketRef {}
+
 /// Key of the address of the client that created a session (a `String` on the session).
 const SESSION_OWNER_KEY: &str = "dvb2ip-session-owner";
 
@@ -287,12 +356,69 @@ fn reason_503(sessions_full: bool, error: Option<&glib::Error>) -> Option<(Strin
     Some(("text/plain".into(), e.message().to_string()))
 }
 
+/// Streams a connection keeps described (DESCRIBE with a query, no SETUP yet); older ones
+/// are forgotten.
+const MAX_DESCRIBED: usize = 8;
+
+/// The SDP block of a stream a DESCRIBE defined: not tuned, not playing (§4.3).
+fn described_block(stream_id: u16, spec: &StreamSpec) -> super::sdp::Block {
+    super::sdp::Block {
+        stream_id,
+        status: gstdvb2ip::satipmapsrc::status_string(Some(spec), None),
+        playing: false,
+        multicast: None,
+    }
+}
+
+/// The spec of stream `n` when the connection of the request being handled described it,
+/// taken out of that connection's described streams (the factory builds it now).
+pub(super) fn take_described_of_current(n: u16) -> Option<StreamSpec> {
+    RTSPContext::with_current_context(|ctx| {
+        ctx.client()?
+            .downcast_ref::<SatipClient>()?
+            .imp()
+            .take_described(n)
+    })
+    .flatten()
+}
+
 /// Validates a creating query as the factory will use it.
 fn check_new(pool: &gstdvb2ip::tuners::Pool, q: &Query) -> Result<StreamSpec, QueryError> {
     let spec = StreamSpec::create(q, MAX_PIDS)?;
     spec.tuning
         .check_capabilities(&gstdvb2ip::satipmapsrc::capabilities_of(pool))?;
+    check_pinned_fe(pool, &spec)?;
     Ok(spec)
+}
+
+/// A pinned `fe` must be able to tune the stream's delivery system: otherwise the value of
+/// `fe` is out of range for this query, 403 `Out-of-Range: fe` (§2.9: a value the server
+/// cannot serve, not a resource that may free up, which would be 503), issue 16 item 8.
+fn check_pinned_fe(pool: &gstdvb2ip::tuners::Pool, spec: &StreamSpec) -> Result<(), QueryError> {
+    use gstdvb2ip::proto::satip::{Attr, Reason};
+    use gstdvb2ip::proto::tuner_pool::DelSys;
+    let Some(fe) = spec.tuning.fe else {
+        return Ok(());
+    };
+    let Some(want) = spec
+        .tuning
+        .delivery_system
+        .dvbsrc_nick()
+        .and_then(DelSys::from_nick)
+    else {
+        return Ok(());
+    };
+    let numbers = pool.satip_frontends();
+    let frontends = pool.frontends();
+    let pinned = numbers
+        .get(usize::from(fe).wrapping_sub(1))
+        .and_then(|n| frontends.get(n.index));
+    match pinned {
+        Some(f) if !f.delsys.contains(&want) => {
+            Err(QueryError::violation(Attr::Fe, Reason::OutOfRange))
+        }
+        _ => Ok(()),
+    }
 }
 
 mod imp {
@@ -314,6 +440,20 @@ mod imp {
         mount_streams: Mutex<Vec<(String, u16, String)>>,
         /// The server's core (stream table, tuner pool), set by [`super::SatipClient::new`].
         pub core: std::sync::OnceLock<Arc<Core>>,
+        /// The connection's slot under the RTSP connection cap, given back when it closes.
+        pub permit: Mutex<Option<crate::limits::Permit>>,
+        /// Streams a DESCRIBE with a query defined on this connection (stream id, spec),
+        /// newest last: no pipeline, no frontend until their owner's SETUP (issue 16 item 2).
+        pub described: Mutex<Vec<(u16, StreamSpec)>>,
+        /// Sessions created on this connection: they end with it when it closes on a request
+        /// gst-rtsp-server could not read (issue 16 item 5).
+        conn_sessions: Mutex<Vec<String>>,
+        /// The connection's socket, kept from `client-connected` to `closed`: gst-rtsp-server
+        /// clears the connection's own reference when it closes it.
+        pub(super) socket: Mutex<Option<super::SocketRef>>,
+        /// The answer to a request gst-rtsp-server could not read went out (400/414): the
+        /// connection closes after it.
+        unreadable_answered: std::sync::atomic::AtomicBool,
     }
 
     #[glib::object_subclass]
@@ -364,6 +504,24 @@ mod imp {
             move || {
                 if let Some(c) = weak.upgrade() {
                     c.close();
+                }
+                glib::ControlFlow::Break
+            },
+        );
+        source.attach(Some(&glib::MainContext::ref_thread_default()));
+    }
+
+    /// Runs `f` after [`HTTP_CLOSE_DELAY_MS`] on the calling thread's context (the client's):
+    /// time for an answer queued on the connection's watch to leave.
+    fn close_later(f: impl FnOnce() + Send + 'static) {
+        let mut f = Some(f);
+        let source = glib::timeout_source_new(
+            std::time::Duration::from_millis(HTTP_CLOSE_DELAY_MS),
+            Some("dvb2ip-close"),
+            glib::Priority::LOW,
+            move || {
+                if let Some(f) = f.take() {
+                    f();
                 }
                 glib::ControlFlow::Break
             },
@@ -426,6 +584,35 @@ mod imp {
             })
         }
 
+        /// A 503 `No-More: sessions` (and a rate-limited log line) when descriptors are
+        /// running out: new work that opens some (`what`) must wait (issue 16 item 1).
+        fn no_headroom(&self, what: &str) -> Option<Answer> {
+            let limits = &self.core().limits;
+            if limits.headroom_ok() {
+                return None;
+            }
+            limits.refused(&format!(
+                "RTSP {what}: {} of {} descriptors open",
+                limits.open_fds(),
+                limits.nofile()
+            ));
+            Some(Answer::error(&QueryError::NoMore(vec![Resource::Sessions])))
+        }
+
+        /// The spec of stream `n` when a DESCRIBE on this connection defined it.
+        pub(super) fn described_spec(&self, n: u16) -> Option<StreamSpec> {
+            let d = self.described.lock().unwrap();
+            d.iter().find(|(id, _)| *id == n).map(|(_, s)| s.clone())
+        }
+
+        /// Takes stream `n` out of the streams this connection described: its owner's SETUP
+        /// creates it now.
+        pub(super) fn take_described(&self, n: u16) -> Option<StreamSpec> {
+            let mut d = self.described.lock().unwrap();
+            let i = d.iter().position(|(id, _)| *id == n)?;
+            Some(d.remove(i).1)
+        }
+
         /// Remembers `answer` for the current request; returns the status for the vfunc.
         fn refuse(&self, answer: Answer) -> RTSPStatusCode {
             let cseq = current_request().and_then(|(_, _, c)| c);
@@ -449,7 +636,41 @@ mod imp {
         /// The RTSP connection closed: sessions whose RTP went over it end now, as on TEARDOWN
         /// (checklist 68); UDP sessions live on (checklist 67).
         fn on_closed(&self) {
-            let ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
+            self.permit.lock().unwrap().take();
+            self.described.lock().unwrap().clear();
+            let mut ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
+            let sock = self.socket.lock().unwrap().take();
+            // gst-rtsp-server closed the connection itself (`gst_rtsp_client_close`: a
+            // timeout, the HTTP answer, shutdown): its connection dropped its references to the
+            // socket, of which one more (a stream's) and ours remain. Its watch stopped on the
+            // peer's end or a read error instead: the connection still holds the socket.
+            let sock = sock
+                .and_then(|s| s.get())
+                .filter(|s| s.ref_count() > GST_CLOSED_SOCKET_REFS);
+            if let Some(fd) = sock.as_ref().and_then(unread_close_fd) {
+                // gst-rtsp-server stopped reading on a request it could not read, but the
+                // socket stays open while a session holds the client: the peer would wait
+                // forever. Answer (505 when nothing was: gst-rtsp-server 1.22 drops requests
+                // of other RTSP versions without one), close the socket, and end the
+                // connection's sessions (issue 16 items 5 and 8).
+                if !self.unreadable_answered.swap(false, Ordering::SeqCst) {
+                    send_now(fd, VERSION_NOT_SUPPORTED);
+                }
+                // SAFETY: a socket of this connection, still open (gst closes it later).
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                let own = std::mem::take(&mut *self.conn_sessions.lock().unwrap());
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "unreadable request: connection closed, ending sessions {own:?}"
+                );
+                ids.extend(own);
+            }
+            self.end_sessions(ids, "connection closed");
+        }
+
+        /// Ends the sessions `ids` (their pipelines stop, frontends are released).
+        fn end_sessions(&self, ids: Vec<String>, why: &str) {
             let Some(pool) = self.obj().session_pool() else {
                 return;
             };
@@ -457,11 +678,7 @@ mod imp {
                 let Some(session) = pool.find(&id) else {
                     continue;
                 };
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "connection closed: ending interleaved session {id}"
-                );
+                gst::info!(CAT, imp = self, "{why}: ending session {id}");
                 session.filter(Some(&mut |_, sm| {
                     let _ = sm.set_state(gst::State::Null);
                     gst_rtsp_server::RTSPFilterResult::Remove
@@ -614,6 +831,47 @@ mod imp {
             };
             // SAFETY: the request outlives the response being sent.
             let request = unsafe { Msg::from_ptr(request_ptr) };
+            // A request gst-rtsp-server could not read (its parser keeps 4,095 bytes of URI
+            // and stops there; headers unread, so no CSeq): it answers 400 without a reason
+            // and stops reading the connection, which then closes (see `on_closed`). Say why
+            // (issue 16 items 5 and 8).
+            if msg.status() == Some(400) && cseq.is_none() {
+                self.unreadable_answered.store(true, Ordering::SeqCst);
+                // The line buffer holds `METHOD URI RTSP/1.0` in 4,095 bytes: a URI this long
+                // was cut.
+                let (status, reason, body) = if uri.len() + 20 >= GST_MAX_LINE {
+                    (
+                        414,
+                        "Request-URI Too Long",
+                        format!("Request line longer than {} bytes", GST_MAX_LINE - 1),
+                    )
+                } else {
+                    (400, "Bad Request", "Malformed request line".to_string())
+                };
+                msg.reset_response(status, reason, None);
+                msg.set_header("Connection", "close");
+                msg.add_header("Content-Type", "text/plain");
+                msg.set_body(body.as_bytes());
+                // With a session the connection would stay open without being read (a session
+                // keeps the client): close it once the answer is out, ending its sessions.
+                let weak = self.obj().downgrade();
+                close_later(move || {
+                    if let Some(c) = weak.upgrade() {
+                        let own = std::mem::take(&mut *c.imp().conn_sessions.lock().unwrap());
+                        c.imp().end_sessions(own, "unreadable request");
+                        // The peer sees the end of the stream now (closing the client only
+                        // drops gst-rtsp-server's reference to the socket).
+                        if let Some(sock) = c.imp().socket.lock().unwrap().take() {
+                            if let Some(fd) = sock.get().as_ref().and_then(unread_close_fd) {
+                                // SAFETY: the connection's socket, still open.
+                                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                            }
+                        }
+                        c.upcast_ref::<gst_rtsp_server::RTSPClient>().close();
+                    }
+                });
+                return;
+            }
             // A method gst-rtsp-server does not know (it answers 400), or ANNOUNCE/RECORD on a
             // SAT>IP URL (it answers 400 or 454 on its own checks): 501 with `Public` (§3.3).
             let satip = matches!(route(&uri), Route::Satip(_));
@@ -858,7 +1116,15 @@ mod imp {
                     return Ok(());
                 }
             }
+            let described = t
+                .stream
+                .and_then(|n| self.take_described(n).map(|s| (s, n)));
             let (spec, id, joined) = match t.stream {
+                // The owner's SETUP of a stream this connection described (§3.10).
+                Some(_) if described.is_some() => {
+                    let (spec, n) = described.expect("checked");
+                    (spec, n, false)
+                }
                 Some(n) => {
                     let spec = self
                         .core()
@@ -901,6 +1167,15 @@ mod imp {
                 self.refuse(a);
                 return Some(REFUSED_PATH.into());
             }
+            // A SETUP that makes a session builds a pipeline or takes a frontend: only with
+            // descriptors to spare (issue 16 item 1).
+            let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
+            if method == METHOD_SETUP && !current_has_session() {
+                if let Some(a) = self.no_headroom("SETUP") {
+                    self.refuse(a);
+                    return Some(REFUSED_PATH.into());
+                }
+            }
             let t = match route(&uri) {
                 Route::Other => return self.parent_make_path_from_uri(url),
                 Route::Satip(Err(e)) => {
@@ -915,7 +1190,6 @@ mod imp {
                     return Some(path.into());
                 }
             }
-            let method = current_request().map(|(m, _, _)| m).unwrap_or(0);
             if matches!(method, METHOD_ANNOUNCE | METHOD_RECORD) {
                 // Never reaches the SAT>IP factory (gst-rtsp-server's record path logs
                 // CRITICALs on it); `on_send` answers 501.
@@ -923,7 +1197,12 @@ mod imp {
                 return Some(REFUSED_PATH.into());
             }
             let has_session = current_has_session();
+            // A stream this connection described: not in the table until its SETUP.
+            let described_here = t
+                .stream
+                .is_some_and(|n| !has_session && self.described_spec(n).is_some());
             let refused = match (method, t.stream) {
+                _ if described_here => None,
                 (METHOD_SETUP, None) if !t.has_query && !has_session => {
                     Some(Answer::plain(405, "Method Not Allowed"))
                 }
@@ -1005,6 +1284,15 @@ mod imp {
         }
 
         fn new_session(&self, session: &RTSPSession) {
+            if let Some(id) = session.sessionid() {
+                let mut ids = self.conn_sessions.lock().unwrap();
+                ids.retain(|i| {
+                    self.obj()
+                        .session_pool()
+                        .is_some_and(|p| p.find(i).is_some())
+                });
+                ids.push(id.to_string());
+            }
             if let Some(ip) = connection_ip(self.obj().upcast_ref(), false) {
                 // SAFETY: SESSION_OWNER_KEY only ever holds a String.
                 unsafe { session.set_data(SESSION_OWNER_KEY, ip) };
@@ -1067,7 +1355,13 @@ mod imp {
                 return self.parent_pre_describe_request(ctx);
             };
             let t = match route(&uri) {
-                Route::Other => return self.parent_pre_describe_request(ctx),
+                Route::Other => {
+                    // A channel's DESCRIBE builds its pipeline (issue 16 item 1).
+                    if let Some(a) = self.no_headroom("DESCRIBE") {
+                        return self.refuse(a);
+                    }
+                    return self.parent_pre_describe_request(ctx);
+                }
                 Route::Satip(Err(e)) => return self.refuse(Answer::error(&e)),
                 Route::Satip(Ok(t)) => t,
             };
@@ -1079,14 +1373,31 @@ mod imp {
                     return self.refuse(Answer::plain(406, "Not Acceptable"));
                 }
             }
-            if t.stream.is_none() && t.has_query {
-                // A describing DESCRIBE creates a stream (§3.10); the factory builds it.
-                return match check_new(&self.core().pool, &t.query) {
-                    Ok(_) => RTSPStatusCode::Ok,
-                    Err(e) => self.refuse(Answer::error(&e)),
+            let b = if t.stream.is_none() && t.has_query {
+                // A describing DESCRIBE defines a stream (§3.10): its SDP comes from the query
+                // alone, without a pipeline or a frontend; the owner's SETUP on this
+                // connection creates it (issue 16 item 2).
+                let spec = match check_new(&self.core().pool, &t.query) {
+                    Ok(s) => s,
+                    Err(e) => return self.refuse(Answer::error(&e)),
                 };
-            }
-            let b = blocks(self.core(), t.stream);
+                let id = self.core().streams.lock().unwrap().allocate_id();
+                let block = described_block(id, &spec);
+                let mut d = self.described.lock().unwrap();
+                if d.len() >= MAX_DESCRIBED {
+                    d.remove(0);
+                }
+                d.push((id, spec));
+                vec![block]
+            } else {
+                let mut b = blocks(self.core(), t.stream);
+                if let (true, Some(n)) = (b.is_empty(), t.stream) {
+                    if let Some(spec) = self.described_spec(n) {
+                        b.push(described_block(n, &spec));
+                    }
+                }
+                b
+            };
             if b.is_empty() {
                 return self.refuse(Answer::plain(404, "Not Found"));
             }
@@ -1157,6 +1468,28 @@ glib::wrapper! {
 }
 
 impl SatipClient {
+    /// Keeps the connection's socket (call once the connection is set: `client-connected`).
+    pub fn remember_socket(&self) {
+        let c: *mut gst_rtsp_server::ffi::GstRTSPClient = self
+            .upcast_ref::<gst_rtsp_server::RTSPClient>()
+            .to_glib_none()
+            .0;
+        // SAFETY: a valid client; its connection, when set, has its read socket.
+        let sock: Option<gst_rtsp_server::gio::Socket> = unsafe {
+            let conn = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(c);
+            if conn.is_null() {
+                return;
+            }
+            from_glib_none(gst_rtsp::ffi::gst_rtsp_connection_get_read_socket(conn))
+        };
+        *self.imp().socket.lock().unwrap() = sock.map(|s| SocketRef(s.downgrade()));
+    }
+
+    /// Keeps `permit` (the connection's slot under the RTSP cap) until the connection closes.
+    pub fn hold_permit(&self, permit: crate::limits::Permit) {
+        *self.imp().permit.lock().unwrap() = Some(permit);
+    }
+
     pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let c: Self = glib::Object::new();
         let _ = c.imp().core.set(core);

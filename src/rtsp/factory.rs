@@ -69,11 +69,15 @@ mod imp {
                     let id = self.core().streams.lock().unwrap().allocate_id();
                     (spec.canonical_query(), id, false)
                 }
-                Some(n) => {
-                    let mut st = self.core().streams.lock().unwrap();
-                    let spec = st.owner_entry(n)?.spec()?;
-                    (spec.canonical_query(), n, true)
-                }
+                Some(n) => match crate::rtsp::client::take_described_of_current(n) {
+                    // The owner's SETUP of a stream its connection described (issue 16 item 2).
+                    Some(spec) => (spec.canonical_query(), n, false),
+                    None => {
+                        let mut st = self.core().streams.lock().unwrap();
+                        let spec = st.owner_entry(n)?.spec()?;
+                        (spec.canonical_query(), n, true)
+                    }
+                },
                 None => return None,
             };
             let src = gst::ElementFactory::make("satipmapsrc")

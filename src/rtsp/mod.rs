@@ -37,10 +37,17 @@ pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
 /// Default unicast session timeout (seconds) advertised in `Session: id;timeout=60`.
 pub const DEFAULT_SESSION_TIMEOUT: u32 = 60;
 
+/// The RTSP listener's backlog.
+pub const LISTEN_BACKLOG: i32 = 256;
+
 /// A SAT>IP RTSP server of `core` with its mount points and the SAT>IP factory mounted; add channel
 /// mounts to `server.mount_points()`, then attach it.
 pub fn build(core: &Arc<Core>, session_timeout: u32) -> SatipServer {
     let server = SatipServer::new(core.clone(), session_timeout);
+    // gst-rtsp-server listens with a backlog of 5: in a burst of connections (a flood the
+    // connection cap refuses, or many clients at once) the kernel then drops SYNs and clients
+    // wait seconds for their retry.
+    server.set_backlog(LISTEN_BACKLOG);
     let mounts = mounts::SatipMounts::default();
     mounts.add_factory(
         routing::SATIP_MOUNT,

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use gst::glib;
+use gst::glib::translate::ToGlibPtr;
 use gst_rtsp_server::gst_rtsp;
 use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
@@ -37,7 +38,15 @@ mod imp {
         fn create_client(&self) -> Option<gst_rtsp_server::RTSPClient> {
             let server = self.obj();
             let core = self.core.get().expect("set by SatipServer::new").clone();
+            // Beyond the RTSP connection cap, or with descriptors running out: the accepted
+            // connection gets a 503 and is closed at once (gst-rtsp-server frees the
+            // connection of a client that was not created), issue 16 item 1.
+            let Some(permit) = core.limits.try_admit(crate::limits::Kind::Rtsp) else {
+                refuse_connection();
+                return None;
+            };
             let client = SatipClient::new(core, self.session_timeout.load(Ordering::Relaxed));
+            client.hold_permit(permit);
             // As the default implementation does.
             client.set_session_pool(server.session_pool().as_ref());
             client.set_mount_points(server.mount_points().as_ref());
@@ -51,6 +60,35 @@ mod imp {
             Some(client.upcast())
         }
     }
+}
+
+/// Answers the connection being accepted (the current context's) with a 503 before it is
+/// closed, without waiting: a client that cannot be served learns why.
+fn refuse_connection() {
+    const ANSWER: &[u8] =
+        b"RTSP/1.0 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    gst_rtsp_server::RTSPContext::with_current_context(|ctx| {
+        let p: *const gst_rtsp_server::ffi::GstRTSPContext = ctx.to_glib_none().0;
+        // SAFETY: a valid context; `conn` is NULL or the connection being accepted, which
+        // gst-rtsp-server frees only after `create_client` returns.
+        unsafe {
+            let conn = (*p).conn;
+            if conn.is_null() {
+                return;
+            }
+            let sock = gst_rtsp::ffi::gst_rtsp_connection_get_write_socket(conn);
+            if sock.is_null() {
+                return;
+            }
+            let fd = gst_rtsp_server::gio::ffi::g_socket_get_fd(sock);
+            libc::send(
+                fd,
+                ANSWER.as_ptr().cast(),
+                ANSWER.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            );
+        }
+    });
 }
 
 mod auth_imp {
@@ -98,6 +136,11 @@ impl SatipServer {
     pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
         let s: Self = glib::Object::new();
         let _ = s.imp().core.set(core);
+        s.connect_client_connected(|_, client| {
+            if let Some(c) = client.downcast_ref::<SatipClient>() {
+                c.remember_socket();
+            }
+        });
         s.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);

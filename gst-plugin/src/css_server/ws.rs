@@ -12,6 +12,10 @@ pub struct WsConfig {
     /// Handshakes (including refusals) in progress at most; further TCP connections are
     /// closed without an answer.
     pub max_pending_handshakes: usize,
+    /// Handshakes in progress from one address at most; further TCP connections from it are
+    /// closed without an answer, so silent connections of one client cannot hold every
+    /// handshake slot (issue 16 item 6).
+    pub max_pending_per_address: usize,
     /// Largest client message (bytes); a larger one closes the session with 1009.
     pub max_message_len: usize,
     /// Time allowed for the HTTP upgrade.
@@ -21,15 +25,16 @@ pub struct WsConfig {
 }
 
 impl WsConfig {
-    /// Defaults for `path`: 32 sessions, 16 pending handshakes,
-    /// [`MAX_JSON_MESSAGE_LEN`], 5 s handshake and send timeouts.
+    /// Defaults for `path`: 32 sessions, 64 pending handshakes of which 4 per address,
+    /// [`MAX_JSON_MESSAGE_LEN`], 3 s handshake and 5 s send timeouts.
     pub fn new(path: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             max_connections: 32,
-            max_pending_handshakes: 16,
+            max_pending_handshakes: 64,
+            max_pending_per_address: 4,
             max_message_len: MAX_JSON_MESSAGE_LEN,
-            handshake_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(3),
             send_timeout: Duration::from_secs(5),
         }
     }
@@ -148,6 +153,10 @@ async fn run_routes(
             .collect(),
     );
     let pending = Arc::new(Semaphore::new(first.max_pending_handshakes.max(1)));
+    let per_address = Arc::new(PendingByAddress {
+        max: first.max_pending_per_address.max(1),
+        counts: std::sync::Mutex::new(BTreeMap::new()),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tokio::pin!(shutdown);
@@ -164,11 +173,17 @@ async fn run_routes(
                         continue;
                     }
                 };
+                let Some(address_permit) = per_address.try_acquire(peer.ip()) else {
+                    bump(&shared.counters.dropped);
+                    drop(stream);
+                    continue;
+                };
                 let Ok(handshake_permit) = pending.clone().try_acquire_owned() else {
                     bump(&shared.counters.dropped);
                     drop(stream);
                     continue;
                 };
+                let handshake_permit = (handshake_permit, address_permit);
                 tasks.spawn(connection(
                     stream,
                     peer,
@@ -192,6 +207,46 @@ async fn run_routes(
     Ok(())
 }
 
+/// Handshakes in progress per peer address.
+struct PendingByAddress {
+    max: usize,
+    counts: std::sync::Mutex<BTreeMap<IpAddr, usize>>,
+}
+
+impl PendingByAddress {
+    /// A slot for one more handshake from `ip`, or `None` when it has `max` in progress.
+    fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<AddressPermit> {
+        let mut counts = self.counts.lock().unwrap();
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AddressPermit {
+            pending: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One handshake slot of an address, given back when dropped.
+struct AddressPermit {
+    pending: Arc<PendingByAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressPermit {
+    fn drop(&mut self) {
+        let mut counts = self.pending.counts.lock().unwrap();
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 fn error_response(status: http::StatusCode) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(
         status.canonical_reason().unwrap_or("refused").to_owned(),
@@ -208,7 +263,7 @@ async fn connection(
     shared: Arc<Shared>,
     routes: Arc<Vec<Route>>,
     limits: HandshakeLimits,
-    handshake_permit: OwnedSemaphorePermit,
+    handshake_permit: (OwnedSemaphorePermit, AddressPermit),
     stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
