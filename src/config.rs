@@ -273,6 +273,8 @@ struct LauncherPart {
     ssdp: SsdpSection,
     #[serde(default)]
     multicast: MulticastSection,
+    #[serde(default)]
+    vod: crate::vod::config::VodSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -292,6 +294,7 @@ pub struct Config {
     pub channel: Vec<ChannelConfig>,
     pub ssdp: SsdpSection,
     pub multicast: MulticastSection,
+    pub vod: crate::vod::config::VodSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -386,11 +389,20 @@ impl Config {
                 message,
             });
         }
+        if let Err((root, message)) = part.vod.check() {
+            let line = crate::vod::config::VodSection::line_of(text, root);
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         Ok(Self {
             server: part.server,
             channel: part.channel,
             ssdp: part.ssdp,
             multicast: part.multicast,
+            vod: part.vod,
             broadcast,
         })
     }

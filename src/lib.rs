@@ -10,3 +10,4 @@ pub mod rtsp;
 pub mod serve;
 pub mod ssdp;
 pub mod streams;
+pub mod vod;

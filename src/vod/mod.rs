@@ -1,0 +1,15 @@
+//! Files on demand: the `[vod]` section ([`config`]), the one set of path rules every front end
+//! uses to map `/vod/<path>` onto a file under a root ([`path`]).
+
+pub mod config;
+pub mod path;
+
+/// Debug category of the VOD modules (`GST_DEBUG=dvb2ip-vod:5`).
+pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
+    once_cell::sync::Lazy::new(|| {
+        gst::DebugCategory::new(
+            "dvb2ip-vod",
+            gst::DebugColorFlags::empty(),
+            Some("dvb2ip files on demand"),
+        )
+    });
