@@ -13,3 +13,6 @@ pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
             Some("dvb2ip files on demand"),
         )
     });
+pub mod rtsp;
+pub mod rtsp_media;
+pub mod rtsp_npt;
