@@ -668,12 +668,14 @@ mod imp {
                 return;
             }
             if crate::vod::rtsp::is_vod(&uri) {
-                let error = current_media().as_ref().and_then(media_error);
+                let media = current_media();
+                let error = media.as_ref().and_then(media_error);
                 crate::vod::rtsp::finish_response(
                     &*self.obj(),
                     msg,
                     request.as_ref(),
                     method,
+                    media.as_ref(),
                     error,
                 );
                 return;

@@ -30,6 +30,9 @@ use crate::rtsp::client::Answer;
 use crate::rtsp::message::{Msg, METHOD_DESCRIBE, METHOD_PLAY, METHOD_SETUP};
 use crate::rtsp::routing::uri_path;
 
+/// Rounding slack when comparing a requested NPT with a key frame's time, seconds.
+const NPT_SLACK_S: f64 = 0.002;
+
 /// VOD URLs start with this path.
 pub const VOD_PREFIX: &str = "/vod/";
 
@@ -120,7 +123,9 @@ fn duration_s(media: &RTSPMedia) -> Option<f64> {
 }
 
 /// Checks of a PLAY on a VOD session before gst-rtsp-server seeks: `Range` syntax (400) and
-/// bounds (457), `Scale` (400 for 0 or junk; a reverse rate the reader cannot do becomes 1).
+/// bounds (457), `Scale` (400 for 0 or junk; a reverse rate the reader cannot do becomes 1). A
+/// rate change without Range seeks to the current position (gst-rtsp-server would only seek
+/// for a trick rate, so a return to 1 would keep the old rate).
 pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), Answer> {
     let state = media.and_then(state_of);
     let scale = match request.header("Scale") {
@@ -130,48 +135,77 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
         })?),
         None => None,
     };
-    if let Some(s) = scale {
-        let applied = applied_scale(s, state.as_ref().is_some_and(|st| st.reverse_ok));
-        if applied != s {
+    let applied = scale.map(|s| applied_scale(s, state.as_ref().is_some_and(|st| st.reverse_ok)));
+    if let (Some(s), Some(a)) = (scale, applied) {
+        if a != s {
             gst::info!(
                 CAT,
-                "PLAY: Scale {s} not possible on this file, applying {applied}"
+                "PLAY: Scale {s} not possible on this file, applying {a}"
             );
-            request.set_header("Scale", &format!("{applied:.3}"));
+            request.set_header("Scale", &format!("{a:.3}"));
         }
     }
-    if let Some(v) = request.header("Range") {
-        let npt = match parse_range(&v) {
-            Ok(RangeReq::Npt(n)) => n,
-            Ok(RangeReq::Other) => return Ok(()),
-            Err(e) => {
-                gst::info!(CAT, "PLAY: 400: {e}");
-                return Err(Answer::plain(400, "Bad Request"));
-            }
-        };
+    let npt = match request.header("Range").map(|v| parse_range(&v)) {
+        None | Some(Ok(RangeReq::Other)) => None,
+        Some(Ok(RangeReq::Npt(n))) => Some(n),
+        Some(Err(e)) => {
+            gst::info!(CAT, "PLAY: 400: {e}");
+            return Err(Answer::plain(400, "Bad Request"));
+        }
+    };
+    if let Some(npt) = npt {
         if let (Some(start), Some(d)) = (npt.start, media.and_then(duration_s)) {
             if start >= d {
                 gst::info!(
                     CAT,
-                    "PLAY: 457: Range {v} starts at or after the end ({d} s)"
+                    "PLAY: 457: Range starts at {start} s, the end is {d} s"
                 );
                 return Err(Answer::plain(457, "Invalid Range"));
             }
         }
         if let (Some(start), Some(end)) = (npt.start, npt.end) {
-            if end <= start && scale.unwrap_or(1.0) > 0.0 {
+            if end <= start && applied.unwrap_or(1.0) > 0.0 {
                 return Err(Answer::plain(457, "Invalid Range"));
             }
         }
-        if let Some(st) = &state {
-            st.at_end.store(false, std::sync::atomic::Ordering::SeqCst);
-            // Nothing before the NPT asked for leaves: video starts at the first random access
-            // point at or after it (the demuxer lands up to a few seconds earlier).
-            let t = npt.start.map_or(u64::MAX, |s| (s * 1e9) as u64);
-            st.target.0.store(t, std::sync::atomic::Ordering::SeqCst);
+    }
+    let Some(st) = state else { return Ok(()) };
+    let new_rate = applied.unwrap_or(1.0);
+    let old_rate = std::mem::replace(&mut *st.rate.lock().unwrap(), new_rate);
+    let start = match npt.and_then(|n| n.start) {
+        Some(s) => Some(s),
+        None if new_rate != old_rate => {
+            let pos = media.and_then(position_s);
+            if let Some(p) = pos {
+                request.set_header("Range", &format!("npt={p:.3}-"));
+            }
+            pos
         }
+        None => None,
+    };
+    if let Some(s) = start {
+        st.at_end.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Nothing before the NPT asked for leaves: video starts at the first random access
+        // point at or after it (the demuxer lands up to a few seconds earlier). Clients write
+        // NPT in milliseconds: a key frame a hair before counts as at it.
+        st.target.start(((s - NPT_SLACK_S).max(0.0) * 1e9) as u64);
+        request.set_header(SEEKING, "1");
     }
     Ok(())
+}
+
+/// A header pre_play adds to a PLAY request that seeks (read back when answering it).
+const SEEKING: &str = "X-Dvb2ip-Seeking";
+
+/// The start of a media's current range in seconds (where it is).
+fn position_s(media: &RTSPMedia) -> Option<f64> {
+    let r = media.range_string(true, gst_rtsp_server::gst_rtsp::RTSPRangeUnit::Npt)?;
+    r.strip_prefix("npt=")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Finishes gst-rtsp-server's answer to a VOD request.
@@ -180,6 +214,7 @@ pub(crate) fn finish_response(
     msg: &Msg,
     request: Option<&Msg>,
     method: u32,
+    media: Option<&RTSPMedia>,
     media_error: Option<glib::Error>,
 ) {
     let status = msg.status().unwrap_or(0);
@@ -196,6 +231,19 @@ pub(crate) fn finish_response(
         }
         (METHOD_PLAY, 200) => {
             let Some(request) = request else { return };
+            // The Range actually used: from the random access point the seek landed on (the
+            // pipeline's position still names where the demuxer landed, before it).
+            let landed = media
+                .and_then(state_of)
+                .and_then(|st| st.target.landed())
+                .filter(|_| request.header(SEEKING).is_some());
+            if let (Some(t), Some(range)) = (landed, msg.header("Range")) {
+                let end = range.split_once('-').map(|(_, e)| e.to_string());
+                msg.set_header(
+                    "Range",
+                    &format!("npt={:.3}-{}", t as f64 / 1e9, end.unwrap_or_default()),
+                );
+            }
             // The Scale applied (the request's, as pre_play left it).
             match request.header("Scale").and_then(|s| parse_scale(&s).ok()) {
                 Some(s) => {

@@ -18,7 +18,7 @@
 //! frame (the random access point the answer's Range names).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
@@ -145,10 +145,59 @@ struct TrickState {
     segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
 }
 
-/// What the probes of one media share: the NPT (stream time, ns) a seek asked for; nothing
-/// before it leaves (`u64::MAX`: no seek pending).
-#[derive(Default)]
-pub struct SeekTarget(pub std::sync::atomic::AtomicU64);
+/// What the probes of one media share about the last seek (stream times in ns, `u64::MAX`
+/// for none).
+pub struct SeekTarget {
+    /// The NPT a seek asked for: nothing before it leaves.
+    pub target: AtomicU64,
+    /// Where video started after it (the random access point used).
+    pub landed_video: AtomicU64,
+    /// Where any stream started after it.
+    pub landed_any: AtomicU64,
+}
+
+impl Default for SeekTarget {
+    fn default() -> Self {
+        SeekTarget {
+            target: AtomicU64::new(u64::MAX),
+            landed_video: AtomicU64::new(u64::MAX),
+            landed_any: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl SeekTarget {
+    /// A seek to `target` ns (or `u64::MAX`: to wherever the media is) is about to happen.
+    pub fn start(&self, target: u64) {
+        self.target.store(target, Ordering::SeqCst);
+        self.landed_video.store(u64::MAX, Ordering::SeqCst);
+        self.landed_any.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Where the last seek landed: video's random access point, else any stream's start.
+    pub fn landed(&self) -> Option<u64> {
+        [&self.landed_video, &self.landed_any]
+            .into_iter()
+            .map(|a| a.load(Ordering::SeqCst))
+            .find(|&t| t != u64::MAX)
+    }
+
+    fn note(&self, video: bool, at: Option<gst::ClockTime>) {
+        let Some(at) = at else { return };
+        let at = at.nseconds();
+        let _ = self
+            .landed_any
+            .compare_exchange(u64::MAX, at, Ordering::SeqCst, Ordering::SeqCst);
+        if video {
+            let _ = self.landed_video.compare_exchange(
+                u64::MAX,
+                at,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
+    }
+}
 
 /// The kind of stream a probe watches.
 #[derive(Clone, Copy, PartialEq)]
@@ -169,76 +218,93 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     let target = target.clone();
     let st = Arc::new(TrickState::default());
     st.await_key.store(video, Ordering::SeqCst);
-    sink.add_probe(
-        gst::PadProbeType::BUFFER
-            | gst::PadProbeType::BUFFER_LIST
-            | gst::PadProbeType::EVENT_DOWNSTREAM
-            | gst::PadProbeType::EVENT_FLUSH,
-        move |_, info| {
-            match &info.data {
-                Some(gst::PadProbeData::Event(ev)) => match ev.view() {
-                    gst::EventView::Segment(s) => {
-                        let rate = s.segment().rate() * s.segment().applied_rate();
-                        st.trick.store((rate - 1.0).abs() > 1e-6, Ordering::SeqCst);
-                        *st.segment.lock().unwrap() =
-                            s.segment().downcast_ref::<gst::ClockTime>().cloned();
-                    }
-                    gst::EventView::FlushStop(_) => {
-                        gst::trace!(CAT, "flush-stop: waiting for the seek target");
-                        st.await_key.store(true, Ordering::SeqCst);
-                    }
-                    _ => {}
-                },
-                Some(gst::PadProbeData::Buffer(b)) => {
-                    let trick = st.trick.load(Ordering::SeqCst);
-                    // Before the NPT a seek asked for: nothing (the demuxer lands earlier).
-                    let before_target = st.await_key.load(Ordering::SeqCst) && {
-                        let t = target.0.load(Ordering::SeqCst);
-                        let seg = st.segment.lock().unwrap();
-                        let stream_time = seg
-                            .as_ref()
-                            .zip(b.pts())
-                            .and_then(|(s, pts)| s.to_stream_time(pts));
-                        t != u64::MAX && stream_time.is_some_and(|s| s.nseconds() < t)
-                    };
-                    if !video {
-                        return if trick || before_target {
-                            gst::PadProbeReturn::Drop
-                        } else {
-                            st.await_key.store(false, Ordering::SeqCst);
-                            gst::PadProbeReturn::Ok
-                        };
-                    }
-                    if before_target {
-                        return gst::PadProbeReturn::Drop;
-                    }
-                    let mut delta = b.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                    if !delta && matches!(kind, Kind::H264 | Kind::H265) {
-                        delta = b.map_readable().is_ok_and(|m| {
-                            !super::rtsp_npt::is_random_access(&m, kind == Kind::H265)
-                        });
-                    }
-                    gst::trace!(
-                        CAT,
-                        "video buffer pts {:?} delta {delta} trick {trick} await {}",
-                        b.pts(),
-                        st.await_key.load(Ordering::SeqCst)
-                    );
-                    if delta && (trick || st.await_key.load(Ordering::SeqCst)) {
-                        return gst::PadProbeReturn::Drop;
-                    }
-                    if !delta {
-                        st.await_key.store(false, Ordering::SeqCst);
-                    }
+    let check = Arc::new(move |info: &gst::PadProbeInfo| -> gst::PadProbeReturn {
+        match &info.data {
+            Some(gst::PadProbeData::Event(ev)) => match ev.view() {
+                gst::EventView::Segment(s) => {
+                    let rate = s.segment().rate() * s.segment().applied_rate();
+                    st.trick.store((rate - 1.0).abs() > 1e-6, Ordering::SeqCst);
+                    *st.segment.lock().unwrap() =
+                        s.segment().downcast_ref::<gst::ClockTime>().cloned();
                 }
-                Some(gst::PadProbeData::BufferList(_))
-                    if st.trick.load(Ordering::SeqCst) || st.await_key.load(Ordering::SeqCst) =>
-                {
-                    return gst::PadProbeReturn::Drop;
+                gst::EventView::FlushStop(_) => {
+                    gst::trace!(CAT, "flush-stop: waiting for the seek target");
+                    st.await_key.store(true, Ordering::SeqCst);
                 }
                 _ => {}
+            },
+            Some(gst::PadProbeData::Buffer(b)) => {
+                let trick = st.trick.load(Ordering::SeqCst);
+                // Before the NPT a seek asked for: nothing (the demuxer lands earlier).
+                let stream_time = st
+                    .segment
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .zip(b.pts())
+                    .and_then(|(s, pts)| s.to_stream_time(pts));
+                let before_target = st.await_key.load(Ordering::SeqCst) && {
+                    let t = target.target.load(Ordering::SeqCst);
+                    t != u64::MAX && stream_time.is_some_and(|s| s.nseconds() < t)
+                };
+                if !video {
+                    if trick || before_target {
+                        return gst::PadProbeReturn::Drop;
+                    }
+                    if st.await_key.swap(false, Ordering::SeqCst) {
+                        target.note(false, stream_time);
+                    }
+                    return gst::PadProbeReturn::Ok;
+                }
+                if before_target {
+                    return gst::PadProbeReturn::Drop;
+                }
+                let mut delta = b.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                if !delta && matches!(kind, Kind::H264 | Kind::H265) {
+                    delta = b
+                        .map_readable()
+                        .is_ok_and(|m| !super::rtsp_npt::is_random_access(&m, kind == Kind::H265));
+                }
+                gst::trace!(
+                    CAT,
+                    "video buffer pts {:?} delta {delta} trick {trick} await {}",
+                    b.pts(),
+                    st.await_key.load(Ordering::SeqCst)
+                );
+                if delta && (trick || st.await_key.load(Ordering::SeqCst)) {
+                    return gst::PadProbeReturn::Drop;
+                }
+                if !delta && st.await_key.swap(false, Ordering::SeqCst) {
+                    target.note(true, stream_time);
+                }
             }
+            Some(gst::PadProbeData::BufferList(_))
+                if st.trick.load(Ordering::SeqCst) || st.await_key.load(Ordering::SeqCst) =>
+            {
+                return gst::PadProbeReturn::Drop;
+            }
+            _ => {}
+        }
+        gst::PadProbeReturn::Ok
+    });
+    let events = check.clone();
+    sink.add_probe(
+        gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
+        move |_, info| {
+            events(info);
             gst::PadProbeReturn::Ok
+        },
+    );
+    sink.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+        move |_, info| match check(info) {
+            // Dropped by taking the data and reporting it handled: a Drop answer with the
+            // data still in the probe info makes GStreamer 1.22 unref NULL (CRITICAL).
+            gst::PadProbeReturn::Drop => {
+                info.data.take();
+                gst::PadProbeReturn::Handled
+            }
+            r => r,
         },
     );
 }
@@ -425,6 +491,8 @@ pub struct MediaState {
     pub reverse_ok: bool,
     /// Where the pending seek goes (see [`SeekTarget`]).
     pub target: Arc<SeekTarget>,
+    /// The rate of the last PLAY (its Scale as applied).
+    pub rate: Mutex<f64>,
     on_fatal: Mutex<Vec<Fatal>>,
     failed: AtomicBool,
 }
@@ -610,7 +678,7 @@ mod imp {
                 Err(_) => return None,
             };
             gst::info!(CAT, "new reader of {}", file.display());
-            let target = Arc::new(SeekTarget(std::sync::atomic::AtomicU64::new(u64::MAX)));
+            let target = Arc::new(SeekTarget::default());
             let element = build_element(&file, &target)?;
             // SAFETY: STATE_KEY only ever holds an Arc<MediaState>.
             unsafe {
@@ -619,6 +687,7 @@ mod imp {
                     Arc::new(MediaState {
                         reverse_ok: false,
                         target,
+                        rate: Mutex::new(1.0),
                         file,
                         ..Default::default()
                     }),
