@@ -8,10 +8,8 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use common::rtsp::{Item, Resp, Rtsp};
 use common::server::Srv;
@@ -148,7 +146,6 @@ fn push_frame(movie: &mut Vec<u8>, jpeg: &[u8]) {
 /// A VOD root of the test's own with the movies, a junk file and a secret outside the root (and
 /// a symlink to it inside).
 struct Library {
-    root: PathBuf,
     srv: Srv,
 }
 
@@ -169,7 +166,6 @@ fn library(tag: &str) -> Library {
     cfg.server.session_timeout = 60;
     cfg.vod.roots = vec![root.clone()];
     Library {
-        root,
         srv: Srv::with_config(&cfg),
     }
 }
@@ -736,4 +732,77 @@ fn files_no_demuxer_reads_get_415_with_a_reason() {
     // The server still serves the library.
     let r = c.req("DESCRIBE", "vod/x.ts", &[("Accept", "application/sdp")]);
     assert_eq!(r.status, 200, "{r:?}");
+}
+
+/// Mean luma of an I420 sample's Y plane.
+fn sample_luma(sample: &gst::Sample) -> f64 {
+    let caps = sample.caps().expect("caps");
+    let s = caps.structure(0).expect("structure");
+    let (w, h) = (
+        s.get::<i32>("width").unwrap() as usize,
+        s.get::<i32>("height").unwrap() as usize,
+    );
+    let map = sample.buffer().expect("buffer").map_readable().unwrap();
+    // Y plane rows are padded to a multiple of 4 bytes in I420.
+    let stride = w.div_ceil(4) * 4;
+    let mut sum = 0.0;
+    for row in 0..h {
+        sum += map[row * stride..row * stride + w]
+            .iter()
+            .map(|&b| f64::from(b))
+            .sum::<f64>();
+    }
+    sum / (w * h) as f64
+}
+
+#[test]
+fn rtspsrc_follows_a_pipeline_seek() {
+    use gst::prelude::*;
+    let lib = library("rtspsrc");
+    let pipeline = gst::parse::launch(&format!(
+        "rtspsrc name=s location={} protocols=tcp ! rtph264depay ! avdec_h264 ! videoconvert \
+         ! video/x-raw,format=I420 ! appsink name=out sync=false max-buffers=4 drop=false",
+        lib.url("x.ts")
+    ))
+    .expect("pipeline")
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let src = pipeline.by_name("s").unwrap();
+    // Video only.
+    src.connect("select-stream", false, |args| {
+        let caps = args[2].get::<gst::Caps>().ok()?;
+        let video = caps
+            .structure(0)
+            .and_then(|s| s.get::<&str>("media").ok())
+            .is_some_and(|m| m == "video");
+        Some(video.to_value())
+    });
+    let sink = pipeline
+        .by_name("out")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let pull = || {
+        sink.try_pull_sample(gst::ClockTime::from_seconds(30))
+            .expect("a decoded picture within 30 s")
+    };
+    let first = sample_luma(&pull());
+    assert_between(first, ts_luma_at(0.0), ts_luma_at(1.0), "start");
+    // Seek the pipeline: rtspsrc sends PAUSE and PLAY with Range.
+    assert!(pipeline
+        .seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::KEY_UNIT,
+            gst::ClockTime::from_seconds(40),
+        )
+        .is_ok());
+    // The first picture after the flush comes from the new position.
+    let after = sample_luma(&pull());
+    assert_between(
+        after,
+        ts_luma_at(39.0),
+        ts_luma_at(41.0),
+        "after the seek to 40 s",
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
 }
