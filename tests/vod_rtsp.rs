@@ -430,6 +430,27 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    /// TEARDOWN before the connection goes: gst-rtsp-server 1.22 can abort
+    /// (`rtsp_ctrl_timeout == NULL` in client finalize) when the test's server removes a session
+    /// whose connection already closed.
+    fn drop(&mut self) {
+        let url = self.c.url(&self.path);
+        if self
+            .c
+            .send("TEARDOWN", &url, &[("Session", self.id.as_str())])
+            .is_err()
+        {
+            return;
+        }
+        while let Ok(item) = common::rtsp::Client::next_item(&mut self.c) {
+            if matches!(item, Item::Response(_)) {
+                break;
+            }
+        }
+    }
+}
+
 /// `RTP-Info: url=…;seq=N;rtptime=T` → (N, T).
 fn rtp_info(r: &Resp) -> (u16, u32) {
     let info = r

@@ -175,11 +175,21 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
     let start = match npt.and_then(|n| n.start) {
         Some(s) => Some(s),
         None if new_rate != old_rate => {
-            let pos = media.and_then(position_s);
-            if let Some(p) = pos {
-                request.set_header("Range", &format!("npt={p:.3}-"));
+            // A seek where the media is, without a target: video resumes at its next key
+            // frame (the position a trick rate reports can run ahead of the data).
+            let pos = media.and_then(|m| {
+                position_s(m).or_else(|| {
+                    super::rtsp_media::reader_position(m).map(|p| p.nseconds() as f64 / 1e9)
+                })
+            });
+            match pos {
+                Some(p) => {
+                    request.set_header("Range", &format!("npt={p:.3}-"));
+                    st.target.start(u64::MAX);
+                }
+                None => gst::warning!(CAT, "PLAY: rate {new_rate}: position unknown, no seek"),
             }
-            pos
+            None
         }
         None => None,
     };

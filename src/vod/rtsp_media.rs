@@ -218,6 +218,7 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     let target = target.clone();
     let st = Arc::new(TrickState::default());
     st.await_key.store(video, Ordering::SeqCst);
+    let (st_ev, target_ev) = (st.clone(), target.clone());
     let check = Arc::new(move |info: &gst::PadProbeInfo| -> gst::PadProbeReturn {
         match &info.data {
             Some(gst::PadProbeData::Event(ev)) => match ev.view() {
@@ -245,7 +246,7 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
                     .and_then(|(s, pts)| s.to_stream_time(pts));
                 let before_target = st.await_key.load(Ordering::SeqCst) && {
                     let t = target.target.load(Ordering::SeqCst);
-                    t != u64::MAX && stream_time.is_some_and(|s| s.nseconds() < t)
+                    t != u64::MAX && stream_time.is_none_or(|s| s.nseconds() < t)
                 };
                 if !video {
                     if trick || before_target {
@@ -291,6 +292,9 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     sink.add_probe(
         gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
         move |_, info| {
+            if let Some(seg) = moved_segment(info, &st_ev, &target_ev) {
+                info.data = Some(gst::PadProbeData::Event(gst::event::Segment::new(&seg)));
+            }
             events(info);
             gst::PadProbeReturn::Ok
         },
@@ -329,6 +333,39 @@ fn keep_plugging(caps: &gst::CapsRef) -> bool {
         return true;
     }
     payloader_for(caps).is_none()
+}
+
+/// After a seek to NPT *t*, the segment the demuxer sends starts where it landed, seconds
+/// before *t*: moved to start at *t*, so that what we let pass (from *t* on) is not held back by
+/// the sinks for the running time of the skipped part.
+fn moved_segment(
+    info: &gst::PadProbeInfo,
+    st: &TrickState,
+    target: &SeekTarget,
+) -> Option<gst::FormattedSegment<gst::ClockTime>> {
+    let Some(gst::PadProbeData::Event(ev)) = &info.data else {
+        return None;
+    };
+    let gst::EventView::Segment(s) = ev.view() else {
+        return None;
+    };
+    let t = target.target.load(Ordering::SeqCst);
+    if t == u64::MAX || !st.await_key.load(Ordering::SeqCst) {
+        return None;
+    }
+    let mut seg = s.segment().downcast_ref::<gst::ClockTime>()?.clone();
+    if seg.rate() < 0.0 {
+        return None;
+    }
+    let t = gst::ClockTime::from_nseconds(t);
+    let start = seg.position_from_stream_time(t)?;
+    if seg.start().is_some_and(|s| start <= s) {
+        return None;
+    }
+    seg.set_start(start);
+    seg.set_position(start);
+    seg.set_time(t);
+    Some(seg)
 }
 
 /// The kind of stream `caps` are.
@@ -475,6 +512,14 @@ fn payloaders(media: &gst_rtsp_server::RTSPMedia) -> Vec<gst::Element> {
         .flatten()
         .filter(|e| e.name().starts_with("pay"))
         .collect()
+}
+
+/// Where the reader of `media` is (stream time), asked upstream of its payloaders.
+pub fn reader_position(media: &gst_rtsp_server::RTSPMedia) -> Option<gst::ClockTime> {
+    payloaders(media)
+        .iter()
+        .filter_map(|p| p.static_pad("sink"))
+        .find_map(|p| p.peer_query_position::<gst::ClockTime>())
 }
 
 /// Callbacks run once when a media's reading fails for good (the sessions on it end).
