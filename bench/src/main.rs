@@ -5,6 +5,7 @@
 //!   gst-rtsp-server baseline, each in its own process ([`satip`], [`satip_baseline`],
 //!   [`satip_rx`]); the `dvb2ip` server is the binary beside this one in the same target
 //!   directory, the baseline this binary's hidden `satip-baseline-server` subcommand;
+//! - `vod`: N RTSP VOD sessions of a ~20 Mbit/s TS, each seeking every 10 s ([`vod`]);
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
 //!   ([`css`]);
 //! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
@@ -15,6 +16,7 @@ mod satip_baseline;
 mod satip_rx;
 mod scan;
 mod tuner;
+mod vod;
 
 use std::process::ExitCode;
 
@@ -72,6 +74,20 @@ enum BenchCommand {
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
+    /// Files on demand: N RTSP VOD sessions of one ~20 Mbit/s TS, each seeking every few seconds.
+    Vod {
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        /// Seconds of the bounded run.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Seconds between the seeks of a session.
+        #[arg(long, default_value_t = 10.0)]
+        seek_every: f64,
+        /// Bit rate of the file, Mbit/s.
+        #[arg(long, default_value_t = 20)]
+        mbps: u32,
+    },
     /// One emulated mux fanned out to N dvbtunersrc subscribers.
     Tuner {
         /// Subscriber counts.
@@ -110,6 +126,17 @@ fn main() -> ExitCode {
             runs,
             timeout_percent,
         } => scan::run(runs, timeout_percent),
+        BenchCommand::Vod {
+            sessions,
+            seconds,
+            seek_every,
+            mbps,
+        } => vod::run(&vod::Options {
+            sessions,
+            seconds,
+            seek_every,
+            mbps,
+        }),
         BenchCommand::Tuner {
             subscribers,
             seconds,

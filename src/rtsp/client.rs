@@ -66,7 +66,7 @@ impl Answer {
         }
     }
 
-    fn plain(status: u32, reason: &str) -> Answer {
+    pub fn plain(status: u32, reason: &str) -> Answer {
         Answer {
             status,
             reason: reason.into(),
@@ -925,6 +925,19 @@ mod imp {
                 }
                 return;
             }
+            if crate::vod::rtsp::is_vod(&uri) {
+                let media = current_media();
+                let error = media.as_ref().and_then(media_error);
+                crate::vod::rtsp::finish_response(
+                    &*self.obj(),
+                    msg,
+                    request.as_ref(),
+                    method,
+                    media.as_ref(),
+                    error,
+                );
+                return;
+            }
             if !matches!(route(&uri), Route::Satip(_)) {
                 if method == METHOD_SETUP && msg.status() == Some(200) {
                     self.on_mount_setup(msg, &uri);
@@ -1176,6 +1189,17 @@ mod imp {
                     return Some(REFUSED_PATH.into());
                 }
             }
+            if crate::vod::rtsp::is_vod(&uri) {
+                // A file on demand: its own mount; DESCRIBE and a first SETUP check the format.
+                let check = method == METHOD_SETUP && !current_has_session();
+                return match crate::vod::rtsp::make_path(&*self.obj(), self.core(), &uri, check) {
+                    Ok(path) => Some(path.into()),
+                    Err(a) => {
+                        self.refuse(a);
+                        Some(REFUSED_PATH.into())
+                    }
+                };
+            }
             let t = match route(&uri) {
                 Route::Other => return self.parent_make_path_from_uri(url),
                 Route::Satip(Err(e)) => {
@@ -1354,6 +1378,13 @@ mod imp {
             let Some((_, uri)) = req.request_line() else {
                 return self.parent_pre_describe_request(ctx);
             };
+            if crate::vod::rtsp::is_vod(&uri) {
+                // 404 for every path the rules refuse, 415 for a file no demuxer reads.
+                return match crate::vod::rtsp::make_path(&*self.obj(), self.core(), &uri, true) {
+                    Ok(_) => self.parent_pre_describe_request(ctx),
+                    Err(a) => self.refuse(a),
+                };
+            }
             let t = match route(&uri) {
                 Route::Other => {
                     // A channel's DESCRIBE builds its pipeline (issue 16 item 1).
@@ -1428,6 +1459,16 @@ mod imp {
             let uri = request_of(ctx)
                 .and_then(|r| r.request_line())
                 .map(|(_, u)| u);
+            if let (Some(req), true) = (
+                request_of(ctx),
+                uri.as_deref().is_some_and(crate::vod::rtsp::is_vod),
+            ) {
+                // Range bounds (457), Scale (400 for 0) before gst-rtsp-server seeks.
+                return match crate::vod::rtsp::pre_play(current_media().as_ref(), &req) {
+                    Ok(()) => self.parent_pre_play_request(ctx),
+                    Err(a) => self.refuse(a),
+                };
+            }
             if let (Some(Route::Satip(Ok(t))), Some(session)) =
                 (uri.as_deref().map(route), ctx.session())
             {
@@ -1488,6 +1529,11 @@ impl SatipClient {
     /// Keeps `permit` (the connection's slot under the RTSP cap) until the connection closes.
     pub fn hold_permit(&self, permit: crate::limits::Permit) {
         *self.imp().permit.lock().unwrap() = Some(permit);
+    }
+
+    /// The core this client serves.
+    pub fn core(&self) -> &Arc<Core> {
+        self.imp().core.get().expect("set by SatipClient::new")
     }
 
     pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {

@@ -24,6 +24,10 @@ mod imp {
 
     impl RTSPMountPointsImpl for SatipMounts {
         fn make_path(&self, url: &gst_rtsp_server::gst_rtsp::RTSPUrl) -> Option<glib::GString> {
+            // A DESCRIBE of a file on demand: its own mount (src/vod/rtsp.rs).
+            if let Some(path) = crate::vod::rtsp::describe_path(url) {
+                return path;
+            }
             match route(&url.request_uri()) {
                 Route::Other => self.parent_make_path(url),
                 // gst-rtsp-server looks the media of an ANNOUNCE up here, not through the

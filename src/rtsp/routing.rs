@@ -8,14 +8,16 @@ pub const SATIP_MOUNT: &str = "/satip";
 /// Path for refused requests: no factory is mounted there, so gst-rtsp-server answers 404,
 /// which the client subclass then replaces with the real answer.
 pub const REFUSED_PATH: &str = "/refused";
-/// Named channel mounts live under this prefix; everything else is SAT>IP.
+/// Named channel mounts live under this prefix; with files on demand (`/vod/`), everything
+/// else is SAT>IP.
 pub const CHANNEL_PREFIX: &str = "/ch/";
 /// Most PIDs in one stream.
 pub const MAX_PIDS: usize = gstdvb2ip::proto::satip::DEFAULT_MAX_PIDS;
 
 /// How a request URI is served.
 pub enum Route {
-    /// Not SAT>IP (a `/ch/<name>` mount): gst-rtsp-server's defaults apply.
+    /// Not SAT>IP (a `/ch/<name>` mount, a `/vod/<path>` file): gst-rtsp-server's defaults
+    /// apply.
     Other,
     /// A SAT>IP URL: parsed, or refused (400/403/414).
     Satip(Result<Target, QueryError>),
@@ -72,7 +74,7 @@ pub fn uri_host(uri: &str) -> String {
 
 pub fn route(uri: &str) -> Route {
     let path = uri_path(uri);
-    if path.starts_with(CHANNEL_PREFIX) {
+    if path.starts_with(CHANNEL_PREFIX) || crate::vod::rtsp::is_vod(uri) {
         return Route::Other;
     }
     Route::Satip(parse_target(uri))
@@ -93,6 +95,7 @@ mod tests {
         assert_eq!(base_url("rtsp://u:p@10.0.0.5:554/"), "rtsp://10.0.0.5:554/");
         assert_eq!(uri_path("rtsp://h:1?src=1"), "");
         assert!(matches!(route("rtsp://h/ch/news"), Route::Other));
+        assert!(matches!(route("rtsp://h/vod/x.ts/stream=0"), Route::Other));
         assert!(matches!(
             route("rtsp://h/?src=1&freq=506&msys=dvbt"),
             Route::Satip(Ok(_))

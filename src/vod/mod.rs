@@ -1,13 +1,16 @@
 //! Files on demand: the `[vod]` section ([`config`]), the one set of path rules every front end
 //! uses to map `/vod/<path>` onto a file under a root ([`path`]), the library listing
 //! ([`library`]), the HTTP routes ([`http`]) and recording channels into the library
-//! ([`record`]).
+//! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_media`], [`rtsp_npt`]).
 
 pub mod config;
 pub mod http;
 pub mod library;
 pub mod path;
 pub mod record;
+pub mod rtsp;
+pub mod rtsp_media;
+pub mod rtsp_npt;
 
 /// Debug category of the VOD modules (`GST_DEBUG=dvb2ip-vod:5`).
 pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
