@@ -19,7 +19,8 @@ shift || true
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT/fuzz"
 
-ALL=(ts_parsers mjpeg satip_query ssdp_message css_messages scan_si channel_files config rtsp_routing)
+ALL=(ts_parsers mjpeg satip_query ssdp_message css_messages scan_si channel_files config rtsp_routing
+     vod_requests)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 
@@ -115,6 +116,15 @@ seed() {
         for u in 'rtsp://127.0.0.1:554/?freq=474&msys=dvbt' 'rtsp://u:p@h:1/stream=1' 'rtsp://[::1]:554/ch/news' '/ch/' '*'; do
             printf '%s' "$u" | put "u$n" '' -
         done ;;
+    vod_requests)
+        for p in 'a.ts' 'films/b%20c.mp4' 'films/sub/%252e.mjpeg' '..%2fsecret' 'out' 'etc/passwd' '%2e%2e/secret' '.hidden.ts'; do
+            printf '%s' "$p" | put "p$n" '\000' -
+        done
+        printf 'bytes=0-1' | put r1 '\001' -
+        printf 'bytes=-500' | put r2 '\001' -
+        printf 'npt=30-' | put n1 '\002' -
+        printf '4.0' | put n2 '\002' -
+        printf '/vod/films/b%%20c.mp4/stream=0' | put v1 '\003' - ;;
     esac
     echo "fuzz.sh: seeded $n inputs for $t" >&2
 }

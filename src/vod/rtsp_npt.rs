@@ -35,7 +35,8 @@ fn npt_time(s: &str) -> Result<Option<f64>, String> {
         if m >= 60 || !(0.0..60.0).contains(&sec) {
             return Err(bad());
         }
-        (h * 3600 + m * 60) as f64 + sec
+        // In f64: an hour count from the network may be any u64 (no overflow).
+        h as f64 * 3600.0 + m as f64 * 60.0 + sec
     } else {
         s.parse::<f64>().map_err(|_| bad())?
     };
@@ -184,6 +185,12 @@ pub fn npt_text(start: f64, end: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_hour_count_is_a_time_not_an_overflow() {
+        // Found by the vod_requests fuzz target: hours * 3600 overflowed u64.
+        assert!(parse_range("npt=8884444444444444448:36:2-").is_ok());
+    }
 
     #[test]
     fn ranges() {
