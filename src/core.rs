@@ -11,6 +11,7 @@
 //! * `packers`: the RTP packetizers of its streams, served by one timer thread.
 //! * `metrics`: its counters (datagrams the direct path could not send).
 //! * `config`: the configuration the server runs with.
+//! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,8 @@ pub struct Core {
     /// The RTP packetizers of the server's streams and their timer thread.
     pub packers: Packers,
     pub metrics: Metrics,
+    /// Descriptor budget: connection caps and the headroom new work needs.
+    pub limits: crate::limits::Limits,
 }
 
 /// The server's counters.
@@ -48,6 +51,7 @@ impl Core {
             streams: Arc::new(Mutex::new(Streams::default())),
             packers: Packers::default(),
             metrics: Metrics::default(),
+            limits: crate::limits::Limits::from_rlimit(),
         })
     }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod core;
 pub mod css;
 pub mod http;
+pub mod limits;
 pub mod rtp;
 pub mod rtsp;
 pub mod serve;

@@ -282,6 +282,12 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+    // Connections and pipelines need descriptors: the soft limit up to the hard one, and the
+    // budget of `crate::limits` keeps every cap below it (issue 16 item 1).
+    match crate::limits::raise_nofile() {
+        Ok((soft, _)) => gst::info!(CAT, "descriptor limit {soft}"),
+        Err(e) => eprintln!("dvb2ip: cannot raise the descriptor limit: {e}"),
+    }
     init(&cfg)?;
     let main_loop = glib::MainLoop::new(None, false);
     let server = start(&cfg, &opts)?;

@@ -127,6 +127,10 @@ pub fn run(cmd: CssCommand) -> anyhow::Result<()> {
             } else {
                 tools::DEFAULT_TV_PROGRAM
             });
+            // Many CSS clients: the soft descriptor limit up to the hard one (issue 16 item 1).
+            if let Err(e) = crate::limits::raise_nofile() {
+                eprintln!("dvb2ip: cannot raise the descriptor limit: {e}");
+            }
             let o = TvOptions {
                 file,
                 frequency,
