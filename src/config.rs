@@ -22,9 +22,22 @@ pub struct ServerConfig {
     /// any request or RTCP for this long (plus 5 s of grace) is torn down.
     #[serde(default = "default_session_timeout")]
     pub session_timeout: u32,
-    /// Most RTSP sessions at once; one more SETUP gets 503 `No-More: sessions`.
+    /// Most sessions at once, RTSP sessions and HTTP streams together; one more SETUP or HTTP
+    /// stream gets 503 `No-More: sessions`. 0: sized from the descriptor limit
+    /// ([`ServerConfig::effective_max_sessions`]).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u32,
+}
+
+impl ServerConfig {
+    /// `max_sessions`, or for 0 the limit the process's descriptors allow
+    /// ([`crate::http::limits::auto_max_sessions`]).
+    pub fn effective_max_sessions(&self) -> u32 {
+        match self.max_sessions {
+            0 => crate::http::limits::auto_max_sessions(crate::http::limits::fd_limit()),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -273,6 +286,8 @@ struct LauncherPart {
     ssdp: SsdpSection,
     #[serde(default)]
     multicast: MulticastSection,
+    #[serde(default)]
+    http: crate::http::limits::HttpSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -292,6 +307,8 @@ pub struct Config {
     pub channel: Vec<ChannelConfig>,
     pub ssdp: SsdpSection,
     pub multicast: MulticastSection,
+    /// `[http]`: the HTTP server's limits.
+    pub http: crate::http::limits::HttpSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -391,6 +408,7 @@ impl Config {
             channel: part.channel,
             ssdp: part.ssdp,
             multicast: part.multicast,
+            http: part.http,
             broadcast,
         })
     }

@@ -9,6 +9,7 @@
 //!   elements in a `dvb2ip.tuner-pool` `GstContext` ([`Core::pool_context`]).
 //! * `streams`: the SAT>IP stream table (stream ids, owners, what serves each stream).
 //! * `packers`: the RTP packetizers of its streams, served by one timer thread.
+//! * `sessions`: the session count RTSP and HTTP share against `max_sessions`.
 //! * `metrics`: its counters (datagrams the direct path could not send).
 //! * `config`: the configuration the server runs with.
 //! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
@@ -20,6 +21,7 @@ use gstdvb2ip::tuners::Pool;
 
 use crate::config::Config;
 use crate::rtp::packer::Packers;
+use crate::streams::sessions::Sessions;
 use crate::streams::table::{StreamTable, Streams};
 
 /// What one server owns; shared by its front ends as `Arc<Core>`.
@@ -29,6 +31,8 @@ pub struct Core {
     pub streams: StreamTable,
     /// The RTP packetizers of the server's streams and their timer thread.
     pub packers: Packers,
+    /// RTSP sessions and HTTP streams counted against `[server] max_sessions`.
+    pub sessions: Arc<Sessions>,
     pub metrics: Metrics,
     /// Descriptor budget: connection caps and the headroom new work needs.
     pub limits: crate::limits::Limits,
@@ -45,11 +49,15 @@ pub struct Metrics {
 impl Core {
     /// A core serving `config` from `pool` (frontends as `pool` has them configured).
     pub fn new(config: Config, pool: Pool) -> Arc<Core> {
+        let sessions = Arc::new(Sessions::new(
+            config.server.effective_max_sessions() as usize
+        ));
         Arc::new(Core {
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),
             packers: Packers::default(),
+            sessions,
             metrics: Metrics::default(),
             limits: crate::limits::Limits::from_rlimit(),
         })

@@ -123,6 +123,11 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
         .attach(None)
         .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;
     let rtsp_port = server.bound_port() as u16;
+    // RTSP sessions and HTTP streams share `max_sessions` (src/streams/sessions.rs).
+    if let Some(pool) = server.session_pool() {
+        core.sessions
+            .set_rtsp_count(Box::new(move || pool.n_sessions() as usize));
+    }
     // Expired sessions (no request and no RTCP for the timeout) are reaped every second.
     let pool = server
         .session_pool()
@@ -170,11 +175,13 @@ pub fn spawn_network(
     ));
     let config_id = desc.config_id();
     let (id_tx, id_rx) = tokio::sync::watch::channel(identity.state.device_id);
-    let http = crate::http::server::spawn(
+    let http = crate::http::server::spawn_with(
         rt,
         server.bind,
         cfg.server.http_port,
         crate::http::server::router(&server.core, desc, id_rx.clone()),
+        crate::http::limits::HttpLimits::resolve(&cfg.http, server.core.limits.nofile() as u64),
+        server.core.limits.clone(),
     )?;
     let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_id, id_tx)?;
     follow_device_id(rt, cfg, server, id_rx.clone());
