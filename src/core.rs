@@ -44,6 +44,8 @@ pub struct Metrics {
     /// RTP/RTCP datagrams of the direct path that could not be sent (socket buffer full, or an
     /// error).
     pub rtp_dropped: Arc<AtomicU64>,
+    /// The HTTP server's connections, streams, refusals, timeouts and slow clients dropped.
+    pub http: Arc<crate::http::limits::HttpStats>,
 }
 
 impl Core {

@@ -182,6 +182,7 @@ pub fn spawn_network(
         crate::http::server::router(&server.core, desc, id_rx.clone()),
         crate::http::limits::HttpLimits::resolve(&cfg.http, server.core.limits.nofile() as u64),
         server.core.limits.clone(),
+        server.core.metrics.http.clone(),
     )?;
     let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_id, id_tx)?;
     follow_device_id(rt, cfg, server, id_rx.clone());

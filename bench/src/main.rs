@@ -5,10 +5,13 @@
 //!   gst-rtsp-server baseline, each in its own process ([`satip`], [`satip_baseline`],
 //!   [`satip_rx`]); the `dvb2ip` server is the binary beside this one in the same target
 //!   directory, the baseline this binary's hidden `satip-baseline-server` subcommand;
+//! - `http`: N SAT>IP HTTP streaming clients against N RTP/UDP sessions of the same mux
+//!   ([`http`]);
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
 //!   ([`css`]).
 
 mod css;
+mod http;
 mod satip;
 mod satip_baseline;
 mod satip_rx;
@@ -59,6 +62,17 @@ enum BenchCommand {
         #[arg(long, hide = true)]
         distinct: bool,
     },
+    /// HTTP streaming at scale: N HTTP clients vs N RTP/UDP sessions of one mux, server CPU
+    /// per thread, threads, RSS per client, CC errors, HTTP/RTP CPU ratio.
+    Http {
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Skip the RTP/UDP comparison point.
+        #[arg(long)]
+        no_rtp: bool,
+    },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
@@ -94,6 +108,15 @@ fn main() -> ExitCode {
             },
             server,
             rx_threads,
+        }),
+        BenchCommand::Http {
+            clients,
+            seconds,
+            no_rtp,
+        } => http::run(&http::Options {
+            clients,
+            seconds,
+            rtp: !no_rtp,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Tuner {

@@ -128,6 +128,48 @@ pub struct HttpStats {
     pub slow_dropped: AtomicU64,
 }
 
+impl HttpStats {
+    /// The counters as `<dt>`/`<dd>` lines of the status page (`<dd>` ids name them).
+    pub fn html(&self) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let rows = [
+            (
+                "connections",
+                "Connections open",
+                self.open.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "streams",
+                "Streams",
+                self.streams.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "slow-dropped",
+                "Slow clients dropped",
+                n(&self.slow_dropped),
+            ),
+            (
+                "refused-cap",
+                "Refused at the connection cap",
+                n(&self.refused_cap),
+            ),
+            (
+                "refused-address",
+                "Refused at the per-address cap",
+                n(&self.refused_address),
+            ),
+            (
+                "timed-out",
+                "Closed by the head or idle timeout",
+                n(&self.timed_out),
+            ),
+        ];
+        rows.iter()
+            .map(|(id, what, v)| format!("<dt>{what}</dt><dd id=\"http-{id}\">{v}</dd>\n"))
+            .collect()
+    }
+}
+
 /// Why a connection is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -167,10 +209,10 @@ pub struct ConnPermit {
 
 impl Admission {
     /// Admission under `limits`, taking connection permits of `budget` (the server core's).
-    pub fn new(limits: HttpLimits, budget: Limits) -> Arc<Admission> {
+    pub fn new(limits: HttpLimits, budget: Limits, stats: Arc<HttpStats>) -> Arc<Admission> {
         Arc::new(Admission {
             limits,
-            stats: Arc::new(HttpStats::default()),
+            stats,
             budget,
             per_address: Mutex::new(HashMap::new()),
         })
@@ -266,6 +308,7 @@ mod tests {
                 ..HttpLimits::resolve(&HttpSection::default(), 1024)
             },
             Limits::with_nofile(1 << 20),
+            Arc::default(),
         );
         let x: IpAddr = "10.0.0.1".parse().unwrap();
         let y: IpAddr = "::ffff:10.0.0.2".parse().unwrap();

@@ -32,6 +32,7 @@ pub fn router(
     let status_page = super::status::StatusPage {
         desc: desc.clone(),
         device_id,
+        http: Some(core.metrics.http.clone()),
     };
     description::router(desc).merge(super::stream::router(super::stream::StreamState {
         status_page: Some(Arc::new(status_page)),
@@ -86,11 +87,12 @@ pub fn spawn(
         app,
         HttpLimits::default(),
         crate::limits::Limits::from_rlimit(),
+        Arc::default(),
     )
 }
 
 /// [`spawn`] with the given limits, its connections counted in `budget` (the core's
-/// descriptor budget).
+/// descriptor budget) and its counters in `stats` (the core's `metrics.http`).
 pub fn spawn_with(
     rt: &tokio::runtime::Runtime,
     bind: IpAddr,
@@ -98,6 +100,7 @@ pub fn spawn_with(
     app: Router,
     limits: HttpLimits,
     budget: crate::limits::Limits,
+    stats: Arc<HttpStats>,
 ) -> anyhow::Result<HttpServer> {
     let _guard = rt.enter();
     let listener = std::net::TcpListener::bind(SocketAddr::new(bind, port))
@@ -107,8 +110,7 @@ pub fn spawn_with(
     let port = listener.local_addr()?.port();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let admission = Admission::new(limits, budget);
-    let stats = admission.stats.clone();
+    let admission = Admission::new(limits, budget, stats.clone());
     let shared = Arc::new(Shared {
         app,
         admission,
