@@ -34,6 +34,9 @@ pub struct Options {
     pub seconds: f64,
     /// Also measure N RTP/UDP sessions of the same mux (the comparison).
     pub rtp: bool,
+    /// Record the server with `perf record -g` over each window into this directory and print
+    /// the hottest symbols.
+    pub perf: Option<std::path::PathBuf>,
 }
 
 /// One measured point.
@@ -56,6 +59,8 @@ struct Point {
     rate_med: f64,
     /// CPU % per thread name over the window, and how many threads have that name.
     per_thread: Vec<(String, usize, f64)>,
+    /// The `perf record` data of the window.
+    perf: Option<std::path::PathBuf>,
 }
 
 // ---- /proc per thread --------------------------------------------------------------------------
@@ -306,24 +311,52 @@ fn http_rx_loop(
 
 // ---- points ------------------------------------------------------------------------------------
 
-/// Samples the server over the window: CPU, per-thread CPU, threads, RSS.
+/// Samples the server over the window: CPU, per-thread CPU, threads, RSS (and a `perf`
+/// profile when asked).
 struct Window {
     cpu0: Option<f64>,
     threads0: BTreeMap<u32, (String, f64)>,
     t0: Instant,
+    perf: Option<(std::process::Child, std::path::PathBuf)>,
 }
 
 impl Window {
-    fn start(pid: u32) -> Window {
+    fn start(pid: u32, seconds: f64, perf: Option<std::path::PathBuf>) -> Window {
+        let perf = perf.and_then(|data| {
+            let child = std::process::Command::new("perf")
+                .args([
+                    "record",
+                    "-g",
+                    "-F",
+                    "499",
+                    "-q",
+                    "-p",
+                    &pid.to_string(),
+                    "-o",
+                ])
+                .arg(&data)
+                .args(["--", "sleep", &format!("{seconds}")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| eprintln!("perf record: {e} (install linux-perf)"))
+                .ok()?;
+            Some((child, data))
+        });
         Window {
             cpu0: proc_cpu_secs(pid),
             threads0: thread_cpu(pid),
             t0: Instant::now(),
+            perf,
         }
     }
 
     fn finish(self, pid: u32, p: &mut Point) -> f64 {
         let dt = self.t0.elapsed().as_secs_f64();
+        if let Some((mut child, data)) = self.perf {
+            let _ = child.wait();
+            p.perf = Some(data);
+        }
         if let (Some(a), Some(b)) = (self.cpu0, proc_cpu_secs(pid)) {
             p.cpu = (b - a) / dt * 100.0;
         }
@@ -363,7 +396,12 @@ fn finish_rates(p: &mut Point, firsts: &mut [f64], rates: &mut [f64]) {
     p.rate_med = satip::percentile(rates, 0.5);
 }
 
-fn http_point(n: usize, seconds: f64, dir: &Path) -> anyhow::Result<Point> {
+fn http_point(
+    n: usize,
+    seconds: f64,
+    dir: &Path,
+    perf: Option<std::path::PathBuf>,
+) -> anyhow::Result<Point> {
     let server = ServerProc::spawn(Server::Dvb2ip, dir, n + 8)?;
     let port = server.http_port;
     // Warm-up: a client of PAT only tunes the mux.
@@ -393,17 +431,34 @@ fn http_point(n: usize, seconds: f64, dir: &Path) -> anyhow::Result<Point> {
     for (i, sent) in sent_ns.iter_mut().enumerate() {
         *sent = epoch.elapsed().as_nanos() as u64;
         let from = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1);
-        match http_get(from, port, &format!("{SATIP_MUX}&pids=all")) {
-            Ok(s) => {
-                s.set_nonblocking(true)?;
-                clients.push(HttpClient {
-                    sock: s,
-                    phase: Phase::Head(Vec::new()),
-                    cc: vec![0xff; 8192].into_boxed_slice(),
-                });
+        let s = http_get(from, port, &format!("{SATIP_MUX}&pids=all"))
+            .with_context(|| format!("client {i}"))?;
+        let mut cl = HttpClient {
+            sock: s,
+            phase: Phase::Head(Vec::new()),
+            cc: vec![0xff; 8192].into_boxed_slice(),
+        };
+        // Joins are sequential, as the RTP point's PLAYs: each client waits for its first
+        // TS byte (bounded) before the next one joins.
+        cl.sock.set_read_timeout(Some(satip::RTSP_TIMEOUT))?;
+        let c = &counters[i];
+        let mut buf = vec![0u8; 64 << 10];
+        while c.first_ns.load(Ordering::Relaxed) == NONE && !c.closed.load(Ordering::Relaxed) {
+            match std::io::Read::read(&mut cl.sock, &mut buf) {
+                Ok(0) | Err(_) => c.closed.store(true, Ordering::Relaxed),
+                Ok(got) => {
+                    let (b, e) = cl.take(&buf[..got], c);
+                    c.cc_errors.fetch_add(e, Ordering::Relaxed);
+                    if b > 0 {
+                        c.bytes.fetch_add(b, Ordering::Relaxed);
+                        c.first_ns
+                            .store(epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    }
+                }
             }
-            Err(e) => bail!("client {i}: {e:#}"),
         }
+        cl.sock.set_nonblocking(true)?;
+        clients.push(cl);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let rx_thread = {
@@ -425,7 +480,7 @@ fn http_point(n: usize, seconds: f64, dir: &Path) -> anyhow::Result<Point> {
         .iter()
         .filter(|c| c.closed.load(Ordering::Relaxed))
         .count();
-    let w = Window::start(pid);
+    let w = Window::start(pid, seconds, perf);
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let b1 = bytes();
     let dt = w.finish(pid, &mut p);
@@ -460,7 +515,12 @@ fn http_point(n: usize, seconds: f64, dir: &Path) -> anyhow::Result<Point> {
     Ok(p)
 }
 
-fn rtp_point(n: usize, seconds: f64, dir: &Path) -> anyhow::Result<Point> {
+fn rtp_point(
+    n: usize,
+    seconds: f64,
+    dir: &Path,
+    perf: Option<std::path::PathBuf>,
+) -> anyhow::Result<Point> {
     let server = ServerProc::spawn(Server::Dvb2ip, dir, n + 8)?;
     let port = server.port;
     let (wrtp, _wrtcp) = satip::rtp_pair()?;
@@ -507,7 +567,7 @@ fn rtp_point(n: usize, seconds: f64, dir: &Path) -> anyhow::Result<Point> {
         ..Default::default()
     };
     let b0 = bytes();
-    let w = Window::start(pid);
+    let w = Window::start(pid, seconds, perf);
     std::thread::sleep(Duration::from_secs_f64(seconds));
     let b1 = bytes();
     let dt = w.finish(pid, &mut p);
@@ -601,12 +661,20 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         std::env::var("DVB2IP_BENCH_SERVER").unwrap_or_else(|_| "dvb2ip beside this binary".into()),
     );
     let mut points = Vec::new();
-    match http_point(opts.clients, opts.seconds, &dir) {
+    let perf_file = |what: &str| {
+        opts.perf
+            .as_ref()
+            .map(|d| d.join(format!("{what}.perf.data")))
+    };
+    if let Some(d) = &opts.perf {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    match http_point(opts.clients, opts.seconds, &dir, perf_file("http")) {
         Ok(p) => points.push(p),
         Err(e) => println!("HTTP point failed: {e:#}"),
     }
     if opts.rtp {
-        match rtp_point(opts.clients, opts.seconds, &dir) {
+        match rtp_point(opts.clients, opts.seconds, &dir, perf_file("rtp")) {
             Ok(p) => points.push(p),
             Err(e) => println!("RTP point failed: {e:#}"),
         }
@@ -625,6 +693,39 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
             .map(|(name, count, cpu)| format!("{name}×{count} {cpu:.1}%"))
             .collect();
         println!("  {} server CPU by thread: {}", p.what, top.join(", "));
+    }
+    for p in &points {
+        let Some(data) = &p.perf else { continue };
+        println!(
+            "  {} perf (self time, top symbols; {}):",
+            p.what,
+            data.display()
+        );
+        let out = std::process::Command::new("perf")
+            .args([
+                "report",
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "1.5",
+            ])
+            .args(["--sort", "comm,dso,sym", "-i"])
+            .arg(data)
+            .output();
+        match out {
+            Ok(o) => {
+                for l in String::from_utf8_lossy(&o.stdout)
+                    .lines()
+                    .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+                    .take(16)
+                {
+                    println!("    {l}");
+                }
+            }
+            Err(e) => println!("    perf report: {e}"),
+        }
     }
     println!(
         "columns: cpu% = server process, % of one core; KiB/client = RSS over the tuned idle server / clients; lost = HTTP connections the server closed, RTP packets lost;"

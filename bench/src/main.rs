@@ -72,6 +72,9 @@ enum BenchCommand {
         /// Skip the RTP/UDP comparison point.
         #[arg(long)]
         no_rtp: bool,
+        /// Profile the server with `perf record -g` over each window (data in this directory).
+        #[arg(long)]
+        perf: Option<std::path::PathBuf>,
     },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
@@ -113,10 +116,12 @@ fn main() -> ExitCode {
             clients,
             seconds,
             no_rtp,
+            perf,
         } => http::run(&http::Options {
             clients,
             seconds,
             rtp: !no_rtp,
+            perf,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Tuner {

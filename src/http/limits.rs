@@ -289,7 +289,8 @@ mod tests {
         // 1024: RTSP 384 + HTTP 256 connections, three descriptors a session.
         assert_eq!(auto_max_sessions(1024), 213);
         assert_eq!(auto_max_sessions(1 << 20), 4096);
-        assert_eq!(auto_max_sessions(100), 8);
+        assert_eq!(auto_max_sessions(100), 13);
+        assert_eq!(auto_max_sessions(30), 8, "at least 8");
         let s = HttpSection {
             max_connections: 10,
             max_per_address: 50,
@@ -297,6 +298,27 @@ mod tests {
         };
         let l = HttpLimits::resolve(&s, 1024);
         assert_eq!((l.max_connections, l.max_per_address), (10, 10));
+    }
+
+    /// The README's headend example is a valid configuration with the limits it describes.
+    #[test]
+    fn readme_headend_example_parses() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("    # /etc/dvb2ip.toml")
+            .expect("headend example in the README");
+        let toml: String = readme[start..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| l.strip_prefix("    ").unwrap_or(l).to_owned() + "\n")
+            .collect();
+        let c = crate::config::Config::parse("README.md", &toml).expect("the example parses");
+        assert_eq!(c.server.max_sessions, 0);
+        assert_eq!(c.http.max_per_address, 8);
+        let l = HttpLimits::resolve(&c.http, 65536);
+        assert_eq!((l.max_connections, l.max_per_address), (16384, 8));
+        assert_eq!(auto_max_sessions(65536), 4096);
     }
 
     #[test]
