@@ -75,6 +75,10 @@ enum BenchCommand {
         /// Profile the server with `perf record -g` over each window (data in this directory).
         #[arg(long)]
         perf: Option<std::path::PathBuf>,
+        /// HTTP clients send their requests all at once (first-byte times then include the
+        /// queue of the burst) instead of joining one after the other.
+        #[arg(long)]
+        burst: bool,
     },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
@@ -117,11 +121,13 @@ fn main() -> ExitCode {
             seconds,
             no_rtp,
             perf,
+            burst,
         } => http::run(&http::Options {
             clients,
             seconds,
             rtp: !no_rtp,
             perf,
+            burst,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Tuner {
