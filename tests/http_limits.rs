@@ -499,6 +499,12 @@ fn http_streams_count_against_max_sessions_with_rtsp_sessions() {
             s
         })
         .collect();
+    // HEAD answers the stream's head without taking a place or a frontend.
+    let mut h = connect_from(Ipv4Addr::LOCALHOST, srv.http_port);
+    write!(h, "HEAD /?{MUX}&pids=0 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (status, head) = read_head(&mut h);
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_ascii_lowercase().contains("video/mp2t"), "{head}");
     let (status, head, mut s) = stream_from(Ipv4Addr::LOCALHOST, srv.http_port, "0");
     assert_eq!(status, 503, "{head}");
     let mut body = String::new();

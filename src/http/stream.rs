@@ -126,6 +126,10 @@ async fn stream(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
+    if req.method() == axum::http::Method::HEAD {
+        // The head a GET would get, without leasing a frontend.
+        return stream_head(Body::empty());
+    }
     let Some(takeover) = req.extensions().get::<Takeover>().cloned() else {
         // Only dvb2ip's own connections (`super::conn`) can hand a socket over.
         return (
@@ -168,12 +172,17 @@ async fn stream(
         }),
         release,
     });
+    stream_head(Body::empty())
+}
+
+/// The answer that starts a stream (its TS follows on the connection).
+fn stream_head(body: Body) -> Response {
     (
         [
             (header::CONTENT_TYPE, "video/MP2T"),
             (header::CONNECTION, "close"),
         ],
-        Body::empty(),
+        body,
     )
         .into_response()
 }
