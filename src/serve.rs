@@ -302,6 +302,9 @@ pub fn run(cfg: Config, opts: ServeOptions) -> anyhow::Result<()> {
     // The launcher's own tokio runtime (SSDP and HTTP live here too) waits for the signals.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // HTTP streams lease and release frontends on the blocking pool (a few at a time):
+        // bounded, so clients coming and going never add threads.
+        .max_blocking_threads(4)
         .thread_name("dvb2ip-launcher")
         .enable_all()
         .build()

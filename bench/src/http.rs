@@ -39,6 +39,8 @@ pub struct Options {
     pub perf: Option<std::path::PathBuf>,
     /// HTTP clients send their requests all at once instead of joining one after the other.
     pub burst: bool,
+    /// The PIDs every client asks for (`all`, or a list such as one service's).
+    pub pids: String,
 }
 
 /// One measured point.
@@ -406,6 +408,7 @@ fn http_point(
     dir: &Path,
     perf: Option<std::path::PathBuf>,
     burst: bool,
+    pids: &str,
 ) -> anyhow::Result<Point> {
     let server = ServerProc::spawn(Server::Dvb2ip, dir, n + 8)?;
     let port = server.http_port;
@@ -447,7 +450,7 @@ fn http_point(
     };
     let connect = |i: usize| -> anyhow::Result<HttpClient> {
         let from = std::net::Ipv4Addr::new(127, 1, (i / 250) as u8, (i % 250) as u8 + 1);
-        let s = http_get(from, port, &format!("{SATIP_MUX}&pids=all"))
+        let s = http_get(from, port, &format!("{SATIP_MUX}&pids={pids}"))
             .with_context(|| format!("client {i}"))?;
         s.set_read_timeout(Some(satip::RTSP_TIMEOUT))?;
         Ok(HttpClient {
@@ -558,6 +561,7 @@ fn rtp_point(
     seconds: f64,
     dir: &Path,
     perf: Option<std::path::PathBuf>,
+    pids: &str,
 ) -> anyhow::Result<Point> {
     let server = ServerProc::spawn(Server::Dvb2ip, dir, n + 8)?;
     let port = server.port;
@@ -577,7 +581,7 @@ fn rtp_point(
     let mut clients = Vec::with_capacity(n);
     for (i, (s, _)) in socks.iter().enumerate() {
         clients.push(
-            satip::setup(Server::Dvb2ip, port, "all", "", s)
+            satip::setup(Server::Dvb2ip, port, pids, "", s)
                 .with_context(|| format!("SETUP of session {i}"))?,
         );
     }
@@ -694,8 +698,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("dvb2ip-bench-http-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     println!(
-        "dvb2ip-bench http: {} HTTP clients (pids=all) vs {} RTP/UDP sessions of mux {SATIP_MUX} ({:.1} Mbit/s nominal), {} s each, {} CPUs, server {}",
+        "dvb2ip-bench http: {} HTTP clients (pids={}) vs {} RTP/UDP sessions of mux {SATIP_MUX} ({:.1} Mbit/s nominal), {} s each, {} CPUs, server {}",
         opts.clients,
+        opts.pids,
         if opts.rtp { opts.clients } else { 0 },
         mux_rate / 1e6,
         opts.seconds,
@@ -717,12 +722,19 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         &dir,
         perf_file("http"),
         opts.burst,
+        &opts.pids,
     ) {
         Ok(p) => points.push(p),
         Err(e) => println!("HTTP point failed: {e:#}"),
     }
     if opts.rtp {
-        match rtp_point(opts.clients, opts.seconds, &dir, perf_file("rtp")) {
+        match rtp_point(
+            opts.clients,
+            opts.seconds,
+            &dir,
+            perf_file("rtp"),
+            &opts.pids,
+        ) {
             Ok(p) => points.push(p),
             Err(e) => println!("RTP point failed: {e:#}"),
         }

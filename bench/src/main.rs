@@ -79,6 +79,9 @@ enum BenchCommand {
         /// queue of the burst) instead of joining one after the other.
         #[arg(long)]
         burst: bool,
+        /// PIDs of every client: `all` or a list (e.g. one service: 0,16,17,256,257,258).
+        #[arg(long, default_value = "all")]
+        pids: String,
     },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
@@ -122,12 +125,14 @@ fn main() -> ExitCode {
             no_rtp,
             perf,
             burst,
+            pids,
         } => http::run(&http::Options {
             clients,
             seconds,
             rtp: !no_rtp,
             perf,
             burst,
+            pids,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Tuner {
