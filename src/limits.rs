@@ -243,11 +243,21 @@ impl Limits {
     }
 
     /// The open descriptors as last counted plus the connections admitted since (counted
-    /// again when the count is older than [`FD_SCAN_INTERVAL`]).
+    /// again when the count is older than [`FD_SCAN_INTERVAL`], or when the estimate comes
+    /// near the limit: pipelines open descriptors the estimate does not see).
     pub fn open_fds(&self) -> usize {
+        let estimate = self.scan(false);
+        if estimate + 2 * self.inner.headroom > self.inner.nofile {
+            self.scan(true)
+        } else {
+            estimate
+        }
+    }
+
+    fn scan(&self, now: bool) -> usize {
         let admitted = self.inner.admitted.load(Ordering::SeqCst);
         let mut scan = self.inner.scan.lock().unwrap();
-        let stale = scan.at.is_none_or(|t| t.elapsed() >= FD_SCAN_INTERVAL);
+        let stale = now || scan.at.is_none_or(|t| t.elapsed() >= FD_SCAN_INTERVAL);
         if stale {
             if let Some(open) = count_open_fds() {
                 *scan = Scan {
