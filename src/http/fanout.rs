@@ -64,6 +64,11 @@ struct Queue {
     /// Bytes queued, not yet written.
     bytes: usize,
     closed: Option<Closed>,
+    /// The buffer the pool primed the stream with (the feed's latest, pushed in the thread that
+    /// opened the source), until the feed's own first push came.
+    primed: Option<gst::Buffer>,
+    /// The feed's thread pushed already.
+    fed: bool,
 }
 
 /// One streaming client's writer (see the module documentation).
@@ -75,6 +80,8 @@ pub struct Writer {
     limit: usize,
     stats: Arc<HttpStats>,
     queue: Mutex<Queue>,
+    /// The thread opening the source, while it does: its push is the pool's priming.
+    opener: Mutex<Option<std::thread::ThreadId>>,
     /// Signalled once the writer stopped.
     pub closed: tokio::sync::Notify,
 }
@@ -94,8 +101,31 @@ impl Writer {
             limit,
             stats,
             queue: Mutex::new(Queue::default()),
+            opener: Mutex::new(None),
             closed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Opens the stream's source with `open` in this thread. The pool primes a new subscriber
+    /// with the feed's latest buffer in the opening thread, racing the feed's own next push:
+    /// the primed buffer is kept only when it comes first, and the feed's push of that same
+    /// buffer is then skipped, so the client sees every packet once and in order.
+    pub fn opening<T>(&self, open: impl FnOnce() -> T) -> T {
+        *self.opener.lock().unwrap() = Some(std::thread::current().id());
+        let r = open();
+        *self.opener.lock().unwrap() = None;
+        r
+    }
+
+    /// Whether `b` is the primed buffer `p` (the same buffer, or the same filtered packets).
+    fn same(p: &gst::Buffer, b: &gst::Buffer) -> bool {
+        if p.as_ptr() == b.as_ptr() {
+            return true;
+        }
+        match (p.map_readable(), b.map_readable()) {
+            (Ok(x), Ok(y)) => x.as_slice() == y.as_slice(),
+            _ => false,
+        }
     }
 
     /// Writes the response head, then what was queued before it, then every push.
@@ -194,9 +224,22 @@ impl Writer {
 
 impl TsSink for Writer {
     fn push(&self, buffer: &gst::Buffer) {
+        let priming = *self.opener.lock().unwrap() == Some(std::thread::current().id());
         let mut q = self.queue.lock().unwrap();
         if q.closed.is_some() {
             return;
+        }
+        if priming {
+            if q.fed {
+                // The feed was first: the primed buffer is older or the same.
+                return;
+            }
+            q.primed = Some(buffer.clone());
+        } else if !q.fed {
+            q.fed = true;
+            if q.primed.take().is_some_and(|p| Self::same(&p, buffer)) {
+                return;
+            }
         }
         let Ok(m) = buffer.clone().into_mapped_buffer_readable() else {
             return;

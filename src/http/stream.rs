@@ -158,7 +158,8 @@ async fn stream(
     // Leasing a frontend is synchronous and quick (emulated or dvbsrc open).
     let pool = st.pool.clone();
     let sink: Arc<dyn TsSink> = writer.clone();
-    let started = blocking(move || source::open(&pool, spec, sink)).await;
+    let w = writer.clone();
+    let started = blocking(move || w.opening(|| source::open(&pool, spec, sink))).await;
     let src = match started {
         Some(Ok(s)) => s,
         Some(Err(e)) => return error_response(&e),

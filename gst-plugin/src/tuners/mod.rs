@@ -625,12 +625,12 @@ fn lease_from(
         sink: sink.clone(),
         lock_deadline: Mutex::new((!locked).then(|| Instant::now() + req.tuning_timeout)),
     });
-    feed.fanout.add(sub.clone());
+    let last = feed.fanout.add(sub.clone());
     let st = feed.status.lock().unwrap().clone();
     drop(g);
     if st.locked {
         sink.lock_changed(true, &st);
-        feed.fanout.prime(&sub);
+        feed.fanout.prime(&sub, last);
     }
     Ok(Lease {
         pool: pool.clone(),
