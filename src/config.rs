@@ -22,13 +22,26 @@ pub struct ServerConfig {
     /// any request or RTCP for this long (plus 5 s of grace) is torn down.
     #[serde(default = "default_session_timeout")]
     pub session_timeout: u32,
-    /// Most RTSP sessions at once; one more SETUP gets 503 `No-More: sessions`.
+    /// Most sessions at once, RTSP sessions and HTTP streams together; one more SETUP or HTTP
+    /// stream gets 503 `No-More: sessions`. 0: sized from the descriptor limit
+    /// ([`ServerConfig::effective_max_sessions`]).
     #[serde(default = "default_max_sessions")]
     pub max_sessions: u32,
     /// Where the channel database lives ("" = none: channels come from `[[channel]]` only;
     /// `dvb2ip scan` then uses `$DVB2IP_STATE_DIR` or /var/lib/dvb2ip).
     #[serde(default)]
     pub state_dir: String,
+}
+
+impl ServerConfig {
+    /// `max_sessions`, or for 0 the limit the process's descriptors allow
+    /// ([`crate::http::limits::auto_max_sessions`]).
+    pub fn effective_max_sessions(&self) -> u32 {
+        match self.max_sessions {
+            0 => crate::http::limits::auto_max_sessions(crate::http::limits::fd_limit()),
+            n => n,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -282,6 +295,8 @@ struct LauncherPart {
     vod: crate::vod::config::VodSection,
     #[serde(default)]
     scan: crate::scan::config::ScanSection,
+    #[serde(default)]
+    http: crate::http::limits::HttpSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -304,6 +319,8 @@ pub struct Config {
     pub vod: crate::vod::config::VodSection,
     /// `[scan]`: channel scanning (src/scan/config.rs).
     pub scan: crate::scan::config::ScanSection,
+    /// `[http]`: the HTTP server's limits.
+    pub http: crate::http::limits::HttpSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -413,6 +430,7 @@ impl Config {
             multicast: part.multicast,
             vod: part.vod,
             scan: part.scan,
+            http: part.http,
             broadcast,
         })
     }

@@ -9,6 +9,7 @@
 //!   elements in a `dvb2ip.tuner-pool` `GstContext` ([`Core::pool_context`]).
 //! * `streams`: the SAT>IP stream table (stream ids, owners, what serves each stream).
 //! * `packers`: the RTP packetizers of its streams, served by one timer thread.
+//! * `sessions`: the session count RTSP and HTTP share against `max_sessions`.
 //! * `metrics`: its counters (datagrams the direct path could not send).
 //! * `config`: the configuration the server runs with.
 //! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
@@ -21,6 +22,7 @@ use gstdvb2ip::tuners::Pool;
 
 use crate::config::Config;
 use crate::rtp::packer::Packers;
+use crate::streams::sessions::Sessions;
 use crate::streams::table::{StreamTable, Streams};
 
 /// What one server owns; shared by its front ends as `Arc<Core>`.
@@ -30,6 +32,8 @@ pub struct Core {
     pub streams: StreamTable,
     /// The RTP packetizers of the server's streams and their timer thread.
     pub packers: Packers,
+    /// RTSP sessions and HTTP streams counted against `[server] max_sessions`.
+    pub sessions: Arc<Sessions>,
     pub metrics: Metrics,
     /// Recordings of channels into the first VOD root.
     pub recordings: crate::vod::record::Recordings,
@@ -45,11 +49,16 @@ pub struct Metrics {
     /// RTP/RTCP datagrams of the direct path that could not be sent (socket buffer full, or an
     /// error).
     pub rtp_dropped: Arc<AtomicU64>,
+    /// The HTTP server's connections, streams, refusals, timeouts and slow clients dropped.
+    pub http: Arc<crate::http::limits::HttpStats>,
 }
 
 impl Core {
     /// A core serving `config` from `pool` (frontends as `pool` has them configured).
     pub fn new(config: Config, pool: Pool) -> Arc<Core> {
+        let sessions = Arc::new(Sessions::new(
+            config.server.effective_max_sessions() as usize
+        ));
         Arc::new(Core {
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             scans: crate::scan::service::Scans::new(&config, pool.clone()),
@@ -57,6 +66,7 @@ impl Core {
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),
             packers: Packers::default(),
+            sessions,
             metrics: Metrics::default(),
             limits: crate::limits::Limits::from_rlimit(),
         })

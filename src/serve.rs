@@ -128,6 +128,11 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
         .attach(None)
         .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;
     let rtsp_port = server.bound_port() as u16;
+    // RTSP sessions and HTTP streams share `max_sessions` (src/streams/sessions.rs).
+    if let Some(pool) = server.session_pool() {
+        core.sessions
+            .set_rtsp_count(Box::new(move || pool.n_sessions() as usize));
+    }
     // Expired sessions (no request and no RTCP for the timeout) are reaped every second.
     let pool = server
         .session_pool()
@@ -200,11 +205,14 @@ pub fn spawn_network(
         })
     };
     let (id_tx, id_rx) = tokio::sync::watch::channel(identity.state.device_id);
-    let http = crate::http::server::spawn(
+    let http = crate::http::server::spawn_with(
         rt,
         server.bind,
         cfg.server.http_port,
         crate::http::server::router(&server.core, desc, id_rx.clone()),
+        crate::http::limits::HttpLimits::resolve(&cfg.http, server.core.limits.nofile() as u64),
+        server.core.limits.clone(),
+        server.core.metrics.http.clone(),
     )?;
     let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_rx, id_tx)?;
     follow_device_id(rt, cfg, server, id_rx.clone());
@@ -336,6 +344,9 @@ pub fn run_from(
     // The launcher's own tokio runtime (SSDP and HTTP live here too) waits for the signals.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // HTTP streams lease and release frontends on the blocking pool (a few at a time):
+        // bounded, so clients coming and going never add threads.
+        .max_blocking_threads(4)
         .thread_name("dvb2ip-launcher")
         .enable_all()
         .build()

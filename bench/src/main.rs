@@ -6,11 +6,14 @@
 //!   [`satip_rx`]); the `dvb2ip` server is the binary beside this one in the same target
 //!   directory, the baseline this binary's hidden `satip-baseline-server` subcommand;
 //! - `vod`: N RTSP VOD sessions of a ~20 Mbit/s TS, each seeking every 10 s ([`vod`]);
+//! - `http`: N SAT>IP HTTP streaming clients against N RTP/UDP sessions of the same mux
+//!   ([`http`]);
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
 //!   ([`css`]);
 //! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
 
 mod css;
+mod http;
 mod satip;
 mod satip_baseline;
 mod satip_rx;
@@ -71,6 +74,27 @@ enum BenchCommand {
         #[arg(long, default_value_t = 100)]
         timeout_percent: u32,
     },
+    /// HTTP streaming at scale: N HTTP clients vs N RTP/UDP sessions of one mux, server CPU
+    /// per thread, threads, RSS per client, CC errors, HTTP/RTP CPU ratio.
+    Http {
+        #[arg(long, default_value_t = 200)]
+        clients: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Skip the RTP/UDP comparison point.
+        #[arg(long)]
+        no_rtp: bool,
+        /// Profile the server with `perf record -g` over each window (data in this directory).
+        #[arg(long)]
+        perf: Option<std::path::PathBuf>,
+        /// HTTP clients send their requests all at once (first-byte times then include the
+        /// queue of the burst) instead of joining one after the other.
+        #[arg(long)]
+        burst: bool,
+        /// PIDs of every client: `all` or a list (e.g. one service: 0,16,17,256,257,258).
+        #[arg(long, default_value = "all")]
+        pids: String,
+    },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
@@ -120,6 +144,21 @@ fn main() -> ExitCode {
             },
             server,
             rx_threads,
+        }),
+        BenchCommand::Http {
+            clients,
+            seconds,
+            no_rtp,
+            perf,
+            burst,
+            pids,
+        } => http::run(&http::Options {
+            clients,
+            seconds,
+            rtp: !no_rtp,
+            perf,
+            burst,
+            pids,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Scan {

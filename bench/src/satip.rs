@@ -40,11 +40,11 @@ use crate::satip_baseline::{self as baseline, MUX_KHZ, SATIP_MUX, SUBSETS};
 use crate::satip_rx::{self as rx, PidTally, Receiver, NONE};
 
 /// Seconds between the last PLAY and the start of the measured window.
-const SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 /// Time given to the warm-up session to tune and lock the multiplex (lock time is 300 ms).
-const WARM_UP: Duration = Duration::from_millis(1500);
+pub(crate) const WARM_UP: Duration = Duration::from_millis(1500);
 /// Timeout of each RTSP request.
-const RTSP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RTSP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Budget of the SETUP phase and of the PLAY phase of a point: this plus [`PHASE_PER_SESSION`]
 /// per session; sessions not set up or played by then count as failed.
 const PHASE_BASE: Duration = Duration::from_secs(20);
@@ -102,7 +102,7 @@ impl Mode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
+pub(crate) enum Server {
     Dvb2ip,
     Baseline,
 }
@@ -142,7 +142,7 @@ struct Point {
 // ---- /proc ------------------------------------------------------------------------------------
 
 /// User+system CPU seconds of process `pid` (every thread, live or exited).
-fn proc_cpu_secs(pid: u32) -> Option<f64> {
+pub(crate) fn proc_cpu_secs(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the ")" closing comm: state is field 3, utime 14 and stime 15.
     let rest = stat.rsplit_once(')')?.1;
@@ -155,7 +155,7 @@ fn proc_cpu_secs(pid: u32) -> Option<f64> {
 }
 
 /// Resident set size of process `pid` in KiB.
-fn proc_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn proc_rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
@@ -166,9 +166,11 @@ fn proc_rss_kib(pid: u32) -> Option<u64> {
 // ---- server processes -------------------------------------------------------------------------
 
 /// A server child process on 127.0.0.1, killed when dropped.
-struct ServerProc {
+pub(crate) struct ServerProc {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
+    /// The HTTP port (dvb2ip only; 0 for the baseline).
+    pub(crate) http_port: u16,
     log: PathBuf,
 }
 
@@ -179,7 +181,10 @@ fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
     match kind {
         Server::Baseline => Ok(me),
         Server::Dvb2ip => {
-            let exe = me.with_file_name("dvb2ip");
+            // DVB2IP_BENCH_SERVER names another build to measure (e.g. an older one).
+            let exe = std::env::var_os("DVB2IP_BENCH_SERVER")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| me.with_file_name("dvb2ip"));
             if !exe.is_file() {
                 bail!(
                     "{} not found: the server under test is the dvb2ip binary beside dvb2ip-bench \
@@ -193,7 +198,7 @@ fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
 }
 
 impl ServerProc {
-    fn spawn(kind: Server, dir: &Path, n_max: usize) -> anyhow::Result<ServerProc> {
+    pub(crate) fn spawn(kind: Server, dir: &Path, n_max: usize) -> anyhow::Result<ServerProc> {
         let exe = server_exe(kind)?;
         let log = dir.join(format!("{kind:?}.log").to_lowercase());
         let mut cmd = Command::new(&exe);
@@ -233,20 +238,37 @@ impl ServerProc {
                     .split_once("serving RTSP on ")
                     .and_then(|(_, a)| a.trim().rsplit(':').next()?.parse::<u16>().ok())
                 {
-                    let _ = tx.send(p);
+                    let _ = tx.send((p, false));
+                }
+                // The banner's status page line: `curl http://HOST:PORT/   # status page`.
+                if let Some(p) = line
+                    .strip_suffix("# status page")
+                    .and_then(|l| l.trim().strip_prefix("curl http://"))
+                    .and_then(|a| a.trim().trim_end_matches('/').rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                {
+                    let _ = tx.send((p, true));
                 }
             }
         });
         let mut server = ServerProc {
             child,
             port: 0,
+            http_port: 0,
             log,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(p) = port_rx.recv_timeout(Duration::from_millis(100)) {
-                server.port = p;
-                return Ok(server);
+            if let Ok((p, http)) = port_rx.recv_timeout(Duration::from_millis(100)) {
+                if http {
+                    server.http_port = p;
+                } else {
+                    server.port = p;
+                }
+                if server.port != 0 && (server.http_port != 0 || kind == Server::Baseline) {
+                    return Ok(server);
+                }
+                continue;
             }
             if !server.alive() {
                 bail!("{kind:?} server exited at start:\n{}", server.log_tail());
@@ -257,7 +279,7 @@ impl ServerProc {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -265,7 +287,7 @@ impl ServerProc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -322,6 +344,8 @@ fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
     set("ssdp", "enabled", false.into());
     set("emulator", "hardware", "off".into());
     set("server", "session_timeout", 60.into());
+    // A free HTTP port (the banner names it): benchmarks may run side by side.
+    set("server", "http_port", 0.into());
     if let Some(m) = max_sessions {
         set("server", "max_sessions", (m as i64).into());
     }
@@ -332,7 +356,7 @@ fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
 
 /// A blocking RTSP/1.0 client connection (the tests' raw client, `dvb2ip_testkit::rtsp`) that
 /// sends the last session a 200 answer named with every request.
-struct Rtsp {
+pub(crate) struct Rtsp {
     c: RtspClient,
     session: Option<String>,
 }
@@ -344,7 +368,12 @@ impl Rtsp {
         Ok(Rtsp { c, session: None })
     }
 
-    fn send(&mut self, method: &str, url: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+    pub(crate) fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let mut headers = Vec::with_capacity(extra.len() + 1);
         if let Some(s) = &self.session {
             headers.push(("Session", s.as_str()));
@@ -355,7 +384,7 @@ impl Rtsp {
     }
 
     /// Sends a request and reads its answer, which must be 200 OK.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         method: &str,
         url: &str,
@@ -377,7 +406,7 @@ impl Rtsp {
 }
 
 /// An RTP socket on an even port with its RTCP neighbour.
-fn rtp_pair() -> anyhow::Result<(UdpSocket, UdpSocket)> {
+pub(crate) fn rtp_pair() -> anyhow::Result<(UdpSocket, UdpSocket)> {
     for _ in 0..1000 {
         let a = UdpSocket::bind("127.0.0.1:0")?;
         let p = a.local_addr()?.port();
@@ -397,13 +426,13 @@ fn transport(rtp: &UdpSocket) -> anyhow::Result<String> {
 }
 
 /// A session set up on a server: its RTSP connection and the URL to PLAY.
-struct Client {
-    rtsp: Rtsp,
-    play_url: String,
+pub(crate) struct Client {
+    pub(crate) rtsp: Rtsp,
+    pub(crate) play_url: String,
 }
 
 /// SETUP of one session (plus DESCRIBE on the baseline, as a plain RTSP client does).
-fn setup(
+pub(crate) fn setup(
     kind: Server,
     port: u16,
     pids: &str,
@@ -455,7 +484,7 @@ fn setup(
 
 // ---- one point --------------------------------------------------------------------------------
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -2,6 +2,9 @@
 //! `serve` with or without SSDP: SAT>IP HTTP streaming (`stream`), the presentation page
 //! (`status`) on `/`, and the description and channel list of `crate::ssdp::description`.
 
+pub mod conn;
+pub mod fanout;
+pub mod limits;
 pub mod server;
 pub mod status;
 pub mod stream;

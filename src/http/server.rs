@@ -6,6 +6,10 @@
 //! The caller binds (so port 0 works and a busy port is a start-up error); the server task
 //! stops on the handle's shutdown signal (mini-redis shape), and dropping the handle waits for
 //! it, bounded.
+//!
+//! Connections are served by [`super::conn`] under the limits of [`super::limits`] (`[http]`):
+//! a connection cap and a per-address cap sized from the descriptor limit (503 with
+//! `Retry-After` beyond them), a request-head timeout and an idle timeout.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,8 +18,10 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 
+use super::conn::{accept_loop, Shared};
+use super::limits::{Admission, HttpLimits, HttpStats};
 use crate::core::Core;
-use crate::ssdp::description::{self, ConnAddrs, DescriptionState};
+use crate::ssdp::description::{self, DescriptionState};
 
 /// Every route of the HTTP server of `core`.
 pub fn router(
@@ -26,6 +32,7 @@ pub fn router(
     let status_page = super::status::StatusPage {
         desc: desc.clone(),
         device_id,
+        http: Some(core.metrics.http.clone()),
     };
     let vod = crate::vod::http::router(core, desc.rtsp_port);
     description::router(desc)
@@ -33,6 +40,7 @@ pub fn router(
         .merge(super::stream::router(super::stream::StreamState {
             status_page: Some(Arc::new(status_page)),
             pool: core.pool.clone(),
+            sessions: Some(core.sessions.clone()),
             ..Default::default()
         }))
         .merge(crate::scan::api::router(core.scans.clone()))
@@ -44,6 +52,10 @@ pub struct HttpServer {
     done: Option<std::sync::mpsc::Receiver<()>>,
     /// The port it listens on (useful when configured as 0).
     pub port: u16,
+    /// Its counters (connections, streams, refusals, timeouts, slow clients dropped).
+    pub stats: Arc<HttpStats>,
+    /// The limits it enforces.
+    pub limits: HttpLimits,
 }
 
 impl HttpServer {
@@ -64,12 +76,35 @@ impl Drop for HttpServer {
     }
 }
 
-/// Binds `bind:port` and serves `app` on `rt`. Bind errors are returned, never panicked on.
+/// Binds `bind:port` and serves `app` on `rt` with the default limits
+/// ([`HttpLimits::default`]). Bind errors are returned, never panicked on.
 pub fn spawn(
     rt: &tokio::runtime::Runtime,
     bind: IpAddr,
     port: u16,
     app: Router,
+) -> anyhow::Result<HttpServer> {
+    spawn_with(
+        rt,
+        bind,
+        port,
+        app,
+        HttpLimits::default(),
+        crate::limits::Limits::from_rlimit(),
+        Arc::default(),
+    )
+}
+
+/// [`spawn`] with the given limits, its connections counted in `budget` (the core's
+/// descriptor budget) and its counters in `stats` (the core's `metrics.http`).
+pub fn spawn_with(
+    rt: &tokio::runtime::Runtime,
+    bind: IpAddr,
+    port: u16,
+    app: Router,
+    limits: HttpLimits,
+    budget: crate::limits::Limits,
+    stats: Arc<HttpStats>,
 ) -> anyhow::Result<HttpServer> {
     let _guard = rt.enter();
     let listener = std::net::TcpListener::bind(SocketAddr::new(bind, port))
@@ -77,25 +112,23 @@ pub fn spawn(
     listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let port = listener.local_addr()?.port();
-    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let admission = Admission::new(limits, budget, stats.clone());
+    let shared = Arc::new(Shared {
+        app,
+        admission,
+        shutdown: rx,
+    });
     rt.spawn(async move {
-        let r = axum::serve(
-            description::ExactCaseListener(listener),
-            app.into_make_service_with_connect_info::<ConnAddrs>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        })
-        .await;
-        if let Err(e) = r {
-            eprintln!("dvb2ip: http: server failed: {e}");
-        }
+        accept_loop(listener, shared).await;
         let _ = done_tx.send(());
     });
     Ok(HttpServer {
         shutdown: Some(tx),
         done: Some(done_rx),
         port,
+        stats,
+        limits,
     })
 }

@@ -15,6 +15,8 @@ pub struct StatusPage {
     pub desc: Arc<DescriptionState>,
     /// The DEVICE ID in use (`crate::ssdp::Ssdp::device_id`).
     pub device_id: tokio::sync::watch::Receiver<u8>,
+    /// The HTTP server's counters, shown when given.
+    pub http: Option<Arc<super::limits::HttpStats>>,
 }
 
 /// `s` with `& < > " '` escaped, for HTML text and attribute values.
@@ -102,6 +104,9 @@ impl StatusPage {
             *self.device_id.borrow(),
             escape(&d.caps.to_string()),
         );
+        if let Some(st) = &self.http {
+            let _ = writeln!(h, "<h2>HTTP</h2>\n<dl id=\"http\">\n{}</dl>", st.html());
+        }
         h.push_str(
             "<h2>Frontends</h2>\n<table>\n<tr><th>fe</th><th>Name</th><th>Device</th>\
              <th>Delivery systems</th><th>Users</th><th>Tuned</th><th>Lock</th>\
@@ -182,6 +187,7 @@ mod tests {
         let page = StatusPage {
             desc,
             device_id: tokio::sync::watch::channel(7).1,
+            http: None,
         };
         let rows = vec![FrontendRow {
             fe: vec![1, 3],

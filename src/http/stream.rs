@@ -1,28 +1,31 @@
 //! SAT>IP HTTP streaming (§7.1): `GET /?<query>` answers `200 video/MP2T` and streams the raw
 //! TS of the stream's [`Source`] (a tuner-pool subscription, as the unicast RTP path uses)
-//! until the client closes the connection, which frees the frontend, or the source ends (its
-//! tuner left the pool and no other could take the stream over: the body ends).
+//! until the client closes the connection, which frees the frontend.
 //! Bad queries get 400/403 with the `Check-Syntax:`/`Out-of-Range:` body, no free frontend 503
-//! `No-More: frontends`.
+//! `No-More: frontends`, a stream beyond `[server] max_sessions` (RTSP sessions and HTTP
+//! streams together) 503 `No-More: sessions`.
+//!
+//! The handler only starts the source: its sink is the connection's [`Writer`], which the
+//! connection ([`super::conn`]) hands over in a [`Takeover`]; the TS goes from the source's
+//! thread to the socket ([`super::fanout`]) with no thread or task per client.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
+use super::conn::{Taken, Takeover};
+use super::fanout::Writer;
 use super::status::StatusPage;
+use crate::streams::sessions::{OwnedSessionPermit, Sessions};
 use crate::streams::source::{self, Source, TsSink};
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use gstdvb2ip::proto::satip::{
-    parse_query, QueryError, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
+    parse_query, QueryError, Resource, StreamSpec, DEFAULT_MAX_PIDS, ERROR_CONTENT_TYPE,
 };
 use gstdvb2ip::tuners::Pool;
-
-/// Buffers (of up to a few dozen TS packets each) queued per client before data is dropped.
-const QUEUE_BUFFERS: usize = 512;
 
 /// Settings of the streaming routes.
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ pub struct StreamState {
     pub status_page: Option<Arc<StatusPage>>,
     /// The tuner pool streams lease from (the server core's).
     pub pool: Pool,
+    /// The server's session count: an HTTP stream takes a place among `max_sessions` (none:
+    /// unlimited).
+    pub sessions: Option<Arc<Sessions>>,
 }
 
 impl Default for StreamState {
@@ -41,6 +47,7 @@ impl Default for StreamState {
             max_pids: DEFAULT_MAX_PIDS,
             status_page: None,
             pool: Pool::default_pool().clone(),
+            sessions: None,
         }
     }
 }
@@ -58,49 +65,32 @@ fn error_response(e: &QueryError) -> Response {
     }
 }
 
-/// Gives the source back when the response body (hence the connection) goes away.
-struct SourceGuard(Option<Box<dyn Source>>);
-
-impl Drop for SourceGuard {
-    fn drop(&mut self) {
-        if let Some(src) = self.0.take() {
-            // The last user of a frontend stops its feed (joins its thread): keep that off
-            // the async workers.
-            std::thread::spawn(move || drop(src));
-        }
-    }
+/// Runs `f` on tokio's blocking pool, at most [`BLOCKING_AT_ONCE`] at a time, so that many
+/// clients joining or leaving at once do not each get a thread.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _permit = BLOCKING.acquire().await.ok()?;
+    tokio::task::spawn_blocking(f).await.ok()
 }
 
-/// Queues the source's TS for the response body, in the source's thread: a client that
-/// does not keep up loses data rather than holding up the feed. `None` once the source ended
-/// ([`TsSink::end`]): the body ends after what is queued.
-struct Queue(std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>);
+/// Blocking operations (leasing or releasing a frontend, reading the pool) at once.
+pub const BLOCKING_AT_ONCE: usize = 2;
+static BLOCKING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BLOCKING_AT_ONCE);
 
-impl TsSink for Queue {
-    fn push(&self, buffer: &gst::Buffer) {
-        let Some(tx) = self.0.lock().unwrap().clone() else {
-            return;
-        };
-        if let Ok(map) = buffer.map_readable() {
-            // Full: dropped; closed: the body is gone and the guard gives the source back.
-            let _ = tx.try_send(Bytes::copy_from_slice(map.as_slice()));
-        }
-    }
-
-    fn end(&self, reason: &str) {
-        if self.0.lock().unwrap().take().is_some() {
-            eprintln!("dvb2ip: http: stream ends: {reason}");
-        }
-    }
+/// What a running stream holds: its source and its place among the sessions.
+struct Held {
+    _source: Box<dyn Source>,
+    _permit: Option<OwnedSessionPermit>,
 }
 
-fn start_source(
-    pool: &Pool,
-    spec: StreamSpec,
-) -> Result<(Box<dyn Source>, tokio::sync::mpsc::Receiver<Bytes>), QueryError> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_BUFFERS);
-    let src = source::open(pool, spec, Arc::new(Queue(std::sync::Mutex::new(Some(tx)))))?;
-    Ok((src, rx))
+/// Gives a stream's source back: the last user of a frontend stops its feed (joins its
+/// thread), so off the async workers.
+fn release(keep: Box<dyn Send>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn(blocking(move || drop(keep)));
+        }
+        Err(_) => drop(keep),
+    }
 }
 
 async fn stream(
@@ -113,7 +103,7 @@ async fn stream(
         let host = crate::ssdp::description::local_host(&req);
         // Reading the pool takes its lock briefly; keep it off the async workers anyway.
         let pool = st.pool.clone();
-        let rows = tokio::task::spawn_blocking(move || super::status::frontend_rows(&pool))
+        let rows = blocking(move || super::status::frontend_rows(&pool))
             .await
             .unwrap_or_default();
         return (
@@ -136,26 +126,64 @@ async fn stream(
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
+    if req.method() == axum::http::Method::HEAD {
+        // The head a GET would get, without leasing a frontend.
+        return stream_head(Body::empty());
+    }
+    let Some(takeover) = req.extensions().get::<Takeover>().cloned() else {
+        // Only dvb2ip's own connections (`super::conn`) can hand a socket over.
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            "HTTP streaming needs the dvb2ip HTTP server",
+        )
+            .into_response();
+    };
+    if !takeover.budget.headroom_ok() {
+        takeover.budget.refused("HTTP stream");
+        return error_response(&QueryError::NoMore(vec![Resource::Sessions]));
+    }
+    let permit = match &st.sessions {
+        Some(s) => match s.try_admit_http() {
+            Some(p) => Some(p),
+            None => return error_response(&QueryError::NoMore(vec![Resource::Sessions])),
+        },
+        None => None,
+    };
+    let writer = Writer::new(
+        takeover.sock.clone(),
+        takeover.peer,
+        takeover.queue_limit,
+        takeover.stats.clone(),
+    );
     // Leasing a frontend is synchronous and quick (emulated or dvbsrc open).
     let pool = st.pool.clone();
-    let started = tokio::task::spawn_blocking(move || start_source(&pool, spec)).await;
-    let (src, rx) = match started {
-        Ok(Ok(x)) => x,
-        Ok(Err(e)) => return error_response(&e),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    let sink: Arc<dyn TsSink> = writer.clone();
+    let w = writer.clone();
+    let started = blocking(move || w.opening(|| source::open(&pool, spec, sink))).await;
+    let src = match started {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return error_response(&e),
+        None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let guard = SourceGuard(Some(src));
-    let body = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<Bytes, Infallible>(b), (rx, guard)))
+    *takeover.slot.lock().unwrap() = Some(Taken {
+        writer,
+        keep: Box::new(Held {
+            _source: src,
+            _permit: permit,
+        }),
+        release,
     });
+    stream_head(Body::empty())
+}
+
+/// The answer that starts a stream (its TS follows on the connection).
+fn stream_head(body: Body) -> Response {
     (
         [
             (header::CONTENT_TYPE, "video/MP2T"),
             (header::CONNECTION, "close"),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response()
 }

@@ -712,8 +712,10 @@ mod imp {
             }
             if !has_session {
                 if let Some(pool) = self.obj().session_pool() {
+                    // HTTP streams take places among `max_sessions` too.
                     let max = pool.max_sessions();
-                    if max > 0 && pool.n_sessions() >= max {
+                    let http = self.core().sessions.http() as u32;
+                    if max > 0 && pool.n_sessions() + http >= max {
                         return Some(Answer::error(&QueryError::NoMore(vec![Resource::Sessions])));
                     }
                 }
@@ -964,8 +966,9 @@ mod imp {
                 // session ended (§3.1, checklist 64).
                 (METHOD_TEARDOWN, 200) => msg.remove_header("Connection"),
                 (_, 503) if msg.header("Content-Type").is_none() => {
+                    let http = self.core().sessions.http() as u32;
                     let sessions_full = self.obj().session_pool().is_some_and(|p| {
-                        p.max_sessions() > 0 && p.n_sessions() >= p.max_sessions()
+                        p.max_sessions() > 0 && p.n_sessions() + http >= p.max_sessions()
                     });
                     let error = current_media().as_ref().and_then(media_error);
                     match reason_503(sessions_full && no_session, error.as_ref()) {

@@ -160,7 +160,7 @@ pub fn configure(
     let server = server.as_ref();
     if let Some(pool) = server.session_pool() {
         // 0 = unlimited for gst-rtsp-server; keep at least one session.
-        pool.set_max_sessions(cfg.server.max_sessions.max(1));
+        pool.set_max_sessions(cfg.server.effective_max_sessions().max(1));
     }
     let Some(factory) = server
         .mount_points()

@@ -191,10 +191,10 @@ impl Fanout {
     }
 
     /// Adds a subscriber that comes from another frontend's feed: its next buffer is flagged
-    /// `DISCONT`.
-    pub fn add_moved(&self, s: Arc<Subscriber>) {
+    /// `DISCONT`. Returns what [`Fanout::add`] returns.
+    pub fn add_moved(&self, s: Arc<Subscriber>) -> Option<gst::Buffer> {
         self.discont.lock().unwrap().push(s.id);
-        self.add(s);
+        self.add(s)
     }
 
     /// `buf`, flagged `DISCONT` when it is the first for subscriber `id` after a move.
@@ -213,13 +213,18 @@ impl Fanout {
         buf
     }
 
-    pub fn add(&self, s: Arc<Subscriber>) {
-        self.subs.lock().unwrap().push(s);
+    /// Adds a subscriber; returns the chunk it starts after (the most recent one no push to it
+    /// includes: subscribers and the most recent chunk change together in
+    /// [`Fanout::distribute`]), for [`Fanout::prime`].
+    pub fn add(&self, s: Arc<Subscriber>) -> Option<gst::Buffer> {
+        let mut subs = self.subs.lock().unwrap();
+        subs.push(s);
+        self.last.lock().unwrap().clone()
     }
 
-    /// Sends the most recent chunk to a subscriber that just joined.
-    pub fn prime(&self, s: &Subscriber) {
-        let Some(last) = self.last.lock().unwrap().clone() else {
+    /// Sends `last` (what [`Fanout::add`] returned) to a subscriber that just joined.
+    pub fn prime(&self, s: &Subscriber, last: Option<gst::Buffer>) {
+        let Some(last) = last else {
             return;
         };
         let filter = s.filter.lock().unwrap().clone();
@@ -247,11 +252,17 @@ impl Fanout {
 
     /// Sends one chunk of whole TS packets to every subscriber.
     pub fn distribute(&self, chunk: Vec<u8>) {
-        let subs = self.snapshot();
+        let all = gst::Buffer::from_mut_slice(chunk);
+        // The subscribers that get this chunk and the chunk a joiner is primed with change
+        // together: a joiner gets every chunk once (primed with the last one it misses).
+        let subs = {
+            let subs = self.subs.lock().unwrap();
+            *self.last.lock().unwrap() = Some(all.clone());
+            subs.clone()
+        };
         self.counters
             .bytes_in
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        let all = gst::Buffer::from_mut_slice(chunk);
+            .fetch_add(all.size() as u64, Ordering::Relaxed);
         let map = all.map_readable().expect("fresh buffer is readable");
         let data = map.as_slice();
         let mut filtered: Vec<(PidFilter, Option<gst::Buffer>)> = Vec::new();
@@ -276,7 +287,6 @@ impl Fanout {
             }
         }
         drop(map);
-        *self.last.lock().unwrap() = Some(all);
         self.counters
             .buffers_out
             .fetch_add(pushes.len() as u64, Ordering::Relaxed);

@@ -30,6 +30,8 @@ enum Note {
         sub: Arc<Subscriber>,
         feed: Arc<ActiveFeed>,
         status: TunerStatus,
+        /// The chunk it joined after ([`super::feed::Fanout::add`]), sent once it is told.
+        last: Option<gst::Buffer>,
     },
     /// Left without a frontend.
     Orphaned {
@@ -44,11 +46,16 @@ impl Notes {
     pub(super) fn deliver(self) {
         for n in self.0 {
             match n {
-                Note::Moved { sub, feed, status } => {
+                Note::Moved {
+                    sub,
+                    feed,
+                    status,
+                    last,
+                } => {
                     sub.sink.frontend_changed(&status);
                     sub.sink.lock_changed(status.locked, &status);
                     if status.locked {
-                        feed.fanout.prime(&sub);
+                        feed.fanout.prime(&sub, last);
                     }
                 }
                 Note::Orphaned {
@@ -101,7 +108,7 @@ pub(super) fn after_change(
             (st.info.0, st.info.1)
         };
         match place(reg, &l, counters) {
-            Ok((feed, status)) => {
+            Ok((feed, status, last)) => {
                 gst::info!(
                     CAT,
                     "lease on {} moved from adapter{}/frontend{} to adapter{}/frontend{}",
@@ -120,6 +127,7 @@ pub(super) fn after_change(
                     sub: l.sub.clone(),
                     feed,
                     status,
+                    last,
                 });
             }
             Err(why) if !was_homeless => {
@@ -169,7 +177,7 @@ fn place(
     reg: &mut Registry,
     l: &Arc<LeaseCore>,
     counters: &Arc<FeedCounters>,
-) -> Result<(Arc<ActiveFeed>, TunerStatus), String> {
+) -> Result<(Arc<ActiveFeed>, TunerStatus, Option<gst::Buffer>), String> {
     let grant = reg
         .pool
         .acquire(&Request {
@@ -195,7 +203,7 @@ fn place(
     let status = feed.status.lock().unwrap().clone();
     *l.sub.lock_deadline.lock().unwrap() =
         (!status.locked).then(|| Instant::now() + l.tuning_timeout);
-    feed.fanout.add_moved(l.sub.clone());
+    let last = feed.fanout.add_moved(l.sub.clone());
     let mut st = l.state.lock().unwrap();
     st.index = Some(i);
     st.shared = matches!(grant, Grant::Shared(_));
@@ -205,5 +213,5 @@ fn place(
         reg.pool.slots[i].frontend,
         reg.name_of(i),
     );
-    Ok((feed, status))
+    Ok((feed, status, last))
 }

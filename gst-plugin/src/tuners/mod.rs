@@ -744,7 +744,7 @@ fn lease_with(
         sink: sink.clone(),
         lock_deadline: Mutex::new((!locked).then(|| Instant::now() + req.tuning_timeout)),
     });
-    feed.fanout.add(sub.clone());
+    let last = feed.fanout.add(sub.clone());
     let st = feed.status.lock().unwrap().clone();
     let core = Arc::new(LeaseCore {
         sub: sub.clone(),
@@ -765,7 +765,7 @@ fn lease_with(
     drop(revoked);
     if st.locked {
         sink.lock_changed(true, &st);
-        feed.fanout.prime(&sub);
+        feed.fanout.prime(&sub, last);
     }
     Ok(Lease {
         pool: pool.clone(),
