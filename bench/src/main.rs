@@ -6,12 +6,15 @@
 //!   [`satip_rx`]); the `dvb2ip` server is the binary beside this one in the same target
 //!   directory, the baseline this binary's hidden `satip-baseline-server` subcommand;
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
-//!   ([`css`]).
+//!   ([`css`]);
+//! - `soak`: RTP, HTTP and CSS clients coming and going on one `dvb2ip serve` for a bounded
+//!   time, a frontend losing lock now and then ([`soak`]).
 
 mod css;
 mod satip;
 mod satip_baseline;
 mod satip_rx;
+mod soak;
 mod tuner;
 
 use std::process::ExitCode;
@@ -62,6 +65,26 @@ enum BenchCommand {
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
+    /// Soak: RTP, HTTP and CSS clients coming and going (some killed) on one `dvb2ip serve`
+    /// for a bounded time, a frontend losing lock every few minutes; prints loss/CC of the
+    /// clients that stayed, frontends left in use, RSS/fd slopes. Fails if a hard target fails.
+    Soak {
+        /// Length of the run in minutes.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// RTP clients (half stay, half churn).
+        #[arg(long, default_value_t = 50)]
+        rtp: usize,
+        /// HTTP clients (half stay, half churn).
+        #[arg(long, default_value_t = 10)]
+        http: usize,
+        /// CSS clients (half stay, half churn).
+        #[arg(long, default_value_t = 5)]
+        css: usize,
+        /// Seed of the clients' choices (targets, dwell times, kills).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// One emulated mux fanned out to N dvbtunersrc subscribers.
     Tuner {
         /// Subscriber counts.
@@ -94,6 +117,26 @@ fn main() -> ExitCode {
             },
             server,
             rx_threads,
+        }),
+        BenchCommand::Soak {
+            minutes,
+            rtp,
+            http,
+            css,
+            seed,
+        } => soak::run(&soak::Options {
+            minutes,
+            rtp,
+            http,
+            css,
+            seed,
+        })
+        .and_then(|met| {
+            if met {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("soak: a hard target was not met (see above)"))
+            }
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Tuner {

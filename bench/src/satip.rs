@@ -102,7 +102,7 @@ impl Mode {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Server {
+pub(crate) enum Server {
     Dvb2ip,
     Baseline,
 }
@@ -155,7 +155,7 @@ fn proc_cpu_secs(pid: u32) -> Option<f64> {
 }
 
 /// Resident set size of process `pid` in KiB.
-fn proc_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn proc_rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
@@ -174,7 +174,7 @@ struct ServerProc {
 
 /// The binary a server of `kind` runs: the `dvb2ip` beside this binary (cargo builds both into
 /// the same target directory), or this binary itself for the baseline.
-fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
+pub(crate) fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("path of the dvb2ip-bench binary")?;
     match kind {
         Server::Baseline => Ok(me),
@@ -332,19 +332,24 @@ fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
 
 /// A blocking RTSP/1.0 client connection (the tests' raw client, `dvb2ip_testkit::rtsp`) that
 /// sends the last session a 200 answer named with every request.
-struct Rtsp {
-    c: RtspClient,
+pub(crate) struct Rtsp {
+    pub(crate) c: RtspClient,
     session: Option<String>,
 }
 
 impl Rtsp {
-    fn connect(port: u16) -> anyhow::Result<Rtsp> {
+    pub(crate) fn connect(port: u16) -> anyhow::Result<Rtsp> {
         let c = RtspClient::connect((std::net::Ipv4Addr::LOCALHOST, port).into(), RTSP_TIMEOUT)?;
         c.stream().set_nodelay(true)?;
         Ok(Rtsp { c, session: None })
     }
 
-    fn send(&mut self, method: &str, url: &str, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+    pub(crate) fn send(
+        &mut self,
+        method: &str,
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
         let mut headers = Vec::with_capacity(extra.len() + 1);
         if let Some(s) = &self.session {
             headers.push(("Session", s.as_str()));
@@ -355,7 +360,7 @@ impl Rtsp {
     }
 
     /// Sends a request and reads its answer, which must be 200 OK.
-    fn request(
+    pub(crate) fn request(
         &mut self,
         method: &str,
         url: &str,
@@ -377,7 +382,7 @@ impl Rtsp {
 }
 
 /// An RTP socket on an even port with its RTCP neighbour.
-fn rtp_pair() -> anyhow::Result<(UdpSocket, UdpSocket)> {
+pub(crate) fn rtp_pair() -> anyhow::Result<(UdpSocket, UdpSocket)> {
     for _ in 0..1000 {
         let a = UdpSocket::bind("127.0.0.1:0")?;
         let p = a.local_addr()?.port();
@@ -391,7 +396,7 @@ fn rtp_pair() -> anyhow::Result<(UdpSocket, UdpSocket)> {
     bail!("no free even/odd UDP port pair on 127.0.0.1")
 }
 
-fn transport(rtp: &UdpSocket) -> anyhow::Result<String> {
+pub(crate) fn transport(rtp: &UdpSocket) -> anyhow::Result<String> {
     let p = rtp.local_addr()?.port();
     Ok(format!("RTP/AVP;unicast;client_port={p}-{}", p + 1))
 }
