@@ -784,22 +784,29 @@ fn rtp_session(
             return rec;
         }
     };
-    let receiver = match rtp
-        .try_clone()
-        .map_err(anyhow::Error::from)
-        .and_then(|s| Ok(Receiver::start(&[s], 1, None)?))
-    {
+    // The receiver reads this descriptor until it is stopped: keep it open until then (a
+    // closed number would be reused by the next socket, e.g. this session's RTSP connection).
+    let rx_sock = match rtp.try_clone() {
+        Ok(s) => s,
+        Err(e) => {
+            rec.error = Some(format!("sockets: {e}"));
+            return rec;
+        }
+    };
+    let receiver = match Receiver::start(std::slice::from_ref(&rx_sock), 1, None) {
         Ok(r) => r,
         Err(e) => {
             rec.error = Some(format!("receiver: {e:#}"));
             return rec;
         }
     };
+    let t_setup = Instant::now();
     let mut conn = match rtp_open(ctx, target, &rtp) {
         Ok(c) => c,
         Err(e) => {
             receiver.stop();
-            rec.error = Some(format!("setup: {e:#}"));
+            drop(rx_sock);
+            rec.error = Some(format!("setup (after {:?}): {e:#}", t_setup.elapsed()));
             bury(grave, Instant::now() + Duration::from_secs(2), rtp, rtcp);
             return rec;
         }
@@ -857,6 +864,7 @@ fn rtp_session(
     }
     ctx.active[Proto::Rtp as usize].fetch_sub(1, Ordering::Relaxed);
     receiver.stop();
+    drop(rx_sock);
     rec.units = counters.packets.load(Ordering::Relaxed);
     rec.bytes = counters.bytes.load(Ordering::Relaxed);
     rec.lost = counters.lost.load(Ordering::Relaxed);
@@ -1422,7 +1430,6 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
     let clean_exit = alive_at_end && exit.is_some_and(|s| s.success());
     let log_tail = server.log_tail();
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
 
     // ---- report ----
     let records = std::mem::take(&mut *ctx.records.lock().unwrap());
@@ -1472,6 +1479,14 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
         all_errors.extend(t.errors.iter().map(|e| format!("{name}: {e}")));
     }
     println!("units: RTP datagrams, TS packets (HTTP), CII messages / TS control timestamps / WC exchanges (CSS)");
+    for r in records.iter().filter(|r| {
+        matches!(r.role, Role::Stayer | Role::LockLossStayer) && (r.lost > 0 || r.cc > 0)
+    }) {
+        println!(
+            "  {:?} {:?} on {}: {} units, lost {}, rxdrop {}, cc {}, stalls {}",
+            r.proto, r.role, r.target, r.units, r.lost, r.rx_drops, r.cc, r.stalls
+        );
+    }
     for e in all_errors.iter().take(12) {
         println!("  error: {e}");
     }
@@ -1635,6 +1650,11 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
         fd_slope.map_or("nan".into(), |v| format!("{v:.3}")),
         u8::from(hard)
     );
+    if hard {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("kept for inspection: {}", dir.display());
+    }
     Ok(hard)
 }
 
