@@ -135,7 +135,9 @@ fn main() -> ExitCode {
             if met {
                 Ok(())
             } else {
-                Err(anyhow::anyhow!("soak: a hard target was not met (see above)"))
+                Err(anyhow::anyhow!(
+                    "soak: a hard target was not met (see above)"
+                ))
             }
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
