@@ -1587,6 +1587,25 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
             r.proto, r.role, r.target, r.units, r.lost, r.rx_drops, r.cc, r.cc_start, r.stalls
         );
     }
+    let odd: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.role == Role::Churner && !r.lock_loss_mux && (r.lost > 0 || r.cc > 0))
+        .collect();
+    for r in odd.iter().take(10) {
+        println!(
+            "  churner {:?} on {}{}: {} units, lost {}, rxdrop {}, cc {}, cc_start {}, stalls {} (max {:.1} s)",
+            r.proto,
+            r.target,
+            if r.killed { " (killed)" } else { "" },
+            r.units,
+            r.lost,
+            r.rx_drops,
+            r.cc,
+            r.cc_start,
+            r.stalls,
+            r.longest_stall.as_secs_f64()
+        );
+    }
     for e in all_errors.iter().take(12) {
         println!("  error: {e}");
     }
