@@ -7,4 +7,12 @@ cd "$(dirname "$0")/.."
 ensure_packages $SERVER_PACKAGES
 ensure_cargo
 cargo build --release --bin dvb2ip
-exec target/release/dvb2ip serve "$@"
+# The channel database (scanned at the first start, rescanned on idle frontends) lives in
+# $DVB2IP_STATE_DIR, else /var/lib/dvb2ip, unless --state-dir is given.
+args=("$@")
+if [[ " $* " != *" --state-dir"* ]]; then
+    state="${DVB2IP_STATE_DIR:-/var/lib/dvb2ip}"
+    mkdir -p "$state"
+    args=(--state-dir "$state" "${args[@]}")
+fi
+exec target/release/dvb2ip serve "${args[@]}"

@@ -11,6 +11,8 @@
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
 //!   ([`css`]);
 //! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
+//! - `soak`: RTP, HTTP and CSS clients coming and going on one `dvb2ip serve` for a bounded
+//!   time, a frontend losing lock now and then ([`soak`]).
 
 mod css;
 mod http;
@@ -18,6 +20,7 @@ mod satip;
 mod satip_baseline;
 mod satip_rx;
 mod scan;
+mod soak;
 mod tuner;
 mod vod;
 
@@ -112,6 +115,26 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         mbps: u32,
     },
+    /// Soak: RTP, HTTP and CSS clients coming and going (some killed) on one `dvb2ip serve`
+    /// for a bounded time, a frontend losing lock every few minutes; prints loss/CC of the
+    /// clients that stayed, frontends left in use, RSS/fd slopes. Fails if a hard target fails.
+    Soak {
+        /// Length of the run in minutes.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+        /// RTP clients (half stay, half churn).
+        #[arg(long, default_value_t = 50)]
+        rtp: usize,
+        /// HTTP clients (half stay, half churn).
+        #[arg(long, default_value_t = 10)]
+        http: usize,
+        /// CSS clients (half stay, half churn).
+        #[arg(long, default_value_t = 5)]
+        css: usize,
+        /// Seed of the clients' choices (targets, dwell times, kills).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// One emulated mux fanned out to N dvbtunersrc subscribers.
     Tuner {
         /// Subscriber counts.
@@ -159,6 +182,28 @@ fn main() -> ExitCode {
             perf,
             burst,
             pids,
+        }),
+        BenchCommand::Soak {
+            minutes,
+            rtp,
+            http,
+            css,
+            seed,
+        } => soak::run(&soak::Options {
+            minutes,
+            rtp,
+            http,
+            css,
+            seed,
+        })
+        .and_then(|met| {
+            if met {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "soak: a hard target was not met (see above)"
+                ))
+            }
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Scan {

@@ -176,7 +176,7 @@ pub(crate) struct ServerProc {
 
 /// The binary a server of `kind` runs: the `dvb2ip` beside this binary (cargo builds both into
 /// the same target directory), or this binary itself for the baseline.
-fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
+pub(crate) fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
     let me = std::env::current_exe().context("path of the dvb2ip-bench binary")?;
     match kind {
         Server::Baseline => Ok(me),
@@ -357,12 +357,12 @@ fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
 /// A blocking RTSP/1.0 client connection (the tests' raw client, `dvb2ip_testkit::rtsp`) that
 /// sends the last session a 200 answer named with every request.
 pub(crate) struct Rtsp {
-    c: RtspClient,
+    pub(crate) c: RtspClient,
     session: Option<String>,
 }
 
 impl Rtsp {
-    fn connect(port: u16) -> anyhow::Result<Rtsp> {
+    pub(crate) fn connect(port: u16) -> anyhow::Result<Rtsp> {
         let c = RtspClient::connect((std::net::Ipv4Addr::LOCALHOST, port).into(), RTSP_TIMEOUT)?;
         c.stream().set_nodelay(true)?;
         Ok(Rtsp { c, session: None })
@@ -420,7 +420,7 @@ pub(crate) fn rtp_pair() -> anyhow::Result<(UdpSocket, UdpSocket)> {
     bail!("no free even/odd UDP port pair on 127.0.0.1")
 }
 
-fn transport(rtp: &UdpSocket) -> anyhow::Result<String> {
+pub(crate) fn transport(rtp: &UdpSocket) -> anyhow::Result<String> {
     let p = rtp.local_addr()?.port();
     Ok(format!("RTP/AVP;unicast;client_port={p}-{}", p + 1))
 }

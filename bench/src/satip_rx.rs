@@ -303,7 +303,7 @@ fn rtp_payload(d: &[u8]) -> Option<&[u8]> {
 }
 
 /// Checks the continuity counters of the TS packets in `payload`; returns the error count.
-pub(crate) fn check_ts(payload: &[u8], cc: &mut [u8], mut tally: Option<&mut [u64]>) -> u64 {
+pub fn check_ts(payload: &[u8], cc: &mut [u8], mut tally: Option<&mut [u64]>) -> u64 {
     let mut errors = 0;
     for p in payload.chunks_exact(TS) {
         if p[0] != 0x47 {
