@@ -502,7 +502,13 @@ fn a_viewer_takes_a_frontend_back_from_a_background_lease() {
     let taken: Vec<usize> = (0..2).filter(|i| bg[*i].is_revoked()).collect();
     assert_eq!(taken.len(), 1, "exactly one background lease revoked");
     assert!(revoked[taken[0]].load(Ordering::SeqCst), "revoke notice");
-    assert_eq!(viewer.index(), bg[taken[0]].index());
+    // The revoked lease is left without a frontend (index() then says none); its last one is
+    // the viewer's.
+    assert_eq!(bg[taken[0]].index(), usize::MAX);
+    assert_eq!(
+        (viewer.adapter(), viewer.frontend()),
+        (bg[taken[0]].adapter(), bg[taken[0]].frontend())
+    );
     assert_eq!(pool.frontends()[viewer.index()].users, 1);
     // Dropping the revoked lease gives nothing back twice; the viewer keeps the frontend.
     drop(bg);
