@@ -150,6 +150,11 @@ struct Library {
 }
 
 fn library(tag: &str) -> Library {
+    library_with(tag, 60)
+}
+
+/// [`library`] with sessions that time out after `session_timeout` s.
+fn library_with(tag: &str, session_timeout: u32) -> Library {
     let base = common::temp_dir(&format!("vod-{tag}"));
     let root = base.join("media");
     std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -163,7 +168,7 @@ fn library(tag: &str) -> Library {
     std::os::unix::fs::symlink(base.join("secret.ts"), root.join("link.ts")).unwrap();
     let mut cfg = Config::embedded();
     cfg.ssdp.enabled = false;
-    cfg.server.session_timeout = 60;
+    cfg.server.session_timeout = session_timeout;
     cfg.vod.roots = vec![root.clone()];
     Library {
         srv: Srv::with_config(&cfg),
@@ -827,4 +832,53 @@ fn rtspsrc_follows_a_pipeline_seek() {
         "after the seek to 40 s",
     );
     pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// A client that vanishes (its RTSP connection closed without TEARDOWN, no RTCP) leaves no
+/// session behind: over TCP its session ends with the connection, over UDP when the session
+/// times out. The server removing a session whose connection is gone must not bring it down
+/// (gst-rtsp-server 1.22 can abort in client finalize there): it serves the next client.
+#[test]
+fn a_vanished_clients_session_ends_and_the_server_serves_the_next() {
+    let lib = library_with("vanish", 2);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtp_port = udp.local_addr().unwrap().port();
+    let udp_transport = format!("RTP/AVP;unicast;client_port={rtp_port}-{}", rtp_port + 1);
+    for transport in [
+        "RTP/AVP/TCP;unicast;interleaved=0-1",
+        udp_transport.as_str(),
+    ] {
+        let mut c = Rtsp::connect(lib.srv.port);
+        let r = c.req("DESCRIBE", "vod/x.ts", &[("Accept", "application/sdp")]);
+        assert_eq!(r.status, 200, "{r:?}");
+        let r = c.req("SETUP", "vod/x.ts/stream=0", &[("Transport", transport)]);
+        assert_eq!(r.status, 200, "{transport}: {r:?}");
+        let id = r.session();
+        let r = c.req_interleaved(
+            "PLAY",
+            "vod/x.ts",
+            &[("Session", id.as_str()), ("Range", "npt=5-")],
+        );
+        assert_eq!(r.status, 200, "{transport}: {r:?}");
+        assert_eq!(
+            lib.srv.rtsp_sessions(),
+            1,
+            "{transport}: the session is there"
+        );
+        // Gone without a word.
+        drop(c);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while lib.srv.rtsp_sessions() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{transport}: the vanished client's session stays"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    // The next client is served.
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=10-")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let _ = s.next_rtp();
 }
