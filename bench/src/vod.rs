@@ -414,7 +414,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         seeks.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivered − requested position: min {:+.3} s, median {:+.3} s, max {:+.3} s (the first key frame at or after the target; GOP 1 s)",
+        "delivered − requested position: min {:+.3} s, median {:+.3} s, max {:+.3} s (the key frame at or before the target; GOP 1 s)",
         dist.first().copied().unwrap_or(f64::NAN),
         percentile(&dist, 0.5),
         dist.last().copied().unwrap_or(f64::NAN)

@@ -195,9 +195,10 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
     };
     if let Some(s) = start {
         st.at_end.store(false, std::sync::atomic::Ordering::SeqCst);
-        // Nothing before the NPT asked for leaves: video starts at the first random access
-        // point at or after it (the demuxer lands up to a few seconds earlier). Clients write
-        // NPT in milliseconds: a key frame a hair before counts as at it.
+        // Video starts at the random access point at or before the NPT asked for, audio at
+        // the same point; nothing before it leaves (the demuxer lands up to a few seconds
+        // earlier). Clients write NPT in milliseconds: a key frame a hair before counts as at
+        // it.
         st.target.start(((s - NPT_SLACK_S).max(0.0) * 1e9) as u64);
         request.set_header(SEEKING, "1");
     }

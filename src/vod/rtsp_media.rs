@@ -143,17 +143,25 @@ struct TrickState {
     await_key: AtomicBool,
     /// The current segment (stream time of buffers).
     segment: Mutex<Option<gst::FormattedSegment<gst::ClockTime>>>,
+    /// Stream time of the last key frame seen since the last flush (video), ns.
+    last_key: Mutex<Option<u64>>,
+    /// The last distance seen between two key frames (video), ns; 0 before two were seen.
+    gop: AtomicU64,
+    /// A flush (seek) happened: the first buffer let through after it restarts the segment.
+    flushed: AtomicBool,
 }
 
 /// What the probes of one media share about the last seek (stream times in ns, `u64::MAX`
 /// for none).
 pub struct SeekTarget {
-    /// The NPT a seek asked for: nothing before it leaves.
+    /// The NPT a seek asked for: video starts at the random access point at or before it.
     pub target: AtomicU64,
     /// Where video started after it (the random access point used).
     pub landed_video: AtomicU64,
     /// Where any stream started after it.
     pub landed_any: AtomicU64,
+    /// The media has a video stream: audio starts where video's random access point is.
+    has_video: AtomicBool,
 }
 
 impl Default for SeekTarget {
@@ -162,6 +170,7 @@ impl Default for SeekTarget {
             target: AtomicU64::new(u64::MAX),
             landed_video: AtomicU64::new(u64::MAX),
             landed_any: AtomicU64::new(u64::MAX),
+            has_video: AtomicBool::new(false),
         }
     }
 }
@@ -197,6 +206,16 @@ impl SeekTarget {
             );
         }
     }
+
+    /// Where audio may start after a seek (stream time, ns): at video's random access point
+    /// (none yet: not yet), else at the target (`Some(u64::MAX)`: anywhere).
+    fn audio_from(&self) -> Option<u64> {
+        if self.has_video.load(Ordering::SeqCst) {
+            Some(self.landed_video.load(Ordering::SeqCst)).filter(|&t| t != u64::MAX)
+        } else {
+            Some(self.target.load(Ordering::SeqCst))
+        }
+    }
 }
 
 /// The kind of stream a probe watches.
@@ -208,100 +227,173 @@ enum Kind {
     H265,
 }
 
+/// Longest distance between key frames taken for a GOP, ns.
+const MAX_GOP_NS: u64 = 10_000_000_000;
+
+/// After a seek the first buffer let through starts a new segment at `at` (its position, or
+/// video's random access point for audio): its running time is 0, so the sinks send it at
+/// once instead of waiting out the part the demuxer skipped (it lands seconds before the
+/// target). The stream-time mapping stays.
+fn restart_segment(pad: &gst::Pad, st: &TrickState, at: gst::ClockTime) {
+    let Some(mut seg) = st.segment.lock().unwrap().clone() else {
+        return;
+    };
+    if seg.rate() < 0.0 || seg.start() == Some(at) {
+        return;
+    }
+    let Some(time) = seg.to_stream_time(at) else {
+        return;
+    };
+    seg.set_start(at);
+    seg.set_position(at);
+    seg.set_time(time);
+    gst::trace!(CAT, "segment restarted at {at} (stream time {time})");
+    let _ = pad.send_event(gst::event::Segment::new(&seg));
+}
+
+/// Whether a key frame at stream time `s` is where video starts after a seek to `target`:
+/// the random access point at or before the target (the next one, by the last GOP seen, is
+/// after it), else the first one at or after it.
+fn key_frame_starts(s: u64, target: u64, gop: u64) -> bool {
+    target == u64::MAX || s >= target || (gop > 0 && s.saturating_add(gop) > target)
+}
+
 /// Drops what a client must not get: at a rate other than 1 every delta unit (video) or every
-/// buffer (audio); after a flushing seek the delta units before the first key frame.
+/// buffer (audio); after a flushing seek what comes before the random access point at or
+/// before the target (video), or before that point (audio).
 fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     let Some(sink) = pay.static_pad("sink") else {
         return;
     };
     let video = kind != Kind::Audio;
     let target = target.clone();
+    if video {
+        target.has_video.store(true, Ordering::SeqCst);
+    }
     let st = Arc::new(TrickState::default());
     st.await_key.store(video, Ordering::SeqCst);
-    let (st_ev, target_ev) = (st.clone(), target.clone());
-    let check = Arc::new(move |info: &gst::PadProbeInfo| -> gst::PadProbeReturn {
-        match &info.data {
-            Some(gst::PadProbeData::Event(ev)) => match ev.view() {
-                gst::EventView::Segment(s) => {
-                    let rate = s.segment().rate() * s.segment().applied_rate();
-                    st.trick.store((rate - 1.0).abs() > 1e-6, Ordering::SeqCst);
-                    *st.segment.lock().unwrap() =
-                        s.segment().downcast_ref::<gst::ClockTime>().cloned();
-                }
-                gst::EventView::FlushStop(_) => {
-                    gst::trace!(CAT, "flush-stop: waiting for the seek target");
-                    st.await_key.store(true, Ordering::SeqCst);
-                }
-                _ => {}
-            },
-            Some(gst::PadProbeData::Buffer(b)) => {
-                let trick = st.trick.load(Ordering::SeqCst);
-                // Before the NPT a seek asked for: nothing (the demuxer lands earlier).
-                let stream_time = st
-                    .segment
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .zip(b.pts())
-                    .and_then(|(s, pts)| s.to_stream_time(pts));
-                let before_target = st.await_key.load(Ordering::SeqCst) && {
+    let check = Arc::new(
+        move |pad: &gst::Pad, info: &gst::PadProbeInfo| -> gst::PadProbeReturn {
+            match &info.data {
+                Some(gst::PadProbeData::Event(ev)) => match ev.view() {
+                    gst::EventView::Segment(s) => {
+                        let rate = s.segment().rate() * s.segment().applied_rate();
+                        st.trick.store((rate - 1.0).abs() > 1e-6, Ordering::SeqCst);
+                        *st.segment.lock().unwrap() =
+                            s.segment().downcast_ref::<gst::ClockTime>().cloned();
+                    }
+                    gst::EventView::FlushStop(_) => {
+                        gst::trace!(CAT, "flush-stop: waiting for the seek target");
+                        st.await_key.store(true, Ordering::SeqCst);
+                        st.flushed.store(true, Ordering::SeqCst);
+                        *st.last_key.lock().unwrap() = None;
+                    }
+                    _ => {}
+                },
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    let trick = st.trick.load(Ordering::SeqCst);
+                    let seg = st.segment.lock().unwrap().clone();
+                    let stream_time = seg
+                        .as_ref()
+                        .zip(b.pts())
+                        .and_then(|(s, pts)| s.to_stream_time(pts));
+                    let awaiting = st.await_key.load(Ordering::SeqCst);
+                    if !video {
+                        if trick {
+                            return gst::PadProbeReturn::Drop;
+                        }
+                        if !awaiting {
+                            return gst::PadProbeReturn::Ok;
+                        }
+                        // Nothing before where video starts (or before the target).
+                        let Some(from) = target.audio_from() else {
+                            return gst::PadProbeReturn::Drop;
+                        };
+                        if from != u64::MAX && stream_time.is_none_or(|s| s.nseconds() < from) {
+                            return gst::PadProbeReturn::Drop;
+                        }
+                        if st.await_key.swap(false, Ordering::SeqCst) {
+                            target.note(false, stream_time);
+                            let at = match (from, &seg) {
+                                (u64::MAX, _) | (_, None) => b.pts(),
+                                (f, Some(seg)) => seg
+                                    .position_from_stream_time(gst::ClockTime::from_nseconds(f))
+                                    .or(b.pts()),
+                            };
+                            if let Some(at) = at.filter(|&a| b.pts().is_none_or(|p| a <= p)) {
+                                restart_segment(pad, &st, at);
+                            }
+                        }
+                        return gst::PadProbeReturn::Ok;
+                    }
+                    let mut delta = b.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                    if !delta && matches!(kind, Kind::H264 | Kind::H265) {
+                        delta = b.map_readable().is_ok_and(|m| {
+                            !super::rtsp_npt::is_random_access(&m, kind == Kind::H265)
+                        });
+                    }
+                    gst::trace!(
+                        CAT,
+                        "video buffer pts {:?} delta {delta} trick {trick} await {awaiting}",
+                        b.pts(),
+                    );
+                    if delta {
+                        return if trick || awaiting {
+                            gst::PadProbeReturn::Drop
+                        } else {
+                            gst::PadProbeReturn::Ok
+                        };
+                    }
+                    // A key frame: the GOP (stream time between key frames) as seen.
+                    if let Some(s) = stream_time.map(|s| s.nseconds()) {
+                        let prev = st.last_key.lock().unwrap().replace(s);
+                        if let Some(gop) =
+                            prev.filter(|&p| s > p && s - p < MAX_GOP_NS).map(|p| s - p)
+                        {
+                            st.gop.store(gop, Ordering::SeqCst);
+                        }
+                    }
+                    if !awaiting {
+                        return gst::PadProbeReturn::Ok;
+                    }
                     let t = target.target.load(Ordering::SeqCst);
-                    t != u64::MAX && stream_time.is_none_or(|s| s.nseconds() < t)
-                };
-                if !video {
-                    if trick || before_target {
+                    let starts = match stream_time {
+                        Some(s) => key_frame_starts(s.nseconds(), t, st.gop.load(Ordering::SeqCst)),
+                        None => t == u64::MAX,
+                    };
+                    if !starts {
                         return gst::PadProbeReturn::Drop;
                     }
                     if st.await_key.swap(false, Ordering::SeqCst) {
-                        target.note(false, stream_time);
+                        target.note(true, stream_time);
+                        if st.flushed.swap(false, Ordering::SeqCst) {
+                            if let Some(pts) = b.pts() {
+                                restart_segment(pad, &st, pts);
+                            }
+                        }
                     }
-                    return gst::PadProbeReturn::Ok;
                 }
-                if before_target {
+                Some(gst::PadProbeData::BufferList(_))
+                    if st.trick.load(Ordering::SeqCst) || st.await_key.load(Ordering::SeqCst) =>
+                {
                     return gst::PadProbeReturn::Drop;
                 }
-                let mut delta = b.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                if !delta && matches!(kind, Kind::H264 | Kind::H265) {
-                    delta = b
-                        .map_readable()
-                        .is_ok_and(|m| !super::rtsp_npt::is_random_access(&m, kind == Kind::H265));
-                }
-                gst::trace!(
-                    CAT,
-                    "video buffer pts {:?} delta {delta} trick {trick} await {}",
-                    b.pts(),
-                    st.await_key.load(Ordering::SeqCst)
-                );
-                if delta && (trick || st.await_key.load(Ordering::SeqCst)) {
-                    return gst::PadProbeReturn::Drop;
-                }
-                if !delta && st.await_key.swap(false, Ordering::SeqCst) {
-                    target.note(true, stream_time);
-                }
+                _ => {}
             }
-            Some(gst::PadProbeData::BufferList(_))
-                if st.trick.load(Ordering::SeqCst) || st.await_key.load(Ordering::SeqCst) =>
-            {
-                return gst::PadProbeReturn::Drop;
-            }
-            _ => {}
-        }
-        gst::PadProbeReturn::Ok
-    });
+            gst::PadProbeReturn::Ok
+        },
+    );
     let events = check.clone();
     sink.add_probe(
         gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
-        move |_, info| {
-            if let Some(seg) = moved_segment(info, &st_ev, &target_ev) {
-                info.data = Some(gst::PadProbeData::Event(gst::event::Segment::new(&seg)));
-            }
-            events(info);
+        move |pad, info| {
+            events(pad, info);
             gst::PadProbeReturn::Ok
         },
     );
     sink.add_probe(
         gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-        move |_, info| match check(info) {
+        move |pad, info| match check(pad, info) {
             // Dropped by taking the data and reporting it handled: a Drop answer with the
             // data still in the probe info makes GStreamer 1.22 unref NULL (CRITICAL).
             gst::PadProbeReturn::Drop => {
@@ -333,39 +425,6 @@ fn keep_plugging(caps: &gst::CapsRef) -> bool {
         return true;
     }
     payloader_for(caps).is_none()
-}
-
-/// After a seek to NPT *t*, the segment the demuxer sends starts where it landed, seconds
-/// before *t*: moved to start at *t*, so that what we let pass (from *t* on) is not held back by
-/// the sinks for the running time of the skipped part.
-fn moved_segment(
-    info: &gst::PadProbeInfo,
-    st: &TrickState,
-    target: &SeekTarget,
-) -> Option<gst::FormattedSegment<gst::ClockTime>> {
-    let Some(gst::PadProbeData::Event(ev)) = &info.data else {
-        return None;
-    };
-    let gst::EventView::Segment(s) = ev.view() else {
-        return None;
-    };
-    let t = target.target.load(Ordering::SeqCst);
-    if t == u64::MAX || !st.await_key.load(Ordering::SeqCst) {
-        return None;
-    }
-    let mut seg = s.segment().downcast_ref::<gst::ClockTime>()?.clone();
-    if seg.rate() < 0.0 {
-        return None;
-    }
-    let t = gst::ClockTime::from_nseconds(t);
-    let start = seg.position_from_stream_time(t)?;
-    if seg.start().is_some_and(|s| start <= s) {
-        return None;
-    }
-    seg.set_start(start);
-    seg.set_position(start);
-    seg.set_time(t);
-    Some(seg)
 }
 
 /// The kind of stream `caps` are.

@@ -62,6 +62,15 @@ impl Srv {
         &self.core().pool
     }
 
+    /// Sessions the RTSP server holds.
+    pub fn rtsp_sessions(&self) -> u32 {
+        use gst_rtsp_server::prelude::*;
+        self.server
+            .as_ref()
+            .and_then(|s| s.rtsp.session_pool())
+            .map_or(0, |p| p.n_sessions())
+    }
+
     /// Frontends (pool index) in use and their user counts.
     pub fn in_use(&self) -> Vec<(usize, usize)> {
         self.pool()
