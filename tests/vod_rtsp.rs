@@ -43,6 +43,10 @@ fn clock_video(seconds: f64) -> String {
 /// Runs ffmpeg to make `name` in the cache once (through a temporary name, so a half-written
 /// file never counts).
 fn cached(name: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    // Tests run in parallel threads of one process: one makes a file, the others wait for it
+    // (the temporary name alone, by process id, would be shared by them).
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = cache_dir().join(name);
     if !path.exists() {
         let tmp = cache_dir().join(format!(".{name}.{}", std::process::id()));
