@@ -164,7 +164,7 @@ impl Serve {
 
     /// The description: (X_SATIPCAP, configId).
     fn description(&self) -> (String, String) {
-        let (_, body) = http_get(self.http_port, "/desc.xml");
+        let body = common::http::get(self.http_port, "/desc.xml").body;
         let body = String::from_utf8(body).unwrap();
         let between = |a: &str, b: &str| {
             let s = body
@@ -185,27 +185,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A whole HTTP/1.1 answer (Connection: close): (head, body).
-fn http_get(port: u16, path: &str) -> (String, Vec<u8>) {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    c.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    (
-        String::from_utf8_lossy(&raw[..split]).into_owned(),
-        raw[split + 4..].to_vec(),
-    )
 }
 
 fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {

@@ -296,11 +296,16 @@ fn three_scans_with_flaky_frontends_give_the_same_database() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn ctrl_c_mid_scan_leaves_a_valid_database() {
-    let dir = common::temp_dir("scan-sigint");
-    let state = dir.join("state");
-    // The UHF raster: 49 channels × (T2, T), most of them silent, so the scan runs long.
+/// Starts `dvb2ip scan` of the UHF raster (49 channels × (T2, T), most of them silent, so the
+/// scan runs long) into `state` with JSON progress, and reads its progress until a mux was
+/// found; returns the running scan and the rest of its progress lines.
+fn raster_scan_until_found(
+    state: &Path,
+    stderr: Stdio,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
     let mut child = Command::new(common::dvb2ip_bin())
         .args([
             "scan",
@@ -310,13 +315,12 @@ fn ctrl_c_mid_scan_leaves_a_valid_database() {
             "json",
             "--state-dir",
         ])
-        .arg(&state)
+        .arg(state)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("dvb2ip scan");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Wait for a mux that was found, then interrupt.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(Instant::now() < deadline, "no mux found");
@@ -324,12 +328,20 @@ fn ctrl_c_mid_scan_leaves_a_valid_database() {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_ne!(
             v["event"], "end",
-            "the raster scan ended before the interrupt: {v}"
+            "the raster scan ended before a mux was found: {v}"
         );
         if v["event"] == "mux_done" && v["verdict"] == "found" {
-            break;
+            return (child, lines);
         }
     }
+}
+
+#[test]
+fn ctrl_c_mid_scan_leaves_a_valid_database() {
+    let dir = common::temp_dir("scan-sigint");
+    let state = dir.join("state");
+    // Interrupted once a mux was found.
+    let (mut child, lines) = raster_scan_until_found(&state, Stdio::inherit());
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let mut end = None;
@@ -569,25 +581,8 @@ fn nothing_outside_the_configured_multiplexes_locks() {
 // ---- The server -----------------------------------------------------------------------------
 
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    let a = common::http::request(port, method, path);
+    (a.status, a.text())
 }
 
 fn wait_scan_done(port: u16) -> serde_json::Value {
@@ -1027,30 +1022,8 @@ fn a_crash_mid_scan_leaves_a_loadable_database() {
     // SIGKILL at any moment: the database is the old file or the new one, never a mix.
     let dir = common::temp_dir("scan-sigkill");
     let state = dir.join("state");
-    let mut child = Command::new(common::dvb2ip_bin())
-        .args([
-            "scan",
-            "--raster",
-            "dvb-t",
-            "--progress",
-            "json",
-            "--state-dir",
-        ])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dvb2ip scan");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     // Killed while the scan runs on, after a mux was found (and stored before it was told).
-    loop {
-        let line = lines.next().expect("scan output").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_ne!(v["event"], "end", "{v}");
-        if v["event"] == "mux_done" && v["verdict"] == "found" {
-            break;
-        }
-    }
+    let (mut child, _lines) = raster_scan_until_found(&state, Stdio::null());
     child.kill().unwrap();
     child.wait().unwrap();
     let db = load(&state);
