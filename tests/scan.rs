@@ -322,18 +322,24 @@ fn raster_scan_until_found(
         .expect("dvb2ip scan");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(Instant::now() < deadline, "no mux found");
-        let line = lines.next().expect("scan output").unwrap();
+    let failure = loop {
+        if Instant::now() >= deadline {
+            break "no mux found".to_owned();
+        }
+        let Some(Ok(line)) = lines.next() else {
+            break "the scan's output ended".to_owned();
+        };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_ne!(
-            v["event"], "end",
-            "the raster scan ended before a mux was found: {v}"
-        );
+        if v["event"] == "end" {
+            break format!("the raster scan ended before a mux was found: {v}");
+        }
         if v["event"] == "mux_done" && v["verdict"] == "found" {
             return (child, lines);
         }
-    }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{failure}");
 }
 
 #[test]
