@@ -7,16 +7,13 @@
 //! without it they fall back to the request's `Host` header.
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{ready, Context, Poll};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::message::{default_icons, DeviceDescription, SatipCaps};
 
@@ -29,11 +26,9 @@ pub const M3U_PATH: &str = "/channels.m3u";
 /// Standard RTSP port; any other is announced with [`RTSP_PORT_HEADER`].
 pub const RTSP_DEFAULT_PORT: u16 = 554;
 /// The description's RTSP port header, spelt as the digest spells it (§7.2): clients such as
-/// vdr-plugin-satip match it case-sensitively. hyper writes header names in lower case, so
-/// [`ExactCaseListener`] restores this spelling on the wire.
+/// vdr-plugin-satip match it case-sensitively. The `http` crate stores header names in lower
+/// case; the HTTP server's own response writer (`http::conn`) restores this spelling.
 pub const RTSP_PORT_HEADER: &str = "X-SATIP-RTSP-Port";
-/// Header names the HTTP server writes in exactly this case (see [`ExactCaseListener`]).
-const EXACT_CASE_HEADERS: &[&str] = &[RTSP_PORT_HEADER];
 
 /// Local and remote address of an HTTP connection (axum connect info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,179 +45,6 @@ impl
         let remote = *stream.remote_addr();
         let local = stream.io().local_addr().unwrap_or(remote);
         ConnAddrs { local, remote }
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, ExactCaseListener>>
-    for ConnAddrs
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, ExactCaseListener>) -> Self {
-        let remote = *stream.remote_addr();
-        let local = stream.io().get_ref().local_addr().unwrap_or(remote);
-        ConnAddrs { local, remote }
-    }
-}
-
-/// A TCP listener for `axum::serve` whose connections write the names of
-/// [`EXACT_CASE_HEADERS`] in their exact case. hyper has no way to send an upper-case header
-/// name (the `http` crate stores names in lower case; `title_case_headers` would send
-/// `X-Satip-Rtsp-Port`), so the connection rewrites them in each response head it writes.
-pub struct ExactCaseListener(pub tokio::net::TcpListener);
-
-impl axum::serve::Listener for ExactCaseListener {
-    type Io = ExactCase<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (ExactCase::new(io), addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-/// An HTTP/1 server connection that rewrites, in each response head (a write starting with
-/// `HTTP/1.`, up to its blank line), `\r\n<lower-case name>:` of [`EXACT_CASE_HEADERS`] into the
-/// exact spelling. Bodies pass through untouched. A head the socket takes only in part is
-/// kept and written before anything else.
-pub struct ExactCase<T> {
-    inner: T,
-    /// Rewritten head bytes accepted from hyper but not yet written.
-    pending: Vec<u8>,
-}
-
-impl<T> ExactCase<T> {
-    pub fn new(inner: T) -> Self {
-        ExactCase {
-            inner,
-            pending: Vec::new(),
-        }
-    }
-
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-}
-
-/// Length of the response head at the start of `buf` (through its blank line), if `buf`
-/// starts one.
-fn head_len(buf: &[u8]) -> Option<usize> {
-    if !buf.starts_with(b"HTTP/1.") {
-        return None;
-    }
-    Some(
-        buf.windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(buf.len(), |i| i + 4),
-    )
-}
-
-/// Rewrites the header names of [`EXACT_CASE_HEADERS`] in `head` to their exact case.
-fn fix_header_case(head: &mut [u8]) {
-    for name in EXACT_CASE_HEADERS {
-        let pattern = format!("\r\n{}:", name.to_ascii_lowercase()).into_bytes();
-        let mut i = 0;
-        while let Some(p) = head[i..].windows(pattern.len()).position(|w| w == pattern) {
-            let at = i + p + 2;
-            head[at..at + name.len()].copy_from_slice(name.as_bytes());
-            i = at + name.len();
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> ExactCase<T> {
-    /// Writes what is pending; `Ready(Ok)` once nothing is.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        while !self.pending.is_empty() {
-            match Pin::new(&mut self.inner).poll_write(cx, &self.pending) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-                }
-                Poll::Ready(Ok(n)) => {
-                    self.pending.drain(..n);
-                }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// Writes the head at the start of `buf` (`len` bytes) rewritten; all of it counts as
-    /// written, what the socket did not take is kept pending.
-    fn poll_write_head(
-        &mut self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-        len: usize,
-    ) -> Poll<std::io::Result<usize>> {
-        let mut head = buf[..len].to_vec();
-        fix_header_case(&mut head);
-        match Pin::new(&mut self.inner).poll_write(cx, &head) {
-            Poll::Ready(Ok(n)) => {
-                if n == 0 {
-                    return Poll::Ready(Ok(0));
-                }
-                self.pending.extend_from_slice(&head[n..]);
-                Poll::Ready(Ok(len))
-            }
-            other => other,
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for ExactCase<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for ExactCase<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        ready!(self.poll_drain(cx))?;
-        match head_len(buf) {
-            Some(len) => self.poll_write_head(cx, buf, len),
-            None => Pin::new(&mut self.inner).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        ready!(self.poll_drain(cx))?;
-        match bufs.iter().find(|b| !b.is_empty()) {
-            Some(first) => match head_len(first) {
-                Some(len) => self.poll_write_head(cx, first, len),
-                None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
-            },
-            None => Poll::Ready(Ok(0)),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        ready!(self.poll_drain(cx))?;
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -818,65 +640,32 @@ mod tests {
         assert_eq!(s.xml(), xml0);
     }
 
-    /// The raw answer to `GET /desc.xml` from the router served as `ssdp::spawn` serves it.
-    fn raw_description_reply(s: DescriptionState) -> String {
-        use std::io::{Read, Write};
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+    /// The router's answer to `GET /desc.xml` (the HTTP server's writer spells the header
+    /// names; `ssdp_discovery.rs` checks the spelling on the wire).
+    fn description_reply(s: DescriptionState) -> Response {
+        use tower_service::Service;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
             .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        rt.spawn(async move {
-            let _ = axum::serve(
-                ExactCaseListener(listener),
-                router(Arc::new(s)).into_make_service_with_connect_info::<ConnAddrs>(),
-            )
-            .await;
-        });
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        let req = axum::http::Request::get(DESC_PATH)
+            .body(axum::body::Body::empty())
             .unwrap();
-        c.write_all(b"GET /desc.xml HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut reply = Vec::new();
-        c.read_to_end(&mut reply).unwrap();
-        String::from_utf8(reply).unwrap()
+        rt.block_on(router(Arc::new(s)).call(req)).unwrap()
     }
 
     #[test]
-    fn rtsp_port_header_is_sent_in_the_digest_case() {
-        let reply = raw_description_reply(state());
-        let head = reply.split("\r\n\r\n").next().unwrap();
-        assert!(head.starts_with("HTTP/1.1 200"), "{reply}");
-        assert!(
-            head.split("\r\n").any(|l| l == "X-SATIP-RTSP-Port: 8554"),
-            "{head}"
+    fn rtsp_port_header_names_a_port_other_than_554() {
+        let reply = description_reply(state());
+        assert_eq!(reply.status(), StatusCode::OK);
+        assert_eq!(
+            reply.headers().get(RTSP_PORT_HEADER).map(|v| v.as_bytes()),
+            Some(&b"8554"[..])
         );
-        // The body is the description, untouched.
-        assert!(reply.ends_with("</root>"), "{reply}");
         // Port 554 is not announced.
         let mut at_554 = state();
         at_554.rtsp_port = RTSP_DEFAULT_PORT;
-        let reply = raw_description_reply(at_554);
-        assert!(
-            !reply.to_ascii_lowercase().contains("x-satip-rtsp-port"),
-            "{reply}"
-        );
-    }
-
-    #[test]
-    fn exact_case_rewrites_response_heads_only() {
-        let mut head =
-            b"HTTP/1.1 200 OK\r\nx-satip-rtsp-port: 1\r\nx-satip-rtsp-portal: 2\r\n\r\n".to_vec();
-        assert_eq!(head_len(&head), Some(head.len()));
-        fix_header_case(&mut head);
-        assert_eq!(
-            head,
-            b"HTTP/1.1 200 OK\r\nX-SATIP-RTSP-Port: 1\r\nx-satip-rtsp-portal: 2\r\n\r\n"
-        );
-        let with_body = b"HTTP/1.1 200 OK\r\na: b\r\n\r\n\r\nx-satip-rtsp-port: 3";
-        assert_eq!(head_len(with_body), Some(25));
-        assert_eq!(head_len(b"\r\nx-satip-rtsp-port: 3"), None);
+        let reply = description_reply(at_554);
+        assert!(reply.headers().get(RTSP_PORT_HEADER).is_none());
     }
 
     #[test]
