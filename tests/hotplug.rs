@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -73,89 +73,34 @@ fn config(http_port: u16, adapters: &str) -> String {
     out + adapters
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `dvb2ip serve` with a configuration file; killed on drop.
+/// `dvb2ip serve` with a configuration file of `adapters`; killed on drop.
 struct Serve {
-    child: Child,
+    srv: common::serve_child::ServeChild,
     conf: PathBuf,
-    rtsp_port: u16,
     http_port: u16,
-    log: mpsc::Receiver<String>,
 }
 
 impl Serve {
     fn start(dir: &Path, adapters: &str) -> Serve {
-        let http_port = free_port();
+        let http_port = common::serve_child::free_port();
         let conf = dir.join("dvb2ip.toml");
         std::fs::write(&conf, config(http_port, adapters)).unwrap();
-        let mut child = Command::new(common::dvb2ip_bin())
-            .args(["serve", "--rtsp-port", "0", "--config"])
-            .arg(&conf)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("dvb2ip serve starts");
-        let (tx, log) = mpsc::channel::<String>();
-        for r in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(r).lines().map_while(Result::ok) {
-                    eprintln!("serve: {line}");
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut s = Serve {
-            child,
+        Serve {
+            srv: common::serve_child::ServeChild::start(&conf, &[]),
             conf,
-            rtsp_port: 0,
             http_port,
-            log,
-        };
-        let line = s.wait_line(
-            "dvb2ip: serving RTSP on 127.0.0.1:",
-            Duration::from_secs(120),
-        );
-        s.rtsp_port = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-        s
+        }
     }
 
-    /// Waits (bounded) for a log line containing `needle`.
     fn wait_line(&mut self, needle: &str, limit: Duration) -> String {
-        let end = Instant::now() + limit;
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no {needle:?} from the server within {limit:?}"
-            );
-            match self.log.recv_timeout(left.min(Duration::from_millis(200))) {
-                Ok(l) if l.contains(needle) => return l,
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    panic!("server gone before {needle:?}: {:?}", self.child.try_wait())
-                }
-            }
-        }
+        self.srv.wait_line(needle, limit)
     }
 
     /// Writes a new configuration and sends SIGHUP; waits for the reload's report.
     fn reload(&mut self, adapters: &str) {
         std::fs::write(&self.conf, config(self.http_port, adapters)).unwrap();
         let st = Command::new("kill")
-            .args(["-HUP", &self.child.id().to_string()])
+            .args(["-HUP", &self.srv.child.id().to_string()])
             .status()
             .unwrap();
         assert!(st.success());
@@ -177,13 +122,6 @@ impl Serve {
             between("urn:ses-com:satip\">", "</satip:X_SATIPCAP>"),
             between("configId=\"", "\""),
         )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -287,7 +225,7 @@ fn checklist_57_58_59_a_session_moves_when_its_adapter_is_dropped_by_reload() {
     // A session plays on adapter A (the first DVB-T/T2 frontend).
     let (rtp, rtcp) = udp_pair();
     let p = rtp.local_addr().unwrap().port();
-    let mut c = Rtsp::connect(srv.rtsp_port);
+    let mut c = Rtsp::connect(srv.srv.rtsp_port);
     let r = c.req(
         "SETUP",
         &format!("?{NEWS}"),
@@ -365,7 +303,7 @@ fn checklist_57_58_59_a_session_moves_when_its_adapter_is_dropped_by_reload() {
     )
     .unwrap();
     Command::new("kill")
-        .args(["-HUP", &srv.child.id().to_string()])
+        .args(["-HUP", &srv.srv.child.id().to_string()])
         .status()
         .unwrap();
     let line = srv.wait_line("dvb2ip: reload: ", Duration::from_secs(60));

@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod fanout;
 pub mod limits;
+pub mod metrics;
 pub mod server;
 pub mod status;
 pub mod stream;

@@ -1,7 +1,8 @@
 //! The launcher's one HTTP server on `server.http_port`, started by `serve` whether or not SSDP
 //! runs: SAT>IP HTTP streaming and the status page on `/` ([`super::stream`],
 //! [`super::status`]), the device description, the M3U channel list and the icons
-//! ([`crate::ssdp::description`], which SSDP's `LOCATION` announces).
+//! ([`crate::ssdp::description`], which SSDP's `LOCATION` announces), Prometheus metrics on
+//! `/metrics` ([`super::metrics`]).
 //!
 //! The caller binds (so port 0 works and a busy port is a start-up error); the server task
 //! stops on the handle's shutdown signal (mini-redis shape), and dropping the handle waits for
@@ -25,7 +26,7 @@ use crate::ssdp::description::{self, DescriptionState};
 
 /// Every route of the HTTP server of `core`.
 pub fn router(
-    core: &Core,
+    core: &Arc<Core>,
     desc: Arc<DescriptionState>,
     device_id: tokio::sync::watch::Receiver<u8>,
 ) -> Router {
@@ -44,6 +45,7 @@ pub fn router(
             ..Default::default()
         }))
         .merge(crate::scan::api::router(core.scans.clone()))
+        .merge(super::metrics::router(core.clone()))
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).

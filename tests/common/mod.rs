@@ -4,6 +4,7 @@
 pub mod http;
 pub mod netns;
 pub mod rtsp;
+pub mod serve_child;
 pub mod server;
 
 use std::path::{Path, PathBuf};
