@@ -20,6 +20,13 @@ plugindir=$(pkg-config --variable=pluginsdir gstreamer-1.0)
 GST_PLUGIN_PATH="$PWD/target/meson-dest$plugindir" GST_REGISTRY="$PWD/target/meson-registry.bin" \
   gst-inspect-1.0 dvbtunersrc >/dev/null
 test -x "target/meson-dest/usr/local/bin/dvb2ip"
+# The systemd unit: installed, and valid to systemd (pointed at the installed binary, since
+# verify checks that ExecStart exists).
+unit="target/meson-dest/usr/local/lib/systemd/system/dvb2ip.service"
+test -f "$unit"
+sed "s|/usr/local/bin/dvb2ip|$PWD/target/meson-dest/usr/local/bin/dvb2ip|" "$unit" > target/dvb2ip.service
+systemd-analyze verify target/dvb2ip.service
+systemd-analyze security --offline=yes target/dvb2ip.service | tail -n 1
 echo "meson: build, test and install OK"
 
 set +e
