@@ -299,6 +299,7 @@ pub fn router(state: Arc<DescriptionState>) -> Router {
         .route(DESC_PATH, get(description))
         .route(M3U_PATH, get(channel_list))
         .route("/img/{file}", get(icon))
+        .route("/favicon.ico", get(favicon))
         .with_state(state)
 }
 
@@ -353,6 +354,12 @@ async fn icon(axum::extract::Path(file): axum::extract::Path<String>) -> Respons
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     ([(header::CONTENT_TYPE, mime)], data).into_response()
+}
+
+/// `/favicon.ico`, which browsers ask every page for: the 48-pixel PNG icon (browsers take PNG
+/// there whatever the name says).
+async fn favicon() -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], png_icon(48)).into_response()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Shared helpers for the launcher's end-to-end tests, among them the raw RTSP client ([`rtsp`]).
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
 pub mod netns;
 pub mod rtsp;
