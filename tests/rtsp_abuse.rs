@@ -442,6 +442,102 @@ fn other_rtsp_versions_get_505_with_a_reason() {
     no_criticals();
 }
 
+/// Other RTSP versions on a connection that has sessions (issue 16 item 8): one with RTP over
+/// UDP and one with RTP over the connection itself. gst-rtsp-server 1.22 stops reading such a
+/// connection without a word and keeps it open for the UDP session; the server answers 505
+/// with a reason instead, closes the connection and ends its sessions (their frontend is given
+/// back, their ids are unknown afterwards). A normal client is served afterwards.
+#[test]
+fn other_rtsp_versions_on_a_connection_with_sessions_get_505() {
+    let srv = server();
+    let port = srv.port;
+    for v in ["RTSP/1.1", "RTSP/3.0"] {
+        let mut c = Rtsp::connect(port);
+        let (udp, transport) = rtp_socket();
+        let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+        assert_eq!(r.status, 200, "{v}: UDP SETUP: {}", r.head);
+        let (udp_session, udp_id) = (r.session(), r.stream_id());
+        let r = c.req(
+            "PLAY",
+            &format!("stream={udp_id}"),
+            &[("Session", &udp_session)],
+        );
+        assert_eq!(r.status, 200, "{v}: UDP PLAY: {}", r.head);
+        expect_rtp(&udp, v);
+        let r = c.req(
+            "SETUP",
+            &format!("?{NEWS}"),
+            &[("Transport", "RTP/AVP/TCP;interleaved=0-1")],
+        );
+        assert_eq!(r.status, 200, "{v}: interleaved SETUP: {}", r.head);
+        let (tcp_session, tcp_id) = (r.session(), r.stream_id());
+        let r = c.req_interleaved(
+            "PLAY",
+            &format!("stream={tcp_id}"),
+            &[("Session", &tcp_session)],
+        );
+        assert_eq!(r.status, 200, "{v}: interleaved PLAY: {}", r.head);
+        // RTP arrives on the connection.
+        while !matches!(c.next_item(), common::rtsp::Item::Frame(0, _)) {}
+        assert_eq!(srv.rtsp_sessions(), 2, "{v}");
+
+        c.send_raw(&format!(
+            "OPTIONS rtsp://127.0.0.1:{port}/ {v}\r\nCSeq: 9\r\nSession: {udp_session}\r\n\r\n"
+        ))
+        .expect("send");
+        // The answer comes after the frames already on their way (bounded by the client's
+        // 30 s read timeout), then the connection closes.
+        let answer = loop {
+            match c.next_item() {
+                common::rtsp::Item::Frame(..) => {}
+                common::rtsp::Item::Response(r) => break r,
+            }
+        };
+        assert_eq!(
+            answer.head.lines().next(),
+            Some("RTSP/1.0 505 RTSP Version Not Supported"),
+            "{v}: {}",
+            answer.head
+        );
+        assert_eq!(answer.body, "This server speaks RTSP/1.0", "{v}");
+        let raw: &mut common::rtsp::Client = &mut c;
+        loop {
+            match raw.next_item() {
+                Ok(common::rtsp::Item::Frame(..)) => {}
+                Ok(common::rtsp::Item::Response(r)) => panic!("{v}: another answer: {}", r.head),
+                Err(e) => {
+                    assert!(
+                        matches!(
+                            e.kind(),
+                            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                        ),
+                        "{v}: the connection neither closed nor answered more: {e}"
+                    );
+                    break;
+                }
+            }
+        }
+        // Both sessions ended with the connection: frontend free, ids unknown.
+        srv.wait_all_free();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while srv.rtsp_sessions() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{v}: {} sessions left",
+                srv.rtsp_sessions()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut other = Rtsp::connect(port);
+        for s in [&udp_session, &tcp_session] {
+            let r = other.req("OPTIONS", "", &[("Session", s)]);
+            assert_eq!(r.status, 454, "{v}: {}", r.head);
+        }
+    }
+    normal_client(port);
+    no_criticals();
+}
+
 /// A request line over 4 KB (issue 16 items 5 and 8): 414 with a reason, then the connection
 /// closes instead of wedging, also when it has a session; that session ends (its frontend is
 /// given back, its id is unknown afterwards). A query over 8 KB gets the same. A normal client

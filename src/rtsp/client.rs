@@ -183,6 +183,56 @@ fn unread_close_fd(sock: &gst_rtsp_server::gio::Socket) -> Option<i32> {
     }
 }
 
+/// Whether the connection of `client` is an RTSP-over-HTTP tunnel (its read source is
+/// replaced when the tunnel's halves are joined: no sign of a stopped watch).
+fn tunneled(client: &gst_rtsp_server::RTSPClient) -> bool {
+    let c: *mut gst_rtsp_server::ffi::GstRTSPClient = client.to_glib_none().0;
+    // SAFETY: a valid client; its connection, when set, lives as long as the client.
+    unsafe {
+        let conn = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(c);
+        !conn.is_null() && gst_rtsp::ffi::gst_rtsp_connection_is_tunneled(conn) != 0
+    }
+}
+
+/// Name GIO gives the pollable source gst-rtsp-server's watch reads a connection with.
+const READ_SOURCE_NAME: &str = "GPollableSource";
+
+/// Interval of the sentinel source: it never has anything to do (about 49 days; when it
+/// fires, its parent only finds nothing to read).
+const SENTINEL_INTERVAL_MS: u64 = u32::MAX as u64;
+
+/// Lives in a child source of gst-rtsp-server's read source of a connection, which GLib
+/// destroys with its parent: dropped when the watch stops reading the connection, it has the
+/// client look why in its own context (see `on_read_stopped`).
+struct ReadStopped {
+    client: glib::WeakRef<SatipClient>,
+    context: glib::MainContext,
+}
+
+impl ReadStopped {
+    /// Keeps `self` in the closure that owns it.
+    fn held(&self) {}
+}
+
+impl Drop for ReadStopped {
+    fn drop(&mut self) {
+        // Not now: the watch is in the middle of its own teardown (its `closed` signal, when
+        // it sends one, comes after this).
+        let client = self.client.clone();
+        glib::idle_source_new(
+            Some("dvb2ip-read-stopped"),
+            glib::Priority::DEFAULT,
+            move || {
+                if let Some(c) = client.upgrade() {
+                    c.imp().on_read_stopped();
+                }
+                glib::ControlFlow::Break
+            },
+        )
+        .attach(Some(&self.context));
+    }
+}
+
 /// A weak reference to a connection's socket, kept by its client across its threads: it
 /// lives as long as gst-rtsp-server's connection holds it, i.e. until gst-rtsp-server closes
 /// the connection itself (when the peer closes, a timeout fires or the client is closed), and
@@ -454,6 +504,8 @@ mod imp {
         /// The answer to a request gst-rtsp-server could not read went out (400/414): the
         /// connection closes after it.
         unreadable_answered: std::sync::atomic::AtomicBool,
+        /// A [`super::ReadStopped`] sentinel watches the connection's read source.
+        read_watched: std::sync::atomic::AtomicBool,
     }
 
     #[glib::object_subclass]
@@ -667,6 +719,108 @@ mod imp {
                 ids.extend(own);
             }
             self.end_sessions(ids, "connection closed");
+        }
+
+        /// Puts a [`super::ReadStopped`] sentinel on the source gst-rtsp-server reads this
+        /// connection with (once; call while it dispatches a request, e.g. from `new_session`).
+        ///
+        /// gst-rtsp-server 1.22 stops reading a connection on a request it cannot read. On a
+        /// request of another RTSP version it sends nothing (`error_full` only logs), and when
+        /// the connection has a session with RTP over UDP its watch ends without the `closed`
+        /// signal (`client_watch_notify` keeps such sessions): no signal or vfunc reaches this
+        /// subclass, the peer would wait for ever (issue 16 item 8). The only trace is the
+        /// read source being destroyed, which takes the sentinel with it.
+        fn watch_reading(&self) {
+            if self.read_watched.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let read = glib::main_current_source();
+            let name = read.as_ref().and_then(|s| s.name());
+            let (Some(read), Some(context), true) = (
+                read.as_ref(),
+                read.as_ref().and_then(|s| s.context()),
+                name.as_deref() == Some(READ_SOURCE_NAME),
+            ) else {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "not dispatched by the connection's read source ({name:?}): an unreadable \
+                     request on it waits for the session timeout"
+                );
+                return;
+            };
+            let stopped = super::ReadStopped {
+                client: self.obj().downgrade(),
+                context,
+            };
+            let sentinel = glib::timeout_source_new(
+                std::time::Duration::from_millis(SENTINEL_INTERVAL_MS),
+                Some("dvb2ip-read-sentinel"),
+                glib::Priority::DEFAULT,
+                move || {
+                    stopped.held();
+                    glib::ControlFlow::Continue
+                },
+            );
+            read.add_child_source(&sentinel);
+        }
+
+        /// gst-rtsp-server's watch stopped reading this connection (see [`Self::watch_reading`]):
+        /// the peer closed it, gst-rtsp-server closed it, or it could not read a request. In
+        /// that last case, when [`Self::on_closed`] did not already answer, answer 505 (the
+        /// request that is answered by nothing is one of another RTSP version), close the
+        /// connection and end its sessions, as for a request too long to read (issue 16 items 5
+        /// and 8).
+        pub(super) fn on_read_stopped(&self) {
+            if self.unreadable_answered.load(Ordering::SeqCst) {
+                // gst-rtsp-server answered it (400/414): `on_send` closes the connection.
+                return;
+            }
+            if tunneled(self.obj().upcast_ref()) {
+                return;
+            }
+            let (sock, fd) = {
+                let mut slot = self.socket.lock().unwrap();
+                // As in `on_closed`: a socket gst-rtsp-server closed has few references left,
+                // a peer that left has nothing more to read.
+                let sock = slot
+                    .as_ref()
+                    .and_then(|s| s.get())
+                    .filter(|s| s.ref_count() > GST_CLOSED_SOCKET_REFS);
+                let Some(fd) = sock.as_ref().and_then(unread_close_fd) else {
+                    return;
+                };
+                slot.take();
+                (sock, fd)
+            };
+            send_now(fd, VERSION_NOT_SUPPORTED);
+            // SAFETY: the connection's socket, still open (`sock` holds it).
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            let mut ids = std::mem::take(&mut *self.conn_sessions.lock().unwrap());
+            for id in std::mem::take(&mut *self.interleaved_sessions.lock().unwrap()) {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            gst::info!(
+                CAT,
+                imp = self,
+                "request gst-rtsp-server could not read: 505, connection closed, ending \
+                 sessions {ids:?}"
+            );
+            self.permit.lock().unwrap().take();
+            self.described.lock().unwrap().clear();
+            self.end_sessions(ids, "unreadable request");
+            self.obj()
+                .upcast_ref::<gst_rtsp_server::RTSPClient>()
+                .close();
+            // 1 (ours) when nothing else keeps the descriptor open.
+            gst::debug!(
+                CAT,
+                imp = self,
+                "socket references left: {}",
+                sock.as_ref().map_or(0, |s| s.ref_count())
+            );
         }
 
         /// Ends the sessions `ids` (their pipelines stop, frontends are released).
@@ -1327,6 +1481,7 @@ mod imp {
             let t = self.session_timeout.load(Ordering::Relaxed);
             session.set_timeout(t);
             session.set_timeout_always_visible(true);
+            self.watch_reading();
             self.parent_new_session(session);
         }
 
