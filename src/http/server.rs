@@ -44,6 +44,7 @@ pub fn router(
             ..Default::default()
         }))
         .merge(crate::scan::api::router(core.scans.clone()))
+        .merge(crate::relay::http::router(core))
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).
