@@ -11,6 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use common::rtsp::{Item, Rtsp};
 
 /// Bound of every wait: a slow machine takes longer, it does not get less.
@@ -62,12 +65,13 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(dir: &Path, tag: &str, session_timeout: u32, extra: &str) -> Serve {
+    /// `rtsp_port` 0: a free port.
+    fn start(dir: &Path, tag: &str, rtsp_port: u16, session_timeout: u32, extra: &str) -> Serve {
         let http_port = free_port();
         let conf = dir.join(format!("{tag}.toml"));
         std::fs::write(&conf, config(http_port, session_timeout, extra)).unwrap();
         let mut child = Command::new(common::dvb2ip_bin())
-            .args(["serve", "--rtsp-port", "0", "--config"])
+            .args(["serve", "--rtsp-port", &rtsp_port.to_string(), "--config"])
             .arg(&conf)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -227,16 +231,21 @@ fn teardown(c: &mut Rtsp, path: &str) {
 #[test]
 fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_reader() {
     let dir = common::temp_dir("relay");
-    let origin = Serve::start(&dir, "origin", 60, "");
+    let origin_port = free_port();
+    let mut origin = Serve::start(&dir, "origin", origin_port, 60, "");
     let dead_port = free_port();
+    // Accepts connections and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
     let edge_text = format!(
         "\n[[relay]]\nname = \"news\"\nsource = \"rtsp://127.0.0.1:{o}/ch/news\"\nclose_after = 1.5\n\n\
          [[relay]]\nname = \"grace\"\nsource = \"rtsp://127.0.0.1:{o}/ch/news\"\nclose_after = 60\n\n\
-         [[relay]]\nname = \"dead\"\nsource = \"rtsp://127.0.0.1:{dead_port}/ch/news\"\nstart_timeout = 4\n",
+         [[relay]]\nname = \"dead\"\nsource = \"rtsp://127.0.0.1:{dead_port}/ch/news\"\nstart_timeout = 4\n\n\
+         [[relay]]\nname = \"silent\"\nsource = \"rtsp://127.0.0.1:{silent_port}/ch/news\"\nstart_timeout = 2\n",
         o = origin.rtsp_port
     );
     // Sessions of readers that vanish time out after 2 s (+ gst-rtsp-server's 5 s).
-    let edge = Serve::start(&dir, "edge", 2, &edge_text);
+    let edge = Serve::start(&dir, "edge", 0, 2, &edge_text);
     assert_eq!(edge.relay("news")["state"], "idle");
     assert_eq!(origin.sessions(), 0);
 
@@ -330,6 +339,38 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     teardown(&mut b, "relay/grace");
     drop((a, b));
 
+    // Upstream loss while a reader plays: the relay pulls again (with backoff) once the
+    // origin is back on its port, and the reader's session goes on receiving.
+    let mut c = Rtsp::connect(edge.rtsp_port);
+    play_tcp(&mut c, "relay/news");
+    let frames = Arc::new(AtomicU64::new(0));
+    let counter = frames.clone();
+    std::thread::spawn(move || {
+        while let Ok(item) = common::rtsp::Client::next_item(&mut *c) {
+            if let Item::Frame(0, _) = item {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    wait_until("the reader receives", || frames.load(Ordering::Relaxed) > 0);
+    let starts = edge.relay("news")["starts"].as_u64().unwrap();
+    drop(origin);
+    wait_until("the relay notices the upstream loss", || {
+        edge.relay("news")["failures"].as_u64().unwrap() >= 1
+    });
+    assert_eq!(edge.relay("news")["readers"], 1, "the reader is kept");
+    origin = Serve::start(&dir, "origin2", origin_port, 60, "");
+    wait_until("the relay pulls again", || {
+        let r = edge.relay("news");
+        r["state"] == "live" && r["starts"].as_u64().unwrap() > starts
+    });
+    let n = frames.load(Ordering::Relaxed);
+    wait_until("the reader receives again", || {
+        frames.load(Ordering::Relaxed) > n + 10
+    });
+    assert_eq!(edge.relay("news")["readers"], 1);
+    assert_eq!(origin.sessions(), 1);
+
     // A dead origin: 503 with Retry-After within start_timeout, over RTSP and HTTP, and a
     // log line naming the cause.
     let mut c = Rtsp::connect(edge.rtsp_port);
@@ -353,7 +394,20 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     let r = edge.relay("dead");
     assert!(r["failures"].as_u64().unwrap() >= 1, "{r}");
     assert_eq!(r["state"], "failed", "{r}");
-    assert!(r["last_error"].as_str().is_some(), "{r}");
+    // An upstream that accepts and never answers: 503 once start_timeout has passed.
+    let d = c.req("DESCRIBE", "relay/silent", &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 503, "{}", d.head);
+    assert!(d.header("Retry-After").is_some(), "{}", d.head);
+    assert!(d.body.contains("start_timeout"), "{}", d.body);
+    wait_until("the silent relay's pull is given up", || {
+        edge.relay("silent")["state"] == "failed"
+    });
+    let r = edge.relay("silent");
+    assert!(
+        r["last_error"].as_str().unwrap().contains("start_timeout"),
+        "{r}"
+    );
+    drop(silent);
 }
 
 #[test]

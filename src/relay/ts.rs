@@ -231,7 +231,7 @@ impl Aligner {
 
     /// Appends the whole packets of `data` (and what was left from before) to `out`.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) {
-        if self.rest.is_empty() && data.len() % PACKET_SIZE == 0 && synced(data) {
+        if self.rest.is_empty() && data.len().is_multiple_of(PACKET_SIZE) && synced(data) {
             out.extend_from_slice(data);
             return;
         }
