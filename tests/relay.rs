@@ -215,7 +215,16 @@ fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
     assert_eq!(p.status, 200, "{}", p.head);
     loop {
         match c.next_item() {
-            Item::Frame(0, _) => return (describe, t.elapsed()),
+            Item::Frame(0, rtp) => {
+                let elapsed = t.elapsed();
+                // The reader's first TS packet is the PAT (then the PMT and a key frame).
+                let ts = &rtp[12..];
+                assert!(ts.len() >= 2 * 188 && ts[0] == 0x47, "TS in RTP");
+                assert_eq!(ts[1] & 0x1F, 0, "first packet: PID 0");
+                assert_eq!(ts[2], 0, "first packet: PID 0");
+                assert_eq!(ts[188 + 5], 0x02, "second packet: a PMT section");
+                return (describe, elapsed);
+            }
             Item::Frame(..) => {}
             Item::Response(r) => panic!("unexpected {}", r.head),
         }

@@ -23,7 +23,8 @@ use super::CAT;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What a reader receives the relay's TS through, in the pull's streaming thread: it must not
-/// block. Returns false when the reader is gone.
+/// block. Returns false when the reader cannot take more (gone, or too slow): it then gets
+/// nothing more (an HTTP stream ends; its handle still counts until dropped).
 pub trait Out: Send + Sync + 'static {
     fn push(&self, ts: &[u8]) -> bool;
 }
@@ -262,27 +263,24 @@ impl Relay {
     /// Enters `out` among the receivers of the TS: what it needs to decode at once goes out
     /// now, or from the next random access point.
     fn subscribe(&self, out: Arc<dyn Out>) -> u64 {
-        let (id, first) = {
-            let mut d = self.data.lock().unwrap();
-            d.next_id += 1;
-            let id = d.next_id;
-            let first = d.cache.join();
-            d.readers.push(Reader {
-                id,
-                out: out.clone(),
-                waiting_rap: first.is_none(),
-            });
-            (id, first)
-        };
-        // Nothing is ingested between the join and this push only if the pull's thread waits
-        // for the lock; it may not, so the first bytes may be followed by bytes it already
-        // holds: join() covers up to the last packet ingested, and later ones come in order
-        // from ingest, which takes the same lock before pushing.
-        if let Some(first) = first {
+        let mut d = self.data.lock().unwrap();
+        d.next_id += 1;
+        let id = d.next_id;
+        let first = d.cache.join();
+        // Pushed under the data lock, as `ingest` does: the reader gets every later packet
+        // after these, in order.
+        if let Some(first) = &first {
             self.bytes_out
                 .fetch_add(first.len() as u64, Ordering::Relaxed);
-            out.push(&first);
+            if !out.push(first) {
+                return id;
+            }
         }
+        d.readers.push(Reader {
+            id,
+            out,
+            waiting_rap: first.is_none(),
+        });
         id
     }
 
@@ -322,6 +320,7 @@ impl Relay {
                 }
             }
             let psi = d.cache.psi();
+            let mut gone = Vec::new();
             for r in &mut d.readers {
                 if !r.waiting_rap {
                     outs.push((r.out.clone(), Vec::new()));
@@ -337,8 +336,16 @@ impl Relay {
                 self.bytes_out
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 if !out.push(bytes) {
-                    gst::debug!(CAT, "relay {}: a reader is gone", self.cfg.name);
+                    gst::info!(CAT, "relay {}: a reader is gone or too slow", self.cfg.name);
+                    gone.push(Arc::as_ptr(out));
                 }
+            }
+            if !gone.is_empty() {
+                d.readers.retain(|r| {
+                    !gone
+                        .iter()
+                        .any(|g| std::ptr::addr_eq(*g, Arc::as_ptr(&r.out)))
+                });
             }
         }
         let mut st = self.state.lock().unwrap();
