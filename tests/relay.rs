@@ -355,7 +355,7 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     let frames = Arc::new(AtomicU64::new(0));
     let counter = frames.clone();
     std::thread::spawn(move || {
-        while let Ok(item) = common::rtsp::Client::next_item(&mut *c) {
+        while let Ok(item) = common::rtsp::Client::next_item(&mut c) {
             if let Item::Frame(0, _) = item {
                 counter.fetch_add(1, Ordering::Relaxed);
             }
