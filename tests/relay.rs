@@ -338,8 +338,17 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
         .unwrap()
         .read_exact(&mut head)
         .expect("three TS packets from the relay over HTTP");
+    assert_eq!(edge.api()["http_streams"], 1);
+    assert_eq!(
+        edge.relay("grace")["readers"],
+        2,
+        "RTSP and HTTP read one pull"
+    );
     let _ = curl.kill();
     let _ = curl.wait();
+    wait_until("the HTTP reader leaves with its connection", || {
+        edge.relay("grace")["readers"] == 1 && edge.api()["http_streams"] == 0
+    });
     let pid = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
     assert!(head.chunks(188).all(|p| p[0] == 0x47), "TS sync");
     assert_eq!(pid(&head[..188]), 0, "the first packet is the PAT");

@@ -67,6 +67,18 @@ async fn stream(State(api): State<Api>, Path(path): Path<String>) -> Response {
     let Some(relay) = api.relays.by_path(&path).cloned() else {
         return plain(StatusCode::NOT_FOUND, format!("no relay at {path}\n"));
     };
+    // HTTP streams and RTSP sessions share `[server] max_sessions`.
+    let Some(permit) = api.sessions.try_admit_http() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [
+                (header::CONTENT_TYPE, "text/plain"),
+                (header::RETRY_AFTER, "5"),
+            ],
+            "No-More: sessions\n",
+        )
+            .into_response();
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE);
     let out: Arc<dyn Out> = Arc::new(ChannelOut(tx));
     let name = relay.name().to_string();
@@ -94,10 +106,13 @@ async fn stream(State(api): State<Api>, Path(path): Path<String>) -> Response {
     };
     // The reader stays attached while the body is being sent: dropped with it when the
     // connection ends.
-    let body = futures_util::stream::unfold((rx, reader), |(mut rx, reader)| async move {
-        let chunk = rx.recv().await?;
-        Some((Ok::<Bytes, std::io::Error>(chunk), (rx, reader)))
-    });
+    let body = futures_util::stream::unfold(
+        (rx, reader, permit),
+        |(mut rx, reader, permit)| async move {
+            let chunk = rx.recv().await?;
+            Some((Ok::<Bytes, std::io::Error>(chunk), (rx, reader, permit)))
+        },
+    );
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "video/mp2t")
