@@ -447,3 +447,62 @@ fn bad_relay_entries_name_the_file_and_line() {
     assert!(err.contains(&format!("{}:6:", f.display())), "{err}");
     assert!(err.contains("gopher"), "{err}");
 }
+
+#[test]
+fn a_udp_relay_not_on_demand_pulls_from_start_and_serves_http() {
+    let media = std::fs::read(common::repo_file(
+        "../shared/media/temi_a_single_timeline.ts",
+    ))
+    .expect("test media (../shared/media)");
+    let dir = common::temp_dir("relay-udp");
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let edge = Serve::start(
+        &dir,
+        "udp-edge",
+        0,
+        60,
+        &format!(
+            "\n[[relay]]\nname = \"udp\"\nsource = \"udp://127.0.0.1:{port}\"\non_demand = false\n"
+        ),
+    );
+    // The sender: the file, 7 packets a datagram, paced, looping, to loopback only.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sender = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                for d in media.chunks(7 * 188) {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let _ = s.send_to(d, ("127.0.0.1", port));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        })
+    };
+    // Pulled without any reader.
+    wait_until("the relay pulls from start", || {
+        let r = edge.relay("udp");
+        r["state"] == "live" && r["readers"] == 0
+    });
+    let url = format!("http://127.0.0.1:{}/relay/udp", edge.http_port);
+    let probe = common::ffprobe(&url, &[]);
+    let kinds: Vec<&str> = probe["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["codec_type"].as_str())
+        .collect();
+    assert!(kinds.contains(&"video"), "{probe}");
+    let r = edge.relay("udp");
+    assert_eq!(r["starts"], 1, "{r}");
+    assert!(r["bytes_in"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["bytes_out"].as_u64().unwrap() > 0, "{r}");
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+}
