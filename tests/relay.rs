@@ -389,6 +389,25 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     assert_eq!(edge.relay("news")["readers"], 1);
     assert_eq!(origin.sessions(), 1);
 
+    // ANNOUNCE on a relay mount: 405 with Allow, and no pull starts.
+    let starts = edge.relay("news")["starts"].clone();
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 33\r\n\
+               a=rtpmap:33 MP2T/90000\r\na=control:stream=0\r\n";
+    let mut p = Rtsp::connect(edge.rtsp_port);
+    let url = p.url("relay/news");
+    let a = p.raw(&format!(
+        "ANNOUNCE {url} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
+    assert_eq!(a.status, 405, "{}", a.head);
+    assert!(
+        a.header("Allow").is_some_and(|v| v.contains("PLAY")),
+        "{}",
+        a.head
+    );
+    assert_eq!(edge.relay("news")["starts"], starts);
+
     // A dead origin: 503 with Retry-After within start_timeout, over RTSP and HTTP, and a
     // log line naming the cause.
     let mut c = Rtsp::connect(edge.rtsp_port);

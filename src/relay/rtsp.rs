@@ -8,7 +8,8 @@
 //! lets every reader start with PAT, PMT and a random access point.
 //!
 //! An upstream that cannot start: the factory builds nothing and the answer (gst-rtsp-server's
-//! own) becomes 503 with `Retry-After` and the cause ([`finish_response`]).
+//! own) becomes 503 with `Retry-After` and the cause ([`finish_response`]). ANNOUNCE and
+//! RECORD never start a pull: 405 with `Allow`.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -31,10 +32,34 @@ const READER_KEY: &str = "dvb2ip-relay-reader";
 /// Bytes an RTSP reader may have queued before its oldest are dropped.
 const READER_QUEUE_BYTES: u64 = 16 << 20;
 
+/// Why a relay media was not constructed.
+enum Refusal {
+    /// The upstream could not start: 503.
+    Unavailable(Unavailable),
+    /// ANNOUNCE or RECORD: a relay mount only plays (405).
+    NotAllowed,
+}
+
+/// The methods of a relay mount (`Allow` of a 405).
+const ALLOW: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, GET_PARAMETER, TEARDOWN";
+
 thread_local! {
     /// Why the relay media this thread last tried to construct could not be (read when the
     /// answer is sent, in the same thread).
-    static UNAVAILABLE: RefCell<Option<Unavailable>> = const { RefCell::new(None) };
+    static REFUSED: RefCell<Option<Refusal>> = const { RefCell::new(None) };
+}
+
+/// The method of the request being handled.
+fn current_method() -> Option<gst_rtsp::ffi::GstRTSPMethod> {
+    use gst::glib::translate::ToGlibPtr;
+    gst_rtsp_server::RTSPContext::with_current_context(|ctx| {
+        let req = ctx.request()?;
+        let p: *const gst_rtsp::ffi::GstRTSPMessage = req.to_glib_none().0;
+        // SAFETY: the request lives as long as the context, which outlives this call.
+        let msg = unsafe { Msg::from_ptr(p as *mut _) }?;
+        msg.request_line().map(|(m, _)| m)
+    })
+    .flatten()
 }
 
 /// Whether `uri` (a request URI) is under the relay prefix.
@@ -55,12 +80,20 @@ pub fn mount(core: &Arc<Core>, mounts: &gst_rtsp_server::RTSPMountPoints) {
 /// Finishes the answer to a request on a relay mount: a media that could not be constructed
 /// because the upstream could not start is a 503 with `Retry-After` and the cause.
 pub(crate) fn finish_response(msg: &Msg, request: Option<&Msg>) {
-    let Some(u) = UNAVAILABLE.with(|c| c.borrow_mut().take()) else {
+    let Some(refusal) = REFUSED.with(|c| c.borrow_mut().take()) else {
         return;
     };
-    if !matches!(msg.status(), Some(400 | 404 | 500 | 503)) {
+    if !matches!(msg.status(), Some(400 | 404 | 405 | 500 | 501 | 503)) {
         return;
     }
+    let u = match refusal {
+        Refusal::NotAllowed => {
+            msg.reset_response(405, "Method Not Allowed", request);
+            msg.set_header("Allow", ALLOW);
+            return;
+        }
+        Refusal::Unavailable(u) => u,
+    };
     msg.reset_response(503, "Service Unavailable", request);
     msg.set_header("Retry-After", &u.retry_after.max(1).to_string());
     msg.add_header("Content-Type", "text/plain");
@@ -109,7 +142,15 @@ mod imp {
     impl RTSPMediaFactoryImpl for RelayFactory {
         fn create_element(&self, _url: &gst_rtsp::RTSPUrl) -> Option<gst::Element> {
             let relay = self.relay.get()?.clone();
-            UNAVAILABLE.with(|c| c.borrow_mut().take());
+            REFUSED.with(|c| c.borrow_mut().take());
+            if matches!(
+                current_method(),
+                Some(crate::rtsp::message::METHOD_ANNOUNCE | crate::rtsp::message::METHOD_RECORD)
+            ) {
+                // Never starts a pull; answered 405 (`finish_response`).
+                REFUSED.with(|c| *c.borrow_mut() = Some(Refusal::NotAllowed));
+                return None;
+            }
             let bin = gst::Bin::builder().name("relay").build();
             let src = gst_app::AppSrc::builder()
                 .name("src")
@@ -146,7 +187,7 @@ mod imp {
                         relay.name(),
                         u.cause
                     );
-                    UNAVAILABLE.with(|c| *c.borrow_mut() = Some(u));
+                    REFUSED.with(|c| *c.borrow_mut() = Some(Refusal::Unavailable(u)));
                     None
                 }
             }
