@@ -297,6 +297,8 @@ struct LauncherPart {
     scan: crate::scan::config::ScanSection,
     #[serde(default)]
     http: crate::http::limits::HttpSection,
+    #[serde(default)]
+    relay: Vec<crate::relay::config::RelaySection>,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -321,6 +323,8 @@ pub struct Config {
     pub scan: crate::scan::config::ScanSection,
     /// `[http]`: the HTTP server's limits.
     pub http: crate::http::limits::HttpSection,
+    /// `[[relay]]`: streams of other servers relayed on demand (src/relay/config.rs).
+    pub relay: Vec<crate::relay::config::RelaySection>,
     pub broadcast: BroadcastConfig,
 }
 
@@ -423,6 +427,13 @@ impl Config {
                 message,
             });
         }
+        if let Err((line, message)) = crate::relay::config::check_all(&part.relay, text) {
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         Ok(Self {
             server: part.server,
             channel: part.channel,
@@ -431,6 +442,7 @@ impl Config {
             vod: part.vod,
             scan: part.scan,
             http: part.http,
+            relay: part.relay,
             broadcast,
         })
     }

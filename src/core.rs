@@ -41,6 +41,8 @@ pub struct Core {
     pub scans: Arc<crate::scan::service::Scans>,
     /// Descriptor budget: connection caps and the headroom new work needs.
     pub limits: crate::limits::Limits,
+    /// The `[[relay]]` relays and their reports (src/relay).
+    pub relays: Arc<crate::relay::Relays>,
 }
 
 /// The server's counters.
@@ -62,6 +64,7 @@ impl Core {
         Arc::new(Core {
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             scans: crate::scan::service::Scans::new(&config, pool.clone()),
+            relays: Arc::new(crate::relay::Relays::new(&config)),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),

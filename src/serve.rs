@@ -124,6 +124,8 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
     }
     // Every service of the channel database, following rescans (src/scan/mounts.rs).
     crate::scan::mounts::attach(&core, &mounts);
+    // `[[relay]]` mounts, /relay/<name> (src/relay).
+    crate::relay::rtsp::mount(&core, &mounts);
     let source_id = server
         .attach(None)
         .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;

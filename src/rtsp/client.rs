@@ -1094,6 +1094,10 @@ mod imp {
                 );
                 return;
             }
+            if crate::relay::rtsp::is_relay(&uri) {
+                // An upstream that cannot start: 503 with Retry-After (src/relay/rtsp.rs).
+                crate::relay::rtsp::finish_response(msg, request.as_ref());
+            }
             if !matches!(route(&uri), Route::Satip(_)) {
                 if method == METHOD_SETUP && msg.status() == Some(200) {
                     self.on_mount_setup(msg, &uri);

@@ -74,7 +74,10 @@ pub fn uri_host(uri: &str) -> String {
 
 pub fn route(uri: &str) -> Route {
     let path = uri_path(uri);
-    if path.starts_with(CHANNEL_PREFIX) || crate::vod::rtsp::is_vod(uri) {
+    if path.starts_with(CHANNEL_PREFIX)
+        || crate::vod::rtsp::is_vod(uri)
+        || crate::relay::rtsp::is_relay(uri)
+    {
         return Route::Other;
     }
     Route::Satip(parse_target(uri))
