@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::serve_child::{free_port, ServeChild};
 
-/// The embedded configuration without SSDP, HTTP on `http_port`.
+/// The embedded configuration without SSDP, HTTP on `http_port`, and an on-demand relay of a
+/// port nothing listens on.
 fn config(http_port: u16) -> String {
     let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
     let ssdp = text.find("[ssdp]").expect("[ssdp]");
@@ -21,6 +22,10 @@ fn config(http_port: u16) -> String {
         text[ssdp..].replacen("enabled = true", "enabled = false", 1)
     )
     .replacen("http_port = 8875", &format!("http_port = {http_port}"), 1)
+        + &format!(
+            "\n[[relay]]\nname = \"nowhere\"\nsource = \"rtsp://127.0.0.1:{}/ch/none\"\n",
+            free_port()
+        )
 }
 
 /// The value of the sample `name` (with its labels, as written) in `text`.
@@ -96,6 +101,17 @@ fn metrics_pass_promtool_and_follow_an_http_stream() {
     assert!(
         idle.contains("dvb2ip_frontend_info{frontend=\"0\","),
         "{idle}"
+    );
+    assert_eq!(
+        sample(
+            &idle,
+            "dvb2ip_relay_state{relay=\"nowhere\",state=\"idle\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&idle, "dvb2ip_relay_starts_total{relay=\"nowhere\"}"),
+        Some(0.0)
     );
 
     // An HTTP stream of the first channel of the list.

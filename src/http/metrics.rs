@@ -4,7 +4,7 @@
 //! `_total`. Labels are bounded: a frontend's pool index, a protocol, a scan outcome; never a
 //! client address. The figures are read when scraped, from the same core the status page and
 //! the API read: the tuner pool, the session count, the HTTP server's counters, the channel
-//! database and its scans, and the process itself (`/proc/self`, the standard `process_`
+//! database and its scans, the relays, and the process itself (`/proc/self`, the standard `process_`
 //! metrics).
 
 use std::fmt::Write;
@@ -365,6 +365,68 @@ pub fn render(core: &Core) -> String {
         &[("outcome", "pending")],
         p.muxes_total.saturating_sub(p.muxes_done) as f64,
     );
+
+    // Relays: one sample per configured relay (names come from the configuration).
+    let relays = core.relays.status();
+    let mut f = family(
+        &mut o,
+        "dvb2ip_relay_state",
+        "gauge",
+        "1 for the state a relay is in (idle, starting, live, closing, failed), 0 for the others.",
+    );
+    for r in &relays {
+        let now = serde_json::to_value(r.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        for state in ["idle", "starting", "live", "closing", "failed"] {
+            f.sample(
+                &[("relay", &r.name), ("state", state)],
+                f64::from(u8::from(now == state)),
+            );
+        }
+    }
+    let mut f = family(
+        &mut o,
+        "dvb2ip_relay_readers",
+        "gauge",
+        "Readers of a relay (RTSP media and HTTP streams).",
+    );
+    for r in &relays {
+        f.sample(&[("relay", &r.name)], r.readers as f64);
+    }
+    for (name, help, get) in [
+        (
+            "dvb2ip_relay_starts_total",
+            "Upstream pulls a relay started.",
+            (|r| r.starts) as fn(&crate::relay::source::RelayStatus) -> u64,
+        ),
+        (
+            "dvb2ip_relay_stops_total",
+            "Upstream pulls a relay ended because no reader was left.",
+            |r| r.stops,
+        ),
+        (
+            "dvb2ip_relay_failures_total",
+            "Upstream pulls of a relay that could not start or dropped.",
+            |r| r.failures,
+        ),
+        (
+            "dvb2ip_relay_received_bytes_total",
+            "Bytes a relay received from its upstream.",
+            |r| r.bytes_in,
+        ),
+        (
+            "dvb2ip_relay_sent_bytes_total",
+            "Bytes a relay handed to its readers.",
+            |r| r.bytes_out,
+        ),
+    ] {
+        let mut f = family(&mut o, name, "counter", help);
+        for r in &relays {
+            f.sample(&[("relay", &r.name)], get(r) as f64);
+        }
+    }
 
     // The process.
     let pr = process_figures();
