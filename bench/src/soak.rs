@@ -1674,6 +1674,17 @@ pub fn run(o: &Options) -> anyhow::Result<bool> {
         fmt(thr_slope, "thread"),
         mean(&thr_pts)
     );
+    // The allocator's arenas may still grow past the warm-up under churn: the second half of
+    // the window shows whether growth went on or levelled off.
+    let half = rss_pts.len() / 2;
+    println!(
+        "last half (t >= {:.0} s, {} samples): RSS {} (mean {:.1} MiB), fds {}",
+        rss_pts.get(half).map_or(0.0, |p| p.0),
+        rss_pts.len() - half,
+        fmt(slope_per_min(&rss_pts[half..]), "KiB"),
+        mean(&rss_pts[half..]) / 1024.0,
+        fmt(slope_per_min(&fd_pts[half..]), "fd"),
+    );
     let peak = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
     println!(
         "server: idle rss {:.1} MiB fds {} threads {}; peak rss {:.1} MiB; at the end rss {} fds {} threads {}; exit on SIGTERM: {}",
