@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT/fuzz"
 
 ALL=(ts_parsers mjpeg satip_query ssdp_message css_messages scan_si channel_files config rtsp_routing
-     vod_requests)
+     vod_requests relay_ts)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 
