@@ -1,8 +1,15 @@
 //! The tuner-pool source: a SAT>IP stream on a frontend of the pool, without an element (a
 //! [`Subscription`]: lease, PID changes without retuning, retune giving the old frontend back
 //! first). The feed's thread hands the TS to the stream's [`TsSink`].
+//!
+//! The pool primes a new subscriber with the feed's latest chunk in the thread that opens the
+//! source, which races the feed's own push of the next chunk: [`Feed`] hands the two to the
+//! sink in the feed's order (the primed chunk is dropped when the next one came first), so
+//! every consumer sees each packet once and in order from its first datagram.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
 use gstdvb2ip::satipmapsrc::Subscription;
@@ -17,12 +24,37 @@ pub struct TunerSource {
     sub: Subscription,
 }
 
-/// Receives the frontend's feed in the feed's thread.
-struct Feed(Arc<dyn TsSink>);
+/// Receives the frontend's feed in the feed's thread (and the pool's priming in the opening
+/// thread, see the module documentation).
+struct Feed {
+    sink: Arc<dyn TsSink>,
+    /// While the source opens: the opening thread and whether the feed's thread pushed yet.
+    /// Pushes go to the sink under this lock until `opened`, so the primed chunk and the
+    /// feed's next one cannot cross.
+    opening: Mutex<Opening>,
+    opened: AtomicBool,
+}
+
+struct Opening {
+    thread: Option<ThreadId>,
+    fed: bool,
+}
 
 impl FeedSink for Feed {
     fn push(&self, buffer: gst::Buffer) {
-        self.0.push(&buffer);
+        if self.opened.load(Ordering::Acquire) {
+            return self.sink.push(&buffer);
+        }
+        let mut o = self.opening.lock().unwrap();
+        if o.thread == Some(std::thread::current().id()) {
+            if o.fed {
+                // The pool's priming, after the feed's newer chunk: already superseded.
+                return;
+            }
+        } else {
+            o.fed = true;
+        }
+        self.sink.push(&buffer);
     }
     fn status(&self, _: &TunerStatus) {}
     fn lock_changed(&self, locked: bool, _: &TunerStatus) {
@@ -34,7 +66,7 @@ impl FeedSink for Feed {
     }
     fn failed(&self, reason: &str) {
         gst::warning!(CAT, "tuner source: frontend failed: {reason}");
-        self.0.end(reason);
+        self.sink.end(reason);
     }
     fn frontend_changed(&self, status: &TunerStatus) {
         gst::info!(
@@ -50,10 +82,21 @@ impl FeedSink for Feed {
 impl TunerSource {
     /// Leases a frontend for `spec`; see [`super::source::open`].
     pub fn open(pool: &Pool, spec: StreamSpec, sink: Arc<dyn TsSink>) -> Result<Self, QueryError> {
-        let feed: Arc<dyn FeedSink> = Arc::new(Feed(sink));
-        Ok(TunerSource {
-            sub: Subscription::in_pool(pool, spec, feed)?,
-        })
+        let feed = Arc::new(Feed {
+            sink,
+            opening: Mutex::new(Opening {
+                thread: Some(std::thread::current().id()),
+                fed: false,
+            }),
+            opened: AtomicBool::new(false),
+        });
+        let sub = Subscription::in_pool(pool, spec, feed.clone());
+        {
+            let mut o = feed.opening.lock().unwrap();
+            o.thread = None;
+            feed.opened.store(true, Ordering::Release);
+        }
+        Ok(TunerSource { sub: sub? })
     }
 }
 
