@@ -94,7 +94,7 @@ pub fn services() -> anyhow::Result<Vec<Service>> {
             .iter()
             .find(|x| {
                 (x.frequency_khz as f64 / 1000.0 - freq).abs() < 0.5
-                    && plp.map_or(true, |p| f64::from(x.stream_id) == p)
+                    && plp.is_none_or(|p| f64::from(x.stream_id) == p)
             })
             .with_context(|| format!("no emulated mux for channel {}", ch.name))?;
         for s in mux.service.iter().filter(|s| s.on_air.is_none()) {

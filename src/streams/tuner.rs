@@ -40,6 +40,27 @@ struct Opening {
     fed: bool,
 }
 
+impl Feed {
+    /// The feed of a source this thread is opening.
+    fn opening(sink: Arc<dyn TsSink>) -> Feed {
+        Feed {
+            sink,
+            opening: Mutex::new(Opening {
+                thread: Some(std::thread::current().id()),
+                fed: false,
+            }),
+            opened: AtomicBool::new(false),
+        }
+    }
+
+    /// The source is open: pushes go straight to the sink.
+    fn opened(&self) {
+        let mut o = self.opening.lock().unwrap();
+        o.thread = None;
+        self.opened.store(true, Ordering::Release);
+    }
+}
+
 impl FeedSink for Feed {
     fn push(&self, buffer: gst::Buffer) {
         if self.opened.load(Ordering::Acquire) {
@@ -82,20 +103,9 @@ impl FeedSink for Feed {
 impl TunerSource {
     /// Leases a frontend for `spec`; see [`super::source::open`].
     pub fn open(pool: &Pool, spec: StreamSpec, sink: Arc<dyn TsSink>) -> Result<Self, QueryError> {
-        let feed = Arc::new(Feed {
-            sink,
-            opening: Mutex::new(Opening {
-                thread: Some(std::thread::current().id()),
-                fed: false,
-            }),
-            opened: AtomicBool::new(false),
-        });
+        let feed = Arc::new(Feed::opening(sink));
         let sub = Subscription::in_pool(pool, spec, feed.clone());
-        {
-            let mut o = feed.opening.lock().unwrap();
-            o.thread = None;
-            feed.opened.store(true, Ordering::Release);
-        }
+        feed.opened();
         Ok(TunerSource { sub: sub? })
     }
 }
@@ -111,5 +121,57 @@ impl Source for TunerSource {
 
     fn status(&self) -> String {
         self.sub.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the first byte of every buffer pushed.
+    #[derive(Default)]
+    struct Record(Mutex<Vec<u8>>);
+
+    impl TsSink for Record {
+        fn push(&self, buffer: &gst::Buffer) {
+            let m = buffer.map_readable().unwrap();
+            self.0.lock().unwrap().push(m[0]);
+        }
+    }
+
+    fn buf(tag: u8) -> gst::Buffer {
+        gst::Buffer::from_slice([tag; 188])
+    }
+
+    fn pushed_by_feed_thread(feed: &Arc<Feed>, tag: u8) {
+        let f = feed.clone();
+        std::thread::spawn(move || f.push(buf(tag))).join().unwrap();
+    }
+
+    #[test]
+    fn priming_after_the_feeds_newer_chunk_is_dropped() {
+        gst::init().unwrap();
+        let rec = Arc::new(Record::default());
+        let feed = Arc::new(Feed::opening(rec.clone()));
+        // The feed's thread pushes chunk 2 before the opening thread primes with chunk 1.
+        pushed_by_feed_thread(&feed, 2);
+        feed.push(buf(1));
+        feed.opened();
+        pushed_by_feed_thread(&feed, 3);
+        assert_eq!(*rec.0.lock().unwrap(), vec![2, 3]);
+    }
+
+    #[test]
+    fn priming_before_the_feed_goes_first() {
+        gst::init().unwrap();
+        let rec = Arc::new(Record::default());
+        let feed = Arc::new(Feed::opening(rec.clone()));
+        feed.push(buf(1));
+        pushed_by_feed_thread(&feed, 2);
+        feed.opened();
+        pushed_by_feed_thread(&feed, 3);
+        // After opening, the opening thread's pushes (a PID change's priming) pass as well.
+        feed.push(buf(4));
+        assert_eq!(*rec.0.lock().unwrap(), vec![1, 2, 3, 4]);
     }
 }
