@@ -72,7 +72,7 @@ struct Point {
 // ---- /proc per thread --------------------------------------------------------------------------
 
 /// (name, CPU seconds) of every live thread of `pid`, by thread id.
-fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, f64)> {
+pub(crate) fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, f64)> {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut out = BTreeMap::new();
@@ -103,7 +103,7 @@ fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, f64)> {
 }
 
 /// CPU % per thread name between two [`thread_cpu`] samples over `dt` seconds, busiest first.
-fn per_thread(
+pub(crate) fn per_thread(
     a: &BTreeMap<u32, (String, f64)>,
     b: &BTreeMap<u32, (String, f64)>,
     dt: f64,
@@ -124,7 +124,7 @@ fn per_thread(
     v
 }
 
-fn proc_threads(pid: u32) -> usize {
+pub(crate) fn proc_threads(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -139,16 +139,16 @@ fn proc_threads(pid: u32) -> usize {
 
 /// One HTTP client's counters (written by the receiving thread only).
 #[derive(Default)]
-struct HttpCounters {
-    bytes: AtomicU64,
-    cc_errors: AtomicU64,
-    first_ns: AtomicU64,
-    closed: AtomicBool,
-    status: AtomicU64,
+pub(crate) struct HttpCounters {
+    pub(crate) bytes: AtomicU64,
+    pub(crate) cc_errors: AtomicU64,
+    pub(crate) first_ns: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    pub(crate) status: AtomicU64,
 }
 
 /// Where a client's parser is.
-enum Phase {
+pub(crate) enum Phase {
     Head(Vec<u8>),
     Body {
         chunked: bool,
@@ -161,13 +161,22 @@ enum Phase {
     },
 }
 
-struct HttpClient {
+pub(crate) struct HttpClient {
     sock: TcpStream,
     phase: Phase,
     cc: Box<[u8]>,
 }
 
 impl HttpClient {
+    /// A client whose request was sent on `sock` (its answer not read yet).
+    pub(crate) fn new(sock: TcpStream) -> HttpClient {
+        HttpClient {
+            sock,
+            phase: Phase::Head(Vec::new()),
+            cc: vec![0xff; 8192].into_boxed_slice(),
+        }
+    }
+
     /// Takes `data` read from the socket; returns TS bytes and CC errors.
     fn take(&mut self, mut data: &[u8], c: &HttpCounters) -> (u64, u64) {
         let (mut ts_bytes, mut cc_err) = (0u64, 0u64);
@@ -244,9 +253,56 @@ impl HttpClient {
     }
 }
 
-/// Reads every client until `stop`.
-fn http_rx_loop(
-    mut clients: Vec<HttpClient>,
+/// Hands clients to a running [`http_rx_loop`] (its [`Joining`] end) and wakes it.
+pub(crate) struct Joiner {
+    tx: std::sync::mpsc::Sender<(usize, HttpClient)>,
+    wake: Arc<std::os::fd::OwnedFd>,
+}
+
+/// The [`http_rx_loop`] end of a [`Joiner`].
+pub(crate) struct Joining {
+    rx: std::sync::mpsc::Receiver<(usize, HttpClient)>,
+    wake: Arc<std::os::fd::OwnedFd>,
+}
+
+/// A channel of late clients to an [`http_rx_loop`].
+pub(crate) fn joining() -> std::io::Result<(Joiner, Joining)> {
+    // SAFETY: eventfd has no preconditions; the descriptor is owned from here on.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let wake =
+        Arc::new(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) });
+    let (tx, rx) = std::sync::mpsc::channel();
+    Ok((
+        Joiner {
+            tx,
+            wake: wake.clone(),
+        },
+        Joining { rx, wake },
+    ))
+}
+
+impl Joiner {
+    /// Client `k` (its index in the loop's counters, its socket non-blocking) joins the loop.
+    pub(crate) fn join(&self, k: usize, c: HttpClient) {
+        if self.tx.send((k, c)).is_ok() {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: an 8-byte write to the eventfd this joiner keeps open.
+            unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), 8) };
+        }
+    }
+}
+
+/// Index of the [`Joining`] wake-up in the loop's epoll set.
+const WAKE: u64 = u64::MAX;
+
+/// Reads every client until `stop`: `clients` (client `k` counts in `counters[k]`), and those
+/// a [`Joiner`] sends later.
+pub(crate) fn http_rx_loop(
+    clients: Vec<HttpClient>,
+    joining: Option<Joining>,
     counters: Arc<Vec<HttpCounters>>,
     stop: Arc<AtomicBool>,
     epoch: Instant,
@@ -256,12 +312,29 @@ fn http_rx_loop(
     if ep < 0 {
         return;
     }
-    for (k, c) in clients.iter().enumerate() {
+    let mut clients: Vec<Option<HttpClient>> = clients.into_iter().map(Some).collect();
+    let add = |clients: &mut Vec<Option<HttpClient>>, k: usize, c: HttpClient| {
         let mut ev = libc::epoll_event {
             events: libc::EPOLLIN as u32,
             u64: k as u64,
         };
         unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, c.sock.as_raw_fd(), &mut ev) };
+        if clients.len() <= k {
+            clients.resize_with(k + 1, || None);
+        }
+        clients[k] = Some(c);
+    };
+    for k in 0..clients.len() {
+        if let Some(c) = clients[k].take() {
+            add(&mut clients, k, c);
+        }
+    }
+    if let Some(j) = &joining {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE,
+        };
+        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, j.wake.as_raw_fd(), &mut ev) };
     }
     let mut buf = vec![0u8; 256 << 10];
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
@@ -272,9 +345,21 @@ fn http_rx_loop(
         }
         let now = epoch.elapsed().as_nanos() as u64;
         for ev in &events[..n as usize] {
+            if ev.u64 == WAKE {
+                if let Some(j) = &joining {
+                    let mut v = [0u8; 8];
+                    unsafe { libc::read(j.wake.as_raw_fd(), v.as_mut_ptr().cast(), 8) };
+                    while let Ok((k, c)) = j.rx.try_recv() {
+                        add(&mut clients, k, c);
+                    }
+                }
+                continue;
+            }
             let k = ev.u64 as usize;
             let c = &counters[k];
-            let cl = &mut clients[k];
+            let Some(cl) = clients.get_mut(k).and_then(Option::as_mut) else {
+                continue;
+            };
             let got = unsafe {
                 libc::recv(
                     cl.sock.as_raw_fd(),
@@ -375,7 +460,11 @@ impl Window {
 
 /// A streaming request from local address `from` (one address per client, as the rooms of a
 /// headend have: the server caps connections per address).
-fn http_get(from: std::net::Ipv4Addr, port: u16, query: &str) -> anyhow::Result<TcpStream> {
+pub(crate) fn http_get(
+    from: std::net::Ipv4Addr,
+    port: u16,
+    query: &str,
+) -> anyhow::Result<TcpStream> {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
     s.bind(&std::net::SocketAddr::from((from, 0)).into())
         .with_context(|| format!("binding {from}"))?;
@@ -503,7 +592,7 @@ fn http_point(
         let (c, s) = (counters.clone(), stop.clone());
         std::thread::Builder::new()
             .name("bench-http-rx".into())
-            .spawn(move || http_rx_loop(clients, c, s, epoch))?
+            .spawn(move || http_rx_loop(clients, None, c, s, epoch))?
     };
     std::thread::sleep(satip::SETTLE);
     let pid = server.pid();

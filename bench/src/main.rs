@@ -11,10 +11,13 @@
 //! - `css`: CSS-WC server throughput and latency, WC client dispersion, CSS-TS accuracy
 //!   ([`css`]);
 //! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
+//! - `headend`: a hotel headend's mix, 800 RTP/UDP and 200 HTTP single-service clients over
+//!   the four emulated muxes joining at 50/s, against dvb2ip and the baseline ([`headend`]).
 //! - `soak`: RTP, HTTP and CSS clients coming and going on one `dvb2ip serve` for a bounded
 //!   time, a frontend losing lock now and then ([`soak`]).
 
 mod css;
+mod headend;
 mod http;
 mod satip;
 mod satip_baseline;
@@ -97,6 +100,28 @@ enum BenchCommand {
         /// PIDs of every client: `all` or a list (e.g. one service: 0,16,17,256,257,258).
         #[arg(long, default_value = "all")]
         pids: String,
+    },
+    /// Headend mix: N clients (4/5 SAT>IP RTP/UDP, 1/5 HTTP) of single services over the four
+    /// emulated muxes joining at a fixed rate; server CPU, threads, RSS per client, loss, CC,
+    /// join latency, rate per client, against the issue 17 targets and the baseline.
+    Headend {
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Seconds of the measured hold window after the last join.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Clients joining per second.
+        #[arg(long, default_value_t = 50.0)]
+        join_rate: f64,
+        /// Skip the gst-rtsp-server baseline run.
+        #[arg(long)]
+        no_baseline: bool,
+        /// Profile the dvb2ip server with `perf record -g` over the hold window (data here).
+        #[arg(long)]
+        perf: Option<std::path::PathBuf>,
+        /// Receiving threads of the RTP clients.
+        #[arg(long, default_value_t = 1)]
+        rx_threads: usize,
     },
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
@@ -204,6 +229,21 @@ fn main() -> ExitCode {
                     "soak: a hard target was not met (see above)"
                 ))
             }
+        }),
+        BenchCommand::Headend {
+            clients,
+            seconds,
+            join_rate,
+            no_baseline,
+            perf,
+            rx_threads,
+        } => headend::run(&headend::Options {
+            clients,
+            seconds,
+            join_rate,
+            baseline: !no_baseline,
+            perf,
+            rx_threads,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),
         BenchCommand::Scan {

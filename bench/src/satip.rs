@@ -199,12 +199,23 @@ pub(crate) fn server_exe(kind: Server) -> anyhow::Result<PathBuf> {
 
 impl ServerProc {
     pub(crate) fn spawn(kind: Server, dir: &Path, n_max: usize) -> anyhow::Result<ServerProc> {
+        Self::spawn_with(kind, dir, n_max, &[])
+    }
+
+    /// [`ServerProc::spawn`] with `extra` settings of the dvb2ip server's configuration
+    /// (section, key, value; see [`server_config_with`]).
+    pub(crate) fn spawn_with(
+        kind: Server,
+        dir: &Path,
+        n_max: usize,
+        extra: &[(&str, &str, toml::Value)],
+    ) -> anyhow::Result<ServerProc> {
         let exe = server_exe(kind)?;
         let log = dir.join(format!("{kind:?}.log").to_lowercase());
         let mut cmd = Command::new(&exe);
         match kind {
             Server::Dvb2ip => {
-                let conf = write_server_config(dir, n_max)?;
+                let conf = write_server_config(dir, n_max, extra)?;
                 cmd.arg("serve").arg("--config").arg(&conf).args([
                     "--rtsp-port",
                     "0",
@@ -310,11 +321,15 @@ impl Drop for ServerProc {
 
 /// Writes the dvb2ip server's configuration to `dir`: the embedded one, without SSDP or
 /// hardware probing, with room for `n_max` sessions (when the configuration has a limit).
-fn write_server_config(dir: &Path, n_max: usize) -> anyhow::Result<PathBuf> {
+fn write_server_config(
+    dir: &Path,
+    n_max: usize,
+    extra: &[(&str, &str, toml::Value)],
+) -> anyhow::Result<PathBuf> {
     let conf = dir.join("server.toml");
     let mut last = None;
     for limit in [Some(n_max), None] {
-        std::fs::write(&conf, server_config(limit)?)
+        std::fs::write(&conf, server_config_with(limit, extra)?)
             .with_context(|| format!("writing {}", conf.display()))?;
         match dvb2ip::config::Config::load(&conf) {
             Ok(_) => return Ok(conf),
@@ -327,8 +342,13 @@ fn write_server_config(dir: &Path, n_max: usize) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// The embedded configuration without SSDP or hardware probing; `max_sessions` if given.
-fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
+/// The embedded configuration without SSDP or hardware probing, with a 60 s session timeout
+/// and a free HTTP port; `max_sessions` if given; then each `(section, key, value)` of `extra`
+/// set (the benchmarks' one way to write the server's configuration).
+pub(crate) fn server_config_with(
+    max_sessions: Option<usize>,
+    extra: &[(&str, &str, toml::Value)],
+) -> anyhow::Result<String> {
     let mut t: toml::Table = gstdvb2ip::tuners::config::DEFAULT_CONFIG
         .parse()
         .context("embedded configuration")?;
@@ -348,6 +368,9 @@ fn server_config(max_sessions: Option<usize>) -> anyhow::Result<String> {
     set("server", "http_port", 0.into());
     if let Some(m) = max_sessions {
         set("server", "max_sessions", (m as i64).into());
+    }
+    for (section, key, v) in extra {
+        set(section, key, v.clone());
     }
     Ok(toml::to_string(&t)?)
 }

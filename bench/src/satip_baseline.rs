@@ -4,7 +4,8 @@
 //! (`dvb2ip-bench satip-baseline-server`) so the bench measures it like the dvb2ip server.
 //!
 //! Mounts: `/mux` (the whole multiplex) and `/s0`, `/s1`, … (one per PID subset of the
-//! bench's distinct mode, filtered by `dvbtunersrc pids=…`).
+//! bench's distinct mode, filtered by `dvbtunersrc pids=…`), and `/hs/0`, `/hs/1`, … (one per
+//! service of `dvb2ip-bench headend`, on every mux) and `/hm/0`, … (one per mux, every PID).
 
 use anyhow::Context;
 use gst::glib;
@@ -65,6 +66,13 @@ pub fn run_server() -> anyhow::Result<()> {
     mount(MOUNT_ALL, "all");
     for (i, pids) in SUBSETS.iter().enumerate() {
         mount(&subset_mount(i), pids);
+    }
+    // The shared media of `dvb2ip-bench headend`: one per service, one per mux.
+    for (path, launch) in crate::headend::baseline_mounts()? {
+        let factory = gst_rtsp_server::RTSPMediaFactory::new();
+        factory.set_launch(&launch);
+        factory.set_shared(true);
+        mounts.add_factory(&path, factory);
     }
     let _source = server
         .attach(None)

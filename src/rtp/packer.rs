@@ -378,30 +378,46 @@ fn timer_loop(list: std::sync::Weak<PackerList>) {
             all.iter().filter_map(|w| w.upgrade()).collect()
         };
         for packer in live {
-            // The status string is read before locking: a property read must not wait on us.
-            let (status, rtcp_due) = {
-                let p = packer.lock().unwrap();
-                let due = p.direct.is_some() && p.playing && p.last_rtcp.elapsed() >= RTCP_EVERY;
-                (p.status.clone(), due)
+            // One lock per packer and tick, two when its RTCP is due: the status string is
+            // read without the packer locked (a property read must not wait on us).
+            let status = {
+                let mut p = packer.lock().unwrap();
+                let now = Instant::now();
+                let due = p.direct.is_some()
+                    && p.playing
+                    && now.saturating_duration_since(p.last_rtcp) >= RTCP_EVERY;
+                if !due {
+                    p.tick(now);
+                    continue;
+                }
+                p.status.clone()
             };
-            let status = rtcp_due.then(|| status()).flatten();
+            let status = status();
             let mut p = packer.lock().unwrap();
-            if !p.playing {
-                p.prime_pay0();
-                continue;
-            }
-            if p.direct.is_none() && p.appsrc.upgrade().is_none() {
-                continue;
-            }
-            let idle = p.last_push.elapsed();
-            if !p.pending.is_empty() && idle >= PARTIAL_FLUSH {
-                p.flush_partial();
-            } else if idle >= IDLE_EMPTY {
-                p.emit(&[]);
-            }
+            p.tick(Instant::now());
             if let Some(status) = status {
                 p.send_rtcp(&status);
             }
+        }
+    }
+}
+
+impl Packer {
+    /// The timer's work on one packer at `now`: `pay0` primed before PLAY; after it, a partly
+    /// filled packet flushed, or an empty one sent in a silence.
+    fn tick(&mut self, now: Instant) {
+        if !self.playing {
+            self.prime_pay0();
+            return;
+        }
+        if self.direct.is_none() && self.appsrc.upgrade().is_none() {
+            return;
+        }
+        let idle = now.saturating_duration_since(self.last_push);
+        if !self.pending.is_empty() && idle >= PARTIAL_FLUSH {
+            self.flush_partial();
+        } else if idle >= IDLE_EMPTY {
+            self.emit(&[]);
         }
     }
 }

@@ -162,6 +162,22 @@ impl UdpDest {
                 Err(e) => return self.dropped(payloads.len(), e),
             }
         }
+        if payloads.len() == 1 {
+            // One datagram: a plain sendmsg (no sendmmsg headers to allocate).
+            let r = retry(|| {
+                sendmsg(
+                    self.rtp.as_raw_fd(),
+                    &iov,
+                    &[],
+                    MsgFlags::empty(),
+                    Some(&self.rtp_to),
+                )
+            });
+            if let Err(e) = r {
+                self.dropped(1, e);
+            }
+            return;
+        }
         let msgs: Vec<&[IoSlice]> = iov.chunks(2).collect();
         let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(msgs.len(), None);
         let addrs = vec![Some(self.rtp_to); msgs.len()];

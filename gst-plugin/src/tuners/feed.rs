@@ -268,17 +268,20 @@ impl Fanout {
         let mut filtered: Vec<(PidFilter, Option<gst::Buffer>)> = Vec::new();
         let mut pushes: Vec<(Arc<Subscriber>, gst::Buffer)> = Vec::with_capacity(subs.len());
         for s in subs {
-            let f = s.filter.lock().unwrap().clone();
-            let buf = match f {
-                PidFilter::All => Some(all.clone()),
-                set => {
-                    if let Some((_, b)) = filtered.iter().find(|(k, _)| *k == set) {
-                        b.clone()
-                    } else {
-                        let out = filter_packets(data, &set, &self.counters);
-                        let b = (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out));
-                        filtered.push((set, b.clone()));
-                        b
+            // Compared in place: a set is copied once per distinct set, not per subscriber.
+            let buf = {
+                let f = s.filter.lock().unwrap();
+                match &*f {
+                    PidFilter::All => Some(all.clone()),
+                    set => {
+                        if let Some((_, b)) = filtered.iter().find(|(k, _)| k == set) {
+                            b.clone()
+                        } else {
+                            let out = filter_packets(data, set, &self.counters);
+                            let b = (!out.is_empty()).then(|| gst::Buffer::from_mut_slice(out));
+                            filtered.push((set.clone(), b.clone()));
+                            b
+                        }
                     }
                 }
             };
