@@ -349,6 +349,14 @@ pub(crate) fn server_config_with(
     max_sessions: Option<usize>,
     extra: &[(&str, &str, toml::Value)],
 ) -> anyhow::Result<String> {
+    Ok(toml::to_string(&server_table_with(max_sessions, extra)?)?)
+}
+
+/// [`server_config_with`] as a table, for benchmarks that edit arrays of tables too.
+pub(crate) fn server_table_with(
+    max_sessions: Option<usize>,
+    extra: &[(&str, &str, toml::Value)],
+) -> anyhow::Result<toml::Table> {
     let mut t: toml::Table = gstdvb2ip::tuners::config::DEFAULT_CONFIG
         .parse()
         .context("embedded configuration")?;
@@ -372,7 +380,7 @@ pub(crate) fn server_config_with(
     for (section, key, v) in extra {
         set(section, key, v.clone());
     }
-    Ok(toml::to_string(&t)?)
+    Ok(t)
 }
 
 // ---- RTSP client ------------------------------------------------------------------------------

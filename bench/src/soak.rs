@@ -483,28 +483,18 @@ fn server_config(
     max_sessions: usize,
     (http, cii, wc): (u16, u16, u16),
 ) -> anyhow::Result<String> {
-    let mut t: toml::Table = gstdvb2ip::tuners::config::DEFAULT_CONFIG
-        .parse()
-        .context("embedded configuration")?;
-    let mut set = |section: &str, key: &str, v: toml::Value| {
-        if let Some(s) = t
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(Default::default()))
-            .as_table_mut()
-        {
-            s.insert(key.into(), v);
-        }
-    };
-    set("ssdp", "enabled", false.into());
-    set("emulator", "hardware", "off".into());
-    set("server", "bind", "127.0.0.1".into());
-    set("server", "http_port", i64::from(http).into());
-    set(
-        "server",
-        "session_timeout",
-        i64::from(plan.session_timeout).into(),
-    );
-    set("server", "max_sessions", (max_sessions as i64).into());
+    let mut t = crate::satip::server_table_with(
+        Some(max_sessions),
+        &[
+            ("server", "bind", "127.0.0.1".into()),
+            ("server", "http_port", i64::from(http).into()),
+            (
+                "server",
+                "session_timeout",
+                i64::from(plan.session_timeout).into(),
+            ),
+        ],
+    )?;
     let adapter = named(&mut t, "adapter", LOCK_LOSS_ADAPTER).with_context(|| {
         format!("no adapter {LOCK_LOSS_ADAPTER:?} in the embedded configuration")
     })?;
