@@ -650,14 +650,208 @@ fn scale_4_sends_key_frames_only_at_four_times_the_media_rate() {
     assert!(normal, "no P slice at Scale 1");
 }
 
+/// The H.264 NAL units of RTP packets as an Annex B stream (RFC 6184: single NAL, STAP-A,
+/// FU-A).
+fn annex_b(packets: &[Rtp]) -> Vec<u8> {
+    let mut out = vec![];
+    for p in packets {
+        let d = &p.payload;
+        let Some(&h) = d.first() else { continue };
+        match h & 0x1f {
+            24 => {
+                let mut i = 1;
+                while i + 2 <= d.len() {
+                    let n = usize::from(u16::from_be_bytes([d[i], d[i + 1]]));
+                    out.extend_from_slice(&[0, 0, 0, 1]);
+                    out.extend_from_slice(&d[i + 2..(i + 2 + n).min(d.len())]);
+                    i += 2 + n;
+                }
+            }
+            28 if d.len() > 2 => {
+                if d[1] & 0x80 != 0 {
+                    out.extend_from_slice(&[0, 0, 0, 1, (h & 0xe0) | (d[1] & 0x1f)]);
+                }
+                out.extend_from_slice(&d[2..]);
+            }
+            _ => {
+                out.extend_from_slice(&[0, 0, 0, 1]);
+                out.extend_from_slice(d);
+            }
+        }
+    }
+    out
+}
+
+/// Mean luma of the picture of one H.264 access unit (its packets), decoded by ffmpeg.
+fn key_frame_luma(packets: &[Rtp], name: &str) -> f64 {
+    let f = common::temp_dir("vod-key").join(format!("{name}.h264"));
+    std::fs::write(&f, annex_b(packets)).unwrap();
+    first_frame_luma(&["-f", "h264"], f.to_str().unwrap())
+}
+
+/// Video packets until `n` whole access units arrived, grouped by RTP time.
+fn access_units(s: &mut Session, n: usize) -> Vec<(u32, Vec<Rtp>)> {
+    let mut units: Vec<(u32, Vec<Rtp>)> = vec![];
+    while units.len() <= n {
+        let p = s.next_rtp();
+        match units.last_mut() {
+            Some((ts, v)) if *ts == p.ts => v.push(p),
+            _ => units.push((p.ts, vec![p])),
+        }
+    }
+    units.pop();
+    units
+}
+
+/// Non-IDR slices in `packets`.
+fn slices_in<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> usize {
+    packets
+        .into_iter()
+        .map(|p| nal_types(p).iter().filter(|&&n| n == 1).count())
+        .sum()
+}
+
 #[test]
-fn reverse_scale_the_ts_reader_cannot_do_is_answered_as_applied() {
+fn reverse_scale_sends_key_frames_backwards_then_scale_1_resumes() {
     let lib = library("reverse");
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
-    let r = s.play(&[("Range", "npt=30-"), ("Scale", "-2")]);
+    let r = s.play(&[("Range", "npt=20-"), ("Scale", "-4")]);
     assert_eq!(r.status, 200, "{r:?}");
-    // The nearest rate this reader plays (RFC 2326 §12.34: the answer names it).
+    assert_eq!(r.header("Scale"), Some("-4.000"), "{r:?}");
+    assert_eq!(r.header("Speed"), None, "{r:?}");
+    let start = range_start(&r);
+    assert!((19.0..20.01).contains(&start), "Range {start}");
+    let units = access_units(&mut s, 5);
+    // Back to 1 before the reverse run reaches the start (about 5 s at 4×).
+    let (r, late) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("Scale"), Some("1.000"), "{r:?}");
+    let resumed = range_start(&r);
+    let mut normal = false;
+    for _ in 0..500 {
+        if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after Scale 1");
+    // Only key frames in reverse, each an IDR.
+    let reverse = units.iter().flat_map(|(_, v)| v);
+    assert_eq!(
+        slices_in(reverse.chain(&late)),
+        0,
+        "only key frames at Scale -4"
+    );
+    for (ts, v) in &units {
+        assert!(
+            v.iter().any(|p| nal_types(p).contains(&5)),
+            "access unit at RTP time {ts} has no IDR slice"
+        );
+    }
+    // RTP time keeps growing for the client: a key frame a second of media back at 4× is a
+    // quarter of a second on (more when the run fell behind and skipped one), never back.
+    for w in units.windows(2) {
+        let step = w[1].0.wrapping_sub(w[0].0);
+        assert!(
+            step > 0 && step < 2 * 90_000,
+            "RTP time steps by {step} ticks between key frames"
+        );
+    }
+    // The pictures go back in media time: each key frame shows an earlier time than the last.
+    let lumas: Vec<f64> = units
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| key_frame_luma(v, &format!("rev{i}")))
+        .collect();
+    assert_between(
+        lumas[0],
+        ts_luma_at(19.0),
+        ts_luma_at(20.0),
+        "first key frame",
+    );
+    for (i, w) in lumas.windows(2).enumerate() {
+        // One GOP back is 1 s of media: luma 4 lower.
+        assert!(
+            w[1] < w[0] - 2.0,
+            "key frame {} (luma {}) is not before key frame {i} (luma {}): {lumas:?}",
+            i + 1,
+            w[1],
+            w[0]
+        );
+    }
+    // Scale 1 resumed where reverse play had got to: before the last key frame the test saw.
+    let last_seen = lumas[lumas.len() - 1] / LUMA_PER_S;
+    assert!(
+        resumed <= last_seen + 0.5 && resumed < start - 1.0,
+        "resumed at {resumed} s; reverse started at {start} s, last key frame seen at about \
+         {last_seen} s"
+    );
+}
+
+#[test]
+fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards() {
+    let lib = library("reverse-pause");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=40-"), ("Scale", "-2")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-2.000"), "{r:?}");
+    let start = range_start(&r);
+    let _ = access_units(&mut s, 3);
+    let (r, _) = s.request("PAUSE", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // PLAY without Scale: forwards at 1 from where reverse play paused (2 key frames back at
+    // least, a few more at most).
+    let (r, _) = s.request("PLAY", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), None, "{r:?}");
+    let at = range_start(&r);
+    assert!(
+        (start - 10.0..=start - 2.0 + 0.01).contains(&at),
+        "resumed at {at} s after reverse from {start} s"
+    );
+    let mut normal = false;
+    for _ in 0..500 {
+        if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after PLAY");
+}
+
+#[test]
+fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays() {
+    let lib = library("reverse-start");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=3-"), ("Scale", "-8")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-8.000"), "{r:?}");
+    // Bounded by the connection's read timeout: the start is 3 s of media (under 1 s) away.
+    let mut video = vec![];
+    loop {
+        match s.c.next_item() {
+            Item::Frame(1, d) if has_bye(&d) => break,
+            Item::Frame(0, d) => video.push(rtp_of(&d)),
+            Item::Frame(..) => {}
+            Item::Response(r) => panic!("unexpected {r:?}"),
+        }
+    }
+    assert!(!video.is_empty(), "no key frame before BYE");
+    assert_eq!(slices_in(&video), 0, "only key frames in reverse");
+    let (r, _) = s.request("GET_PARAMETER", &[]);
+    assert_eq!(r.status, 200, "keep-alive after the start: {r:?}");
+    // Forward again from where it stopped.
+    let (r, _) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(range_start(&r) < 1.0, "{r:?}");
+    let mut normal = false;
+    for _ in 0..500 {
+        if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after Scale 1");
 }
 
 #[test]
