@@ -1080,3 +1080,157 @@ fn a_vanished_clients_session_ends_and_the_server_serves_the_next() {
     assert_eq!(r.status, 200, "{r:?}");
     let _ = s.next_rtp();
 }
+
+/// A small ext4 file system on a loop device in the test's temporary folder (the tests run as
+/// root, as the network-namespace tests do), with a shutdown switch: after
+/// [`FailingDisk::shut_down`] every read of a file on it fails with EIO, also of files already
+/// open (the kernel's `EXT4_IOC_SHUTDOWN`, as `xfs_io -c shutdown`).
+struct FailingDisk {
+    mount: PathBuf,
+}
+
+impl FailingDisk {
+    fn new(tag: &str) -> FailingDisk {
+        let base = common::temp_dir(&format!("vod-disk-{tag}"));
+        let image = base.join("disk.img");
+        let mount = base.join("mnt");
+        std::fs::create_dir_all(&mount).unwrap();
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(16 << 20))
+            .unwrap();
+        let run = |cmd: &str, args: &[&str]| {
+            let out = Command::new(cmd)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("{cmd} runs (e2fsprogs, util-linux): {e}"));
+            assert!(
+                out.status.success(),
+                "{cmd} {args:?} (needs root and a free loop device): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                mount.to_str().unwrap(),
+            ],
+        );
+        FailingDisk { mount }
+    }
+
+    /// Every read from now on fails (EIO).
+    fn shut_down(&self) {
+        use std::os::fd::AsRawFd;
+        /// `_IOR('X', 125, __u32)`.
+        const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587D;
+        // EXT4_GOING_FLAGS_NOLOGFLUSH.
+        let flags: u32 = 2;
+        let dir = std::fs::File::open(&self.mount).unwrap();
+        // SAFETY: a valid descriptor and a pointer to a u32, as the ioctl takes.
+        let r = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_SHUTDOWN, &flags) };
+        assert_eq!(r, 0, "shutdown: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// Messages of the VOD log category at ERROR level, while it lives.
+struct ErrorLog {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    handle: Option<gst::log::DebugLogFunction>,
+}
+
+impl ErrorLog {
+    fn start() -> ErrorLog {
+        let cat = gst::DebugCategory::get("dvb2ip-vod").expect("the VOD category is registered");
+        if cat.threshold() < gst::DebugLevel::Error {
+            cat.set_threshold(gst::DebugLevel::Error);
+        }
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let sink = lines.clone();
+        let handle = gst::log::add_log_function(move |c, level, _, _, _, _, msg| {
+            if c.name() == "dvb2ip-vod" && level == gst::DebugLevel::Error {
+                if let Some(m) = msg.get() {
+                    sink.lock().unwrap().push(m.to_string());
+                }
+            }
+        });
+        ErrorLog {
+            lines,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for ErrorLog {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            gst::log::remove_log_function(h);
+        }
+    }
+}
+
+/// A file whose reading fails while it streams (EIO from the disk) ends its session: RTCP BYE,
+/// a log line naming the file and the error, the session gone; no crash, and the server serves
+/// the next client.
+#[test]
+fn a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on() {
+    let disk = FailingDisk::new("eio");
+    std::fs::copy(ts_movie(), disk.mount.join("bad.ts")).unwrap();
+    let good = common::temp_dir("vod-eio-good");
+    std::fs::copy(ts_movie(), good.join("x.ts")).unwrap();
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.session_timeout = 60;
+    cfg.vod.roots = vec![good.clone(), disk.mount.clone()];
+    let srv = Srv::with_config(&cfg);
+    let mut s = Session::open(srv.port, "vod/bad.ts");
+    // (The category exists once the server has logged to it.)
+    let log = ErrorLog::start();
+    let r = s.play(&[("Range", "npt=0-")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    for _ in 0..20 {
+        let _ = s.next_rtp();
+    }
+    disk.shut_down();
+    // The reader is a few seconds ahead at most: its next read fails. Bounded by the
+    // connection's read timeout.
+    loop {
+        match s.c.next_item() {
+            Item::Frame(1, d) if has_bye(&d) => break,
+            Item::Frame(..) => {}
+            Item::Response(r) => panic!("unexpected {r:?}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while srv.rtsp_sessions() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed session stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (r, _) = s.request("GET_PARAMETER", &[]);
+    assert_eq!(r.status, 454, "the session ended: {r:?}");
+    let lines = log.lines.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("bad.ts") && l.contains("read error")),
+        "no log line names the file and the read error: {lines:?}"
+    );
+    drop(log);
+    // The next client is served.
+    let mut next = Session::open(srv.port, "vod/x.ts");
+    let r = next.play(&[("Range", "npt=10-")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let _ = next.next_rtp();
+}

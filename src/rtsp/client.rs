@@ -1481,12 +1481,6 @@ mod imp {
         }
 
         fn pre_pause_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
-            let uri = request_of(ctx)
-                .and_then(|r| r.request_line())
-                .map(|(_, u)| u);
-            if uri.as_deref().is_some_and(crate::vod::rtsp::is_vod) {
-                crate::vod::rtsp::pre_pause(current_media().as_ref());
-            }
             self.not_implemented(ctx)
                 .unwrap_or_else(|| self.parent_pre_pause_request(ctx))
         }

@@ -220,13 +220,6 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
     Ok(())
 }
 
-/// A PAUSE on a VOD session: a reverse run stops (the next PLAY seeks to where it was).
-pub(crate) fn pre_pause(media: Option<&RTSPMedia>) {
-    if let Some(st) = media.and_then(state_of) {
-        st.target.reverse.stop();
-    }
-}
-
 /// A header pre_play adds to a PLAY request that seeks (read back when answering it).
 const SEEKING: &str = "X-Dvb2ip-Seeking";
 /// A header pre_play adds to a PLAY request with a reverse Scale: the Scale applied.

@@ -292,7 +292,7 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     if video {
         target.has_video.store(true, Ordering::SeqCst);
     }
-    target.reverse.add_pad(&sink, video);
+    let eos = target.reverse.add_pad(&sink, video);
     let st = Arc::new(TrickState::default());
     st.await_key.store(video, Ordering::SeqCst);
     let check = Arc::new(
@@ -301,15 +301,19 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
                 let verdict = if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
                     let delta = video && is_delta(b, kind);
                     let awaiting = st.await_key.load(Ordering::SeqCst);
-                    target.reverse.on_buffer(video, delta, awaiting, info)
+                    target.reverse.on_buffer(video, &eos, delta, awaiting, info)
                 } else if let Some(gst::PadProbeData::Event(ev)) = &info.data {
-                    target.reverse.on_event(video, ev)
+                    target.reverse.on_event(video, &eos, ev)
                 } else if let Some(gst::PadProbeData::BufferList(_)) = &info.data {
                     Verdict::Drop
                 } else {
                     Verdict::Normal
                 };
                 match verdict {
+                    Verdict::Eos => {
+                        let _ = pad.send_event(gst::event::Eos::new());
+                        return gst::PadProbeReturn::Drop;
+                    }
                     Verdict::Drop => {
                         // A flush of a step's seek took the pad's segment (pads drop the sticky
                         // segment before probes see the flush): the demuxer's new one is

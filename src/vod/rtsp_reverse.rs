@@ -14,8 +14,12 @@
 //!
 //! Reaching the start of the file ends reverse play as the end of file ends forward play: EOS
 //! into every payloader (rtpbin sends RTCP BYE), the session stays with the position at the
-//! start. The next PLAY or PAUSE stops the driver first ([`Reverse::stop`]); until the next
-//! flush (the seek of that PLAY) nothing leaves.
+//! start. PAUSE pauses the media as at rate 1 (the sinks hold the key frame they have or get
+//! next). The driver seeks only while the media plays and once the last key frame has left
+//! (the flush of a step stops at the payloaders, so a sink holding the streaming thread would
+//! hold up the seek). The next PLAY stops the driver first ([`Reverse::stop`], waiting for a
+//! seek in flight) and seeks to the last key frame sent; until the flush of that seek nothing
+//! leaves.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -39,7 +43,11 @@ const STOPPING: u8 = 3;
 const STEP_BACK_NS: u64 = 1_000_000;
 /// How long the driver waits for a step's key frame while the media plays.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a PLAY or PAUSE waits for a seek of the driver in flight.
+/// Time after a key frame's running time when the sink has sent it, ns.
+const RENDER_SLACK_NS: u64 = 2_000_000;
+/// How long the streams have to end themselves at the start of the file.
+const EOS_WAIT: Duration = Duration::from_secs(1);
+/// How long a PLAY waits for a seek of the driver in flight.
 const STOP_WAIT: Duration = Duration::from_secs(3);
 
 /// What a probe does with an item.
@@ -50,6 +58,16 @@ pub enum Verdict {
     Pass,
     /// Drop it.
     Drop,
+    /// Drop it and end the stream here (EOS into the pad, from its own streaming thread).
+    Eos,
+}
+
+/// A payloader's sink pad as reverse play knows it.
+struct PadEntry {
+    video: bool,
+    pad: glib::WeakRef<gst::Pad>,
+    /// EOS went into it since reverse play reached the start.
+    eos: Arc<AtomicBool>,
 }
 
 /// One reverse run's state (stream times and running times in ns).
@@ -90,14 +108,39 @@ pub struct Reverse {
     seeking: Mutex<()>,
     step: Mutex<Step>,
     cond: Condvar,
-    /// The sink pads of the media's payloaders (video first), for the driver's seeks and EOS.
-    pads: Mutex<Vec<(bool, glib::WeakRef<gst::Pad>)>>,
+    /// The sink pads of the media's payloaders, for the driver's seeks and EOS.
+    pads: Mutex<Vec<PadEntry>>,
 }
 
 impl Reverse {
-    /// Registers a payloader's sink pad.
-    pub fn add_pad(&self, pad: &gst::Pad, video: bool) {
-        self.pads.lock().unwrap().push((video, pad.downgrade()));
+    /// Registers a payloader's sink pad; its probe passes the flag returned to
+    /// [`Reverse::on_event`] and [`Reverse::on_buffer`].
+    pub fn add_pad(&self, pad: &gst::Pad, video: bool) -> Arc<AtomicBool> {
+        let eos = Arc::new(AtomicBool::new(false));
+        self.pads.lock().unwrap().push(PadEntry {
+            video,
+            pad: pad.downgrade(),
+            eos: eos.clone(),
+        });
+        eos
+    }
+
+    fn clear_eos(&self) {
+        for p in self.pads.lock().unwrap().iter() {
+            p.eos.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// At the start of the file, the first item a pad sees after it ends its stream.
+    fn at_start(&self, eos: &AtomicBool) -> Option<Verdict> {
+        if !self.step.lock().unwrap().at_start {
+            return None;
+        }
+        Some(if eos.swap(true, Ordering::SeqCst) {
+            Verdict::Drop
+        } else {
+            Verdict::Eos
+        })
     }
 
     fn phase(&self) -> u8 {
@@ -143,6 +186,7 @@ impl Reverse {
             ..Default::default()
         };
         self.stop.store(false, Ordering::SeqCst);
+        self.clear_eos();
         self.phase.store(LANDING, Ordering::SeqCst);
         let me = self.clone();
         let spawned = std::thread::Builder::new()
@@ -154,13 +198,15 @@ impl Reverse {
         }
     }
 
-    /// A downstream event at a payloader's sink pad.
-    pub fn on_event(&self, video: bool, ev: &gst::EventRef) -> Verdict {
+    /// A downstream event at a payloader's sink pad (`eos`: its flag from
+    /// [`Reverse::add_pad`]).
+    pub fn on_event(&self, video: bool, eos: &AtomicBool, ev: &gst::EventRef) -> Verdict {
         match self.phase() {
             STOPPING => {
                 if let gst::EventView::FlushStop(_) = ev.view() {
                     // The seek of the PLAY that ended reverse play.
                     self.phase.store(OFF, Ordering::SeqCst);
+                    self.clear_eos();
                 }
                 Verdict::Normal
             }
@@ -168,18 +214,37 @@ impl Reverse {
                 gst::EventView::FlushStart(_)
                 | gst::EventView::FlushStop(_)
                 | gst::EventView::Gap(_) => Verdict::Drop,
-                gst::EventView::Eos(_) if !self.step.lock().unwrap().at_start => Verdict::Drop,
-                gst::EventView::Segment(s) => {
-                    if video {
-                        let mut step = self.step.lock().unwrap();
-                        step.step_seg = s.segment().downcast_ref::<gst::ClockTime>().cloned();
-                        step.prev_key = None;
-                        step.candidate = None;
+                // The end at the start of the file (ours) passes; the demuxer's end of file
+                // does not end reverse play.
+                gst::EventView::Eos(_) if self.step.lock().unwrap().at_start => {
+                    eos.store(true, Ordering::SeqCst);
+                    Verdict::Normal
+                }
+                gst::EventView::Eos(_) => Verdict::Drop,
+                _ if !ev.is_sticky() || ev.type_() == gst::EventType::Segment => {
+                    if let Some(v) = self.at_start(eos) {
+                        return v;
                     }
-                    Verdict::Drop
+                    self.step_event(video, ev)
                 }
                 _ => Verdict::Normal,
             },
+            _ => Verdict::Normal,
+        }
+    }
+
+    /// A segment (or another non-sticky event) while stepping.
+    fn step_event(&self, video: bool, ev: &gst::EventRef) -> Verdict {
+        match ev.view() {
+            gst::EventView::Segment(s) => {
+                if video {
+                    let mut step = self.step.lock().unwrap();
+                    step.step_seg = s.segment().downcast_ref::<gst::ClockTime>().cloned();
+                    step.prev_key = None;
+                    step.candidate = None;
+                }
+                Verdict::Drop
+            }
             _ => Verdict::Normal,
         }
     }
@@ -190,6 +255,7 @@ impl Reverse {
     pub fn on_buffer(
         &self,
         video: bool,
+        eos: &AtomicBool,
         delta: bool,
         awaiting: bool,
         info: &mut gst::PadProbeInfo,
@@ -197,7 +263,11 @@ impl Reverse {
         match self.phase() {
             OFF => Verdict::Normal,
             LANDING if video && awaiting => Verdict::Normal,
-            STEPPING if video => self.step_buffer(delta, info),
+            STEPPING => match self.at_start(eos) {
+                Some(v) => v,
+                None if video => self.step_buffer(delta, info),
+                None => Verdict::Drop,
+            },
             _ => Verdict::Drop,
         }
     }
@@ -327,8 +397,8 @@ impl Reverse {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(v, _)| *v)
-            .find_map(|(_, p)| p.upgrade())?;
+            .filter(|p| p.video)
+            .find_map(|p| p.pad.upgrade())?;
         let mut top = pad.parent_element()?;
         while let Some(p) = top.parent().and_then(|p| p.downcast::<gst::Element>().ok()) {
             top = p;
@@ -375,17 +445,14 @@ impl Reverse {
             let Some((pad, pipeline)) = self.video_pad() else {
                 return;
             };
-            // Seeks go when the media plays (a flush held up by a prerolled sink would wait).
-            if !self.wait(STEP_TIMEOUT, |_| {
-                pipeline.current_state() == gst::State::Playing
-            }) {
+            // Seeks go when the media plays and the last key frame left (its streaming thread
+            // is free): the flush of a seek stops at the payloaders, so a sink holding that
+            // thread (waiting for the key frame's time, or prerolled in PAUSE) would hold up
+            // the seek too.
+            if !self.wait_rendered(&pipeline) {
                 return;
             }
-            let now_rt = pipeline
-                .clock()
-                .map(|c| c.time())
-                .zip(pipeline.base_time())
-                .map(|(t, b)| t.saturating_sub(b).nseconds());
+            let now_rt = running_time(&pipeline);
             let (target, sent) = {
                 let mut step = self.step.lock().unwrap();
                 if step.last < STEP_BACK_NS || step.at_start {
@@ -441,28 +508,80 @@ impl Reverse {
         }
     }
 
+    /// Waits until the media plays and its running time reached that of the last key frame
+    /// sent; false on stop or when the media went.
+    fn wait_rendered(&self, pipeline: &gst::Element) -> bool {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let due = {
+                let s = self.step.lock().unwrap();
+                s.r0 + (s.p0.saturating_sub(s.last) as f64 / s.rate) as u64 + RENDER_SLACK_NS
+            };
+            let wait = match pipeline.current_state() {
+                gst::State::Playing => match running_time(pipeline) {
+                    Some(now) if now >= due => return true,
+                    Some(now) => Duration::from_nanos(due - now).min(Duration::from_millis(100)),
+                    None => Duration::from_millis(20),
+                },
+                gst::State::Paused => Duration::from_millis(50),
+                _ => return false,
+            };
+            let step = self.step.lock().unwrap();
+            let _ = self.cond.wait_timeout(step, wait).unwrap();
+        }
+    }
+
     /// Waits for the landing key frame (phase STEPPING).
     fn wait_phase_stepping(&self) -> bool {
         self.wait(STEP_TIMEOUT, |_| self.phase() == STEPPING)
     }
 
-    /// The start of the file: EOS into every payloader (RTCP BYE), as at the end of file.
+    /// The start of the file: EOS into every payloader (RTCP BYE), as at the end of file. Each
+    /// pad's streaming thread sends it on its next item (EOS from here, while the demuxer still
+    /// pushes, races with its data); a pad that gets nothing within [`EOS_WAIT`] gets it from
+    /// here.
     fn end(&self) {
-        let pads: Vec<gst::Pad> = self
-            .pads
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|(_, p)| p.upgrade())
-            .collect();
         let at = self.step.lock().unwrap().last;
         gst::info!(
             CAT,
             "reverse play reached the start ({:.3} s): RTCP BYE, session paused there",
             at as f64 / 1e9
         );
+        let deadline = Instant::now() + EOS_WAIT;
+        while Instant::now() < deadline && !self.stop.load(Ordering::SeqCst) {
+            if self
+                .pads
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|p| p.eos.load(Ordering::SeqCst))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let pads: Vec<gst::Pad> = self
+            .pads
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| !p.eos.swap(true, Ordering::SeqCst))
+            .filter_map(|p| p.pad.upgrade())
+            .collect();
         for pad in pads {
             let _ = pad.send_event(gst::event::Eos::new());
         }
     }
+}
+
+/// The running time of `pipeline` now, ns.
+fn running_time(pipeline: &gst::Element) -> Option<u64> {
+    let clock = pipeline.clock()?;
+    let base = pipeline.base_time()?;
+    Some(clock.time().saturating_sub(base).nseconds())
 }
