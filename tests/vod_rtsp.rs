@@ -650,14 +650,208 @@ fn scale_4_sends_key_frames_only_at_four_times_the_media_rate() {
     assert!(normal, "no P slice at Scale 1");
 }
 
+/// The H.264 NAL units of RTP packets as an Annex B stream (RFC 6184: single NAL, STAP-A,
+/// FU-A).
+fn annex_b(packets: &[Rtp]) -> Vec<u8> {
+    let mut out = vec![];
+    for p in packets {
+        let d = &p.payload;
+        let Some(&h) = d.first() else { continue };
+        match h & 0x1f {
+            24 => {
+                let mut i = 1;
+                while i + 2 <= d.len() {
+                    let n = usize::from(u16::from_be_bytes([d[i], d[i + 1]]));
+                    out.extend_from_slice(&[0, 0, 0, 1]);
+                    out.extend_from_slice(&d[i + 2..(i + 2 + n).min(d.len())]);
+                    i += 2 + n;
+                }
+            }
+            28 if d.len() > 2 => {
+                if d[1] & 0x80 != 0 {
+                    out.extend_from_slice(&[0, 0, 0, 1, (h & 0xe0) | (d[1] & 0x1f)]);
+                }
+                out.extend_from_slice(&d[2..]);
+            }
+            _ => {
+                out.extend_from_slice(&[0, 0, 0, 1]);
+                out.extend_from_slice(d);
+            }
+        }
+    }
+    out
+}
+
+/// Mean luma of the picture of one H.264 access unit (its packets), decoded by ffmpeg.
+fn key_frame_luma(packets: &[Rtp], name: &str) -> f64 {
+    let f = common::temp_dir("vod-key").join(format!("{name}.h264"));
+    std::fs::write(&f, annex_b(packets)).unwrap();
+    first_frame_luma(&["-f", "h264"], f.to_str().unwrap())
+}
+
+/// Video packets until `n` whole access units arrived, grouped by RTP time.
+fn access_units(s: &mut Session, n: usize) -> Vec<(u32, Vec<Rtp>)> {
+    let mut units: Vec<(u32, Vec<Rtp>)> = vec![];
+    while units.len() <= n {
+        let p = s.next_rtp();
+        match units.last_mut() {
+            Some((ts, v)) if *ts == p.ts => v.push(p),
+            _ => units.push((p.ts, vec![p])),
+        }
+    }
+    units.pop();
+    units
+}
+
+/// Non-IDR slices in `packets`.
+fn slices_in<'a>(packets: impl IntoIterator<Item = &'a Rtp>) -> usize {
+    packets
+        .into_iter()
+        .map(|p| nal_types(p).iter().filter(|&&n| n == 1).count())
+        .sum()
+}
+
 #[test]
-fn reverse_scale_the_ts_reader_cannot_do_is_answered_as_applied() {
+fn reverse_scale_sends_key_frames_backwards_then_scale_1_resumes() {
     let lib = library("reverse");
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
-    let r = s.play(&[("Range", "npt=30-"), ("Scale", "-2")]);
+    let r = s.play(&[("Range", "npt=20-"), ("Scale", "-4")]);
     assert_eq!(r.status, 200, "{r:?}");
-    // The nearest rate this reader plays (RFC 2326 §12.34: the answer names it).
+    assert_eq!(r.header("Scale"), Some("-4.000"), "{r:?}");
+    assert_eq!(r.header("Speed"), None, "{r:?}");
+    let start = range_start(&r);
+    assert!((19.0..20.01).contains(&start), "Range {start}");
+    let units = access_units(&mut s, 5);
+    // Back to 1 before the reverse run reaches the start (about 5 s at 4×).
+    let (r, late) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("Scale"), Some("1.000"), "{r:?}");
+    let resumed = range_start(&r);
+    let mut normal = false;
+    for _ in 0..500 {
+        if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after Scale 1");
+    // Only key frames in reverse, each an IDR.
+    let reverse = units.iter().flat_map(|(_, v)| v);
+    assert_eq!(
+        slices_in(reverse.chain(&late)),
+        0,
+        "only key frames at Scale -4"
+    );
+    for (ts, v) in &units {
+        assert!(
+            v.iter().any(|p| nal_types(p).contains(&5)),
+            "access unit at RTP time {ts} has no IDR slice"
+        );
+    }
+    // RTP time keeps growing for the client: a key frame a second of media back at 4× is a
+    // quarter of a second on (more when the run fell behind and skipped one), never back.
+    for w in units.windows(2) {
+        let step = w[1].0.wrapping_sub(w[0].0);
+        assert!(
+            step > 0 && step < 2 * 90_000,
+            "RTP time steps by {step} ticks between key frames"
+        );
+    }
+    // The pictures go back in media time: each key frame shows an earlier time than the last.
+    let lumas: Vec<f64> = units
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| key_frame_luma(v, &format!("rev{i}")))
+        .collect();
+    assert_between(
+        lumas[0],
+        ts_luma_at(19.0),
+        ts_luma_at(20.0),
+        "first key frame",
+    );
+    for (i, w) in lumas.windows(2).enumerate() {
+        // One GOP back is 1 s of media: luma 4 lower.
+        assert!(
+            w[1] < w[0] - 2.0,
+            "key frame {} (luma {}) is not before key frame {i} (luma {}): {lumas:?}",
+            i + 1,
+            w[1],
+            w[0]
+        );
+    }
+    // Scale 1 resumed where reverse play had got to: before the last key frame the test saw.
+    let last_seen = lumas[lumas.len() - 1] / LUMA_PER_S;
+    assert!(
+        resumed <= last_seen + 0.5 && resumed < start - 1.0,
+        "resumed at {resumed} s; reverse started at {start} s, last key frame seen at about \
+         {last_seen} s"
+    );
+}
+
+#[test]
+fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards() {
+    let lib = library("reverse-pause");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=40-"), ("Scale", "-2")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-2.000"), "{r:?}");
+    let start = range_start(&r);
+    let _ = access_units(&mut s, 3);
+    let (r, _) = s.request("PAUSE", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // PLAY without Scale: forwards at 1 from where reverse play paused (2 key frames back at
+    // least, a few more at most).
+    let (r, _) = s.request("PLAY", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), None, "{r:?}");
+    let at = range_start(&r);
+    assert!(
+        (start - 10.0..=start - 2.0 + 0.01).contains(&at),
+        "resumed at {at} s after reverse from {start} s"
+    );
+    let mut normal = false;
+    for _ in 0..500 {
+        if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after PLAY");
+}
+
+#[test]
+fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays() {
+    let lib = library("reverse-start");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=3-"), ("Scale", "-8")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-8.000"), "{r:?}");
+    // Bounded by the connection's read timeout: the start is 3 s of media (under 1 s) away.
+    let mut video = vec![];
+    loop {
+        match s.c.next_item() {
+            Item::Frame(1, d) if has_bye(&d) => break,
+            Item::Frame(0, d) => video.push(rtp_of(&d)),
+            Item::Frame(..) => {}
+            Item::Response(r) => panic!("unexpected {r:?}"),
+        }
+    }
+    assert!(!video.is_empty(), "no key frame before BYE");
+    assert_eq!(slices_in(&video), 0, "only key frames in reverse");
+    let (r, _) = s.request("GET_PARAMETER", &[]);
+    assert_eq!(r.status, 200, "keep-alive after the start: {r:?}");
+    // Forward again from where it stopped.
+    let (r, _) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(range_start(&r) < 1.0, "{r:?}");
+    let mut normal = false;
+    for _ in 0..500 {
+        if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after Scale 1");
 }
 
 #[test]
@@ -885,4 +1079,158 @@ fn a_vanished_clients_session_ends_and_the_server_serves_the_next() {
     let r = s.play(&[("Range", "npt=10-")]);
     assert_eq!(r.status, 200, "{r:?}");
     let _ = s.next_rtp();
+}
+
+/// A small ext4 file system on a loop device in the test's temporary folder (the tests run as
+/// root, as the network-namespace tests do), with a shutdown switch: after
+/// [`FailingDisk::shut_down`] every read of a file on it fails with EIO, also of files already
+/// open (the kernel's `EXT4_IOC_SHUTDOWN`, as `xfs_io -c shutdown`).
+struct FailingDisk {
+    mount: PathBuf,
+}
+
+impl FailingDisk {
+    fn new(tag: &str) -> FailingDisk {
+        let base = common::temp_dir(&format!("vod-disk-{tag}"));
+        let image = base.join("disk.img");
+        let mount = base.join("mnt");
+        std::fs::create_dir_all(&mount).unwrap();
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(16 << 20))
+            .unwrap();
+        let run = |cmd: &str, args: &[&str]| {
+            let out = Command::new(cmd)
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| panic!("{cmd} runs (e2fsprogs, util-linux): {e}"));
+            assert!(
+                out.status.success(),
+                "{cmd} {args:?} (needs root and a free loop device): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()]);
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                image.to_str().unwrap(),
+                mount.to_str().unwrap(),
+            ],
+        );
+        FailingDisk { mount }
+    }
+
+    /// Every read from now on fails (EIO).
+    fn shut_down(&self) {
+        use std::os::fd::AsRawFd;
+        /// `_IOR('X', 125, __u32)`.
+        const EXT4_IOC_SHUTDOWN: libc::c_ulong = 0x8004_587D;
+        // EXT4_GOING_FLAGS_NOLOGFLUSH.
+        let flags: u32 = 2;
+        let dir = std::fs::File::open(&self.mount).unwrap();
+        // SAFETY: a valid descriptor and a pointer to a u32, as the ioctl takes.
+        let r = unsafe { libc::ioctl(dir.as_raw_fd(), EXT4_IOC_SHUTDOWN, &flags) };
+        assert_eq!(r, 0, "shutdown: {}", std::io::Error::last_os_error());
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// Messages of the VOD log category at ERROR level, while it lives.
+struct ErrorLog {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    handle: Option<gst::log::DebugLogFunction>,
+}
+
+impl ErrorLog {
+    fn start() -> ErrorLog {
+        let cat = gst::DebugCategory::get("dvb2ip-vod").expect("the VOD category is registered");
+        if cat.threshold() < gst::DebugLevel::Error {
+            cat.set_threshold(gst::DebugLevel::Error);
+        }
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
+        let sink = lines.clone();
+        let handle = gst::log::add_log_function(move |c, level, _, _, _, _, msg| {
+            if c.name() == "dvb2ip-vod" && level == gst::DebugLevel::Error {
+                if let Some(m) = msg.get() {
+                    sink.lock().unwrap().push(m.to_string());
+                }
+            }
+        });
+        ErrorLog {
+            lines,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for ErrorLog {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            gst::log::remove_log_function(h);
+        }
+    }
+}
+
+/// A file whose reading fails while it streams (EIO from the disk) ends its session: RTCP BYE,
+/// a log line naming the file and the error, the session gone; no crash, and the server serves
+/// the next client.
+#[test]
+fn a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on() {
+    let disk = FailingDisk::new("eio");
+    std::fs::copy(ts_movie(), disk.mount.join("bad.ts")).unwrap();
+    let good = common::temp_dir("vod-eio-good");
+    std::fs::copy(ts_movie(), good.join("x.ts")).unwrap();
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.session_timeout = 60;
+    cfg.vod.roots = vec![good.clone(), disk.mount.clone()];
+    let srv = Srv::with_config(&cfg);
+    let mut s = Session::open(srv.port, "vod/bad.ts");
+    // (The category exists once the server has logged to it.)
+    let log = ErrorLog::start();
+    let r = s.play(&[("Range", "npt=0-")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    for _ in 0..20 {
+        let _ = s.next_rtp();
+    }
+    disk.shut_down();
+    // The reader is a few seconds ahead at most: its next read fails. Bounded by the
+    // connection's read timeout.
+    loop {
+        match s.c.next_item() {
+            Item::Frame(1, d) if has_bye(&d) => break,
+            Item::Frame(..) => {}
+            Item::Response(r) => panic!("unexpected {r:?}"),
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while srv.rtsp_sessions() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed session stays"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (r, _) = s.request("GET_PARAMETER", &[]);
+    assert_eq!(r.status, 454, "the session ended: {r:?}");
+    let lines = log.lines.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("bad.ts") && l.contains("read error")),
+        "no log line names the file and the read error: {lines:?}"
+    );
+    drop(log);
+    // The next client is served.
+    let mut next = Session::open(srv.port, "vod/x.ts");
+    let r = next.play(&[("Range", "npt=10-")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let _ = next.next_rtp();
 }

@@ -1,7 +1,8 @@
 //! Files on demand: the `[vod]` section ([`config`]), the one set of path rules every front end
 //! uses to map `/vod/<path>` onto a file under a root ([`path`]), the library listing
 //! ([`library`]), the HTTP routes ([`http`]) and recording channels into the library
-//! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_media`], [`rtsp_npt`]).
+//! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_media`], [`rtsp_npt`],
+//! [`rtsp_reverse`]).
 
 pub mod config;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod record;
 pub mod rtsp;
 pub mod rtsp_media;
 pub mod rtsp_npt;
+pub mod rtsp_reverse;
 
 /// Debug category of the VOD modules (`GST_DEBUG=dvb2ip-vod:5`).
 pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =

@@ -11,8 +11,9 @@
 //!   outside the roots, …) → 404, one answer for every cause; a file no demuxer reads → 415 with
 //!   the reason; `Range` starting at or after the end → 457; `Scale: 0` or junk → 400.
 //! * Scale: the answer names the rate applied (gst-rtsp-server would answer `Scale: 1.000` and
-//!   `Speed: 4.000` for a 4× seek); a reverse rate the file's reader cannot do is applied and
-//!   answered as 1.
+//!   `Speed: 4.000` for a 4× seek). A reverse rate goes to gst-rtsp-server as a rate-1 seek to
+//!   where reverse play starts, then [`super::rtsp_reverse`] steps backwards; on a file without
+//!   video it is applied and answered as 1.
 //! * A read error ends the session (after RTCP BYE); see [`super::rtsp_media`].
 
 use std::sync::Arc;
@@ -135,7 +136,8 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
         })?),
         None => None,
     };
-    let applied = scale.map(|s| applied_scale(s, state.as_ref().is_some_and(|st| st.reverse_ok)));
+    let reverse_ok = state.as_ref().is_some_and(|st| st.target.has_video());
+    let applied = scale.map(|s| applied_scale(s, reverse_ok));
     if let (Some(s), Some(a)) = (scale, applied) {
         if a != s {
             gst::info!(
@@ -172,14 +174,24 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
     let Some(st) = state else { return Ok(()) };
     let new_rate = applied.unwrap_or(1.0);
     let old_rate = std::mem::replace(&mut *st.rate.lock().unwrap(), new_rate);
+    // A reverse run stops here (its position is the last key frame it sent).
+    let reverse_at = st.target.reverse.stop().map(|t| t.nseconds() as f64 / 1e9);
+    if new_rate < 0.0 {
+        // gst-rtsp-server seeks at rate 1 to where reverse play starts; the answer names the
+        // reverse rate.
+        request.set_header("Scale", "1.000");
+        request.set_header(REVERSE_SCALE, &format!("{new_rate:.3}"));
+    }
     let start = match npt.and_then(|n| n.start) {
         Some(s) => Some(s),
-        None if new_rate != old_rate => {
+        None if new_rate != old_rate || new_rate < 0.0 || reverse_at.is_some() => {
             // A seek where the media is, without a target: video resumes at its next key
             // frame (the position a trick rate reports can run ahead of the data).
-            let pos = media.and_then(|m| {
-                position_s(m).or_else(|| {
-                    super::rtsp_media::reader_position(m).map(|p| p.nseconds() as f64 / 1e9)
+            let pos = reverse_at.or_else(|| {
+                media.and_then(|m| {
+                    position_s(m).or_else(|| {
+                        super::rtsp_media::reader_position(m).map(|p| p.nseconds() as f64 / 1e9)
+                    })
                 })
             });
             match pos {
@@ -202,11 +214,16 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
         st.target.start(((s - NPT_SLACK_S).max(0.0) * 1e9) as u64);
         request.set_header(SEEKING, "1");
     }
+    if new_rate < 0.0 {
+        st.target.reverse.begin(new_rate);
+    }
     Ok(())
 }
 
 /// A header pre_play adds to a PLAY request that seeks (read back when answering it).
 const SEEKING: &str = "X-Dvb2ip-Seeking";
+/// A header pre_play adds to a PLAY request with a reverse Scale: the Scale applied.
+const REVERSE_SCALE: &str = "X-Dvb2ip-Reverse-Scale";
 
 /// The start of a media's current range in seconds (where it is).
 fn position_s(media: &RTSPMedia) -> Option<f64> {
@@ -256,7 +273,10 @@ pub(crate) fn finish_response(
                 );
             }
             // The Scale applied (the request's, as pre_play left it).
-            match request.header("Scale").and_then(|s| parse_scale(&s).ok()) {
+            let scale = request
+                .header(REVERSE_SCALE)
+                .or_else(|| request.header("Scale"));
+            match scale.and_then(|s| parse_scale(&s).ok()) {
                 Some(s) => {
                     msg.set_header("Scale", &format!("{s:.3}"));
                     if request.header("Speed").is_none() {

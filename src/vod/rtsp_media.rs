@@ -15,7 +15,8 @@
 //!
 //! Trick play: at a rate other than 1 only key frames leave (a probe on each video payloader
 //! drops delta units) and audio is muted; after every flushing seek video starts at a key
-//! frame (the random access point the answer's Range names).
+//! frame (the random access point the answer's Range names). Reverse rates go by steps of
+//! seeks to earlier key frames ([`super::rtsp_reverse`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
 use super::rtsp::CAT;
+use super::rtsp_reverse::{Reverse, Verdict};
 use crate::core::Core;
 
 /// Payload type of RTP/JPEG (RFC 3551).
@@ -162,6 +164,8 @@ pub struct SeekTarget {
     pub landed_any: AtomicU64,
     /// The media has a video stream: audio starts where video's random access point is.
     has_video: AtomicBool,
+    /// Reverse trick play (see [`super::rtsp_reverse`]).
+    pub reverse: Arc<Reverse>,
 }
 
 impl Default for SeekTarget {
@@ -171,6 +175,7 @@ impl Default for SeekTarget {
             landed_video: AtomicU64::new(u64::MAX),
             landed_any: AtomicU64::new(u64::MAX),
             has_video: AtomicBool::new(false),
+            reverse: Arc::default(),
         }
     }
 }
@@ -181,6 +186,11 @@ impl SeekTarget {
         self.target.store(target, Ordering::SeqCst);
         self.landed_video.store(u64::MAX, Ordering::SeqCst);
         self.landed_any.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Whether the media has a video stream (reverse trick play needs one).
+    pub fn has_video(&self) -> bool {
+        self.has_video.load(Ordering::SeqCst)
     }
 
     /// Where the last seek landed: video's random access point, else any stream's start.
@@ -258,6 +268,18 @@ fn key_frame_starts(s: u64, target: u64, gop: u64) -> bool {
     target == u64::MAX || s >= target || (gop > 0 && s.saturating_add(gop) > target)
 }
 
+/// Whether a video buffer is not a random access point (parsers may flag the first unit after a
+/// seek as a key frame although it is not: for H.264/H.265 the payload says).
+fn is_delta(b: &gst::BufferRef, kind: Kind) -> bool {
+    let delta = b.flags().contains(gst::BufferFlags::DELTA_UNIT);
+    if !delta && matches!(kind, Kind::H264 | Kind::H265) {
+        return b
+            .map_readable()
+            .is_ok_and(|m| !super::rtsp_npt::is_random_access(&m, kind == Kind::H265));
+    }
+    delta
+}
+
 /// Drops what a client must not get: at a rate other than 1 every delta unit (video) or every
 /// buffer (audio); after a flushing seek what comes before the random access point at or
 /// before the target (video), or before that point (audio).
@@ -270,10 +292,49 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     if video {
         target.has_video.store(true, Ordering::SeqCst);
     }
+    let eos = target.reverse.add_pad(&sink, video);
     let st = Arc::new(TrickState::default());
     st.await_key.store(video, Ordering::SeqCst);
     let check = Arc::new(
-        move |pad: &gst::Pad, info: &gst::PadProbeInfo| -> gst::PadProbeReturn {
+        move |pad: &gst::Pad, info: &mut gst::PadProbeInfo| -> gst::PadProbeReturn {
+            if target.reverse.active() {
+                let verdict = if let Some(gst::PadProbeData::Buffer(b)) = &info.data {
+                    let delta = video && is_delta(b, kind);
+                    let awaiting = st.await_key.load(Ordering::SeqCst);
+                    target.reverse.on_buffer(video, &eos, delta, awaiting, info)
+                } else if let Some(gst::PadProbeData::Event(ev)) = &info.data {
+                    target.reverse.on_event(video, &eos, ev)
+                } else if let Some(gst::PadProbeData::BufferList(_)) = &info.data {
+                    Verdict::Drop
+                } else {
+                    Verdict::Normal
+                };
+                match verdict {
+                    Verdict::Eos => {
+                        let _ = pad.send_event(gst::event::Eos::new());
+                        return gst::PadProbeReturn::Drop;
+                    }
+                    Verdict::Drop => {
+                        // A flush of a step's seek took the pad's segment (pads drop the sticky
+                        // segment before probes see the flush): the demuxer's new one is
+                        // replaced by the one the payloader has.
+                        let segment = matches!(
+                            &info.data,
+                            Some(gst::PadProbeData::Event(ev))
+                                if ev.type_() == gst::EventType::Segment
+                        );
+                        let kept = st.segment.lock().unwrap().clone();
+                        if let (true, Some(seg)) = (segment, kept) {
+                            info.data =
+                                Some(gst::PadProbeData::Event(gst::event::Segment::new(&seg)));
+                            return gst::PadProbeReturn::Ok;
+                        }
+                        return gst::PadProbeReturn::Drop;
+                    }
+                    Verdict::Pass => return gst::PadProbeReturn::Ok,
+                    Verdict::Normal => {}
+                }
+            }
             match &info.data {
                 Some(gst::PadProbeData::Event(ev)) => match ev.view() {
                     gst::EventView::Segment(s) => {
@@ -326,12 +387,7 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
                         }
                         return gst::PadProbeReturn::Ok;
                     }
-                    let mut delta = b.flags().contains(gst::BufferFlags::DELTA_UNIT);
-                    if !delta && matches!(kind, Kind::H264 | Kind::H265) {
-                        delta = b.map_readable().is_ok_and(|m| {
-                            !super::rtsp_npt::is_random_access(&m, kind == Kind::H265)
-                        });
-                    }
+                    let delta = is_delta(b, kind);
                     gst::trace!(
                         CAT,
                         "video buffer pts {:?} delta {delta} trick {trick} await {awaiting}",
@@ -371,6 +427,14 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
                                 restart_segment(pad, &st, pts);
                             }
                         }
+                        if target.reverse.active() {
+                            let seg = st.segment.lock().unwrap().clone();
+                            let time = seg
+                                .as_ref()
+                                .zip(b.pts())
+                                .and_then(|(s, pts)| s.to_stream_time(pts));
+                            target.reverse.landed(pad, seg, time, b.pts());
+                        }
                     }
                 }
                 Some(gst::PadProbeData::BufferList(_))
@@ -386,9 +450,13 @@ fn add_trick_probe(pay: &gst::Element, kind: Kind, target: &Arc<SeekTarget>) {
     let events = check.clone();
     sink.add_probe(
         gst::PadProbeType::EVENT_DOWNSTREAM | gst::PadProbeType::EVENT_FLUSH,
-        move |pad, info| {
-            events(pad, info);
-            gst::PadProbeReturn::Ok
+        move |pad, info| match events(pad, info) {
+            // Dropped as buffers are (below).
+            gst::PadProbeReturn::Drop => {
+                info.data.take();
+                gst::PadProbeReturn::Handled
+            }
+            _ => gst::PadProbeReturn::Ok,
         },
     );
     sink.add_probe(
@@ -591,8 +659,6 @@ pub struct MediaState {
     pub file: PathBuf,
     /// End of file reached (and not left by a seek since).
     pub at_end: AtomicBool,
-    /// Whether the reader plays backwards (a reverse Scale is applied, else answered 1).
-    pub reverse_ok: bool,
     /// Where the pending seek goes (see [`SeekTarget`]).
     pub target: Arc<SeekTarget>,
     /// The rate of the last PLAY (its Scale as applied).
@@ -641,6 +707,10 @@ fn watch_media(media: &gst_rtsp_server::RTSPMedia, state: &Arc<MediaState>) {
     let weak = media.downgrade();
     let state = state.clone();
     bus.connect_sync_message(None, move |_, msg| match msg.view() {
+        gst::MessageView::Eos(_) if state.target.reverse.active() => {
+            // Reverse play reached the start (rtsp_reverse logged it): the next PLAY seeks.
+            state.at_end.store(false, Ordering::SeqCst);
+        }
         gst::MessageView::Eos(_) if !state.at_end.swap(true, Ordering::SeqCst) => {
             gst::info!(
                 CAT,
@@ -789,7 +859,6 @@ mod imp {
                 element.set_data(
                     STATE_KEY,
                     Arc::new(MediaState {
-                        reverse_ok: false,
                         target,
                         rate: Mutex::new(1.0),
                         file,
