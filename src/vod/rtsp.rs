@@ -196,6 +196,11 @@ pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), A
             });
             match pos {
                 Some(p) => {
+                    // One millisecond before: gst-rtsp-server does not seek to where it
+                    // already is (a trick rate's position often sits exactly on a millisecond,
+                    // e.g. a frame at 12.700 s), and without that seek the old rate would go
+                    // on while the key-frame filter waits for the new start.
+                    let p = (p - 0.001).max(0.0);
                     request.set_header("Range", &format!("npt={p:.3}-"));
                     st.target.start(u64::MAX);
                 }
