@@ -14,6 +14,7 @@
 //! * `config`: the configuration the server runs with.
 //! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
 //! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
+//! * `play`: the browser variants of channels being watched in browsers ([`crate::play`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,8 @@ pub struct Core {
     pub scans: Arc<crate::scan::service::Scans>,
     /// Descriptor budget: connection caps and the headroom new work needs.
     pub limits: crate::limits::Limits,
+    /// Browser playback: the channels' shared browser pipelines (src/play).
+    pub play: Arc<crate::play::transcode::Players>,
 }
 
 /// The server's counters.
@@ -62,6 +65,7 @@ impl Core {
         Arc::new(Core {
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             scans: crate::scan::service::Scans::new(&config, pool.clone()),
+            play: crate::play::transcode::Players::new(pool.clone()),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),
