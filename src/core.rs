@@ -14,6 +14,7 @@
 //! * `config`: the configuration the server runs with.
 //! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
 //! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
+//! * `play`: the browser variants of channels being watched in browsers ([`crate::play`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,8 @@ pub struct Core {
     pub limits: crate::limits::Limits,
     /// The `[[relay]]` relays and their reports (src/relay).
     pub relays: Arc<crate::relay::Relays>,
+    /// Browser playback: the channels' shared browser pipelines (src/play).
+    pub play: Arc<crate::play::transcode::Players>,
 }
 
 /// The server's counters.
@@ -65,6 +68,7 @@ impl Core {
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             scans: crate::scan::service::Scans::new(&config, pool.clone()),
             relays: Arc::new(crate::relay::Relays::new(&config)),
+            play: crate::play::transcode::Players::new(pool.clone()),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),

@@ -6,6 +6,7 @@ pub mod core;
 pub mod css;
 pub mod http;
 pub mod limits;
+pub mod play;
 pub mod relay;
 pub mod reload;
 pub mod rtp;

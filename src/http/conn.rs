@@ -548,8 +548,8 @@ async fn serve_requests(
             remote: peer,
         }));
         let streaming = req.method() == Method::GET
-            && req.uri().path() == "/"
-            && req.uri().query().is_some_and(|q| !q.is_empty());
+            && ((req.uri().path() == "/" && req.uri().query().is_some_and(|q| !q.is_empty()))
+                || crate::play::is_stream_path(req.uri().path()));
         let slot = Arc::new(Mutex::new(None));
         if streaming {
             req.extensions_mut().insert(Takeover {

@@ -47,6 +47,7 @@ pub fn router(
         .merge(crate::scan::api::router(core.scans.clone()))
         .merge(super::metrics::router(core.clone()))
         .merge(crate::relay::http::router(core))
+        .merge(crate::play::router(core))
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).
