@@ -297,6 +297,8 @@ struct LauncherPart {
     scan: crate::scan::config::ScanSection,
     #[serde(default)]
     http: crate::http::limits::HttpSection,
+    #[serde(default)]
+    ui: crate::ui::config::UiSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -321,6 +323,8 @@ pub struct Config {
     pub scan: crate::scan::config::ScanSection,
     /// `[http]`: the HTTP server's limits.
     pub http: crate::http::limits::HttpSection,
+    /// `[ui]`: the web UI's administrator (src/ui/config.rs).
+    pub ui: crate::ui::config::UiSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -423,6 +427,14 @@ impl Config {
                 message,
             });
         }
+        if let Err(message) = part.ui.check() {
+            let line = crate::ui::config::UiSection::line_of(text);
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         Ok(Self {
             server: part.server,
             channel: part.channel,
@@ -431,6 +443,7 @@ impl Config {
             vod: part.vod,
             scan: part.scan,
             http: part.http,
+            ui: part.ui,
             broadcast,
         })
     }

@@ -14,6 +14,7 @@
 //! * `config`: the configuration the server runs with.
 //! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
 //! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
+//! * `clients`: the session registry the web UI lists ([`crate::clients`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -41,6 +42,8 @@ pub struct Core {
     pub scans: Arc<crate::scan::service::Scans>,
     /// Descriptor budget: connection caps and the headroom new work needs.
     pub limits: crate::limits::Limits,
+    /// Every client receiving a stream, whatever front end serves it (src/clients.rs).
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 /// The server's counters.
@@ -59,9 +62,11 @@ impl Core {
         let sessions = Arc::new(Sessions::new(
             config.server.effective_max_sessions() as usize
         ));
+        let scans = crate::scan::service::Scans::new(&config, pool.clone());
         Arc::new(Core {
+            clients: Arc::new(crate::ui::clients_for(&config, &scans)),
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
-            scans: crate::scan::service::Scans::new(&config, pool.clone()),
+            scans,
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),
