@@ -299,6 +299,7 @@ struct LauncherPart {
     http: crate::http::limits::HttpSection,
     #[serde(default)]
     relay: Vec<crate::relay::config::RelaySection>,
+    ui: crate::ui::config::UiSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
     #[allow(dead_code)]
@@ -325,6 +326,8 @@ pub struct Config {
     pub http: crate::http::limits::HttpSection,
     /// `[[relay]]`: streams of other servers relayed on demand (src/relay/config.rs).
     pub relay: Vec<crate::relay::config::RelaySection>,
+    /// `[ui]`: the web UI's administrator (src/ui/config.rs).
+    pub ui: crate::ui::config::UiSection,
     pub broadcast: BroadcastConfig,
 }
 
@@ -434,6 +437,14 @@ impl Config {
                 message,
             });
         }
+        if let Err(message) = part.ui.check() {
+            let line = crate::ui::config::UiSection::line_of(text);
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         Ok(Self {
             server: part.server,
             channel: part.channel,
@@ -443,6 +454,7 @@ impl Config {
             scan: part.scan,
             http: part.http,
             relay: part.relay,
+            ui: part.ui,
             broadcast,
         })
     }

@@ -15,6 +15,7 @@
 //! * `recordings`: channels being recorded into the VOD library (`crate::vod::record`).
 //! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
 //! * `play`: the browser variants of channels being watched in browsers ([`crate::play`]).
+//! * `clients`: the session registry the web UI lists ([`crate::clients`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ pub struct Core {
     pub relays: Arc<crate::relay::Relays>,
     /// Browser playback: the channels' shared browser pipelines (src/play).
     pub play: Arc<crate::play::transcode::Players>,
+    /// Every client receiving a stream, whatever front end serves it (src/clients.rs).
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 /// The server's counters.
@@ -64,9 +67,11 @@ impl Core {
         let sessions = Arc::new(Sessions::new(
             config.server.effective_max_sessions() as usize
         ));
+        let scans = crate::scan::service::Scans::new(&config, pool.clone());
         Arc::new(Core {
+            clients: Arc::new(crate::ui::clients_for(&config, &scans)),
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
-            scans: crate::scan::service::Scans::new(&config, pool.clone()),
+            scans,
             relays: Arc::new(crate::relay::Relays::new(&config)),
             play: crate::play::transcode::Players::new(pool.clone()),
             config,

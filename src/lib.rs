@@ -1,6 +1,7 @@
 //! The `dvb2ip` launcher as a library: configuration, the RTSP server, SSDP, tools.
 
 pub mod channels;
+pub mod clients;
 pub mod config;
 pub mod core;
 pub mod css;
@@ -15,4 +16,5 @@ pub mod scan;
 pub mod serve;
 pub mod ssdp;
 pub mod streams;
+pub mod ui;
 pub mod vod;

@@ -50,6 +50,9 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Print a salted hash of a password for `[ui] admin_password_hash` (the password is read
+    /// from standard input, one line).
+    HashPassword,
     /// DVB-CSS tools: clients, a CSS-WC server and a TV emulator.
     Css {
         #[command(subcommand)]
@@ -118,6 +121,14 @@ fn main() -> ExitCode {
                     f.name
                 );
             }
+            Ok(())
+        }
+        Command::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(!password.is_empty(), "no password on standard input");
+            println!("{}", dvb2ip::ui::auth::hash_password(password)?);
             Ok(())
         }
         Command::DefaultConfig => {

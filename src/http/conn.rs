@@ -456,6 +456,11 @@ async fn write_response(
     if no_body {
         return w(head).await && keep;
     }
+    // Server-sent events (the web UI's live updates) go out as they come.
+    let events = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let mut out = head;
     let mut data = body.into_data_stream();
     loop {
@@ -479,7 +484,7 @@ async fn write_response(
         } else {
             out.extend_from_slice(&chunk);
         }
-        if out.len() >= 16 << 10 && !w(std::mem::take(&mut out)).await {
+        if (events || out.len() >= 16 << 10) && !w(std::mem::take(&mut out)).await {
             return false;
         }
     }

@@ -36,18 +36,22 @@ pub fn router(
         http: Some(core.metrics.http.clone()),
     };
     let vod = crate::vod::http::router(core, desc.rtsp_port);
-    description::router(desc)
+    let ui = crate::ui::router(core, desc.clone(), status_page.device_id.clone());
+    let app = description::router(desc)
         .merge(vod)
         .merge(super::stream::router(super::stream::StreamState {
             status_page: Some(Arc::new(status_page)),
             pool: core.pool.clone(),
             sessions: Some(core.sessions.clone()),
+            clients: Some(core.clients.clone()),
             ..Default::default()
         }))
         .merge(crate::scan::api::router(core.scans.clone()))
         .merge(super::metrics::router(core.clone()))
         .merge(crate::relay::http::router(core))
         .merge(crate::play::router(core))
+        .merge(ui);
+    crate::ui::guarded(app, core)
 }
 
 /// The running HTTP server: dropping it stops the server (waiting for it, at most 3 s).

@@ -92,12 +92,17 @@ impl StatusPage {
         let _ = write!(
             h,
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <title>{name}</title>\n</head>\n<body>\n<h1>{name}</h1>\n<dl>\n\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+             <link rel=\"stylesheet\" href=\"/ui/app.css\">\n\
+             <script src=\"/ui/app.js\" defer></script>\n\
+             <title>{name}</title>\n</head>\n<body data-rtsp-port=\"{}\">\n<h1>{name}</h1>\n\
+             <p id=\"conn\">static</p><p id=\"ui-note\" class=\"muted\"></p>\n<dl>\n\
              <dt>Model</dt><dd>{} {}</dd>\n<dt>UUID</dt><dd>{}</dd>\n\
              <dt>DEVICE ID</dt><dd id=\"device-id\">{}</dd>\n\
              <dt>Capabilities</dt><dd>{}</dd>\n\
              <dt>Description</dt><dd><a href=\"{DESC_PATH}\">{DESC_PATH}</a></dd>\n\
              <dt>Channel list</dt><dd><a href=\"{M3U_PATH}\">{M3U_PATH}</a></dd>\n</dl>\n",
+            self.desc.rtsp_port,
             escape(&d.model_name),
             escape(d.model_number.as_deref().unwrap_or("")),
             escape(&d.uuid),
@@ -107,8 +112,9 @@ impl StatusPage {
         if let Some(st) = &self.http {
             let _ = writeln!(h, "<h2>HTTP</h2>\n<dl id=\"http\">\n{}</dl>", st.html());
         }
+        h.push_str(crate::ui::web::LIVE_SECTIONS);
         h.push_str(
-            "<h2>Frontends</h2>\n<table>\n<tr><th>fe</th><th>Name</th><th>Device</th>\
+            "<h2>Frontends</h2>\n<table id=\"frontends\">\n<tr><th>fe</th><th>Name</th><th>Device</th>\
              <th>Delivery systems</th><th>Users</th><th>Tuned</th><th>Lock</th>\
              <th>Level</th><th>Quality</th></tr>\n",
         );
@@ -134,7 +140,7 @@ impl StatusPage {
                 escape(f.tuned.as_deref().unwrap_or("idle")),
             );
         }
-        h.push_str("</table>\n<h2>Channels</h2>\n<ol>\n");
+        h.push_str("</table>\n<h2>Channels</h2>\n<ol id=\"channel-list\">\n");
         for n in &self.desc.all_channels() {
             let c = &n.channel;
             let url = format!(
@@ -158,7 +164,9 @@ impl StatusPage {
                 escape(&c.title)
             );
         }
-        h.push_str("</ol>\n</body>\n</html>\n");
+        h.push_str("</ol>\n");
+        h.push_str(crate::ui::web::LATER_SECTIONS);
+        h.push_str("</body>\n</html>\n");
         h
     }
 }

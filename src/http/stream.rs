@@ -39,6 +39,8 @@ pub struct StreamState {
     /// The server's session count: an HTTP stream takes a place among `max_sessions` (none:
     /// unlimited).
     pub sessions: Option<Arc<Sessions>>,
+    /// The session registry the web UI lists (src/clients.rs).
+    pub clients: Option<Arc<crate::clients::Clients>>,
 }
 
 impl Default for StreamState {
@@ -48,6 +50,7 @@ impl Default for StreamState {
             status_page: None,
             pool: Pool::default_pool().clone(),
             sessions: None,
+            clients: None,
         }
     }
 }
@@ -165,6 +168,20 @@ async fn stream(
         Some(Err(e)) => return error_response(&e),
         None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    if let Some(c) = &st.clients {
+        let (alive, end) = (Arc::downgrade(&writer), Arc::downgrade(&writer));
+        c.register(crate::clients::NewClient {
+            key: None,
+            protocol: crate::clients::Protocol::Http,
+            peer: takeover.peer.to_string(),
+            user_agent: user_agent(&req),
+            path: "/".into(),
+            query: query.clone(),
+            alive: Box::new(move || alive.upgrade().is_some_and(|w| w.closed_reason().is_none())),
+            end: Box::new(move || end.upgrade().into_iter().for_each(|w| w.close())),
+            bytes: None,
+        });
+    }
     *takeover.slot.lock().unwrap() = Some(Taken {
         writer,
         keep: Box::new(Held {
@@ -174,6 +191,15 @@ async fn stream(
         release,
     });
     stream_head(Body::empty())
+}
+
+/// The request's `User-Agent` ("" when none).
+fn user_agent(req: &axum::extract::Request) -> String {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The answer that starts a stream (its TS follows on the connection).

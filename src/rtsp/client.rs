@@ -132,6 +132,45 @@ fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<St
     }
 }
 
+/// The peer's `address:port` of the connection of `client`.
+fn connection_peer(client: &gst_rtsp_server::RTSPClient) -> Option<String> {
+    let c: *mut gst_rtsp_server::ffi::GstRTSPClient = client.to_glib_none().0;
+    // SAFETY: as in `connection_ip`: the connection lives as long as the client, its socket
+    // is borrowed for this call only.
+    let sock: gst_rtsp_server::gio::Socket = unsafe {
+        let conn = gst_rtsp_server::ffi::gst_rtsp_client_get_connection(c);
+        if conn.is_null() {
+            return None;
+        }
+        let sock = gst_rtsp::ffi::gst_rtsp_connection_get_read_socket(conn);
+        if sock.is_null() {
+            return None;
+        }
+        from_glib_none(sock)
+    };
+    let addr = sock
+        .remote_address()
+        .ok()?
+        .downcast::<gst_rtsp_server::gio::InetSocketAddress>()
+        .ok()?;
+    let ip: std::net::IpAddr = addr.address().to_str().parse().ok()?;
+    Some(std::net::SocketAddr::new(ip, addr.port()).to_string())
+}
+
+/// Ends session `id` of `pool` as a TEARDOWN would (the web UI's disconnect): its media stop,
+/// its frontends are released, a later request naming it gets 454.
+pub fn end_session(pool: &gst_rtsp_server::RTSPSessionPool, id: &str) {
+    let Some(session) = pool.find(id) else {
+        return;
+    };
+    gst::info!(CAT, "disconnected by an administrator: ending session {id}");
+    session.filter(Some(&mut |_, sm| {
+        let _ = sm.set_state(gst::State::Null);
+        gst_rtsp_server::RTSPFilterResult::Remove
+    }));
+    let _ = pool.remove(&session);
+}
+
 /// References to a connection's socket left, ours included, once gst-rtsp-server 1.22 closed
 /// the connection itself (measured: 2; 4 while its connection still holds the socket).
 const GST_CLOSED_SOCKET_REFS: u32 = 2;
@@ -823,6 +862,51 @@ mod imp {
             );
         }
 
+        /// Registers the current session in the core's session registry (`core.clients`) after
+        /// a successful SETUP, or a PLAY with a query (which may change PIDs or channel).
+        fn register_client(&self, msg: &Msg, uri: &str, method: u32, request: Option<&Msg>) {
+            let query = uri.split_once('?').map_or("", |(_, q)| q);
+            if method == METHOD_PLAY && query.is_empty() {
+                return;
+            }
+            let Some(session) =
+                RTSPContext::with_current_context(|c| c.session().cloned()).flatten()
+            else {
+                return;
+            };
+            let (Some(id), Some(pool)) = (
+                session.sessionid().map(|s| s.to_string()),
+                self.obj().session_pool(),
+            ) else {
+                return;
+            };
+            let (alive_pool, end_pool) = (pool.downgrade(), pool.downgrade());
+            let (alive_id, end_id) = (id.clone(), id.clone());
+            self.core().clients.register(crate::clients::NewClient {
+                key: Some(id),
+                protocol: crate::clients::Protocol::of_transport(
+                    &msg.header("Transport").unwrap_or_default(),
+                ),
+                peer: connection_peer(self.obj().upcast_ref()).unwrap_or_default(),
+                user_agent: request
+                    .and_then(|r| r.header("User-Agent"))
+                    .unwrap_or_default(),
+                path: crate::rtsp::routing::uri_path(uri).to_owned(),
+                query: query.to_owned(),
+                alive: Box::new(move || {
+                    alive_pool
+                        .upgrade()
+                        .is_some_and(|p| p.find(&alive_id).is_some())
+                }),
+                end: Box::new(move || {
+                    if let Some(p) = end_pool.upgrade() {
+                        end_session(&p, &end_id);
+                    }
+                }),
+                bytes: None,
+            });
+        }
+
         /// Ends the sessions `ids` (their pipelines stop, frontends are released).
         fn end_sessions(&self, ids: Vec<String>, why: &str) {
             let Some(pool) = self.obj().session_pool() else {
@@ -1080,6 +1164,9 @@ mod imp {
                     msg.set_body(body.as_bytes());
                 }
                 return;
+            }
+            if matches!(method, METHOD_SETUP | METHOD_PLAY) && msg.status() == Some(200) {
+                self.register_client(msg, &uri, method, request.as_ref());
             }
             if crate::vod::rtsp::is_vod(&uri) {
                 let media = current_media();

@@ -1,0 +1,312 @@
+//! The server's session registry (`core.clients`): every client receiving a stream, whatever
+//! front end serves it. The RTSP client registers a session when its SETUP succeeded
+//! (src/rtsp/client.rs), the HTTP streamer an HTTP stream once it started (src/http/stream.rs).
+//! Each entry carries how to tell whether it still runs and how to end it, so the registry needs
+//! no hook on every way a session ends: dead entries are dropped when the list is read.
+//!
+//! The web UI and `GET /api/sessions` list it; `DELETE /api/sessions/<id>` ends one
+//! ([`Clients::disconnect`]).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// How a client receives its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Protocol {
+    #[serde(rename = "rtsp/udp")]
+    RtspUdp,
+    #[serde(rename = "rtsp/tcp")]
+    RtspTcp,
+    #[serde(rename = "multicast")]
+    Multicast,
+    #[serde(rename = "http")]
+    Http,
+}
+
+impl Protocol {
+    /// The protocol of an RTSP `Transport` value (as the server answered it).
+    pub fn of_transport(transport: &str) -> Protocol {
+        let t = transport.to_ascii_lowercase();
+        if t.contains("interleaved") || t.contains("rtp/avp/tcp") {
+            Protocol::RtspTcp
+        } else if t.contains("multicast") {
+            Protocol::Multicast
+        } else {
+            Protocol::RtspUdp
+        }
+    }
+}
+
+/// Tells whether a session still runs.
+pub type AliveFn = Box<dyn Fn() -> bool + Send + Sync>;
+/// Ends a session.
+pub type EndFn = Box<dyn Fn() + Send + Sync>;
+/// Reads the bytes sent to a client so far.
+pub type BytesFn = Box<dyn Fn() -> u64 + Send + Sync>;
+/// Finds the channel name of a request path and SAT>IP query.
+pub type LookupFn = Box<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
+
+/// What a front end tells about a new session.
+pub struct NewClient {
+    /// Front end's own id (the RTSP session id; `None`: a number is given).
+    pub key: Option<String>,
+    pub protocol: Protocol,
+    /// The client's address and port.
+    pub peer: String,
+    pub user_agent: String,
+    /// The request path (`/`, `/ch/<name>`, `/stream=N`) and SAT>IP query it asked for.
+    pub path: String,
+    pub query: String,
+    pub alive: AliveFn,
+    pub end: EndFn,
+    pub bytes: Option<BytesFn>,
+}
+
+struct Entry {
+    c: NewClient,
+    channel: Option<String>,
+    pids: String,
+    started: Instant,
+    started_unix_s: u64,
+    /// (bytes, when) of the last bitrate sample, and the bitrate then.
+    sample: Mutex<(u64, Instant, Option<u64>)>,
+}
+
+/// One session as the API lists it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionInfo {
+    pub id: String,
+    pub protocol: Protocol,
+    pub client_address: String,
+    pub client_port: u16,
+    pub user_agent: String,
+    pub channel: Option<String>,
+    pub path: String,
+    pub query: String,
+    /// PIDs asked for (`all`, `none` or a comma list).
+    pub pids: String,
+    /// Bits per second sent over the last sampling interval (`None`: not measured for this
+    /// protocol).
+    pub bitrate_bps: Option<u64>,
+    pub bytes_sent: Option<u64>,
+    pub duration_s: u64,
+    pub started_unix_s: u64,
+}
+
+/// The registry (see the module documentation).
+pub struct Clients {
+    next: AtomicU64,
+    map: Mutex<BTreeMap<String, Arc<Entry>>>,
+    lookup: LookupFn,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients")
+            .field("len", &self.map.lock().unwrap().len())
+            .finish()
+    }
+}
+
+/// The `pids=` value of a query (`all` when none is given).
+fn pids_of(query: &str) -> String {
+    query
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("pids="))
+        .map(str::to_owned)
+        .unwrap_or_else(|| "all".into())
+}
+
+/// `addr:port` split (IPv6 in brackets or not).
+fn split_peer(peer: &str) -> (String, u16) {
+    match peer.parse::<std::net::SocketAddr>() {
+        Ok(a) => (a.ip().to_canonical().to_string(), a.port()),
+        Err(_) => (peer.to_owned(), 0),
+    }
+}
+
+impl Clients {
+    /// An empty registry naming channels with `lookup`.
+    pub fn new(lookup: LookupFn) -> Clients {
+        Clients {
+            next: AtomicU64::new(1),
+            map: Mutex::new(BTreeMap::new()),
+            lookup,
+        }
+    }
+
+    /// Registers (or, for a known `key`, replaces) a session; returns its id.
+    pub fn register(&self, c: NewClient) -> String {
+        let id = match &c.key {
+            Some(k) => format!("rtsp-{k}"),
+            None => format!("http-{}", self.next.fetch_add(1, Ordering::Relaxed)),
+        };
+        let channel = (self.lookup)(&c.path, &c.query);
+        let pids = if c.query.is_empty() && c.path.starts_with("/ch/") {
+            "channel".into()
+        } else {
+            pids_of(&c.query)
+        };
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap();
+        let (started, started_unix_s) = match map.get(&id) {
+            // A PLAY or SETUP again on the same session keeps its start.
+            Some(old) => (old.started, old.started_unix_s),
+            None => (
+                now,
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            ),
+        };
+        let first = c.bytes.as_ref().map_or(0, |b| b());
+        map.insert(
+            id.clone(),
+            Arc::new(Entry {
+                c,
+                channel,
+                pids,
+                started,
+                started_unix_s,
+                sample: Mutex::new((first, now, None)),
+            }),
+        );
+        id
+    }
+
+    /// The entries still running (the others are forgotten now).
+    fn live(&self) -> Vec<(String, Arc<Entry>)> {
+        let all: Vec<(String, Arc<Entry>)> = self
+            .map
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // `alive` may take other locks (the RTSP session pool): called without ours.
+        let (live, dead): (Vec<_>, Vec<_>) = all.into_iter().partition(|(_, e)| (e.c.alive)());
+        if !dead.is_empty() {
+            let mut map = self.map.lock().unwrap();
+            for (k, e) in dead {
+                if map.get(&k).is_some_and(|now| Arc::ptr_eq(now, &e)) {
+                    map.remove(&k);
+                }
+            }
+        }
+        live
+    }
+
+    /// The running sessions, oldest first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let now = Instant::now();
+        let mut v: Vec<SessionInfo> = self
+            .live()
+            .into_iter()
+            .map(|(id, e)| {
+                let (address, port) = split_peer(&e.c.peer);
+                let bytes = e.c.bytes.as_ref().map(|b| b());
+                let bitrate = bytes.and_then(|b| {
+                    let mut s = e.sample.lock().unwrap();
+                    let dt = now.duration_since(s.1).as_secs_f64();
+                    if dt >= 0.5 {
+                        s.2 = Some((b.saturating_sub(s.0) as f64 * 8.0 / dt) as u64);
+                        s.0 = b;
+                        s.1 = now;
+                    }
+                    s.2
+                });
+                SessionInfo {
+                    id,
+                    protocol: e.c.protocol,
+                    client_address: address,
+                    client_port: port,
+                    user_agent: e.c.user_agent.clone(),
+                    channel: e.channel.clone(),
+                    path: e.c.path.clone(),
+                    query: e.c.query.clone(),
+                    pids: e.pids.clone(),
+                    bitrate_bps: bitrate,
+                    bytes_sent: bytes,
+                    duration_s: now.duration_since(e.started).as_secs(),
+                    started_unix_s: e.started_unix_s,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| (a.started_unix_s, &a.id).cmp(&(b.started_unix_s, &b.id)));
+        v
+    }
+
+    /// Sessions running now, by protocol.
+    pub fn count(&self) -> usize {
+        self.live().len()
+    }
+
+    /// Ends session `id`; false when no such session runs.
+    pub fn disconnect(&self, id: &str) -> bool {
+        let entry = self.map.lock().unwrap().get(id).cloned();
+        let Some(e) = entry else {
+            return false;
+        };
+        if !(e.c.alive)() {
+            self.map.lock().unwrap().remove(id);
+            return false;
+        }
+        (e.c.end)();
+        self.map.lock().unwrap().remove(id);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    #[test]
+    fn registers_lists_and_ends() {
+        let clients = Clients::new(Box::new(|path, query| {
+            (path == "/ch/one" || query.contains("freq=474")).then(|| "One".to_owned())
+        }));
+        let alive = Arc::new(AtomicBool::new(true));
+        let (a, b) = (alive.clone(), alive.clone());
+        let id = clients.register(NewClient {
+            key: Some("abc".into()),
+            protocol: Protocol::of_transport("RTP/AVP;unicast;client_port=5000-5001"),
+            peer: "127.0.0.1:40000".into(),
+            user_agent: "test/1".into(),
+            path: "/".into(),
+            query: "freq=474&pids=0,256".into(),
+            alive: Box::new(move || a.load(Ordering::SeqCst)),
+            end: Box::new(move || b.store(false, Ordering::SeqCst)),
+            bytes: Some(Box::new(|| 1000)),
+        });
+        assert_eq!(id, "rtsp-abc");
+        let l = clients.list();
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].protocol, Protocol::RtspUdp);
+        assert_eq!(l[0].client_address, "127.0.0.1");
+        assert_eq!(l[0].client_port, 40000);
+        assert_eq!(l[0].channel.as_deref(), Some("One"));
+        assert_eq!(l[0].pids, "0,256");
+        assert_eq!(l[0].bytes_sent, Some(1000));
+        assert!(!clients.disconnect("rtsp-nope"));
+        assert!(clients.disconnect("rtsp-abc"));
+        assert!(!alive.load(Ordering::SeqCst));
+        assert!(clients.list().is_empty());
+        assert_eq!(
+            Protocol::of_transport("RTP/AVP/TCP;interleaved=0-1"),
+            Protocol::RtspTcp
+        );
+        assert_eq!(
+            Protocol::of_transport("RTP/AVP;multicast;destination=239.0.0.1"),
+            Protocol::Multicast
+        );
+        let json = serde_json::to_value(Protocol::Http).unwrap();
+        assert_eq!(json, "http");
+    }
+}

@@ -1,0 +1,433 @@
+//! The web UI's JSON API (src/ui, src/clients.rs) against a real `dvb2ip serve`: every
+//! endpoint and action, sessions of RTSP and HTTP clients listed with their channel and
+//! address and ended by `DELETE /api/sessions/<id>`, cross-site requests refused, and actions
+//! from a non-loopback address (a network namespace on a veth pair) refused without the
+//! administrator's password.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::netns::{run, Netns};
+use common::rtsp::Rtsp;
+use common::serve_child::{free_port, ServeChild};
+
+const ONE: &str = "src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,20,256,257,258";
+const NEWS: &str = "freq=506&msys=dvbt&bw=8&pids=0,16,17,18,20,256,257,258";
+
+/// The embedded configuration without SSDP, HTTP on `http_port`, `extra` appended.
+fn config(http_port: u16, bind: &str, extra: &str) -> String {
+    let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
+    let ssdp = text.find("[ssdp]").expect("[ssdp]");
+    format!(
+        "{}{}\n{extra}",
+        &text[..ssdp],
+        text[ssdp..].replacen("enabled = true", "enabled = false", 1)
+    )
+    .replacen("http_port = 8875", &format!("http_port = {http_port}"), 1)
+    .replacen("bind = \"127.0.0.1\"", &format!("bind = \"{bind}\""), 1)
+}
+
+struct Answer {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.head, self.body))
+    }
+}
+
+/// One request to `to` with `headers`, the whole answer read.
+fn req(to: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        text.push_str(&format!("{k}: {v}\r\n"));
+    }
+    text.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(text.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    // Chunked bodies: the tests' JSON comes with a length, pages may not; strip chunk sizes.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Answer {
+        status,
+        head: head.to_owned(),
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn lo(port: u16) -> SocketAddr {
+    (Ipv4Addr::LOCALHOST, port).into()
+}
+
+/// Waits (bounded) until `f` gives something.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn session_where(port: u16, f: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    let a = req(lo(port), "GET", "/api/sessions", &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.json().as_array()?.iter().find(|s| f(s)).cloned()
+}
+
+#[test]
+fn endpoints_sessions_and_actions_from_loopback() {
+    let dir = common::temp_dir("ui-api");
+    let http = free_port();
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", "")).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    // Status, tuners, lineup, assets, the page's first paint.
+    let st = req(lo(http), "GET", "/api/status", &[]).json();
+    assert_eq!(st["version"], env!("CARGO_PKG_VERSION"), "{st}");
+    assert!(
+        st["uptime_s"].is_u64() && st["rss_bytes"].as_u64() > Some(0),
+        "{st}"
+    );
+    assert!(st["device_id"].is_u64(), "{st}");
+    let bound = st["bound"].to_string();
+    assert!(bound.contains(&format!("http://127.0.0.1:{http}")), "{st}");
+    assert!(
+        bound.contains(&format!("rtsp://127.0.0.1:{}", srv.rtsp_port)),
+        "{st}"
+    );
+    let tuners = req(lo(http), "GET", "/api/tuners", &[]).json();
+    let t0 = &tuners[0];
+    assert!(
+        t0["fe"].is_array() && t0["delivery_systems"].is_array(),
+        "{t0}"
+    );
+    assert_eq!(t0["kind"], "emulated", "{t0}");
+    for k in [
+        "level_percent",
+        "quality_percent",
+        "snr_db",
+        "ber",
+        "locked",
+        "users",
+    ] {
+        assert!(t0.get(k).is_some(), "{k} in {t0}");
+    }
+    let lineup = req(lo(http), "GET", "/api/lineup", &[]).json();
+    let one = lineup
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["slug"] == "one")
+        .unwrap_or_else(|| panic!("{lineup}"));
+    assert_eq!(one["name"], "dvb2ip One HD");
+    let page = req(lo(http), "GET", "/", &[]);
+    assert_eq!(page.status, 200);
+    for needle in [
+        "/ui/app.js",
+        "/ui/app.css",
+        "DEVICE ID",
+        "rtsp://",
+        "id=\"sessions\"",
+    ] {
+        assert!(page.body.contains(needle), "{needle} in the page");
+    }
+    let js = req(lo(http), "GET", "/ui/app.js", &[]);
+    assert!(js.head.contains("text/javascript") && js.body.contains("EventSource"));
+    assert!(req(lo(http), "GET", "/ui/app.css", &[])
+        .head
+        .contains("text/css"));
+
+    // Live updates: the first snapshot comes at once.
+    let mut ev = TcpStream::connect(lo(http)).unwrap();
+    ev.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(ev, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    while !String::from_utf8_lossy(&got).contains("\n\n")
+        || !String::from_utf8_lossy(&got).contains("event: snapshot")
+    {
+        let n = ev.read(&mut buf).expect("an event");
+        assert!(n > 0, "events closed: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(
+        text.contains("\"tuners\":[") && text.contains("\"sessions\":"),
+        "{text}"
+    );
+    drop(ev);
+
+    // An RTSP/UDP session shows with its channel, address and user agent, and ends by DELETE.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let p = udp.local_addr().unwrap().port();
+    let mut c = Rtsp::connect(srv.rtsp_port);
+    let transport = format!("RTP/AVP;unicast;client_port={p}-{}", p + 1);
+    let r = c.req(
+        "SETUP",
+        &format!("?{ONE}"),
+        &[("Transport", &transport), ("User-Agent", "ui-api-test/1")],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let sid = r.session();
+    let url = c.url(&format!("stream={}", r.stream_id()));
+    let play = c.request("PLAY", &url, &[("Session", &sid)]).unwrap();
+    assert_eq!(play.status, 200);
+    let mut dgram = [0u8; 2048];
+    udp.recv(&mut dgram).expect("RTP before the disconnect");
+    let local_port = c.stream().local_addr().unwrap().port();
+    let s = wait_for("the RTSP session listed", Duration::from_secs(3), || {
+        session_where(http, |s| s["id"] == format!("rtsp-{sid}"))
+    });
+    assert_eq!(s["protocol"], "rtsp/udp", "{s}");
+    assert_eq!(s["channel"], "dvb2ip One HD", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], local_port, "{s}");
+    assert_eq!(s["user_agent"], "ui-api-test/1", "{s}");
+    assert_eq!(s["pids"], "0,16,17,18,20,256,257,258", "{s}");
+    assert!(
+        s["duration_s"].is_u64() && s.get("bitrate_bps").is_some(),
+        "{s}"
+    );
+    let one_session = req(lo(http), "GET", &format!("/api/sessions/rtsp-{sid}"), &[]);
+    assert_eq!(one_session.status, 200);
+    let del = req(
+        lo(http),
+        "DELETE",
+        &format!("/api/sessions/rtsp-{sid}"),
+        &[],
+    );
+    assert_eq!(del.status, 200, "{}", del.body);
+    assert!(session_where(http, |s| s["id"] == format!("rtsp-{sid}")).is_none());
+    let after = c.request("OPTIONS", &url, &[("Session", &sid)]).unwrap();
+    assert_eq!(after.status, 454, "{}", after.head);
+    // Its RTP stops: datagrams still in flight drain, then nothing comes for a while.
+    udp.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    wait_for("the RTP to stop", Duration::from_secs(10), || {
+        udp.recv(&mut dgram).is_err().then_some(())
+    });
+    assert_eq!(
+        req(lo(http), "DELETE", "/api/sessions/rtsp-nope", &[]).status,
+        404
+    );
+
+    // An HTTP stream likewise; DELETE closes it.
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        hs,
+        "GET /?{NEWS} HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-http/2\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    assert!(hs.read(&mut first).unwrap() > 0);
+    let s = wait_for("the HTTP stream listed", Duration::from_secs(3), || {
+        session_where(http, |s| s["protocol"] == "http")
+    });
+    assert_eq!(s["channel"], "dvb2ip News", "{s}");
+    assert_eq!(s["user_agent"], "ui-http/2", "{s}");
+    assert_eq!(s["client_port"], hs.local_addr().unwrap().port(), "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]).status,
+        200
+    );
+    wait_for(
+        "the HTTP stream closed",
+        Duration::from_secs(10),
+        || match hs.read(&mut first) {
+            Ok(0) | Err(_) => Some(()),
+            Ok(_) => None,
+        },
+    );
+
+    // Cross-site requests are refused before anything happens.
+    let evil = [("Origin", "http://evil.example"), ("X-Requested-With", "x")];
+    assert_eq!(req(lo(http), "POST", "/api/scan/start", &evil).status, 403);
+    assert_eq!(
+        req(lo(http), "DELETE", "/api/sessions/rtsp-x", &evil).status,
+        403
+    );
+    let site = [("Sec-Fetch-Site", "cross-site")];
+    assert_eq!(req(lo(http), "POST", "/api/recordings", &site).status, 403);
+    let host = format!("http://127.0.0.1:{http}");
+    let form = [("Origin", host.as_str())];
+    let a = req(lo(http), "POST", "/api/scan/stop", &form);
+    assert_eq!(
+        a.status, 403,
+        "a form's POST without the custom header: {}",
+        a.body
+    );
+    let same = [("Origin", host.as_str()), ("X-Requested-With", "dvb2ip")];
+    // The scan actions themselves: no channel database in this configuration.
+    let a = req(lo(http), "POST", "/api/scan/start", &same);
+    assert_eq!(a.status, 503, "{}", a.body);
+    assert!(a.body.contains("state_dir"), "{}", a.body);
+    assert_eq!(req(lo(http), "POST", "/api/scan/stop", &same).status, 409);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn actions_from_another_address_need_the_password() {
+    let ns = Netns::new("dvb2ip-ui", "auth");
+    let n = std::process::id() % 200 + 20;
+    let (host_if, ns_if) = (format!("uih{n}"), format!("uin{n}"));
+    let (host_ip, ns_ip) = (format!("10.77.{n}.1"), format!("10.77.{n}.2"));
+    let _ = std::process::Command::new("ip")
+        .args(["link", "del", &host_if])
+        .status();
+    run(
+        "ip",
+        &[
+            "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if,
+        ],
+    );
+    run("ip", &["link", "set", &ns_if, "netns", &ns.name]);
+    run(
+        "ip",
+        &["addr", "add", &format!("{host_ip}/24"), "dev", &host_if],
+    );
+    run("ip", &["link", "set", &host_if, "up"]);
+    ns.ip(&["addr", "add", &format!("{ns_ip}/24"), "dev", &ns_if]);
+    ns.ip(&["link", "set", &ns_if, "up"]);
+    struct Link(String);
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
+        }
+    }
+    let _link = Link(host_if);
+
+    let dir = common::temp_dir("ui-auth");
+    let http = free_port();
+    let hash = dvb2ip::ui::auth::hash_with("s3cret", 1000).unwrap();
+    let conf = dir.join("serve.toml");
+    std::fs::write(
+        &conf,
+        config(
+            http,
+            &host_ip,
+            &format!("[ui]\nadmin_password_hash = \"{hash}\"\n"),
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(common::dvb2ip_bin())
+        .args(["serve", "--rtsp-port", "0", "--config"])
+        .arg(&conf)
+        .spawn()
+        .expect("dvb2ip serve starts");
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _kill = Kill(&mut child);
+    let to: SocketAddr = format!("{host_ip}:{http}").parse().unwrap();
+    ns.enter(|| {
+        wait_for("the server answering", Duration::from_secs(120), || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(1)).ok()
+        });
+        // Reading needs nobody.
+        assert_eq!(req(to, "GET", "/api/status", &[]).status, 200);
+        assert_eq!(req(to, "GET", "/api/sessions", &[]).status, 200);
+        // Acting needs the password.
+        let a = req(to, "DELETE", "/api/sessions/rtsp-x", &[]);
+        assert_eq!(a.status, 401, "{}", a.body);
+        assert!(
+            a.head.contains("WWW-Authenticate: Basic")
+                || a.head.contains("www-authenticate: Basic"),
+            "{}",
+            a.head
+        );
+        let bad = format!("Basic {}", b64("admin:wrong"));
+        assert_eq!(
+            req(
+                to,
+                "DELETE",
+                "/api/sessions/rtsp-x",
+                &[("Authorization", &bad)]
+            )
+            .status,
+            401
+        );
+        assert_eq!(req(to, "POST", "/api/scan/start", &[]).status, 401);
+        assert_eq!(req(to, "POST", "/api/recordings", &[]).status, 401);
+        let good = format!("Basic {}", b64("admin:s3cret"));
+        // Past the check: no such session.
+        let a = req(
+            to,
+            "DELETE",
+            "/api/sessions/rtsp-x",
+            &[("Authorization", &good)],
+        );
+        assert_eq!(a.status, 404, "{}", a.body);
+        let a = req(to, "POST", "/api/scan/start", &[("Authorization", &good)]);
+        assert_eq!(a.status, 503, "{}", a.body);
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut o = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                o.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                o.push('=');
+            }
+        }
+    }
+    o
+}

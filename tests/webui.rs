@@ -1,0 +1,108 @@
+//! The web UI in a real browser (headless Chromium over WebDriver, tests/common/browser.rs):
+//! the page loads and goes live without console errors; an RTSP session a test starts shows up
+//! as a row with its channel and client address; its Disconnect button ends the session (the
+//! client's RTP stops and its session is gone: 454). Screenshots land in
+//! `target/<profile>/screenshots/webui-*.png`.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::browser::Browser;
+use common::rtsp::Rtsp;
+use common::serve_child::{free_port, ServeChild};
+
+const ONE: &str = "src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,20,256,257,258";
+
+/// The embedded configuration without SSDP, HTTP on `http_port`.
+fn config(http_port: u16) -> String {
+    let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
+    let ssdp = text.find("[ssdp]").expect("[ssdp]");
+    format!(
+        "{}{}",
+        &text[..ssdp],
+        text[ssdp..].replacen("enabled = true", "enabled = false", 1)
+    )
+    .replacen("http_port = 8875", &format!("http_port = {http_port}"), 1)
+}
+
+#[test]
+fn sessions_appear_live_and_the_disconnect_button_ends_them() {
+    let dir = common::temp_dir("webui");
+    let http = free_port();
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+    let b = Browser::start();
+    b.goto(&format!("http://127.0.0.1:{http}/"));
+    // Live: snapshots arrive and render the sections.
+    b.wait_for(
+        "Number(document.body.dataset.updates || 0) >= 2",
+        Duration::from_secs(30),
+    );
+    b.wait_for(
+        "document.querySelectorAll('#lineup-body tr').length >= 4",
+        Duration::from_secs(10),
+    );
+    let facts = b.eval("document.getElementById('server-facts').textContent");
+    assert!(
+        facts.as_str().is_some_and(|t| t.contains("DEVICE ID")),
+        "{facts}"
+    );
+    b.screenshot("webui-idle");
+
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = udp.local_addr().unwrap().port();
+    let mut c = Rtsp::connect(srv.rtsp_port);
+    let transport = format!("RTP/AVP;unicast;client_port={p}-{}", p + 1);
+    let r = c.req(
+        "SETUP",
+        &format!("?{ONE}"),
+        &[("Transport", &transport), ("User-Agent", "webui-test/1")],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let sid = r.session();
+    let url = c.url(&format!("stream={}", r.stream_id()));
+    assert_eq!(
+        c.request("PLAY", &url, &[("Session", &sid)])
+            .unwrap()
+            .status,
+        200
+    );
+    let mut dgram = [0u8; 2048];
+    udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    udp.recv(&mut dgram).expect("RTP");
+    let client = format!("127.0.0.1:{}", c.stream().local_addr().unwrap().port());
+    let row = format!("document.querySelector('tr.session[data-session=\"rtsp-{sid}\"]')");
+    let text = b.wait_for(
+        &format!("{row} && {row}.textContent"),
+        Duration::from_secs(3),
+    );
+    let text = text.as_str().unwrap_or_default().to_owned();
+    assert!(text.contains("dvb2ip One HD"), "{text}");
+    assert!(text.contains(&client), "{client} in {text}");
+    assert!(
+        text.contains("RTSP/UDP") && text.contains("webui-test/1"),
+        "{text}"
+    );
+    b.screenshot("webui-session");
+
+    // The Disconnect button, clicked as a user would.
+    let css = format!("tr.session[data-session=\"rtsp-{sid}\"] button");
+    b.run(|cl| async move { cl.find(fantoccini::Locator::Css(&css)).await?.click().await })
+        .expect("click Disconnect");
+    b.wait_for(&format!("!{row}"), Duration::from_secs(10));
+    let after = c.request("OPTIONS", &url, &[("Session", &sid)]).unwrap();
+    assert_eq!(after.status, 454, "{}", after.head);
+    udp.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while udp.recv(&mut dgram).is_ok() {
+        assert!(std::time::Instant::now() < end, "RTP still flowing");
+    }
+    b.screenshot("webui-disconnected");
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
