@@ -299,6 +299,7 @@ struct LauncherPart {
     http: crate::http::limits::HttpSection,
     #[serde(default)]
     relay: Vec<crate::relay::config::RelaySection>,
+    #[serde(default)]
     ui: crate::ui::config::UiSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
