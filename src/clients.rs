@@ -102,7 +102,14 @@ pub struct Clients {
     next: AtomicU64,
     map: Mutex<BTreeMap<String, Arc<Entry>>>,
     lookup: LookupFn,
+    /// Entries at which [`Clients::register`] forgets the ended ones (twice the live count
+    /// of the last time, at least [`PRUNE_MIN`]), so a server nobody lists keeps no more than
+    /// twice its sessions.
+    prune_at: std::sync::atomic::AtomicUsize,
 }
+
+/// The smallest registry size at which ended sessions are forgotten on registration.
+const PRUNE_MIN: usize = 64;
 
 impl std::fmt::Debug for Clients {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,6 +144,7 @@ impl Clients {
             next: AtomicU64::new(1),
             map: Mutex::new(BTreeMap::new()),
             lookup,
+            prune_at: std::sync::atomic::AtomicUsize::new(PRUNE_MIN),
         }
     }
 
@@ -176,7 +184,19 @@ impl Clients {
                 sample: Mutex::new((first, now, None)),
             }),
         );
+        let len = map.len();
+        drop(map);
+        if len >= self.prune_at.load(Ordering::Relaxed) {
+            let live = self.live().len();
+            self.prune_at
+                .store((live * 2).max(PRUNE_MIN), Ordering::Relaxed);
+        }
         id
+    }
+
+    /// Entries held, ended ones included until they are forgotten.
+    pub fn held(&self) -> usize {
+        self.map.lock().unwrap().len()
     }
 
     /// The entries still running (the others are forgotten now).
@@ -308,5 +328,40 @@ mod tests {
         );
         let json = serde_json::to_value(Protocol::Http).unwrap();
         assert_eq!(json, "http");
+    }
+
+    #[test]
+    fn ended_sessions_are_forgotten_without_anyone_listing() {
+        let clients = Clients::new(Box::new(|_, _| None));
+        let live = Arc::new(AtomicBool::new(true));
+        let l = live.clone();
+        clients.register(NewClient {
+            key: Some("stays".into()),
+            protocol: Protocol::Http,
+            peer: String::new(),
+            user_agent: String::new(),
+            path: "/".into(),
+            query: String::new(),
+            alive: Box::new(move || l.load(Ordering::SeqCst)),
+            end: Box::new(|| {}),
+            bytes: None,
+        });
+        // 10,000 sessions that come and go, and nobody reads the list.
+        for i in 0..10_000 {
+            clients.register(NewClient {
+                key: Some(format!("s{i}")),
+                protocol: Protocol::RtspUdp,
+                peer: String::new(),
+                user_agent: String::new(),
+                path: "/".into(),
+                query: String::new(),
+                alive: Box::new(|| false),
+                end: Box::new(|| {}),
+                bytes: None,
+            });
+            assert!(clients.held() <= PRUNE_MIN, "{} held", clients.held());
+        }
+        assert_eq!(clients.list().len(), 1);
+        assert!(live.load(Ordering::SeqCst));
     }
 }
