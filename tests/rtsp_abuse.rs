@@ -543,6 +543,48 @@ fn other_rtsp_versions_on_a_connection_with_sessions_get_505() {
 /// given back, its id is unknown afterwards). A query over 8 KB gets the same. A normal client
 /// is served afterwards.
 #[test]
+fn clients_that_leave_with_a_udp_session_are_let_go_when_it_ends() {
+    // A UDP session outlives its connection (SAT>IP §3.1); once it times out, nothing of the
+    // client may stay (gst-rtsp-server 1.22 kept the client object and its connection slot
+    // for good: a leak per client that leaves without TEARDOWN).
+    let mut cfg = Config::embedded();
+    cfg.ssdp.enabled = false;
+    cfg.server.session_timeout = 2;
+    let srv = Srv::with_config(&cfg);
+    let before = srv.rtsp_clients();
+    let mut sockets = Vec::new();
+    for i in 0..3 {
+        let mut c = Rtsp::connect(srv.port);
+        let (udp, transport) = rtp_socket();
+        let r = c.req("SETUP", &format!("?{NEWS}"), &[("Transport", &transport)]);
+        assert_eq!(r.status, 200, "{i}: SETUP: {}", r.head);
+        let r = c.req(
+            "PLAY",
+            &format!("stream={}", r.stream_id()),
+            &[("Session", &r.session())],
+        );
+        assert_eq!(r.status, 200, "{i}: PLAY: {}", r.head);
+        expect_rtp(&udp, "UDP session");
+        // The connection goes; the session stays until its timeout.
+        drop(c);
+        sockets.push(udp);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while srv.rtsp_sessions() > 0 || srv.rtsp_clients() > before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} sessions, {} clients (before: {before})",
+            srv.rtsp_sessions(),
+            srv.rtsp_clients()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    srv.wait_all_free();
+    normal_client(srv.port);
+    no_criticals();
+}
+
+#[test]
 fn long_request_lines_get_414_and_close_the_connection() {
     let srv = server();
     let port = srv.port;

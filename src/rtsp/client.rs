@@ -545,6 +545,9 @@ mod imp {
         unreadable_answered: std::sync::atomic::AtomicBool,
         /// A [`super::ReadStopped`] sentinel watches the connection's read source.
         read_watched: std::sync::atomic::AtomicBool,
+        /// The `closed` signal was emitted (by gst-rtsp-server or by
+        /// [`Self::close_when_sessions_end`]).
+        closed_seen: std::sync::atomic::AtomicBool,
     }
 
     #[glib::object_subclass]
@@ -727,6 +730,7 @@ mod imp {
         /// The RTSP connection closed: sessions whose RTP went over it end now, as on TEARDOWN
         /// (checklist 68); UDP sessions live on (checklist 67).
         fn on_closed(&self) {
+            self.closed_seen.store(true, Ordering::SeqCst);
             self.permit.lock().unwrap().take();
             self.described.lock().unwrap().clear();
             let mut ids = std::mem::take(&mut *self.interleaved_sessions.lock().unwrap());
@@ -827,6 +831,8 @@ mod imp {
                     .and_then(|s| s.get())
                     .filter(|s| s.ref_count() > GST_CLOSED_SOCKET_REFS);
                 let Some(fd) = sock.as_ref().and_then(unread_close_fd) else {
+                    drop(slot);
+                    self.close_when_sessions_end();
                     return;
                 };
                 slot.take();
@@ -860,6 +866,73 @@ mod imp {
                 "socket references left: {}",
                 sock.as_ref().map_or(0, |s| s.ref_count())
             );
+        }
+
+        /// The watch ended without `closed` because UDP sessions outlive the connection
+        /// (gst-rtsp-server 1.22's `client_watch_notify` keeps them and does not emit it), and
+        /// nothing emits it when they end later: the server would keep this client (and its
+        /// connection slot) for good, a leak per client that leaves with a UDP session. Emit
+        /// `closed` once the last session is gone, as gst-rtsp-server does for a watch that
+        /// ends without sessions.
+        ///
+        /// gst-rtsp-server's finalize asserts that the client's control timer is gone. That
+        /// timer comes back when the last session is removed and `post-session-timeout` is
+        /// positive, so it is set to -1 first (it only matters while the connection lives). A
+        /// session that went before this runs (a race of microseconds against a session
+        /// timeout of seconds) leaves the client as it was rather than risk that assertion.
+        fn close_when_sessions_end(&self) {
+            if self.closed_seen.load(Ordering::SeqCst) {
+                return;
+            }
+            let obj = self.obj();
+            let client = obj.upcast_ref::<gst_rtsp_server::RTSPClient>();
+            if client.session_filter(None).is_empty() {
+                return;
+            }
+            client.set_post_session_timeout(-1);
+            let Some(pool) = client.session_pool() else {
+                return;
+            };
+            let weak = obj.downgrade();
+            let context = glib::MainContext::ref_thread_default();
+            let handler: Arc<Mutex<Option<glib::SignalHandlerId>>> = Arc::default();
+            let slot = handler.clone();
+            let id = pool.connect_session_removed(move |pool, _| {
+                // After gst-rtsp-server's own handler has let the session go.
+                let (weak, pool, slot) = (weak.clone(), pool.downgrade(), slot.clone());
+                glib::idle_source_new(
+                    Some("dvb2ip-close-after-sessions"),
+                    glib::Priority::DEFAULT,
+                    move || {
+                        let client = weak.upgrade();
+                        let done = client.as_ref().is_none_or(|c| {
+                            c.imp().closed_seen.load(Ordering::SeqCst)
+                                || c.upcast_ref::<gst_rtsp_server::RTSPClient>()
+                                    .session_filter(None)
+                                    .is_empty()
+                        });
+                        if !done {
+                            return glib::ControlFlow::Break;
+                        }
+                        if let (Some(p), Some(id)) = (pool.upgrade(), slot.lock().unwrap().take()) {
+                            p.disconnect(id);
+                        }
+                        if let Some(c) = client {
+                            if !c.imp().closed_seen.load(Ordering::SeqCst) {
+                                gst::info!(
+                                    CAT,
+                                    obj = c,
+                                    "connection gone and its last session ended: closed"
+                                );
+                                c.emit_by_name::<()>("closed", &[]);
+                            }
+                        }
+                        glib::ControlFlow::Break
+                    },
+                )
+                .attach(Some(&context));
+            });
+            *handler.lock().unwrap() = Some(id);
         }
 
         /// Registers the current session in the core's session registry (`core.clients`) after

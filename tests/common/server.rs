@@ -71,6 +71,14 @@ impl Srv {
             .map_or(0, |p| p.n_sessions())
     }
 
+    /// Client connections the RTSP server keeps (gst-rtsp-server's client list).
+    pub fn rtsp_clients(&self) -> usize {
+        use gst_rtsp_server::prelude::*;
+        self.server
+            .as_ref()
+            .map_or(0, |s| s.rtsp.client_filter(None).len())
+    }
+
     /// Frontends (pool index) in use and their user counts.
     pub fn in_use(&self) -> Vec<(usize, usize)> {
         self.pool()
