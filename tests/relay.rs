@@ -325,6 +325,35 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
          warm DESCRIBE {warm_describe:?}, PLAY → first packet {warm_play:?}"
     );
 
+    // A relay is live: a real seek is 456 and names the header; "from now" plays (checklist 40).
+    let mut s = Rtsp::connect(edge.rtsp_port);
+    let d = s.req("DESCRIBE", "relay/grace", &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200, "{}", d.head);
+    let st = s.req(
+        "SETUP",
+        "relay/grace/stream=0",
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(st.status, 200, "{}", st.head);
+    let session = st.session();
+    let p = s.req(
+        "PLAY",
+        "relay/grace",
+        &[("Session", &session), ("Range", "npt=600-")],
+    );
+    assert_eq!(p.status, 456, "{}", p.head);
+    assert!(p.body.contains("npt=600-"), "{}", p.body);
+    let p = s.req_interleaved(
+        "PLAY",
+        "relay/grace",
+        &[("Session", &session), ("Range", "npt=now-")],
+    );
+    assert_eq!(p.status, 200, "{}", p.head);
+    teardown(&mut s, "relay/grace");
+    wait_until("the seeking reader left", || {
+        edge.relay("grace")["readers"] == 1
+    });
+
     // HTTP read of a relay: TS starting with PAT, then PMT (and the same pull: no new start).
     let mut curl = Command::new("curl")
         .args(["-s", "-N", "-m", "60"])

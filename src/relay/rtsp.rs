@@ -24,7 +24,9 @@ use super::config::RELAY_PREFIX;
 use super::source::{Out, ReaderHandle, Relay, Unavailable};
 use super::CAT;
 use crate::core::Core;
+use crate::rtsp::client::Answer;
 use crate::rtsp::message::Msg;
+use crate::vod::rtsp_npt::{Npt, RangeReq};
 
 /// Key of the [`ReaderHandle`] on a media's element until the media is configured.
 const READER_KEY: &str = "dvb2ip-relay-reader";
@@ -209,6 +211,34 @@ mod imp {
     }
 }
 
+/// Checks a PLAY's `Range` on a relay mount (checklist 40): a relay is live, so only "from
+/// now" may be asked: no header, `npt=0-` (FFmpeg's `npt=0.000-`), `npt=now-`, `npt=-`.
+/// A real seek (a start after 0, an end, or a `clock=`/`smpte=` position) is 456 Header
+/// Field Not Valid for Resource; a malformed value is 400. Both name the header.
+pub fn check_play_range(range: Option<&str>) -> Result<(), Answer> {
+    let Some(value) = range else {
+        return Ok(());
+    };
+    let refuse = |status: u32, reason: &str, why: String| Answer {
+        status,
+        reason: reason.into(),
+        headers: vec![],
+        body: Some(("text/plain".into(), why)),
+    };
+    match crate::vod::rtsp_npt::parse_range(value) {
+        Ok(RangeReq::Npt(Npt {
+            start: None | Some(0.0),
+            end: None,
+        })) => Ok(()),
+        Ok(_) => Err(refuse(
+            456,
+            "Header Field Not Valid for Resource",
+            format!("Range {value:?}: a relay is live and cannot seek; ask npt=0- or npt=now-"),
+        )),
+        Err(e) => Err(refuse(400, "Bad Request", format!("Range: {e}"))),
+    }
+}
+
 glib::wrapper! {
     /// The factory of one relay's mount: a media per reader, fed by the relay's one pull.
     pub struct RelayFactory(ObjectSubclass<imp::RelayFactory>) @extends gst_rtsp_server::RTSPMediaFactory;
@@ -219,5 +249,35 @@ impl RelayFactory {
         let f: Self = glib::Object::new();
         let _ = f.imp().relay.set(relay);
         f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_play_range;
+
+    #[test]
+    fn a_relay_plays_from_now_and_refuses_real_seeks() {
+        for ok in [
+            None,
+            Some("npt=0-"),
+            Some("npt=0.000-"),
+            Some("npt=now-"),
+            Some("npt=-"),
+        ] {
+            assert!(check_play_range(ok).is_ok(), "{ok:?}");
+        }
+        for seek in [
+            "npt=600-",
+            "npt=0-30",
+            "npt=0:10:00-",
+            "clock=20261207T100000Z-",
+            "smpte=0:10:00-",
+        ] {
+            let a = check_play_range(Some(seek)).unwrap_err();
+            assert_eq!(a.status, 456, "{seek}");
+            assert!(a.body.unwrap().1.contains(seek), "{seek}");
+        }
+        assert_eq!(check_play_range(Some("npt=abc-")).unwrap_err().status, 400);
     }
 }

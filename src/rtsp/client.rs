@@ -1791,6 +1791,12 @@ mod imp {
                     Err(a) => self.refuse(a),
                 };
             }
+            if uri.as_deref().is_some_and(crate::relay::rtsp::is_relay) {
+                let range = request_of(ctx).and_then(|r| r.header("Range"));
+                if let Err(a) = crate::relay::rtsp::check_play_range(range.as_deref()) {
+                    return self.refuse(a);
+                }
+            }
             if let (Some(Route::Satip(Ok(t))), Some(session)) =
                 (uri.as_deref().map(route), ctx.session())
             {
