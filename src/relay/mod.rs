@@ -6,12 +6,14 @@
 //! * `pull`: the upstream session, a GStreamer pipeline (`rtspsrc`, `souphttpsrc`, `udpsrc`).
 //! * `ts`: PAT/PMT and random-access-point keeping so new readers decode at once.
 //! * `rtsp`: the RTSP front end (`rtsp://HOST/relay/<name>`).
+//! * `rtsp_direct`: RTP/UDP readers of a relay on the direct path (a packer each, no pipeline).
 //! * `http`: the HTTP front end (`http://HOST:PORT/relay/<name>`) and `GET /api/relays`.
 
 pub mod config;
 pub mod http;
 pub mod pull;
 pub mod rtsp;
+pub mod rtsp_direct;
 pub mod source;
 pub mod ts;
 

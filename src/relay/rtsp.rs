@@ -12,6 +12,7 @@
 //! RECORD never start a pull: 405 with `Allow`.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gst::glib;
@@ -21,6 +22,7 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 
 use super::config::RELAY_PREFIX;
+use super::rtsp_direct::Slot;
 use super::source::{Out, ReaderHandle, Relay, Unavailable};
 use super::CAT;
 use crate::core::Core;
@@ -28,8 +30,9 @@ use crate::rtsp::client::Answer;
 use crate::rtsp::message::Msg;
 use crate::vod::rtsp_npt::{Npt, RangeReq};
 
-/// Key of the [`ReaderHandle`] on a media's element until the media is configured.
-const READER_KEY: &str = "dvb2ip-relay-reader";
+/// Key of the reader on a media's element until the media is configured (a [`ReaderHandle`]
+/// and its mute flag), then of the media's [`Slot`].
+pub(super) const READER_KEY: &str = "dvb2ip-relay-reader";
 
 /// Bytes an RTSP reader may have queued before its oldest are dropped.
 const READER_QUEUE_BYTES: u64 = 16 << 20;
@@ -102,11 +105,14 @@ pub(crate) fn finish_response(msg: &Msg, request: Option<&Msg>) {
     msg.set_body(format!("relay upstream unavailable: {}", u.cause).as_bytes());
 }
 
-/// Feeds one reader's `appsrc`.
-struct AppSrcOut(gst_app::AppSrc);
+/// Feeds one reader's `appsrc` (unless muted: the reader went the direct path).
+struct AppSrcOut(gst_app::AppSrc, Arc<AtomicBool>);
 
 impl Out for AppSrcOut {
     fn push(&self, ts: &[u8]) -> bool {
+        if self.1.load(Ordering::Relaxed) {
+            return true;
+        }
         // Refused only while the media stops (its reader is detached then); a full queue
         // drops its oldest buffers (leaky).
         let _ = self.0.push_buffer(gst::Buffer::from_slice(ts.to_vec()));
@@ -176,11 +182,12 @@ mod imp {
                 .ok()?;
             bin.add_many([src.upcast_ref(), &pay]).ok()?;
             src.link(&pay).ok()?;
-            let out: Arc<dyn Out> = Arc::new(AppSrcOut(src));
+            let muted = Arc::new(AtomicBool::new(false));
+            let out: Arc<dyn Out> = Arc::new(AppSrcOut(src, muted.clone()));
             match relay.attach(out) {
                 Ok(reader) => {
-                    // SAFETY: READER_KEY only ever holds a ReaderHandle.
-                    unsafe { bin.set_data(READER_KEY, reader) };
+                    // SAFETY: READER_KEY only ever holds this type on the element.
+                    unsafe { bin.set_data(READER_KEY, (reader, muted)) };
                     Some(bin.upcast())
                 }
                 Err(u) => {
@@ -198,12 +205,18 @@ mod imp {
         fn media_configure(&self, media: &gst_rtsp_server::RTSPMedia) {
             self.parent_media_configure(media);
             // The reader lives until the media is unprepared (or dropped).
-            // SAFETY: READER_KEY only ever holds a ReaderHandle.
-            let reader: Option<ReaderHandle> = unsafe { media.element().steal_data(READER_KEY) };
-            let slot = Arc::new(Mutex::new(reader));
+            // SAFETY: READER_KEY only ever holds this type on the element.
+            let reader: Option<(ReaderHandle, Arc<AtomicBool>)> =
+                unsafe { media.element().steal_data(READER_KEY) };
+            let slot = Arc::new(Mutex::new(match reader {
+                Some((reader, muted)) => Slot::new(reader, muted),
+                None => Slot::default(),
+            }));
             let s = slot.clone();
             media.connect_unprepared(move |_| {
-                s.lock().unwrap().take();
+                // The readers (pipeline and direct) and the packer go with the media.
+                let old = std::mem::take(&mut *s.lock().unwrap());
+                drop(old);
             });
             // SAFETY: the key only ever holds this type.
             unsafe { media.set_data(READER_KEY, slot) };

@@ -146,6 +146,13 @@ impl Drop for ReaderHandle {
     }
 }
 
+impl ReaderHandle {
+    /// The relay read.
+    pub fn relay(&self) -> &Arc<Relay> {
+        &self.relay
+    }
+}
+
 impl std::fmt::Debug for ReaderHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ReaderHandle({}#{})", self.relay.name(), self.id)
@@ -258,6 +265,25 @@ impl Relay {
             relay: self.clone(),
             id,
         })
+    }
+
+    /// Attaches a reader without waiting for the pull (a reader that already holds one,
+    /// moving to another path): it counts at once (a pending close is cancelled) and gets
+    /// data from PAT, PMT and a random access point as [`Relay::attach`]'s does.
+    pub fn attach_now(self: &Arc<Self>, out: Arc<dyn Out>) -> ReaderHandle {
+        let mut st = self.state.lock().unwrap();
+        st.readers += 1;
+        if st.phase() == Phase::Closing {
+            st.phase = Some(Phase::Live);
+            st.close_at = None;
+        }
+        self.cond.notify_all();
+        drop(st);
+        let id = self.subscribe(out);
+        ReaderHandle {
+            relay: self.clone(),
+            id,
+        }
     }
 
     /// Enters `out` among the receivers of the TS: what it needs to decode at once goes out

@@ -235,9 +235,30 @@ impl Packer {
     /// (on the direct path in one segmented send, payloads straight from the buffer); the
     /// remainder stays pending.
     fn take(&mut self, buf: &gst::BufferRef) {
-        const PAYLOAD: usize = TS_PER_RTP * 188;
         let Ok(map) = buf.map_readable() else { return };
-        let mut rest = map.as_slice();
+        self.take_slice(map.as_slice());
+    }
+
+    /// TS packets (whole, 188 bytes each) for a stream on the direct path that plays: sent
+    /// as [`Packer::feed`] sends a buffer; dropped when not playing (paused). Returns whether
+    /// they were sent.
+    pub fn feed_slice(&mut self, ts: &[u8]) -> bool {
+        if self.direct.is_none() || !self.playing {
+            return false;
+        }
+        self.take_slice(ts);
+        true
+    }
+
+    /// Stops sending (PAUSE of a direct stream); [`Packer::set_playing`] resumes.
+    pub fn set_paused(&mut self) {
+        self.playing = false;
+        self.last_tap = None;
+    }
+
+    /// [`Packer::take`] of bytes.
+    fn take_slice(&mut self, mut rest: &[u8]) {
+        const PAYLOAD: usize = TS_PER_RTP * 188;
         let mut head = std::mem::take(&mut self.pending);
         if !head.is_empty() {
             let need = PAYLOAD - head.len();

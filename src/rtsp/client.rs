@@ -30,8 +30,8 @@ use gstdvb2ip::proto::satip::{
 
 use super::direct::{dest_of, SatipStream, UNICAST_MOUNT};
 use super::message::{
-    Msg, METHOD_ANNOUNCE, METHOD_DESCRIBE, METHOD_INVALID, METHOD_OPTIONS, METHOD_PLAY,
-    METHOD_RECORD, METHOD_SETUP, METHOD_TEARDOWN,
+    Msg, METHOD_ANNOUNCE, METHOD_DESCRIBE, METHOD_INVALID, METHOD_OPTIONS, METHOD_PAUSE,
+    METHOD_PLAY, METHOD_RECORD, METHOD_SETUP, METHOD_TEARDOWN,
 };
 use super::routing::{base_url, route, uri_host, Route, MAX_PIDS, REFUSED_PATH, SATIP_MOUNT};
 use super::sdp::{blocks, sdp_in};
@@ -319,7 +319,7 @@ fn session_key(streams: &StreamTable, session: &RTSPSession) -> Option<u64> {
 }
 
 /// Replaces the `ssrc=` parameter of a `Transport` value.
-fn with_ssrc(transport: &str, ssrc: u32) -> String {
+pub(crate) fn with_ssrc(transport: &str, ssrc: u32) -> String {
     let mut parts: Vec<String> = transport
         .split(';')
         .filter(|p| !p.starts_with("ssrc="))
@@ -708,6 +708,40 @@ mod imp {
         }
 
         /// Remembers `answer` for the current request; returns the status for the vfunc.
+        /// A relay reader over RTP/UDP goes the direct path (src/relay/rtsp_direct.rs): SETUP
+        /// names its packets' SSRC, PLAY their first sequence number and RTP time.
+        fn relay_direct(&self, msg: &Msg, uri: &str, method: gst_rtsp::ffi::GstRTSPMethod) {
+            use crate::relay::rtsp_direct as direct;
+            let path = crate::rtsp::routing::uri_path(uri);
+            let Some(mount) = self
+                .core()
+                .relays
+                .by_path(&path)
+                .map(|r| r.config().mount_path())
+            else {
+                return;
+            };
+            match method {
+                METHOD_SETUP => {
+                    if let (Some(ssrc), Some(t)) = (
+                        direct::setup_done(self.core(), &mount),
+                        msg.header("Transport"),
+                    ) {
+                        msg.set_header("Transport", &with_ssrc(&t, ssrc));
+                    }
+                }
+                METHOD_PLAY => {
+                    if let (Some((seq, rtptime)), Some(info)) =
+                        (direct::play_done(&mount), msg.header("RTP-Info"))
+                    {
+                        msg.set_header("RTP-Info", &direct::rtp_info(&info, seq, rtptime));
+                    }
+                }
+                METHOD_PAUSE => direct::pause_done(&mount),
+                _ => {}
+            }
+        }
+
         fn refuse(&self, answer: Answer) -> RTSPStatusCode {
             let cseq = current_request().and_then(|(_, _, c)| c);
             // A replacement 200 still has to stop gst-rtsp-server's own handling.
@@ -1257,6 +1291,9 @@ mod imp {
             if crate::relay::rtsp::is_relay(&uri) {
                 // An upstream that cannot start: 503 with Retry-After (src/relay/rtsp.rs).
                 crate::relay::rtsp::finish_response(msg, request.as_ref());
+                if msg.status() == Some(200) {
+                    self.relay_direct(msg, &uri, method);
+                }
             }
             if !matches!(route(&uri), Route::Satip(_)) {
                 if method == METHOD_SETUP && msg.status() == Some(200) {

@@ -121,6 +121,7 @@ pub(crate) const METHOD_DESCRIBE: ffi::GstRTSPMethod = ffi::GST_RTSP_DESCRIBE;
 pub(crate) const METHOD_SETUP: ffi::GstRTSPMethod = ffi::GST_RTSP_SETUP;
 pub(crate) const METHOD_PLAY: ffi::GstRTSPMethod = ffi::GST_RTSP_PLAY;
 pub(crate) const METHOD_TEARDOWN: ffi::GstRTSPMethod = ffi::GST_RTSP_TEARDOWN;
+pub(crate) const METHOD_PAUSE: ffi::GstRTSPMethod = ffi::GST_RTSP_PAUSE;
 /// A method gst-rtsp-server does not know (`FOO rtsp://… RTSP/1.0`).
 pub(crate) const METHOD_INVALID: ffi::GstRTSPMethod = ffi::GST_RTSP_INVALID;
 pub(crate) const METHOD_ANNOUNCE: ffi::GstRTSPMethod = ffi::GST_RTSP_ANNOUNCE;
