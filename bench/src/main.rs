@@ -13,12 +13,15 @@
 //! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
 //! - `headend`: a hotel headend's mix, 800 RTP/UDP and 200 HTTP single-service clients over
 //!   the four emulated muxes joining at 50/s, against dvb2ip and the baseline ([`headend`]).
+//! - `relay`: an edge relaying one multiplex to N RTSP readers against N readers of a local
+//!   tuner, and a relay's first reader cold and warm ([`relay`]).
 //! - `soak`: RTP, HTTP and CSS clients coming and going on one `dvb2ip serve` for a bounded
 //!   time, a frontend losing lock now and then ([`soak`]).
 
 mod css;
 mod headend;
 mod http;
+mod relay;
 mod satip;
 mod satip_baseline;
 mod satip_rx;
@@ -140,6 +143,21 @@ enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         mbps: u32,
     },
+    /// An edge relaying one multiplex to N readers against N readers of a local tuner.
+    Relay {
+        /// Readers in each of the two measured phases.
+        #[arg(long, default_value_t = 200)]
+        readers: usize,
+        /// Measured window of each phase, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// First readers timed on a cold and on a warm relay.
+        #[arg(long, default_value_t = 5)]
+        tries: usize,
+        /// Receiving threads of the load generator.
+        #[arg(long, default_value_t = 1)]
+        rx_threads: usize,
+    },
     /// Soak: RTP, HTTP and CSS clients coming and going (some killed) on one `dvb2ip serve`
     /// for a bounded time, a frontend losing lock every few minutes; prints loss/CC of the
     /// clients that stayed, frontends left in use, RSS/fd slopes. Fails if a hard target fails.
@@ -243,6 +261,17 @@ fn main() -> ExitCode {
             join_rate,
             baseline: !no_baseline,
             perf,
+            rx_threads,
+        }),
+        BenchCommand::Relay {
+            readers,
+            seconds,
+            tries,
+            rx_threads,
+        } => relay::run(&relay::Options {
+            readers,
+            seconds,
+            tries,
             rx_threads,
         }),
         BenchCommand::SatipBaselineServer => satip_baseline::run_server(),

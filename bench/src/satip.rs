@@ -210,20 +210,38 @@ impl ServerProc {
         n_max: usize,
         extra: &[(&str, &str, toml::Value)],
     ) -> anyhow::Result<ServerProc> {
+        let conf = match kind {
+            Server::Dvb2ip => Some(write_server_config(dir, n_max, extra)?),
+            Server::Baseline => None,
+        };
+        Self::launch(kind, dir, conf.as_deref())
+    }
+
+    /// A `dvb2ip serve` with the configuration `table` (written to `dir`, which also gets its
+    /// log; one server per directory).
+    pub(crate) fn spawn_table(dir: &Path, table: &toml::Table) -> anyhow::Result<ServerProc> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let conf = dir.join("server.toml");
+        std::fs::write(&conf, toml::to_string(table)?)
+            .with_context(|| format!("writing {}", conf.display()))?;
+        dvb2ip::config::Config::load(&conf)
+            .map_err(|e| anyhow::anyhow!("generated server configuration rejected: {e}"))?;
+        Self::launch(Server::Dvb2ip, dir, Some(&conf))
+    }
+
+    fn launch(kind: Server, dir: &Path, conf: Option<&Path>) -> anyhow::Result<ServerProc> {
         let exe = server_exe(kind)?;
         let log = dir.join(format!("{kind:?}.log").to_lowercase());
         let mut cmd = Command::new(&exe);
-        match kind {
-            Server::Dvb2ip => {
-                let conf = write_server_config(dir, n_max, extra)?;
-                cmd.arg("serve").arg("--config").arg(&conf).args([
-                    "--rtsp-port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                ])
-            }
-            Server::Baseline => cmd.arg("satip-baseline-server"),
+        match (kind, conf) {
+            (Server::Dvb2ip, Some(conf)) => cmd.arg("serve").arg("--config").arg(conf).args([
+                "--rtsp-port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+            ]),
+            (Server::Dvb2ip, None) => bail!("dvb2ip server without a configuration"),
+            (Server::Baseline, _) => cmd.arg("satip-baseline-server"),
         };
         // The plugin is linked into the binary (plugin_register_static); keep any other build
         // of it on GST_PLUGIN_PATH out of the children.

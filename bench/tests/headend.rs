@@ -10,10 +10,9 @@
 //! The server is the `dvb2ip` binary beside `dvb2ip-bench` (cargo builds both into the same
 //! target directory when the workspace's tests are built).
 
-use std::collections::HashMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 /// Longest the whole run may take: server start (content generation on a cold cache), warm-up,
 /// 1.2 s of joins, settling, 3 s of hold, shutdown.
@@ -21,74 +20,24 @@ const BOUND: Duration = Duration::from_secs(300);
 
 #[test]
 fn short_headend_mix_plays_every_client_cleanly() {
-    let bench = env!("CARGO_BIN_EXE_dvb2ip-bench");
-    let server = std::path::Path::new(bench).with_file_name("dvb2ip");
-    assert!(
-        server.is_file(),
-        "{} not built: build the workspace (cargo build --workspace) or run `cargo test --workspace`",
-        server.display()
-    );
-    let mut child = Command::new(bench)
-        .args([
+    let run = common::run_bench(
+        &[
             "headend",
             "--clients",
             "60",
             "--seconds",
             "3",
             "--no-baseline",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dvb2ip-bench starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for dvb2ip-bench") {
-            break Some(s);
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    let report = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(
-        status.is_some(),
-        "the headend bench did not end within {BOUND:?}\n{report}"
+        ],
+        BOUND,
     );
+    let report = &run.report;
+    let status = run.status;
     assert!(
         status.is_some_and(|s| s.success()),
         "dvb2ip-bench headend failed\n{report}"
     );
-    let summary: HashMap<&str, &str> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("headend-summary: "))
-        .unwrap_or_else(|| panic!("no headend-summary line\n{report}"))
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let num = |k: &str| -> f64 {
-        summary
-            .get(k)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("headend-summary without {k}\n{report}"))
-    };
+    let num = |k: &str| run.num("headend", k);
     assert_eq!(num("clients"), 60.0, "{report}");
     assert_eq!(num("rtp"), 48.0, "{report}");
     assert_eq!(num("http"), 12.0, "{report}");

@@ -10,10 +10,9 @@
 //! The server is the `dvb2ip` binary beside `dvb2ip-bench` (cargo builds both into the same
 //! target directory when the workspace's tests are built).
 
-use std::collections::HashMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Duration;
 
 /// Longest the whole run may take: server start (content generation on a cold cache), 1.5 min
 /// of load, then leaving, session expiry, shutdown.
@@ -21,15 +20,8 @@ const BOUND: Duration = Duration::from_secs(480);
 
 #[test]
 fn short_soak_keeps_stayers_clean_and_releases_every_frontend() {
-    let bench = env!("CARGO_BIN_EXE_dvb2ip-bench");
-    let server = std::path::Path::new(bench).with_file_name("dvb2ip");
-    assert!(
-        server.is_file(),
-        "{} not built: build the workspace (cargo build --workspace) or run `cargo test --workspace`",
-        server.display()
-    );
-    let mut child = Command::new(bench)
-        .args([
+    let run = common::run_bench(
+        &[
             "soak",
             "--minutes",
             "1.5",
@@ -41,55 +33,12 @@ fn short_soak_keeps_stayers_clean_and_releases_every_frontend() {
             "2",
             "--seed",
             "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("dvb2ip-bench starts");
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait for dvb2ip-bench") {
-            break Some(s);
-        }
-        if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let stdout = reader.join().unwrap_or_default();
-    let stderr = err_reader.join().unwrap_or_default();
-    let report = format!("--- stdout\n{stdout}\n--- stderr\n{stderr}");
-    assert!(
-        status.is_some(),
-        "the soak did not end within {BOUND:?}\n{report}"
+        ],
+        BOUND,
     );
-    let summary: HashMap<&str, &str> = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("soak-summary: "))
-        .unwrap_or_else(|| panic!("no soak-summary line\n{report}"))
-        .split_whitespace()
-        .filter_map(|kv| kv.split_once('='))
-        .collect();
-    let num = |k: &str| -> i64 {
-        summary
-            .get(k)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("soak-summary without {k}\n{report}"))
-    };
+    let report = &run.report;
+    let status = run.status;
+    let num = |k: &str| run.num("soak", k) as i64;
     // 3 RTP stayers (one on the lock-loss mux), 1 HTTP stayer, 1 CSS stayer.
     assert_eq!(num("stayers"), 3, "{report}");
     assert_eq!(num("stayers_ok"), num("stayers"), "{report}");
