@@ -300,6 +300,8 @@ struct LauncherPart {
     #[serde(default)]
     relay: Vec<crate::relay::config::RelaySection>,
     #[serde(default)]
+    satip_server: Vec<crate::remote_tuners::config::SatipServerSection>,
+    #[serde(default)]
     ui: crate::ui::config::UiSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
@@ -327,6 +329,8 @@ pub struct Config {
     pub http: crate::http::limits::HttpSection,
     /// `[[relay]]`: streams of other servers relayed on demand (src/relay/config.rs).
     pub relay: Vec<crate::relay::config::RelaySection>,
+    /// `[[satip_server]]`: remote SAT>IP servers lending their tuners (src/remote_tuners).
+    pub satip_server: Vec<crate::remote_tuners::config::SatipServerSection>,
     /// `[ui]`: the web UI's administrator (src/ui/config.rs).
     pub ui: crate::ui::config::UiSection,
     pub broadcast: BroadcastConfig,
@@ -438,6 +442,15 @@ impl Config {
                 message,
             });
         }
+        if let Err((line, message)) =
+            crate::remote_tuners::config::check_all(&part.satip_server, text)
+        {
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         if let Err(message) = part.ui.check() {
             let line = crate::ui::config::UiSection::line_of(text);
             return Err(ConfigError {
@@ -455,6 +468,7 @@ impl Config {
             scan: part.scan,
             http: part.http,
             relay: part.relay,
+            satip_server: part.satip_server,
             ui: part.ui,
             broadcast,
         })

@@ -49,6 +49,8 @@ pub struct Core {
     pub play: Arc<crate::play::transcode::Players>,
     /// Every client receiving a stream, whatever front end serves it (src/clients.rs).
     pub clients: Arc<crate::clients::Clients>,
+    /// The `[[satip_server]]` watches lending remote tuners to `pool` (src/remote_tuners).
+    pub remote_tuners: crate::remote_tuners::RemoteTuners,
 }
 
 /// The server's counters.
@@ -74,6 +76,7 @@ impl Core {
             scans,
             relays: Arc::new(crate::relay::Relays::new(&config)),
             play: crate::play::transcode::Players::new(pool.clone()),
+            remote_tuners: crate::remote_tuners::RemoteTuners::start(&config, &pool),
             config,
             pool,
             streams: Arc::new(Mutex::new(Streams::default())),

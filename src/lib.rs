@@ -10,6 +10,7 @@ pub mod limits;
 pub mod play;
 pub mod relay;
 pub mod reload;
+pub mod remote_tuners;
 pub mod rtp;
 pub mod rtsp;
 pub mod scan;

@@ -351,6 +351,8 @@ pub struct Slot {
     pub delsys: Vec<DelSys>,
     pub tuned: Option<Transponder>,
     pub users: usize,
+    /// A tuner lent by another SAT>IP server: used only when no local frontend can serve.
+    pub remote: bool,
 }
 
 /// A tuning request.
@@ -441,31 +443,37 @@ impl Pool {
         {
             return Err(PoolError::Unsupported(delsys));
         }
-        if let Some(&i) = candidates.iter().find(|&&i| {
-            let s = &self.slots[i];
-            s.users > 0
-                && s.delsys.contains(&delsys)
-                && s.tuned
-                    .as_ref()
-                    .is_some_and(|t| t.same_transponder(&req.transponder))
-        }) {
-            self.slots[i].users += 1;
-            return Ok(Grant::Shared(i));
-        }
-        let free = candidates
-            .iter()
-            .copied()
-            .filter(|&i| self.slots[i].users == 0 && self.slots[i].delsys.contains(&delsys))
-            .min_by_key(|&i| (self.slots[i].delsys.len(), i));
-        match free {
-            Some(i) => {
+        // Local frontends first (one on the transponder, else a free one), then remote ones
+        // the same way.
+        for remote in [false, true] {
+            if let Some(&i) = candidates.iter().find(|&&i| {
+                let s = &self.slots[i];
+                s.remote == remote
+                    && s.users > 0
+                    && s.delsys.contains(&delsys)
+                    && s.tuned
+                        .as_ref()
+                        .is_some_and(|t| t.same_transponder(&req.transponder))
+            }) {
+                self.slots[i].users += 1;
+                return Ok(Grant::Shared(i));
+            }
+            let free = candidates
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let s = &self.slots[i];
+                    s.remote == remote && s.users == 0 && s.delsys.contains(&delsys)
+                })
+                .min_by_key(|&i| (self.slots[i].delsys.len(), i));
+            if let Some(i) = free {
                 let s = &mut self.slots[i];
                 s.users = 1;
                 s.tuned = Some(req.transponder.clone());
-                Ok(Grant::Fresh(i))
+                return Ok(Grant::Fresh(i));
             }
-            None => Err(PoolError::Busy),
         }
+        Err(PoolError::Busy)
     }
 
     /// Gives back one use of frontend `index`. Returns true when it became idle.
@@ -573,6 +581,7 @@ mod tests {
             delsys: d.to_vec(),
             tuned: None,
             users: 0,
+            remote: false,
         };
         Pool::new(vec![
             slot(0, &[DelSys::DvbT, DelSys::DvbT2]),
@@ -580,6 +589,52 @@ mod tests {
             slot(2, &[DelSys::DvbCAnnexA]),
             slot(3, &[DelSys::DvbS, DelSys::DvbS2]),
         ])
+    }
+
+    #[test]
+    fn local_frontends_come_before_remote_ones() {
+        let slot = |a, d: &[DelSys], remote| Slot {
+            adapter: a,
+            frontend: 0,
+            delsys: d.to_vec(),
+            tuned: None,
+            users: 0,
+            remote,
+        };
+        // The remote one is listed first and tunes fewer systems: still the local one wins.
+        let mut p = Pool::new(vec![
+            slot(0, &[DelSys::DvbT], true),
+            slot(1, &[DelSys::DvbT, DelSys::DvbT2], false),
+            slot(2, &[DelSys::DvbT], true),
+        ]);
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 506_000))),
+            Ok(Grant::Fresh(1))
+        );
+        // The local one busy elsewhere: a remote one serves.
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 522_000))),
+            Ok(Grant::Fresh(0))
+        );
+        // A remote one on the transponder is shared before another remote one is tuned.
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 522_000))),
+            Ok(Grant::Shared(0))
+        );
+        // Once the local one is free it serves a new transponder again.
+        assert!(p.release(1));
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 546_000))),
+            Ok(Grant::Fresh(1))
+        );
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 570_000))),
+            Ok(Grant::Fresh(2))
+        );
+        assert_eq!(
+            p.acquire(&req(t(DelSys::DvbT, 594_000))),
+            Err(PoolError::Busy)
+        );
     }
 
     #[test]

@@ -251,6 +251,50 @@ pub fn render(core: &Core) -> String {
             f.sample(&[("frontend", i)], ber);
         }
     }
+    // Remote SAT>IP tuners (src/remote_tuners): their server, state and counters.
+    let remote: Vec<_> = frontends
+        .iter()
+        .zip(&idx)
+        .filter_map(|(fr, i)| fr.remote.as_ref().map(|r| (i, r)))
+        .collect();
+    let mut f = family(
+        &mut o,
+        "dvb2ip_remote_tuner_info",
+        "gauge",
+        "A frontend lent by a remote SAT>IP server (always 1): its server and state.",
+    );
+    for (i, r) in &remote {
+        f.sample(
+            &[
+                ("frontend", i),
+                ("server", &r.server),
+                ("state", r.state.name()),
+            ],
+            1.0,
+        );
+    }
+    for (name, help, value) in [
+        (
+            "dvb2ip_remote_tuner_received_bytes_total",
+            "Transport stream bytes received from the remote tuner.",
+            (|r| r.bytes_in) as fn(&gstdvb2ip::tuners::satip_remote::RemoteReport) -> u64,
+        ),
+        (
+            "dvb2ip_remote_tuner_starts_total",
+            "Sessions set up on the remote tuner's server, retries included.",
+            |r| r.starts,
+        ),
+        (
+            "dvb2ip_remote_tuner_failures_total",
+            "Sessions on the remote tuner's server that failed.",
+            |r| r.failures,
+        ),
+    ] {
+        let mut f = family(&mut o, name, "counter", help);
+        for (i, r) in &remote {
+            f.sample(&[("frontend", i)], value(r) as f64);
+        }
+    }
     let c = core.pool.counters();
     let mut f = family(
         &mut o,

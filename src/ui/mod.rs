@@ -37,7 +37,8 @@ pub struct Tuner {
     pub adapter: u32,
     pub frontend: u32,
     pub delivery_systems: Vec<String>,
-    /// `emulated` or `local` (a DVB device of this machine).
+    /// `emulated`, `local` (a DVB device of this machine) or `remote` (a tuner of another
+    /// SAT>IP server, `[[satip_server]]`).
     pub kind: &'static str,
     pub users: usize,
     /// Tuned transponder while in use, e.g. `dvb-t2 474000 kHz`.
@@ -48,6 +49,9 @@ pub struct Tuner {
     pub quality_percent: Option<u32>,
     pub snr_db: Option<f64>,
     pub ber: Option<f64>,
+    /// A remote tuner's server, state and counters (src/remote_tuners).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<crate::remote_tuners::RemoteTuner>,
 }
 
 /// One channel as `GET /api/lineup` lists it: configured ones first, then the database's.
@@ -186,7 +190,14 @@ pub fn tuners(pool: &gstdvb2ip::tuners::Pool) -> Vec<Tuner> {
                 adapter: f.adapter,
                 frontend: f.frontend,
                 delivery_systems: f.delsys.iter().map(|d| d.nick().to_owned()).collect(),
-                kind: if f.emulated { "emulated" } else { "local" },
+                kind: if f.remote.is_some() {
+                    "remote"
+                } else if f.emulated {
+                    "emulated"
+                } else {
+                    "local"
+                },
+                remote: f.remote.as_ref().map(Into::into),
                 users: f.users,
                 tuned: tuned.map(|t| format!("{} {} kHz", t.delsys.nick(), t.frequency_khz)),
                 frequency_khz: tuned.map(|t| t.frequency_khz),

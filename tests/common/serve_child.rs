@@ -26,8 +26,14 @@ pub struct ServeChild {
 impl ServeChild {
     /// Starts the server on `conf` with `args` added, and waits (bounded) for its RTSP banner.
     pub fn start(conf: &Path, args: &[&str]) -> ServeChild {
+        Self::start_on(conf, 0, args)
+    }
+
+    /// [`ServeChild::start`] on RTSP port `rtsp_port` (0: a free one), e.g. to restart a
+    /// server on the port its clients know.
+    pub fn start_on(conf: &Path, rtsp_port: u16, args: &[&str]) -> ServeChild {
         let mut child = Command::new(super::dvb2ip_bin())
-            .args(["serve", "--rtsp-port", "0", "--config"])
+            .args(["serve", "--rtsp-port", &rtsp_port.to_string(), "--config"])
             .arg(conf)
             .args(args)
             .stdout(Stdio::piped())

@@ -107,12 +107,15 @@ impl Drop for MembershipListener {
 enum Key {
     Emulated(String, Vec<String>),
     Hardware(u32, u32),
+    /// Server URL and position on it.
+    Remote(String, u32),
 }
 
 fn key(b: &Backend) -> Key {
     match b {
         Backend::Emulated(a) => Key::Emulated(a.name.clone(), a.delsys.clone()),
         Backend::Hardware(h) => Key::Hardware(h.adapter, h.frontend),
+        Backend::Remote(r) => Key::Remote(r.server.url.clone(), r.position),
     }
 }
 
@@ -123,6 +126,7 @@ fn member(slot: &Slot, b: &Backend) -> Member {
         name: match b {
             Backend::Emulated(a) => a.name.clone(),
             Backend::Hardware(h) => h.name.clone(),
+            Backend::Remote(r) => r.name(),
         },
         emulated: matches!(b, Backend::Emulated(_)),
     }
@@ -136,6 +140,7 @@ fn slot_delsys(b: &Backend) -> Vec<crate::proto::tuner_pool::DelSys> {
             .filter_map(|d| crate::proto::tuner_pool::DelSys::from_nick(d))
             .collect(),
         Backend::Hardware(h) => h.delsys.clone(),
+        Backend::Remote(r) => r.delsys.clone(),
     }
 }
 
@@ -155,7 +160,11 @@ impl Pool {
                 .cloned()
                 .collect();
             let emu = config.adapter.iter().cloned().map(Backend::Emulated);
-            (hw.into_iter().chain(emu).collect(), Some(config))
+            let remote = remotes(reg, None);
+            (
+                hw.into_iter().chain(emu).chain(remote).collect(),
+                Some(config),
+            )
         })
     }
 
@@ -168,7 +177,7 @@ impl Pool {
                 .iter()
                 .filter_map(|b| match b {
                     Backend::Hardware(h) => Some(h.clone()),
-                    Backend::Emulated(_) => None,
+                    Backend::Emulated(_) | Backend::Remote(_) => None,
                 })
                 .filter(|h| {
                     !frontends
@@ -190,7 +199,7 @@ impl Pool {
                 .iter()
                 .filter_map(|b| match b {
                     Backend::Hardware(h) => Some(h.clone()),
-                    Backend::Emulated(_) => None,
+                    Backend::Emulated(_) | Backend::Remote(_) => None,
                 })
                 .filter(|h| h.adapter != adapter || frontend.is_some_and(|f| f != h.frontend))
                 .collect();
@@ -205,9 +214,56 @@ impl Pool {
                 .iter()
                 .filter_map(|b| match b {
                     Backend::Hardware(h) => Some((h.adapter, h.frontend)),
-                    Backend::Emulated(_) => None,
+                    Backend::Emulated(_) | Backend::Remote(_) => None,
                 })
                 .collect()
+        })
+    }
+
+    /// The tuners of remote SAT>IP server `url` joining the pool (after every local frontend;
+    /// the pool takes them only when no local one can serve); those it had lent before are
+    /// replaced.
+    pub fn add_remote(
+        &self,
+        url: &str,
+        frontends: Vec<super::satip_remote::RemoteFrontend>,
+    ) -> MembershipChange {
+        self.apply(|reg| {
+            let local = reg
+                .backends
+                .iter()
+                .filter(|b| !matches!(b, Backend::Remote(_)))
+                .cloned();
+            let others = remotes(reg, Some(url));
+            let new = frontends.into_iter().map(Backend::Remote);
+            (local.chain(others).chain(new).collect(), None)
+        })
+    }
+
+    /// The tuners of remote SAT>IP server `url` leaving the pool (it vanished): their users
+    /// move to another frontend, or are told, as for an unplugged adapter.
+    pub fn remove_remote(&self, url: &str) -> MembershipChange {
+        self.apply(|reg| {
+            let keep = reg
+                .backends
+                .iter()
+                .filter(|b| match b {
+                    Backend::Remote(r) => r.server.url != url,
+                    _ => true,
+                })
+                .cloned()
+                .collect();
+            (keep, None)
+        })
+    }
+
+    /// How many tuners remote SAT>IP server `url` lends the pool now.
+    pub fn remote_frontends(&self, url: &str) -> usize {
+        self.with_registry(|r| {
+            r.backends
+                .iter()
+                .filter(|b| matches!(b, Backend::Remote(f) if f.server.url == url))
+                .count()
         })
     }
 
@@ -277,19 +333,20 @@ impl Pool {
                     slots.push(Slot {
                         adapter: match &b {
                             Backend::Hardware(h) => h.adapter,
-                            Backend::Emulated(_) => u32::MAX,
+                            Backend::Emulated(_) | Backend::Remote(_) => u32::MAX,
                         },
                         frontend: match &b {
                             Backend::Hardware(h) => h.frontend,
-                            Backend::Emulated(_) => 0,
+                            Backend::Emulated(_) | Backend::Remote(_) => 0,
                         },
                         delsys: slot_delsys(&b),
                         tuned: None,
                         users: 0,
+                        remote: matches!(b, Backend::Remote(_)),
                     });
                     faults.push(Arc::new(Mutex::new(emulated::FaultState::new(match &b {
                         Backend::Emulated(a) => a.faults.clone(),
-                        Backend::Hardware(_) => Default::default(),
+                        Backend::Hardware(_) | Backend::Remote(_) => Default::default(),
                     }))));
                     feeds.push(None);
                 }
@@ -365,11 +422,24 @@ fn with_emulated(reg: &Registry, hw: Vec<hardware::HwFrontend>) -> Vec<Backend> 
         .iter()
         .filter_map(|b| match b {
             Backend::Emulated(a) => Some(a.clone()),
-            Backend::Hardware(_) => None,
+            Backend::Hardware(_) | Backend::Remote(_) => None,
         })
         .collect();
     hw.into_iter()
         .map(Backend::Hardware)
         .chain(emu.into_iter().map(Backend::Emulated))
+        .chain(remotes(reg, None))
+        .collect()
+}
+
+/// The remote frontends of `reg`, except those of server `except`.
+fn remotes(reg: &Registry, except: Option<&str>) -> Vec<Backend> {
+    reg.backends
+        .iter()
+        .filter(|b| match b {
+            Backend::Remote(r) => except != Some(r.server.url.as_str()),
+            _ => false,
+        })
+        .cloned()
         .collect()
 }

@@ -21,6 +21,7 @@ pub(crate) mod hardware;
 pub mod hotplug;
 pub mod membership;
 mod migrate;
+pub mod satip_remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -45,6 +46,8 @@ use gst::prelude::*;
 pub enum Backend {
     Emulated(config::AdapterConfig),
     Hardware(hardware::HwFrontend),
+    /// A tuner of another SAT>IP server ([`satip_remote`]).
+    Remote(satip_remote::RemoteFrontend),
 }
 
 /// A frontend of the pool, as listed by [`frontends`].
@@ -58,6 +61,8 @@ pub struct FrontendInfo {
     pub emulated: bool,
     pub users: usize,
     pub tuned: Option<Transponder>,
+    /// For a tuner of another SAT>IP server: its server, state and counters.
+    pub remote: Option<satip_remote::RemoteReport>,
 }
 
 struct ActiveFeed {
@@ -71,6 +76,7 @@ struct ActiveFeed {
 enum ActiveBackend {
     Emulated(emulated::EmulatedFeed),
     Hardware(hardware::HardwareFeed),
+    Remote(satip_remote::RemoteFeed),
 }
 
 struct Registry {
@@ -103,6 +109,7 @@ impl Registry {
                     delsys: hw.delsys.clone(),
                     tuned: None,
                     users: 0,
+                    remote: false,
                 });
                 backends.push(Backend::Hardware(hw));
             }
@@ -119,6 +126,7 @@ impl Registry {
                     .collect(),
                 tuned: None,
                 users: 0,
+                remote: false,
             });
             backends.push(Backend::Emulated(a.clone()));
         }
@@ -127,7 +135,7 @@ impl Registry {
             .map(|b| {
                 Arc::new(Mutex::new(emulated::FaultState::new(match b {
                     Backend::Emulated(a) => a.faults.clone(),
-                    Backend::Hardware(_) => Faults::default(),
+                    Backend::Hardware(_) | Backend::Remote(_) => Faults::default(),
                 })))
             })
             .collect();
@@ -154,6 +162,7 @@ impl Registry {
         match &self.backends[index] {
             Backend::Emulated(a) => a.name.clone(),
             Backend::Hardware(h) => h.name.clone(),
+            Backend::Remote(r) => r.name(),
         }
     }
 
@@ -200,6 +209,13 @@ impl Registry {
             }
             Backend::Hardware(h) => ActiveBackend::Hardware(hardware::HardwareFeed::start(
                 h,
+                dvbsrc_properties,
+                fanout.clone(),
+                status.clone(),
+            )?),
+            Backend::Remote(r) => ActiveBackend::Remote(satip_remote::RemoteFeed::start(
+                r,
+                transponder,
                 dvbsrc_properties,
                 fanout.clone(),
                 status.clone(),
@@ -379,14 +395,15 @@ impl Pool {
                     index: i,
                     adapter: s.adapter,
                     frontend: s.frontend,
-                    name: match &r.backends[i] {
-                        Backend::Emulated(a) => a.name.clone(),
-                        Backend::Hardware(h) => h.name.clone(),
-                    },
+                    name: r.name_of(i),
                     delsys: s.delsys.clone(),
                     emulated: matches!(r.backends[i], Backend::Emulated(_)),
                     users: s.users,
                     tuned: s.tuned.clone(),
+                    remote: match &r.backends[i] {
+                        Backend::Remote(f) => Some(f.report()),
+                        _ => None,
+                    },
                 })
                 .collect()
         })

@@ -39,6 +39,7 @@ pub const DEFAULT_MAX_PIDS: usize = 128;
 pub const ERROR_CONTENT_TYPE: &str = "text/parameters";
 
 pub mod attrs;
+pub mod client;
 pub mod m3u;
 mod num;
 pub mod pids;
