@@ -156,7 +156,9 @@
         restartTs("content changed");
       }
       if ("presentationStatus" in m) {
-        S.presentationStatus = m.presentationStatus;
+        // A string of space-separated words ("okay", "transitioning", "fault", …).
+        var ps = m.presentationStatus;
+        S.presentationStatus = Array.isArray(ps) ? ps : (ps ? String(ps).split(" ") : null);
         log("presentationStatus " + JSON.stringify(m.presentationStatus));
       }
       if ("timelines" in m || "tsUrl" in m) {
