@@ -37,6 +37,14 @@ pub struct ChannelCss {
     /// timelines, normally the channel's only one).
     #[serde(default)]
     pub program: u16,
+    /// How long after the stream leaves the server the TV presents it (ms): `dvbcsssink`'s
+    /// `ts-offset`, so the CSS-TS timeline models a TV with this decoding and display delay
+    /// (a real TV has hundreds of ms). Companion screens that receive the channel later than
+    /// the RTSP stream leaves (the browser page of `/companion/<channel>`: transcoder and
+    /// player buffer) can only play in sync with a TV that is at least that late. 0: the
+    /// moment the stream leaves.
+    #[serde(default)]
+    pub presentation_delay_ms: u32,
 }
 
 impl Default for ChannelCss {
@@ -46,6 +54,7 @@ impl Default for ChannelCss {
             wc_port: DEFAULT_CSS_WC_PORT,
             bind: String::new(),
             program: 0,
+            presentation_delay_ms: 0,
         }
     }
 }
@@ -63,7 +72,7 @@ pub fn deserialize_css<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Channel
     impl<'de> Visitor<'de> for V {
         type Value = Option<ChannelCss>;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("true, false or a table with cii_port, wc_port, bind, program")
+            f.write_str("true, false or a table with cii_port, wc_port, bind, program, presentation_delay_ms")
         }
         fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
             Ok(v.then(ChannelCss::default))
@@ -97,10 +106,21 @@ impl ChannelCss {
         } else {
             program
         };
+        // A delayed TV holds the delay's worth of stream in its queue.
+        let (queue, offset) = match self.presentation_delay_ms {
+            0 => (String::new(), String::new()),
+            ms => (
+                format!(
+                    " max-size-buffers=0 max-size-bytes=0 max-size-time={}",
+                    (u64::from(ms) + 2000) * 1_000_000
+                ),
+                format!(" ts-offset={}", u64::from(ms) * 1_000_000),
+            ),
+        };
         format!(
-            " ! tee name=csstee csstee. ! queue leaky=downstream ! tstimelineparse ! \
+            " ! tee name=csstee csstee. ! queue leaky=downstream{queue} ! tstimelineparse ! \
              dvbcsssink name=css sync=true async=false bind-address={bind} cii-port={cii} \
-             ts-port={cii} wc-port={wc} program-number={prog} csstee.",
+             ts-port={cii} wc-port={wc} program-number={prog}{offset} csstee.",
             cii = self.cii_port,
             wc = self.wc_port,
             prog = program

@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod clients;
+pub mod companion;
 pub mod config;
 pub mod core;
 pub mod css;

@@ -50,6 +50,7 @@ pub fn router(
         .merge(super::metrics::router(core.clone()))
         .merge(crate::relay::http::router(core))
         .merge(crate::play::router(core))
+        .merge(crate::companion::router(core))
         .merge(ui);
     crate::ui::guarded(app, core)
 }

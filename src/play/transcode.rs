@@ -90,6 +90,8 @@ pub struct Transcoder {
     started: Instant,
     bytes_out: AtomicU64,
     stopped: std::sync::atomic::AtomicBool,
+    /// Its PTS related to the broadcast's (the companion page's mapping, src/companion).
+    media: Arc<crate::companion::media::MediaMap>,
 }
 
 /// A browser viewer of a channel: dropping it leaves (the last one stops the pipeline after
@@ -175,6 +177,15 @@ impl Players {
             id,
             players: Arc::downgrade(self),
         })
+    }
+
+    /// How the running browser variant of `slug` relates to the broadcast's PTS.
+    pub fn media(&self, slug: &str) -> Option<crate::companion::media::MediaInfo> {
+        let running = self.running.lock().unwrap();
+        running
+            .get(slug)
+            .filter(|t| !t.stopped.load(Ordering::Relaxed))
+            .map(|t| t.media.info())
     }
 
     fn stop_if_idle(&self, tc: &Arc<Transcoder>) {
@@ -267,6 +278,7 @@ impl Transcoder {
             started: Instant::now(),
             bytes_out: AtomicU64::new(0),
             stopped: Default::default(),
+            media: crate::companion::media::MediaMap::attach(&pipeline),
         });
         let demux = pipeline.by_name("demux").expect("named in the launch");
         let mux = pipeline.by_name("mux").expect("named in the launch");

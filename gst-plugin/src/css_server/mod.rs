@@ -187,6 +187,9 @@ pub enum Endpoint {
     Cii,
     /// CSS-TS (WebSocket).
     Ts,
+    /// Wall clock over WebSocket: the CSS-WC exchange in binary WebSocket messages, for
+    /// browsers (a dvb2ip extension, not part of DVB-CSS; see [`run_cii_ts`]).
+    WcWs,
 }
 
 impl fmt::Display for Endpoint {
@@ -195,6 +198,7 @@ impl fmt::Display for Endpoint {
             Self::Wc => "CSS-WC",
             Self::Cii => "CSS-CII",
             Self::Ts => "CSS-TS",
+            Self::WcWs => "WC-over-WebSocket",
         })
     }
 }
@@ -269,6 +273,8 @@ pub type EventHook = Arc<dyn Fn(&ServerEvent) + Send + Sync>;
 pub struct ServerStats {
     /// WC requests answered.
     pub wc_requests: u64,
+    /// WC requests answered over WebSocket (the extension).
+    pub wc_ws_requests: u64,
     /// WC datagrams ignored (not well-formed requests).
     pub wc_ignored: u64,
     /// WC replies whose kernel receive timestamp was used.
@@ -298,6 +304,7 @@ pub struct ServerStats {
 #[derive(Default)]
 struct Counters {
     wc_requests: AtomicU64,
+    wc_ws_requests: AtomicU64,
     wc_ignored: AtomicU64,
     wc_kernel_timestamps: AtomicU64,
     cii_sessions: AtomicU64,
@@ -447,7 +454,7 @@ impl Shared {
             let slot = match endpoint {
                 Endpoint::Cii => &mut s.cii_enabled,
                 Endpoint::Ts => &mut s.ts_enabled,
-                Endpoint::Wc => return false,
+                Endpoint::Wc | Endpoint::WcWs => return false,
             };
             let changed = *slot != enabled;
             *slot = enabled;
@@ -460,7 +467,7 @@ impl Shared {
         match endpoint {
             Endpoint::Cii => s.cii_enabled,
             Endpoint::Ts => s.ts_enabled,
-            Endpoint::Wc => true,
+            Endpoint::Wc | Endpoint::WcWs => true,
         }
     }
 
@@ -470,6 +477,7 @@ impl Shared {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ServerStats {
             wc_requests: g(&c.wc_requests),
+            wc_ws_requests: g(&c.wc_ws_requests),
             wc_ignored: g(&c.wc_ignored),
             wc_kernel_timestamps: g(&c.wc_kernel_timestamps),
             cii_sessions: g(&c.cii_sessions),

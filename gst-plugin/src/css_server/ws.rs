@@ -48,7 +48,15 @@ impl WsConfig {
     pub fn ts() -> Self {
         Self::new("/ts")
     }
+
+    /// `/wc`: wall clock over WebSocket (the extension, see [`run_cii_ts`]).
+    pub fn wc_ws() -> Self {
+        Self::new(WC_WS_PATH)
+    }
 }
+
+/// Path of the wall clock over WebSocket on the CII listener (beside `/cii` and `/ts`).
+pub const WC_WS_PATH: &str = "/wc";
 
 /// Serve CSS-CII on `listener` until `shutdown` completes; then open sessions are closed with
 /// 1001 and the function returns once they are gone (at most about 2 s).
@@ -62,7 +70,17 @@ pub async fn run_cii(
     config: WsConfig,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    run_ws(listener, shared, config, shutdown, Endpoint::Cii).await
+    let wc_ws = WsConfig {
+        max_connections: config.max_connections,
+        ..WsConfig::wc_ws()
+    };
+    run_routes(
+        listener,
+        shared,
+        vec![(Endpoint::Cii, config), (Endpoint::WcWs, wc_ws)],
+        shutdown,
+    )
+    .await
 }
 
 /// Serve CSS-TS on `listener` until `shutdown` completes (see [`run_cii`] for the
@@ -84,6 +102,16 @@ pub async fn run_ts(
 /// `ws://host:7681/ts`), routing each upgrade by its request path (`cii.path`, `ts.path`);
 /// other paths get 404. Each endpoint keeps its own connection limit; the handshake limits
 /// and timeout are `cii`'s, the message size limit the larger of the two.
+///
+/// The CII listener ([`run_cii`] too) also serves the wall clock over WebSocket on
+/// [`WC_WS_PATH`] (`ws://host:7681/wc`), a dvb2ip extension for browsers, which cannot send
+/// UDP: each binary message is one 32-byte CSS-WC request (digest 2.1, type 0) and is answered
+/// by one binary 32-byte type-1 response built exactly as the UDP server builds it
+/// ([`crate::proto::css::wc::respond_bytes`]: originate echoed, receive time read when the
+/// message was read, transmit time read right before sending); malformed requests are
+/// ignored. Text messages are ignored. The client keeps its lowest-dispersion candidate as a
+/// CSS-WC client does; the extra WebSocket framing and event-loop delays widen the round trip
+/// and so the dispersion, nothing else.
 pub async fn run_cii_ts(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -94,7 +122,17 @@ pub async fn run_cii_ts(
     run_routes(
         listener,
         shared,
-        vec![(Endpoint::Cii, cii), (Endpoint::Ts, ts)],
+        vec![
+            (Endpoint::Cii, cii.clone()),
+            (Endpoint::Ts, ts),
+            (
+                Endpoint::WcWs,
+                WsConfig {
+                    max_connections: cii.max_connections,
+                    ..WsConfig::wc_ws()
+                },
+            ),
+        ],
         shutdown,
     )
     .await
@@ -330,6 +368,7 @@ async fn connection(
             bump(&shared.counters.cii_sessions);
             session.run_cii(local, stop).await;
         }
+        Endpoint::WcWs => session.run_wc_ws(stop).await,
         _ => {
             bump(&shared.counters.ts_sessions);
             session.run_ts(stop).await;
@@ -372,6 +411,7 @@ pub fn substitute_host(cii: &CiiState, local: Option<SocketAddr>) -> CiiState {
 /// What happened to the incoming side of a session.
 enum Incoming {
     Text(String),
+    Binary(Vec<u8>),
     Other,
     Closed,
     TooLarge,
@@ -389,6 +429,7 @@ impl Session {
     fn classify(&self, m: Option<Result<Message, tungstenite::Error>>) -> Incoming {
         match m {
             Some(Ok(Message::Text(t))) => Incoming::Text(t.as_str().to_owned()),
+            Some(Ok(Message::Binary(b))) => Incoming::Binary(b.to_vec()),
             Some(Ok(Message::Close(_))) | None => Incoming::Closed,
             Some(Ok(_)) => Incoming::Other,
             Some(Err(tungstenite::Error::Capacity(e))) => {
@@ -466,7 +507,7 @@ impl Session {
                     Incoming::Closed => return,
                     Incoming::TooLarge => return self.close(CloseCode::Size).await,
                     // Checklist 46: anything the client sends is ignored.
-                    Incoming::Text(_) | Incoming::Other => {}
+                    Incoming::Text(_) | Incoming::Binary(_) | Incoming::Other => {}
                 },
             }
         }
@@ -493,7 +534,7 @@ impl Session {
                 m = self.ws.next() => match self.classify(m) {
                     Incoming::Closed => return,
                     Incoming::TooLarge => return self.close(CloseCode::Size).await,
-                    Incoming::Other => {}
+                    Incoming::Other | Incoming::Binary(_) => {}
                     Incoming::Text(text) if setup.is_none() => match SetupData::parse(&text) {
                         Ok(s) => {
                             self.shared.emit(ServerEvent::Setup { peer: self.peer, setup: s.clone() });
@@ -512,6 +553,44 @@ impl Session {
                         Err(e) => self.bad_message(format!("expected AptEptLpt: {e}")),
                     },
                 },
+            }
+        }
+    }
+
+    /// The wall clock over WebSocket (see [`run_cii_ts`]): one binary response per binary
+    /// request, as the UDP server answers.
+    async fn run_wc_ws(&mut self, mut stop: watch::Receiver<bool>) {
+        let clock = self.shared.wall_clock();
+        let info =
+            ServerClockInfo::from_secs_ppm(clock.precision_secs(), clock.max_freq_error_ppm());
+        loop {
+            tokio::select! {
+                _ = wait_stop(&mut stop) => return self.close(CloseCode::Away).await,
+                m = self.ws.next() => {
+                    let receive_ns = self.shared.wall_clock_ns();
+                    match self.classify(m) {
+                        Incoming::Closed => return,
+                        Incoming::TooLarge => return self.close(CloseCode::Size).await,
+                        Incoming::Text(_) | Incoming::Other => {}
+                        Incoming::Binary(request) => {
+                            let transmit_ns = self.shared.wall_clock_ns();
+                            match crate::proto::css::wc::respond_bytes(&request, receive_ns, transmit_ns, info, false) {
+                                Ok(reply) => {
+                                    let sent = tokio::time::timeout(
+                                        self.send_timeout,
+                                        self.ws.send(Message::binary(reply.to_vec())),
+                                    )
+                                    .await;
+                                    if !matches!(sent, Ok(Ok(()))) {
+                                        return;
+                                    }
+                                    bump(&self.shared.counters.wc_ws_requests);
+                                }
+                                Err(e) => self.bad_message(format!("expected a CSS-WC request: {e}")),
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -810,6 +889,65 @@ mod tests {
         ws.send(Message::text(setup("", PTS))).await.unwrap();
         assert!(!next_ct(&mut ws).await.is_available());
         server.stop().await;
+    }
+
+    // ----- WC over WebSocket (extension) -----
+
+    #[tokio::test]
+    async fn wc_over_websocket_answers_like_udp() {
+        use crate::proto::css::wc::{Candidate, Exchange, MessageType, WcMessage};
+        let shared = shared();
+        let listener = TcpListener::bind(LOOPBACK).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, sd) = stopper();
+        let task = tokio::spawn(run_cii_ts(
+            listener,
+            shared.clone(),
+            WsConfig::cii(),
+            WsConfig::ts(),
+            sd,
+        ));
+        let mut ws = connect(addr, WC_WS_PATH).await;
+        // garbage and text are ignored, the session stays
+        ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+        ws.send(Message::text("hello")).await.unwrap();
+        for _ in 0..3 {
+            let t1 = clock::monotonic_ns();
+            let (mut ex, request) = Exchange::start(t1);
+            ws.send(Message::binary(request.to_vec())).await.unwrap();
+            let reply = loop {
+                let m = tokio::time::timeout(STEP, ws.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+                if let Message::Binary(b) = m {
+                    break b;
+                }
+            };
+            let t4 = clock::monotonic_ns();
+            let msg = WcMessage::decode_reply(&reply).unwrap();
+            assert_eq!(msg.message_type, MessageType::Response);
+            ex.on_datagram(&reply, t4).unwrap();
+            let c: Candidate = ex.best().unwrap();
+            // same clock on both sides: the offset is within the round trip
+            assert!(
+                c.offset_ns().abs() <= c.rtt_ns().max(0) as f64 + 1e6,
+                "{c:?}"
+            );
+            assert!(c.t2 <= c.t3);
+        }
+        assert_eq!(shared.stats().wc_ws_requests, 3);
+        assert_eq!(shared.stats().bad_messages, 1);
+        // CII and TS still served on the same listener
+        let mut cii = connect(addr, "/cii").await;
+        next_text(&mut cii).await;
+        let _ = tx.send(());
+        tokio::time::timeout(STEP, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
     }
 
     #[test]

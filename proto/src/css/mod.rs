@@ -14,6 +14,7 @@
 //! | [`timeline`] | timeline selectors and their tick rates |
 //! | [`contentid`] | DVB `dvb://` content identifiers |
 //! | [`lines`] | `dvbcsssink`'s timeline lines: running time → ticks, when an anchor moves them |
+//! | [`media`] | a re-encoded copy's PTS related to the broadcast's (the companion page's mapping) |
 //!
 //! Units: wall clock and system times are nanoseconds; timeline positions are ticks of the
 //! timeline's own rate; error bounds and dispersions are seconds (`f64`), as in pydvbcss.
@@ -24,6 +25,7 @@ pub mod cii;
 pub mod clock;
 pub mod contentid;
 pub mod lines;
+pub mod media;
 pub mod timeline;
 pub mod ts;
 pub mod wc;
