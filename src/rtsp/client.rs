@@ -955,6 +955,7 @@ mod imp {
             };
             let (alive_pool, end_pool) = (pool.downgrade(), pool.downgrade());
             let (alive_id, end_id) = (id.clone(), id.clone());
+            let sent = crate::rtsp::factory::sent_counter(&session);
             self.core().clients.register(crate::clients::NewClient {
                 key: Some(id),
                 protocol: crate::clients::Protocol::of_transport(
@@ -976,7 +977,9 @@ mod imp {
                         end_session(&p, &end_id);
                     }
                 }),
-                bytes: None,
+                bytes: sent.map(|c| -> crate::clients::BytesFn {
+                    Box::new(move || c.load(Ordering::Relaxed))
+                }),
             });
         }
 

@@ -193,6 +193,21 @@ fn packer_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Packer>>> {
         .and_then(|pay| pay::packer_of(&pay))
 }
 
+/// The RTP byte count of a session's stream (its direct stream's packer, else its media's),
+/// for the session's bitrate in the web UI.
+pub fn sent_counter(
+    session: &gst_rtsp_server::RTSPSession,
+) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+    if let Some(s) = super::direct::SatipStream::of_session(session) {
+        return Some(s.sent_counter());
+    }
+    session
+        .filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Ref))
+        .iter()
+        .find_map(|sm| sm.media().and_then(|m| packer_of(&m)))
+        .map(|p| p.lock().unwrap().sent_counter())
+}
+
 /// The media's `satipmapsrc` (named `satip` in the bin [`SatipFactory`] builds).
 fn satip_of(media: &gst_rtsp_server::RTSPMedia) -> Option<gstdvb2ip::satipmapsrc::SatIpMapSrc> {
     media
