@@ -13,6 +13,8 @@
 //! - `scan`: channel scan of the default configuration, 1 and all frontends ([`scan`]).
 //! - `headend`: a hotel headend's mix, 800 RTP/UDP and 200 HTTP single-service clients over
 //!   the four emulated muxes joining at 50/s, against dvb2ip and the baseline ([`headend`]).
+//! - `ui`: what the web UI's live updates and `/metrics` cost a server playing 200 RTP
+//!   sessions, and the page's update latency ([`ui`]).
 //! - `soak`: RTP, HTTP and CSS clients coming and going on one `dvb2ip serve` for a bounded
 //!   time, a frontend losing lock now and then ([`soak`]).
 
@@ -25,6 +27,7 @@ mod satip_rx;
 mod scan;
 mod soak;
 mod tuner;
+mod ui;
 mod vod;
 
 use std::process::ExitCode;
@@ -123,6 +126,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         rx_threads: usize,
     },
+    /// Web UI: extra server CPU of 10 UI clients and /metrics once a second over 200 RTP
+    /// sessions, and the page's update latency (src/ui; bench/src/ui.rs).
+    Ui(ui::Options),
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
@@ -230,6 +236,7 @@ fn main() -> ExitCode {
                 ))
             }
         }),
+        BenchCommand::Ui(o) => ui::run(&o),
         BenchCommand::Headend {
             clients,
             seconds,
