@@ -45,8 +45,8 @@ impl Protocol {
 pub type AliveFn = Box<dyn Fn() -> bool + Send + Sync>;
 /// Ends a session.
 pub type EndFn = Box<dyn Fn() + Send + Sync>;
-/// Reads the bytes sent to a client so far.
-pub type BytesFn = Box<dyn Fn() -> u64 + Send + Sync>;
+/// Reads the bytes sent to a client so far (`None`: not known for this session).
+pub type BytesFn = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 /// Finds the channel name of a request path and SAT>IP query.
 pub type LookupFn = Box<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
@@ -221,7 +221,7 @@ impl Clients {
                     .map_or(0, |d| d.as_secs()),
             ),
         };
-        let first = c.bytes.as_ref().map_or(0, |b| b());
+        let first = c.bytes.as_ref().and_then(|b| b()).unwrap_or(0);
         map.insert(
             id.clone(),
             Arc::new(Entry {
@@ -278,7 +278,7 @@ impl Clients {
             .into_iter()
             .map(|(id, e)| {
                 let (address, port) = split_peer(&e.c.peer);
-                let bytes = e.c.bytes.as_ref().map(|b| b());
+                let bytes = e.c.bytes.as_ref().and_then(|b| b());
                 let bitrate = bytes.and_then(|b| e.meter.lock().unwrap().sample(now, b));
                 SessionInfo {
                     id,
@@ -343,7 +343,7 @@ mod tests {
             query: "freq=474&pids=0,256".into(),
             alive: Box::new(move || a.load(Ordering::SeqCst)),
             end: Box::new(move || b.store(false, Ordering::SeqCst)),
-            bytes: Some(Box::new(|| 1000)),
+            bytes: Some(Box::new(|| Some(1000))),
         });
         assert_eq!(id, "rtsp-abc");
         let l = clients.list();

@@ -180,7 +180,7 @@ async fn stream(
             query: query.clone(),
             alive: Box::new(move || alive.upgrade().is_some_and(|w| w.closed_reason().is_none())),
             end: Box::new(move || end.upgrade().into_iter().for_each(|w| w.close())),
-            bytes: Some(Box::new(move || sent.upgrade().map_or(0, |w| w.sent()))),
+            bytes: Some(Box::new(move || sent.upgrade().map(|w| w.sent()))),
         });
     }
     *takeover.slot.lock().unwrap() = Some(Taken {

@@ -194,12 +194,14 @@ fn packer_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Packer>>> {
 }
 
 /// The RTP byte count of a session's stream (its direct stream's packer, else its media's),
-/// for the session's bitrate in the web UI.
+/// for the session's bitrate in the web UI; `None` while a direct stream is not attached yet.
 pub fn sent_counter(
     session: &gst_rtsp_server::RTSPSession,
 ) -> Option<Arc<std::sync::atomic::AtomicU64>> {
-    if let Some(s) = super::direct::SatipStream::of_session(session) {
-        return Some(s.sent_counter());
+    // A unicast RTP/UDP stream: its own packer, once attached (the shared media's `pay0`
+    // carries nothing).
+    if let (Some(sm), _) = session.media(super::direct::UNICAST_MOUNT) {
+        return super::direct::SatipStream::of_session_media(&sm).map(|s| s.sent_counter());
     }
     session
         .filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Ref))
