@@ -97,6 +97,9 @@ pub fn ts_duration(path: &Path) -> Option<f64> {
     (ticks >= 0).then(|| (ticks as f64 / 27_000_000.0 * 10.0).round() / 10.0)
 }
 
+/// A file as its duration is cached: path, size, modification time.
+type FileKey = (PathBuf, u64, Option<SystemTime>);
+
 /// How long a listing of the library is reused (the live updates read its size).
 const LIBRARY_TTL: Duration = Duration::from_secs(5);
 
@@ -105,7 +108,7 @@ const LIBRARY_TTL: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub struct Library {
     listed: Mutex<Option<(Instant, Arc<Vec<VodFile>>)>>,
-    durations: Mutex<HashMap<(PathBuf, u64, Option<SystemTime>), Option<f64>>>,
+    durations: Mutex<HashMap<FileKey, Option<f64>>>,
 }
 
 impl Library {
