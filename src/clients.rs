@@ -7,10 +7,10 @@
 //! The web UI and `GET /api/sessions` list it; `DELETE /api/sessions/<id>` ends one
 //! ([`Clients::disconnect`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
@@ -45,8 +45,8 @@ impl Protocol {
 pub type AliveFn = Box<dyn Fn() -> bool + Send + Sync>;
 /// Ends a session.
 pub type EndFn = Box<dyn Fn() + Send + Sync>;
-/// Reads the bytes sent to a client so far.
-pub type BytesFn = Box<dyn Fn() -> u64 + Send + Sync>;
+/// Reads the bytes sent to a client so far (`None`: not known for this session).
+pub type BytesFn = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 /// Finds the channel name of a request path and SAT>IP query.
 pub type LookupFn = Box<dyn Fn(&str, &str) -> Option<String> + Send + Sync>;
 
@@ -72,8 +72,56 @@ struct Entry {
     pids: String,
     started: Instant,
     started_unix_s: u64,
-    /// (bytes, when) of the last bitrate sample, and the bitrate then.
-    sample: Mutex<(u64, Instant, Option<u64>)>,
+    /// The bytes-sent samples of its bitrate.
+    meter: Mutex<Meter>,
+}
+
+/// Span of the sliding window `bitrate_bps` is measured over.
+pub const BITRATE_WINDOW: Duration = Duration::from_secs(3);
+/// Shortest span a bitrate is given for (a session just registered has none yet).
+const BITRATE_MIN_SPAN: Duration = Duration::from_millis(500);
+/// Samples closer together than this are not kept (many readers in one second).
+const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+
+/// A session's bitrate over a sliding window: samples of its byte count taken whenever the
+/// registry is read (every UI client and `/api/sessions` read), the oldest dropped once a
+/// newer one spans the window. Without readers for a while, the first reading averages since
+/// the previous one (or since the session started).
+#[derive(Debug)]
+pub struct Meter {
+    samples: VecDeque<(Instant, u64)>,
+}
+
+impl Meter {
+    /// A meter whose first sample is `bytes` at `now`.
+    pub fn new(now: Instant, bytes: u64) -> Meter {
+        Meter {
+            samples: VecDeque::from([(now, bytes)]),
+        }
+    }
+
+    /// Notes `bytes` sent by `now`; the bits per second over the window ending now (`None`
+    /// while the samples span less than half a second).
+    pub fn sample(&mut self, now: Instant, bytes: u64) -> Option<u64> {
+        if self
+            .samples
+            .back()
+            .is_none_or(|(t, _)| now.saturating_duration_since(*t) >= SAMPLE_EVERY)
+        {
+            self.samples.push_back((now, bytes));
+        }
+        // Keep one sample at or beyond the window's start: the oldest goes when the next one
+        // already spans the whole window.
+        while self.samples.len() > 2
+            && now.saturating_duration_since(self.samples[1].0) >= BITRATE_WINDOW
+        {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = *self.samples.front()?;
+        let span = now.saturating_duration_since(t0);
+        (span >= BITRATE_MIN_SPAN)
+            .then(|| (bytes.saturating_sub(b0) as f64 * 8.0 / span.as_secs_f64()) as u64)
+    }
 }
 
 /// One session as the API lists it.
@@ -89,8 +137,9 @@ pub struct SessionInfo {
     pub query: String,
     /// PIDs asked for (`all`, `none` or a comma list).
     pub pids: String,
-    /// Bits per second sent over the last sampling interval (`None`: not measured for this
-    /// protocol).
+    /// Bits per second sent over the last [`BITRATE_WINDOW`] (3 s; RTP headers and payload,
+    /// or the HTTP response's bytes). `None`: not measured for this kind of session, or too
+    /// soon after it started.
     pub bitrate_bps: Option<u64>,
     pub bytes_sent: Option<u64>,
     pub duration_s: u64,
@@ -172,7 +221,7 @@ impl Clients {
                     .map_or(0, |d| d.as_secs()),
             ),
         };
-        let first = c.bytes.as_ref().map_or(0, |b| b());
+        let first = c.bytes.as_ref().and_then(|b| b()).unwrap_or(0);
         map.insert(
             id.clone(),
             Arc::new(Entry {
@@ -181,7 +230,7 @@ impl Clients {
                 pids,
                 started,
                 started_unix_s,
-                sample: Mutex::new((first, now, None)),
+                meter: Mutex::new(Meter::new(now, first)),
             }),
         );
         let len = map.len();
@@ -229,17 +278,8 @@ impl Clients {
             .into_iter()
             .map(|(id, e)| {
                 let (address, port) = split_peer(&e.c.peer);
-                let bytes = e.c.bytes.as_ref().map(|b| b());
-                let bitrate = bytes.and_then(|b| {
-                    let mut s = e.sample.lock().unwrap();
-                    let dt = now.duration_since(s.1).as_secs_f64();
-                    if dt >= 0.5 {
-                        s.2 = Some((b.saturating_sub(s.0) as f64 * 8.0 / dt) as u64);
-                        s.0 = b;
-                        s.1 = now;
-                    }
-                    s.2
-                });
+                let bytes = e.c.bytes.as_ref().and_then(|b| b());
+                let bitrate = bytes.and_then(|b| e.meter.lock().unwrap().sample(now, b));
                 SessionInfo {
                     id,
                     protocol: e.c.protocol,
@@ -303,7 +343,7 @@ mod tests {
             query: "freq=474&pids=0,256".into(),
             alive: Box::new(move || a.load(Ordering::SeqCst)),
             end: Box::new(move || b.store(false, Ordering::SeqCst)),
-            bytes: Some(Box::new(|| 1000)),
+            bytes: Some(Box::new(|| Some(1000))),
         });
         assert_eq!(id, "rtsp-abc");
         let l = clients.list();
@@ -328,6 +368,33 @@ mod tests {
         );
         let json = serde_json::to_value(Protocol::Http).unwrap();
         assert_eq!(json, "http");
+    }
+
+    #[test]
+    fn bitrate_over_a_sliding_window() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let mut m = Meter::new(t, 0);
+        assert_eq!(m.sample(at(100), 1_000), None, "too soon");
+        // 1 Mbit/s for 4 s: 125,000 bytes a second.
+        for i in 1..=8u64 {
+            let r = m.sample(at(i * 500), i * 62_500);
+            assert_eq!(r, Some(1_000_000), "at {} ms", i * 500);
+        }
+        // Then 2 Mbit/s: the window forgets the first rate within its span.
+        let mut bytes = 8 * 62_500;
+        let mut last = None;
+        for i in 9..=16u64 {
+            bytes += 125_000;
+            last = m.sample(at(i * 500), bytes);
+        }
+        assert_eq!(last, Some(2_000_000));
+        assert!(m.samples.len() <= 8, "{} samples", m.samples.len());
+        // Many readers at once do not pile samples up.
+        for _ in 0..100 {
+            m.sample(at(8_010), bytes);
+        }
+        assert!(m.samples.len() <= 9, "{} samples", m.samples.len());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! * `limits`: its descriptor budget and connection counts ([`crate::limits`]).
 //! * `play`: the browser variants of channels being watched in browsers ([`crate::play`]).
 //! * `clients`: the session registry the web UI lists ([`crate::clients`]).
+//! * `css`: the CSS channels' servers, for the web UI and metrics ([`crate::ui::css`]).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -51,6 +52,8 @@ pub struct Core {
     pub clients: Arc<crate::clients::Clients>,
     /// The `[[satip_server]]` watches lending remote tuners to `pool` (src/remote_tuners).
     pub remote_tuners: crate::remote_tuners::RemoteTuners,
+    /// The CSS channels' running `dvbcsssink`s and their counts (src/ui/css.rs).
+    pub css: Arc<crate::ui::css::CssSinks>,
 }
 
 /// The server's counters.
@@ -72,6 +75,7 @@ impl Core {
         let scans = crate::scan::service::Scans::new(&config, pool.clone());
         Arc::new(Core {
             clients: Arc::new(crate::ui::clients_for(&config, &scans)),
+            css: Arc::default(),
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             scans,
             relays: Arc::new(crate::relay::Relays::new(&config)),

@@ -118,7 +118,17 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
         factory.set_latency(0);
         // The channel's dvbtunersrc leases from the core's pool.
         let ctx = core.pool_context();
-        factory.connect_media_configure(move |_, media| media.element().set_context(&ctx));
+        let css = ch
+            .css
+            .is_some()
+            .then(|| (core.css.clone(), ch.name.clone()));
+        factory.connect_media_configure(move |_, media| {
+            media.element().set_context(&ctx);
+            // The web UI and metrics read the channel's CSS servers (src/ui/css.rs).
+            if let Some((sinks, name)) = &css {
+                sinks.watch(name, media);
+            }
+        });
         mounts.add_factory(&format!("/ch/{}", ch.name), factory);
         gst::info!(CAT, "mounted /ch/{} -> {}", ch.name, source);
     }

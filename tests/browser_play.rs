@@ -1,7 +1,8 @@
 //! Playback in the browser (`/play/<slug>`, src/play): an emulated channel (H.264 video,
 //! MPEG-1 Layer II audio) plays in headless Chromium through mpegts.js from its browser
 //! variant (audio re-encoded to AAC), two viewers share one pipeline, and it stops after the
-//! last one left. Screenshots land in `target/<profile>/screenshots/`.
+//! last one left; a TS file of the VOD library (H.264/AAC, paced at its own rate) plays the
+//! same way. Screenshots land in `target/<profile>/screenshots/`.
 
 mod common;
 
@@ -12,12 +13,12 @@ use std::time::{Duration, Instant};
 use common::browser::Browser;
 use common::serve_child::{free_port, ServeChild};
 
-/// The embedded configuration without SSDP, HTTP on `http_port`.
-fn config(http_port: u16) -> String {
+/// The embedded configuration without SSDP, HTTP on `http_port`, `extra` appended.
+fn config(http_port: u16, extra: &str) -> String {
     let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
     let ssdp = text.find("[ssdp]").expect("[ssdp]");
     format!(
-        "{}{}",
+        "{}{}\n{extra}",
         &text[..ssdp],
         text[ssdp..].replacen("enabled = true", "enabled = false", 1)
     )
@@ -25,10 +26,19 @@ fn config(http_port: u16) -> String {
 }
 
 fn start(tag: &str) -> (std::path::PathBuf, u16, ServeChild) {
+    start_with(tag, |_| String::new())
+}
+
+/// [`start`] with configuration `extra` made for the test's directory.
+fn start_with(
+    tag: &str,
+    extra: impl FnOnce(&std::path::Path) -> String,
+) -> (std::path::PathBuf, u16, ServeChild) {
     let dir = common::temp_dir(tag);
     let http_port = free_port();
     let conf = dir.join("serve.toml");
-    std::fs::write(&conf, config(http_port)).unwrap();
+    let extra = extra(&dir);
+    std::fs::write(&conf, config(http_port, &extra)).unwrap();
     let srv = ServeChild::start(&conf, &[]);
     (dir, http_port, srv)
 }
@@ -162,6 +172,62 @@ fn the_browser_stream_is_h264_and_aac_and_unknown_channels_404() {
     let a = common::http::get(port, "/play/assets/vendor/mpegts.js/mpegts.js");
     assert_eq!(a.status, 200, "{}", a.head);
     assert!(a.text().contains("mpegts"), "the vendored player");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_library_file_plays_in_chromium() {
+    let (dir, port, srv) = start_with("browser-play-vod", |dir| {
+        let vod = dir.join("vod");
+        std::fs::create_dir_all(&vod).unwrap();
+        std::fs::copy(
+            common::repo_file("../shared/media/temi_a_single_timeline.ts"),
+            vod.join("clip.ts"),
+        )
+        .expect("test media (../shared/media)");
+        format!("[vod]\nroots = [{:?}]\n", vod.to_str().unwrap())
+    });
+    // The library lists the file with its player's page.
+    let a = common::http::get(port, "/api/vod");
+    assert_eq!(a.status, 200, "{}", a.head);
+    let list: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let play = list[0]["play_url"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a play_url in {list}"))
+        .to_owned();
+    let duration = list[0]["duration_s"].as_f64().unwrap_or(0.0);
+    assert!((9.0..=11.0).contains(&duration), "10 s of media: {list}");
+    let b = Browser::start();
+    b.goto(&format!("http://127.0.0.1:{port}{play}"));
+    let video = "document.getElementById('video')";
+    let first = b.wait_for(
+        &format!("{video}.currentTime > 0 && {video}.currentTime"),
+        Duration::from_secs(60),
+    );
+    let t0 = first.as_f64().unwrap();
+    let v = wait_api(port, "the file's pipeline", |v| {
+        v["channels"][0]["slug"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("vod~"))
+    });
+    let streams = v["channels"][0]["streams"].to_string();
+    assert!(streams.contains("video/x-h264: parsed"), "{v}");
+    b.wait_for(
+        &format!("{video}.currentTime >= {} && {video}.currentTime", t0 + 3.0),
+        Duration::from_secs(30),
+    );
+    b.wait_for(
+        &format!("{video}.webkitAudioDecodedByteCount > 0"),
+        Duration::from_secs(10),
+    );
+    b.screenshot("play-vod");
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    b.goto("about:blank");
+    wait_api(port, "the pipeline stopped", |v| {
+        v["pipelines_running"] == serde_json::json!(0)
+    });
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::serve_child::{free_port, ServeChild};
 
-/// The embedded configuration without SSDP, HTTP on `http_port`, and an on-demand relay of a
-/// port nothing listens on.
+/// The embedded configuration without SSDP, HTTP on `http_port`, DVB-CSS on "news", and an
+/// on-demand relay of a port nothing listens on.
 fn config(http_port: u16) -> String {
     let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
     let ssdp = text.find("[ssdp]").expect("[ssdp]");
@@ -22,10 +22,22 @@ fn config(http_port: u16) -> String {
         text[ssdp..].replacen("enabled = true", "enabled = false", 1)
     )
     .replacen("http_port = 8875", &format!("http_port = {http_port}"), 1)
-        + &format!(
-            "\n[[relay]]\nname = \"nowhere\"\nsource = \"rtsp://127.0.0.1:{}/ch/none\"\n",
-            free_port()
-        )
+    .replacen(
+        "# css = true",
+        &format!(
+            "[channel.css]\ncii_port = {}\nwc_port = {}",
+            free_port(),
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        ),
+        1,
+    ) + &format!(
+        "\n[[relay]]\nname = \"nowhere\"\nsource = \"rtsp://127.0.0.1:{}/ch/none\"\n",
+        free_port()
+    )
 }
 
 /// The value of the sample `name` (with its labels, as written) in `text`.
@@ -112,6 +124,17 @@ fn metrics_pass_promtool_and_follow_an_http_stream() {
     assert_eq!(
         sample(&idle, "dvb2ip_relay_starts_total{relay=\"nowhere\"}"),
         Some(0.0)
+    );
+    // The CSS channel's servers (not playing: none answered yet).
+    assert_eq!(
+        sample(&idle, "dvb2ip_css_wc_requests_total{channel=\"news\"}"),
+        Some(0.0),
+        "{idle}"
+    );
+    assert_eq!(
+        sample(&idle, "dvb2ip_css_companion_connections{channel=\"news\"}"),
+        Some(0.0),
+        "{idle}"
     );
 
     // An HTTP stream of the first channel of the list.

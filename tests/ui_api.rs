@@ -45,13 +45,24 @@ impl Answer {
 
 /// One request to `to` with `headers`, the whole answer read.
 fn req(to: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Answer {
+    req_body(to, method, path, headers, "")
+}
+
+/// [`req`] with a body.
+fn req_body(
+    to: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Answer {
     let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {to}\r\nConnection: close\r\n");
     for (k, v) in headers {
         text.push_str(&format!("{k}: {v}\r\n"));
     }
-    text.push_str("Content-Length: 0\r\n\r\n");
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     s.write_all(text.as_bytes()).unwrap();
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
@@ -398,6 +409,12 @@ fn actions_from_another_address_need_the_password() {
         );
         assert_eq!(req(to, "POST", "/api/scan/start", &[]).status, 401);
         assert_eq!(req(to, "POST", "/api/recordings", &[]).status, 401);
+        assert_eq!(req(to, "DELETE", "/api/recordings/1", &[]).status, 401);
+        // The lists of the page's other sections need nobody either.
+        for path in ["/api/vod", "/api/css", "/api/relays", "/api/recordings"] {
+            let a = req(to, "GET", path, &[]);
+            assert_eq!(a.status, 200, "{path}: {}", a.body);
+        }
         let good = format!("Basic {}", b64("admin:s3cret"));
         // Past the check: no such session.
         let a = req(
@@ -409,7 +426,324 @@ fn actions_from_another_address_need_the_password() {
         assert_eq!(a.status, 404, "{}", a.body);
         let a = req(to, "POST", "/api/scan/start", &[("Authorization", &good)]);
         assert_eq!(a.status, 503, "{}", a.body);
+        // Recordings follow the same rule (no longer loopback only): past the check, an
+        // empty body is a bad request, and no recording 7 runs.
+        let a = req(to, "POST", "/api/recordings", &[("Authorization", &good)]);
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(a.body.contains("expected JSON"), "{}", a.body);
+        let a = req(
+            to,
+            "DELETE",
+            "/api/recordings/7",
+            &[("Authorization", &good)],
+        );
+        assert_eq!(a.status, 404, "{}", a.body);
     });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A TS of `tenths` × 100 ms: a PCR on PID 256 every 100 ms, payload packets between.
+fn pcr_ts(tenths: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    for i in 0..=tenths {
+        let mut p = [0xFFu8; 188];
+        p[..4].copy_from_slice(&[0x47, 0x01, 0x00, 0x30]);
+        p[4] = 7;
+        p[5] = 0x10;
+        p[6..12].copy_from_slice(
+            &gstdvb2ip::proto::ts::Pcr {
+                base: 90_000 + i * 9_000,
+                extension: 0,
+            }
+            .encode(),
+        );
+        data.extend_from_slice(&p);
+        for _ in 0..20 {
+            data.extend_from_slice(&[0x47, 0x01, 0x01, 0x10]);
+            data.extend_from_slice(&[0u8; 184]);
+        }
+    }
+    data
+}
+
+/// The first live update of `/api/events`.
+fn first_snapshot(port: u16) -> serde_json::Value {
+    let mut ev = TcpStream::connect(lo(port)).unwrap();
+    ev.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(ev, "GET /api/events HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some(data) = text
+            .split("\ndata: ")
+            .nth(1)
+            .and_then(|d| d.split_once("\n\n"))
+            .map(|(d, _)| d)
+        {
+            return serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        }
+        let n = ev.read(&mut buf).expect("an event");
+        assert!(n > 0, "events closed: {text}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let a = req(lo(port), "GET", path, &[]);
+    assert_eq!(a.status, 200, "{path}: {}", a.body);
+    a.json()
+}
+
+/// The VOD library, relays, CSS channels and recordings in the API and the live updates;
+/// per-session bitrates of RTP (direct and interleaved) and HTTP sessions; the WC requests a
+/// CSS channel answered; the browser players of relays and files.
+#[test]
+fn library_relays_css_recordings_and_bitrates() {
+    let dir = common::temp_dir("ui-panels");
+    let root = dir.join("vod");
+    std::fs::create_dir_all(&root).unwrap();
+    let clip = pcr_ts(30);
+    std::fs::write(root.join("clip.ts"), &clip).unwrap();
+    let http = free_port();
+    let cii = free_port();
+    let wc = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = free_port();
+    let extra = format!(
+        "[vod]\nroots = [{:?}]\n\n[[relay]]\nname = \"up\"\nsource = \"http://127.0.0.1:{dead}/none\"\nstart_timeout = 1\n",
+        root.to_str().unwrap()
+    );
+    let text = config(http, "127.0.0.1", &extra).replacen(
+        "# css = true",
+        &format!("[channel.css]\ncii_port = {cii}\nwc_port = {wc}"),
+        1,
+    );
+    assert!(text.contains("[channel.css]"));
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, text).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    // The library: size, duration from the PCRs, its URLs.
+    let vod = get_json(http, "/api/vod");
+    assert_eq!(vod.as_array().map(Vec::len), Some(1), "{vod}");
+    let f = &vod[0];
+    assert_eq!(f["path"], "clip.ts", "{f}");
+    assert_eq!(f["size_bytes"], clip.len(), "{f}");
+    assert_eq!(f["duration_s"], 3.0, "{f}");
+    assert_eq!(f["url"], "/vod/clip.ts", "{f}");
+    assert_eq!(f["play_url"], "/play/vod~636c69702e7473", "{f}");
+    let page = req(lo(http), "GET", "/play/vod~636c69702e7473", &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("/play/vod~636c69702e7473.ts"),
+        "{}",
+        page.body
+    );
+    assert_eq!(req(lo(http), "GET", "/play/vod~2e2e2f78", &[]).status, 404);
+
+    // Relays: listed with their player; one whose upstream is down answers 503 with why.
+    let relays = get_json(http, "/api/relays");
+    assert_eq!(relays["relays"][0]["name"], "up", "{relays}");
+    let page = req(lo(http), "GET", "/play/relay~up", &[]);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let a = req(lo(http), "GET", "/play/relay~up.ts", &[]);
+    assert_eq!(a.status, 503, "{} {}", a.head, a.body);
+    assert!(a.body.contains("relay unavailable"), "{}", a.body);
+
+    // The live update carries them all.
+    let snap = first_snapshot(http);
+    assert!(
+        snap["taken_unix_ms"].as_u64() > Some(1_600_000_000_000),
+        "{snap}"
+    );
+    assert_eq!(snap["vod_files"], 1, "{snap}");
+    assert_eq!(snap["relays"][0]["name"], "up", "{snap}");
+    assert_eq!(snap["relays"][0]["play_url"], "/play/relay~up", "{snap}");
+    assert_eq!(snap["css"][0]["name"], "news", "{snap}");
+    assert!(snap["recordings"].is_array(), "{snap}");
+
+    // CSS: not playing yet; playing /ch/news starts its servers, which answer WC and announce
+    // the channel's contentId and timelines.
+    let css = get_json(http, "/api/css");
+    assert_eq!(css[0]["playing"], false, "{css}");
+    assert_eq!(css[0]["wc_url"], format!("udp://127.0.0.1:{wc}"), "{css}");
+    assert_eq!(
+        css[0]["cii_url"],
+        format!("ws://127.0.0.1:{cii}/cii"),
+        "{css}"
+    );
+    let news_rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let np = news_rtp.local_addr().unwrap().port();
+    let mut ch = Rtsp::connect(srv.rtsp_port);
+    let d = ch.req("DESCRIBE", "ch/news", &[("Accept", "application/sdp")]);
+    assert_eq!(d.status, 200, "{}", d.head);
+    let r = ch.req(
+        "SETUP",
+        "ch/news/stream=0",
+        &[(
+            "Transport",
+            &format!("RTP/AVP;unicast;client_port={np}-{}", np + 1),
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let nsid = r.session();
+    assert_eq!(ch.req("PLAY", "ch/news", &[("Session", &nsid)]).status, 200);
+    let css = wait_for("the CSS channel playing", Duration::from_secs(30), || {
+        let c = get_json(http, "/api/css");
+        (c[0]["playing"] == true
+            && c[0]["content_id"].is_string()
+            && c[0]["timelines"].as_array().is_some_and(|t| !t.is_empty()))
+        .then_some(c)
+    });
+    assert!(
+        css[0]["content_id"].as_str().unwrap().starts_with("dvb://"),
+        "{css}"
+    );
+    let wc_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    wc_sock
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let request = gstdvb2ip::proto::css::wc::WcMessage::request(1).encode();
+    wait_for("a CSS-WC reply", Duration::from_secs(10), || {
+        wc_sock.send_to(&request, ("127.0.0.1", wc)).unwrap();
+        let mut b = [0u8; 64];
+        wc_sock.recv(&mut b).ok().filter(|n| *n >= 32)
+    });
+    wait_for("the WC request counted", Duration::from_secs(10), || {
+        let c = get_json(http, "/api/css");
+        (c[0]["wc_requests_total"].as_u64() >= Some(1)).then_some(())
+    });
+    let m = req(lo(http), "GET", "/metrics", &[]).body;
+    let n: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("dvb2ip_css_wc_requests_total{channel=\"news\"} "))
+        .unwrap_or_else(|| panic!("the WC counter in {m}"))
+        .parse()
+        .unwrap();
+    assert!(n >= 1.0, "{m}");
+
+    // Bitrates: an RTSP/UDP session on the direct path, an RTSP/TCP one through the
+    // media's pipeline, an HTTP stream; each measured from the bytes it was sent.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = udp.local_addr().unwrap().port();
+    let mut c = Rtsp::connect(srv.rtsp_port);
+    let r = c.req(
+        "SETUP",
+        &format!("?{ONE}"),
+        &[(
+            "Transport",
+            &format!("RTP/AVP;unicast;client_port={p}-{}", p + 1),
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let sid = r.session();
+    let url = c.url(&format!("stream={}", r.stream_id()));
+    assert_eq!(
+        c.request("PLAY", &url, &[("Session", &sid)])
+            .unwrap()
+            .status,
+        200
+    );
+    let mut tcp = Rtsp::connect(srv.rtsp_port);
+    let r = tcp.req(
+        "SETUP",
+        &format!("?{NEWS}"),
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let tsid = r.session();
+    let turl = tcp.url(&format!("stream={}", r.stream_id()));
+    let play = tcp
+        .request_interleaved("PLAY", &turl, &[("Session", &tsid)])
+        .unwrap();
+    assert_eq!(play.status, 200);
+    // Read the interleaved data and the HTTP stream as clients do.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let st = stop.clone();
+    let tcp_reader = std::thread::spawn(move || {
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            if (*tcp).next_item().is_err() {
+                break;
+            }
+        }
+    });
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(hs, "GET /?{NEWS} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let st = stop.clone();
+    let mut hr = hs.try_clone().unwrap();
+    let http_reader = std::thread::spawn(move || {
+        let mut b = [0u8; 65536];
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            match hr.read(&mut b) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    });
+    for (what, want) in [
+        ("rtsp/udp", format!("rtsp-{sid}")),
+        ("rtsp/tcp", format!("rtsp-{tsid}")),
+        ("http", String::new()),
+    ] {
+        let s = wait_for(
+            &format!("a {what} session's bitrate"),
+            Duration::from_secs(15),
+            || {
+                session_where(http, |s| {
+                    s["protocol"] == what
+                        && (want.is_empty() || s["id"] == want.as_str())
+                        && s["bitrate_bps"].as_u64() > Some(100_000)
+                })
+            },
+        );
+        assert!(s["bytes_sent"].as_u64() > Some(10_000), "{s}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(hs);
+
+    // Recordings: started and stopped from the API; the file joins the library.
+    let json = [("Content-Type", "application/json")];
+    let a = req_body(
+        lo(http),
+        "POST",
+        "/api/recordings",
+        &json,
+        r#"{"channel": "one", "name": "ui-rec"}"#,
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    let id = a.json()["id"].as_u64().expect("an id");
+    let listed = get_json(http, "/api/recordings");
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id && r["state"] == "recording"),
+        "{listed}"
+    );
+    wait_for("bytes recorded", Duration::from_secs(15), || {
+        (get_json(http, &format!("/api/recordings/{id}"))["bytes"].as_u64() > Some(0)).then_some(())
+    });
+    let a = req(lo(http), "DELETE", &format!("/api/recordings/{id}"), &[]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    let vod = wait_for(
+        "the recording in the library",
+        Duration::from_secs(20),
+        || {
+            let v = get_json(http, "/api/vod");
+            (v.as_array().map(Vec::len) == Some(2)).then_some(v)
+        },
+    );
+    assert!(vod.to_string().contains("ui-rec"), "{vod}");
+    drop(c);
+    drop(ch);
+    let _ = tcp_reader.join();
+    let _ = http_reader.join();
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -398,11 +398,12 @@ fn serve_record_flag_records_until_shutdown() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Until the web UI brings administrators, the recording API answers loopback clients only: a
-/// client on another address (here the server's own veth address in a namespace the test
-/// creates) gets 403 and starts nothing, while the library stays readable.
+/// Starting and stopping recordings are the web UI's administrator actions (src/ui/auth.rs):
+/// a client on another address (here the server's own veth address in a namespace the test
+/// creates), with no administrator password configured, gets 403 and starts nothing, while
+/// the recordings and the library stay readable.
 #[test]
-fn recording_api_answers_loopback_only() {
+fn recording_actions_need_an_administrator_off_loopback() {
     let ns = common::netns::Netns::new("vodrec", "api");
     ns.ip(&["link", "add", "v0", "type", "veth", "peer", "name", "v1"]);
     ns.ip(&["addr", "add", "10.214.9.1/24", "dev", "v0"]);
@@ -421,7 +422,7 @@ fn recording_api_answers_loopback_only() {
         .enable_all()
         .build()
         .unwrap();
-    let router = dvb2ip::vod::http::router(&core, 554);
+    let router = dvb2ip::ui::guarded(dvb2ip::vod::http::router(&core, 554), &core);
     // The listener is made inside the namespace.
     let server = ns.enter(|| {
         dvb2ip::http::server::spawn(&rt, "10.214.9.1".parse().unwrap(), 0, router).expect("http")
@@ -444,18 +445,16 @@ fn recording_api_answers_loopback_only() {
             .expect("curl in the namespace");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    for (method, path) in [
-        ("GET", "/api/recordings"),
-        ("POST", "/api/recordings"),
-        ("GET", "/api/recordings/1"),
-        ("DELETE", "/api/recordings/1"),
-    ] {
+    for (method, path) in [("POST", "/api/recordings"), ("DELETE", "/api/recordings/1")] {
         let a = curl(method, path);
         assert!(
-            a.ends_with("\n403") && a.contains("loopback"),
+            a.ends_with("\n403") && a.contains("admin_password_hash"),
             "{method} {path}: {a}"
         );
     }
+    let a = curl("GET", "/api/recordings");
+    assert!(a.ends_with("[]\n200"), "{a}");
+    assert!(curl("GET", "/api/recordings/1").ends_with("\n404"));
     assert!(core.recordings.list().is_empty());
     assert_eq!(files(&root), vec!["a.ts".to_string()]);
     assert!(curl("GET", "/vod/").ends_with("\n200"));

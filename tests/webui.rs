@@ -1,5 +1,6 @@
 //! The web UI in a real browser (headless Chromium over WebDriver, tests/common/browser.rs):
-//! the page loads and goes live without console errors; an RTSP session a test starts shows up
+//! the page loads and goes live without console errors; the VOD library's files and the relays
+//! have their rows; an RTSP session a test starts shows up
 //! as a row with its channel and client address; its Disconnect button ends the session (the
 //! client's RTP stops and its session is gone: 454). Screenshots land in
 //! `target/<profile>/screenshots/webui-*.png`.
@@ -15,14 +16,17 @@ use common::serve_child::{free_port, ServeChild};
 
 const ONE: &str = "src=1&freq=474&msys=dvbt2&bw=8&plp=0&pids=0,16,17,18,20,256,257,258";
 
-/// The embedded configuration without SSDP, HTTP on `http_port`.
-fn config(http_port: u16) -> String {
+/// The embedded configuration without SSDP, HTTP on `http_port`, the VOD library at `vod`
+/// and a relay `up` (on demand, its upstream a port nothing listens on).
+fn config(http_port: u16, vod: &std::path::Path) -> String {
     let text = gstdvb2ip::tuners::config::DEFAULT_CONFIG;
     let ssdp = text.find("[ssdp]").expect("[ssdp]");
     format!(
-        "{}{}",
+        "{}{}\n[vod]\nroots = [{:?}]\n\n[[relay]]\nname = \"up\"\nsource = \"http://127.0.0.1:{}/none\"\n",
         &text[..ssdp],
-        text[ssdp..].replacen("enabled = true", "enabled = false", 1)
+        text[ssdp..].replacen("enabled = true", "enabled = false", 1),
+        vod.to_str().unwrap(),
+        free_port()
     )
     .replacen("http_port = 8875", &format!("http_port = {http_port}"), 1)
 }
@@ -32,7 +36,10 @@ fn sessions_appear_live_and_the_disconnect_button_ends_them() {
     let dir = common::temp_dir("webui");
     let http = free_port();
     let conf = dir.join("serve.toml");
-    std::fs::write(&conf, config(http)).unwrap();
+    let vod = dir.join("vod");
+    std::fs::create_dir_all(&vod).unwrap();
+    std::fs::write(vod.join("clip.ts"), [0x47u8; 188 * 10]).unwrap();
+    std::fs::write(&conf, config(http, &vod)).unwrap();
     let srv = ServeChild::start(&conf, &[]);
     let b = Browser::start();
     b.goto(&format!("http://127.0.0.1:{http}/"));
@@ -49,6 +56,24 @@ fn sessions_appear_live_and_the_disconnect_button_ends_them() {
     assert!(
         facts.as_str().is_some_and(|t| t.contains("DEVICE ID")),
         "{facts}"
+    );
+    // The library's file and the relay have their rows, with their Play buttons.
+    let file = b.wait_for(
+        "document.querySelector('tr.vod-file[data-path=\"clip.ts\"]') && \
+         document.querySelector('tr.vod-file[data-path=\"clip.ts\"]').textContent",
+        Duration::from_secs(10),
+    );
+    assert!(file.as_str().is_some_and(|t| t.contains("Play")), "{file}");
+    let relay = b.wait_for(
+        "document.querySelector('tr.relay[data-relay=\"up\"]') && \
+         document.querySelector('tr.relay[data-relay=\"up\"]').textContent",
+        Duration::from_secs(10),
+    );
+    assert!(
+        relay
+            .as_str()
+            .is_some_and(|t| t.contains("idle") && t.contains("Play")),
+        "{relay}"
     );
     b.screenshot("webui-idle");
 

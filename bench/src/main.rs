@@ -15,6 +15,8 @@
 //!   the four emulated muxes joining at 50/s, against dvb2ip and the baseline ([`headend`]).
 //! - `relay`: an edge relaying one multiplex to N RTSP readers against N readers of a local
 //!   tuner, and a relay's first reader cold and warm ([`relay`]).
+//! - `ui`: what the web UI's live updates and `/metrics` cost a server playing 200 RTP
+//!   sessions, and the page's update latency ([`ui`]).
 //! - `soak`: RTP, HTTP and CSS clients coming and going on one `dvb2ip serve` for a bounded
 //!   time, a frontend losing lock now and then ([`soak`]).
 
@@ -28,6 +30,7 @@ mod satip_rx;
 mod scan;
 mod soak;
 mod tuner;
+mod ui;
 mod vod;
 
 use std::process::ExitCode;
@@ -126,6 +129,9 @@ enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         rx_threads: usize,
     },
+    /// Web UI: extra server CPU of 10 UI clients and /metrics once a second over 200 RTP
+    /// sessions, and the page's update latency (src/ui; bench/src/ui.rs).
+    Ui(ui::Options),
     /// The baseline server of `satip` (run by the bench as a child process).
     #[command(hide = true)]
     SatipBaselineServer,
@@ -248,6 +254,7 @@ fn main() -> ExitCode {
                 ))
             }
         }),
+        BenchCommand::Ui(o) => ui::run(&o),
         BenchCommand::Headend {
             clients,
             seconds,

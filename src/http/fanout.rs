@@ -84,6 +84,8 @@ pub struct Writer {
     opener: Mutex<Option<std::thread::ThreadId>>,
     /// Signalled once the writer stopped.
     pub closed: tokio::sync::Notify,
+    /// Bytes the socket took (head and TS), for the session's bitrate.
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl Writer {
@@ -103,7 +105,13 @@ impl Writer {
             queue: Mutex::new(Queue::default()),
             opener: Mutex::new(None),
             closed: tokio::sync::Notify::new(),
+            sent: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// Bytes written to the client so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Opens the stream's source with `open` in this thread. The pool primes a new subscriber
@@ -205,6 +213,7 @@ impl Writer {
 
     fn consume(&self, q: &mut Queue, mut n: usize) {
         q.bytes -= n;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
         while n > 0 {
             let Some(first) = q.chunks.front() else {
                 return;

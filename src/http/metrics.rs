@@ -4,7 +4,7 @@
 //! `_total`. Labels are bounded: a frontend's pool index, a protocol, a scan outcome; never a
 //! client address. The figures are read when scraped, from the same core the status page and
 //! the API read: the tuner pool, the session count, the HTTP server's counters, the channel
-//! database and its scans, the relays, and the process itself (`/proc/self`, the standard `process_`
+//! database and its scans, the relays, the CSS channels' servers, and the process itself (`/proc/self`, the standard `process_`
 //! metrics).
 
 use std::fmt::Write;
@@ -470,6 +470,27 @@ pub fn render(core: &Core) -> String {
         for r in &relays {
             f.sample(&[("relay", &r.name)], get(r) as f64);
         }
+    }
+
+    // DVB-CSS: the configured CSS channels' servers (src/ui/css.rs).
+    let css = core.css.channels(&core.config);
+    let mut f = family(
+        &mut o,
+        "dvb2ip_css_wc_requests_total",
+        "counter",
+        "CSS-WC requests answered by the wall clock server of a CSS channel.",
+    );
+    for c in &css {
+        f.sample(&[("channel", &c.name)], c.wc_requests_total as f64);
+    }
+    let mut f = family(
+        &mut o,
+        "dvb2ip_css_companion_connections",
+        "gauge",
+        "CSS-CII and CSS-TS WebSocket sessions open on a CSS channel.",
+    );
+    for c in &css {
+        f.sample(&[("channel", &c.name)], f64::from(c.companion_connections));
     }
 
     // The process.

@@ -170,6 +170,7 @@ async fn stream(
     };
     if let Some(c) = &st.clients {
         let (alive, end) = (Arc::downgrade(&writer), Arc::downgrade(&writer));
+        let sent = Arc::downgrade(&writer);
         c.register(crate::clients::NewClient {
             key: None,
             protocol: crate::clients::Protocol::Http,
@@ -179,7 +180,7 @@ async fn stream(
             query: query.clone(),
             alive: Box::new(move || alive.upgrade().is_some_and(|w| w.closed_reason().is_none())),
             end: Box::new(move || end.upgrade().into_iter().for_each(|w| w.close())),
-            bytes: None,
+            bytes: Some(Box::new(move || sent.upgrade().map(|w| w.sent()))),
         });
     }
     *takeover.slot.lock().unwrap() = Some(Taken {

@@ -6,7 +6,9 @@
 //! shared by all its browser viewers. `GET /api/play` shows the running pipelines.
 //!
 //! Channels are the configuration's `[[channel]]`s and the channel database's services, by
-//! the name of their `/ch/<name>` RTSP mount. Browser streams count against
+//! the name of their `/ch/<name>` RTSP mount; relays play as `/play/relay~<name>` (a reader of
+//! the relay feeds the pipeline) and TS files of the VOD library as `/play/vod~<hex of the
+//! path>` (read at their own pace), through the same pipelines. Browser streams count against
 //! `[server] max_sessions` like HTTP streams.
 
 pub mod transcode;
@@ -99,14 +101,98 @@ pub fn find_channel(core: &Core, slug: &str) -> Option<ChannelInput> {
         title,
         source,
         program: crate::channels::channel_program(&query, &core.config.broadcast),
+        paced: false,
+        feed: None,
     })
+}
+
+/// Prefix of a relay's player name: `/play/relay~<name>`.
+pub const RELAY_PREFIX: &str = "relay~";
+/// Prefix of a VOD file's player name: `/play/vod~<hex of its path relative to its root>`
+/// (hex keeps `/` and a `.ts` ending out of the name).
+pub const VOD_PREFIX: &str = "vod~";
+
+/// The player name of the VOD file at `relative`.
+pub fn vod_slug(relative: &str) -> String {
+    let hex: String = relative.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{VOD_PREFIX}{hex}")
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+/// A launch-string value in double quotes.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A relay's reader pushing into the browser pipeline's `appsrc`.
+struct AppSrcOut(gst_app::AppSrc);
+
+impl crate::relay::source::Out for AppSrcOut {
+    fn push(&self, ts: &[u8]) -> bool {
+        self.0
+            .push_buffer(gst::Buffer::from_mut_slice(ts.to_vec()))
+            .is_ok()
+    }
+}
+
+/// What `/play/<name>` plays: a channel, a relay (`relay~<name>`) or a file of the VOD library
+/// (`vod~<hex path>`).
+pub fn find_input(core: &Core, name: &str) -> Option<ChannelInput> {
+    if let Some(relay) = name.strip_prefix(RELAY_PREFIX) {
+        let relay = core.relays.iter().find(|r| r.name() == relay)?.clone();
+        let title = format!("relay {}", relay.name());
+        let feed: transcode::Feed = Arc::new(move |src: &gst_app::AppSrc| {
+            let out: Arc<dyn crate::relay::source::Out> = Arc::new(AppSrcOut(src.clone()));
+            relay
+                .attach(out)
+                .map(|h| Box::new(h) as Box<dyn Send + Sync>)
+                .map_err(|u| format!("relay unavailable: {}", u.cause))
+        });
+        return Some(ChannelInput {
+            slug: name.to_string(),
+            title,
+            source: "appsrc name=input is-live=true do-timestamp=true format=time \
+                     max-bytes=8000000 caps=\"video/mpegts,systemstream=(boolean)true,packetsize=(int)188\""
+                .into(),
+            program: 0,
+            paced: false,
+            feed: Some(feed),
+        });
+    }
+    if let Some(hex) = name.strip_prefix(VOD_PREFIX) {
+        let relative = unhex(hex)?;
+        let encoded = crate::vod::path::encode_path(&relative);
+        let found = crate::vod::path::resolve(&core.config.vod.roots, &encoded).ok()?;
+        if crate::vod::library::content_type(&found.relative) != "video/mp2t" {
+            return None;
+        }
+        return Some(ChannelInput {
+            slug: name.to_string(),
+            title: found.relative.clone(),
+            source: format!("filesrc location={}", quoted(&found.file.to_string_lossy())),
+            program: 0,
+            paced: true,
+            feed: None,
+        });
+    }
+    find_channel(core, name)
 }
 
 fn not_found(slug: &str) -> Response {
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("no channel {slug:?}: not a [[channel]] of the configuration nor a service of the channel database\n"),
+        format!("no channel {slug:?}: not a [[channel]] of the configuration, a service of the channel database, a relay (relay~<name>) nor a TS file of the library (vod~<hex path>)\n"),
     )
         .into_response()
 }
@@ -127,7 +213,7 @@ async fn play(
     if let Some(slug) = name.strip_suffix(".ts") {
         return stream(core, slug, req).await;
     }
-    let Some(ch) = find_channel(&core, &name) else {
+    let Some(ch) = find_input(&core, &name) else {
         return not_found(&name);
     };
     // The stream's path goes into the script as a JSON string (no `<` that could end it).
@@ -171,7 +257,7 @@ fn unavailable(reason: &str) -> Response {
 }
 
 async fn stream(core: Arc<Core>, slug: &str, req: axum::extract::Request) -> Response {
-    let Some(ch) = find_channel(&core, slug) else {
+    let Some(ch) = find_input(&core, slug) else {
         return not_found(slug);
     };
     let head = [

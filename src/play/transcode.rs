@@ -23,15 +23,36 @@ use crate::streams::source::TsSink;
 /// How long a pipeline outlives its last viewer (a reload of the page finds it running).
 pub const LINGER: Duration = Duration::from_secs(3);
 
+/// Feeds a pipeline whose source is `appsrc name=input` (a relay): called once the pipeline is
+/// built; what it returns is kept while the pipeline runs (the relay's reader).
+pub type Feed = Arc<dyn Fn(&gst_app::AppSrc) -> Result<Box<dyn Send + Sync>, String> + Send + Sync>;
+
 /// What a channel's browser variant is built from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChannelInput {
     pub slug: String,
     pub title: String,
-    /// `dvbtunersrc …` launch fragment of the channel.
+    /// `dvbtunersrc …` launch fragment of the channel (or `filesrc …` of a file, `appsrc
+    /// name=input …` of a relay).
     pub source: String,
     /// The program to demux (0: the first one).
     pub program: u16,
+    /// The source is not live (a file): the output is paced to its timestamps.
+    pub paced: bool,
+    /// Pushes the TS into `appsrc name=input` (a relay's reader).
+    pub feed: Option<Feed>,
+}
+
+impl std::fmt::Debug for ChannelInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelInput")
+            .field("slug", &self.slug)
+            .field("source", &self.source)
+            .field("program", &self.program)
+            .field("paced", &self.paced)
+            .field("feed", &self.feed.is_some())
+            .finish()
+    }
 }
 
 /// The browser variants running for one server (owned by its core).
@@ -92,6 +113,8 @@ pub struct Transcoder {
     stopped: std::sync::atomic::AtomicBool,
     /// Its PTS related to the broadcast's (the companion page's mapping, src/companion).
     media: Arc<crate::companion::media::MediaMap>,
+    /// What the input's feed keeps while the pipeline runs (a relay's reader).
+    fed: Mutex<Option<Box<dyn Send + Sync>>>,
 }
 
 /// A browser viewer of a channel: dropping it leaves (the last one stops the pipeline after
@@ -260,8 +283,8 @@ impl Transcoder {
         };
         let launch = format!(
             "{} ! tsdemux name=demux program-number={program} \
-             mpegtsmux name=mux ! appsink name=out sync=false max-buffers=500 drop=true",
-            input.source
+             mpegtsmux name=mux ! appsink name=out sync={} max-buffers=500 drop=true",
+            input.source, input.paced
         );
         let pipeline = gst::parse::launch(&launch)
             .map_err(|e| format!("cannot build the browser pipeline: {e}"))?
@@ -279,6 +302,7 @@ impl Transcoder {
             bytes_out: AtomicU64::new(0),
             stopped: Default::default(),
             media: crate::companion::media::MediaMap::attach(&pipeline),
+            fed: Mutex::default(),
         });
         let demux = pipeline.by_name("demux").expect("named in the launch");
         let mux = pipeline.by_name("mux").expect("named in the launch");
@@ -341,12 +365,17 @@ impl Transcoder {
             .bus()
             .expect("a pipeline has a bus")
             .set_sync_handler(move |_, msg| {
-                if let gst::MessageView::Error(e) = msg.view() {
-                    let reason = format!(
+                let reason = match msg.view() {
+                    gst::MessageView::Error(e) => Some(format!(
                         "{}: {}",
                         msg.src().map(|s| s.name().to_string()).unwrap_or_default(),
                         e.error()
-                    );
+                    )),
+                    // A file played to its end.
+                    gst::MessageView::Eos(_) => Some("end of stream".to_string()),
+                    _ => None,
+                };
+                if let Some(reason) = reason {
                     if let Some(tc) = weak_tc.upgrade() {
                         if !tc.stopped.load(Ordering::Relaxed) {
                             eprintln!("dvb2ip: play {}: pipeline failed: {reason}", tc.slug);
@@ -372,6 +401,13 @@ impl Transcoder {
                 }
                 gst::BusSyncReply::Drop
             });
+        if let Some(feed) = &input.feed {
+            let src = pipeline
+                .by_name("input")
+                .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+                .ok_or("the browser pipeline has no appsrc named input")?;
+            *tc.fed.lock().unwrap() = Some(feed(&src)?);
+        }
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(format!("cannot start the browser pipeline: {e}"));
@@ -528,6 +564,7 @@ impl Transcoder {
             return;
         }
         let _ = self.pipeline.set_state(gst::State::Null);
+        drop(self.fed.lock().unwrap().take());
         let max = self.latency.lock().unwrap().max;
         eprintln!(
             "dvb2ip: play {}: browser pipeline stopped after {:.1} s (largest latency {})",

@@ -56,6 +56,9 @@ pub struct Packer {
     packets: u32,
     octets: u32,
     last_rtcp: Instant,
+    /// Bytes of RTP (headers and payloads) handed to the network or to `pay0`, for the
+    /// session's bitrate (src/clients.rs).
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Reads a stream's status string.
@@ -84,6 +87,11 @@ impl Packer {
 
     pub fn ssrc(&self) -> u32 {
         self.ssrc
+    }
+
+    /// The count of RTP bytes this packer sent (shared, read without the packer's lock).
+    pub fn sent_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.sent.clone()
     }
 
     /// At PLAY: sends the tuner data kept since SETUP at once, the remainder as a partly
@@ -176,6 +184,7 @@ impl Packer {
             packets: 0,
             octets: 0,
             last_rtcp: now,
+            sent: Arc::default(),
         }
     }
 
@@ -196,6 +205,8 @@ impl Packer {
     /// Sends packets (headers with their payloads, in order) on the stream's current path.
     /// Called with the packer locked, so sequence numbers leave in order.
     fn send(&self, headers: &[[u8; RTP_HEADER_LEN]], payloads: &[&[u8]]) {
+        let n: usize = payloads.iter().map(|p| RTP_HEADER_LEN + p.len()).sum();
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
         if let Some(d) = &self.direct {
             d.send_rtp(headers, payloads);
         } else if let Some(appsrc) = self.appsrc.upgrade() {

@@ -989,6 +989,9 @@ mod imp {
             };
             let (alive_pool, end_pool) = (pool.downgrade(), pool.downgrade());
             let (alive_id, end_id) = (id.clone(), id.clone());
+            // Found on first reading (a direct stream is attached after this SETUP's answer).
+            let (bytes_pool, bytes_id) = (pool.downgrade(), id.clone());
+            let sent = std::sync::OnceLock::<Arc<std::sync::atomic::AtomicU64>>::new();
             self.core().clients.register(crate::clients::NewClient {
                 key: Some(id),
                 protocol: crate::clients::Protocol::of_transport(
@@ -1010,7 +1013,18 @@ mod imp {
                         end_session(&p, &end_id);
                     }
                 }),
-                bytes: None,
+                bytes: Some(Box::new(move || {
+                    if sent.get().is_none() {
+                        let found = bytes_pool
+                            .upgrade()
+                            .and_then(|p| p.find(&bytes_id))
+                            .and_then(|s| crate::rtsp::factory::sent_counter(&s));
+                        if let Some(c) = found {
+                            let _ = sent.set(c);
+                        }
+                    }
+                    sent.get().map(|c| c.load(Ordering::Relaxed))
+                })),
             });
         }
 

@@ -146,6 +146,11 @@ impl SatipStream {
         self.packer.lock().unwrap().ssrc()
     }
 
+    /// The count of RTP bytes sent to the client (see [`Packer::sent_counter`]).
+    pub fn sent_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.packer.lock().unwrap().sent_counter()
+    }
+
     /// Attaches `stream` to a session media: it lives as long as that does.
     pub fn attach(stream: Arc<SatipStream>, sm: &gst_rtsp_server::RTSPSessionMedia) {
         // SAFETY: the key is only ever used with an `Arc<SatipStream>`.

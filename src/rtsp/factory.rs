@@ -193,6 +193,23 @@ fn packer_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Packer>>> {
         .and_then(|pay| pay::packer_of(&pay))
 }
 
+/// The RTP byte count of a session's stream (its direct stream's packer, else its media's),
+/// for the session's bitrate in the web UI; `None` while a direct stream is not attached yet.
+pub fn sent_counter(
+    session: &gst_rtsp_server::RTSPSession,
+) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+    // A unicast RTP/UDP stream: its own packer, once attached (the shared media's `pay0`
+    // carries nothing).
+    if let (Some(sm), _) = session.media(super::direct::UNICAST_MOUNT) {
+        return super::direct::SatipStream::of_session_media(&sm).map(|s| s.sent_counter());
+    }
+    session
+        .filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Ref))
+        .iter()
+        .find_map(|sm| sm.media().and_then(|m| packer_of(&m)))
+        .map(|p| p.lock().unwrap().sent_counter())
+}
+
 /// The media's `satipmapsrc` (named `satip` in the bin [`SatipFactory`] builds).
 fn satip_of(media: &gst_rtsp_server::RTSPMedia) -> Option<gstdvb2ip::satipmapsrc::SatIpMapSrc> {
     media

@@ -4,13 +4,17 @@
 //!   ID, frontends, channels with their `rtsp://` URLs), which loads `/ui/app.css` and
 //!   `/ui/app.js` ([`web`], embedded in the binary). The script renders the live sections from
 //!   `GET /api/events`, server-sent events carrying one [`Snapshot`] a second.
-//! * `GET /api/status`, `/api/tuners`, `/api/sessions`, `/api/lineup`: JSON with units in the
-//!   field names; `DELETE /api/sessions/<id>` ends a session ([`crate::clients`]).
+//! * `GET /api/status`, `/api/tuners`, `/api/sessions`, `/api/lineup`, `/api/vod`
+//!   ([`panels`]), `/api/css` ([`css`]): JSON with units in the field names;
+//!   `DELETE /api/sessions/<id>` ends a session ([`crate::clients`]). Relays, scans and
+//!   recordings have their API in their own modules; the live updates carry them too.
 //! * Actions (every POST/PUT/PATCH/DELETE under `/api/`, other modules' too) pass
 //!   [`auth::guard`] first: an administrator, and no cross-site request.
 
 pub mod auth;
 pub mod config;
+pub mod css;
+pub mod panels;
 pub mod web;
 
 use std::sync::{Arc, Mutex};
@@ -239,10 +243,28 @@ pub struct Status {
 /// What one live update carries (`GET /api/events`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
+    /// When the snapshot was taken, milliseconds since 1970 (UTC): the page's update latency
+    /// is its arrival time minus this.
+    pub taken_unix_ms: u64,
     pub status: Status,
     pub tuners: Vec<Tuner>,
     pub sessions: Vec<crate::clients::SessionInfo>,
     pub scan: serde_json::Value,
+    /// As `GET /api/relays` lists them, with `play_url`.
+    pub relays: Vec<panels::UiRelay>,
+    /// As `GET /api/recordings` lists them.
+    pub recordings: Vec<crate::vod::record::RecordingInfo>,
+    /// As `GET /api/css` lists them.
+    pub css: Vec<css::CssChannel>,
+    /// Files in the VOD library (the page reloads `GET /api/vod` when this changes).
+    pub vod_files: usize,
+}
+
+/// Milliseconds since 1970 now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The UI routes' state.
@@ -254,6 +276,10 @@ pub struct Ui {
     started: Instant,
     /// (when, CPU seconds) of the last reading, for `cpu_percent`.
     cpu: Arc<Mutex<Option<(Instant, f64)>>>,
+    /// The VOD library's listing (cached).
+    library: Arc<panels::Library>,
+    /// Recordings running at the last snapshot (one ending adds a file to the library).
+    recording: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// (CPU seconds, resident bytes, threads) of this process from `/proc/self/stat`.
@@ -334,9 +360,20 @@ impl Ui {
     /// Everything a live update shows (reads the pool and the RTSP session pool: call off
     /// the async workers).
     fn snapshot(&self, http_local: Option<std::net::SocketAddr>) -> Snapshot {
+        let taken_unix_ms = unix_ms();
         let tuners = tuners(&self.core.pool);
         let scans = &self.core.scans;
+        let recordings = self.core.recordings.list();
+        let running = recordings.iter().filter(|r| r.state == "recording").count();
+        if self
+            .recording
+            .swap(running, std::sync::atomic::Ordering::Relaxed)
+            > running
+        {
+            self.library.invalidate();
+        }
         Snapshot {
+            taken_unix_ms,
             status: self.status(http_local, &tuners),
             sessions: self.core.clients.list(),
             scan: serde_json::json!({
@@ -345,6 +382,10 @@ impl Ui {
                 "progress": scans.progress(),
             }),
             tuners,
+            relays: panels::relays(&self.core.relays),
+            recordings,
+            css: self.core.css.channels(&self.core.config),
+            vod_files: self.library.list(&self.core.config.vod.roots).len(),
         }
     }
 }
@@ -362,6 +403,8 @@ pub fn router(
         device_id,
         started: Instant::now(),
         cpu: Arc::default(),
+        library: Arc::default(),
+        recording: Arc::default(),
     };
     Router::new()
         .route("/api/status", get(status))
@@ -369,6 +412,8 @@ pub fn router(
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{id}", get(session).delete(disconnect))
         .route("/api/lineup", get(get_lineup))
+        .route("/api/vod", get(vod))
+        .route("/api/css", get(get_css))
         .route("/api/events", get(events))
         .with_state(ui)
         .merge(web::router())
@@ -451,6 +496,20 @@ async fn disconnect(State(ui): State<Ui>, Path(id): Path<String>) -> Response {
 
 async fn get_lineup(State(ui): State<Ui>) -> Response {
     match off_thread(move || lineup(&ui.core.config, &ui.core.scans)).await {
+        Ok(l) => Json(l).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn vod(State(ui): State<Ui>) -> Response {
+    match off_thread(move || ui.library.list(&ui.core.config.vod.roots)).await {
+        Ok(l) => Json(&*l).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn get_css(State(ui): State<Ui>) -> Response {
+    match off_thread(move || ui.core.css.channels(&ui.core.config)).await {
         Ok(l) => Json(l).into_response(),
         Err(r) => r,
     }

@@ -59,6 +59,15 @@ pub const LIVE_SECTIONS: &str = "<section id=\"server\"><h2>Server</h2>\
 pub const LATER_SECTIONS: &str = "<section id=\"live-channels\" hidden><h2>Channel list</h2>\
 <div class=\"scroll\"><table><thead><tr><th>No.</th><th>Name</th><th>Provider</th><th>Type</th>\
 <th></th></tr></thead><tbody id=\"lineup-body\"></tbody></table></div></section>\n\
-<section id=\"vod\"><h2>Library</h2><p><a href=\"/vod/\">Files on demand (/vod/)</a></p></section>\n\
-<section id=\"relays\"><h2>Relays and CSS</h2><p class=\"muted\">This server's core reports no relays, \
-publishers or DVB-CSS companions yet.</p></section>\n";
+<section id=\"recordings\"><h2>Recordings</h2><div class=\"scroll\"><table>\
+<thead><tr><th>File</th><th>Channel</th><th>State</th><th>Recorded</th><th>Size</th><th></th></tr>\
+</thead><tbody id=\"recordings-body\"></tbody></table></div></section>\n\
+<section id=\"vod\"><h2>Library</h2><p><a href=\"/vod/\">Files on demand (/vod/)</a></p>\
+<div class=\"scroll\"><table><thead><tr><th>File</th><th>Size</th><th>Duration</th><th></th></tr>\
+</thead><tbody id=\"vod-body\"></tbody></table></div></section>\n\
+<section id=\"relays\"><h2>Relays</h2><div class=\"scroll\"><table><thead><tr><th>Name</th>\
+<th>Source</th><th>State</th><th>Readers</th><th>In</th><th>Out</th><th>Starts</th><th>Failures</th>\
+<th></th></tr></thead><tbody id=\"relays-body\"></tbody></table></div></section>\n\
+<section id=\"css\"><h2>DVB-CSS</h2><div class=\"scroll\"><table><thead><tr><th>Channel</th>\
+<th>contentId</th><th>Timelines</th><th>Companions</th><th>WC requests</th><th>Endpoints</th></tr>\
+</thead><tbody id=\"css-body\"></tbody></table></div></section>\n";

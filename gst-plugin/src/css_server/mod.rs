@@ -471,6 +471,11 @@ impl Shared {
         }
     }
 
+    /// CSS-CII and CSS-TS WebSocket sessions open now.
+    pub fn connections(&self) -> usize {
+        self.state.receiver_count()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> ServerStats {
         let c = &self.counters;

@@ -153,6 +153,8 @@ pub struct DvbCssSink {
     servers: Mutex<Option<Servers>>,
     /// The thread presenting anchors at their time (for `post-messages`), once needed.
     presenter: Mutex<Option<Presenter>>,
+    /// Counters of the servers of earlier runs (start → stop), for the `stats` totals.
+    finished: Mutex<crate::css_server::ServerStats>,
 }
 
 /// GStreamer's system clock as the CSS wall clock.
@@ -509,6 +511,39 @@ fn present_event(svc: &ServiceIdentity) -> Option<DvbEvent> {
 }
 
 impl DvbCssSink {
+    /// The `stats` property's structure.
+    fn stats(&self) -> gst::Structure {
+        let f = *self.finished.lock().unwrap();
+        let (content_id, timelines, connections, now) = match self.state.lock().unwrap().as_ref() {
+            Some(st) => {
+                let state = st.shared.state();
+                (
+                    state.cii.content_id.clone().unwrap_or_default(),
+                    state
+                        .timelines
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    st.shared.connections(),
+                    st.shared.stats(),
+                )
+            }
+            None => (String::new(), String::new(), 0, Default::default()),
+        };
+        gst::Structure::builder("dvb-css-stats")
+            .field("content-id", content_id)
+            .field("timelines", timelines)
+            .field(
+                "connections",
+                u32::try_from(connections).unwrap_or(u32::MAX),
+            )
+            .field("wc-requests", f.wc_requests + now.wc_requests)
+            .field("cii-sessions", f.cii_sessions + now.cii_sessions)
+            .field("ts-sessions", f.ts_sessions + now.ts_sessions)
+            .build()
+    }
+
     /// Posts a `dvb-css-presented` message stamped with the wall clock of this moment.
     fn post_presented(&self, mut s: gst::Structure) {
         s.set("wall-clock", system_clock().time().nseconds());
@@ -689,6 +724,7 @@ impl ObjectSubclass for DvbCssSink {
             state: Mutex::new(None),
             servers: Mutex::new(None),
             presenter: Mutex::new(None),
+            finished: Mutex::new(Default::default()),
         }
     }
 }
@@ -838,6 +874,20 @@ impl ObjectImpl for DvbCssSink {
                     .default_value(DEFAULT_POST_MESSAGES)
                     .mutable_playing()
                     .build(),
+                /**
+                 * GstDvbCssSink:stats:
+                 *
+                 * What the servers do (a `dvb-css-stats` structure): `content-id` (CII
+                 * contentId now, "" when none), `timelines` (selectors served, comma-separated),
+                 * `connections` (CSS-CII and CSS-TS sessions open now), and the totals since
+                 * the element was made: `wc-requests` (CSS-WC requests answered),
+                 * `cii-sessions`, `ts-sessions`.
+                 */
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("The servers' state and counters: content-id, timelines, connections, wc-requests, cii-sessions, ts-sessions")
+                    .read_only()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -947,6 +997,10 @@ impl ObjectImpl for DvbCssSink {
             "program-number" => s.program_number.to_value(),
             "correlation-tolerance" => s.tolerance_us.to_value(),
             "post-messages" => s.post_messages.to_value(),
+            "stats" => {
+                drop(s);
+                self.stats().to_value()
+            }
             _ => unimplemented!(),
         }
     }
@@ -1092,6 +1146,13 @@ impl BaseSinkImpl for DvbCssSink {
             p.stop();
         }
         let st = self.state.lock().unwrap().take();
+        if let Some(st) = &st {
+            let now = st.shared.stats();
+            let mut f = self.finished.lock().unwrap();
+            f.wc_requests += now.wc_requests;
+            f.cii_sessions += now.cii_sessions;
+            f.ts_sessions += now.ts_sessions;
+        }
         drop(st);
         let servers = self.servers.lock().unwrap().take();
         if let Some(Servers { stops, tasks }) = servers {

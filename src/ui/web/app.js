@@ -193,6 +193,100 @@
     $("live-channels").hidden = false;
   }
 
+  function empty(body, cols, text) {
+    const tr = row([text]);
+    tr.firstChild.colSpan = cols;
+    tr.firstChild.className = "muted";
+    body.appendChild(tr);
+  }
+
+  function seconds(s) {
+    if (s === null || s === undefined) return "-";
+    return duration(Math.round(s));
+  }
+
+  function renderRecordings(recs) {
+    const body = $("recordings-body");
+    if (!body) return;
+    body.replaceChildren();
+    if (!recs.length) empty(body, 6, "no recordings (use Record in the channel list)");
+    for (const r of recs) {
+      let action = "";
+      if (r.state === "recording") {
+        action = el("button", "Stop", "danger");
+        action.addEventListener("click", () => { action.disabled = true; act("DELETE", "/api/recordings/" + r.id); });
+      } else if (r.state === "done") {
+        action = el("a", "Download", "button");
+        action.href = r.url;
+      }
+      const tr = row([r.file, r.channel || r.query, r.state + (r.error ? ": " + r.error : ""),
+        seconds(r.elapsed_s), bytes(r.bytes), action]);
+      tr.dataset.recording = String(r.id);
+      tr.className = "recording";
+      body.appendChild(tr);
+    }
+  }
+
+  async function loadVod() {
+    const body = $("vod-body");
+    if (!body) return;
+    let list;
+    try { list = await (await fetch("/api/vod")).json(); } catch (e) { return; }
+    body.replaceChildren();
+    if (!list.length) empty(body, 4, "no files (set [vod] roots)");
+    for (const f of list) {
+      const open = el("a", "Open", "button");
+      open.href = f.url;
+      const buttons = el("span");
+      buttons.append(open);
+      if (f.play_url) {
+        const play = el("a", "Play", "button");
+        play.href = f.play_url;
+        buttons.append(" ", play);
+      }
+      const tr = row([f.path, bytes(f.size_bytes), seconds(f.duration_s), buttons]);
+      tr.dataset.path = f.path;
+      tr.className = "vod-file";
+      body.appendChild(tr);
+    }
+  }
+  let vodFiles = -1;
+
+  function renderRelays(relays) {
+    const body = $("relays-body");
+    if (!body) return;
+    body.replaceChildren();
+    if (!relays.length) empty(body, 9, "no relays (add [[relay]] sections)");
+    for (const r of relays) {
+      const buttons = el("span");
+      if (r.play_url) {
+        const play = el("a", "Play", "button");
+        play.href = r.play_url;
+        buttons.append(play);
+      }
+      const tr = row([r.name, r.source, r.state + (r.last_error ? ": " + r.last_error : ""), r.readers,
+        bytes(r.bytes_in), bytes(r.bytes_out), r.starts, r.failures, buttons]);
+      tr.dataset.relay = r.name;
+      tr.className = "relay";
+      body.appendChild(tr);
+    }
+  }
+
+  function renderCss(chans) {
+    const body = $("css-body");
+    if (!body) return;
+    body.replaceChildren();
+    if (!chans.length) empty(body, 6, "no CSS channels (set css = true on a [[channel]])");
+    for (const c of chans) {
+      const tr = row([c.name + (c.playing ? "" : " (not playing)"), c.content_id || "-",
+        c.timelines.length ? c.timelines.join(", ") : "-", c.companion_connections, c.wc_requests_total,
+        c.cii_url + "  " + c.wc_url]);
+      tr.dataset.css = c.name;
+      tr.className = "css-channel";
+      body.appendChild(tr);
+    }
+  }
+
   function connect() {
     const conn = $("conn");
     const es = new EventSource("/api/events");
@@ -202,6 +296,12 @@
       renderTuners(snap.tuners);
       renderSessions(snap.sessions);
       renderScan(snap.scan);
+      renderRecordings(snap.recordings || []);
+      renderRelays(snap.relays || []);
+      renderCss(snap.css || []);
+      if (snap.vod_files !== vodFiles) { vodFiles = snap.vod_files; loadVod(); }
+      // The update's latency: when the server took it → now (for people and the benchmark).
+      document.body.dataset.latencyMs = String(Date.now() - snap.taken_unix_ms);
       if (conn) { conn.textContent = "live"; conn.className = "live"; }
       document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
     });
