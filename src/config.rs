@@ -300,6 +300,10 @@ struct LauncherPart {
     #[serde(default)]
     relay: Vec<crate::relay::config::RelaySection>,
     #[serde(default)]
+    publish: Vec<crate::publish::config::PublishSection>,
+    #[serde(default)]
+    push: Vec<crate::publish::config::PushSection>,
+    #[serde(default)]
     ui: crate::ui::config::UiSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
@@ -327,6 +331,9 @@ pub struct Config {
     pub http: crate::http::limits::HttpSection,
     /// `[[relay]]`: streams of other servers relayed on demand (src/relay/config.rs).
     pub relay: Vec<crate::relay::config::RelaySection>,
+    /// `[[publish]]` mounts and `[[push]]`es (src/publish/config.rs).
+    pub publish: Vec<crate::publish::config::PublishSection>,
+    pub push: Vec<crate::publish::config::PushSection>,
     /// `[ui]`: the web UI's administrator (src/ui/config.rs).
     pub ui: crate::ui::config::UiSection,
     pub broadcast: BroadcastConfig,
@@ -438,6 +445,15 @@ impl Config {
                 message,
             });
         }
+        if let Err((line, message)) =
+            crate::publish::config::check_all(&part.publish, &part.push, text)
+        {
+            return Err(ConfigError {
+                file: file.into(),
+                line,
+                message,
+            });
+        }
         if let Err(message) = part.ui.check() {
             let line = crate::ui::config::UiSection::line_of(text);
             return Err(ConfigError {
@@ -455,6 +471,8 @@ impl Config {
             scan: part.scan,
             http: part.http,
             relay: part.relay,
+            publish: part.publish,
+            push: part.push,
             ui: part.ui,
             broadcast,
         })
