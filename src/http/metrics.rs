@@ -437,7 +437,10 @@ pub fn render(core: &Core) -> String {
         "1 while a publisher holds the mount, 0 when it is idle.",
     );
     for m in &mounts {
-        f.sample(&[("mount", &m.name)], f64::from(u8::from(m.publisher.is_some())));
+        f.sample(
+            &[("mount", &m.name)],
+            f64::from(u8::from(m.publisher.is_some())),
+        );
     }
     let mut f = family(
         &mut o,

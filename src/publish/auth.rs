@@ -194,8 +194,12 @@ impl Authenticator {
                 .map(String::as_str)
                 .ok_or_else(|| Refusal::BadRequest(format!("Digest credentials without {k}")))
         };
-        let (name, nonce, uri, response) =
-            (get("username")?, get("nonce")?, get("uri")?, get("response")?);
+        let (name, nonce, uri, response) = (
+            get("username")?,
+            get("nonce")?,
+            get("uri")?,
+            get("response")?,
+        );
         if p.get("realm").is_some_and(|r| r != REALM) {
             return Err(Refusal::Unauthorized {
                 stale: false,
@@ -240,7 +244,10 @@ impl Authenticator {
             }
             None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
-        if !constant_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes()) {
+        if !constant_eq(
+            expected.as_bytes(),
+            response.to_ascii_lowercase().as_bytes(),
+        ) {
             return Err(wrong());
         }
         match self.nonce_state(nonce) {
@@ -317,7 +324,10 @@ mod tests {
     #[test]
     fn the_digest_example_of_the_spec() {
         // Spec digest §6.2: alice / dvb2ip / secret.
-        assert_eq!(digest_ha1("alice", "secret"), "53ed74b6481a7a8645bcacc010ce5554");
+        assert_eq!(
+            digest_ha1("alice", "secret"),
+            "53ed74b6481a7a8645bcacc010ce5554"
+        );
         let a = Authenticator::default();
         let nonce = "3f2a9c1e7b4d8a60";
         a.nonces
@@ -361,19 +371,35 @@ mod tests {
         let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:abc:auth:{ha2}"));
         let h = format!("Digest username=\"alice\", realm=\"dvb2ip\", nonce=\"{nonce}\", uri=\"rtsp://h/live/x\", response=\"{resp}\", qop=\"auth\", nc=00000001, cnonce=\"abc\"");
         let mut users = vec![alice()];
-        assert_eq!(a.check(&users, "RECORD", Some(&h), None), Ok("alice".into()));
+        assert_eq!(
+            a.check(&users, "RECORD", Some(&h), None),
+            Ok("alice".into())
+        );
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("alice:secret")
         );
-        assert_eq!(a.check(&users, "ANNOUNCE", Some(&basic), None), Ok("alice".into()));
+        assert_eq!(
+            a.check(&users, "ANNOUNCE", Some(&basic), None),
+            Ok("alice".into())
+        );
         users[0].from = vec!["10.0.0.0/8".into()];
         assert!(matches!(
-            a.check(&users, "ANNOUNCE", Some(&basic), Some("127.0.0.1".parse().unwrap())),
+            a.check(
+                &users,
+                "ANNOUNCE",
+                Some(&basic),
+                Some("127.0.0.1".parse().unwrap())
+            ),
             Err(Refusal::Forbidden(_))
         ));
         assert!(a
-            .check(&users, "ANNOUNCE", Some(&basic), Some("10.1.2.3".parse().unwrap()))
+            .check(
+                &users,
+                "ANNOUNCE",
+                Some(&basic),
+                Some("10.1.2.3".parse().unwrap())
+            )
             .is_ok());
         // PBKDF2 hashes take Basic only.
         let hashed = User {
@@ -387,7 +413,12 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("bob:pw")
         );
         assert_eq!(
-            a.check(std::slice::from_ref(&hashed), "ANNOUNCE", Some(&basic), None),
+            a.check(
+                std::slice::from_ref(&hashed),
+                "ANNOUNCE",
+                Some(&basic),
+                None
+            ),
             Ok("bob".into())
         );
         let ch = a.challenges(&[hashed], false);

@@ -114,7 +114,9 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(a), IpAddr::V4(b)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(a) & mask == u32::from(b) & mask
             }
             (IpAddr::V6(a), IpAddr::V6(b)) => {
@@ -131,7 +133,10 @@ impl Cidr {
 impl User {
     /// The parsed `from` ranges.
     pub fn ranges(&self) -> Vec<Cidr> {
-        self.from.iter().filter_map(|s| Cidr::parse(s).ok()).collect()
+        self.from
+            .iter()
+            .filter_map(|s| Cidr::parse(s).ok())
+            .collect()
     }
 
     fn check(&self, what: &str) -> Result<(), (&'static str, String)> {
@@ -176,8 +181,7 @@ impl User {
 
 fn valid_name(n: &str) -> bool {
     !n.is_empty()
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
@@ -354,7 +358,9 @@ fn line_of(text: &str, header: &str, index: usize, key: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<(Vec<PublishSection>, Vec<PushSection>), (Option<usize>, String)> {
+    fn parse(
+        text: &str,
+    ) -> Result<(Vec<PublishSection>, Vec<PushSection>), (Option<usize>, String)> {
         #[derive(Deserialize)]
         struct T {
             #[serde(default)]
@@ -394,7 +400,9 @@ mod tests {
         assert!(c.contains("192.0.2.77".parse().unwrap()));
         assert!(!c.contains("192.0.3.1".parse().unwrap()));
         assert!(c.contains("::ffff:192.0.2.1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
     }
 }

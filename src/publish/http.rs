@@ -80,7 +80,10 @@ async fn stream(
 ) -> Response {
     let path = format!("{}{path}", super::config::LIVE_PREFIX);
     let Some(mount) = api.publishers.by_path(&path).cloned() else {
-        return plain(StatusCode::NOT_FOUND, format!("no publish mount at {path}\n"));
+        return plain(
+            StatusCode::NOT_FOUND,
+            format!("no publish mount at {path}\n"),
+        );
     };
     let users = &mount.config.reader;
     if !users.is_empty() {
@@ -102,7 +105,9 @@ async fn stream(
                 }
                 return r;
             }
-            Err(Refusal::Forbidden(why)) => return plain(StatusCode::FORBIDDEN, format!("{why}\n")),
+            Err(Refusal::Forbidden(why)) => {
+                return plain(StatusCode::FORBIDDEN, format!("{why}\n"))
+            }
             Err(Refusal::BadRequest(why)) => {
                 return plain(StatusCode::BAD_REQUEST, format!("{why}\n"))
             }

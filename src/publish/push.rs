@@ -109,7 +109,11 @@ impl Push {
         )
     }
 
-    fn start_pipeline(self: &Arc<Self>, local: &str, generation: u64) -> Result<gst::Pipeline, String> {
+    fn start_pipeline(
+        self: &Arc<Self>,
+        local: &str,
+        generation: u64,
+    ) -> Result<gst::Pipeline, String> {
         let line = self.launch_line(local);
         let pipeline = gst::parse::launch(&line)
             .map_err(|e| format!("cannot build the push: {e}"))?

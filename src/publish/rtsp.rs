@@ -76,7 +76,9 @@ pub fn announce_path(uri: &str) -> Option<String> {
         return None;
     }
     let method = gst_rtsp_server::RTSPContext::with_current_context(|ctx| {
-        request_of(ctx).and_then(|r| r.request_line()).map(|(m, _)| m)
+        request_of(ctx)
+            .and_then(|r| r.request_line())
+            .map(|(m, _)| m)
     })
     .flatten()?;
     (method == METHOD_ANNOUNCE)
@@ -96,7 +98,9 @@ pub fn client_path(uri: &str) -> Option<String> {
         let record = method == METHOD_RECORD
             || method == METHOD_ANNOUNCE
             || (method == METHOD_SETUP
-                && req.header("Transport").is_some_and(|t| is_record_transport(&t)))
+                && req
+                    .header("Transport")
+                    .is_some_and(|t| is_record_transport(&t)))
             || ctx.session().is_some_and(|s| session_has(s, &path));
         record.then(|| path.clone())
     })
@@ -204,7 +208,9 @@ pub fn check_request(ctx: &gst_rtsp_server::RTSPContext) -> bool {
     let publishing = method == METHOD_ANNOUNCE
         || method == METHOD_RECORD
         || (method == METHOD_SETUP
-            && req.header("Transport").is_some_and(|t| is_record_transport(&t)));
+            && req
+                .header("Transport")
+                .is_some_and(|t| is_record_transport(&t)));
     let users = if publishing {
         &mount.config.publisher
     } else {
@@ -256,7 +262,14 @@ pub fn check_request(ctx: &gst_rtsp_server::RTSPContext) -> bool {
                 return false;
             }
             Err(Refusal::BadRequest(why)) => {
-                answer(ctx, &req, 400, "Bad Request", &[], Some(&format!("{why}\n")));
+                answer(
+                    ctx,
+                    &req,
+                    400,
+                    "Bad Request",
+                    &[],
+                    Some(&format!("{why}\n")),
+                );
                 return false;
             }
         }
@@ -268,7 +281,10 @@ pub fn check_request(ctx: &gst_rtsp_server::RTSPContext) -> bool {
                 mount.published.mount()
             );
             mount.published.refused(&format!("455: {why}"));
-            eprintln!("dvb2ip: publish: 455 to {}: {why}", peer.as_deref().unwrap_or("?"));
+            eprintln!(
+                "dvb2ip: publish: 455 to {}: {why}",
+                peer.as_deref().unwrap_or("?")
+            );
             answer(
                 ctx,
                 &req,
@@ -367,7 +383,8 @@ fn encodings(sdp: &gst_rtsp_server::gst_sdp::SDPMessageRef) -> Result<Vec<String
 
 /// The launch line of a record media for the announced `encodings`.
 fn record_launch(encodings: &[String]) -> Result<String, String> {
-    const SINK: &str = "appsink name=sink sync=false async=false max-buffers=256 drop=false emit-signals=false";
+    const SINK: &str =
+        "appsink name=sink sync=false async=false max-buffers=256 drop=false emit-signals=false";
     if encodings.len() == 1 && encodings[0] == "MP2T" {
         return Ok(format!("rtpmp2tdepay name=depay0 ! {SINK}"));
     }
@@ -385,6 +402,13 @@ fn record_launch(encodings: &[String]) -> Result<String, String> {
         line.push_str(&format!(" {depay} name=depay{i} ! {parse} ! queue ! mux."));
     }
     Ok(line)
+}
+
+/// `n` TS null packets (PID 0x1FFF), which every demuxer skips.
+fn null_packets(n: usize) -> Vec<u8> {
+    let mut p = vec![0xffu8; 188];
+    p[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+    p.repeat(n)
 }
 
 /// Feeds one reader's `appsrc`.
@@ -454,6 +478,10 @@ mod imp {
                 .ok()?;
             bin.add_many([src.upcast_ref(), &pay]).ok()?;
             src.link(&pay).ok()?;
+            // Null packets first: gst-rtsp-server prepares the media (DESCRIBE) in the
+            // connections' main loop and waits for data to reach its sinks; a publisher sending
+            // over TCP is read in that same loop, so the media must not wait for its data.
+            let _ = src.push_buffer(gst::Buffer::from_slice(null_packets(7)));
             match published.attach(Arc::new(AppSrcReader(src))) {
                 Ok(reader) => {
                     // SAFETY: HOLD_KEY only ever holds a ReaderHandle on a read media.
@@ -635,15 +663,23 @@ mod tests {
 
     #[test]
     fn record_transports_and_launch_lines() {
-        assert!(is_record_transport("RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record"));
-        assert!(is_record_transport("RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"RECORD\""));
-        assert!(!is_record_transport("RTP/AVP;unicast;client_port=5000-5001"));
+        assert!(is_record_transport(
+            "RTP/AVP/UDP;unicast;client_port=5000-5001;mode=record"
+        ));
+        assert!(is_record_transport(
+            "RTP/AVP/TCP;unicast;interleaved=0-1;mode=\"RECORD\""
+        ));
+        assert!(!is_record_transport(
+            "RTP/AVP;unicast;client_port=5000-5001"
+        ));
         assert!(is_publish("rtsp://h:1/live/x/streamid=0"));
         assert!(!is_publish("rtsp://h:1/ch/x"));
         let l = record_launch(&["H264".into(), "MPEG4-GENERIC".into()]).unwrap();
         assert!(l.contains("rtph264depay name=depay0"));
         assert!(l.contains("rtpmp4gdepay name=depay1"));
-        assert!(record_launch(&["MP2T".into()]).unwrap().starts_with("rtpmp2tdepay name=depay0"));
+        assert!(record_launch(&["MP2T".into()])
+            .unwrap()
+            .starts_with("rtpmp2tdepay name=depay0"));
         assert!(record_launch(&["MP2T".into(), "H264".into()]).is_err());
         assert!(record_launch(&["VP8".into()]).unwrap_err().contains("VP8"));
     }

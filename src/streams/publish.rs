@@ -361,7 +361,10 @@ mod tests {
         drop(claim);
         assert!(reader.0.lock().unwrap().1);
         let s = p.status();
-        assert_eq!((s.state, s.starts, s.stops, s.refused), (Phase::Idle, 1, 1, 1));
+        assert_eq!(
+            (s.state, s.starts, s.stops, s.refused),
+            (Phase::Idle, 1, 1, 1)
+        );
         assert!(p.claim("127.0.0.1:2", "alice").is_ok());
     }
 }
