@@ -358,9 +358,9 @@ fn line_of(text: &str, header: &str, index: usize, key: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn parse(
-        text: &str,
-    ) -> Result<(Vec<PublishSection>, Vec<PushSection>), (Option<usize>, String)> {
+    type Parsed = (Vec<PublishSection>, Vec<PushSection>);
+
+    fn parse(text: &str) -> Result<Parsed, (Option<usize>, String)> {
         #[derive(Deserialize)]
         struct T {
             #[serde(default)]

@@ -406,7 +406,7 @@ fn record_launch(encodings: &[String]) -> Result<String, String> {
 
 /// `n` TS null packets (PID 0x1FFF), which every demuxer skips.
 fn null_packets(n: usize) -> Vec<u8> {
-    let mut p = vec![0xffu8; 188];
+    let mut p = [0xffu8; 188];
     p[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
     p.repeat(n)
 }
