@@ -3,7 +3,7 @@
 SERVER_PACKAGES="pkg-config gcc libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   libgstreamer-plugins-bad1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-  gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-rtsp"
 TEST_PACKAGES="ffmpeg meson ninja-build iproute2 curl gupnp-tools vlc-bin vlc-plugin-base tshark
   vdr vdr-plugin-satip dtv-scan-tables dvb-tools prometheus systemd chromium chromium-driver"
 

@@ -302,6 +302,10 @@ struct LauncherPart {
     #[serde(default)]
     satip_server: Vec<crate::remote_tuners::config::SatipServerSection>,
     #[serde(default)]
+    publish: Vec<crate::publish::config::PublishSection>,
+    #[serde(default)]
+    push: Vec<crate::publish::config::PushSection>,
+    #[serde(default)]
     ui: crate::ui::config::UiSection,
     // Parsed by the plugin; only named here so unknown top-level keys are reported.
     #[serde(default)]
@@ -331,6 +335,9 @@ pub struct Config {
     pub relay: Vec<crate::relay::config::RelaySection>,
     /// `[[satip_server]]`: remote SAT>IP servers lending their tuners (src/remote_tuners).
     pub satip_server: Vec<crate::remote_tuners::config::SatipServerSection>,
+    /// `[[publish]]` mounts and `[[push]]`es (src/publish/config.rs).
+    pub publish: Vec<crate::publish::config::PublishSection>,
+    pub push: Vec<crate::publish::config::PushSection>,
     /// `[ui]`: the web UI's administrator (src/ui/config.rs).
     pub ui: crate::ui::config::UiSection,
     pub broadcast: BroadcastConfig,
@@ -444,6 +451,7 @@ impl Config {
         }
         if let Err((line, message)) =
             crate::remote_tuners::config::check_all(&part.satip_server, text)
+                .and_then(|()| crate::publish::config::check_all(&part.publish, &part.push, text))
         {
             return Err(ConfigError {
                 file: file.into(),
@@ -469,6 +477,8 @@ impl Config {
             http: part.http,
             relay: part.relay,
             satip_server: part.satip_server,
+            publish: part.publish,
+            push: part.push,
             ui: part.ui,
             broadcast,
         })

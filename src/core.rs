@@ -46,6 +46,8 @@ pub struct Core {
     pub limits: crate::limits::Limits,
     /// The `[[relay]]` relays and their reports (src/relay).
     pub relays: Arc<crate::relay::Relays>,
+    /// The `[[publish]]` mounts, `[[push]]`es and their reports (src/publish).
+    pub publishers: Arc<crate::publish::Publishers>,
     /// Browser playback: the channels' shared browser pipelines (src/play).
     pub play: Arc<crate::play::transcode::Players>,
     /// Every client receiving a stream, whatever front end serves it (src/clients.rs).
@@ -79,6 +81,7 @@ impl Core {
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
             scans,
             relays: Arc::new(crate::relay::Relays::new(&config)),
+            publishers: Arc::new(crate::publish::Publishers::new(&config)),
             play: crate::play::transcode::Players::new(pool.clone()),
             remote_tuners: crate::remote_tuners::RemoteTuners::start(&config, &pool),
             config,

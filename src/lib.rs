@@ -9,6 +9,7 @@ pub mod css;
 pub mod http;
 pub mod limits;
 pub mod play;
+pub mod publish;
 pub mod relay;
 pub mod reload;
 pub mod remote_tuners;

@@ -136,10 +136,14 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
     crate::scan::mounts::attach(&core, &mounts);
     // `[[relay]]` mounts, /relay/<name> (src/relay).
     crate::relay::rtsp::mount(&core, &mounts);
+    // `[[publish]]` mounts, /live/<name> (src/publish).
+    crate::publish::rtsp::mount(&core, &mounts);
     let source_id = server
         .attach(None)
         .map_err(|e| anyhow::anyhow!("cannot attach the RTSP server on {bind}:{port}: {e}"))?;
     let rtsp_port = server.bound_port() as u16;
+    // `[[push]]`es read this server's mounts on its own RTSP port (src/publish/push.rs).
+    core.publishers.pushes.start(bind, rtsp_port);
     // RTSP sessions and HTTP streams share `max_sessions` (src/streams/sessions.rs).
     if let Some(pool) = server.session_pool() {
         core.sessions

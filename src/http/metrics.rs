@@ -493,6 +493,57 @@ pub fn render(core: &Core) -> String {
         f.sample(&[("channel", &c.name)], f64::from(c.companion_connections));
     }
 
+    // Publish mounts (src/publish): one sample per configured mount.
+    let mounts = core.publishers.status();
+    let mut f = family(
+        &mut o,
+        "dvb2ip_publish_live",
+        "gauge",
+        "1 while a publisher holds the mount, 0 when it is idle.",
+    );
+    for m in &mounts {
+        f.sample(
+            &[("mount", &m.name)],
+            f64::from(u8::from(m.publisher.is_some())),
+        );
+    }
+    let mut f = family(
+        &mut o,
+        "dvb2ip_publish_readers",
+        "gauge",
+        "Readers of a publish mount (RTSP media and HTTP streams).",
+    );
+    for m in &mounts {
+        f.sample(&[("mount", &m.name)], m.readers as f64);
+    }
+    for (name, help, get) in [
+        (
+            "dvb2ip_publish_starts_total",
+            "Publishers a mount accepted.",
+            (|m| m.starts) as fn(&crate::streams::publish::PublishStatus) -> u64,
+        ),
+        (
+            "dvb2ip_publish_refused_total",
+            "Publish attempts a mount refused (credentials, address, mount taken).",
+            |m| m.refused,
+        ),
+        (
+            "dvb2ip_publish_received_bytes_total",
+            "Bytes of TS a mount received from its publishers.",
+            |m| m.bytes_in,
+        ),
+        (
+            "dvb2ip_publish_sent_bytes_total",
+            "Bytes a mount handed to its readers.",
+            |m| m.bytes_out,
+        ),
+    ] {
+        let mut f = family(&mut o, name, "counter", help);
+        for m in &mounts {
+            f.sample(&[("mount", &m.name)], get(m) as f64);
+        }
+    }
+
     // The process.
     let pr = process_figures();
     for (name, kind, help, v) in [

@@ -49,6 +49,7 @@ pub fn router(
         .merge(crate::scan::api::router(core.scans.clone()))
         .merge(super::metrics::router(core.clone()))
         .merge(crate::relay::http::router(core))
+        .merge(crate::publish::http::router(core))
         .merge(crate::play::router(core))
         .merge(crate::companion::router(core))
         .merge(ui);

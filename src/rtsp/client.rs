@@ -133,7 +133,7 @@ fn connection_ip(client: &gst_rtsp_server::RTSPClient, local: bool) -> Option<St
 }
 
 /// The peer's `address:port` of the connection of `client`.
-fn connection_peer(client: &gst_rtsp_server::RTSPClient) -> Option<String> {
+pub(crate) fn connection_peer(client: &gst_rtsp_server::RTSPClient) -> Option<String> {
     let c: *mut gst_rtsp_server::ffi::GstRTSPClient = client.to_glib_none().0;
     // SAFETY: as in `connection_ip`: the connection lives as long as the client, its socket
     // is borrowed for this call only.
@@ -1309,6 +1309,10 @@ mod imp {
                     self.relay_direct(msg, &uri, method);
                 }
             }
+            if crate::publish::rtsp::is_publish(&uri) {
+                // A media the publish factories refused: their status (src/publish/rtsp.rs).
+                crate::publish::rtsp::finish_response(msg, request.as_ref());
+            }
             if !matches!(route(&uri), Route::Satip(_)) {
                 if method == METHOD_SETUP && msg.status() == Some(200) {
                     self.on_mount_setup(msg, &uri);
@@ -1560,6 +1564,10 @@ mod imp {
                     self.refuse(a);
                     return Some(REFUSED_PATH.into());
                 }
+            }
+            // A publisher's request: the record factory of its mount (src/publish/rtsp.rs).
+            if let Some(path) = crate::publish::rtsp::client_path(&uri) {
+                return Some(path.into());
             }
             if crate::vod::rtsp::is_vod(&uri) {
                 // A file on demand: its own mount; DESCRIBE and a first SETUP check the format.

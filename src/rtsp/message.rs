@@ -96,6 +96,21 @@ impl Msg {
         Some((method, uri))
     }
 
+    /// A copy of the body.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: u32 = 0;
+        // SAFETY: valid message; the body stays owned by the message and is copied at once.
+        unsafe {
+            if ffi::gst_rtsp_message_get_body(self.0, &mut data, &mut size) != ffi::GST_RTSP_OK
+                || data.is_null()
+            {
+                return Vec::new();
+            }
+            std::slice::from_raw_parts(data, size as usize).to_vec()
+        }
+    }
+
     pub(crate) fn set_body(&self, body: &[u8]) {
         // SAFETY: valid message; gst copies the data.
         unsafe { ffi::gst_rtsp_message_set_body(self.0, body.as_ptr(), body.len() as u32) };

@@ -28,6 +28,10 @@ mod imp {
             if let Some(path) = crate::vod::rtsp::describe_path(url) {
                 return path;
             }
+            // An ANNOUNCE of a publish mount: the publisher's record factory (src/publish/rtsp.rs).
+            if let Some(path) = crate::publish::rtsp::announce_path(&url.request_uri()) {
+                return Some(path.into());
+            }
             match route(&url.request_uri()) {
                 Route::Other => self.parent_make_path(url),
                 // gst-rtsp-server looks the media of an ANNOUNCE up here, not through the

@@ -77,6 +77,7 @@ pub fn route(uri: &str) -> Route {
     if path.starts_with(CHANNEL_PREFIX)
         || crate::vod::rtsp::is_vod(uri)
         || crate::relay::rtsp::is_relay(uri)
+        || crate::publish::rtsp::is_publish(uri)
     {
         return Route::Other;
     }

@@ -112,7 +112,11 @@ mod auth_imp {
             true
         }
 
-        fn check(&self, _ctx: &gst_rtsp_server::RTSPContext, _check: &glib::GString) -> bool {
+        fn check(&self, ctx: &gst_rtsp_server::RTSPContext, check: &glib::GString) -> bool {
+            // Publish mounts check credentials (src/publish/rtsp.rs); false: already answered.
+            if check.as_str() == "auth.check.url" {
+                return crate::publish::rtsp::check_request(ctx);
+            }
             true
         }
     }

@@ -6,6 +6,7 @@
 //!   consume; one file per source kind: `tuner` (a tuner-pool subscription) today, relays and
 //!   files next.
 
+pub mod publish;
 pub mod sessions;
 pub mod source;
 pub mod table;
