@@ -716,7 +716,7 @@ mod imp {
             let Some(mount) = self
                 .core()
                 .relays
-                .by_path(&path)
+                .by_path(path)
                 .map(|r| r.config().mount_path())
             else {
                 return;
