@@ -306,6 +306,39 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     assert_eq!(r["stops"], 2, "{r}");
     assert_eq!(r["failures"], 0, "{r}");
 
+    // An operator's start holds the pull up without readers; stop lets it close at once.
+    let post = |path: &str| -> (String, serde_json::Value) {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "20", "-X", "POST", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{}{path}", edge.http_port))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').expect("status line");
+        (
+            code.to_string(),
+            serde_json::from_str(body).unwrap_or_default(),
+        )
+    };
+    let (code, r) = post("/api/relays/news/start");
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["held"], true, "{r}");
+    wait_until("the held relay pulls without readers", || {
+        let r = edge.relay("news");
+        r["state"] == "live" && r["readers"] == 0
+    });
+    assert_eq!(origin.sessions(), 1);
+    let (code, r) = post("/api/relays/news/stop");
+    assert_eq!(code, "200", "{r}");
+    assert_eq!(r["held"], false, "{r}");
+    wait_until("the stopped relay closes", || {
+        edge.relay("news")["state"] == "idle"
+    });
+    wait_until("the origin session ends", || origin.sessions() == 0);
+    let (code, r) = post("/api/relays/nosuch/start");
+    assert_eq!(code, "404", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("nosuch"), "{r}");
+
     // A reader during the grace period reuses the pull: no second upstream start.
     let mut a = Rtsp::connect(edge.rtsp_port);
     let (cold_describe, cold_play) = play_tcp(&mut a, "relay/grace");

@@ -5,6 +5,10 @@
 //!   upstream that cannot start gets 503 with `Retry-After` and the cause.
 //! * `GET /api/relays`: every relay's state, readers, start latency, bytes in/out and
 //!   start/stop/failure counts, with the server's RTSP session and HTTP stream counts.
+//! * `POST /api/relays/<name>/start`, `POST /api/relays/<name>/stop`: an operator's start
+//!   (the pull starts and stays up without readers) and stop (no longer held: without readers
+//!   it closes at once); an administrator's action ([`crate::ui::guarded`]). Answered with the
+//!   relay's report; an unknown name is 404.
 
 use std::sync::Arc;
 
@@ -12,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::source::{Out, Relays};
@@ -32,6 +36,7 @@ struct Api {
 pub fn router(core: &Core) -> Router {
     Router::new()
         .route("/api/relays", get(status))
+        .route("/api/relays/{name}/{action}", post(hold))
         .route("/relay/{*path}", get(stream))
         .with_state(Api {
             relays: core.relays.clone(),
@@ -46,6 +51,30 @@ async fn status(State(api): State<Api>) -> Response {
         "http_streams": api.sessions.http(),
     }))
     .into_response()
+}
+
+async fn hold(State(api): State<Api>, Path((name, action)): Path<(String, String)>) -> Response {
+    let on =
+        match action.as_str() {
+            "start" => true,
+            "stop" => false,
+            _ => return (
+                StatusCode::NOT_FOUND,
+                Json(
+                    serde_json::json!({ "error": format!("no action {action:?}: start or stop") }),
+                ),
+            )
+                .into_response(),
+        };
+    let Some(relay) = api.relays.iter().find(|r| r.name() == name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no relay {name:?}") })),
+        )
+            .into_response();
+    };
+    relay.hold(on);
+    Json(relay.status()).into_response()
 }
 
 /// Feeds one HTTP reader's queue.

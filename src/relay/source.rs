@@ -68,6 +68,8 @@ pub struct RelayStatus {
     pub failures: u64,
     /// Why the last pull failed.
     pub last_error: Option<String>,
+    /// Started by an operator and not stopped since (pulled without readers).
+    pub held: bool,
 }
 
 /// Why a reader could not be attached.
@@ -92,6 +94,9 @@ struct State {
     close_at: Option<Instant>,
     retry_at: Option<Instant>,
     failures_in_row: u32,
+    /// Started by an operator (`POST /api/relays/<name>/start`): pulled without readers until
+    /// stopped.
+    held: bool,
     /// Failures so far (waiters compare it to learn that the start they wait for failed).
     failures: u64,
     starts: u64,
@@ -121,7 +126,21 @@ struct Data {
     cache: TsCache,
     readers: Vec<Reader>,
     next_id: u64,
+    /// Whole TS packets received and not yet fanned out (see [`FANOUT_BYTES`]), the offset of
+    /// the first random access point among them, and when the oldest arrived.
+    pending: Vec<u8>,
+    pending_rap: Option<usize>,
+    pending_since: Option<Instant>,
 }
+
+/// The readers get the TS in chunks of at least this many bytes (16 RTP packets' worth) or
+/// [`FANOUT_DELAY`] after the oldest byte arrived: an RTSP upstream delivers one RTP packet
+/// (7 TS packets) at a time, and handing each to every reader cost a send per reader per
+/// packet (200 readers of a 20 Mbit/s relay could not keep up); a chunk leaves each direct
+/// reader in one segmented send.
+const FANOUT_BYTES: usize = 16 * 7 * super::ts::PACKET;
+/// See [`FANOUT_BYTES`]: the most a chunk waits (checked when data arrives).
+const FANOUT_DELAY: Duration = Duration::from_millis(10);
 
 /// One `[[relay]]`.
 pub struct Relay {
@@ -292,6 +311,9 @@ impl Relay {
         let mut d = self.data.lock().unwrap();
         d.next_id += 1;
         let id = d.next_id;
+        // What is pending is in the cache already: the others get it first, so the newcomer
+        // gets each packet once (from the cache) and then what arrives next.
+        self.fan_out(&mut d);
         let first = d.cache.join();
         // Pushed under the data lock, as `ingest` does: the reader gets every later packet
         // after these, in order.
@@ -324,7 +346,6 @@ impl Relay {
     pub fn ingest(&self, generation: u64, bytes: &[u8], datagram: bool) {
         self.bytes_in
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        let mut outs: Vec<(Arc<dyn Out>, Vec<u8>)> = Vec::new();
         let mut batch = Vec::with_capacity(bytes.len());
         {
             let mut d = self.data.lock().unwrap();
@@ -339,39 +360,17 @@ impl Relay {
             if batch.is_empty() {
                 return;
             }
-            let mut first_rap = None;
+            let base = d.pending.len();
             for (i, p) in batch.chunks(super::ts::PACKET).enumerate() {
-                if d.cache.packet(p) && first_rap.is_none() {
-                    first_rap = Some(i * super::ts::PACKET);
+                if d.cache.packet(p) && d.pending_rap.is_none() {
+                    d.pending_rap = Some(base + i * super::ts::PACKET);
                 }
             }
-            let psi = d.cache.psi();
-            let mut gone = Vec::new();
-            for r in &mut d.readers {
-                if !r.waiting_rap {
-                    outs.push((r.out.clone(), Vec::new()));
-                } else if let (Some(at), Some(psi)) = (first_rap, psi.as_ref()) {
-                    r.waiting_rap = false;
-                    outs.push((r.out.clone(), [psi.as_slice(), &batch[at..]].concat()));
-                }
-            }
-            // Pushed under the data lock: a reader joining sees every packet exactly once, in
-            // order. `Out::push` never blocks (it queues or drops).
-            for (out, own) in &outs {
-                let bytes: &[u8] = if own.is_empty() { &batch } else { own };
-                self.bytes_out
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                if !out.push(bytes) {
-                    gst::info!(CAT, "relay {}: a reader is gone or too slow", self.cfg.name);
-                    gone.push(Arc::as_ptr(out));
-                }
-            }
-            if !gone.is_empty() {
-                d.readers.retain(|r| {
-                    !gone
-                        .iter()
-                        .any(|g| std::ptr::addr_eq(*g, Arc::as_ptr(&r.out)))
-                });
+            let now = Instant::now();
+            let since = *d.pending_since.get_or_insert(now);
+            d.pending.extend_from_slice(&batch);
+            if d.pending.len() >= FANOUT_BYTES || now.duration_since(since) >= FANOUT_DELAY {
+                self.fan_out(&mut d);
             }
         }
         let mut st = self.state.lock().unwrap();
@@ -381,6 +380,51 @@ impl Relay {
         }
     }
 
+    /// Hands what is pending to every reader (a reader waiting for a random access point gets
+    /// PAT, PMT and the packets from the first one, if there is one).
+    fn fan_out(&self, d: &mut Data) {
+        let batch = std::mem::take(&mut d.pending);
+        let first_rap = d.pending_rap.take();
+        d.pending_since = None;
+        if batch.is_empty() {
+            d.pending = batch;
+            return;
+        }
+        let psi = d.cache.psi();
+        let mut outs: Vec<(Arc<dyn Out>, Vec<u8>)> = Vec::new();
+        for r in &mut d.readers {
+            if !r.waiting_rap {
+                outs.push((r.out.clone(), Vec::new()));
+            } else if let (Some(at), Some(psi)) = (first_rap, psi.as_ref()) {
+                r.waiting_rap = false;
+                outs.push((r.out.clone(), [psi.as_slice(), &batch[at..]].concat()));
+            }
+        }
+        // Pushed under the data lock: a reader joining sees every packet exactly once, in
+        // order. `Out::push` never blocks (it queues or drops).
+        let mut gone = Vec::new();
+        for (out, own) in &outs {
+            let bytes: &[u8] = if own.is_empty() { &batch } else { own };
+            self.bytes_out
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            if !out.push(bytes) {
+                gst::info!(CAT, "relay {}: a reader is gone or too slow", self.cfg.name);
+                gone.push(Arc::as_ptr(out));
+            }
+        }
+        if !gone.is_empty() {
+            d.readers.retain(|r| {
+                !gone
+                    .iter()
+                    .any(|g| std::ptr::addr_eq(*g, Arc::as_ptr(&r.out)))
+            });
+        }
+        // The buffer's allocation is kept for the next chunk.
+        let mut batch = batch;
+        batch.clear();
+        d.pending = batch;
+    }
+
     /// The pull of `generation` failed or ended.
     pub fn pull_failed(&self, generation: u64, why: String) {
         let mut st = self.state.lock().unwrap();
@@ -388,6 +432,31 @@ impl Relay {
             st.failed_gen = Some((generation, why));
             self.cond.notify_all();
         }
+    }
+
+    /// An operator's start (`true`: the pull starts now and stays up without readers) or stop
+    /// (`false`: no longer held; without readers the pull closes now, not after
+    /// `close_after`; readers, and `on_demand = false`, still keep it).
+    pub fn hold(&self, on: bool) {
+        let mut st = self.state.lock().unwrap();
+        st.held = on;
+        if !on && st.readers == 0 && st.waiting == 0 && self.cfg.on_demand {
+            match st.phase() {
+                Phase::Live => {
+                    st.phase = Some(Phase::Closing);
+                    st.close_at = Some(Instant::now());
+                }
+                Phase::Closing => st.close_at = Some(Instant::now()),
+                _ => {}
+            }
+        }
+        gst::info!(
+            CAT,
+            "relay {}: {} by an operator",
+            self.name(),
+            if on { "started" } else { "stopped" }
+        );
+        self.cond.notify_all();
     }
 
     /// Readers attached now.
@@ -412,6 +481,7 @@ impl Relay {
             stops: st.stops,
             failures: st.failures,
             last_error: st.last_error.clone(),
+            held: st.held,
         }
     }
 
@@ -426,7 +496,7 @@ impl Relay {
                 drop(pull.take());
                 return;
             }
-            let wanted = !self.cfg.on_demand || st.readers > 0 || st.waiting > 0;
+            let wanted = !self.cfg.on_demand || st.held || st.readers > 0 || st.waiting > 0;
             let mut stop = false;
             let mut start = false;
             match st.phase() {
@@ -527,6 +597,9 @@ impl Relay {
                     d.generation = generation;
                     d.aligner.reset();
                     d.cache.reset();
+                    d.pending.clear();
+                    d.pending_rap = None;
+                    d.pending_since = None;
                     // Every reader waits for a random access point of the new session.
                     for r in &mut d.readers {
                         r.waiting_rap = true;

@@ -88,7 +88,11 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("chromedriver starts");
-        let profile = super::temp_dir("chromium-profile");
+        // A profile of its own per browser: two Chromiums on one profile are one browser (the
+        // second hands its window to the first), so parallel tests drove each other's pages.
+        static BROWSERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = BROWSERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let profile = super::temp_dir(&format!("chromium-profile-{n}"));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

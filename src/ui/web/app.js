@@ -264,6 +264,14 @@
         play.href = r.play_url;
         buttons.append(play);
       }
+      // Start holds the pull up without readers; Stop lets it go (readers still hold it).
+      const hold = el("button", r.held ? "Stop" : "Start");
+      hold.className = "relay-" + (r.held ? "stop" : "start");
+      hold.addEventListener("click", () => {
+        hold.disabled = true;
+        act("POST", "/api/relays/" + encodeURIComponent(r.name) + (r.held ? "/stop" : "/start"));
+      });
+      buttons.append(hold);
       const tr = row([r.name, r.source, r.state + (r.last_error ? ": " + r.last_error : ""), r.readers,
         bytes(r.bytes_in), bytes(r.bytes_out), r.starts, r.failures, buttons]);
       tr.dataset.relay = r.name;
