@@ -397,6 +397,7 @@ impl Relay {
                 outs.push((r.out.clone(), Vec::new()));
             } else if let (Some(at), Some(psi)) = (first_rap, psi.as_ref()) {
                 r.waiting_rap = false;
+                let psi = super::ts::primed(psi, &batch[at..]);
                 outs.push((r.out.clone(), [psi.as_slice(), &batch[at..]].concat()));
             }
         }

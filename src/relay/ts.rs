@@ -192,8 +192,49 @@ impl TsCache {
         if self.no_video {
             return Some(psi);
         }
-        self.gop_valid.then(|| [psi.as_slice(), &self.gop].concat())
+        self.gop_valid
+            .then(|| [primed(&psi, &self.gop).as_slice(), &self.gop].concat())
     }
+}
+
+/// `psi` (whole packets: the cached PAT and PMT) with continuity counters that lead into
+/// `rest` (what the reader gets next): each PSI packet takes the counter just before the next
+/// packet of its PID in `rest`, so the reader sees no continuity error where the cached
+/// tables meet older copies of them (a PID absent from `rest` keeps its counters).
+pub fn primed(psi: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut out = psi.to_vec();
+    let pid_of = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+    let mut done: Vec<u16> = Vec::new();
+    let n = out.len() / PACKET;
+    for i in 0..n {
+        let pid = pid_of(&out[i * PACKET..]);
+        if done.contains(&pid) {
+            continue;
+        }
+        done.push(pid);
+        let Some(next) = rest
+            .chunks_exact(PACKET)
+            .find(|p| p[0] == 0x47 && pid_of(p) == pid)
+        else {
+            continue;
+        };
+        // The counter the PID's first packet in `rest` expects before it.
+        let has_payload = next[3] & 0x10 != 0;
+        let mut cc = if has_payload {
+            (next[3] & 0x0F).wrapping_sub(1) & 0x0F
+        } else {
+            next[3] & 0x0F
+        };
+        // This PID's packets in `psi`, last first, count down to it.
+        for j in (i..n).rev() {
+            let p = &mut out[j * PACKET..(j + 1) * PACKET];
+            if pid_of(p) == pid {
+                p[3] = (p[3] & 0xF0) | cc;
+                cc = cc.wrapping_sub(1) & 0x0F;
+            }
+        }
+    }
+    out
 }
 
 /// Cuts a byte stream into whole 188-byte packets (resynchronising on lost sync; RTP headers
@@ -260,6 +301,28 @@ fn synced(data: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn primed_psi_counters_lead_into_what_follows() {
+        let pkt = |pid: u16, cc: u8| {
+            let mut p = vec![0xFFu8; PACKET];
+            p[0] = 0x47;
+            p[1] = 0x40 | (pid >> 8) as u8;
+            p[2] = pid as u8;
+            p[3] = 0x10 | cc;
+            p
+        };
+        // Cached PAT (cc 9) and a two-packet PMT (cc 3, 4); what follows has PAT cc 6 and
+        // PMT cc 1: the primed copies become PAT 5, PMT 15 and 0.
+        let psi = [pkt(0, 9), pkt(0x100, 3), pkt(0x100, 4)].concat();
+        let rest = [pkt(0x200, 0), pkt(0, 6), pkt(0x100, 1)].concat();
+        let out = primed(&psi, &rest);
+        let ccs: Vec<u8> = out.chunks(PACKET).map(|p| p[3] & 0x0F).collect();
+        assert_eq!(ccs, vec![5, 15, 0]);
+        // A PID absent from what follows keeps its counters.
+        let out = primed(&psi, &[pkt(0x200, 0)].concat());
+        assert_eq!(out, psi);
+    }
     use super::*;
     use gstdvb2ip::proto::crc::crc32_mpeg2;
 
