@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT/fuzz"
 
 ALL=(ts_parsers mjpeg satip_query ssdp_message css_messages scan_si channel_files config rtsp_routing
-     vod_requests relay_ts)
+     vod_requests relay_ts publish_auth satip_client)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 
@@ -125,6 +125,14 @@ seed() {
         printf 'npt=30-' | put n1 '\002' -
         printf '4.0' | put n2 '\002' -
         printf '/vod/films/b%%20c.mp4/stream=0' | put v1 '\003' - ;;
+    publish_auth)
+        printf 'Digest username="alice", realm="dvb2ip", nonce="NONCE", uri="rtsp://127.0.0.1/live/x", response="0123456789abcdef0123456789abcdef"' | put d1 '\000' -
+        printf 'Digest username="bob", realm="dvb2ip", nonce="NONCE", uri="rtsp://h/live/x", qop=auth, nc=00000001, cnonce="ab", response="00"' | put d2 '\005' -
+        printf 'Basic YWxpY2U6c2VjcmV0' | put b1 '\002' - ;;
+    satip_client)
+        printf 'RTSP/1.0 200 OK\r\nCSeq: 2\r\nSession: 12345678;timeout=60\r\ncom.ses.streamID: 1\r\n\r\n' | put head '\000' -
+        printf 'ver=1.0;src=1;tuner=1,255,1,15,474.00,8,dvbt2,,,,,,;pids=0,16,17' | put status '\003' -
+        printf '<satip:X_SATIPCAP xmlns:satip="urn:ses-com:satip">DVBS2-1,DVBT2-2,DVBC-1</satip:X_SATIPCAP>' | put caps '\004' - ;;
     esac
     echo "fuzz.sh: seeded $n inputs for $t" >&2
 }
