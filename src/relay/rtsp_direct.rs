@@ -110,22 +110,7 @@ pub fn setup_done(core: &Core, mount: &str) -> Option<u32> {
         );
     }
     // Nor what rtpmp2tpay already made of it (the shared unicast media does the same).
-    let rtpbin = media
-        .element()
-        .parent()
-        .and_downcast::<gst::Bin>()
-        .and_then(|p| {
-            p.iterate_elements()
-                .into_iter()
-                .flatten()
-                .find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
-        });
-    if let Some(pad) = rtpbin.and_then(|r| r.static_pad("send_rtp_src_0")) {
-        pad.add_probe(
-            gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-            |_, _| gst::PadProbeReturn::Drop,
-        );
-    }
+    crate::rtsp::factory::drop_rtp_output(&media);
     crate::rtsp::factory::quiet_rtcp(&media);
     let mut packer = Packer::detached();
     packer.set_direct(Some(dest));

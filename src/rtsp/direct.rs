@@ -19,7 +19,7 @@ use gst_rtsp_server::prelude::*;
 use gst_rtsp_server::subclass::prelude::*;
 use gstdvb2ip::proto::satip::{Change, QueryError, StreamSpec};
 
-use super::factory::{configure_satip_factory, quiet_rtcp};
+use super::factory::{configure_satip_factory, drop_rtp_output, quiet_rtcp};
 use super::pay::idle_pay0;
 use super::CAT;
 use crate::core::Core;
@@ -246,24 +246,8 @@ mod imp {
 /// it could reach a client, and rtpbin's RTCP is quieted (each stream sends its own).
 fn quiet(media: &gst_rtsp_server::RTSPMedia) {
     quiet_rtcp(media);
-    let rtpbin = media
-        .element()
-        .parent()
-        .and_downcast::<gst::Bin>()
-        .and_then(|p| {
-            p.iterate_elements()
-                .into_iter()
-                .flatten()
-                .find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
-        });
-    match rtpbin.and_then(|r| r.static_pad("send_rtp_src_0")) {
-        Some(pad) => {
-            pad.add_probe(
-                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
-                |_, _| gst::PadProbeReturn::Drop,
-            );
-        }
-        None => gst::warning!(CAT, "shared unicast media: no rtpbin send pad to quiet"),
+    if !drop_rtp_output(media) {
+        gst::warning!(CAT, "shared unicast media: no rtpbin send pad to quiet");
     }
     gst::info!(CAT, "shared unicast media prepared");
 }

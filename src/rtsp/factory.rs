@@ -169,6 +169,32 @@ pub(crate) fn quiet_rtcp(media: &gst_rtsp_server::RTSPMedia) {
     }
 }
 
+/// Drops every RTP packet `media`'s rtpbin would send on its first stream: for media whose
+/// sessions' packets leave from a packer instead (the shared unicast media, relay readers on
+/// the direct path). Returns false when the media has no rtpbin send pad.
+pub(crate) fn drop_rtp_output(media: &gst_rtsp_server::RTSPMedia) -> bool {
+    let rtpbin = media
+        .element()
+        .parent()
+        .and_downcast::<gst::Bin>()
+        .and_then(|p| {
+            p.iterate_elements()
+                .into_iter()
+                .flatten()
+                .find(|e| e.factory().is_some_and(|f| f.name() == "rtpbin"))
+        });
+    match rtpbin.and_then(|r| r.static_pad("send_rtp_src_0")) {
+        Some(pad) => {
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                |_, _| gst::PadProbeReturn::Drop,
+            );
+            true
+        }
+        None => false,
+    }
+}
+
 /// The settings every SAT>IP media factory shares: no stop on disconnect, no latency, no
 /// suspend, AVP; `shared` and the lower transports differ.
 pub(crate) fn configure_satip_factory(
