@@ -8,7 +8,11 @@
 //! → first RTP packet of the new position (median, p99), requested vs delivered position (the
 //! answered Range, the random access point used), stalls (no packet for 1 s while playing) and
 //! RTP sequence errors within a play period (the RTP stand-in for TS CC errors: the file goes
-//! out per elementary stream, not as MP2T).
+//! out per elementary stream, not as MP2T), threads per session. A PLAY left unanswered for 10 s
+//! fails its session (the run stays bounded).
+//!
+//! `--readers-only` measures the pipeline-free path's readers instead ([`run_readers`]): the
+//! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -427,16 +431,19 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let packets: u64 = results.iter().map(|t| t.packets).sum();
     let failures: Vec<&String> = results.iter().flat_map(|t| &t.failures).collect();
     let ok_sessions = opts.sessions - failures.len();
-    let rss_per = rss_max.saturating_sub(idle_rss) as f64 / ok_sessions.max(1) as f64;
+    // Per session started: a failed session held its pipeline until it failed. With no
+    // failure both are the same.
+    let rss_per = rss_max.saturating_sub(idle_rss) as f64 / opts.sessions.max(1) as f64;
+    let rss_per_ok = rss_max.saturating_sub(idle_rss) as f64 / ok_sessions.max(1) as f64;
     let median = percentile(&seeks, 0.5);
     println!(
-        "server: cpu {cpu:.0}% of one core (2-core machine shared with other work), RSS idle {:.1} MiB, peak {:.1} MiB → {rss_per:.0} KiB/session",
+        "server: cpu {cpu:.0}% of one core (2-core machine shared with other work), RSS idle {:.1} MiB, peak {:.1} MiB → {rss_per:.0} KiB/session started ({rss_per_ok:.0} KiB per session that did not fail)",
         idle_rss as f64 / 1024.0,
         rss_max as f64 / 1024.0
     );
     println!(
-        "server threads: idle {idle_threads}, peak {threads_max} → {:.1} per session",
-        threads_max.saturating_sub(idle_threads) as f64 / ok_sessions.max(1) as f64
+        "server threads: idle {idle_threads}, peak {threads_max} → {:.1} per session started",
+        threads_max.saturating_sub(idle_threads) as f64 / opts.sessions.max(1) as f64
     );
     println!(
         "seeks: {} PLAY-with-Range → first packet: median {median:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -451,7 +458,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         dist.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing), {seq_errors} RTP sequence errors within play periods, {} of {} sessions failed",
+        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing, or none after a PLAY), {seq_errors} RTP sequence errors within play periods, {} of {} sessions failed",
         STALL.as_secs(),
         failures.len(),
         opts.sessions
