@@ -255,3 +255,104 @@ fn run(inner: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gstdvb2ip::proto::ts::PACKET_SIZE;
+
+    /// Keeps what a reader hands over.
+    #[derive(Default)]
+    struct Keep {
+        got: Mutex<Vec<u8>>,
+        ended: Mutex<Option<Option<io::ErrorKind>>>,
+        done: Condvar,
+    }
+
+    impl ChunkSink for Keep {
+        fn chunk(&self, ts: &[u8]) -> bool {
+            self.got.lock().unwrap().extend_from_slice(ts);
+            true
+        }
+        fn end(&self, error: Option<io::Error>) {
+            *self.ended.lock().unwrap() = Some(error.map(|e| e.kind()));
+            self.done.notify_all();
+        }
+        fn seeked(&self) {
+            self.got.lock().unwrap().clear();
+        }
+    }
+
+    impl Keep {
+        /// Waits (bounded) for the end of play.
+        fn wait_end(&self) -> Option<Option<io::ErrorKind>> {
+            let g = self.ended.lock().unwrap();
+            let (g, _) = self
+                .done
+                .wait_timeout_while(g, Duration::from_secs(10), |e| e.is_none())
+                .unwrap();
+            *g
+        }
+    }
+
+    #[test]
+    fn after_a_seek_the_psi_then_the_file_from_the_key_frame_to_the_end() {
+        let path = super::super::ts_file::tests::file("pacer");
+        let file = TsFile::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let (psi_len, end) = (file.info.psi.len(), file.info.end);
+        let whole = {
+            let mut b = vec![0u8; end as usize];
+            let n = file.read_at(&mut b, 0).unwrap();
+            b.truncate(n);
+            b
+        };
+        let pacer = Pacer::new();
+        let sink = Arc::new(Keep::default());
+        let r = Reader::new(&pacer, file, sink.clone()).unwrap();
+        assert_eq!(pacer.len(), 1);
+        // The last key frame of the 20 s file is at 19 s: about a second of play.
+        let l = r.seek(19_500_000_000).unwrap();
+        assert_eq!(l.npt_ns, 19_000_000_000);
+        r.play();
+        assert_eq!(sink.wait_end(), Some(None), "end of file reached");
+        assert!(!r.is_playing());
+        assert_eq!(r.offset(), end);
+        let got = sink.got.lock().unwrap();
+        let pid = |p: &[u8]| (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        let head: Vec<u16> = got[..psi_len].chunks_exact(PACKET_SIZE).map(pid).collect();
+        assert_eq!(head, [0, 0x1000], "PAT and PMT first");
+        assert_eq!(
+            &got[psi_len..],
+            &whole[l.offset as usize..],
+            "then the file"
+        );
+        drop(got);
+        drop(r);
+        // The pacing thread lets its last handle go after its current pass (bounded wait).
+        let until = Instant::now() + Duration::from_secs(10);
+        while !pacer.is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(pacer.is_empty(), "a dropped reader leaves the pacer");
+    }
+
+    #[test]
+    fn a_reader_reads_nothing_before_play_and_plays_on_after_pause() {
+        let path = super::super::ts_file::tests::file("pause");
+        let file = TsFile::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let end = file.info.end;
+        let pacer = Pacer::new();
+        let sink = Arc::new(Keep::default());
+        let r = Reader::new(&pacer, file, sink.clone()).unwrap();
+        let l = r.seek(18_000_000_000).unwrap();
+        assert_eq!(r.offset(), l.offset, "nothing read before PLAY");
+        r.play();
+        r.pause();
+        assert!(!r.is_playing());
+        r.play();
+        assert_eq!(sink.wait_end(), Some(None));
+        assert_eq!(r.offset(), end);
+    }
+}

@@ -505,7 +505,7 @@ fn probe(file: &File) -> Result<TsInfo, TsFileError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use gstdvb2ip::proto::crc::crc32_mpeg2;
     use gstdvb2ip::proto::ts::{encode_timestamp, Pcr};
@@ -577,7 +577,7 @@ mod tests {
 
     /// 20 s: PAT/PMT every 100 ms, a packet every 10 ms, a frame every 40 ms, a key frame
     /// every second.
-    fn file(name: &str) -> std::path::PathBuf {
+    pub(crate) fn file(name: &str) -> std::path::PathBuf {
         let mut data = vec![];
         for i in 0..2000u64 {
             let t = i * 10;
