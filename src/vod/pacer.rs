@@ -22,7 +22,8 @@ const LEAD: Duration = Duration::from_millis(40);
 /// The thread looks at its sessions at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
-/// Where a direct session's TS goes (the session's packer, in the server).
+/// Where a direct session's TS goes (the session's packer, in the server). `chunk` and `seeked`
+/// are called with the reader locked: they must not call back into it.
 pub trait ChunkSink: Send + Sync {
     /// Whole TS packets, in file order. `false`: the session is gone.
     fn chunk(&self, ts: &[u8]) -> bool;
