@@ -148,6 +148,9 @@ enum BenchCommand {
         /// Bit rate of the file, Mbit/s.
         #[arg(long, default_value_t = 20)]
         mbps: u32,
+        /// Only the pipeline-free path's file readers (src/vod/pacer.rs), in this process.
+        #[arg(long)]
+        readers_only: bool,
     },
     /// An edge relaying one multiplex to N readers against N readers of a local tuner.
     Relay {
@@ -291,12 +294,20 @@ fn main() -> ExitCode {
             seconds,
             seek_every,
             mbps,
-        } => vod::run(&vod::Options {
-            sessions,
-            seconds,
-            seek_every,
-            mbps,
-        }),
+            readers_only,
+        } => {
+            let opts = vod::Options {
+                sessions,
+                seconds,
+                seek_every,
+                mbps,
+            };
+            if readers_only {
+                vod::run_readers(&opts)
+            } else {
+                vod::run(&opts)
+            }
+        }
         BenchCommand::Tuner {
             subscribers,
             seconds,

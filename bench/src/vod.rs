@@ -8,7 +8,11 @@
 //! → first RTP packet of the new position (median, p99), requested vs delivered position (the
 //! answered Range, the random access point used), stalls (no packet for 1 s while playing) and
 //! RTP sequence errors within a play period (the RTP stand-in for TS CC errors: the file goes
-//! out per elementary stream, not as MP2T).
+//! out per elementary stream, not as MP2T), threads per session. A PLAY left unanswered for 10 s
+//! fails its session (the run stays bounded).
+//!
+//! `--readers-only` measures the pipeline-free path's readers instead ([`run_readers`]): the
+//! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -32,6 +36,8 @@ pub struct Options {
 
 /// A gap without packets that counts as a stall.
 const STALL: Duration = Duration::from_secs(1);
+/// A PLAY without an answer after this long fails its session (the run stays bounded).
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
 /// Length of the generated file, seconds.
 const FILE_SECONDS: u32 = 120;
 
@@ -45,6 +51,15 @@ fn proc_cpu_secs(pid: u32) -> Option<f64> {
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     Some((ut + st) / tick)
+}
+
+/// Thread count of process `pid`.
+fn proc_threads(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Resident set size of process `pid` in KiB.
@@ -132,6 +147,8 @@ impl ServerProc {
         set("ssdp", "enabled", false.into());
         set("emulator", "hardware", "off".into());
         set("server", "session_timeout", 60.into());
+        // Any free port: a fixed one would clash with another server on the machine.
+        set("server", "http_port", 0.into());
         set("server", "max_sessions", (max_sessions as i64 + 8).into());
         set(
             "vod",
@@ -265,7 +282,14 @@ fn run_session(
         let range = format!("npt={want:.3}-");
         let sent = Instant::now();
         c.send("PLAY", &url, &[("Session", &session), ("Range", &range)])?;
+        // RTCP keeps coming while a PLAY goes unanswered: bounded by time, not by reads.
         let resp = loop {
+            if sent.elapsed() > ANSWER_WITHIN {
+                bail!(
+                    "PLAY {range}: no answer within {} s",
+                    ANSWER_WITHIN.as_secs()
+                );
+            }
             match c.next_item()? {
                 Item::Response(r) => break r,
                 Item::Frame(..) => {}
@@ -304,6 +328,10 @@ fn run_session(
                 Item::Response(r) => bail!("unexpected {}", r.status_line()),
             }
         }
+        if first && until.saturating_duration_since(sent) > STALL {
+            // Not one media packet in the whole play period.
+            t.stalls += 1;
+        }
     }
     let _ = c.send("TEARDOWN", &url, &[("Session", &session)]);
     Ok(())
@@ -339,6 +367,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let pid = server.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = proc_rss_kib(pid).unwrap_or(0);
+    let idle_threads = proc_threads(pid).unwrap_or(0);
     println!(
         "vod: {} sessions of {} ({} Mbit/s, {FILE_SECONDS} s), a seek every {} s, {} s run, server pid {pid} on 127.0.0.1:{}",
         opts.sessions,
@@ -370,8 +399,10 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let c0 = proc_cpu_secs(pid);
     let t0 = Instant::now();
     let mut rss_max = 0;
+    let mut threads_max = 0;
     while Instant::now() < cpu_to {
         rss_max = rss_max.max(proc_rss_kib(pid).unwrap_or(0));
+        threads_max = threads_max.max(proc_threads(pid).unwrap_or(0));
         std::thread::sleep(Duration::from_millis(500));
     }
     let c1 = proc_cpu_secs(pid);
@@ -400,12 +431,19 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     let packets: u64 = results.iter().map(|t| t.packets).sum();
     let failures: Vec<&String> = results.iter().flat_map(|t| &t.failures).collect();
     let ok_sessions = opts.sessions - failures.len();
-    let rss_per = rss_max.saturating_sub(idle_rss) as f64 / ok_sessions.max(1) as f64;
+    // Per session started: a failed session held its pipeline until it failed. With no
+    // failure both are the same.
+    let rss_per = rss_max.saturating_sub(idle_rss) as f64 / opts.sessions.max(1) as f64;
+    let rss_per_ok = rss_max.saturating_sub(idle_rss) as f64 / ok_sessions.max(1) as f64;
     let median = percentile(&seeks, 0.5);
     println!(
-        "server: cpu {cpu:.0}% of one core (2-core machine shared with other work), RSS idle {:.1} MiB, peak {:.1} MiB → {rss_per:.0} KiB/session",
+        "server: cpu {cpu:.0}% of one core (2-core machine shared with other work), RSS idle {:.1} MiB, peak {:.1} MiB → {rss_per:.0} KiB/session started ({rss_per_ok:.0} KiB per session that did not fail)",
         idle_rss as f64 / 1024.0,
         rss_max as f64 / 1024.0
+    );
+    println!(
+        "server threads: idle {idle_threads}, peak {threads_max} → {:.1} per session started",
+        threads_max.saturating_sub(idle_threads) as f64 / opts.sessions.max(1) as f64
     );
     println!(
         "seeks: {} PLAY-with-Range → first packet: median {median:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -420,7 +458,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         dist.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing), {seq_errors} RTP sequence errors within play periods, {} of {} sessions failed",
+        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing, or none after a PLAY), {seq_errors} RTP sequence errors within play periods, {} of {} sessions failed",
         STALL.as_secs(),
         failures.len(),
         opts.sessions
@@ -442,5 +480,217 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         verdict(stalls == 0 && seq_errors == 0 && failures.is_empty()),
         failures.len()
     );
+    Ok(())
+}
+
+/// What one direct reader's sink saw (kept small: it is counted in the RSS per session).
+struct ReaderTally {
+    /// The seek whose first media chunk has not arrived yet.
+    seek_sent: Option<Instant>,
+    /// Play since the last seek: PID and last continuity counter.
+    cc: Vec<(u16, u8)>,
+    last_at: Option<Instant>,
+    seek_to_first_ms: Vec<f32>,
+    cc_errors: u64,
+    stalls: u64,
+    bytes: u64,
+    ended: bool,
+}
+
+struct ReaderSink(Mutex<ReaderTally>);
+
+impl dvb2ip::vod::pacer::ChunkSink for ReaderSink {
+    fn chunk(&self, ts: &[u8]) -> bool {
+        let now = Instant::now();
+        let mut guard = self.0.lock().unwrap();
+        let t = &mut *guard;
+        for p in ts.chunks_exact(188) {
+            let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+            if pid == 0x1FFF || p[3] & 0x10 == 0 {
+                continue;
+            }
+            let cc = p[3] & 0x0F;
+            match t.cc.iter_mut().find(|(q, _)| *q == pid) {
+                Some((_, last)) => {
+                    if cc != (*last + 1) & 0x0F {
+                        t.cc_errors += 1;
+                    }
+                    *last = cc;
+                }
+                None => t.cc.push((pid, cc)),
+            }
+        }
+        t.bytes += ts.len() as u64;
+        if let Some(sent) = t.seek_sent.take() {
+            t.seek_to_first_ms
+                .push(now.duration_since(sent).as_secs_f32() * 1000.0);
+        } else if t.last_at.is_some_and(|l| now.duration_since(l) > STALL) {
+            t.stalls += 1;
+        }
+        t.last_at = Some(now);
+        true
+    }
+
+    fn end(&self, error: Option<std::io::Error>) {
+        if let Some(e) = error {
+            eprintln!("reader: read error: {e}");
+        }
+        self.0.lock().unwrap().ended = true;
+    }
+
+    fn seeked(&self) {
+        let mut t = self.0.lock().unwrap();
+        t.cc.clear();
+        t.last_at = None;
+    }
+}
+
+/// `dvb2ip-bench vod --readers-only`: the direct path's readers alone, in this process: N
+/// [`dvb2ip::vod::pacer::Reader`]s of the file on one pacing thread, each seeking to a random
+/// position every `seek_every`, their TS checked for continuity by an in-process sink (no RTP,
+/// no sockets, no RTSP: what the file reading and pacing of a pipeline-free session cost).
+pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
+    use dvb2ip::vod::pacer::{Pacer, Reader};
+    use dvb2ip::vod::ts_file::TsFile;
+    let file = media(opts.mbps)?;
+    let me = std::process::id();
+    let pacer = Pacer::new();
+    let probe = TsFile::open(&file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let duration_s = probe.info.duration_ns() as f64 / 1e9;
+    drop(probe);
+    std::thread::sleep(Duration::from_millis(300));
+    let idle_rss = proc_rss_kib(me).unwrap_or(0);
+    let idle_threads = proc_threads(me).unwrap_or(0);
+    println!(
+        "vod readers: {} direct readers of {} ({} Mbit/s, {duration_s:.1} s) on one pacing thread, a seek every {} s, {} s run",
+        opts.sessions,
+        file.display(),
+        opts.mbps,
+        opts.seek_every,
+        opts.seconds
+    );
+    let seek_every = Duration::from_secs_f64(opts.seek_every);
+    let span = (duration_s - opts.seek_every - 2.0).max(1.0);
+    let mut sessions = vec![];
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let started = Instant::now();
+    let mut distance = vec![];
+    for _ in 0..opts.sessions {
+        let sink = Arc::new(ReaderSink(Mutex::new(ReaderTally {
+            seek_sent: None,
+            cc: vec![],
+            last_at: None,
+            seek_to_first_ms: vec![],
+            cc_errors: 0,
+            stalls: 0,
+            bytes: 0,
+            ended: false,
+        })));
+        let f = TsFile::open(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let r = Reader::new(&pacer, f, sink.clone())?;
+        let want = (next_rand(&mut rng) % (span * 1000.0) as u64) as f64 / 1000.0;
+        seek(&r, &sink, want, &mut distance)?;
+        r.play();
+        sessions.push((r, sink, Instant::now() + seek_every));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let end = started + Duration::from_secs_f64(opts.seconds);
+    let cpu_from = started + Duration::from_secs_f64(opts.seconds * 0.25);
+    let cpu_to = started + Duration::from_secs_f64(opts.seconds * 0.75);
+    let (mut c0, mut t0, mut c1, mut t1) = (None, started, None, started);
+    let (mut rss_max, mut threads_max) = (0, 0);
+    while Instant::now() < end {
+        let now = Instant::now();
+        for (r, sink, next) in &mut sessions {
+            if now >= *next {
+                let want = (next_rand(&mut rng) % (span * 1000.0) as u64) as f64 / 1000.0;
+                seek(r, sink, want, &mut distance)?;
+                *next = now + seek_every;
+            }
+        }
+        if now >= cpu_from && c0.is_none() {
+            (c0, t0) = (proc_cpu_secs(me), now);
+        }
+        if now >= cpu_from && now < cpu_to {
+            rss_max = rss_max.max(proc_rss_kib(me).unwrap_or(0));
+            threads_max = threads_max.max(proc_threads(me).unwrap_or(0));
+            (c1, t1) = (proc_cpu_secs(me), now);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cpu = match (c0, c1) {
+        (Some(a), Some(b)) if t1 > t0 => (b - a) / t1.duration_since(t0).as_secs_f64() * 100.0,
+        _ => f64::NAN,
+    };
+    let mut seeks: Vec<f64> = vec![];
+    let (mut cc_errors, mut stalls, mut bytes, mut ended) = (0, 0, 0, 0);
+    for (_, sink, _) in &sessions {
+        let t = sink.0.lock().unwrap();
+        seeks.extend(t.seek_to_first_ms.iter().map(|&v| f64::from(v)));
+        cc_errors += t.cc_errors;
+        stalls += t.stalls;
+        bytes += t.bytes;
+        ended += usize::from(t.ended);
+    }
+    seeks.sort_by(f64::total_cmp);
+    distance.sort_by(f64::total_cmp);
+    let n = opts.sessions.max(1) as f64;
+    let rss_per = rss_max.saturating_sub(idle_rss) as f64 / n;
+    let median = percentile(&seeks, 0.5);
+    println!(
+        "readers: cpu {cpu:.0}% of one core (this process, sinks included), RSS idle {:.1} MiB, peak {:.1} MiB → {rss_per:.1} KiB/session; threads idle {idle_threads}, peak {threads_max}",
+        idle_rss as f64 / 1024.0,
+        rss_max as f64 / 1024.0
+    );
+    println!(
+        "delivered {:.1} Mbit/s per session on average (file {} Mbit/s)",
+        bytes as f64 * 8.0 / 1e6 / opts.seconds / n,
+        opts.mbps
+    );
+    println!(
+        "seeks: {} seek → first media chunk: median {median:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        seeks.len(),
+        percentile(&seeks, 0.99),
+        seeks.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "delivered − requested position: min {:+.3} s, median {:+.3} s, max {:+.3} s (the key frame at or before the target)",
+        distance.first().copied().unwrap_or(f64::NAN),
+        percentile(&distance, 0.5),
+        distance.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "delivery: {stalls} stalls (> {} s without a chunk while playing), {cc_errors} TS continuity errors within play periods, {ended} sessions reached the end",
+        STALL.as_secs()
+    );
+    println!("targets (the reading and pacing part of a session only):");
+    println!(
+        "  seek → first chunk median <= 50 ms: {} ({median:.2} ms)",
+        verdict(median <= 50.0)
+    );
+    println!(
+        "  RSS <= 256 KiB per session: {} ({rss_per:.1} KiB)",
+        verdict(rss_per <= 256.0)
+    );
+    println!(
+        "  no stall, no CC error: {} ({stalls} stalls, {cc_errors} CC errors)",
+        verdict(stalls == 0 && cc_errors == 0)
+    );
+    Ok(())
+}
+
+/// Seeks reader `r` to `want` s (the sink's continuity state restarts in `seeked`) and notes
+/// the delivered − requested distance.
+fn seek(
+    r: &dvb2ip::vod::pacer::Reader,
+    sink: &ReaderSink,
+    want: f64,
+    distance: &mut Vec<f64>,
+) -> anyhow::Result<()> {
+    {
+        sink.0.lock().unwrap().seek_sent = Some(Instant::now());
+    }
+    let l = r.seek((want * 1e9) as u64)?;
+    distance.push(l.npt_ns as f64 / 1e9 - want);
     Ok(())
 }

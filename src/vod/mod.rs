@@ -2,17 +2,21 @@
 //! uses to map `/vod/<path>` onto a file under a root ([`path`]), the library listing
 //! ([`library`]), the HTTP routes ([`http`]) and recording channels into the library
 //! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_media`], [`rtsp_npt`],
-//! [`rtsp_reverse`]).
+//! [`rtsp_reverse`]); the parts of a pipeline-free VOD path for TS files, measured but not yet
+//! serving RTSP: [`ts_file`] (probe, seek to a random access point by PCR) and [`pacer`] (one
+//! thread pacing every session's file by its PCR).
 
 pub mod config;
 pub mod http;
 pub mod library;
+pub mod pacer;
 pub mod path;
 pub mod record;
 pub mod rtsp;
 pub mod rtsp_media;
 pub mod rtsp_npt;
 pub mod rtsp_reverse;
+pub mod ts_file;
 
 /// Debug category of the VOD modules (`GST_DEBUG=dvb2ip-vod:5`).
 pub(crate) static CAT: once_cell::sync::Lazy<gst::DebugCategory> =
