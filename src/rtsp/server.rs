@@ -148,6 +148,14 @@ impl SatipServer {
         s.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);
+        // gst-rtsp-server's default pool serves every connection from one thread, so a
+        // request that waits stalled all the others: a relay's DESCRIBE waiting up to its
+        // `start_timeout` for the upstream held an OPTIONS on another connection 7.5 s, and
+        // VOD PLAYs queued behind each other's seeks. A thread per connection keeps clients
+        // apart; connections are capped (`[limits]`, issue 16), so threads are too.
+        if let Some(pool) = s.thread_pool() {
+            pool.set_max_threads(-1);
+        }
         s
     }
 }
