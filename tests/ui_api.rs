@@ -885,6 +885,33 @@ fn channel_mount_sessions_report_the_rate_their_clients_receive() {
             },
         );
     }
+    // The metrics: sessions and bytes sent by transport, promtool-clean.
+    let sample = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let m = req(lo(http), "GET", "/metrics", &[]).body;
+    for p in ["rtsp/udp", "rtsp/tcp"] {
+        let sessions = format!("dvb2ip_client_sessions{{protocol=\"{p}\"}}");
+        assert_eq!(sample(&m, &sessions), Some(1.0), "{sessions} in {m}");
+        let bytes = format!("dvb2ip_client_sent_bytes_total{{protocol=\"{p}\"}}");
+        assert!(sample(&m, &bytes) > Some(100_000.0), "{bytes} in {m}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (apt-get install prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {out:?}\n{m}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = c.req("TEARDOWN", "ch/news", &[("Session", &usid)]);
     drop(c);
