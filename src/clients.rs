@@ -28,6 +28,29 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in the order of [`Protocol::index`].
+    pub const ALL: [Protocol; 4] = [
+        Protocol::RtspUdp,
+        Protocol::RtspTcp,
+        Protocol::Multicast,
+        Protocol::Http,
+    ];
+
+    /// Its position in [`Protocol::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name the API and the metrics use (`rtsp/udp`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::RtspUdp => "rtsp/udp",
+            Protocol::RtspTcp => "rtsp/tcp",
+            Protocol::Multicast => "multicast",
+            Protocol::Http => "http",
+        }
+    }
+
     /// The protocol of an RTSP `Transport` value (as the server answered it).
     pub fn of_transport(transport: &str) -> Protocol {
         let t = transport.to_ascii_lowercase();
@@ -74,6 +97,28 @@ struct Entry {
     started_unix_s: u64,
     /// The bytes-sent samples of its bitrate.
     meter: Mutex<Meter>,
+    /// The most bytes sent any reading saw (what it adds to the totals when it ends).
+    most_bytes: AtomicU64,
+}
+
+impl Entry {
+    /// Bytes sent now (`None`: not known for this session), noted in `most_bytes`.
+    fn bytes(&self) -> Option<u64> {
+        let b = self.c.bytes.as_ref().and_then(|b| b())?;
+        self.most_bytes.fetch_max(b, Ordering::Relaxed);
+        Some(b)
+    }
+}
+
+/// Sessions and bytes sent of one protocol, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtocolTotals {
+    pub protocol: Protocol,
+    /// Sessions running now.
+    pub sessions: usize,
+    /// Bytes sent to its sessions since the server started (ended sessions included; never
+    /// decreases).
+    pub bytes_sent: u64,
 }
 
 /// Span of the sliding window `bitrate_bps` is measured over.
@@ -155,6 +200,8 @@ pub struct Clients {
     /// of the last time, at least [`PRUNE_MIN`]), so a server nobody lists keeps no more than
     /// twice its sessions.
     prune_at: std::sync::atomic::AtomicUsize,
+    /// Bytes sent to ended sessions, by [`Protocol::index`].
+    ended_bytes: [AtomicU64; 4],
 }
 
 /// The smallest registry size at which ended sessions are forgotten on registration.
@@ -194,6 +241,7 @@ impl Clients {
             map: Mutex::new(BTreeMap::new()),
             lookup,
             prune_at: std::sync::atomic::AtomicUsize::new(PRUNE_MIN),
+            ended_bytes: Default::default(),
         }
     }
 
@@ -231,6 +279,7 @@ impl Clients {
                 started,
                 started_unix_s,
                 meter: Mutex::new(Meter::new(now, first)),
+                most_bytes: AtomicU64::new(first),
             }),
         );
         let len = map.len();
@@ -264,6 +313,7 @@ impl Clients {
             for (k, e) in dead {
                 if map.get(&k).is_some_and(|now| Arc::ptr_eq(now, &e)) {
                     map.remove(&k);
+                    self.ended(&e);
                 }
             }
         }
@@ -278,7 +328,7 @@ impl Clients {
             .into_iter()
             .map(|(id, e)| {
                 let (address, port) = split_peer(&e.c.peer);
-                let bytes = e.c.bytes.as_ref().and_then(|b| b());
+                let bytes = e.bytes();
                 let bitrate = bytes.and_then(|b| e.meter.lock().unwrap().sample(now, b));
                 SessionInfo {
                     id,
@@ -306,6 +356,36 @@ impl Clients {
         self.live().len()
     }
 
+    /// An entry leaves the registry: its bytes join its protocol's total.
+    fn ended(&self, e: &Entry) {
+        self.ended_bytes[e.c.protocol.index()]
+            .fetch_add(e.most_bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// Per protocol: sessions running and bytes sent since the server started.
+    pub fn totals(&self) -> Vec<ProtocolTotals> {
+        let live = self.live();
+        Protocol::ALL
+            .iter()
+            .map(|&protocol| {
+                let mine = live.iter().filter(|(_, e)| e.c.protocol == protocol);
+                let running: u64 = mine
+                    .clone()
+                    .map(|(_, e)| {
+                        e.bytes();
+                        e.most_bytes.load(Ordering::Relaxed)
+                    })
+                    .sum();
+                ProtocolTotals {
+                    protocol,
+                    sessions: mine.count(),
+                    bytes_sent: self.ended_bytes[protocol.index()].load(Ordering::Relaxed)
+                        + running,
+                }
+            })
+            .collect()
+    }
+
     /// Ends session `id`; false when no such session runs.
     pub fn disconnect(&self, id: &str) -> bool {
         let entry = self.map.lock().unwrap().get(id).cloned();
@@ -313,11 +393,16 @@ impl Clients {
             return false;
         };
         if !(e.c.alive)() {
-            self.map.lock().unwrap().remove(id);
+            if let Some(e) = self.map.lock().unwrap().remove(id) {
+                self.ended(&e);
+            }
             return false;
         }
         (e.c.end)();
-        self.map.lock().unwrap().remove(id);
+        e.bytes();
+        if let Some(e) = self.map.lock().unwrap().remove(id) {
+            self.ended(&e);
+        }
         true
     }
 }
@@ -368,6 +453,52 @@ mod tests {
         );
         let json = serde_json::to_value(Protocol::Http).unwrap();
         assert_eq!(json, "http");
+    }
+
+    #[test]
+    fn totals_by_protocol_never_decrease_when_sessions_end() {
+        let clients = Clients::new(Box::new(|_, _| None));
+        let sent = Arc::new(AtomicU64::new(0));
+        let alive = Arc::new(AtomicBool::new(true));
+        let client = |key: &str, protocol, sent: &Arc<AtomicU64>, alive: &Arc<AtomicBool>| {
+            let (s, a) = (sent.clone(), alive.clone());
+            NewClient {
+                key: Some(key.into()),
+                protocol,
+                peer: String::new(),
+                user_agent: String::new(),
+                path: "/".into(),
+                query: String::new(),
+                alive: Box::new(move || a.load(Ordering::SeqCst)),
+                end: Box::new(|| {}),
+                bytes: Some(Box::new(move || Some(s.load(Ordering::SeqCst)))),
+            }
+        };
+        clients.register(client("a", Protocol::RtspTcp, &sent, &alive));
+        let other = Arc::new(AtomicU64::new(7));
+        let stays = Arc::new(AtomicBool::new(true));
+        clients.register(client("b", Protocol::Http, &other, &stays));
+        sent.store(1000, Ordering::SeqCst);
+        let t = clients.totals();
+        assert_eq!(t.len(), 4);
+        let tcp =
+            |t: &[ProtocolTotals]| *t.iter().find(|p| p.protocol.name() == "rtsp/tcp").unwrap();
+        assert_eq!(tcp(&t).sessions, 1);
+        assert_eq!(tcp(&t).bytes_sent, 1000);
+        assert_eq!(t[Protocol::Http.index()].bytes_sent, 7);
+        // It ends (its count no longer readable): its bytes stay in the total.
+        alive.store(false, Ordering::SeqCst);
+        sent.store(0, Ordering::SeqCst);
+        let t = clients.totals();
+        assert_eq!((tcp(&t).sessions, tcp(&t).bytes_sent), (0, 1000));
+        // Another one adds to it; a disconnected one too.
+        let more = Arc::new(AtomicU64::new(500));
+        let up = Arc::new(AtomicBool::new(true));
+        clients.register(client("c", Protocol::RtspTcp, &more, &up));
+        assert_eq!(tcp(&clients.totals()).bytes_sent, 1500);
+        assert!(clients.disconnect("rtsp-c"));
+        assert_eq!(tcp(&clients.totals()).bytes_sent, 1500);
+        assert_eq!(clients.totals()[Protocol::Http.index()].sessions, 1);
     }
 
     #[test]

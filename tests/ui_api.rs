@@ -765,3 +765,163 @@ fn b64(s: &str) -> String {
     }
     o
 }
+
+/// Bytes a client received, timestamped, for its own bitrate over a window.
+#[derive(Default)]
+struct Received(std::sync::Mutex<std::collections::VecDeque<(Instant, u64)>>);
+
+impl Received {
+    /// Notes `n` more bytes now.
+    fn add(&self, n: usize) {
+        let mut q = self.0.lock().unwrap();
+        let total = q.back().map_or(0, |(_, b)| *b) + n as u64;
+        q.push_back((Instant::now(), total));
+        while q.len() > 2 && q[1].0.elapsed() > Duration::from_secs(10) {
+            q.pop_front();
+        }
+    }
+
+    /// Bits per second received over the last `window` (`None` before the client has that
+    /// much history).
+    fn rate(&self, window: Duration) -> Option<f64> {
+        let q = self.0.lock().unwrap();
+        let (t1, b1) = *q.back()?;
+        let &(t0, b0) = q.iter().find(|(t, _)| t1.duration_since(*t) <= window)?;
+        let span = t1.duration_since(t0);
+        (span >= window.mul_f64(0.9)).then(|| (b1 - b0) as f64 * 8.0 / span.as_secs_f64())
+    }
+}
+
+/// Sessions on a `/ch/<name>` mount (gst-rtsp-server's shared channel media, no packer of
+/// ours) have a real byte count: over UDP and over interleaved TCP the session's
+/// `bitrate_bps` comes within 20 % of the rate its client measures of the RTP it receives, and
+/// `bytes_sent` grows with it.
+#[test]
+fn channel_mount_sessions_report_the_rate_their_clients_receive() {
+    let dir = common::temp_dir("ui-ch-bitrate");
+    let http = free_port();
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", "")).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+
+    // Over UDP: the client counts the RTP datagrams it receives (header and payload).
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let p = udp.local_addr().unwrap().port();
+    let mut c = Rtsp::connect(srv.rtsp_port);
+    let r = c.req(
+        "SETUP",
+        "ch/news/stream=0",
+        &[(
+            "Transport",
+            &format!("RTP/AVP;unicast;client_port={p}-{}", p + 1),
+        )],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let usid = r.session();
+    assert_eq!(c.req("PLAY", "ch/news", &[("Session", &usid)]).status, 200);
+    let got_udp = std::sync::Arc::new(Received::default());
+    let (g, st) = (got_udp.clone(), stop.clone());
+    readers.push(std::thread::spawn(move || {
+        let mut b = [0u8; 65536];
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = udp.recv(&mut b) {
+                g.add(n);
+            }
+        }
+    }));
+
+    // Over TCP: the client counts the RTP of the interleaved frames on channel 0.
+    let mut tcp = Rtsp::connect(srv.rtsp_port);
+    let r = tcp.req(
+        "SETUP",
+        "ch/news/stream=0",
+        &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    let tsid = r.session();
+    let play = tcp.req_interleaved("PLAY", "ch/news", &[("Session", &tsid)]);
+    assert_eq!(play.status, 200);
+    let got_tcp = std::sync::Arc::new(Received::default());
+    let (g, st) = (got_tcp.clone(), stop.clone());
+    readers.push(std::thread::spawn(move || {
+        while !st.load(std::sync::atomic::Ordering::Relaxed) {
+            match (*tcp).next_item() {
+                Ok(common::rtsp::Item::Frame(0, data)) => g.add(data.len()),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    }));
+
+    for (what, sid, got) in [("rtsp/udp", &usid, &got_udp), ("rtsp/tcp", &tsid, &got_tcp)] {
+        let id = format!("rtsp-{sid}");
+        let mut last = String::new();
+        let s = wait_for(
+            &format!("a {what} /ch/news session's bitrate near its client's"),
+            Duration::from_secs(60),
+            || {
+                let s = session_where(http, |s| s["id"] == id.as_str())?;
+                let client = got.rate(clients_window())?;
+                let server = s["bitrate_bps"].as_f64()?;
+                last = format!("server {server:.0} bit/s, client {client:.0} bit/s: {s}");
+                ((server - client).abs() <= 0.2 * client && client > 100_000.0).then_some(s)
+            },
+        );
+        eprintln!("{what}: {last}");
+        assert_eq!(s["protocol"], what, "{s}");
+        assert_eq!(s["channel"], "dvb2ip News", "{s}");
+        assert_eq!(s["path"], "/ch/news/stream=0", "{s}");
+        let first = s["bytes_sent"].as_u64().expect("bytes_sent");
+        wait_for(
+            &format!("{what} bytes_sent growing"),
+            Duration::from_secs(30),
+            || {
+                let s = session_where(http, |s| s["id"] == id.as_str())?;
+                (s["bytes_sent"].as_u64()? > first).then_some(())
+            },
+        );
+    }
+    // The metrics: sessions and bytes sent by transport, promtool-clean.
+    let sample = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let m = req(lo(http), "GET", "/metrics", &[]).body;
+    for p in ["rtsp/udp", "rtsp/tcp"] {
+        let sessions = format!("dvb2ip_client_sessions{{protocol=\"{p}\"}}");
+        assert_eq!(sample(&m, &sessions), Some(1.0), "{sessions} in {m}");
+        let bytes = format!("dvb2ip_client_sent_bytes_total{{protocol=\"{p}\"}}");
+        assert!(sample(&m, &bytes) > Some(100_000.0), "{bytes} in {m}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (apt-get install prometheus)");
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(out.status.success(), "promtool: {out:?}\n{m}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = c.req("TEARDOWN", "ch/news", &[("Session", &usid)]);
+    drop(c);
+    for r in readers {
+        let _ = r.join();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The span over which a test client measures what it received: the server's window.
+fn clients_window() -> Duration {
+    dvb2ip::clients::BITRATE_WINDOW
+}

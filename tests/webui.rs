@@ -131,3 +131,131 @@ fn sessions_appear_live_and_the_disconnect_button_ends_them() {
     assert!(errors.is_empty(), "console errors: {errors:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `MD5("alice:dvb2ip:secret")`: the publisher of the publish mount below.
+const ALICE_DIGEST: &str = "53ed74b6481a7a8645bcacc010ce5554";
+
+/// Ends a child process on drop.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The Publishers section follows a publish mount live: idle, then a publisher that
+/// `rtspclientsink` starts shows up with its address, user and bytes in; a reader makes the
+/// reader count and bytes out move; the publisher leaving returns the mount to idle with one
+/// stop counted. Screenshots: `webui-publisher-live.png`, `webui-publisher-gone.png`.
+#[test]
+fn a_publisher_appears_live_in_the_publishers_section() {
+    let dir = common::temp_dir("webui-publish");
+    let http = free_port();
+    let conf = dir.join("serve.toml");
+    let vod = dir.join("vod");
+    std::fs::create_dir_all(&vod).unwrap();
+    let text = config(http, &vod) + &format!(
+        "\n[[publish]]\nname = \"cam\"\n[[publish.publisher]]\nuser = \"alice\"\npassword_digest = \"{ALICE_DIGEST}\"\nfrom = [\"127.0.0.0/8\"]\n"
+    );
+    std::fs::write(&conf, text).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+    let b = Browser::start();
+    b.goto(&format!("http://127.0.0.1:{http}/"));
+    b.wait_for(
+        "Number(document.body.dataset.updates || 0) >= 2",
+        Duration::from_secs(30),
+    );
+    let row = "document.querySelector('tr.publisher[data-mount=\"/live/cam\"]')";
+    b.wait_for(
+        &format!("{row} && {row}.dataset.state === 'idle'"),
+        Duration::from_secs(10),
+    );
+    let pushes = b.eval("document.getElementById('pushes-body').textContent");
+    assert!(
+        pushes.as_str().is_some_and(|t| t.contains("no pushes")),
+        "{pushes}"
+    );
+
+    let mut gst = common::gst_launch();
+    gst.args([
+        "-q",
+        "videotestsrc",
+        "is-live=true",
+        "!",
+        "video/x-raw,width=320,height=240,framerate=25/1",
+        "!",
+        "x264enc",
+        "tune=zerolatency",
+        "key-int-max=25",
+        "!",
+        "h264parse",
+        "!",
+        "rtspclientsink",
+    ])
+    .arg(format!(
+        "location=rtsp://127.0.0.1:{}/live/cam",
+        srv.rtsp_port
+    ))
+    .args(["user-id=alice", "user-pw=secret", "protocols=tcp"])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null());
+    let publisher = Kill(gst.spawn().expect("gst-launch runs"));
+    // Live, with the publisher's address and user, and bytes coming in.
+    let text = b.wait_for(
+        &format!(
+            "{row} && {row}.dataset.state === 'live' && \
+             {row}.children[4].textContent !== '0 B' && {row}.textContent"
+        ),
+        Duration::from_secs(60),
+    );
+    let text = text.as_str().unwrap_or_default().to_owned();
+    assert!(
+        text.contains("127.0.0.1:") && text.contains("(alice)"),
+        "{text}"
+    );
+
+    // A reader over HTTP: the reader count and bytes out follow.
+    let mut reader = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    use std::io::{Read, Write};
+    write!(reader, "GET /live/cam HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    reader
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut r2 = reader.try_clone().unwrap();
+    let read = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        while matches!(r2.read(&mut buf), Ok(n) if n > 0) {}
+    });
+    b.wait_for(
+        &format!(
+            "{row} && {row}.children[3].textContent === '1' && \
+             {row}.children[5].textContent !== '0 B'"
+        ),
+        Duration::from_secs(60),
+    );
+    b.eval("document.getElementById('publishers').scrollIntoView()");
+    b.screenshot("webui-publisher-live");
+
+    // The publisher leaves: idle again, its stop counted.
+    drop(publisher);
+    let text = b.wait_for(
+        &format!(
+            "{row} && {row}.dataset.state === 'idle' && {row}.children[7].textContent === '1' \
+             && {row}.textContent"
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(
+        text.as_str().is_some_and(|t| t.starts_with("/live/cam")),
+        "{text}"
+    );
+    b.eval("document.getElementById('publishers').scrollIntoView()");
+    b.screenshot("webui-publisher-gone");
+    drop(reader);
+    let _ = read.join();
+    let errors = b.console_errors();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -27,7 +27,13 @@ pub fn router(core: Arc<Core>) -> Router {
         "/metrics",
         get(move || {
             let core = core.clone();
-            async move { ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&core)).into_response() }
+            async move {
+                // The session registry asks gst-rtsp-server's session pool: off the workers.
+                match tokio::task::spawn_blocking(move || render(&core)).await {
+                    Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
+                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
         }),
     )
 }
@@ -320,6 +326,26 @@ pub fn render(core: &Core) -> String {
     );
     f.sample(&[("protocol", "rtsp")], core.sessions.rtsp() as f64);
     f.sample(&[("protocol", "http")], core.sessions.http() as f64);
+    // The session registry (src/clients.rs): what the web UI lists, by how clients receive.
+    let totals = core.clients.totals();
+    let mut f = family(
+        &mut o,
+        "dvb2ip_client_sessions",
+        "gauge",
+        "Sessions receiving a stream, by transport (rtsp/udp, rtsp/tcp, multicast, http).",
+    );
+    for t in &totals {
+        f.sample(&[("protocol", t.protocol.name())], t.sessions as f64);
+    }
+    let mut f = family(
+        &mut o,
+        "dvb2ip_client_sent_bytes_total",
+        "counter",
+        "Bytes sent to clients' sessions (RTP headers and payload; HTTP response bytes), by transport.",
+    );
+    for t in &totals {
+        f.sample(&[("protocol", t.protocol.name())], t.bytes_sent as f64);
+    }
     let mut f = family(
         &mut o,
         "dvb2ip_sessions_max",

@@ -75,6 +75,18 @@ pub fn slot_of(media: &gst_rtsp_server::RTSPMedia) -> Option<Arc<Mutex<Slot>>> {
     }
 }
 
+/// The RTP byte count of a relay reader on the direct path (`None` off it), for its session's
+/// bitrate (src/rtsp/sent.rs).
+pub fn sent_counter(
+    media: &gst_rtsp_server::RTSPMedia,
+) -> Option<Arc<std::sync::atomic::AtomicU64>> {
+    let slot = slot_of(media)?;
+    let slot = slot.lock().unwrap();
+    let d = slot.direct.as_ref()?;
+    let c = d.packer.lock().unwrap().sent_counter();
+    Some(c)
+}
+
 /// The session media of the current request on the relay at `mount`.
 fn session_media(mount: &str) -> Option<gst_rtsp_server::RTSPSessionMedia> {
     let session =

@@ -991,7 +991,7 @@ mod imp {
             let (alive_id, end_id) = (id.clone(), id.clone());
             // Found on first reading (a direct stream is attached after this SETUP's answer).
             let (bytes_pool, bytes_id) = (pool.downgrade(), id.clone());
-            let sent = std::sync::OnceLock::<Arc<std::sync::atomic::AtomicU64>>::new();
+            let sent = Mutex::new(None::<crate::rtsp::sent::Sent>);
             self.core().clients.register(crate::clients::NewClient {
                 key: Some(id),
                 protocol: crate::clients::Protocol::of_transport(
@@ -1014,16 +1014,16 @@ mod imp {
                     }
                 }),
                 bytes: Some(Box::new(move || {
-                    if sent.get().is_none() {
-                        let found = bytes_pool
-                            .upgrade()
-                            .and_then(|p| p.find(&bytes_id))
-                            .and_then(|s| crate::rtsp::factory::sent_counter(&s));
-                        if let Some(c) = found {
-                            let _ = sent.set(c);
-                        }
+                    let mut sent = sent.lock().unwrap();
+                    if sent.is_none() {
+                        let session = bytes_pool.upgrade().and_then(|p| p.find(&bytes_id))?;
+                        // Not known yet (a direct stream not attached): nothing sent yet.
+                        let Some(found) = crate::rtsp::sent::of_session(&session) else {
+                            return Some(0);
+                        };
+                        *sent = Some(found);
                     }
-                    sent.get().map(|c| c.load(Ordering::Relaxed))
+                    sent.as_mut().map(crate::rtsp::sent::Sent::read)
                 })),
             });
         }

@@ -15,6 +15,7 @@ pub mod mounts;
 pub mod pay;
 pub mod routing;
 pub mod sdp;
+pub mod sent;
 pub mod server;
 
 use std::sync::Arc;

@@ -252,6 +252,9 @@ pub struct Snapshot {
     pub scan: serde_json::Value,
     /// As `GET /api/relays` lists them, with `play_url`.
     pub relays: Vec<panels::UiRelay>,
+    /// As `GET /api/publishers` lists them (`publishers`, `pushes`).
+    pub publishers: Vec<crate::streams::publish::PublishStatus>,
+    pub pushes: Vec<crate::publish::push::PushStatus>,
     /// As `GET /api/recordings` lists them.
     pub recordings: Vec<crate::vod::record::RecordingInfo>,
     /// As `GET /api/css` lists them.
@@ -383,6 +386,8 @@ impl Ui {
             }),
             tuners,
             relays: panels::relays(&self.core.relays),
+            publishers: self.core.publishers.status(),
+            pushes: self.core.publishers.pushes.status(),
             recordings,
             css: self.core.css.channels(&self.core.config),
             vod_files: self.library.list(&self.core.config.vod.roots).len(),

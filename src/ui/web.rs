@@ -68,6 +68,12 @@ pub const LATER_SECTIONS: &str = "<section id=\"live-channels\" hidden><h2>Chann
 <section id=\"relays\"><h2>Relays</h2><div class=\"scroll\"><table><thead><tr><th>Name</th>\
 <th>Source</th><th>State</th><th>Readers</th><th>In</th><th>Out</th><th>Starts</th><th>Failures</th>\
 <th></th></tr></thead><tbody id=\"relays-body\"></tbody></table></div></section>\n\
+<section id=\"publishers\"><h2>Publishers</h2><div class=\"scroll\"><table><thead><tr><th>Mount</th>\
+<th>State</th><th>Publisher</th><th>Readers</th><th>In</th><th>Out</th><th>Starts</th><th>Stops</th>\
+<th>Refused</th><th>Start latency</th><th>Live for</th></tr></thead><tbody id=\"publishers-body\">\
+</tbody></table></div><h3>Pushes</h3><div class=\"scroll\"><table><thead><tr><th>Name</th>\
+<th>Source</th><th>Target</th><th>State</th><th>Out</th><th>Starts</th><th>Failures</th></tr>\
+</thead><tbody id=\"pushes-body\"></tbody></table></div></section>\n\
 <section id=\"css\"><h2>DVB-CSS</h2><div class=\"scroll\"><table><thead><tr><th>Channel</th>\
 <th>contentId</th><th>Timelines</th><th>Companions</th><th>WC requests</th><th>Endpoints</th></tr>\
 </thead><tbody id=\"css-body\"></tbody></table></div></section>\n";

@@ -46,8 +46,11 @@
   }
 
   function bytes(n) {
+    if (n === null || n === undefined) return "-";
     if (n >= 1 << 30) return (n / (1 << 30)).toFixed(2) + " GiB";
-    return (n / (1 << 20)).toFixed(1) + " MiB";
+    if (n >= 1 << 20) return (n / (1 << 20)).toFixed(1) + " MiB";
+    if (n >= 1 << 10) return (n / (1 << 10)).toFixed(0) + " KiB";
+    return n + " B";
   }
 
   async function act(method, url, body) {
@@ -280,6 +283,42 @@
     }
   }
 
+  function ms(v) {
+    return v === null || v === undefined ? "-" : v + " ms";
+  }
+
+  function renderPublishers(mounts, pushes) {
+    const body = $("publishers-body");
+    if (!body) return;
+    body.replaceChildren();
+    if (!mounts.length) empty(body, 11, "no publish mounts (add [[publish]] sections)");
+    for (const p of mounts) {
+      const who = p.publisher ? p.publisher + (p.user ? " (" + p.user + ")" : "") : "-";
+      const refused = p.refused + (p.last_refusal ? ": " + p.last_refusal : "");
+      const live = p.publishing_for_s === null || p.publishing_for_s === undefined
+        ? "-" : duration(Math.floor(p.publishing_for_s));
+      // start_latency_ms: announce → first data, where the server reports it.
+      const tr = row([p.mount, p.state, who, p.readers, bytes(p.bytes_in), bytes(p.bytes_out),
+        p.starts, p.stops, refused, ms(p.start_latency_ms), live]);
+      tr.dataset.mount = p.mount;
+      tr.dataset.state = p.state;
+      tr.className = "publisher";
+      body.appendChild(tr);
+    }
+    const pb = $("pushes-body");
+    if (!pb) return;
+    pb.replaceChildren();
+    if (!pushes.length) empty(pb, 7, "no pushes (add [[push]] sections)");
+    for (const p of pushes) {
+      let state = p.state + (p.last_error ? ": " + p.last_error : "");
+      if (p.retry_in_s !== null && p.retry_in_s !== undefined) state += " (retry in " + Math.ceil(p.retry_in_s) + " s)";
+      const tr = row([p.name, p.source, p.target, state, bytes(p.bytes_out), p.starts, p.failures]);
+      tr.dataset.push = p.name;
+      tr.className = "push";
+      pb.appendChild(tr);
+    }
+  }
+
   function renderCss(chans) {
     const body = $("css-body");
     if (!body) return;
@@ -306,6 +345,7 @@
       renderScan(snap.scan);
       renderRecordings(snap.recordings || []);
       renderRelays(snap.relays || []);
+      renderPublishers(snap.publishers || [], snap.pushes || []);
       renderCss(snap.css || []);
       if (snap.vod_files !== vodFiles) { vodFiles = snap.vod_files; loadVod(); }
       // The update's latency: when the server took it → now (for people and the benchmark).
