@@ -215,6 +215,7 @@ fn sample_errors(
     let mut round_trips = Vec::new();
     let mut page_errors = Vec::new();
     let mut not_ok = 0;
+    let mut samples = Vec::new();
     let start = Instant::now();
     let mut next = start;
     while start.elapsed() < span {
@@ -231,6 +232,7 @@ fn sample_errors(
         ) {
             (Some(true), Some(tv)) => {
                 let page = s["position"].as_f64().unwrap();
+                samples.push(serde_json::json!([mid as f64 / 1e6, (page - tv) / rate * 1000.0, s["errorMs"]]));
                 errors.push(((page - tv) / rate * 1000.0).abs());
                 clock_errors.push(((s["wallNs"].as_f64().unwrap() - mid as f64) / 1e6).abs());
                 page_errors.push(s["errorMs"].as_f64().unwrap().abs());
@@ -255,6 +257,17 @@ fn sample_errors(
         "samples mapped: {} (not: {not_ok})",
         errors.len()
     );
+    // The page's own trace (steering ticks, video frames, audio segments, events) for analysis.
+    let dir = common::plugin_dir().join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = serde_json::json!({
+        "trace": browser.eval("window.companion.trace"),
+        "events": browser.eval("window.companion.events"),
+        "samples": samples,
+    });
+    let path = dir.join(format!("companion-trace-{}.json", what.replace(' ', "-")));
+    std::fs::write(&path, trace.to_string()).unwrap();
+    eprintln!("{what}: trace in {}", path.display());
     let (median, p95) = (percentile(&errors, 0.5), percentile(&errors, 0.95));
     eprintln!(
         "{what}: companion vs TV over {:.0} s ({} samples, {not_ok} unmapped): |error| median {median:.1} ms, \

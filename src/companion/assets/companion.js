@@ -50,6 +50,9 @@
     seeks: 0, lastSeekAt: 0, seekLatencyMs: 150, seekPending: null, holding: false,
     events: [], syncedAt: null, loadedAt: performance.now()
   };
+  // Diagnostics (read by tests): steering ticks, video frames, player warnings.
+  var trace = { ticks: [], frames: [], audio: [] };
+  function keep(list, item, n) { list.push(item); if (list.length > n) { list.shift(); } }
   function log(what) {
     S.events.push({ t: Math.round(performance.now()), what: what });
     if (S.events.length > 200) { S.events.shift(); }
@@ -286,6 +289,10 @@
       var orig = r._onMediaSegment;
       r._onMediaSegment = function (type, segment) {
         try {
+          if (type === "audio" && segment && segment.info && r._dtsBaseInited) {
+            var ai = segment.info;
+            keep(trace.audio, [Math.round(performance.now()), ai.beginDts, ai.endDts, ai.originalBeginDts + r._dtsBase - ai.beginDts, segment.sampleCount], 600);
+          }
           if (type === "video" && segment && segment.info && r._dtsBaseInited) {
             var i = segment.info;
             var list = S.media.videoSegments;
@@ -338,12 +345,13 @@
     if (wall === null) { return { why: S.wc.mode === "websocket" ? "synchronising the wall clock" : "waiting for a control timestamp" }; }
     var ptsCt = S.cts[PTS_SELECTOR];
     if (!ptsCt) { return { why: ptsCt === null ? "the TV's PTS timeline is unavailable" : "waiting for the TV's PTS timeline" }; }
-    var page = broadcastPts(muxedPts(mediaMs));
+    var muxed = muxedPts(mediaMs);
+    var page = broadcastPts(muxed);
     if (page === null) { return { why: S.media.segments ? "waiting for video" : "waiting for the stream's PTS relation (" + (S.media.running ? "measuring" : "stream not running") + ")" }; }
     var tvPts = timelineAt(ptsCt, wall, 90000);
     var err = ptsDiff(page, mod33(tvPts));
     var r = { now: now, wall: wall, mediaMs: mediaMs, pts: tvPts + err, tvPts: tvPts, errTicks: err, speed: ptsCt.speed,
-              selector: PTS_SELECTOR, rate: 90000, position: tvPts + err, tvPosition: tvPts };
+              selector: PTS_SELECTOR, rate: 90000, position: tvPts + err, tvPosition: tvPts, segOffset: muxed / 90 - mediaMs };
     var f = S.followed;
     if (f.selector !== PTS_SELECTOR) {
       var ct = S.cts[f.selector];
@@ -377,6 +385,7 @@
     }
     var errMs = m.errTicks / 90;
     S.errorMs = errMs;
+    keep(trace.ticks, [m.now / 1e6, m.mediaMs, video.playbackRate, errMs, m.wall / 1e6, m.tvPts, m.segOffset], 1200);
     if (S.seekPending) { return; }
     var t = video.currentTime;
     if (m.speed === 0) {
@@ -415,8 +424,7 @@
       setState("syncing", "holding " + Math.round(errMs) + " ms");
       return;
     }
-    var rate = Math.abs(errMs) < 2 ? 1 : Math.max(0.8, Math.min(1.2, 1 - errMs / 1000 * 2));
-    if (Math.abs(video.playbackRate - rate) > 0.0005) { video.playbackRate = rate; }
+    video.playbackRate = steeredRate(errMs, video.playbackRate);
     recent.push(Math.abs(errMs));
     if (recent.length > 5) { recent.shift(); }
     var ok = recent.length === 5 && recent.every(function (e) { return e <= IN_SYNC_MS; });
@@ -427,6 +435,21 @@
       setState("syncing", Math.round(errMs) + " ms off");
     }
     if (status && status.length && status[0] !== "okay") { S.reason = "TV presentation status: " + status.join(" "); }
+  }
+  // The playbackRate for an offset of `errMs` (positive: ahead of the TV): proportional, a
+  // time constant of 1 / RATE_GAIN s. It never returns to exactly 1 once steering: Chrome
+  // switches its audio renderer between a plain copy (rate 1) and time-stretching (any other
+  // rate), and each switch costs about one audio buffer of media time (the video slips
+  // 21–28 ms; measured in tests/companion.rs, the cause of the old p95 of 36 ms). Inside
+  // ±MIN_RATE_STEP the rate stays on the side it is on until the error changes sign.
+  var RATE_GAIN = 5, MIN_RATE_STEP = 0.003;
+  function steeredRate(errMs, current) {
+    var rate = Math.max(0.8, Math.min(1.2, 1 - errMs / 1000 * RATE_GAIN));
+    if (Math.abs(rate - 1) < MIN_RATE_STEP) {
+      var side = errMs > 0.5 ? -1 : (errMs < -0.5 ? 1 : (current < 1 ? -1 : 1));
+      rate = 1 + side * MIN_RATE_STEP;
+    }
+    return Math.abs(current - rate) > 0.0005 ? rate : current;
   }
   function seekTo(t, errMs) {
     S.seeks++;
@@ -473,6 +496,7 @@
     get wallClock() { return S.wc.mode; },
     get seeks() { return S.seeks; },
     get events() { return S.events.slice(); },
+    get trace() { return trace; },
     get contentId() { return S.contentId; },
     /** Video media time mapped now: position on the followed timeline, the page's TV wall clock. */
     sample: function () {
@@ -486,6 +510,20 @@
     }
   };
 
+  if (video.requestVideoFrameCallback) {
+    var onFrame = function (now, md) {
+      keep(trace.frames, [now, md.mediaTime * 1000, md.expectedDisplayTime, md.presentedFrames, performance.now(), video.currentTime * 1000, video.playbackRate], 1200);
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+  ["waiting", "stalled", "seeking", "seeked", "ratechange"].forEach(function (n) {
+    video.addEventListener(n, function () { if (n !== "ratechange") { log("video " + n + " at " + video.currentTime.toFixed(3)); } });
+  });
+  mpegts.LoggingControl.enableWarn = true;
+  mpegts.LoggingControl.addLogListener(function (level, msg) {
+    if (level === "warn" || level === "error") { log("mpegts.js " + level + ": " + String(msg).slice(0, 200)); }
+  });
   openWc();
   openCii();
   pollMedia();
