@@ -61,13 +61,14 @@ fn config(http_port: u16, cii_port: u16, wc_port: u16) -> String {
         text.contains(news),
         "news channel in the default configuration"
     );
+    // "sport", the other TV service of news's multiplex: where the TV changes channel to.
     text.replacen(
         news,
         &format!(
             "{news}[channel.css]\ncii_port = {cii_port}\nwc_port = {wc_port}\npresentation_delay_ms = {DELAY_MS}\n"
         ),
         1,
-    )
+    ) + "\n[[channel]]\nname = \"sport\"\ntitle = \"dvb2ip Sport\"\nquery = \"freq=506&msys=dvbt&bw=8&pids=0,16,17,18,20,512,513,514\"\n"
 }
 
 /// The TV's clock: `CLOCK_MONOTONIC` in ns, what `dvbcsssink` serves (GstSystemClock).
@@ -245,6 +246,24 @@ fn companion_page_plays_in_sync_with_the_tv() {
     drop(rt);
     drop(browser);
     drop(srv);
+}
+
+/// Waits (bounded) for `expr` on the page; on timeout, fails with the page's state and events.
+fn wait_page(browser: &Browser, expr: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    while browser.eval(expr) != serde_json::json!(true) {
+        if Instant::now() >= end {
+            panic!(
+                "{expr} within {limit:?}; page: state {} ({}), channel {}, contentId {}, events {}",
+                browser.eval("window.companion.state"),
+                browser.eval("window.companion.reason"),
+                browser.eval("window.companion.channel"),
+                browser.eval("window.companion.contentId"),
+                browser.eval("window.companion.events")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Samples the page every 100 ms for `span` against the TV position from `last_ct`; prints
@@ -482,6 +501,77 @@ fn tv_mode_follows_css_tv_through_pause_and_resume() {
         "TV mode after resume",
     );
     assert!(p95 < 200.0, "p95 |error| after resume {p95:.1} ms");
+    ts_task.abort();
+
+    // A channel change: the TV tunes "sport" (the other TV service of the multiplex, no
+    // TEMI). Its CSS servers restart with the new service's contentId and timelines; the
+    // page finds the channel of that contentId (/companion/channels.json) and plays it.
+    let channels = common::http::get(http_port, "/companion/channels.json");
+    assert!(
+        String::from_utf8_lossy(&channels.body).contains("dvb://233a.1002.1202"),
+        "{}",
+        String::from_utf8_lossy(&channels.body)
+    );
+    let port = |url: &str| -> u16 {
+        url.rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches("/cii")
+            .parse()
+            .unwrap()
+    };
+    let (cii_port, wc_port) = (port(&tv.urls.cii), port(&tv.urls.wc));
+    // The TV tunes another service: a new TV on the same ports (the page's CSS-CII URL).
+    drop(tv);
+    let tv = tools::start_tv(&TvOptions {
+        cii_port,
+        wc_port,
+        program: 0x1202,
+        ..TvOptions::default()
+    })
+    .expect("TV starts on the new channel");
+    tv.sink
+        .set_property("ts-offset", i64::from(DELAY_MS) * 1_000_000);
+    let changed_at = Instant::now();
+    wait_page(
+        &browser,
+        "window.companion.channel === 'sport' && window.companion.state === 'in sync'",
+        Duration::from_secs(90),
+    );
+    eprintln!(
+        "TV mode: in sync on the new channel {:.2} s after the TV changed channel (target 5 s; contentId {})",
+        changed_at.elapsed().as_secs_f64(),
+        browser.eval("window.companion.contentId")
+    );
+    browser.screenshot("companion-tv-channel-change");
+    let followed = browser.eval("window.companion.followed");
+    let selector = followed["selector"].as_str().unwrap().to_string();
+    let rate = followed["rate"].as_f64().unwrap();
+    let (last_ct, ts_task) = follow_ts(&rt, &tv.urls.ts, wc, &selector, rate);
+    let end = Instant::now() + Duration::from_secs(30);
+    while last_ct
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_none_or(|c| !c.is_available())
+    {
+        assert!(
+            Instant::now() < end,
+            "the test's CSS-TS client got the new channel's timeline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let p95 = sample_errors(
+        &browser,
+        &last_ct,
+        rate,
+        Duration::from_secs(10),
+        "TV mode after a channel change",
+    );
+    assert!(
+        p95 < 200.0,
+        "p95 |error| after a channel change {p95:.1} ms"
+    );
     eprintln!("page events: {}", browser.eval("window.companion.events"));
     ts_task.abort();
     drop(rt);

@@ -42,6 +42,7 @@ pub fn router(core: &Arc<Core>) -> Router {
         .route("/companion", get(index))
         .route("/companion/", get(index))
         .route("/companion/assets/companion.js", get(script))
+        .route("/companion/channels.json", get(channels_json))
         .route("/companion/{name}", get(page))
         .route("/companion/{name}/media.json", get(media_json))
         .with_state(core.clone())
@@ -194,4 +195,35 @@ async fn media_json(State(core): State<Arc<Core>>, Path(name): Path<String>) -> 
         None => serde_json::json!({ "running": false }),
     };
     ([(header::CACHE_CONTROL, "no-cache")], axum::Json(body)).into_response()
+}
+
+/// Each channel's service as a contentId stem, `dvb://onid.tsid.sid` (hex), where the
+/// broadcast configuration names it: the page switches its stream to the channel of the TV's
+/// new contentId (a channel change of the TV).
+async fn channels_json(State(core): State<Arc<Core>>) -> Response {
+    let b = &core.config.broadcast;
+    let list: Vec<serde_json::Value> = core
+        .config
+        .channel
+        .iter()
+        .filter_map(|c| {
+            let sid = crate::channels::channel_program(&c.query, b);
+            let mux = b
+                .mux
+                .iter()
+                .find(|m| sid != 0 && m.service.iter().any(|s| s.service_id == sid))?;
+            Some(serde_json::json!({
+                "name": c.name,
+                "contentIdStem": format!(
+                    "dvb://{:x}.{:x}.{:x}",
+                    mux.original_network_id, mux.transport_stream_id, sid
+                ),
+            }))
+        })
+        .collect();
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        axum::Json(serde_json::json!({ "channels": list })),
+    )
+        .into_response()
 }

@@ -143,7 +143,7 @@
   }
 
   // ----- CSS-CII -----
-  var tsSockets = {};
+  var tsSockets = {}, ciiRetries = 0;
   function openCii() {
     var ws;
     try { ws = new WebSocket(ciiUrl); } catch (e) { fail("Cannot open CSS-CII " + ciiUrl + ": " + e.message); return; }
@@ -157,6 +157,7 @@
         if (S.contentId !== null) { log("contentId changed: " + S.contentId + " → " + m.contentId); }
         S.contentId = m.contentId;
         restartTs("content changed");
+        if (m.contentId) { followChannel(m.contentId); }
       }
       if ("presentationStatus" in m) {
         // A string of space-separated words ("okay", "transitioning", "fault", …).
@@ -169,15 +170,40 @@
         restartTs("timelines or tsUrl changed");
       }
     };
-    ws.onopen = function () { log("CSS-CII open"); fail(""); };
+    ws.onopen = function () { log("CSS-CII open"); fail(""); ciiRetries = 0; };
     ws.onclose = function () {
       log("CSS-CII closed");
       S.reason = "the TV's CSS-CII (" + ciiUrl + ") is not reachable" +
         (cfg.mode === "tv" ? "" : " – its CSS runs while the channel's RTSP mount /ch/" + channel + " plays");
       closeTs();
       S.cii = {}; S.contentId = null;
-      setTimeout(openCii, 1000);
+      // A TV changing channel restarts its servers: try again soon, then every second.
+      ciiRetries++;
+      setTimeout(openCii, ciiRetries <= 4 ? 250 : 1000);
     };
+  }
+  // A channel change of the TV: play this server's channel whose service the new contentId
+  // names (/companion/channels.json), if it is another one.
+  function followChannel(contentId) {
+    fetch("/companion/channels.json", { cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (j) {
+        var list = (j && j.channels) || [];
+        for (var i = 0; i < list.length; i++) {
+          var stem = list[i].contentIdStem;
+          if (contentId === stem || contentId.indexOf(stem + ";") === 0) {
+            if (list[i].name !== channel && S.contentId === contentId) {
+              log("channel change: playing " + list[i].name + " (" + contentId + ")");
+              channel = list[i].name;
+              S.media.segments = null; S.media.info = null; S.media.running = false;
+              S.syncedAt = null; S.loadedAt = performance.now();
+              startPlayer();
+            }
+            return;
+          }
+        }
+      })
+      .catch(function () { /* keep the current channel */ });
   }
   function pickTimeline() {
     var list = S.cii.timelines || [];
@@ -324,9 +350,11 @@
     return mod33(muxed + shift);
   }
   function pollMedia() {
+    var asked = channel;
     fetch("/companion/" + encodeURIComponent(channel) + "/media.json", { cache: "no-store" })
       .then(function (r) { return r.json(); })
       .then(function (j) {
+        if (asked !== channel) { return; }
         S.media.running = !!j.running;
         S.media.info = j.media || null;
         S.media.segments = j.media && j.media.segments && j.media.segments.length ? j.media.segments : null;
@@ -498,6 +526,7 @@
     get events() { return S.events.slice(); },
     get trace() { return trace; },
     get contentId() { return S.contentId; },
+    get channel() { return channel; },
     /** Video media time mapped now: position on the followed timeline, the page's TV wall clock. */
     sample: function () {
       var m = measure();
