@@ -12,10 +12,17 @@
 //!   machine, loopback): the instant is the midpoint of the WebDriver call, whose round trip
 //!   bounds what this adds. Median and p95 |error| are printed against the 20 ms target; the
 //!   assertion is generous (p95 < 200 ms), since a loaded machine delays the page.
+//! * Then the TV's RTSP client pauses (the channel's pipeline goes to PAUSED and CSS-TS says
+//!   speed 0) and resumes: the page pauses and returns to sync (waited for, bounded; printed),
+//!   and the error over the next 15 s is printed.
 //! * TV mode (`/companion/tv?cii=…&wcws=…&channel=news`) against `dvb2ip css tv` in this
 //!   process (its `dvbcsssink` given the same 1.5 s delay): sync, then the TV pauses (speed 0)
-//!   and resumes, and the page follows and returns to sync (waited for, bounded; printed).
-//!   Without `wcws` the page says it falls back to CII/TS timing only.
+//!   and resumes, and the page follows and returns to sync (waited for, bounded; printed);
+//!   then the TV changes channel (a new TV on "sport", the multiplex's other TV service, on
+//!   the same ports) and the page plays "sport" and syncs again. Without `wcws` the page says
+//!   it falls back to CII/TS timing only; its error is measured and printed.
+//! * Each sampling saves the page's trace (`window.companion.trace`, events and the samples)
+//!   as `target/<profile>/screenshots/companion-trace-*.json`.
 //! * Both pages' wall clock comes over the wall clock WebSocket extension (compared with the
 //!   TV's clock in the figures).
 //!

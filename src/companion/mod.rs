@@ -2,13 +2,17 @@
 //! plays a CSS-enabled channel's browser stream ([`crate::play`], mpegts.js) in sync with the
 //! channel's DVB-CSS "TV" (the `dvbcsssink` of its RTSP mount); `GET /companion` lists them,
 //! and `GET /companion/tv?cii=ws://…/cii[&wcws=ws://…/wc]&channel=<name>` runs the same page
-//! against any DVB-CSS TV ("TV mode", e.g. `dvb2ip css tv`).
+//! against any DVB-CSS TV ("TV mode", e.g. `dvb2ip css tv`). `GET /companion/channels.json`
+//! names each channel's service as a contentId stem, so that the page follows a channel change
+//! of the TV to this server's channel of the new contentId.
 //!
 //! The page (assets/companion.js, embedded) opens CSS-CII, follows CSS-TS (the TEMI timeline
 //! when the TV offers one, else PTS; the PTS timeline as well, to map media time), keeps the
 //! TV's wall clock over the wall clock WebSocket extension (`ws://…/wc`, beside `/cii` and
 //! `/ts`, see `gstdvb2ip::css_server::run_cii_ts`) with pydvbcss's lowest-dispersion rule, and
-//! steers its `<video>`: a seek when more than 0.25 s off, a playbackRate nudge when closer.
+//! steers its `<video>`: a seek when more than 0.25 s off, a playbackRate nudge when closer
+//! (never back to exactly 1: in Chrome each switch between rate 1 and another rate slips the
+//! media clock by about one audio buffer, measured; see the README).
 //!
 //! # Media time ↔ broadcast PTS
 //!
