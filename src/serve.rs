@@ -114,7 +114,13 @@ pub fn start_with(core: Arc<Core>, opts: &ServeOptions) -> anyhow::Result<Server
         let factory = gst_rtsp_server::RTSPMediaFactory::new();
         factory.set_launch(CHANNEL_LAUNCH.trim().replace("{source}", &source).as_str());
         factory.set_shared(true);
-        factory.set_suspend_mode(gst_rtsp_server::RTSPSuspendMode::Reset);
+        // A CSS channel's TV pauses with its RTSP client: its pipeline stays (PAUSED), so that
+        // dvbcsssink keeps its CSS servers and announces speed 0 (src/companion, issue 18).
+        factory.set_suspend_mode(if ch.css.is_some() {
+            gst_rtsp_server::RTSPSuspendMode::None
+        } else {
+            gst_rtsp_server::RTSPSuspendMode::Reset
+        });
         factory.set_latency(0);
         // The channel's dvbtunersrc leases from the core's pool.
         let ctx = core.pool_context();

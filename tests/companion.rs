@@ -12,10 +12,17 @@
 //!   machine, loopback): the instant is the midpoint of the WebDriver call, whose round trip
 //!   bounds what this adds. Median and p95 |error| are printed against the 20 ms target; the
 //!   assertion is generous (p95 < 200 ms), since a loaded machine delays the page.
+//! * Then the TV's RTSP client pauses (the channel's pipeline goes to PAUSED and CSS-TS says
+//!   speed 0) and resumes: the page pauses and returns to sync (waited for, bounded; printed),
+//!   and the error over the next 15 s is printed.
 //! * TV mode (`/companion/tv?cii=…&wcws=…&channel=news`) against `dvb2ip css tv` in this
 //!   process (its `dvbcsssink` given the same 1.5 s delay): sync, then the TV pauses (speed 0)
-//!   and resumes, and the page follows and returns to sync (waited for, bounded; printed).
-//!   Without `wcws` the page says it falls back to CII/TS timing only.
+//!   and resumes, and the page follows and returns to sync (waited for, bounded; printed);
+//!   then the TV changes channel (a new TV on "sport", the multiplex's other TV service, on
+//!   the same ports) and the page plays "sport" and syncs again. Without `wcws` the page says
+//!   it falls back to CII/TS timing only; its error is measured and printed.
+//! * Each sampling saves the page's trace (`window.companion.trace`, events and the samples)
+//!   as `target/<profile>/screenshots/companion-trace-*.json`.
 //! * Both pages' wall clock comes over the wall clock WebSocket extension (compared with the
 //!   TV's clock in the figures).
 //!
@@ -61,13 +68,14 @@ fn config(http_port: u16, cii_port: u16, wc_port: u16) -> String {
         text.contains(news),
         "news channel in the default configuration"
     );
+    // "sport", the other TV service of news's multiplex: where the TV changes channel to.
     text.replacen(
         news,
         &format!(
             "{news}[channel.css]\ncii_port = {cii_port}\nwc_port = {wc_port}\npresentation_delay_ms = {DELAY_MS}\n"
         ),
         1,
-    )
+    ) + "\n[[channel]]\nname = \"sport\"\ntitle = \"dvb2ip Sport\"\nquery = \"freq=506&msys=dvbt&bw=8&pids=0,16,17,18,20,512,513,514\"\n"
 }
 
 /// The TV's clock: `CLOCK_MONOTONIC` in ns, what `dvbcsssink` serves (GstSystemClock).
@@ -194,11 +202,75 @@ fn companion_page_plays_in_sync_with_the_tv() {
     let p95 = sample_errors(&browser, &last_ct, rate, Duration::from_secs(30), "serve");
     browser.screenshot("companion-after-30s");
     assert!(p95 < 200.0, "p95 |error| {p95:.1} ms");
+
+    // The TV pauses: its RTSP client pauses (rtspsrc sends PAUSE). The channel's pipeline
+    // stays PAUSED (a CSS channel's media is not reset), so dvbcsssink keeps its servers and
+    // announces speed 0; the page holds its frame.
+    tv.set_state(gst::State::Paused).unwrap();
+    let paused_at = Instant::now();
+    browser.wait_for(
+        "window.companion.state === 'paused'",
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "serve: page paused {:.2} s after the TV's RTSP client paused",
+        paused_at.elapsed().as_secs_f64()
+    );
+    let speed = last_ct
+        .lock()
+        .unwrap()
+        .and_then(|c| c.timing)
+        .map(|t| t.speed);
+    assert_eq!(speed, Some(0.0), "the TV's CSS-TS speed while paused");
+    browser.screenshot("companion-serve-paused");
+    std::thread::sleep(Duration::from_secs(3));
+    tv.set_state(gst::State::Playing).unwrap();
+    let resumed_at = Instant::now();
+    browser.wait_for(
+        "window.companion.state === 'in sync'",
+        Duration::from_secs(90),
+    );
+    eprintln!(
+        "serve: back in sync {:.2} s after the TV's RTSP client resumed (target 5 s)",
+        resumed_at.elapsed().as_secs_f64()
+    );
+    // After a pause the TV plays on from where it stopped, then (when the live stream
+    // reaches it, seconds later) jumps to live: the samples cover both.
+    let p95 = sample_errors(
+        &browser,
+        &last_ct,
+        rate,
+        Duration::from_secs(15),
+        "serve after resume",
+    );
+    assert!(p95 < 200.0, "p95 |error| after resume {p95:.1} ms");
+    eprintln!(
+        "serve: page events: {}",
+        browser.eval("window.companion.events")
+    );
     ts_task.abort();
     tv.set_state(gst::State::Null).unwrap();
     drop(rt);
     drop(browser);
     drop(srv);
+}
+
+/// Waits (bounded) for `expr` on the page; on timeout, fails with the page's state and events.
+fn wait_page(browser: &Browser, expr: &str, limit: Duration) {
+    let end = Instant::now() + limit;
+    while browser.eval(expr) != serde_json::json!(true) {
+        if Instant::now() >= end {
+            panic!(
+                "{expr} within {limit:?}; page: state {} ({}), channel {}, contentId {}, events {}",
+                browser.eval("window.companion.state"),
+                browser.eval("window.companion.reason"),
+                browser.eval("window.companion.channel"),
+                browser.eval("window.companion.contentId"),
+                browser.eval("window.companion.events")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Samples the page every 100 ms for `span` against the TV position from `last_ct`; prints
@@ -215,6 +287,7 @@ fn sample_errors(
     let mut round_trips = Vec::new();
     let mut page_errors = Vec::new();
     let mut not_ok = 0;
+    let mut samples = Vec::new();
     let start = Instant::now();
     let mut next = start;
     while start.elapsed() < span {
@@ -231,6 +304,11 @@ fn sample_errors(
         ) {
             (Some(true), Some(tv)) => {
                 let page = s["position"].as_f64().unwrap();
+                samples.push(serde_json::json!([
+                    mid as f64 / 1e6,
+                    (page - tv) / rate * 1000.0,
+                    s["errorMs"]
+                ]));
                 errors.push(((page - tv) / rate * 1000.0).abs());
                 clock_errors.push(((s["wallNs"].as_f64().unwrap() - mid as f64) / 1e6).abs());
                 page_errors.push(s["errorMs"].as_f64().unwrap().abs());
@@ -255,6 +333,17 @@ fn sample_errors(
         "samples mapped: {} (not: {not_ok})",
         errors.len()
     );
+    // The page's own trace (steering ticks, video frames, audio segments, events) for analysis.
+    let dir = common::plugin_dir().join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trace = serde_json::json!({
+        "trace": browser.eval("window.companion.trace"),
+        "events": browser.eval("window.companion.events"),
+        "samples": samples,
+    });
+    let path = dir.join(format!("companion-trace-{}.json", what.replace(' ', "-")));
+    std::fs::write(&path, trace.to_string()).unwrap();
+    eprintln!("{what}: trace in {}", path.display());
     let (median, p95) = (percentile(&errors, 0.5), percentile(&errors, 0.95));
     eprintln!(
         "{what}: companion vs TV over {:.0} s ({} samples, {not_ok} unmapped): |error| median {median:.1} ms, \
@@ -301,7 +390,14 @@ fn tv_mode_follows_css_tv_through_pause_and_resume() {
     let srv = ServeChild::start(&conf, &[]);
 
     let browser = Browser::start();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let wc = tools::parse_wc_addr(&tv.urls.wc).unwrap();
     // Without the wall clock WebSocket: the page says what it falls back to.
+    let loaded = Instant::now();
     browser.goto(&format!(
         "http://127.0.0.1:{http_port}/companion/tv?cii={cii}&channel=news"
     ));
@@ -310,6 +406,42 @@ fn tv_mode_follows_css_tv_through_pause_and_resume() {
         Duration::from_secs(30),
     );
     assert_eq!(browser.eval("window.companion.wallClock"), "cii-ts-only");
+    // Its error, measured as with the wall clock (printed only: the issue sets no target).
+    browser.wait_for("window.companion.sample().ok", Duration::from_secs(60));
+    let end = Instant::now() + Duration::from_secs(20);
+    while browser.eval("window.companion.state") != "in sync" && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "TV mode without wcws: state {} {:.2} s after opening the page",
+        browser.eval("window.companion.state"),
+        loaded.elapsed().as_secs_f64()
+    );
+    let followed = browser.eval("window.companion.followed");
+    let selector = followed["selector"].as_str().unwrap().to_string();
+    let rate = followed["rate"].as_f64().unwrap();
+    let (last_ct, ts_task) = follow_ts(&rt, &tv.urls.ts, wc, &selector, rate);
+    let end = Instant::now() + Duration::from_secs(30);
+    while last_ct
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_none_or(|c| !c.is_available())
+    {
+        assert!(
+            Instant::now() < end,
+            "the test's CSS-TS client got a timeline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sample_errors(
+        &browser,
+        &last_ct,
+        rate,
+        Duration::from_secs(10),
+        "TV mode without wcws",
+    );
+    ts_task.abort();
 
     let loaded = Instant::now();
     browser.goto(&format!(
@@ -327,12 +459,6 @@ fn tv_mode_follows_css_tv_through_pause_and_resume() {
     let followed = browser.eval("window.companion.followed");
     let selector = followed["selector"].as_str().unwrap().to_string();
     let rate = followed["rate"].as_f64().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let wc = tools::parse_wc_addr(&tv.urls.wc).unwrap();
     let (last_ct, ts_task) = follow_ts(&rt, &tv.urls.ts, wc, &selector, rate);
     let end = Instant::now() + Duration::from_secs(30);
     while last_ct
@@ -382,6 +508,77 @@ fn tv_mode_follows_css_tv_through_pause_and_resume() {
         "TV mode after resume",
     );
     assert!(p95 < 200.0, "p95 |error| after resume {p95:.1} ms");
+    ts_task.abort();
+
+    // A channel change: the TV tunes "sport" (the other TV service of the multiplex, no
+    // TEMI). Its CSS servers restart with the new service's contentId and timelines; the
+    // page finds the channel of that contentId (/companion/channels.json) and plays it.
+    let channels = common::http::get(http_port, "/companion/channels.json");
+    assert!(
+        String::from_utf8_lossy(&channels.body).contains("dvb://233a.1002.1202"),
+        "{}",
+        String::from_utf8_lossy(&channels.body)
+    );
+    let port = |url: &str| -> u16 {
+        url.rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches("/cii")
+            .parse()
+            .unwrap()
+    };
+    let (cii_port, wc_port) = (port(&tv.urls.cii), port(&tv.urls.wc));
+    // The TV tunes another service: a new TV on the same ports (the page's CSS-CII URL).
+    drop(tv);
+    let tv = tools::start_tv(&TvOptions {
+        cii_port,
+        wc_port,
+        program: 0x1202,
+        ..TvOptions::default()
+    })
+    .expect("TV starts on the new channel");
+    tv.sink
+        .set_property("ts-offset", i64::from(DELAY_MS) * 1_000_000);
+    let changed_at = Instant::now();
+    wait_page(
+        &browser,
+        "window.companion.channel === 'sport' && window.companion.state === 'in sync'",
+        Duration::from_secs(90),
+    );
+    eprintln!(
+        "TV mode: in sync on the new channel {:.2} s after the TV changed channel (target 5 s; contentId {})",
+        changed_at.elapsed().as_secs_f64(),
+        browser.eval("window.companion.contentId")
+    );
+    browser.screenshot("companion-tv-channel-change");
+    let followed = browser.eval("window.companion.followed");
+    let selector = followed["selector"].as_str().unwrap().to_string();
+    let rate = followed["rate"].as_f64().unwrap();
+    let (last_ct, ts_task) = follow_ts(&rt, &tv.urls.ts, wc, &selector, rate);
+    let end = Instant::now() + Duration::from_secs(30);
+    while last_ct
+        .lock()
+        .unwrap()
+        .as_ref()
+        .is_none_or(|c| !c.is_available())
+    {
+        assert!(
+            Instant::now() < end,
+            "the test's CSS-TS client got the new channel's timeline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let p95 = sample_errors(
+        &browser,
+        &last_ct,
+        rate,
+        Duration::from_secs(10),
+        "TV mode after a channel change",
+    );
+    assert!(
+        p95 < 200.0,
+        "p95 |error| after a channel change {p95:.1} ms"
+    );
     eprintln!("page events: {}", browser.eval("window.companion.events"));
     ts_task.abort();
     drop(rt);

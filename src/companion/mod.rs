@@ -2,13 +2,17 @@
 //! plays a CSS-enabled channel's browser stream ([`crate::play`], mpegts.js) in sync with the
 //! channel's DVB-CSS "TV" (the `dvbcsssink` of its RTSP mount); `GET /companion` lists them,
 //! and `GET /companion/tv?cii=ws://…/cii[&wcws=ws://…/wc]&channel=<name>` runs the same page
-//! against any DVB-CSS TV ("TV mode", e.g. `dvb2ip css tv`).
+//! against any DVB-CSS TV ("TV mode", e.g. `dvb2ip css tv`). `GET /companion/channels.json`
+//! names each channel's service as a contentId stem, so that the page follows a channel change
+//! of the TV to this server's channel of the new contentId.
 //!
 //! The page (assets/companion.js, embedded) opens CSS-CII, follows CSS-TS (the TEMI timeline
 //! when the TV offers one, else PTS; the PTS timeline as well, to map media time), keeps the
 //! TV's wall clock over the wall clock WebSocket extension (`ws://…/wc`, beside `/cii` and
 //! `/ts`, see `gstdvb2ip::css_server::run_cii_ts`) with pydvbcss's lowest-dispersion rule, and
-//! steers its `<video>`: a seek when more than 0.25 s off, a playbackRate nudge when closer.
+//! steers its `<video>`: a seek when more than 0.25 s off, a playbackRate nudge when closer
+//! (never back to exactly 1: in Chrome each switch between rate 1 and another rate slips the
+//! media clock by about one audio buffer, measured; see the README).
 //!
 //! # Media time ↔ broadcast PTS
 //!
@@ -42,6 +46,7 @@ pub fn router(core: &Arc<Core>) -> Router {
         .route("/companion", get(index))
         .route("/companion/", get(index))
         .route("/companion/assets/companion.js", get(script))
+        .route("/companion/channels.json", get(channels_json))
         .route("/companion/{name}", get(page))
         .route("/companion/{name}/media.json", get(media_json))
         .with_state(core.clone())
@@ -194,4 +199,35 @@ async fn media_json(State(core): State<Arc<Core>>, Path(name): Path<String>) -> 
         None => serde_json::json!({ "running": false }),
     };
     ([(header::CACHE_CONTROL, "no-cache")], axum::Json(body)).into_response()
+}
+
+/// Each channel's service as a contentId stem, `dvb://onid.tsid.sid` (hex), where the
+/// broadcast configuration names it: the page switches its stream to the channel of the TV's
+/// new contentId (a channel change of the TV).
+async fn channels_json(State(core): State<Arc<Core>>) -> Response {
+    let b = &core.config.broadcast;
+    let list: Vec<serde_json::Value> = core
+        .config
+        .channel
+        .iter()
+        .filter_map(|c| {
+            let sid = crate::channels::channel_program(&c.query, b);
+            let mux = b
+                .mux
+                .iter()
+                .find(|m| sid != 0 && m.service.iter().any(|s| s.service_id == sid))?;
+            Some(serde_json::json!({
+                "name": c.name,
+                "contentIdStem": format!(
+                    "dvb://{:x}.{:x}.{:x}",
+                    mux.original_network_id, mux.transport_stream_id, sid
+                ),
+            }))
+        })
+        .collect();
+    (
+        [(header::CACHE_CONTROL, "no-cache")],
+        axum::Json(serde_json::json!({ "channels": list })),
+    )
+        .into_response()
 }

@@ -50,6 +50,9 @@
     seeks: 0, lastSeekAt: 0, seekLatencyMs: 150, seekPending: null, holding: false,
     events: [], syncedAt: null, loadedAt: performance.now()
   };
+  // Diagnostics (read by tests): steering ticks, video frames, player warnings.
+  var trace = { ticks: [], frames: [], audio: [] };
+  function keep(list, item, n) { list.push(item); if (list.length > n) { list.shift(); } }
   function log(what) {
     S.events.push({ t: Math.round(performance.now()), what: what });
     if (S.events.length > 200) { S.events.shift(); }
@@ -140,7 +143,7 @@
   }
 
   // ----- CSS-CII -----
-  var tsSockets = {};
+  var tsSockets = {}, ciiRetries = 0;
   function openCii() {
     var ws;
     try { ws = new WebSocket(ciiUrl); } catch (e) { fail("Cannot open CSS-CII " + ciiUrl + ": " + e.message); return; }
@@ -154,6 +157,7 @@
         if (S.contentId !== null) { log("contentId changed: " + S.contentId + " → " + m.contentId); }
         S.contentId = m.contentId;
         restartTs("content changed");
+        if (m.contentId) { followChannel(m.contentId); }
       }
       if ("presentationStatus" in m) {
         // A string of space-separated words ("okay", "transitioning", "fault", …).
@@ -166,15 +170,40 @@
         restartTs("timelines or tsUrl changed");
       }
     };
-    ws.onopen = function () { log("CSS-CII open"); fail(""); };
+    ws.onopen = function () { log("CSS-CII open"); fail(""); ciiRetries = 0; };
     ws.onclose = function () {
       log("CSS-CII closed");
       S.reason = "the TV's CSS-CII (" + ciiUrl + ") is not reachable" +
         (cfg.mode === "tv" ? "" : " – its CSS runs while the channel's RTSP mount /ch/" + channel + " plays");
       closeTs();
       S.cii = {}; S.contentId = null;
-      setTimeout(openCii, 1000);
+      // A TV changing channel restarts its servers: try again soon, then every second.
+      ciiRetries++;
+      setTimeout(openCii, ciiRetries <= 4 ? 250 : 1000);
     };
+  }
+  // A channel change of the TV: play this server's channel whose service the new contentId
+  // names (/companion/channels.json), if it is another one.
+  function followChannel(contentId) {
+    fetch("/companion/channels.json", { cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (j) {
+        var list = (j && j.channels) || [];
+        for (var i = 0; i < list.length; i++) {
+          var stem = list[i].contentIdStem;
+          if (contentId === stem || contentId.indexOf(stem + ";") === 0) {
+            if (list[i].name !== channel && S.contentId === contentId) {
+              log("channel change: playing " + list[i].name + " (" + contentId + ")");
+              channel = list[i].name;
+              S.media.segments = null; S.media.info = null; S.media.running = false;
+              S.syncedAt = null; S.loadedAt = performance.now();
+              startPlayer();
+            }
+            return;
+          }
+        }
+      })
+      .catch(function () { /* keep the current channel */ });
   }
   function pickTimeline() {
     var list = S.cii.timelines || [];
@@ -286,6 +315,10 @@
       var orig = r._onMediaSegment;
       r._onMediaSegment = function (type, segment) {
         try {
+          if (type === "audio" && segment && segment.info && r._dtsBaseInited) {
+            var ai = segment.info;
+            keep(trace.audio, [Math.round(performance.now()), ai.beginDts, ai.endDts, ai.originalBeginDts + r._dtsBase - ai.beginDts, segment.sampleCount], 600);
+          }
           if (type === "video" && segment && segment.info && r._dtsBaseInited) {
             var i = segment.info;
             var list = S.media.videoSegments;
@@ -317,9 +350,11 @@
     return mod33(muxed + shift);
   }
   function pollMedia() {
+    var asked = channel;
     fetch("/companion/" + encodeURIComponent(channel) + "/media.json", { cache: "no-store" })
       .then(function (r) { return r.json(); })
       .then(function (j) {
+        if (asked !== channel) { return; }
         S.media.running = !!j.running;
         S.media.info = j.media || null;
         S.media.segments = j.media && j.media.segments && j.media.segments.length ? j.media.segments : null;
@@ -338,12 +373,13 @@
     if (wall === null) { return { why: S.wc.mode === "websocket" ? "synchronising the wall clock" : "waiting for a control timestamp" }; }
     var ptsCt = S.cts[PTS_SELECTOR];
     if (!ptsCt) { return { why: ptsCt === null ? "the TV's PTS timeline is unavailable" : "waiting for the TV's PTS timeline" }; }
-    var page = broadcastPts(muxedPts(mediaMs));
+    var muxed = muxedPts(mediaMs);
+    var page = broadcastPts(muxed);
     if (page === null) { return { why: S.media.segments ? "waiting for video" : "waiting for the stream's PTS relation (" + (S.media.running ? "measuring" : "stream not running") + ")" }; }
     var tvPts = timelineAt(ptsCt, wall, 90000);
     var err = ptsDiff(page, mod33(tvPts));
     var r = { now: now, wall: wall, mediaMs: mediaMs, pts: tvPts + err, tvPts: tvPts, errTicks: err, speed: ptsCt.speed,
-              selector: PTS_SELECTOR, rate: 90000, position: tvPts + err, tvPosition: tvPts };
+              selector: PTS_SELECTOR, rate: 90000, position: tvPts + err, tvPosition: tvPts, segOffset: muxed / 90 - mediaMs };
     var f = S.followed;
     if (f.selector !== PTS_SELECTOR) {
       var ct = S.cts[f.selector];
@@ -377,6 +413,7 @@
     }
     var errMs = m.errTicks / 90;
     S.errorMs = errMs;
+    keep(trace.ticks, [m.now / 1e6, m.mediaMs, video.playbackRate, errMs, m.wall / 1e6, m.tvPts, m.segOffset], 1200);
     if (S.seekPending) { return; }
     var t = video.currentTime;
     if (m.speed === 0) {
@@ -415,8 +452,7 @@
       setState("syncing", "holding " + Math.round(errMs) + " ms");
       return;
     }
-    var rate = Math.abs(errMs) < 2 ? 1 : Math.max(0.8, Math.min(1.2, 1 - errMs / 1000 * 2));
-    if (Math.abs(video.playbackRate - rate) > 0.0005) { video.playbackRate = rate; }
+    video.playbackRate = steeredRate(errMs, video.playbackRate);
     recent.push(Math.abs(errMs));
     if (recent.length > 5) { recent.shift(); }
     var ok = recent.length === 5 && recent.every(function (e) { return e <= IN_SYNC_MS; });
@@ -427,6 +463,21 @@
       setState("syncing", Math.round(errMs) + " ms off");
     }
     if (status && status.length && status[0] !== "okay") { S.reason = "TV presentation status: " + status.join(" "); }
+  }
+  // The playbackRate for an offset of `errMs` (positive: ahead of the TV): proportional, a
+  // time constant of 1 / RATE_GAIN s. It never returns to exactly 1 once steering: Chrome
+  // switches its audio renderer between a plain copy (rate 1) and time-stretching (any other
+  // rate), and each switch costs about one audio buffer of media time (the video slips
+  // 21–28 ms; measured in tests/companion.rs, the cause of the old p95 of 36 ms). Inside
+  // ±MIN_RATE_STEP the rate stays on the side it is on until the error changes sign.
+  var RATE_GAIN = 5, MIN_RATE_STEP = 0.003;
+  function steeredRate(errMs, current) {
+    var rate = Math.max(0.8, Math.min(1.2, 1 - errMs / 1000 * RATE_GAIN));
+    if (Math.abs(rate - 1) < MIN_RATE_STEP) {
+      var side = errMs > 0.5 ? -1 : (errMs < -0.5 ? 1 : (current < 1 ? -1 : 1));
+      rate = 1 + side * MIN_RATE_STEP;
+    }
+    return Math.abs(current - rate) > 0.0005 ? rate : current;
   }
   function seekTo(t, errMs) {
     S.seeks++;
@@ -473,7 +524,9 @@
     get wallClock() { return S.wc.mode; },
     get seeks() { return S.seeks; },
     get events() { return S.events.slice(); },
+    get trace() { return trace; },
     get contentId() { return S.contentId; },
+    get channel() { return channel; },
     /** Video media time mapped now: position on the followed timeline, the page's TV wall clock. */
     sample: function () {
       var m = measure();
@@ -486,6 +539,20 @@
     }
   };
 
+  if (video.requestVideoFrameCallback) {
+    var onFrame = function (now, md) {
+      keep(trace.frames, [now, md.mediaTime * 1000, md.expectedDisplayTime, md.presentedFrames, performance.now(), video.currentTime * 1000, video.playbackRate], 1200);
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }
+  ["waiting", "stalled", "seeking", "seeked", "ratechange"].forEach(function (n) {
+    video.addEventListener(n, function () { if (n !== "ratechange") { log("video " + n + " at " + video.currentTime.toFixed(3)); } });
+  });
+  mpegts.LoggingControl.enableWarn = true;
+  mpegts.LoggingControl.addLogListener(function (level, msg) {
+    if (level === "warn" || level === "error") { log("mpegts.js " + level + ": " + String(msg).slice(0, 200)); }
+  });
   openWc();
   openCii();
   pollMedia();
