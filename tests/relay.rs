@@ -593,8 +593,9 @@ fn a_udp_relay_not_on_demand_pulls_from_start_and_serves_http() {
 }
 
 /// A relay whose upstream accepts the connection and never answers keeps its reader's DESCRIBE
-/// waiting up to `start_timeout`; meanwhile every other connection is served (each has its own
-/// thread): an OPTIONS sent after that DESCRIBE is answered while the DESCRIBE still waits.
+/// waiting up to `start_timeout`; meanwhile the next connection is served (connections share
+/// a few threads round-robin, no longer one): an OPTIONS sent after that DESCRIBE is answered
+/// while the DESCRIBE still waits.
 #[test]
 fn a_relay_waiting_for_its_upstream_does_not_hold_up_other_clients() {
     use std::io::Write;
