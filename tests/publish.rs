@@ -591,3 +591,90 @@ fn a_udp_publisher_that_vanishes_frees_the_mount() {
     );
     drop(c);
 }
+
+#[test]
+fn read_credentials_on_a_publish_mount() {
+    let dir = common::temp_dir("publish_read");
+    let bob = dvb2ip::publish::auth::md5_hex("bob:dvb2ip:pw");
+    let srv = Server::start(
+        &dir,
+        "read",
+        &format!(
+            "{}[[publish.reader]]\nuser = \"bob\"\npassword_digest = \"{bob}\"\n",
+            publish_mount("r")
+        ),
+    );
+    let _publisher = Kill(
+        ffmpeg_publish(&srv.rtsp_url("alice:secret@", "/live/r"), "tcp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    srv.wait_state("r", "live");
+
+    // Without credentials: 401 with the Digest challenge.
+    let mut c = Rtsp::connect(srv.srv.rtsp_port);
+    let uri = c.url("live/r");
+    let r = c.req("DESCRIBE", "live/r", &[("Accept", "application/sdp")]);
+    assert_eq!(r.status, 401, "{}", r.head);
+    let www = r.header("WWW-Authenticate").unwrap_or_default().to_owned();
+    assert!(
+        www.starts_with("Digest realm=\"dvb2ip\", nonce=\""),
+        "{www}"
+    );
+    // Wrong credentials: bob with another password, and a made-up user.
+    let nonce = www.split('"').nth(3).unwrap().to_owned();
+    let ha2 = dvb2ip::publish::auth::md5_hex(&format!("DESCRIBE:{uri}"));
+    for (user, ha1) in [
+        ("bob", dvb2ip::publish::auth::md5_hex("bob:dvb2ip:wrong")),
+        ("eve", dvb2ip::publish::auth::md5_hex("eve:dvb2ip:pw")),
+    ] {
+        let response = dvb2ip::publish::auth::md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        let auth = format!(
+            "Digest username=\"{user}\", realm=\"dvb2ip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+        );
+        let r = c.req(
+            "DESCRIBE",
+            "live/r",
+            &[("Accept", "application/sdp"), ("Authorization", &auth)],
+        );
+        assert_eq!(r.status, 401, "{user}: {}", r.head);
+    }
+    // The right ones: 200 with the SDP.
+    let response = dvb2ip::publish::auth::md5_hex(&format!("{bob}:{nonce}:{ha2}"));
+    let auth = format!(
+        "Digest username=\"bob\", realm=\"dvb2ip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+    );
+    let r = c.req(
+        "DESCRIBE",
+        "live/r",
+        &[("Accept", "application/sdp"), ("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    drop(c);
+
+    // ffprobe: refused without and with wrong credentials, reads the mount with bob's.
+    for auth in ["", "bob:wrong@"] {
+        let out = run_bounded(
+            {
+                let mut c = Command::new("ffprobe");
+                c.args(["-v", "error", "-rtsp_transport", "tcp"])
+                    .arg(srv.rtsp_url(auth, "/live/r"));
+                c
+            },
+            LIMIT,
+        );
+        assert!(
+            !out.status.success(),
+            "ffprobe with {auth:?} read the mount"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("401"), "ffprobe with {auth:?}: {err}");
+    }
+    let v = common::ffprobe(
+        &srv.rtsp_url("bob:pw@", "/live/r"),
+        &["-rtsp_transport", "tcp"],
+    );
+    assert!(codecs(&v).contains(&"h264".to_string()), "{v}");
+}
