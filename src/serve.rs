@@ -388,7 +388,8 @@ pub fn run_from(
         })
         .flatten();
     if let Some(path) = config_file {
-        let mut reloader = crate::reload::Reloader::new(&path);
+        let mut reloader = crate::reload::Reloader::new(&path)
+            .with_remote_tuners(server.core.remote_tuners.clone());
         let pool = server.core.pool.clone();
         let mut hup = {
             let _rt = rt.enter();

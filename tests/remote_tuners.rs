@@ -568,3 +568,57 @@ fn servers_found_over_ssdp_lend_their_tuners_until_they_leave() {
     drop(origin);
     drop(edge);
 }
+
+#[test]
+fn satip_server_entries_follow_sighup() {
+    std::env::set_var(
+        "DVB2IP_CACHE_DIR",
+        std::env::var("DVB2IP_CACHE_DIR").unwrap_or_else(|_| "/work/cache/dvb2ip".into()),
+    );
+    let dir = common::temp_dir("remote_tuners_sighup");
+    let (origin_rtsp, origin_http, edge_http) = (free_port(), free_port(), free_port());
+    let origin_conf = dir.join("origin.toml");
+    std::fs::write(&origin_conf, origin_config(origin_http)).unwrap();
+    let _origin = start(&origin_conf, origin_rtsp);
+    // The edge starts without the entry.
+    let with_entry = edge_config(edge_http, origin_rtsp, origin_http);
+    let without = with_entry[..with_entry.find("[[satip_server]]").unwrap()].to_owned();
+    let edge_conf = dir.join("edge.toml");
+    std::fs::write(&edge_conf, &without).unwrap();
+    let mut edge = start(&edge_conf, 0);
+    assert!(remote_tuners(edge_http).is_empty());
+
+    // Added: its four tuners join.
+    std::fs::write(&edge_conf, &with_entry).unwrap();
+    edge.signal(libc::SIGHUP);
+    edge.wait_line("satip_server: started", LIMIT);
+    wait_for("the added server's tuners", || {
+        remote_tuners(edge_http).len() == 4
+    });
+    // Changed (one DVB-T2 tuner listed): restarted with one tuner.
+    let changed = format!(
+        "{without}[[satip_server]]\nurl = \"rtsp://127.0.0.1:{origin_rtsp}/\"\nfrontends = \"DVBT2-1\"\n"
+    );
+    std::fs::write(&edge_conf, &changed).unwrap();
+    edge.signal(libc::SIGHUP);
+    let url = format!("[\"rtsp://127.0.0.1:{origin_rtsp}/\"]");
+    let line = edge.wait_line("satip_server: started", LIMIT);
+    assert!(
+        line.contains(&format!("started {url}, stopped {url}")),
+        "{line}"
+    );
+    wait_for("the changed server's one tuner", || {
+        remote_tuners(edge_http).len() == 1
+    });
+    // Removed: its tuners leave.
+    std::fs::write(&edge_conf, &without).unwrap();
+    edge.signal(libc::SIGHUP);
+    let line = edge.wait_line("satip_server: started", LIMIT);
+    assert!(
+        line.contains(&format!("started [], stopped {url}")),
+        "{line}"
+    );
+    wait_for("the removed server's tuners gone", || {
+        remote_tuners(edge_http).is_empty()
+    });
+}
