@@ -118,6 +118,10 @@ pub struct SsdpSection {
     /// Most M-SEARCH answers sent per second, all peers together.
     #[serde(default = "default_max_replies_per_sec")]
     pub max_replies_per_sec: u32,
+    /// Search `interfaces` for other SAT>IP servers and borrow their tuners
+    /// (src/ssdp/discovery.rs); off by default, independent of `enabled`.
+    #[serde(default)]
+    pub discover_servers: bool,
 }
 
 impl Default for SsdpSection {
@@ -131,6 +135,7 @@ impl Default for SsdpSection {
             device_id: default_device_id(),
             interface_poll_secs: default_interface_poll_secs(),
             max_replies_per_sec: default_max_replies_per_sec(),
+            discover_servers: false,
         }
     }
 }

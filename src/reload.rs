@@ -1,7 +1,8 @@
 //! `SIGHUP` to `dvb2ip serve --config FILE`: the file is read again and its broadcast part
 //! applied to the running tuner pool ([`gstdvb2ip::tuners::Pool::reconfigure`]): emulated
 //! adapters join and leave (streams on one that leaves move to another frontend), multiplexes
-//! apply from the next tuning. Changes elsewhere (`[server]`, `[ssdp]`, `[[channel]]`,
+//! apply from the next tuning; with the server's remote tuners, `[[satip_server]]` entries
+//! start, stop and restart as listed. Changes elsewhere (`[server]`, `[ssdp]`, `[[channel]]`,
 //! `[emulator] hardware`, …) are reported as needing a restart. A file that does not parse
 //! is reported with file and line and changes nothing.
 
@@ -11,7 +12,8 @@ use gstdvb2ip::tuners::{MembershipChange, Pool};
 
 use crate::config::Config;
 
-/// Top-level keys a reload applies.
+/// Top-level keys a reload applies (`satip_server` when the reloader has the server's
+/// remote tuners, [`Reloader::with_remote_tuners`]).
 const APPLIED: &[&str] = &["adapter", "mux", "emulator"];
 
 /// What one reload did.
@@ -27,6 +29,8 @@ pub struct Reloaded {
 pub struct Reloader {
     path: PathBuf,
     text: String,
+    /// The server's `[[satip_server]]` watches, which a reload applies.
+    remote: Option<crate::remote_tuners::RemoteTuners>,
 }
 
 impl Reloader {
@@ -35,7 +39,15 @@ impl Reloader {
         Reloader {
             path: path.to_owned(),
             text: std::fs::read_to_string(path).unwrap_or_default(),
+            remote: None,
         }
+    }
+
+    /// Also applies `[[satip_server]]` changes to `remote` (added ones start, removed ones
+    /// stop, changed ones restart).
+    pub fn with_remote_tuners(mut self, remote: crate::remote_tuners::RemoteTuners) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Reads the file again and applies it to `pool`; the error names file and line.
@@ -43,7 +55,11 @@ impl Reloader {
         let (file, text) =
             gstdvb2ip::tuners::config::read_config_file(&self.path).map_err(|e| e.to_string())?;
         let cfg = Config::parse(&file, &text).map_err(|e| e.to_string())?;
-        let need_restart = needs_restart(&self.text, &text);
+        let mut need_restart = needs_restart(&self.text, &text);
+        if let Some(remote) = &self.remote {
+            need_restart.retain(|k| k != "[[satip_server]]");
+            eprintln!("dvb2ip: reload: {file}: {}", remote.apply(&cfg));
+        }
         let change = pool.reconfigure(cfg.broadcast);
         // New multiplexes get their content now rather than at their first tuning.
         if let Err(e) = pool.prepare_content() {

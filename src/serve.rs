@@ -184,6 +184,8 @@ pub struct Network {
     pub device_id: tokio::sync::watch::Receiver<u8>,
     /// Keeps X_SATIPCAP, CONFIGID and the SSDP announcements following the tuner set.
     pub tuner_set: gstdvb2ip::tuners::MembershipListener,
+    /// Other SAT>IP servers found over SSDP lending their tuners (`[ssdp] discover_servers`).
+    pub discovery: crate::ssdp::discovery::Discovery,
 }
 
 /// Starts the HTTP server on `bind:server.http_port` and, when enabled, SSDP announcing it,
@@ -238,7 +240,9 @@ pub fn spawn_network(
     )?;
     let ssdp = crate::ssdp::spawn(rt, cfg, &identity, http.port, config_rx, id_tx)?;
     follow_device_id(rt, cfg, server, id_rx.clone());
+    let discovery = crate::ssdp::discovery::start(cfg, &identity.state.uuid, &server.core.pool);
     Ok(Network {
+        discovery,
         ssdp,
         http,
         device_id: id_rx,
@@ -390,7 +394,8 @@ pub fn run_from(
         })
         .flatten();
     if let Some(path) = config_file {
-        let mut reloader = crate::reload::Reloader::new(&path);
+        let mut reloader = crate::reload::Reloader::new(&path)
+            .with_remote_tuners(server.core.remote_tuners.clone());
         let pool = server.core.pool.clone();
         let mut hup = {
             let _rt = rt.enter();

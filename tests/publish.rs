@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::UdpSocket;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -368,4 +369,312 @@ fn bad_publish_entries_name_the_file_and_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:8:", f.display())), "{err}");
     assert!(err.contains("password_digest"), "{err}");
+}
+
+/// Digest `Authorization` for alice on `method uri` after the challenge `www` (spec §6.2).
+fn alice_digest(www: &str, method: &str, uri: &str) -> String {
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|n| n.split('"').next())
+        .expect("a nonce in the challenge");
+    let ha2 = dvb2ip::publish::auth::md5_hex(&format!("{method}:{uri}"));
+    let response = dvb2ip::publish::auth::md5_hex(&format!("{ALICE_DIGEST}:{nonce}:{ha2}"));
+    format!(
+        "Digest username=\"alice\", realm=\"dvb2ip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+    )
+}
+
+/// Seven TS null packets in an RTP packet (MP2T, PT 33) with sequence number `seq`.
+fn rtp_ts(seq: u16) -> Vec<u8> {
+    let mut p = vec![0x80, 33];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 3600).to_be_bytes());
+    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    for _ in 0..7 {
+        let mut ts = [0xffu8; 188];
+        ts[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+        p.extend_from_slice(&ts);
+    }
+    p
+}
+
+/// Waits (bounded) until `cond` holds on mount `name`'s report; the report.
+fn wait_mount(
+    srv: &Server,
+    name: &str,
+    what: &str,
+    mut cond: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let end = Instant::now() + LIMIT;
+    loop {
+        let m = srv.mount(name);
+        if cond(&m) {
+            return m;
+        }
+        assert!(Instant::now() < end, "{name}: {what}: {m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A raw publisher of an MP2T stream on `/live/x` over UDP, recording: its RTSP connection
+/// (kept open), its RTP socket and the server's RTP port.
+fn raw_publisher(srv: &Server) -> (Rtsp, UdpSocket, u16) {
+    let mut c = Rtsp::connect(srv.srv.rtsp_port);
+    let uri = c.url("live/x");
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=No Name\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 0 RTP/AVP 33\r\na=rtpmap:33 MP2T/90000\r\na=control:streamid=0\r\n";
+    let announce = |c: &mut Rtsp, auth: Option<&str>| {
+        c.cseq += 1;
+        let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+        let m = format!(
+            "ANNOUNCE {uri} RTSP/1.0\r\nCSeq: {}\r\nContent-Type: application/sdp\r\n{auth}Content-Length: {}\r\n\r\n{sdp}",
+            c.cseq,
+            sdp.len()
+        );
+        c.raw(&m)
+    };
+    let r = announce(&mut c, None);
+    assert_eq!(r.status, 401, "{r:?}");
+    let www = r.header("WWW-Authenticate").unwrap().to_owned();
+    let r = announce(&mut c, Some(&alice_digest(&www, "ANNOUNCE", &uri)));
+    assert_eq!(r.status, 200, "{r:?}");
+    let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let p = rtp.local_addr().unwrap().port();
+    let setup_uri = format!("{uri}/streamid=0");
+    let r = c.req(
+        "SETUP",
+        "live/x/streamid=0",
+        &[
+            (
+                "Transport",
+                &format!("RTP/AVP/UDP;unicast;client_port={p}-{};mode=record", p + 1),
+            ),
+            ("Authorization", &alice_digest(&www, "SETUP", &setup_uri)),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let session = r.session();
+    let server_port: u16 = r
+        .header("Transport")
+        .and_then(|t| t.split("server_port=").nth(1))
+        .and_then(|p| p.split(['-', ';']).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("server_port in {r:?}"));
+    let r = c.req(
+        "RECORD",
+        "live/x",
+        &[
+            ("Session", &session),
+            ("Authorization", &alice_digest(&www, "RECORD", &uri)),
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    (c, rtp, server_port)
+}
+
+#[test]
+fn checklist_51_publisher_udp_from_another_address_is_dropped_and_counted() {
+    let dir = common::temp_dir("publish_foreign");
+    let srv = Server::start(&dir, "foreign", &publish_mount("x"));
+    let (_c, rtp, server_port) = raw_publisher(&srv);
+    let to = ("127.0.0.1", server_port);
+
+    // From 127.0.0.2 (another address than the RTSP connection's): dropped, counted.
+    let foreign = UdpSocket::bind("127.0.0.2:0").expect("bind 127.0.0.2");
+    for seq in 0..10u16 {
+        foreign.send_to(&rtp_ts(seq), to).unwrap();
+    }
+    wait_mount(&srv, "x", "10 foreign datagrams counted", |m| {
+        m["foreign_dropped"] == 10
+    });
+    // From the publisher's address: received. Only these ten reach the mount.
+    for seq in 10..20u16 {
+        rtp.send_to(&rtp_ts(seq), to).unwrap();
+    }
+    let m = wait_mount(&srv, "x", "the publisher's packets received", |m| {
+        m["bytes_in"].as_u64() >= Some(10 * 7 * 188)
+    });
+    assert_eq!(m["bytes_in"], 10 * 7 * 188, "{m}");
+    assert_eq!(m["foreign_dropped"], 10, "{m}");
+    let metrics = common::http::get(srv.http_port, "/metrics").text();
+    assert!(
+        metrics.contains("dvb2ip_publish_foreign_dropped_total{mount=\"x\"} 10"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_udp_publisher_that_vanishes_frees_the_mount() {
+    let dir = common::temp_dir("publish_vanish");
+    // Sessions outlive every wait of this test (LIMIT): only the silence can free the mount.
+    let http_port = free_port();
+    let conf = dir.join("vanish.toml");
+    std::fs::write(
+        &conf,
+        config(http_port, &publish_mount("x")).replacen(
+            "session_timeout = 60",
+            "session_timeout = 600",
+            1,
+        ),
+    )
+    .unwrap();
+    let srv = Server {
+        srv: ServeChild::start(&conf, &[]),
+        http_port,
+    };
+    let url = srv.rtsp_url("alice:secret@", "/live/x");
+    let first = Kill(
+        ffmpeg_publish(&url, "udp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    let live = srv.wait_state("x", "live");
+    let first_peer = live["publisher"].clone();
+    // SIGKILL: no TEARDOWN, no BYE; the RTSP connection closes, but FFmpeg's UDP session
+    // stays with the server until its RTP stops for PUBLISHER_SILENCE.
+    drop(first);
+    srv.wait_state("x", "idle");
+    let _second = Kill(
+        ffmpeg_publish(&url, "udp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    let m = wait_mount(&srv, "x", "the second publisher live", |m| {
+        m["state"] == "live" && m["publisher"] != first_peer
+    });
+    assert_eq!(m["starts"], 2, "{m}");
+    drop(_second);
+    srv.wait_state("x", "idle");
+
+    // A publisher whose host vanishes: its RTSP connection stays open, its RTP stops. After
+    // PUBLISHER_SILENCE (5 s) without RTP the mount is free and the next publisher is taken.
+    let (c, rtp, server_port) = raw_publisher(&srv);
+    for seq in 0..10u16 {
+        rtp.send_to(&rtp_ts(seq), ("127.0.0.1", server_port))
+            .unwrap();
+    }
+    let m = srv.wait_state("x", "live");
+    let silent_peer = m["publisher"].clone();
+    let _third = Kill(
+        ffmpeg_publish(&url, "udp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    // FFmpeg is refused (455) while the silent one holds the mount; it is started again until
+    // it is accepted.
+    let mut third = _third;
+    let m = wait_mount(&srv, "x", "a publisher after the silent one", |m| {
+        if third.0.try_wait().ok().flatten().is_some() {
+            third = Kill(
+                ffmpeg_publish(&url, "udp")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("ffmpeg"),
+            );
+        }
+        m["state"] == "live" && m["publisher"] != silent_peer
+    });
+    assert_eq!(m["starts"], 4, "{m}");
+    let mut srv = srv;
+    srv.srv
+        .wait_line("no RTP from the publisher for 5 s", LIMIT);
+    srv.srv.wait_line(
+        &format!("publisher {} left", silent_peer.as_str().unwrap()),
+        LIMIT,
+    );
+    drop(c);
+}
+
+#[test]
+fn read_credentials_on_a_publish_mount() {
+    let dir = common::temp_dir("publish_read");
+    let bob = dvb2ip::publish::auth::md5_hex("bob:dvb2ip:pw");
+    let srv = Server::start(
+        &dir,
+        "read",
+        &format!(
+            "{}[[publish.reader]]\nuser = \"bob\"\npassword_digest = \"{bob}\"\n",
+            publish_mount("r")
+        ),
+    );
+    let _publisher = Kill(
+        ffmpeg_publish(&srv.rtsp_url("alice:secret@", "/live/r"), "tcp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    srv.wait_state("r", "live");
+
+    // Without credentials: 401 with the Digest challenge.
+    let mut c = Rtsp::connect(srv.srv.rtsp_port);
+    let uri = c.url("live/r");
+    let r = c.req("DESCRIBE", "live/r", &[("Accept", "application/sdp")]);
+    assert_eq!(r.status, 401, "{}", r.head);
+    let www = r.header("WWW-Authenticate").unwrap_or_default().to_owned();
+    assert!(
+        www.starts_with("Digest realm=\"dvb2ip\", nonce=\""),
+        "{www}"
+    );
+    // Wrong credentials: bob with another password, and a made-up user.
+    let nonce = www.split('"').nth(3).unwrap().to_owned();
+    let ha2 = dvb2ip::publish::auth::md5_hex(&format!("DESCRIBE:{uri}"));
+    for (user, ha1) in [
+        ("bob", dvb2ip::publish::auth::md5_hex("bob:dvb2ip:wrong")),
+        ("eve", dvb2ip::publish::auth::md5_hex("eve:dvb2ip:pw")),
+    ] {
+        let response = dvb2ip::publish::auth::md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+        let auth = format!(
+            "Digest username=\"{user}\", realm=\"dvb2ip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+        );
+        let r = c.req(
+            "DESCRIBE",
+            "live/r",
+            &[("Accept", "application/sdp"), ("Authorization", &auth)],
+        );
+        assert_eq!(r.status, 401, "{user}: {}", r.head);
+    }
+    // The right ones: 200 with the SDP.
+    let response = dvb2ip::publish::auth::md5_hex(&format!("{bob}:{nonce}:{ha2}"));
+    let auth = format!(
+        "Digest username=\"bob\", realm=\"dvb2ip\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\""
+    );
+    let r = c.req(
+        "DESCRIBE",
+        "live/r",
+        &[("Accept", "application/sdp"), ("Authorization", &auth)],
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    drop(c);
+
+    // ffprobe: refused without and with wrong credentials, reads the mount with bob's.
+    for auth in ["", "bob:wrong@"] {
+        let out = run_bounded(
+            {
+                let mut c = Command::new("ffprobe");
+                c.args(["-v", "error", "-rtsp_transport", "tcp"])
+                    .arg(srv.rtsp_url(auth, "/live/r"));
+                c
+            },
+            LIMIT,
+        );
+        assert!(
+            !out.status.success(),
+            "ffprobe with {auth:?} read the mount"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("401"), "ffprobe with {auth:?}: {err}");
+    }
+    let v = common::ffprobe(
+        &srv.rtsp_url("bob:pw@", "/live/r"),
+        &["-rtsp_transport", "tcp"],
+    );
+    assert!(codecs(&v).contains(&"h264".to_string()), "{v}");
 }

@@ -646,4 +646,82 @@ fn a_relay_waiting_for_its_upstream_does_not_hold_up_other_clients() {
         matches!(describe.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     assert!(pending, "the DESCRIBE was answered before the OPTIONS");
     assert_eq!(edge.relay("silent")["state"], "starting");
+/// cvlc (Debian 12's VLC has no live555: its SAT>IP access module opens `rtsp://` URLs) plays
+/// a relay. It sends SETUP on the mount without DESCRIBE, then PLAY on `/stream=N` with the
+/// `com.ses.streamID` the SETUP answer named: that PLAY must start the relay reader's direct
+/// path (src/rtsp/client.rs maps it to the relay mount).
+#[test]
+fn cvlc_plays_a_relay() {
+    assert!(
+        Command::new("cvlc").arg("--version").output().is_ok(),
+        "cvlc not found: install the test dependencies (scripts/deps.sh TEST_PACKAGES)"
+    );
+    let dir = common::temp_dir("relay-cvlc");
+    let origin = Serve::start(&dir, "cvlc-origin", free_port(), 60, "");
+    let edge = Serve::start(
+        &dir,
+        "cvlc-edge",
+        0,
+        60,
+        &format!(
+            "\n[[relay]]\nname = \"news\"\nsource = \"rtsp://127.0.0.1:{}/ch/news\"\n",
+            origin.rtsp_port
+        ),
+    );
+    // VLC refuses to run as root; nobody needs a writable HOME.
+    let home = dir.join("vlc-home");
+    std::fs::create_dir_all(&home).unwrap();
+    Command::new("chmod")
+        .args(["-R", "777"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    let url = format!("rtsp://127.0.0.1:{}/relay/news", edge.rtsp_port);
+    let out = Command::new("timeout")
+        .args(["120", "runuser", "-u", "nobody", "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .args([
+            "cvlc",
+            "--no-dbus",
+            "--intf",
+            "dummy",
+            "--vout",
+            "dummy",
+            "--aout",
+            "dummy",
+            // Demux only, as the SAT>IP cvlc test (tests/satip_rtsp.rs).
+            "--no-video",
+            "--no-audio",
+            "--play-and-exit",
+            "--run-time",
+            "5",
+            "-vv",
+            &url,
+        ])
+        .output()
+        .expect("cvlc runs");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !text.contains("timed out waiting for data") && !text.contains("unable to open"),
+        "{text}"
+    );
+    // The relayed multiplex was demuxed: News's PMT and its elementary streams.
+    assert!(
+        text.contains("new PMT program number=4609") && text.contains("enabling pid 257"),
+        "{text}"
+    );
+    // Errors other than the interface modules a headless run lacks, and libdvbpsi's PSI
+    // continuity complaint at the join (seen in about half the runs, not understood yet:
+    // see the session report), fail the test.
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains(" error:"))
+        .filter(|l| !l.contains("interface error") && !l.contains("libvlc error: interface"))
+        .filter(|l| !l.contains("libdvbpsi error (PSI decoder): TS discontinuity"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = edge.relay("news");
+    assert_eq!(r["starts"], 1, "{r}");
 }

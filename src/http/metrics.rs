@@ -563,6 +563,11 @@ pub fn render(core: &Core) -> String {
             "Bytes a mount handed to its readers.",
             |m| m.bytes_out,
         ),
+        (
+            "dvb2ip_publish_foreign_dropped_total",
+            "Publisher RTP/RTCP datagrams dropped: from another address than the RTSP peer's.",
+            |m| m.foreign_dropped,
+        ),
     ] {
         let mut f = family(&mut o, name, "counter", help);
         for m in &mounts {

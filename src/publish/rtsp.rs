@@ -40,6 +40,56 @@ const READER_QUEUE_BYTES: u64 = 16 << 20;
 
 /// Key of the claim/reader on a media's element until the media is configured.
 const HOLD_KEY: &str = "dvb2ip-publish-hold";
+/// Key of the publisher's [`Watch`] on a record media's element until it is configured.
+const WATCH_KEY: &str = "dvb2ip-publish-watch";
+
+/// A publisher whose RTP stops this long (after its first packet) is taken as gone: its
+/// mount is free for the next one (a UDP publisher that vanishes sends no TEARDOWN, and its
+/// session would otherwise hold the mount until it times out).
+pub const PUBLISHER_SILENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What a record media knows about its publisher: the address of its RTSP connection (UDP
+/// media from any other is dropped and counted, checklist 51) and when its RTP last arrived.
+struct Watch {
+    peer: Option<std::net::IpAddr>,
+    last_rtp: Arc<Mutex<Option<std::time::Instant>>>,
+}
+
+/// The source address of a datagram `udpsrc` received.
+fn sender_ip(b: &gst::BufferRef) -> Option<std::net::IpAddr> {
+    use gst_rtsp_server::gio::prelude::*;
+    let meta = b.meta::<gst_rtsp_server::gst_net::NetAddressMeta>()?;
+    let a = meta
+        .addr()
+        .downcast::<gst_rtsp_server::gio::InetSocketAddress>()
+        .ok()?;
+    Some(std::net::IpAddr::from(a.address()))
+}
+
+/// Drops (and counts on `published`) what `udpsrc` receives from another address than `peer`.
+fn guard_udpsrc(e: &gst::Element, peer: std::net::IpAddr, published: &Arc<Published>) {
+    if e.factory().is_none_or(|f| f.name() != "udpsrc") {
+        return;
+    }
+    let Some(pad) = e.static_pad("src") else {
+        return;
+    };
+    let published = published.clone();
+    let peer = peer.to_canonical();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(b)) = &info.data else {
+            return gst::PadProbeReturn::Ok;
+        };
+        match sender_ip(b) {
+            Some(ip) if ip.to_canonical() != peer => {
+                published.dropped_foreign();
+                gst::debug!(CAT, "{}: dropped a datagram from {ip}", published.mount());
+                gst::PadProbeReturn::Drop
+            }
+            _ => gst::PadProbeReturn::Ok,
+        }
+    });
+}
 
 thread_local! {
     /// The publisher the current request was authenticated as: (user, peer).
@@ -607,8 +657,32 @@ mod imp {
                     .build(),
             );
             gst::info!(CAT, "{}: receiving {line}", mount.published.mount());
+            // RTP reaching the depayloaders is the publisher's sign of life.
+            let last_rtp = Arc::new(Mutex::new(None));
+            for i in 0.. {
+                let Some(pad) = bin
+                    .by_name(&format!("depay{i}"))
+                    .and_then(|d| d.static_pad("sink"))
+                else {
+                    break;
+                };
+                let last = last_rtp.clone();
+                pad.add_probe(
+                    gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                    move |_, _| {
+                        *last.lock().unwrap() = Some(std::time::Instant::now());
+                        gst::PadProbeReturn::Ok
+                    },
+                );
+            }
+            let watch = Watch {
+                peer: peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()),
+                last_rtp,
+            };
             // SAFETY: HOLD_KEY only ever holds this type on a record media.
             unsafe { bin.set_data(HOLD_KEY, slot) };
+            // SAFETY: WATCH_KEY only ever holds a Watch on a record media.
+            unsafe { bin.set_data(WATCH_KEY, watch) };
             Some(bin.upcast())
         }
 
@@ -625,6 +699,56 @@ mod imp {
             media.connect_unprepared(move |_| {
                 s.lock().unwrap().take();
             });
+            // SAFETY: WATCH_KEY only ever holds a Watch on a record media.
+            let watch: Option<Watch> = unsafe { media.element().steal_data(WATCH_KEY) };
+            if let (Some(watch), Some(mount)) = (watch, self.mount.get()) {
+                // UDP media only from the RTSP peer: the media's udpsrcs (made now or at
+                // SETUP) drop and count anything else.
+                if let (Some(peer), Some(pipeline)) = (
+                    watch.peer,
+                    media
+                        .element()
+                        .parent()
+                        .and_then(|p| p.downcast::<gst::Bin>().ok()),
+                ) {
+                    let published = mount.published.clone();
+                    for e in pipeline.iterate_recurse().into_iter().flatten() {
+                        guard_udpsrc(&e, peer, &published);
+                    }
+                    pipeline.connect_deep_element_added(move |_, _, e| {
+                        guard_udpsrc(e, peer, &published)
+                    });
+                }
+                // A publisher silent for PUBLISHER_SILENCE is gone: its claim ends.
+                let (s, last, name) = (
+                    slot.clone(),
+                    watch.last_rtp,
+                    mount.published.mount().to_owned(),
+                );
+                std::thread::Builder::new()
+                    .name("dvb2ip-publish-watch".into())
+                    .spawn(move || loop {
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                        let mut claim = s.lock().unwrap();
+                        if claim.is_none() {
+                            return;
+                        }
+                        let silent = last.lock().unwrap().is_some_and(|t: std::time::Instant| {
+                            t.elapsed() >= PUBLISHER_SILENCE
+                        });
+                        if silent {
+                            let c = claim.take();
+                            drop(claim);
+                            eprintln!(
+                                "dvb2ip: publish {name}: no RTP from the publisher for {} s: it is gone, the mount is free",
+                                PUBLISHER_SILENCE.as_secs()
+                            );
+                            drop(c);
+                            return;
+                        }
+                    })
+                    .ok();
+            }
             // SAFETY: the key only ever holds this type on a media.
             unsafe { media.set_data(HOLD_KEY, slot) };
         }

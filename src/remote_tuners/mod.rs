@@ -6,32 +6,74 @@
 
 pub mod config;
 
+use std::sync::{Arc, Mutex};
+
 use gstdvb2ip::tuners::satip_remote::ServerWatch;
 use gstdvb2ip::tuners::Pool;
 
-/// The watches of a core's `[[satip_server]]` entries; dropping it takes their tuners out.
-#[derive(Debug, Default)]
+use config::SatipServerSection;
+
+/// The watches of a core's `[[satip_server]]` entries; dropping the last clone takes their
+/// tuners out. `SIGHUP` applies a changed list ([`RemoteTuners::apply`]).
+#[derive(Debug, Clone)]
 pub struct RemoteTuners {
-    _watches: Vec<ServerWatch>,
+    pool: Pool,
+    watches: Arc<Mutex<Vec<(SatipServerSection, ServerWatch)>>>,
+}
+
+fn watch(pool: &Pool, s: &SatipServerSection) -> Option<ServerWatch> {
+    match s.server() {
+        Ok(server) => {
+            Some(pool.watch_remote(server, Arc::new(|line: &str| eprintln!("dvb2ip: {line}"))))
+        }
+        Err(e) => {
+            eprintln!("dvb2ip: satip_server {}: {e}", s.url);
+            None
+        }
+    }
 }
 
 impl RemoteTuners {
     /// Starts watching every configured server for `pool` (entries were checked with the
     /// configuration; one that still fails is logged and skipped).
     pub fn start(config: &crate::config::Config, pool: &Pool) -> RemoteTuners {
-        let mut watches = Vec::new();
+        let watches = config
+            .satip_server
+            .iter()
+            .filter_map(|s| watch(pool, s).map(|w| (s.clone(), w)))
+            .collect();
+        RemoteTuners {
+            pool: pool.clone(),
+            watches: Arc::new(Mutex::new(watches)),
+        }
+    }
+
+    /// Applies `config`'s `[[satip_server]]` list (a reload): entries gone stop (their tuners
+    /// leave the pool, their users move or are told), new ones start, changed ones restart
+    /// (stop, then start), unchanged ones go on untouched. A summary for the log.
+    pub fn apply(&self, config: &crate::config::Config) -> String {
+        let mut w = self.watches.lock().unwrap();
+        let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut *w)
+            .into_iter()
+            .partition(|(s, _)| config.satip_server.contains(s));
+        let stopped: Vec<String> = gone.iter().map(|(s, _)| s.url.clone()).collect();
+        // Their threads joined, their tuners out, before anything starts in their place.
+        drop(gone);
+        *w = kept;
+        let mut started = Vec::new();
         for s in &config.satip_server {
-            match s.server() {
-                Ok(server) => {
-                    watches.push(pool.watch_remote(
-                        server,
-                        std::sync::Arc::new(|line: &str| eprintln!("dvb2ip: {line}")),
-                    ));
-                }
-                Err(e) => eprintln!("dvb2ip: satip_server {}: {e}", s.url),
+            if w.iter().any(|(k, _)| k == s) {
+                continue;
+            }
+            if let Some(watch) = watch(&self.pool, s) {
+                started.push(s.url.clone());
+                w.push((s.clone(), watch));
             }
         }
-        RemoteTuners { _watches: watches }
+        format!(
+            "satip_server: started {started:?}, stopped {stopped:?}, {} unchanged",
+            w.len() - started.len()
+        )
     }
 }
 

@@ -1302,6 +1302,14 @@ mod imp {
                 );
                 return;
             }
+            // VLC's SAT>IP client controls a relay session it set up without DESCRIBE by the
+            // `/stream=N` its SETUP answer named: the relay mount's.
+            let uri = crate::rtsp::routing::uri_path(&uri)
+                .strip_prefix("/stream=")
+                .and_then(|n| n.parse().ok())
+                .and_then(|n| self.mount_stream_path(n))
+                .filter(|path| crate::relay::rtsp::is_relay(path))
+                .unwrap_or(uri);
             if crate::relay::rtsp::is_relay(&uri) {
                 // An upstream that cannot start: 503 with Retry-After (src/relay/rtsp.rs).
                 crate::relay::rtsp::finish_response(msg, request.as_ref());

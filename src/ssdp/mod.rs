@@ -8,6 +8,9 @@
 //!   served by the launcher's HTTP server (`crate::http::server`), which runs with or
 //!   without SSDP.
 //!
+//! * `discovery`: with `[ssdp] discover_servers`, other SAT>IP servers found over SSDP lend
+//!   their tuners to the pool.
+//!
 //! [`spawn`] starts the advertiser on the launcher's runtime; `serve` calls it once, after the
 //! HTTP server is up. The returned [`Ssdp`] handle sends the byebye set when dropped.
 //!
@@ -18,6 +21,7 @@
 
 pub mod advertiser;
 pub mod description;
+pub mod discovery;
 /// The GStreamer-free SSDP messages, from the `dvb2ip-proto` crate.
 pub use dvb2ip_proto::ssdp::message;
 

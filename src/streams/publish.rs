@@ -50,6 +50,8 @@ pub struct PublishStatus {
     pub readers: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Publisher RTP/RTCP datagrams dropped: sent from another address than the RTSP peer's.
+    pub foreign_dropped: u64,
     /// Publishers accepted, publishers gone.
     pub starts: u64,
     pub stops: u64,
@@ -92,6 +94,9 @@ pub struct Published {
     data: Mutex<Data>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// RTP/RTCP datagrams dropped because they came from another address than the
+    /// publisher's RTSP connection.
+    foreign_dropped: AtomicU64,
 }
 
 /// The publisher's hold on a mount; dropping it ends the publication (readers get the end).
@@ -150,6 +155,7 @@ impl Published {
             data: Mutex::default(),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            foreign_dropped: AtomicU64::new(0),
         })
     }
 
@@ -306,6 +312,11 @@ impl Published {
         })
     }
 
+    /// Counts a publisher datagram dropped for its source address.
+    pub fn dropped_foreign(&self) {
+        self.foreign_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn status(&self) -> PublishStatus {
         let d = self.data.lock().unwrap();
         PublishStatus {
@@ -322,6 +333,7 @@ impl Published {
             readers: d.readers.len(),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            foreign_dropped: self.foreign_dropped.load(Ordering::Relaxed),
             starts: d.starts,
             stops: d.stops,
             refused: d.refused,

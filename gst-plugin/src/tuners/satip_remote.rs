@@ -31,7 +31,7 @@ use super::feed::{Fanout, StatusTimer, TunerStatus};
 use super::{PidFilter, Pool};
 use crate::proto::satip::client::{
     frontends_from_satipcap, parse_tuner_status, pid_change_query, remote_tuning_query,
-    rtp_payload, satipcap_in_description, ses1_in_compound, ResponseHead,
+    rtp_payload, satipcap_in_description, ses1_in_compound, udn_in_description, ResponseHead,
 };
 use crate::proto::satip::PidSet;
 use crate::proto::tuner_pool::{CapGroup, DelSys, Transponder};
@@ -138,6 +138,49 @@ impl RemoteServer {
         })
     }
 
+    /// A server found over SSDP: its description at `location` (the `LOCATION` of its
+    /// announcement) must be a SAT>IP server's whose `UDN` is `uuid:<uuid>` and whose
+    /// `X_SATIPCAP` lists its tuners. RTSP is on the description host, port
+    /// `X-SATIP-RTSP-Port` (554 without it). Its tuners are read from the description each
+    /// time it comes (back), as for a configured `description`.
+    pub fn from_description(location: &str, uuid: &str) -> Result<RemoteServer, String> {
+        let (host, _, _) = split_url(location, "http", 80)?;
+        let (head, xml) = http_get(location)?;
+        if !xml.contains(crate::proto::ssdp::message::SATIP_DEVICE_TYPE) {
+            return Err(format!("{location}: not a SAT>IP server's description"));
+        }
+        match udn_in_description(&xml) {
+            Some(udn) if udn.eq_ignore_ascii_case(&format!("uuid:{uuid}")) => {}
+            other => {
+                return Err(format!(
+                    "{location}: its UDN {other:?} is not the announced uuid:{uuid}"
+                ))
+            }
+        }
+        let caps = satipcap_in_description(&xml)
+            .ok_or_else(|| format!("{location}: the description has no X_SATIPCAP"))?;
+        frontends_from_satipcap(caps).map_err(|e| format!("{location}: X_SATIPCAP {e}"))?;
+        let port = match head
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("X-SATIP-RTSP-Port"))
+        {
+            Some((_, v)) => v
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{location}: X-SATIP-RTSP-Port {:?}", v.trim()))?,
+            None => 554,
+        };
+        RemoteServer::new(
+            &format!("rtsp://{}/", host_port(&host, port)),
+            None,
+            Some(location),
+        )
+    }
+
     /// `rtsp://host:port` without a path, for request URIs.
     fn base(&self) -> String {
         format!("rtsp://{}", host_port(&self.host, self.port))
@@ -157,7 +200,7 @@ impl RemoteServer {
             return Ok(f.clone());
         }
         let url = self.description.as_deref().unwrap_or_default();
-        let xml = http_get(url)?;
+        let (_, xml) = http_get(url)?;
         let caps = satipcap_in_description(&xml)
             .ok_or_else(|| format!("{url}: the description has no X_SATIPCAP"))?;
         frontends_from_satipcap(caps).map_err(|e| format!("{url}: X_SATIPCAP {e}"))
@@ -172,8 +215,8 @@ fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// A small blocking `GET` (the description of a SAT>IP server), body as text.
-fn http_get(url: &str) -> Result<String, String> {
+/// A small blocking `GET` (the description of a SAT>IP server): head and body as text.
+fn http_get(url: &str) -> Result<(String, String), String> {
     let (host, port, path) = split_url(url, "http", 80)?;
     let addr = (host.as_str(), port)
         .to_socket_addrs()
@@ -205,7 +248,7 @@ fn http_get(url: &str) -> Result<String, String> {
             head.lines().next().unwrap_or_default()
         ));
     }
-    Ok(body.to_owned())
+    Ok((head.to_owned(), body.to_owned()))
 }
 
 /// What a remote frontend is doing.

@@ -58,6 +58,13 @@ pub fn satipcap_in_description(xml: &str) -> Option<&str> {
     Some(xml[open_end..close].trim())
 }
 
+/// The text of `<UDN>…</UDN>` (`uuid:…`) in a UPnP device description.
+pub fn udn_in_description(xml: &str) -> Option<&str> {
+    let start = xml.find("<UDN>")? + "<UDN>".len();
+    let end = start + xml[start..].find("</UDN>")?;
+    Some(xml[start..end].trim())
+}
+
 /// The dvbsrc `modulation` nick (`qam-256`, `8psk`, `auto`) as an `mtype` value; `None` for
 /// auto or one SAT>IP has no name for.
 fn mtype_of_dvbsrc(nick: &str) -> Option<String> {
@@ -314,6 +321,11 @@ mod tests {
         let xml = "<device>\n<satip:X_SATIPCAP xmlns:satip=\"urn:ses-com:satip\">DVBS2-2,DVBT2-1</satip:X_SATIPCAP>\n</device>";
         assert_eq!(satipcap_in_description(xml), Some("DVBS2-2,DVBT2-1"));
         assert_eq!(satipcap_in_description("<device/>"), None);
+        assert_eq!(
+            udn_in_description("<device><UDN> uuid:3f2a9c10-5b7e </UDN></device>"),
+            Some("uuid:3f2a9c10-5b7e")
+        );
+        assert_eq!(udn_in_description("<device><UDN>uuid:x"), None);
     }
 
     fn tp(delsys: DelSys, khz: u64) -> Transponder {
