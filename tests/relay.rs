@@ -646,6 +646,8 @@ fn a_relay_waiting_for_its_upstream_does_not_hold_up_other_clients() {
         matches!(describe.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     assert!(pending, "the DESCRIBE was answered before the OPTIONS");
     assert_eq!(edge.relay("silent")["state"], "starting");
+}
+
 /// cvlc (Debian 12's VLC has no live555: its SAT>IP access module opens `rtsp://` URLs) plays
 /// a relay. It sends SETUP on the mount without DESCRIBE, then PLAY on `/stream=N` with the
 /// `com.ses.streamID` the SETUP answer named: that PLAY must start the relay reader's direct
