@@ -45,6 +45,10 @@ const WARM: &str = "warm";
 const COLD: &str = "cold";
 /// Longest wait for a relay or session state.
 const STATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for an answer from the edge: a cold relay's DESCRIBE legitimately waits for
+/// the pull up to the relay's `start_timeout` (10 s by default), longer than the satip bench's
+/// 5 s (a debug build on a loaded machine took over 5 s once, failing the run).
+const RELAY_RTSP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest wait for a reader's first packet.
 const FIRST_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -121,7 +125,8 @@ fn wait_for(what: &str, mut f: impl FnMut() -> anyhow::Result<bool>) -> anyhow::
 /// A reader of a relay mount: DESCRIBE, SETUP; returns it with its sockets.
 fn relay_reader(edge: &ServerProc, name: &str) -> anyhow::Result<(Client, UdpSocket, UdpSocket)> {
     let (rtp, rtcp) = rtp_pair()?;
-    let c = setup(
+    let c = crate::satip::setup_with_timeout(
+        RELAY_RTSP_TIMEOUT,
         Server::Baseline,
         edge.port,
         "",

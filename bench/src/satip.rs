@@ -412,7 +412,12 @@ pub(crate) struct Rtsp {
 
 impl Rtsp {
     pub(crate) fn connect(port: u16) -> anyhow::Result<Rtsp> {
-        let c = RtspClient::connect((std::net::Ipv4Addr::LOCALHOST, port).into(), RTSP_TIMEOUT)?;
+        Rtsp::connect_with_timeout(port, RTSP_TIMEOUT)
+    }
+
+    /// [`Rtsp::connect`] with answers awaited up to `timeout`.
+    pub(crate) fn connect_with_timeout(port: u16, timeout: Duration) -> anyhow::Result<Rtsp> {
+        let c = RtspClient::connect((std::net::Ipv4Addr::LOCALHOST, port).into(), timeout)?;
         c.stream().set_nodelay(true)?;
         Ok(Rtsp { c, session: None })
     }
@@ -488,7 +493,19 @@ pub(crate) fn setup(
     mount: &str,
     rtp: &UdpSocket,
 ) -> anyhow::Result<Client> {
-    let mut rtsp = Rtsp::connect(port)?;
+    setup_with_timeout(RTSP_TIMEOUT, kind, port, pids, mount, rtp)
+}
+
+/// [`setup`] with answers awaited up to `timeout`.
+pub(crate) fn setup_with_timeout(
+    timeout: Duration,
+    kind: Server,
+    port: u16,
+    pids: &str,
+    mount: &str,
+    rtp: &UdpSocket,
+) -> anyhow::Result<Client> {
+    let mut rtsp = Rtsp::connect_with_timeout(port, timeout)?;
     let tr = transport(rtp)?;
     match kind {
         Server::Dvb2ip => {
