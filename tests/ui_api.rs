@@ -160,6 +160,8 @@ fn endpoints_sessions_and_actions_from_loopback() {
         "ber",
         "locked",
         "users",
+        "continuity_errors_total",
+        "transport_errors_total",
     ] {
         assert!(t0.get(k).is_some(), "{k} in {t0}");
     }
@@ -439,6 +441,103 @@ fn actions_from_another_address_need_the_password() {
         );
         assert_eq!(a.status, 404, "{}", a.body);
     });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Faults injected in the emulated DVB-T/T2 frontends (packet drops, bit errors) show as the
+/// continuity and transport errors of the frontend a stream uses, in `/api/tuners`, the live
+/// update and `/metrics`; idle frontends show none.
+#[test]
+fn injected_faults_raise_a_tuners_error_counters() {
+    let dir = common::temp_dir("ui-ts-errors");
+    let http = free_port();
+    let faults = "lock_time_ms = 300\n[adapter.faults]\ndrop_probability = 0.01\n\
+                  bit_error_rate = 0.0005\nseed = 15\n";
+    let text = config(http, "127.0.0.1", "").replacen("lock_time_ms = 300\n", faults, 2);
+    assert_eq!(text.matches("\n[adapter.faults]\n").count(), 2);
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, text).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let tuners = get_json(http, "/api/tuners");
+    for t in tuners.as_array().unwrap() {
+        assert!(t["continuity_errors_total"].is_null(), "idle: {t}");
+        assert!(t["transport_errors_total"].is_null(), "idle: {t}");
+    }
+
+    // An HTTP stream on a faulty frontend, read until the test ends.
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(hs, "GET /?{ONE} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 4096];
+    assert!(hs.read(&mut first).unwrap() > 0);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while matches!(hs.read(&mut buf), Ok(n) if n > 0) {}
+    });
+
+    let in_use = |t: &serde_json::Value| t["users"].as_u64() > Some(0);
+    let counts = |t: &serde_json::Value| {
+        (
+            t["continuity_errors_total"].as_u64().unwrap_or(0),
+            t["transport_errors_total"].as_u64().unwrap_or(0),
+        )
+    };
+    let (index, before) = wait_for(
+        "continuity and transport errors on the stream's frontend",
+        Duration::from_secs(30),
+        || {
+            let tuners = get_json(http, "/api/tuners");
+            let t = tuners
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| in_use(t))?
+                .clone();
+            let (cc, tei) = counts(&t);
+            (cc > 0 && tei > 0).then(|| (t["index"].as_u64().unwrap(), (cc, tei)))
+        },
+    );
+    eprintln!("frontend {index}: (continuity, transport) errors {before:?}");
+    for t in get_json(http, "/api/tuners").as_array().unwrap() {
+        if t["index"] == index {
+            // Counters only grow while the frontend stays open.
+            let (cc, tei) = counts(t);
+            assert!(cc >= before.0 && tei >= before.1, "{t} after {before:?}");
+        } else if !in_use(t) {
+            assert!(t["continuity_errors_total"].is_null(), "idle: {t}");
+        }
+    }
+    // The live update carries them.
+    let snap = first_snapshot(http);
+    let t = snap["tuners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["index"] == index)
+        .unwrap_or_else(|| panic!("{snap}"));
+    assert!(counts(t).0 >= before.0 && counts(t).1 >= before.1, "{t}");
+    // So does /metrics, labelled with the frontend's pool index.
+    let metrics = req(lo(http), "GET", "/metrics", &[]).body;
+    for name in [
+        "dvb2ip_tuner_continuity_errors_total",
+        "dvb2ip_tuner_transport_errors_total",
+    ] {
+        let prefix = format!("{name}{{frontend=\"{index}\"}} ");
+        let v: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in {metrics}"));
+        assert!(v > 0.0, "{prefix}{v}");
+    }
+    // The page's tuner table has the columns.
+    let js = req(lo(http), "GET", "/ui/app.js", &[]).body;
+    assert!(js.contains("continuity_errors_total") && js.contains("CC errors"));
+
+    // Stopping the server ends the stream and its reader.
+    drop(srv);
+    let _ = reader.join();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
