@@ -541,6 +541,75 @@ fn injected_faults_raise_a_tuners_error_counters() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Reads an HTTP stream on its own thread until it ends; the receiver hears when it did.
+fn drain(mut s: TcpStream) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// An HTTP reader of a relay (here relaying the server's own HTTP stream of a tuner) is
+/// listed in `/api/sessions` with its address, user agent, path, bitrate and duration, and
+/// its disconnect ends the stream.
+#[test]
+fn relay_readers_over_http_are_sessions() {
+    let dir = common::temp_dir("ui-relay-session");
+    let http = free_port();
+    let extra =
+        format!("[[relay]]\nname = \"loop\"\nsource = \"http://127.0.0.1:{http}/?{NEWS}\"\n");
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", &extra)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        hs,
+        "GET /relay/loop HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-relay/3\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = hs.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let port = hs.local_addr().unwrap().port();
+    let ended = drain(hs);
+    let s = wait_for(
+        "the relay reader listed with a bitrate",
+        Duration::from_secs(10),
+        || {
+            session_where(http, |s| {
+                s["path"] == "/relay/loop" && s["bitrate_bps"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], port, "{s}");
+    assert_eq!(s["user_agent"], "ui-relay/3", "{s}");
+    assert!(
+        s["duration_s"].is_u64() && s["bytes_sent"].as_u64() > Some(0),
+        "{s}"
+    );
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the relay stream ends after its disconnect");
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A TS of `tenths` × 100 ms: a PCR on PID 256 every 100 ms, payload packets between.
 fn pcr_ts(tenths: u64) -> Vec<u8> {
     let mut data = Vec::new();
