@@ -610,6 +610,80 @@ fn relay_readers_over_http_are_sessions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A `/vod/` download is listed in `/api/sessions` while it is sent (a client that stopped
+/// reading a large file) and its disconnect ends it before the end of the file.
+#[test]
+fn vod_downloads_are_sessions() {
+    let dir = common::temp_dir("ui-vod-session");
+    let root = dir.join("vod");
+    std::fs::create_dir_all(&root).unwrap();
+    let size = 32 << 20;
+    let mut packet = [0u8; 188];
+    packet[..4].copy_from_slice(&[0x47, 0x1F, 0xFF, 0x10]);
+    std::fs::write(root.join("big.ts"), packet.repeat(size / 188)).unwrap();
+    let http = free_port();
+    let extra = format!("[vod]\nroots = [{:?}]\n", root.to_str().unwrap());
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", &extra)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        hs,
+        "GET /vod/big.ts HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-vod/4\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = hs.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut got = n;
+    // The client stops reading: the download waits, listed.
+    let s = wait_for("the download listed", Duration::from_secs(10), || {
+        session_where(http, |s| {
+            s["path"] == "/vod/big.ts" && s["bytes_sent"].as_u64() > Some(0)
+        })
+    });
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], hs.local_addr().unwrap().port(), "{s}");
+    assert_eq!(s["user_agent"], "ui-vod/4", "{s}");
+    assert!(
+        s["duration_s"].is_u64() && s.get("bitrate_bps").is_some(),
+        "{s}"
+    );
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    // What was queued drains, then the connection ends short of the file.
+    loop {
+        match hs.read(&mut buf) {
+            Ok(0) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the download still open 10 s after its disconnect")
+            }
+            Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < size,
+        "{got} bytes of {size}: the download was not cut"
+    );
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A TS of `tenths` × 100 ms: a PCR on PID 256 every 100 ms, payload packets between.
 fn pcr_ts(tenths: u64) -> Vec<u8> {
     let mut data = Vec::new();
