@@ -684,6 +684,57 @@ fn vod_downloads_are_sessions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A browser player's stream (`/play/<slug>.ts`, the transcoded variant) is listed in
+/// `/api/sessions` with its bitrate, and its disconnect ends it.
+#[test]
+fn browser_streams_are_sessions() {
+    let dir = common::temp_dir("ui-play-session");
+    let http = free_port();
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", "")).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        hs,
+        "GET /play/news.ts HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-play/5\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = hs.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let port = hs.local_addr().unwrap().port();
+    let ended = drain(hs);
+    let s = wait_for(
+        "the browser stream listed with a bitrate",
+        Duration::from_secs(30),
+        || {
+            session_where(http, |s| {
+                s["path"] == "/play/news.ts" && s["bitrate_bps"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], port, "{s}");
+    assert_eq!(s["user_agent"], "ui-play/5", "{s}");
+    assert!(s["duration_s"].is_u64(), "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the browser stream ends after its disconnect");
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A TS of `tenths` × 100 ms: a PCR on PID 256 every 100 ms, payload packets between.
 fn pcr_ts(tenths: u64) -> Vec<u8> {
     let mut data = Vec::new();
