@@ -1,6 +1,8 @@
 //! The server's session registry (`core.clients`): every client receiving a stream, whatever
 //! front end serves it. The RTSP client registers a session when its SETUP succeeded
-//! (src/rtsp/client.rs), the HTTP streamer an HTTP stream once it started (src/http/stream.rs).
+//! (src/rtsp/client.rs), the HTTP streamer an HTTP stream once it started (src/http/stream.rs),
+//! the browser players theirs (src/play), and relay, `/live/` and `/vod/` responses wrap their
+//! bodies in [`Clients::track_http`].
 //! Each entry carries how to tell whether it still runs and how to end it, so the registry needs
 //! no hook on every way a session ends: dead entries are dropped when the list is read.
 //!

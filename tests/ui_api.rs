@@ -735,6 +735,101 @@ fn browser_streams_are_sessions() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An HTTP reader of a `/live/` publish mount (ffmpeg publishing a test file) is listed in
+/// `/api/sessions` with its bitrate, and its disconnect ends it.
+#[test]
+fn live_mount_readers_over_http_are_sessions() {
+    let dir = common::temp_dir("ui-live-session");
+    let http = free_port();
+    // Publisher alice/secret (digest MD5("alice:dvb2ip:secret")).
+    let extra = "[[publish]]\nname = \"x\"\n[[publish.publisher]]\nuser = \"alice\"\n\
+                 password_digest = \"53ed74b6481a7a8645bcacc010ce5554\"\nfrom = [\"127.0.0.0/8\"]\n";
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", extra)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+    let media = common::repo_file("../shared/media/temi_a_single_timeline.ts");
+    /// The publisher, killed when the test ends (or fails).
+    struct Publisher(std::process::Child);
+    impl Drop for Publisher {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-stream_loop", "-1", "-i"])
+        .arg(&media)
+        .args([
+            "-c:v",
+            "copy",
+            "-c:a",
+            "aac",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            "tcp",
+        ])
+        .arg(format!(
+            "rtsp://alice:secret@127.0.0.1:{}/live/x",
+            srv.rtsp_port
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Publisher)
+        .expect("ffmpeg runs");
+    wait_for("the mount live", Duration::from_secs(60), || {
+        let p = get_json(http, "/api/publishers");
+        p["publishers"]
+            .as_array()?
+            .iter()
+            .any(|m| m["name"] == "x" && m["state"] == "live")
+            .then_some(())
+    });
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        hs,
+        "GET /live/x HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-live/6\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = hs.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let port = hs.local_addr().unwrap().port();
+    let ended = drain(hs);
+    let s = wait_for(
+        "the live reader listed with a bitrate",
+        Duration::from_secs(30),
+        || {
+            session_where(http, |s| {
+                s["path"] == "/live/x" && s["bitrate_bps"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], port, "{s}");
+    assert_eq!(s["user_agent"], "ui-live/6", "{s}");
+    assert!(s["duration_s"].is_u64(), "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the live stream ends after its disconnect");
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(ffmpeg);
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A TS of `tenths` × 100 ms: a PCR on PID 256 every 100 ms, payload packets between.
 fn pcr_ts(tenths: u64) -> Vec<u8> {
     let mut data = Vec::new();
