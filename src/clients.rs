@@ -1,6 +1,8 @@
 //! The server's session registry (`core.clients`): every client receiving a stream, whatever
 //! front end serves it. The RTSP client registers a session when its SETUP succeeded
-//! (src/rtsp/client.rs), the HTTP streamer an HTTP stream once it started (src/http/stream.rs).
+//! (src/rtsp/client.rs), the HTTP streamer an HTTP stream once it started (src/http/stream.rs),
+//! the browser players theirs (src/play), and relay, `/live/` and `/vod/` responses wrap their
+//! bodies in [`Clients::track_http`].
 //! Each entry carries how to tell whether it still runs and how to end it, so the registry needs
 //! no hook on every way a session ends: dead entries are dropped when the list is read.
 //!
@@ -404,6 +406,87 @@ impl Clients {
             self.ended(&e);
         }
         true
+    }
+}
+
+/// An HTTP response body that streams: listed in the registry while it is sent, its bytes
+/// counted, ended by [`Clients::disconnect`] (the body finishes, the connection closes).
+pub type StreamBody = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send>,
+>;
+
+/// The shared state of one tracked HTTP body.
+#[derive(Default)]
+struct Tracked {
+    sent: AtomicU64,
+    /// Set by `end` (the disconnect action).
+    ended: std::sync::atomic::AtomicBool,
+    /// Set when the body is dropped (the connection closed) or finished.
+    done: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+/// Marks the body done when it is dropped.
+struct DoneOnDrop(Arc<Tracked>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.done.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Clients {
+    /// Registers an HTTP stream that `body` sends to `peer` (a relay, a `/live/` mount, a file
+    /// download, a browser player's stream) and returns the body to answer with: it counts the
+    /// bytes sent (`bitrate_bps`, `bytes_sent`) and ends when the session is disconnected.
+    pub fn track_http(
+        &self,
+        peer: std::net::SocketAddr,
+        user_agent: String,
+        path: String,
+        body: StreamBody,
+    ) -> StreamBody {
+        use futures_util::StreamExt;
+        let t = Arc::new(Tracked::default());
+        let (alive, end, sent) = (t.clone(), t.clone(), t.clone());
+        self.register(NewClient {
+            key: None,
+            protocol: Protocol::Http,
+            peer: peer.to_string(),
+            user_agent,
+            path,
+            query: String::new(),
+            alive: Box::new(move || {
+                !alive.done.load(Ordering::Relaxed) && !alive.ended.load(Ordering::Relaxed)
+            }),
+            end: Box::new(move || {
+                end.ended.store(true, Ordering::Relaxed);
+                end.wake.notify_one();
+            }),
+            bytes: Some(Box::new(move || Some(sent.sent.load(Ordering::Relaxed)))),
+        });
+        let guard = DoneOnDrop(t);
+        // A disconnect ends the body with an error, so that the server closes the connection
+        // (a body that just finishes would leave a kept-alive connection open).
+        let cut = || std::io::Error::other("session disconnected");
+        Box::pin(futures_util::stream::unfold(
+            Some((body, guard)),
+            move |state| async move {
+                let (mut body, guard) = state?;
+                let t = guard.0.clone();
+                if t.ended.load(Ordering::Relaxed) {
+                    return Some((Err(cut()), None));
+                }
+                let item = tokio::select! {
+                    item = body.next() => item?,
+                    _ = t.wake.notified() => return Some((Err(cut()), None)),
+                };
+                if let Ok(b) = &item {
+                    t.sent.fetch_add(b.len() as u64, Ordering::Relaxed);
+                }
+                Some((item, Some((body, guard))))
+            },
+        ))
     }
 }
 

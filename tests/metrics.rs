@@ -169,6 +169,15 @@ fn metrics_pass_promtool_and_follow_an_http_stream() {
             .any(|l| l.starts_with("dvb2ip_frontend_signal_level_percent{")),
         "{busy}"
     );
+    // The TS error counters of the tuned frontend: the emulated mux is clean (no faults set).
+    for name in [
+        "dvb2ip_tuner_continuity_errors_total{",
+        "dvb2ip_tuner_transport_errors_total{",
+    ] {
+        let lines: Vec<&str> = busy.lines().filter(|l| l.starts_with(name)).collect();
+        assert!(!lines.is_empty(), "{name} in {busy}");
+        assert!(lines.iter().all(|l| l.ends_with(" 0")), "{lines:?}");
+    }
     // Bounded labels: no client address anywhere.
     assert!(!busy.contains("127.0.0.1"), "{busy}");
 

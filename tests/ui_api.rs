@@ -160,6 +160,8 @@ fn endpoints_sessions_and_actions_from_loopback() {
         "ber",
         "locked",
         "users",
+        "continuity_errors_total",
+        "transport_errors_total",
     ] {
         assert!(t0.get(k).is_some(), "{k} in {t0}");
     }
@@ -439,6 +441,392 @@ fn actions_from_another_address_need_the_password() {
         );
         assert_eq!(a.status, 404, "{}", a.body);
     });
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Faults injected in the emulated DVB-T/T2 frontends (packet drops, bit errors) show as the
+/// continuity and transport errors of the frontend a stream uses, in `/api/tuners`, the live
+/// update and `/metrics`; idle frontends show none.
+#[test]
+fn injected_faults_raise_a_tuners_error_counters() {
+    let dir = common::temp_dir("ui-ts-errors");
+    let http = free_port();
+    let faults = "lock_time_ms = 300\n[adapter.faults]\ndrop_probability = 0.01\n\
+                  bit_error_rate = 0.0005\nseed = 15\n";
+    let text = config(http, "127.0.0.1", "").replacen("lock_time_ms = 300\n", faults, 2);
+    assert_eq!(text.matches("\n[adapter.faults]\n").count(), 2);
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, text).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let tuners = get_json(http, "/api/tuners");
+    for t in tuners.as_array().unwrap() {
+        assert!(t["continuity_errors_total"].is_null(), "idle: {t}");
+        assert!(t["transport_errors_total"].is_null(), "idle: {t}");
+    }
+
+    // An HTTP stream on a faulty frontend, read until the test ends.
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(hs, "GET /?{ONE} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 4096];
+    assert!(hs.read(&mut first).unwrap() > 0);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while matches!(hs.read(&mut buf), Ok(n) if n > 0) {}
+    });
+
+    let in_use = |t: &serde_json::Value| t["users"].as_u64() > Some(0);
+    let counts = |t: &serde_json::Value| {
+        (
+            t["continuity_errors_total"].as_u64().unwrap_or(0),
+            t["transport_errors_total"].as_u64().unwrap_or(0),
+        )
+    };
+    let (index, before) = wait_for(
+        "continuity and transport errors on the stream's frontend",
+        Duration::from_secs(30),
+        || {
+            let tuners = get_json(http, "/api/tuners");
+            let t = tuners
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| in_use(t))?
+                .clone();
+            let (cc, tei) = counts(&t);
+            (cc > 0 && tei > 0).then(|| (t["index"].as_u64().unwrap(), (cc, tei)))
+        },
+    );
+    eprintln!("frontend {index}: (continuity, transport) errors {before:?}");
+    for t in get_json(http, "/api/tuners").as_array().unwrap() {
+        if t["index"] == index {
+            // Counters only grow while the frontend stays open.
+            let (cc, tei) = counts(t);
+            assert!(cc >= before.0 && tei >= before.1, "{t} after {before:?}");
+        } else if !in_use(t) {
+            assert!(t["continuity_errors_total"].is_null(), "idle: {t}");
+        }
+    }
+    // The live update carries them.
+    let snap = first_snapshot(http);
+    let t = snap["tuners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["index"] == index)
+        .unwrap_or_else(|| panic!("{snap}"));
+    assert!(counts(t).0 >= before.0 && counts(t).1 >= before.1, "{t}");
+    // So does /metrics, labelled with the frontend's pool index.
+    let metrics = req(lo(http), "GET", "/metrics", &[]).body;
+    for name in [
+        "dvb2ip_tuner_continuity_errors_total",
+        "dvb2ip_tuner_transport_errors_total",
+    ] {
+        let prefix = format!("{name}{{frontend=\"{index}\"}} ");
+        let v: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{prefix} in {metrics}"));
+        assert!(v > 0.0, "{prefix}{v}");
+    }
+    // The page's tuner table has the columns.
+    let js = req(lo(http), "GET", "/ui/app.js", &[]).body;
+    assert!(js.contains("continuity_errors_total") && js.contains("CC errors"));
+
+    // Stopping the server ends the stream and its reader.
+    drop(srv);
+    let _ = reader.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads an HTTP stream on its own thread until it ends; the receiver hears when it did.
+fn drain(mut s: TcpStream) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = vec![0u8; 65536];
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    rx
+}
+
+/// An HTTP reader of a relay (here relaying the server's own HTTP stream of a tuner) is
+/// listed in `/api/sessions` with its address, user agent, path, bitrate and duration, and
+/// its disconnect ends the stream.
+#[test]
+fn relay_readers_over_http_are_sessions() {
+    let dir = common::temp_dir("ui-relay-session");
+    let http = free_port();
+    let extra =
+        format!("[[relay]]\nname = \"loop\"\nsource = \"http://127.0.0.1:{http}/?{NEWS}\"\n");
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", &extra)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        hs,
+        "GET /relay/loop HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-relay/3\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = hs.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let port = hs.local_addr().unwrap().port();
+    let ended = drain(hs);
+    let s = wait_for(
+        "the relay reader listed with a bitrate",
+        Duration::from_secs(10),
+        || {
+            session_where(http, |s| {
+                s["path"] == "/relay/loop" && s["bitrate_bps"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], port, "{s}");
+    assert_eq!(s["user_agent"], "ui-relay/3", "{s}");
+    assert!(
+        s["duration_s"].is_u64() && s["bytes_sent"].as_u64() > Some(0),
+        "{s}"
+    );
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the relay stream ends after its disconnect");
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `/vod/` download is listed in `/api/sessions` while it is sent (a client that stopped
+/// reading a large file) and its disconnect ends it before the end of the file.
+#[test]
+fn vod_downloads_are_sessions() {
+    let dir = common::temp_dir("ui-vod-session");
+    let root = dir.join("vod");
+    std::fs::create_dir_all(&root).unwrap();
+    let size = 32 << 20;
+    let mut packet = [0u8; 188];
+    packet[..4].copy_from_slice(&[0x47, 0x1F, 0xFF, 0x10]);
+    std::fs::write(root.join("big.ts"), packet.repeat(size / 188)).unwrap();
+    let http = free_port();
+    let extra = format!("[vod]\nroots = [{:?}]\n", root.to_str().unwrap());
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", &extra)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        hs,
+        "GET /vod/big.ts HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-vod/4\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = hs.read(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let mut got = n;
+    // The client stops reading: the download waits, listed.
+    let s = wait_for("the download listed", Duration::from_secs(10), || {
+        session_where(http, |s| {
+            s["path"] == "/vod/big.ts" && s["bytes_sent"].as_u64() > Some(0)
+        })
+    });
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], hs.local_addr().unwrap().port(), "{s}");
+    assert_eq!(s["user_agent"], "ui-vod/4", "{s}");
+    assert!(
+        s["duration_s"].is_u64() && s.get("bitrate_bps").is_some(),
+        "{s}"
+    );
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    // What was queued drains, then the connection ends short of the file.
+    loop {
+        match hs.read(&mut buf) {
+            Ok(0) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("the download still open 10 s after its disconnect")
+            }
+            Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < size,
+        "{got} bytes of {size}: the download was not cut"
+    );
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A browser player's stream (`/play/<slug>.ts`, the transcoded variant) is listed in
+/// `/api/sessions` with its bitrate, and its disconnect ends it.
+#[test]
+fn browser_streams_are_sessions() {
+    let dir = common::temp_dir("ui-play-session");
+    let http = free_port();
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", "")).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        hs,
+        "GET /play/news.ts HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-play/5\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = hs.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let port = hs.local_addr().unwrap().port();
+    let ended = drain(hs);
+    let s = wait_for(
+        "the browser stream listed with a bitrate",
+        Duration::from_secs(30),
+        || {
+            session_where(http, |s| {
+                s["path"] == "/play/news.ts" && s["bitrate_bps"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], port, "{s}");
+    assert_eq!(s["user_agent"], "ui-play/5", "{s}");
+    assert!(s["duration_s"].is_u64(), "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the browser stream ends after its disconnect");
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An HTTP reader of a `/live/` publish mount (ffmpeg publishing a test file) is listed in
+/// `/api/sessions` with its bitrate, and its disconnect ends it.
+#[test]
+fn live_mount_readers_over_http_are_sessions() {
+    let dir = common::temp_dir("ui-live-session");
+    let http = free_port();
+    // Publisher alice/secret (digest MD5("alice:dvb2ip:secret")).
+    let extra = "[[publish]]\nname = \"x\"\n[[publish.publisher]]\nuser = \"alice\"\n\
+                 password_digest = \"53ed74b6481a7a8645bcacc010ce5554\"\nfrom = [\"127.0.0.0/8\"]\n";
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, config(http, "127.0.0.1", extra)).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+    let media = common::repo_file("../shared/media/temi_a_single_timeline.ts");
+    /// The publisher, killed when the test ends (or fails).
+    struct Publisher(std::process::Child);
+    impl Drop for Publisher {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let ffmpeg = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-stream_loop", "-1", "-i"])
+        .arg(&media)
+        .args([
+            "-c:v",
+            "copy",
+            "-c:a",
+            "aac",
+            "-f",
+            "rtsp",
+            "-rtsp_transport",
+            "tcp",
+        ])
+        .arg(format!(
+            "rtsp://alice:secret@127.0.0.1:{}/live/x",
+            srv.rtsp_port
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(Publisher)
+        .expect("ffmpeg runs");
+    wait_for("the mount live", Duration::from_secs(60), || {
+        let p = get_json(http, "/api/publishers");
+        p["publishers"]
+            .as_array()?
+            .iter()
+            .any(|m| m["name"] == "x" && m["state"] == "live")
+            .then_some(())
+    });
+
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        hs,
+        "GET /live/x HTTP/1.1\r\nHost: x\r\nUser-Agent: ui-live/6\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 4096];
+    let n = hs.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    let port = hs.local_addr().unwrap().port();
+    let ended = drain(hs);
+    let s = wait_for(
+        "the live reader listed with a bitrate",
+        Duration::from_secs(30),
+        || {
+            session_where(http, |s| {
+                s["path"] == "/live/x" && s["bitrate_bps"].as_u64() > Some(0)
+            })
+        },
+    );
+    assert_eq!(s["protocol"], "http", "{s}");
+    assert_eq!(s["client_address"], "127.0.0.1", "{s}");
+    assert_eq!(s["client_port"], port, "{s}");
+    assert_eq!(s["user_agent"], "ui-live/6", "{s}");
+    assert!(s["duration_s"].is_u64(), "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let del = req(lo(http), "DELETE", &format!("/api/sessions/{id}"), &[]);
+    assert_eq!(del.status, 200, "{}", del.body);
+    ended
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the live stream ends after its disconnect");
+    assert!(session_where(http, |s| s["id"] == id.as_str()).is_none());
+    drop(ffmpeg);
+    drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -257,6 +257,27 @@ pub fn render(core: &Core) -> String {
             f.sample(&[("frontend", i)], ber);
         }
     }
+    // TS errors of what each tuned frontend delivered: counted from the frontend's opening,
+    // so a counter restarts (a reset, as rate() expects) when the frontend is opened again.
+    for (name, help, value) in [
+        (
+            "dvb2ip_tuner_continuity_errors_total",
+            "TS continuity errors (per PID, ISO/IEC 13818-1) in what a tuned frontend delivered since it was opened.",
+            (|s| s.continuity_errors) as fn(&gstdvb2ip::tuners::TunerStatus) -> u64,
+        ),
+        (
+            "dvb2ip_tuner_transport_errors_total",
+            "TS packets with transport_error_indicator set that a tuned frontend delivered since it was opened.",
+            |s| s.transport_errors,
+        ),
+    ] {
+        let mut f = family(&mut o, name, "counter", help);
+        for (s, i) in status.iter().zip(&idx) {
+            if let Some(s) = s {
+                f.sample(&[("frontend", i)], value(s) as f64);
+            }
+        }
+    }
     // Remote SAT>IP tuners (src/remote_tuners): their server, state and counters.
     let remote: Vec<_> = frontends
         .iter()

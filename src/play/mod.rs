@@ -300,6 +300,28 @@ async fn stream(core: Arc<Core>, slug: &str, req: axum::extract::Request) -> Res
         }
         None => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    // Listed in /api/sessions while it runs; its disconnect closes the connection.
+    let (alive, end, sent) = (
+        Arc::downgrade(&writer),
+        Arc::downgrade(&writer),
+        Arc::downgrade(&writer),
+    );
+    core.clients.register(crate::clients::NewClient {
+        key: None,
+        protocol: crate::clients::Protocol::Http,
+        peer: takeover.peer.to_string(),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        path: req.uri().path().to_owned(),
+        query: String::new(),
+        alive: Box::new(move || alive.upgrade().is_some_and(|w| w.closed_reason().is_none())),
+        end: Box::new(move || end.upgrade().into_iter().for_each(|w| w.close())),
+        bytes: Some(Box::new(move || sent.upgrade().map(|w| w.sent()))),
+    });
     *takeover.slot.lock().unwrap() = Some(Taken {
         writer,
         keep: Box::new(Held {

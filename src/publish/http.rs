@@ -29,6 +29,7 @@ const QUEUE: usize = 512;
 struct Api {
     publishers: Arc<Publishers>,
     sessions: Arc<Sessions>,
+    clients: Arc<crate::clients::Clients>,
 }
 
 /// The publish routes of `core`.
@@ -39,6 +40,7 @@ pub fn router(core: &Core) -> Router {
         .with_state(Api {
             publishers: core.publishers.clone(),
             sessions: core.sessions.clone(),
+            clients: core.clients.clone(),
         })
 }
 
@@ -140,6 +142,15 @@ async fn stream(
             Some((Ok::<Bytes, std::io::Error>(chunk), (rx, reader, permit)))
         },
     );
+    // Listed in /api/sessions while it is sent (and ended by its disconnect action).
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = api
+        .clients
+        .track_http(addrs.remote, user_agent, path, Box::pin(body));
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "video/mp2t")

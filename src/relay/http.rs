@@ -30,6 +30,7 @@ const QUEUE: usize = 512;
 struct Api {
     relays: Arc<Relays>,
     sessions: Arc<Sessions>,
+    clients: Arc<crate::clients::Clients>,
 }
 
 /// The relay routes of `core`.
@@ -41,6 +42,7 @@ pub fn router(core: &Core) -> Router {
         .with_state(Api {
             relays: core.relays.clone(),
             sessions: core.sessions.clone(),
+            clients: core.clients.clone(),
         })
 }
 
@@ -91,7 +93,12 @@ fn plain(code: StatusCode, text: String) -> Response {
     (code, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
 }
 
-async fn stream(State(api): State<Api>, Path(path): Path<String>) -> Response {
+async fn stream(
+    State(api): State<Api>,
+    Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
+    conn: Option<axum::Extension<axum::extract::ConnectInfo<crate::ssdp::description::ConnAddrs>>>,
+) -> Response {
     let path = format!("{}{path}", super::config::RELAY_PREFIX);
     let Some(relay) = api.relays.by_path(&path).cloned() else {
         return plain(StatusCode::NOT_FOUND, format!("no relay at {path}\n"));
@@ -142,6 +149,21 @@ async fn stream(State(api): State<Api>, Path(path): Path<String>) -> Response {
             Some((Ok::<Bytes, std::io::Error>(chunk), (rx, reader, permit)))
         },
     );
+    // Listed in /api/sessions while it is sent (and ended by its disconnect action).
+    let body: crate::clients::StreamBody = Box::pin(body);
+    let body = match conn {
+        Some(axum::Extension(axum::extract::ConnectInfo(c))) => api.clients.track_http(
+            c.remote,
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            path,
+            body,
+        ),
+        None => body,
+    };
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "video/mp2t")

@@ -53,6 +53,12 @@ pub struct Tuner {
     pub quality_percent: Option<u32>,
     pub snr_db: Option<f64>,
     pub ber: Option<f64>,
+    /// TS continuity errors (per PID, ISO/IEC 13818-1) in what the frontend delivered since it
+    /// was opened; `None` while idle.
+    pub continuity_errors_total: Option<u64>,
+    /// TS packets with `transport_error_indicator` set since the frontend was opened; `None`
+    /// while idle.
+    pub transport_errors_total: Option<u64>,
     /// A remote tuner's server, state and counters (src/remote_tuners).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote: Option<crate::remote_tuners::RemoteTuner>,
@@ -210,6 +216,8 @@ pub fn tuners(pool: &gstdvb2ip::tuners::Pool) -> Vec<Tuner> {
                 quality_percent: st.as_ref().map(|s| s.quality),
                 snr_db: st.as_ref().and_then(|s| s.snr_db),
                 ber: st.as_ref().and_then(|s| s.ber),
+                continuity_errors_total: st.as_ref().map(|s| s.continuity_errors),
+                transport_errors_total: st.as_ref().map(|s| s.transport_errors),
                 name: f.name,
             }
         })

@@ -43,6 +43,8 @@ pub struct VodState {
     pub rtsp_port: u16,
     /// The server's recordings (the core's).
     pub recordings: Recordings,
+    /// The session registry: downloads are listed while they are sent.
+    pub clients: Arc<crate::clients::Clients>,
 }
 
 /// The VOD and recording routes of `core`, RTSP URLs naming `rtsp_port`.
@@ -51,6 +53,7 @@ pub fn router(core: &crate::core::Core, rtsp_port: u16) -> Router {
         roots: Arc::new(core.config.vod.roots.clone()),
         rtsp_port,
         recordings: core.recordings.clone(),
+        clients: core.clients.clone(),
     })
 }
 
@@ -373,6 +376,24 @@ async fn file(
             }
         }
     });
+    // Listed in /api/sessions while it is sent (and ended by its disconnect action).
+    let body: crate::clients::StreamBody = Box::pin(body);
+    let body = match req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::ssdp::description::ConnAddrs>>()
+    {
+        Some(c) => st.clients.track_http(
+            c.0.remote,
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            req.uri().path().to_owned(),
+            body,
+        ),
+        None => body,
+    };
     resp.body(Body::from_stream(body))
         .unwrap_or_else(|_| not_found())
 }

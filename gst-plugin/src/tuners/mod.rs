@@ -71,6 +71,15 @@ struct ActiveFeed {
     _backend: ActiveBackend,
 }
 
+impl ActiveFeed {
+    /// The frontend's status with the TS error counts of what it delivered so far.
+    fn status_now(&self) -> TunerStatus {
+        let mut st = self.status.lock().unwrap().clone();
+        self.fanout.stamp(&mut st);
+        st
+    }
+}
+
 // The backends are held only for their Drop, which stops the frontend.
 #[allow(dead_code)]
 enum ActiveBackend {
@@ -417,15 +426,10 @@ impl Pool {
         self.with_registry(|r| r.satip.clone())
     }
 
-    /// Signal status of pool frontend `index` while it runs (lock, level, quality); `None`
-    /// when it is idle or does not exist.
+    /// Signal status of pool frontend `index` while it runs (lock, level, quality, TS errors
+    /// since it was opened); `None` when it is idle or does not exist.
     pub fn frontend_status(&self, index: usize) -> Option<TunerStatus> {
-        self.with_registry(|r| {
-            r.feeds
-                .get(index)?
-                .as_ref()
-                .map(|f| f.status.lock().unwrap().clone())
-        })
+        self.with_registry(|r| r.feeds.get(index)?.as_ref().map(|f| f.status_now()))
     }
 
     /// Unix time (s) when the pool's current configuration took effect: the start of the
@@ -611,7 +615,7 @@ impl Lease {
             (st.feed.clone(), st.info.clone())
         };
         match feed {
-            Some(f) => f.status.lock().unwrap().clone(),
+            Some(f) => f.status_now(),
             None => TunerStatus {
                 adapter: info.0,
                 frontend: info.1,

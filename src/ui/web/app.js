@@ -94,11 +94,17 @@
     if (id) id.textContent = String(st.device_id);
   }
 
+  // A TS error count (since the frontend was opened): "-" while idle, flagged when not 0.
+  function errors(n) {
+    if (n === null || n === undefined) return "-";
+    return n ? el("span", String(n), "nolock") : "0";
+  }
+
   function renderTuners(tuners) {
     const table = $("frontends");
     if (!table) return;
     const body = document.createElement("tbody");
-    const head = row(["fe", "Name", "Kind", "Delivery systems", "Users", "Tuned", "Lock", "Level", "Quality", "SNR", "BER"]);
+    const head = row(["fe", "Name", "Kind", "Delivery systems", "Users", "Tuned", "Lock", "Level", "Quality", "SNR", "BER", "CC errors", "TEI errors"]);
     for (const td of head.children) { const th = el("th", td.textContent); td.replaceWith(th); }
     body.appendChild(head);
     for (const t of tuners) {
@@ -110,6 +116,7 @@
         t.quality_percent === null ? "-" : bar(t.quality_percent),
         t.snr_db === null ? "-" : t.snr_db.toFixed(1) + " dB",
         t.ber === null ? "-" : t.ber.toExponential(1),
+        errors(t.continuity_errors_total), errors(t.transport_errors_total),
       ]));
     }
     table.replaceChildren(body);
