@@ -592,62 +592,6 @@ fn a_udp_relay_not_on_demand_pulls_from_start_and_serves_http() {
     sender.join().unwrap();
 }
 
-/// A relay whose upstream accepts the connection and never answers keeps its reader's DESCRIBE
-/// waiting up to `start_timeout`; meanwhile the next connection is served (connections share
-/// a few threads round-robin, no longer one): an OPTIONS sent after that DESCRIBE is answered
-/// while the DESCRIBE still waits.
-#[test]
-fn a_relay_waiting_for_its_upstream_does_not_hold_up_other_clients() {
-    use std::io::Write;
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_port = silent.local_addr().unwrap().port();
-    // Accepts and keeps every connection, answers nothing.
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        for c in silent.incoming().map_while(Result::ok) {
-            kept.push(c);
-        }
-    });
-    let dir = common::temp_dir("relay-silent");
-    let edge = Serve::start(
-        &dir,
-        "silent-edge",
-        0,
-        60,
-        &format!(
-            "\n[[relay]]\nname = \"silent\"\nsource = \"rtsp://127.0.0.1:{silent_port}/x\"\nstart_timeout = 60\n"
-        ),
-    );
-    let port = edge.rtsp_port;
-    let mut describe = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        describe,
-        "DESCRIBE rtsp://127.0.0.1:{port}/relay/silent RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
-    )
-    .unwrap();
-    // The DESCRIBE has reached the relay: its pull is starting.
-    wait_until("the relay starts its pull", || {
-        edge.relay("silent")["state"] == "starting"
-    });
-    let mut options = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    options.set_read_timeout(Some(LIMIT)).unwrap();
-    write!(
-        options,
-        "OPTIONS rtsp://127.0.0.1:{port}/ RTSP/1.0\r\nCSeq: 1\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = [0u8; 512];
-    let n = options.read(&mut buf).expect("an answer to OPTIONS");
-    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
-    assert!(answer.starts_with("RTSP/1.0 200"), "{answer}");
-    // ... while the DESCRIBE is still unanswered.
-    describe.set_nonblocking(true).unwrap();
-    let pending =
-        matches!(describe.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-    assert!(pending, "the DESCRIBE was answered before the OPTIONS");
-    assert_eq!(edge.relay("silent")["state"], "starting");
-}
-
 /// cvlc (Debian 12's VLC has no live555: its SAT>IP access module opens `rtsp://` URLs) plays
 /// a relay. It sends SETUP on the mount without DESCRIBE, then PLAY on `/stream=N` with the
 /// `com.ses.streamID` the SETUP answer named: that PLAY must start the relay reader's direct

@@ -135,11 +135,6 @@ glib::wrapper! {
 }
 
 impl SatipServer {
-    /// Threads serving RTSP connections (each connection stays on one, round-robin). A request
-    /// that waits (a relay's DESCRIBE for its upstream, a VOD media's preroll) holds up only the
-    /// connections that share its thread.
-    pub const CLIENT_THREADS: i32 = 8;
-
     /// A server of `core` whose sessions time out after `session_timeout` seconds without a
     /// request.
     pub fn new(core: Arc<Core>, session_timeout: u32) -> Self {
@@ -153,15 +148,6 @@ impl SatipServer {
         s.imp()
             .session_timeout
             .store(session_timeout, Ordering::Relaxed);
-        // gst-rtsp-server's default pool serves every connection from one thread, so a
-        // request that waits stalled all the others: a relay's DESCRIBE waiting up to its
-        // `start_timeout` for the upstream held an OPTIONS on another connection 7.5 s, and
-        // VOD PLAYs queued behind each other's seeks. [`Self::CLIENT_THREADS`] threads share the
-        // connections round-robin; not a thread per connection: threads stay bounded
-        // whatever the client count (issue 17).
-        if let Some(pool) = s.thread_pool() {
-            pool.set_max_threads(Self::CLIENT_THREADS);
-        }
         s
     }
 }
