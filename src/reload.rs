@@ -58,7 +58,9 @@ impl Reloader {
         let mut need_restart = needs_restart(&self.text, &text);
         if let Some(remote) = &self.remote {
             need_restart.retain(|k| k != "[[satip_server]]");
-            eprintln!("dvb2ip: reload: {file}: {}", remote.apply(&cfg));
+            if let Some(summary) = remote.apply(&cfg) {
+                eprintln!("dvb2ip: reload: {file}: {summary}");
+            }
         }
         let change = pool.reconfigure(cfg.broadcast);
         // New multiplexes get their content now rather than at their first tuning.

@@ -50,8 +50,9 @@ impl RemoteTuners {
 
     /// Applies `config`'s `[[satip_server]]` list (a reload): entries gone stop (their tuners
     /// leave the pool, their users move or are told), new ones start, changed ones restart
-    /// (stop, then start), unchanged ones go on untouched. A summary for the log.
-    pub fn apply(&self, config: &crate::config::Config) -> String {
+    /// (stop, then start), unchanged ones go on untouched. A summary for the log, `None` when
+    /// nothing started or stopped (a reload then logs one line, as without remote tuners).
+    pub fn apply(&self, config: &crate::config::Config) -> Option<String> {
         let mut w = self.watches.lock().unwrap();
         let (kept, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut *w)
             .into_iter()
@@ -70,10 +71,13 @@ impl RemoteTuners {
                 w.push((s.clone(), watch));
             }
         }
-        format!(
+        if started.is_empty() && stopped.is_empty() {
+            return None;
+        }
+        Some(format!(
             "satip_server: started {started:?}, stopped {stopped:?}, {} unchanged",
             w.len() - started.len()
-        )
+        ))
     }
 }
 
