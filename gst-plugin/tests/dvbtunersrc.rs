@@ -345,13 +345,16 @@ fn status_is_posted_once_a_second_with_every_field() {
             (1..=100).contains(&level) && (1..=100).contains(&quality),
             "{s}"
         );
+        assert_eq!(s.get::<f64>("signal-dbm").unwrap(), -45.0, "{s}");
         let snr = s.get::<f64>("snr").unwrap();
         assert!(snr > 0.0 && snr < 60.0, "{s}");
         let ber = s.get::<f64>("ber").unwrap();
         assert!((0.0..=1.0).contains(&ber), "{s}");
     }
-    // The properties agree with the messages (the default emulated frontend: 78 %, 93 %, 27.5 dB).
+    // The properties agree with the messages (the default emulated frontend: 78 %, 93 %,
+    // -45 dBm, 27.5 dB).
     assert!(rx.src.property::<bool>("locked"));
+    assert_eq!(rx.src.property::<f64>("signal-dbm"), -45.0);
     assert_eq!(rx.src.property::<u32>("signal-level"), 78);
     assert_eq!(rx.src.property::<u32>("signal-quality"), 93);
     assert_eq!(rx.src.property::<f64>("snr"), 27.5);
@@ -367,6 +370,7 @@ fn status_is_posted_once_a_second_with_every_field() {
     assert!(!idle.src.property::<bool>("locked"));
     assert_eq!(idle.src.property::<f64>("snr"), -1.0);
     assert_eq!(idle.src.property::<f64>("ber"), -1.0);
+    assert_eq!(idle.src.property::<f64>("signal-dbm"), -1000.0);
     assert_eq!(idle.src.property::<i32>("adapter-in-use"), -1);
 }
 

@@ -226,6 +226,17 @@ pub fn render(core: &Core) -> String {
     }
     let mut f = family(
         &mut o,
+        "dvb2ip_tuner_signal_dbm",
+        "gauge",
+        "Signal level of a tuned frontend in dBm, where it gives one (DVBv5 statistics, emulated frontends).",
+    );
+    for (s, i) in status.iter().zip(&idx) {
+        if let Some(dbm) = s.as_ref().and_then(|s| s.signal_dbm) {
+            f.sample(&[("frontend", i)], dbm);
+        }
+    }
+    let mut f = family(
+        &mut o,
         "dvb2ip_frontend_signal_quality_percent",
         "gauge",
         "Signal quality of a tuned frontend, percent.",

@@ -35,48 +35,12 @@ pub fn escape(s: &str) -> String {
     o
 }
 
-/// One frontend row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrontendRow {
-    /// SAT>IP `fe` numbers (two for a frontend listed in two X_SATIPCAP groups).
-    pub fe: Vec<u32>,
-    pub name: String,
-    pub device: String,
-    pub delsys: Vec<String>,
-    pub users: usize,
-    /// Tuned transponder, e.g. `dvb-t2 474000 kHz`.
-    pub tuned: Option<String>,
-    /// (locked, level %, quality %) while it runs.
-    pub signal: Option<(bool, u32, u32)>,
-}
+/// One frontend row: the tuner as `GET /api/tuners` lists it.
+pub type FrontendRow = crate::ui::Tuner;
 
 /// The tuner pool now, in pool order.
 pub fn frontend_rows(pool: &gstdvb2ip::tuners::Pool) -> Vec<FrontendRow> {
-    let numbers = pool.satip_frontends();
-    pool.frontends()
-        .into_iter()
-        .map(|f| FrontendRow {
-            fe: numbers
-                .iter()
-                .enumerate()
-                .filter(|(_, n)| n.index == f.index)
-                .map(|(i, _)| i as u32 + 1)
-                .collect(),
-            device: format!("adapter{}/frontend{}", f.adapter, f.frontend)
-                + if f.emulated { " (emulated)" } else { "" },
-            delsys: f.delsys.iter().map(|d| d.nick().to_owned()).collect(),
-            users: f.users,
-            tuned: f
-                .tuned
-                .as_ref()
-                .filter(|_| f.users > 0)
-                .map(|t| format!("{} {} kHz", t.delsys.nick(), t.frequency_khz)),
-            signal: pool
-                .frontend_status(f.index)
-                .map(|s| (s.locked, s.level, s.quality)),
-            name: f.name,
-        })
-        .collect()
+    crate::ui::tuners(pool)
 }
 
 impl StatusPage {
@@ -113,34 +77,10 @@ impl StatusPage {
             let _ = writeln!(h, "<h2>HTTP</h2>\n<dl id=\"http\">\n{}</dl>", st.html());
         }
         h.push_str(crate::ui::web::LIVE_SECTIONS);
-        h.push_str(
-            "<h2>Frontends</h2>\n<table id=\"frontends\">\n<tr><th>fe</th><th>Name</th><th>Device</th>\
-             <th>Delivery systems</th><th>Users</th><th>Tuned</th><th>Lock</th>\
-             <th>Level</th><th>Quality</th></tr>\n",
-        );
-        for f in frontends {
-            let fe: Vec<String> = f.fe.iter().map(u32::to_string).collect();
-            let (lock, level, quality) = match f.signal {
-                Some((l, lv, q)) => (
-                    if l { "locked" } else { "no lock" }.to_owned(),
-                    format!("{lv}%"),
-                    format!("{q}%"),
-                ),
-                None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
-            };
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-                 <td>{lock}</td><td>{level}</td><td>{quality}</td></tr>",
-                escape(&fe.join(", ")),
-                escape(&f.name),
-                escape(&f.device),
-                escape(&f.delsys.join(", ")),
-                f.users,
-                escape(f.tuned.as_deref().unwrap_or("idle")),
-            );
-        }
-        h.push_str("</table>\n<h2>Channels</h2>\n<ol id=\"channel-list\">\n");
+        // The same columns as the script's live table (src/ui/web.rs).
+        h.push_str("<h2>Frontends</h2>\n");
+        h.push_str(&crate::ui::web::tuners_table(frontends));
+        h.push_str("<h2>Channels</h2>\n<ol id=\"channel-list\">\n");
         for n in &self.desc.all_channels() {
             let c = &n.channel;
             let url = format!(
@@ -199,12 +139,24 @@ mod tests {
         };
         let rows = vec![FrontendRow {
             fe: vec![1, 3],
+            index: 0,
             name: "Combo <S2/T2>".into(),
-            device: "adapter0/frontend0".into(),
-            delsys: vec!["dvb-s2".into(), "dvb-t2".into()],
+            adapter: 0,
+            frontend: 0,
+            delivery_systems: vec!["dvb-s2".into(), "dvb-t2".into()],
+            kind: "local",
             users: 1,
             tuned: Some("dvb-s2 11494000 kHz".into()),
-            signal: Some((true, 80, 90)),
+            frequency_khz: Some(11_494_000),
+            locked: Some(true),
+            level_percent: Some(80),
+            signal_dbm: None,
+            quality_percent: Some(90),
+            snr_db: None,
+            ber: None,
+            continuity_errors_total: Some(0),
+            transport_errors_total: Some(0),
+            remote: None,
         }];
         let h = page.html("10.0.0.5".parse().unwrap(), &rows);
         assert!(h.starts_with("<!DOCTYPE html>"), "{h}");
@@ -218,10 +170,13 @@ mod tests {
         assert!(h.contains("<a href=\"/desc.xml\">"), "{h}");
         assert!(h.contains("<a href=\"/channels.m3u\">"), "{h}");
         assert!(h.contains(
-            "<tr><td>1, 3</td><td>Combo &lt;S2/T2&gt;</td><td>adapter0/frontend0</td>\
-             <td>dvb-s2, dvb-t2</td><td>1</td><td>dvb-s2 11494000 kHz</td><td>locked</td>\
-             <td>80%</td><td>90%</td></tr>"
-        ));
+            "<tr><td>1, 3</td><td>Combo &lt;S2/T2&gt;</td><td>local adapter0/frontend0</td>\
+             <td>dvb-s2, dvb-t2</td><td>1</td><td>dvb-s2 11494000 kHz</td>\
+             <td><span class=\"locked\">locked</span></td>\
+             <td><span><span class=\"bar\"><span style=\"width: 80%;\"></span></span>80%</span></td>\
+             <td><span><span class=\"bar\"><span style=\"width: 90%;\"></span></span>90%</span></td>\
+             <td>-</td><td>-</td><td>0</td><td>0</td></tr>"
+        ), "{h}");
         assert!(
             h.contains(
                 "<li>A&amp;B &lt;HD&gt; <a href=\"rtsp://10.0.0.5:8554/?freq=506&amp;msys=dvbt&amp;pids=0\">"

@@ -50,6 +50,10 @@ pub struct Tuner {
     pub frequency_khz: Option<u64>,
     pub locked: Option<bool>,
     pub level_percent: Option<u32>,
+    /// Signal level in dBm where the frontend gives it (a DVB driver's DVBv5 statistics, an
+    /// emulated frontend's `signal_dbm`), else `None`: remote SAT>IP tuners report a level on
+    /// 0–255 only (shown in `level_percent`).
+    pub signal_dbm: Option<f64>,
     pub quality_percent: Option<u32>,
     pub snr_db: Option<f64>,
     pub ber: Option<f64>,
@@ -213,6 +217,7 @@ pub fn tuners(pool: &gstdvb2ip::tuners::Pool) -> Vec<Tuner> {
                 frequency_khz: tuned.map(|t| t.frequency_khz),
                 locked: st.as_ref().map(|s| s.locked),
                 level_percent: st.as_ref().map(|s| s.level),
+                signal_dbm: st.as_ref().and_then(|s| s.signal_dbm),
                 quality_percent: st.as_ref().map(|s| s.quality),
                 snr_db: st.as_ref().and_then(|s| s.snr_db),
                 ber: st.as_ref().and_then(|s| s.ber),

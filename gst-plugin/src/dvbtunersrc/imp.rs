@@ -35,6 +35,9 @@ const DEFAULT_TUNING_TIMEOUT: u64 = 10_000_000_000;
 const DEFAULT_PIDS: &str = "all";
 /// `snr` and `ber` when the frontend gives no such figure (or none is leased).
 const UNKNOWN: f64 = -1.0;
+/// `signal-dbm` when the frontend gives no figure in dBm (or none is leased): far below any
+/// signal a tuner receives, so that no reading is mistaken for it.
+const UNKNOWN_DBM: f64 = -1000.0;
 
 /// An enum property settable up to READY, as all of dvbtunersrc's tuning properties are.
 fn enumeration<E>(name: &str, nick: &str, blurb: &str, default: E) -> glib::ParamSpec
@@ -601,6 +604,7 @@ fn status_structure(name: &str, st: &TunerStatus) -> gst::Structure {
         .field("locked", st.locked)
         .field("signal-level", st.level)
         .field("signal-quality", st.quality)
+        .field("signal-dbm", st.signal_dbm.unwrap_or(UNKNOWN_DBM))
         .field("snr", st.snr_db.unwrap_or(UNKNOWN))
         .field("ber", st.ber.unwrap_or(UNKNOWN))
         .build()
@@ -868,16 +872,24 @@ impl ObjectImpl for DvbTunerSrc {
                     .maximum(100)
                     .read_only()
                     .build(),
+                glib::ParamSpecDouble::builder("signal-dbm")
+                    .nick("Signal level in dBm")
+                    .blurb("Signal level in dBm; -1000 when unknown (no lease, or a real frontend whose driver gives no DVBv5 signal strength in dB: see signal-level)")
+                    .minimum(UNKNOWN_DBM)
+                    .maximum(1000.0)
+                    .default_value(UNKNOWN_DBM)
+                    .read_only()
+                    .build(),
                 glib::ParamSpecDouble::builder("snr")
                     .nick("SNR")
-                    .blurb("Signal-to-noise ratio in dB; -1 when unknown (no lease, or a real frontend, whose legacy SNR reading has no unit: see signal-quality)")
+                    .blurb("Signal-to-noise ratio in dB; -1 when unknown (no lease, or a real frontend whose driver gives no DVBv5 CNR in dB: its legacy SNR reading has no unit, see signal-quality)")
                     .minimum(-1.0)
                     .default_value(UNKNOWN)
                     .read_only()
                     .build(),
                 glib::ParamSpecDouble::builder("ber")
                     .nick("BER")
-                    .blurb("Bit error rate before error correction (0–1); -1 when unknown (no lease, or a real frontend, whose legacy BER reading is a driver-specific count, not a rate)")
+                    .blurb("Bit error rate before error correction (0–1); -1 when unknown (no lease, or a real frontend whose driver gives no DVBv5 bit counters: its legacy BER reading is a driver-specific count, not a rate)")
                     .minimum(-1.0)
                     .maximum(1.0)
                     .default_value(UNKNOWN)
@@ -968,6 +980,9 @@ impl ObjectImpl for DvbTunerSrc {
                     "locked" => (leased && st.locked).to_value(),
                     "signal-level" => (if leased { st.level.min(100) } else { 0 }).to_value(),
                     "signal-quality" => (if leased { st.quality.min(100) } else { 0 }).to_value(),
+                    "signal-dbm" => (if leased { st.signal_dbm } else { None })
+                        .unwrap_or(UNKNOWN_DBM)
+                        .to_value(),
                     "snr" => (if leased { st.snr_db } else { None })
                         .unwrap_or(UNKNOWN)
                         .to_value(),

@@ -98,6 +98,10 @@ pub struct AdapterConfig {
     /// Signal level in percent.
     #[serde(default = "default_level")]
     pub signal_level: u32,
+    /// Signal level in dBm, as a real frontend's DVBv5 statistics give it; while the lock is
+    /// lost (`faults.lose_lock_after_ms`) it drops by [`LOST_LOCK_FADE_DB`].
+    #[serde(default = "default_signal_dbm")]
+    pub signal_dbm: f64,
     /// Signal quality in percent.
     #[serde(default = "default_quality")]
     pub signal_quality: u32,
@@ -115,6 +119,11 @@ fn default_lock_time() -> u64 {
 fn default_level() -> u32 {
     78
 }
+fn default_signal_dbm() -> f64 {
+    -45.0
+}
+/// How far an emulated frontend's `signal_dbm` falls while its lock is lost (a fade).
+pub const LOST_LOCK_FADE_DB: f64 = 20.0;
 fn default_quality() -> u32 {
     93
 }
@@ -372,6 +381,17 @@ impl BroadcastConfig {
                     ));
                 }
             }
+            if !(-150.0..=30.0).contains(&a.signal_dbm) {
+                return Err(ConfigError {
+                    file: file.to_string(),
+                    line: line_after(text, &needle, "signal_dbm")
+                        .or_else(|| line_of(text, &needle)),
+                    message: format!(
+                        "adapter {:?}: signal_dbm must be within -150..30 dBm, not {}",
+                        a.name, a.signal_dbm
+                    ),
+                });
+            }
             for (key, p) in a.faults.probabilities() {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(ConfigError {
@@ -595,6 +615,26 @@ mod tests {
         // A value of the wrong type is toml's error, on its line.
         let e = BroadcastConfig::parse("f.toml", &good.replace("0.3", "\"often\"")).unwrap_err();
         assert_eq!(e.line, Some(9), "{e}");
+    }
+
+    #[test]
+    fn signal_dbm_defaults_and_a_bad_one_names_adapter_and_line() {
+        let text = "[[adapter]]\nname = \"a\"\ndelsys = [\"dvb-t\"]\n\n[[adapter]]\nname = \"b\"\n\
+                    delsys = [\"dvb-s2\"]\nsignal_dbm = -61.5\n";
+        let c = BroadcastConfig::parse("f.toml", text).unwrap();
+        assert_eq!(
+            (c.adapter[0].signal_dbm, c.adapter[1].signal_dbm),
+            (-45.0, -61.5)
+        );
+        let e = BroadcastConfig::parse("f.toml", &text.replace("-61.5", "45.0")).unwrap_err();
+        assert!(
+            e.message.contains("signal_dbm") && e.message.contains("\"b\""),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(8), "{e}");
+        // The embedded default gives the satellite adapter a weaker signal.
+        let c = BroadcastConfig::embedded();
+        assert!(c.adapter.iter().any(|a| a.signal_dbm < -45.0));
     }
 
     #[test]

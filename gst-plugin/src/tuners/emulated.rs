@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::config::{AdapterConfig, Faults, MuxConfig, ServiceConfig, ServiceKind};
+use super::config::{
+    AdapterConfig, Faults, MuxConfig, ServiceConfig, ServiceKind, LOST_LOCK_FADE_DB,
+};
 use super::content;
 use super::feed::{Fanout, StatusTimer, TunerStatus};
 use crate::proto::mux::{self, EsData, MuxSpec, OnAir, ServiceSpec, StreamSpec, TemiSpec};
@@ -497,7 +499,9 @@ fn run(
     // A multiplex is there: the frontend sees its signal (FE_HAS_SIGNAL) while it locks, even
     // on a tune that never locks; where nothing is configured it sees none.
     if spec.is_some() {
-        status.lock().unwrap().level = adapter.signal_level;
+        let mut st = status.lock().unwrap();
+        st.level = adapter.signal_level;
+        st.signal_dbm = Some(adapter.signal_dbm);
     }
     let spec = spec.filter(|_| !fails_to_lock);
     if let Some(s) = &spec {
@@ -530,6 +534,7 @@ fn run(
                                 let mut s = status.lock().unwrap();
                                 s.locked = true;
                                 s.level = adapter.signal_level;
+                                s.signal_dbm = Some(adapter.signal_dbm);
                                 s.quality = adapter.signal_quality;
                                 s.snr_db = Some(adapter.snr_db);
                                 s.ber = Some(adapter.ber.max(f.bit_error_rate));
@@ -561,6 +566,7 @@ fn run(
                         let mut s = status.lock().unwrap();
                         s.locked = false;
                         s.level = adapter.signal_level / 4;
+                        s.signal_dbm = Some(adapter.signal_dbm - LOST_LOCK_FADE_DB);
                         s.quality = 0;
                         s.snr_db = Some(0.0);
                         s.clone()

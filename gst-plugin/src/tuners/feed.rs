@@ -87,11 +87,17 @@ pub struct TunerStatus {
     pub locked: bool,
     /// Signal level in percent (for real frontends: of the driver's relative 0–65535 scale).
     pub level: u32,
+    /// Signal level in dBm, `None` when the frontend gives no figure in dBm (real frontends:
+    /// the DVBv5 `DTV_STAT_SIGNAL_STRENGTH` in `FE_SCALE_DECIBEL`; emulated ones: their
+    /// configured `signal_dbm`).
+    pub signal_dbm: Option<f64>,
     /// Signal quality in percent (for real frontends: the driver's relative SNR, 0–65535).
     pub quality: u32,
     /// Signal-to-noise ratio in dB, `None` when the frontend gives no figure in dB.
     pub snr_db: Option<f64>,
-    /// Bit error rate before error correction (0–1), `None` when the frontend gives no rate.
+    /// Bit error rate before error correction (0–1), `None` when the frontend gives no rate
+    /// (real frontends: from the DVBv5 bit counters, before the inner decoder where the driver
+    /// counts there, else after it).
     pub ber: Option<f64>,
     /// TS continuity errors in what the frontend delivered since it was opened
     /// ([`TsErrorCheck`]).

@@ -100,6 +100,13 @@
     return n ? el("span", String(n), "nolock") : "0";
   }
 
+  // The signal level: dBm where the frontend gives it, else the percentage (as tuners_table
+  // in src/ui/web.rs renders the first paint).
+  function level(t) {
+    if (t.signal_dbm !== null && t.signal_dbm !== undefined) return t.signal_dbm.toFixed(1) + " dBm";
+    return t.level_percent === null ? "-" : bar(t.level_percent);
+  }
+
   function renderTuners(tuners) {
     const table = $("frontends");
     if (!table) return;
@@ -112,7 +119,7 @@
       body.appendChild(row([
         t.fe.join(", "), t.name, t.kind + " adapter" + t.adapter + "/frontend" + t.frontend,
         t.delivery_systems.join(", "), t.users, t.tuned || "idle", lock,
-        t.level_percent === null ? "-" : bar(t.level_percent),
+        level(t),
         t.quality_percent === null ? "-" : bar(t.quality_percent),
         t.snr_db === null ? "-" : t.snr_db.toFixed(1) + " dB",
         t.ber === null ? "-" : t.ber.toExponential(1),
