@@ -169,6 +169,21 @@ fn metrics_pass_promtool_and_follow_an_http_stream() {
             .any(|l| l.starts_with("dvb2ip_frontend_signal_level_percent{")),
         "{busy}"
     );
+    // The signal in dBm of the tuned frontend (the emulated default, -45 dBm): a gauge for the
+    // frontends that report one, so none while idle.
+    let dbm: Vec<&str> = busy
+        .lines()
+        .filter(|l| l.starts_with("dvb2ip_tuner_signal_dbm{"))
+        .collect();
+    assert!(
+        !dbm.is_empty() && dbm.iter().all(|l| l.ends_with("} -45")),
+        "{dbm:?}\n{busy}"
+    );
+    assert!(
+        busy.contains("# TYPE dvb2ip_tuner_signal_dbm gauge"),
+        "{busy}"
+    );
+    assert!(!idle.contains("\ndvb2ip_tuner_signal_dbm{"), "{idle}");
     // The TS error counters of the tuned frontend: the emulated mux is clean (no faults set).
     for name in [
         "dvb2ip_tuner_continuity_errors_total{",

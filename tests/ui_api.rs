@@ -155,6 +155,7 @@ fn endpoints_sessions_and_actions_from_loopback() {
     assert_eq!(t0["kind"], "emulated", "{t0}");
     for k in [
         "level_percent",
+        "signal_dbm",
         "quality_percent",
         "snr_db",
         "ber",
@@ -536,6 +537,108 @@ fn injected_faults_raise_a_tuners_error_counters() {
     assert!(js.contains("continuity_errors_total") && js.contains("CC errors"));
 
     // Stopping the server ends the stream and its reader.
+    drop(srv);
+    let _ = reader.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An emulated frontend reports its configured `signal_dbm` (item 1 of issue 15: the signal
+/// in dBm where the frontend gives it) in `/api/tuners`, the live update, `/metrics` and the
+/// server-rendered tuner table, which has the live table's columns from the first paint.
+#[test]
+fn emulated_frontends_report_their_configured_signal_in_dbm() {
+    let dir = common::temp_dir("ui-dbm");
+    let http = free_port();
+    // Both DVB-T/T2 adapters (the first two): -52.5 dBm.
+    let text = config(http, "127.0.0.1", "").replacen(
+        "lock_time_ms = 300\n",
+        "lock_time_ms = 300\nsignal_dbm = -52.5\n",
+        2,
+    );
+    assert_eq!(text.matches("\nsignal_dbm = -52.5\n").count(), 2);
+    let conf = dir.join("serve.toml");
+    std::fs::write(&conf, text).unwrap();
+    let srv = ServeChild::start(&conf, &[]);
+
+    for t in get_json(http, "/api/tuners").as_array().unwrap() {
+        assert!(
+            t.get("signal_dbm").is_some_and(|v| v.is_null()),
+            "idle: {t}"
+        );
+    }
+    let mut hs = TcpStream::connect(lo(http)).unwrap();
+    hs.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(hs, "GET /?{ONE} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut first = [0u8; 4096];
+    assert!(hs.read(&mut first).unwrap() > 0);
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while matches!(hs.read(&mut buf), Ok(n) if n > 0) {}
+    });
+
+    let t = wait_for(
+        "a locked frontend serving the stream",
+        Duration::from_secs(30),
+        || {
+            get_json(http, "/api/tuners")
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["users"].as_u64() > Some(0) && t["locked"] == true)
+                .cloned()
+        },
+    );
+    assert_eq!(t["signal_dbm"].as_f64(), Some(-52.5), "{t}");
+    // The percentage stays beside it (the default 78 %).
+    assert_eq!(t["level_percent"].as_u64(), Some(78), "{t}");
+    let index = t["index"].as_u64().unwrap();
+    for other in get_json(http, "/api/tuners").as_array().unwrap() {
+        if other["index"] != index && other["users"] == 0 {
+            assert!(other["signal_dbm"].is_null(), "idle: {other}");
+        }
+    }
+    // The live update carries it.
+    let snap = first_snapshot(http);
+    let live = snap["tuners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["index"] == index)
+        .unwrap_or_else(|| panic!("{snap}"));
+    assert_eq!(live["signal_dbm"].as_f64(), Some(-52.5), "{live}");
+    // /metrics: a gauge for that frontend only (the idle ones report nothing).
+    let metrics = req(lo(http), "GET", "/metrics", &[]).body;
+    let gauges: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("dvb2ip_tuner_signal_dbm{"))
+        .collect();
+    assert_eq!(
+        gauges,
+        [format!(
+            "dvb2ip_tuner_signal_dbm{{frontend=\"{index}\"}} -52.5"
+        )],
+        "{metrics}"
+    );
+    // The first paint: the frontend's row shows the dBm, and the table has the live table's
+    // columns, the TS error counts among them.
+    let page = req(lo(http), "GET", "/", &[]).body;
+    assert!(
+        page.contains("<th>Level</th><th>Quality</th><th>SNR</th><th>BER</th><th>CC errors</th><th>TEI errors</th>"),
+        "{page}"
+    );
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("<tr><td>") && l.contains("dBm"))
+        .unwrap_or_else(|| panic!("a row with dBm in {page}"));
+    assert!(row.contains("<td>-52.5 dBm</td>"), "{row}");
+    assert!(
+        row.ends_with("<td>0</td><td>0</td></tr>"),
+        "clean mux: {row}"
+    );
+    assert_eq!(row.matches("<td>").count(), 13, "{row}");
+    let js = req(lo(http), "GET", "/ui/app.js", &[]).body;
+    assert!(js.contains("signal_dbm") && js.contains(" dBm"));
+
     drop(srv);
     let _ = reader.join();
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,7 +2,8 @@
 //! the page loads and goes live without console errors; the VOD library's files and the relays
 //! have their rows; an RTSP session a test starts shows up
 //! as a row with its channel and client address; its Disconnect button ends the session (the
-//! client's RTP stops and its session is gone: 454). Screenshots land in
+//! client's RTP stops and its session is gone: 454); the session's frontend shows its signal in
+//! dBm in the tuner table. Screenshots land in
 //! `target/<profile>/screenshots/webui-*.png`.
 
 mod common;
@@ -112,6 +113,20 @@ fn sessions_appear_live_and_the_disconnect_button_ends_them() {
         "{text}"
     );
     b.screenshot("webui-session");
+    // The session's frontend shows its signal in dBm (the emulated default, -45 dBm) in the
+    // live tuner table.
+    let tuner = b.wait_for(
+        "Array.from(document.querySelectorAll('#frontends tr'))\
+         .map(r => r.textContent).find(t => t.includes('dBm'))",
+        Duration::from_secs(10),
+    );
+    assert!(
+        tuner
+            .as_str()
+            .is_some_and(|t| t.contains("-45.0 dBm") && t.contains("locked")),
+        "{tuner}"
+    );
+    b.screenshot("webui-tuner-dbm");
 
     // The Disconnect button, clicked as a user would.
     let css = format!("tr.session[data-session=\"rtsp-{sid}\"] button");

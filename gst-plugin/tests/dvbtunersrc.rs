@@ -676,9 +676,13 @@ fn lock_loss_warns_and_streaming_resumes() {
             gst::MessageView::Element(e) => {
                 let s = e.structure().unwrap();
                 if s.name() == "dvb-tuner-lock" {
+                    // The emulated signal fades by 20 dB while the lock is lost.
+                    let dbm = s.get::<f64>("signal-dbm").unwrap();
                     if s.get::<bool>("locked").unwrap() {
+                        assert_eq!(dbm, -45.0, "{s}");
                         saw_relock |= saw_unlock;
                     } else {
+                        assert_eq!(dbm, -65.0, "{s}");
                         saw_unlock = true;
                     }
                 }

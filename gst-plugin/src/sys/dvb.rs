@@ -120,6 +120,9 @@ pub const MAX_DTV_STATS: usize = 4;
 /// `sizeof(struct dtv_stats)` (packed): `__u8 scale`, then a 64-bit `uvalue`/`svalue` union.
 pub const DTV_STATS_LEN: usize = 9;
 
+// `struct dtv_fe_stats` (`u.st`) ends before `result`, whatever the pointer width.
+const _: () = assert!(PROP_STAT + MAX_DTV_STATS * DTV_STATS_LEN <= PROP_RESULT);
+
 /// One `struct dtv_stats` reading, by its scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stat {
@@ -488,7 +491,6 @@ mod tests {
         // struct dtv_fe_stats { __u8 len; struct dtv_stats stat[4]; } __packed: 37 bytes, which
         // fits the 56-byte union of struct dtv_property on 64-bit targets.
         assert_eq!(1 + MAX_DTV_STATS * DTV_STATS_LEN, 37);
-        assert!(1 + MAX_DTV_STATS * DTV_STATS_LEN <= DTV_PROPERTY_UNION_LEN);
     }
 
     /// A statistics request and a driver's answers, byte by byte as x86-64 lays out the packed
