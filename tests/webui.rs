@@ -126,6 +126,7 @@ fn sessions_appear_live_and_the_disconnect_button_ends_them() {
             .is_some_and(|t| t.contains("-45.0 dBm") && t.contains("locked")),
         "{tuner}"
     );
+    b.eval("document.getElementById('frontends').scrollIntoView()");
     b.screenshot("webui-tuner-dbm");
 
     // The Disconnect button, clicked as a user would.
