@@ -173,17 +173,17 @@ fn metrics_pass_promtool_and_follow_an_http_stream() {
     // frontends that report one, so none while idle.
     let dbm: Vec<&str> = busy
         .lines()
-        .filter(|l| l.starts_with("dvb2ip_tuner_signal_dbm{"))
+        .filter(|l| l.starts_with("dvb2ip_frontend_signal_level_dbm{"))
         .collect();
     assert!(
         !dbm.is_empty() && dbm.iter().all(|l| l.ends_with("} -45")),
         "{dbm:?}\n{busy}"
     );
     assert!(
-        busy.contains("# TYPE dvb2ip_tuner_signal_dbm gauge"),
+        busy.contains("# TYPE dvb2ip_frontend_signal_level_dbm gauge"),
         "{busy}"
     );
-    assert!(!idle.contains("\ndvb2ip_tuner_signal_dbm{"), "{idle}");
+    assert!(!idle.contains("\ndvb2ip_frontend_signal_level_dbm{"), "{idle}");
     // The TS error counters of the tuned frontend: the emulated mux is clean (no faults set).
     for name in [
         "dvb2ip_tuner_continuity_errors_total{",

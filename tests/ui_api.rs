@@ -610,12 +610,12 @@ fn emulated_frontends_report_their_configured_signal_in_dbm() {
     let metrics = req(lo(http), "GET", "/metrics", &[]).body;
     let gauges: Vec<&str> = metrics
         .lines()
-        .filter(|l| l.starts_with("dvb2ip_tuner_signal_dbm{"))
+        .filter(|l| l.starts_with("dvb2ip_frontend_signal_level_dbm{"))
         .collect();
     assert_eq!(
         gauges,
         [format!(
-            "dvb2ip_tuner_signal_dbm{{frontend=\"{index}\"}} -52.5"
+            "dvb2ip_frontend_signal_level_dbm{{frontend=\"{index}\"}} -52.5"
         )],
         "{metrics}"
     );

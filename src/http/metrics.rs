@@ -226,7 +226,7 @@ pub fn render(core: &Core) -> String {
     }
     let mut f = family(
         &mut o,
-        "dvb2ip_tuner_signal_dbm",
+        "dvb2ip_frontend_signal_level_dbm",
         "gauge",
         "Signal level of a tuned frontend in dBm, where it gives one (DVBv5 statistics, emulated frontends).",
     );
