@@ -192,8 +192,8 @@ impl Drop for Player {
 }
 
 /// A raw RTSP reader over TCP: DESCRIBE, SETUP (interleaved), PLAY, until the first RTP
-/// packet. (DESCRIBE time, PLAY → first packet.)
-fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
+/// packet. (DESCRIBE time, PLAY → first packet, session.)
+fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration, String) {
     let t = Instant::now();
     let d = c.req("DESCRIBE", path, &[("Accept", "application/sdp")]);
     let describe = t.elapsed();
@@ -223,7 +223,7 @@ fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
                 assert_eq!(ts[1] & 0x1F, 0, "first packet: PID 0");
                 assert_eq!(ts[2], 0, "first packet: PID 0");
                 assert_eq!(ts[188 + 5], 0x02, "second packet: a PMT section");
-                return (describe, elapsed);
+                return (describe, elapsed, session);
             }
             Item::Frame(..) => {}
             Item::Response(r) => panic!("unexpected {}", r.head),
@@ -231,10 +231,19 @@ fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
     }
 }
 
-fn teardown(c: &mut Rtsp, path: &str) {
-    // The session of the last SETUP on this connection.
-    let r = c.req_interleaved("TEARDOWN", path, &[]);
-    assert!(r.status == 200 || r.status == 454, "{}", r.head);
+/// TEARDOWN of `session` (its reader leaves the relay at once).
+fn teardown(c: &mut Rtsp, path: &str, session: &str) {
+    let r = c.req_interleaved("TEARDOWN", path, &[("Session", session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+}
+
+/// Reads (and drops) what the server sends on `c` from another thread, as a player would: a
+/// TCP reader whose data is never read is dropped by the server as too slow once the socket
+/// buffers are full (about 20 s of this channel on loopback). Returns the socket, to close.
+fn drain(mut c: Rtsp) -> std::net::TcpStream {
+    let sock = c.stream().try_clone().expect("socket");
+    std::thread::spawn(move || while common::rtsp::Client::next_item(&mut c).is_ok() {});
+    sock
 }
 
 #[test]
@@ -341,13 +350,15 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
 
     // A reader during the grace period reuses the pull: no second upstream start.
     let mut a = Rtsp::connect(edge.rtsp_port);
-    let (cold_describe, cold_play) = play_tcp(&mut a, "relay/grace");
-    teardown(&mut a, "relay/grace");
+    let (cold_describe, cold_play, session) = play_tcp(&mut a, "relay/grace");
+    teardown(&mut a, "relay/grace", &session);
     wait_until("the grace relay is closing", || {
         edge.relay("grace")["state"] == "closing"
     });
     let mut b = Rtsp::connect(edge.rtsp_port);
-    let (warm_describe, warm_play) = play_tcp(&mut b, "relay/grace");
+    let (warm_describe, warm_play, _) = play_tcp(&mut b, "relay/grace");
+    // b stays a reader (and keeps reading) until its connection closes below.
+    let b = drain(b);
     let r = edge.relay("grace");
     assert_eq!(r["state"], "live", "{r}");
     assert_eq!(r["starts"], 1, "the second reader reused the pull: {r}");
@@ -382,7 +393,7 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
         &[("Session", &session), ("Range", "npt=now-")],
     );
     assert_eq!(p.status, 200, "{}", p.head);
-    teardown(&mut s, "relay/grace");
+    teardown(&mut s, "relay/grace", &session);
     wait_until("the seeking reader left", || {
         edge.relay("grace")["readers"] == 1
     });
@@ -416,8 +427,9 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     assert_eq!(pid(&head[..188]), 0, "the first packet is the PAT");
     assert_eq!(head[188 + 5], 0x02, "the second packet is a PMT section");
     assert_eq!(edge.relay("grace")["starts"], 1);
-    teardown(&mut b, "relay/grace");
-    drop((a, b));
+    // b's connection closes: its TCP session (and its reader) ends with it.
+    let _ = b.shutdown(std::net::Shutdown::Both);
+    drop(a);
 
     // Upstream loss while a reader plays: the relay pulls again (with backoff) once the
     // origin is back on its port, and the reader's session goes on receiving.
