@@ -237,9 +237,10 @@ fn teardown(c: &mut Rtsp, path: &str, session: &str) {
     assert_eq!(r.status, 200, "{}", r.head);
 }
 
-/// Reads (and drops) what the server sends on `c` from another thread, as a player would: a
-/// TCP reader whose data is never read is dropped by the server as too slow once the socket
-/// buffers are full (about 20 s of this channel on loopback). Returns the socket, to close.
+/// Reads (and drops) what the server sends on `c` from another thread, as a player would:
+/// gst-rtsp-server keeps an interleaved session alive while its data leaves, so a reader that
+/// never reads times out once the socket buffers are full (about 20 s of this channel on
+/// loopback, then the edge's session timeout). Returns the socket, to close.
 fn drain(mut c: Rtsp) -> std::net::TcpStream {
     let sock = c.stream().try_clone().expect("socket");
     std::thread::spawn(move || while common::rtsp::Client::next_item(&mut c).is_ok() {});
@@ -674,7 +675,7 @@ fn cvlc_plays_a_relay() {
     // received" warnings, libdvbpsi's PSI errors). The relay's stream has none: each one must
     // follow an RTP packet loss that VLC's SAT>IP access reported first ("Gap in seq_nr"),
     // i.e. datagrams the server sent and VLC's socket dropped. VLC reads RTP through a socket
-    // with the system's default receive buffer (212992 bytes here, about 90 datagrams); on a
+    // with the system's default receive buffer (212992 bytes here); on a
     // loaded machine its reading thread falls behind and the kernel drops what overflows
     // (captured on lo: the server's packets were all sent, in order, with continuous
     // counters; `Udp: RcvbufErrors` rose by the datagrams VLC missed).
