@@ -192,8 +192,8 @@ impl Drop for Player {
 }
 
 /// A raw RTSP reader over TCP: DESCRIBE, SETUP (interleaved), PLAY, until the first RTP
-/// packet. (DESCRIBE time, PLAY → first packet.)
-fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
+/// packet. (DESCRIBE time, PLAY → first packet, session.)
+fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration, String) {
     let t = Instant::now();
     let d = c.req("DESCRIBE", path, &[("Accept", "application/sdp")]);
     let describe = t.elapsed();
@@ -223,7 +223,7 @@ fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
                 assert_eq!(ts[1] & 0x1F, 0, "first packet: PID 0");
                 assert_eq!(ts[2], 0, "first packet: PID 0");
                 assert_eq!(ts[188 + 5], 0x02, "second packet: a PMT section");
-                return (describe, elapsed);
+                return (describe, elapsed, session);
             }
             Item::Frame(..) => {}
             Item::Response(r) => panic!("unexpected {}", r.head),
@@ -231,10 +231,20 @@ fn play_tcp(c: &mut Rtsp, path: &str) -> (Duration, Duration) {
     }
 }
 
-fn teardown(c: &mut Rtsp, path: &str) {
-    // The session of the last SETUP on this connection.
-    let r = c.req_interleaved("TEARDOWN", path, &[]);
-    assert!(r.status == 200 || r.status == 454, "{}", r.head);
+/// TEARDOWN of `session` (its reader leaves the relay at once).
+fn teardown(c: &mut Rtsp, path: &str, session: &str) {
+    let r = c.req_interleaved("TEARDOWN", path, &[("Session", session)]);
+    assert_eq!(r.status, 200, "{}", r.head);
+}
+
+/// Reads (and drops) what the server sends on `c` from another thread, as a player would:
+/// gst-rtsp-server keeps an interleaved session alive while its data leaves, so a reader that
+/// never reads times out once the socket buffers are full (about 20 s of this channel on
+/// loopback, then the edge's session timeout). Returns the socket, to close.
+fn drain(mut c: Rtsp) -> std::net::TcpStream {
+    let sock = c.stream().try_clone().expect("socket");
+    std::thread::spawn(move || while common::rtsp::Client::next_item(&mut c).is_ok() {});
+    sock
 }
 
 #[test]
@@ -341,13 +351,15 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
 
     // A reader during the grace period reuses the pull: no second upstream start.
     let mut a = Rtsp::connect(edge.rtsp_port);
-    let (cold_describe, cold_play) = play_tcp(&mut a, "relay/grace");
-    teardown(&mut a, "relay/grace");
+    let (cold_describe, cold_play, session) = play_tcp(&mut a, "relay/grace");
+    teardown(&mut a, "relay/grace", &session);
     wait_until("the grace relay is closing", || {
         edge.relay("grace")["state"] == "closing"
     });
     let mut b = Rtsp::connect(edge.rtsp_port);
-    let (warm_describe, warm_play) = play_tcp(&mut b, "relay/grace");
+    let (warm_describe, warm_play, _) = play_tcp(&mut b, "relay/grace");
+    // b stays a reader (and keeps reading) until its connection closes below.
+    let b = drain(b);
     let r = edge.relay("grace");
     assert_eq!(r["state"], "live", "{r}");
     assert_eq!(r["starts"], 1, "the second reader reused the pull: {r}");
@@ -382,7 +394,7 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
         &[("Session", &session), ("Range", "npt=now-")],
     );
     assert_eq!(p.status, 200, "{}", p.head);
-    teardown(&mut s, "relay/grace");
+    teardown(&mut s, "relay/grace", &session);
     wait_until("the seeking reader left", || {
         edge.relay("grace")["readers"] == 1
     });
@@ -416,8 +428,9 @@ fn relays_pull_on_demand_share_one_upstream_session_and_close_after_the_last_rea
     assert_eq!(pid(&head[..188]), 0, "the first packet is the PAT");
     assert_eq!(head[188 + 5], 0x02, "the second packet is a PMT section");
     assert_eq!(edge.relay("grace")["starts"], 1);
-    teardown(&mut b, "relay/grace");
-    drop((a, b));
+    // b's connection closes: its TCP session (and its reader) ends with it.
+    let _ = b.shutdown(std::net::Shutdown::Both);
+    drop(a);
 
     // Upstream loss while a reader plays: the relay pulls again (with backoff) once the
     // origin is back on its port, and the reader's session goes on receiving.
@@ -658,14 +671,45 @@ fn cvlc_plays_a_relay() {
         text.contains("new PMT program number=4609") && text.contains("enabling pid 257"),
         "{text}"
     );
-    // Errors other than the interface modules a headless run lacks, and libdvbpsi's PSI
-    // continuity complaint at the join (seen in about half the runs, not understood yet:
-    // see the session report), fail the test.
+    // Continuity: VLC's demuxer reports every TS continuity break (its own "discontinuity
+    // received" warnings, libdvbpsi's PSI errors). The relay's stream has none: each one must
+    // follow an RTP packet loss that VLC's SAT>IP access reported first ("Gap in seq_nr"),
+    // i.e. datagrams the server sent and VLC's socket dropped. VLC reads RTP through a socket
+    // with the system's default receive buffer (212992 bytes here); on a
+    // loaded machine its reading thread falls behind and the kernel drops what overflows
+    // (captured on lo: the server's packets were all sent, in order, with continuous
+    // counters; `Udp: RcvbufErrors` rose by the datagrams VLC missed).
+    let lines: Vec<&str> = text.lines().collect();
+    let first_gap = lines.iter().position(|l| l.contains("Gap in seq_nr"));
+    let breaks: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            l.contains("discontinuity received") || l.contains("libdvbpsi error (PSI decoder)")
+        })
+        .map(|(i, l)| (i, *l))
+        .collect();
+    eprintln!(
+        "figures: {} RTP sequence gaps reported by VLC, {} TS continuity breaks",
+        lines.iter().filter(|l| l.contains("Gap in seq_nr")).count(),
+        breaks.len()
+    );
+    let unexplained: Vec<&str> = breaks
+        .iter()
+        .filter(|(i, _)| first_gap.is_none_or(|g| *i < g))
+        .map(|(_, l)| *l)
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "continuity breaks without an RTP loss before them: {unexplained:#?}"
+    );
+    // Errors other than the interface modules a headless run lacks, and the PSI continuity
+    // breaks checked above, fail the test.
     let errors: Vec<&str> = text
         .lines()
         .filter(|l| l.contains(" error:"))
         .filter(|l| !l.contains("interface error") && !l.contains("libvlc error: interface"))
-        .filter(|l| !l.contains("libdvbpsi error (PSI decoder): TS discontinuity"))
+        .filter(|l| !(first_gap.is_some() && l.contains("libdvbpsi error (PSI decoder)")))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
     let r = edge.relay("news");
