@@ -183,7 +183,10 @@ fn metrics_pass_promtool_and_follow_an_http_stream() {
         busy.contains("# TYPE dvb2ip_frontend_signal_level_dbm gauge"),
         "{busy}"
     );
-    assert!(!idle.contains("\ndvb2ip_frontend_signal_level_dbm{"), "{idle}");
+    assert!(
+        !idle.contains("\ndvb2ip_frontend_signal_level_dbm{"),
+        "{idle}"
+    );
     // The TS error counters of the tuned frontend: the emulated mux is clean (no faults set).
     for name in [
         "dvb2ip_tuner_continuity_errors_total{",

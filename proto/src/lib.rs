@@ -18,6 +18,7 @@ pub mod ssdp;
 pub mod temi;
 pub mod timeline;
 pub mod ts;
+pub mod ts_errors;
 pub mod tuner_pool;
 #[doc(hidden)]
 pub mod vectors;
