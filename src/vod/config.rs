@@ -20,6 +20,10 @@ pub struct VodSection {
     /// in this order; recordings go to the first.
     #[serde(default)]
     pub roots: Vec<PathBuf>,
+    /// MPEG-TS files over RTSP as one MP2T RTP stream on the pipeline-free path
+    /// ([`super::rtsp_direct`]) instead of a pipeline per session sending each elementary stream.
+    #[serde(default)]
+    pub direct: bool,
     /// Recordings `dvb2ip serve` starts with (`--record <channel>[:seconds]`; not a file key).
     #[serde(skip)]
     pub record_at_start: Vec<super::record::RecordRequest>,

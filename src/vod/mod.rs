@@ -13,6 +13,7 @@ pub mod pacer;
 pub mod path;
 pub mod record;
 pub mod rtsp;
+pub mod rtsp_direct;
 pub mod rtsp_media;
 pub mod rtsp_npt;
 pub mod rtsp_reverse;
