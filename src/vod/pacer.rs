@@ -22,6 +22,22 @@ const LEAD: Duration = Duration::from_millis(40);
 /// The thread looks at its sessions at least this often.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
+/// The largest |scale| trick play applies.
+pub const MAX_SCALE: f64 = 16.0;
+
+/// The scale [`Reader::set_scale`] applies for a requested one.
+pub fn applied_scale(scale: f64) -> f64 {
+    if scale.is_nan() {
+        1.0
+    } else if scale > 0.0 {
+        scale.clamp(1.0, MAX_SCALE)
+    } else if scale < 0.0 {
+        scale.clamp(-MAX_SCALE, -1.0)
+    } else {
+        1.0
+    }
+}
+
 /// Where a direct session's TS goes (the session's packer, in the server). `chunk` and `seeked`
 /// are called with the reader locked: they must not call back into it.
 pub trait ChunkSink: Send + Sync {
@@ -52,6 +68,8 @@ struct State {
     anchor: Option<(u64, Instant)>,
     /// When the next chunk is due.
     due: Instant,
+    /// The scale the next [`Reader::play`] applies.
+    scale: f64,
 }
 
 impl Reader {
@@ -66,6 +84,7 @@ impl Reader {
                 psi: Some(psi),
                 anchor: None,
                 due: Instant::now(),
+                scale: 1.0,
             }),
             file,
             pacer: Arc::downgrade(&pacer.0),
@@ -102,6 +121,27 @@ impl Reader {
         st.due = Instant::now();
         drop(st);
         self.wake();
+    }
+
+    /// Sets the trick-play scale the next [`Reader::play`] applies (RTSP `Scale`); returns the
+    /// scale that will be applied: 1 is normal play; |scale| is clamped to [`MAX_SCALE`];
+    /// 0 < scale < 1 (slow motion, which key frames cannot show) becomes 1 and -1 < scale < 0
+    /// becomes -1; NaN becomes 1. At any other scale than 1 the reader sends key frames only
+    /// (see the module documentation).
+    pub fn set_scale(&self, scale: f64) -> f64 {
+        let applied = applied_scale(scale);
+        self.state.lock().unwrap().scale = applied;
+        applied
+    }
+
+    /// The NPT (ns since the file's first video PTS, as [`TsFile::seek`] counts) of what was
+    /// sent last: the last key frame in trick play, the PCR-derived position in normal play,
+    /// the landing of the last seek before anything was sent.
+    pub fn position_ns(&self) -> u64 {
+        let st = self.state.lock().unwrap();
+        st.anchor
+            .map(|(pcr, _)| self.file.npt_of_pcr(pcr))
+            .unwrap_or(0)
     }
 
     pub fn pause(&self) {

@@ -368,6 +368,12 @@ impl TsFile {
         Ok(crate::relay::ts::primed(&self.info.psi, &next.concat()))
     }
 
+    /// The NPT of a PCR (27 MHz): the PTS a frame shown at that PCR has, since the first
+    /// video PTS (0 when before it).
+    pub fn npt_of_pcr(&self, pcr: u64) -> u64 {
+        self.npt_of_pts(Some(pcr / 300))
+    }
+
     fn npt_of_pts(&self, pts: Option<u64>) -> u64 {
         let pts = pts.unwrap_or(self.info.first_pts);
         let d = (pts + (1 << 33) - self.info.first_pts) % (1 << 33);
