@@ -151,14 +151,25 @@ fn push_frame(movie: &mut Vec<u8>, jpeg: &[u8]) {
 /// a symlink to it inside).
 struct Library {
     srv: Srv,
+    /// TS files go the direct path (`[vod] direct`): one MP2T RTP stream.
+    direct: bool,
 }
 
 fn library(tag: &str) -> Library {
     library_with(tag, 60)
 }
 
+/// [`library`] with TS files on the direct path (one MP2T RTP stream, `[vod] direct`).
+fn library_direct(tag: &str) -> Library {
+    library_cfg(tag, 60, true)
+}
+
 /// [`library`] with sessions that time out after `session_timeout` s.
 fn library_with(tag: &str, session_timeout: u32) -> Library {
+    library_cfg(tag, session_timeout, false)
+}
+
+fn library_cfg(tag: &str, session_timeout: u32, direct: bool) -> Library {
     let base = common::temp_dir(&format!("vod-{tag}"));
     let root = base.join("media");
     std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -174,8 +185,10 @@ fn library_with(tag: &str, session_timeout: u32) -> Library {
     cfg.ssdp.enabled = false;
     cfg.server.session_timeout = session_timeout;
     cfg.vod.roots = vec![root.clone()];
+    cfg.vod.direct = direct;
     Library {
         srv: Srv::with_config(&cfg),
+        direct,
     }
 }
 
@@ -298,9 +311,55 @@ fn describe_announces_the_duration_and_the_streams() {
     assert!((sdp_duration(&sdp) - 10.0).abs() < 0.5, "{sdp}");
 }
 
+/// On the direct path a TS file is one MP2T RTP stream (RFC 2250), as live555 sends it, with
+/// the file's duration.
+#[test]
+fn describe_of_a_ts_on_the_direct_path_announces_one_mp2t_stream() {
+    let lib = library_direct("describe-direct");
+    let mut c = Rtsp::connect(lib.srv.port);
+    let r = c.req("DESCRIBE", "vod/x.ts", &[("Accept", "application/sdp")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let sdp = r.body.clone();
+    let d = sdp_duration(&sdp);
+    assert!((d - TS_SECONDS).abs() < 1.0, "duration {d}\n{sdp}");
+    assert!(sdp.contains("m=video 0 RTP/AVP 33"), "{sdp}");
+    assert!(sdp.contains("a=rtpmap:33 MP2T/90000"), "{sdp}");
+    assert!(sdp.contains("a=control:stream=0"), "{sdp}");
+    assert!(!sdp.contains("m=audio"), "one stream: {sdp}");
+    // Other formats keep their own streams.
+    let r = c.req(
+        "DESCRIBE",
+        "vod/movie.mjpeg",
+        &[("Accept", "application/sdp")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("m=video 0 RTP/AVP 26"), "{}", r.body);
+}
+
 #[test]
 fn ffmpeg_seeks_into_a_ts_and_decodes_near_the_target() {
-    let lib = library("ffmpeg-ts");
+    ffmpeg_seeks_into_a_ts_and_decodes_near_the_target_on(library("ffmpeg-ts"));
+}
+
+/// [`ffmpeg_seeks_into_a_ts_and_decodes_near_the_target`] with the TS file on the direct path
+/// (MP2T). Two things differ, both ffmpeg's: its MP2T timestamps are the file's PTS, so `-ss T`
+/// asks for `npt=T + 1.4` (the movie's first PTS is 1.4 s) and lands on the key frame at or
+/// before that; and with `-noaccurate_seek` over UDP it decodes the packets of its first PLAY
+/// still queued in its socket after the seek (stale pictures from the start). So: accurate
+/// seeking, and the first picture within the GOP after the offset target.
+#[test]
+fn ffmpeg_seeks_into_a_ts_and_decodes_near_the_target_direct() {
+    let lib = library_direct("ffmpeg-ts-direct");
+    let luma = first_frame_luma(&["-ss", "30"], &lib.url("x.ts"));
+    assert_between(luma, ts_luma_at(30.0), ts_luma_at(32.0), "UDP -ss 30");
+    let luma = first_frame_luma(
+        &["-rtsp_transport", "tcp", "-noaccurate_seek", "-ss", "45"],
+        &lib.url("x.ts"),
+    );
+    assert_between(luma, ts_luma_at(45.0), ts_luma_at(47.0), "TCP -ss 45");
+}
+
+fn ffmpeg_seeks_into_a_ts_and_decodes_near_the_target_on(lib: Library) {
     // ffmpeg sends `Range: npt=<30 + the stream's start>-`; -noaccurate_seek keeps the first
     // picture the server sends rather than skipping on to the exact target. A key frame every
     // second: the first picture is within one GOP of the target.
@@ -366,6 +425,70 @@ fn nal_types(p: &Rtp) -> Vec<u8> {
         28 if p.payload.len() > 1 && p.payload[1] & 0x80 != 0 => vec![p.payload[1] & 0x1f],
         28 => vec![],
         t => vec![t],
+    }
+}
+
+/// The PIDs of the TS packets of an MP2T RTP payload (RFC 2250: whole 188-byte packets).
+fn ts_pids(payload: &[u8]) -> Vec<u16> {
+    assert_eq!(
+        payload.len() % 188,
+        0,
+        "MP2T payload of {} bytes",
+        payload.len()
+    );
+    payload
+        .chunks_exact(188)
+        .map(|p| {
+            assert_eq!(p[0], 0x47, "TS sync byte");
+            (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])
+        })
+        .collect()
+}
+
+/// The video elementary stream of MP2T RTP payloads: the PES payloads of the first PID whose
+/// PES is a video stream (stream_id 0xE0–0xEF), from its first PES start on (Annex B for H.264).
+#[derive(Default)]
+struct Mp2tVideo {
+    pid: Option<u16>,
+    started: bool,
+    es: Vec<u8>,
+}
+
+impl Mp2tVideo {
+    fn push(&mut self, payload: &[u8]) {
+        for (p, pid) in payload.chunks_exact(188).zip(ts_pids(payload)) {
+            let pusi = p[1] & 0x40 != 0;
+            let afc = (p[3] >> 4) & 3;
+            if afc & 1 == 0 {
+                continue;
+            }
+            let at = if afc == 3 { 5 + usize::from(p[4]) } else { 4 };
+            let Some(data) = p.get(at..) else { continue };
+            let is_video_pes =
+                data.len() >= 9 && data[..3] == [0, 0, 1] && (0xE0..=0xEF).contains(&data[3]);
+            if pusi && is_video_pes && self.pid.is_none() {
+                self.pid = Some(pid);
+            }
+            if Some(pid) != self.pid {
+                continue;
+            }
+            if pusi {
+                self.started = true;
+                let header = 9 + usize::from(data[8]);
+                self.es.extend_from_slice(data.get(header..).unwrap_or(&[]));
+            } else if self.started {
+                self.es.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// The H.264 NAL unit types so far, in order.
+    fn nal_types(&self) -> Vec<u8> {
+        let e = &self.es;
+        (0..e.len().saturating_sub(3))
+            .filter(|&i| e[i..i + 3] == [0, 0, 1])
+            .map(|i| e[i + 3] & 0x1f)
+            .collect()
     }
 }
 
@@ -489,7 +612,16 @@ fn range_start(r: &Resp) -> f64 {
 
 #[test]
 fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
-    let lib = library("range");
+    play_with_range_answers_the_key_frame_used_and_rtp_info_on(library("range"));
+}
+
+/// [`play_with_range_answers_the_key_frame_used_and_rtp_info`] with the TS file on the direct path (MP2T).
+#[test]
+fn play_with_range_answers_the_key_frame_used_and_rtp_info_direct() {
+    play_with_range_answers_the_key_frame_used_and_rtp_info_on(library_direct("range-direct"));
+}
+
+fn play_with_range_answers_the_key_frame_used_and_rtp_info_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let r = s.play(&[("Range", "npt=20-")]);
     assert_eq!(r.status, 200, "{r:?}");
@@ -504,12 +636,30 @@ fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
         "RTP-Info names the first packet"
     );
     // It starts a key frame: SPS/PPS and IDR before any other slice.
-    let mut types = nal_types(&first);
-    while !types.contains(&5) {
-        let p = s.next_rtp();
-        assert_eq!(p.ts, first.ts, "the first access unit is the key frame");
-        types.extend(nal_types(&p));
-    }
+    let types = if lib.direct {
+        // MP2T: the PAT and PMT first, then the video PES from the key frame on (RTP time is
+        // the packets' sending time here, not the frame's, so it is not compared).
+        let pids = ts_pids(&first.payload);
+        assert_eq!(pids.first(), Some(&0), "the PAT first: {pids:?}");
+        let mut video = Mp2tVideo::default();
+        video.push(&first.payload);
+        while !video.nal_types().contains(&5) {
+            video.push(&s.next_rtp().payload);
+        }
+        // The units of the first access unit: up to its IDR slice.
+        let mut types = video.nal_types();
+        let idr = types.iter().position(|&t| t == 5).unwrap();
+        types.truncate(idr + 1);
+        types
+    } else {
+        let mut types = nal_types(&first);
+        while !types.contains(&5) {
+            let p = s.next_rtp();
+            assert_eq!(p.ts, first.ts, "the first access unit is the key frame");
+            types.extend(nal_types(&p));
+        }
+        types
+    };
     assert!(
         !types.contains(&1),
         "no non-IDR slice before the IDR: {types:?}"
@@ -518,7 +668,16 @@ fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
 
 #[test]
 fn pause_then_play_resumes_where_it_paused() {
-    let lib = library("pause");
+    pause_then_play_resumes_where_it_paused_on(library("pause"));
+}
+
+/// [`pause_then_play_resumes_where_it_paused`] with the TS file on the direct path (MP2T).
+#[test]
+fn pause_then_play_resumes_where_it_paused_direct() {
+    pause_then_play_resumes_where_it_paused_on(library_direct("pause-direct"));
+}
+
+fn pause_then_play_resumes_where_it_paused_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let r = s.play(&[("Range", "npt=10-")]);
     let start = range_start(&r);
@@ -580,7 +739,16 @@ fn pause_then_play_resumes_where_it_paused() {
 
 #[test]
 fn two_clients_on_one_file_seek_independently() {
-    let lib = library("two");
+    two_clients_on_one_file_seek_independently_on(library("two"));
+}
+
+/// [`two_clients_on_one_file_seek_independently`] with the TS file on the direct path (MP2T).
+#[test]
+fn two_clients_on_one_file_seek_independently_direct() {
+    two_clients_on_one_file_seek_independently_on(library_direct("two-direct"));
+}
+
+fn two_clients_on_one_file_seek_independently_on(lib: Library) {
     let mut a = Session::open(lib.srv.port, "vod/x.ts");
     let mut b = Session::open(lib.srv.port, "vod/x.ts");
     let ra = a.play(&[("Range", "npt=10-")]);
@@ -856,7 +1024,16 @@ fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays() {
 
 #[test]
 fn scale_0_and_bad_ranges_are_refused() {
-    let lib = library("refused");
+    scale_0_and_bad_ranges_are_refused_on(library("refused"));
+}
+
+/// [`scale_0_and_bad_ranges_are_refused`] with the TS file on the direct path (MP2T).
+#[test]
+fn scale_0_and_bad_ranges_are_refused_direct() {
+    scale_0_and_bad_ranges_are_refused_on(library_direct("refused-direct"));
+}
+
+fn scale_0_and_bad_ranges_are_refused_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let (r, _) = s.request("PLAY", &[("Scale", "0")]);
     assert_eq!(r.status, 400, "{r:?}");
@@ -874,7 +1051,16 @@ fn scale_0_and_bad_ranges_are_refused() {
 
 #[test]
 fn end_of_file_sends_bye_and_the_session_stays() {
-    let lib = library("eof");
+    end_of_file_sends_bye_and_the_session_stays_on(library("eof"));
+}
+
+/// [`end_of_file_sends_bye_and_the_session_stays`] with the TS file on the direct path (MP2T).
+#[test]
+fn end_of_file_sends_bye_and_the_session_stays_direct() {
+    end_of_file_sends_bye_and_the_session_stays_on(library_direct("eof-direct"));
+}
+
+fn end_of_file_sends_bye_and_the_session_stays_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let r = s.play(&[("Range", "npt=57-")]);
     assert_eq!(r.status, 200, "{r:?}");
@@ -898,7 +1084,18 @@ fn end_of_file_sends_bye_and_the_session_stays() {
 
 #[test]
 fn every_path_outside_the_library_gets_the_404_of_a_missing_file() {
-    let lib = library("paths");
+    every_path_outside_the_library_gets_the_404_of_a_missing_file_on(library("paths"));
+}
+
+/// [`every_path_outside_the_library_gets_the_404_of_a_missing_file`] with the TS file on the direct path (MP2T).
+#[test]
+fn every_path_outside_the_library_gets_the_404_of_a_missing_file_direct() {
+    every_path_outside_the_library_gets_the_404_of_a_missing_file_on(library_direct(
+        "paths-direct",
+    ));
+}
+
+fn every_path_outside_the_library_gets_the_404_of_a_missing_file_on(lib: Library) {
     let mut c = Rtsp::connect(lib.srv.port);
     let answer = |c: &mut Rtsp, method: &str, path: &str| {
         let h: &[(&str, &str)] = if method == "SETUP" {

@@ -88,8 +88,15 @@ pub fn make_path(
         .ok_or_else(|| Answer::plain(500, "Internal Server Error"))?;
     if crate::rtsp::mounts::mount_of(&mounts, &mount).as_deref() != Some(mount.as_str()) {
         if super::rtsp_direct::serves(core, &resolved.file) {
-            gst::debug!(CAT, "mounting {mount} → {} (direct, MP2T)", resolved.file.display());
-            mounts.add_factory(&mount, super::rtsp_direct::DirectFactory::new(resolved.file));
+            gst::debug!(
+                CAT,
+                "mounting {mount} → {} (direct, MP2T)",
+                resolved.file.display()
+            );
+            mounts.add_factory(
+                &mount,
+                super::rtsp_direct::DirectFactory::new(resolved.file),
+            );
         } else {
             gst::debug!(CAT, "mounting {mount} → {}", resolved.file.display());
             mounts.add_factory(&mount, VodFactory::new(core.clone()));
@@ -258,6 +265,9 @@ pub(crate) fn finish_response(
     media: Option<&RTSPMedia>,
     media_error: Option<glib::Error>,
 ) {
+    if method == crate::rtsp::message::METHOD_PAUSE {
+        super::rtsp_direct::pause_session(msg);
+    }
     if let Some(m) = media.filter(|m| super::rtsp_direct::is_direct(m)) {
         let Some(satip) = client
             .as_ref()
@@ -265,14 +275,7 @@ pub(crate) fn finish_response(
         else {
             return;
         };
-        super::rtsp_direct::finish_response(
-            satip.core(),
-            client.as_ref(),
-            msg,
-            request,
-            method,
-            m,
-        );
+        super::rtsp_direct::finish_response(satip.core(), client.as_ref(), msg, request, method, m);
         return;
     }
     let status = msg.status().unwrap_or(0);

@@ -45,7 +45,7 @@ use gstdvb2ip::proto::ts::PACKET_SIZE;
 
 use super::pacer::{ChunkSink, Pacer, Reader};
 use super::rtsp_npt::{parse_range, parse_scale, RangeReq};
-use super::ts_file::{last_pcr, pcr_since, ticks_to_ns, TsFile};
+use super::ts_file::TsFile;
 use super::CAT;
 use crate::core::Core;
 use crate::rtp::packer::TS_PER_RTP;
@@ -97,7 +97,6 @@ struct Out {
     /// Ends the session after a read error (set at SETUP).
     fatal: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     file: PathBuf,
-    pcr_pid: u16,
     sent: Arc<AtomicU64>,
 }
 
@@ -117,16 +116,18 @@ struct OutState {
     packets: u32,
     octets: u32,
     last_rtcp: Option<Instant>,
-    /// NPT of the last seek's key frame, ns, and the first PCR after it.
+    /// NPT of the last seek's key frame (or of where play last resumed after a change of
+    /// Scale), ns, and the play clock then.
     npt_base: u64,
-    pcr_base: Option<u64>,
-    /// The last PCR sent.
-    pcr_last: Option<u64>,
+    clock_base: Duration,
 }
 
 impl OutState {
     fn clock(&self, now: Instant) -> Duration {
-        self.played + self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+        self.played
+            + self
+                .since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 
     fn rtp_time(&self, now: Instant) -> u32 {
@@ -209,7 +210,10 @@ impl OutState {
             }
             Dest::None => {}
         }
-        if self.last_rtcp.is_none_or(|t| now.duration_since(t) >= RTCP_EVERY) {
+        if self
+            .last_rtcp
+            .is_none_or(|t| now.duration_since(t) >= RTCP_EVERY)
+        {
             self.send_rtcp(false);
         }
     }
@@ -245,12 +249,17 @@ impl OutState {
         }
     }
 
-    /// NPT of what was sent last, ns.
-    fn position_ns(&self) -> u64 {
-        match (self.pcr_base, self.pcr_last) {
-            (Some(b), Some(l)) => self.npt_base + ticks_to_ns(pcr_since(l, b)),
-            _ => self.npt_base,
-        }
+    /// NPT of where normal play is, ns: the last seek's key frame plus the play time since
+    /// (the client's RTP clock; the reader's bytes run up to a chunk ahead of it).
+    fn position_ns(&self, now: Instant) -> u64 {
+        let played = self.clock(now).saturating_sub(self.clock_base);
+        self.npt_base + played.as_nanos() as u64
+    }
+
+    /// Positions are counted from `npt_ns` at the play clock's current time.
+    fn rebase(&mut self, npt_ns: u64) {
+        self.npt_base = npt_ns;
+        self.clock_base = self.clock(Instant::now());
     }
 }
 
@@ -259,10 +268,6 @@ impl ChunkSink for Out {
         let mut st = self.st.lock().unwrap();
         if matches!(st.dest, Dest::None) {
             return false;
-        }
-        if let Some(pcr) = last_pcr(ts, self.pcr_pid) {
-            st.pcr_base.get_or_insert(pcr);
-            st.pcr_last = Some(pcr);
         }
         st.take(ts, &self.sent);
         true
@@ -298,8 +303,6 @@ impl ChunkSink for Out {
     fn seeked(&self) {
         let mut st = self.st.lock().unwrap();
         st.pending.clear();
-        st.pcr_base = None;
-        st.pcr_last = None;
     }
 }
 
@@ -308,6 +311,8 @@ pub struct DirectSession {
     reader: Arc<Reader>,
     out: Arc<Out>,
     duration_ns: u64,
+    /// The Scale applied (see [`Reader::set_scale`]).
+    scale: Mutex<f64>,
     /// Set by a PLAY answered 200: the reader starts once the answer is on its way.
     start_pending: std::sync::atomic::AtomicBool,
 }
@@ -331,12 +336,10 @@ impl DirectSession {
                 octets: 0,
                 last_rtcp: None,
                 npt_base: 0,
-                pcr_base: None,
-                pcr_last: None,
+                clock_base: Duration::ZERO,
             }),
             fatal: Mutex::new(None),
             file: file.to_path_buf(),
-            pcr_pid: ts.info.pcr_pid,
             sent: Arc::default(),
         });
         let sink: Arc<dyn ChunkSink> = out.clone();
@@ -346,6 +349,7 @@ impl DirectSession {
             reader,
             out,
             duration_ns,
+            scale: Mutex::new(1.0),
             start_pending: Default::default(),
         })
     }
@@ -359,6 +363,16 @@ impl DirectSession {
     fn with<T>(sm: &RTSPSessionMedia, f: impl FnOnce(&DirectSession) -> T) -> Option<T> {
         // SAFETY: see `attach`.
         unsafe { sm.data::<DirectSession>(SESSION_KEY).map(|p| f(p.as_ref())) }
+    }
+
+    /// NPT of where the session is, ns.
+    fn position_ns(&self) -> u64 {
+        let pos = if *self.scale.lock().unwrap() == 1.0 {
+            self.out.st.lock().unwrap().position_ns(Instant::now())
+        } else {
+            self.reader.position_ns()
+        };
+        pos.min(self.duration_ns)
     }
 
     /// Stops sending and keeps the position.
@@ -432,7 +446,10 @@ const SCALE: &str = "X-Dvb2ip-Direct-Scale";
 /// A PLAY on a direct session, before gst-rtsp-server handles it: checks `Range` (400, 457) and
 /// `Scale` (400), seeks the session's reader (paused until the answer is out), and takes Range
 /// and Scale out of the request (the shared media does not move).
-pub(crate) fn pre_play(media: &RTSPMedia, request: &crate::rtsp::message::Msg) -> Result<(), Answer> {
+pub(crate) fn pre_play(
+    media: &RTSPMedia,
+    request: &crate::rtsp::message::Msg,
+) -> Result<(), Answer> {
     let session = RTSPContext::with_current_context(|c| c.session().cloned()).flatten();
     let sm = current_session_media().or_else(|| session.and_then(|s| session_media_of(&s, media)));
     let Some(sm) = sm else {
@@ -470,18 +487,29 @@ pub(crate) fn pre_play(media: &RTSPMedia, request: &crate::rtsp::message::Msg) -
                 }
             }
         }
-        if let Some(s) = scale {
-            if s != 1.0 {
-                gst::info!(CAT, "PLAY: Scale {s} not available on the direct path, applying 1");
-            }
-            request.set_header(SCALE, "1.000");
-        }
         d.pause();
+        if let Some(s) = scale {
+            let applied = d.reader.set_scale(s);
+            if applied != s {
+                gst::info!(CAT, "PLAY: Scale {s} not possible, applying {applied}");
+            }
+            let old = std::mem::replace(&mut *d.scale.lock().unwrap(), applied);
+            if old != applied {
+                // Positions count on from where the old rate left it.
+                let at = if old == 1.0 {
+                    d.out.st.lock().unwrap().position_ns(Instant::now())
+                } else {
+                    d.reader.position_ns()
+                };
+                d.out.st.lock().unwrap().rebase(at.min(d.duration_ns));
+            }
+            request.set_header(SCALE, &format!("{applied:.3}"));
+        }
         if let Some(start) = npt.and_then(|n| n.start) {
             let target = ((start - NPT_SLACK_S).max(0.0) * 1e9) as u64;
             match d.reader.seek(target) {
                 Ok(l) => {
-                    d.out.st.lock().unwrap().npt_base = l.npt_ns;
+                    d.out.st.lock().unwrap().rebase(l.npt_ns);
                     request.set_header(LANDED, &format!("{:.3}", l.npt_ns as f64 / 1e9));
                 }
                 Err(e) => {
@@ -501,7 +529,7 @@ pub(crate) fn pre_play(media: &RTSPMedia, request: &crate::rtsp::message::Msg) -
 }
 
 /// Finishes gst-rtsp-server's answer to a request on a direct VOD media (SETUP: the session
-/// and its destination; PLAY: Range, Scale, RTP-Info; PAUSE: the reader stops).
+/// and its destination; PLAY: Range, Scale, RTP-Info).
 pub(crate) fn finish_response(
     core: &Core,
     client: &gst_rtsp_server::RTSPClient,
@@ -510,7 +538,7 @@ pub(crate) fn finish_response(
     method: u32,
     media: &RTSPMedia,
 ) {
-    use crate::rtsp::message::{METHOD_PAUSE, METHOD_PLAY, METHOD_SETUP};
+    use crate::rtsp::message::{METHOD_PLAY, METHOD_SETUP};
     if msg.status() != Some(200) {
         return;
     }
@@ -556,8 +584,7 @@ pub(crate) fn finish_response(
                         }
                     };
                     let ssrc = d.out.st.lock().unwrap().ssrc;
-                    if let (Some(session), Some(pool)) = (session.as_ref(), client.session_pool())
-                    {
+                    if let (Some(session), Some(pool)) = (session.as_ref(), client.session_pool()) {
                         let (ws, wp) = (session.downgrade(), pool.downgrade());
                         *d.out.fatal.lock().unwrap() = Some(Box::new(move || {
                             if let (Some(s), Some(p)) = (ws.upgrade(), wp.upgrade()) {
@@ -582,20 +609,17 @@ pub(crate) fn finish_response(
         METHOD_PLAY => {
             let Some(request) = request else { return };
             DirectSession::with(&sm, |d| {
-                let (seq, rtptime, pos, end) = {
+                let pos = d.position_ns();
+                let (seq, rtptime, end) = {
                     let mut st = d.out.st.lock().unwrap();
                     st.running = true;
-                    let now = Instant::now();
-                    (st.seq, st.rtp_time(now), st.position_ns(), d.duration_ns)
+                    (st.seq, st.rtp_time(Instant::now()), d.duration_ns)
                 };
                 let start = request
                     .header(LANDED)
                     .and_then(|v| v.parse::<f64>().ok())
                     .unwrap_or(pos as f64 / 1e9);
-                msg.set_header(
-                    "Range",
-                    &format!("npt={start:.3}-{:.3}", end as f64 / 1e9),
-                );
+                msg.set_header("Range", &format!("npt={start:.3}-{:.3}", end as f64 / 1e9));
                 let info = msg.header("RTP-Info").unwrap_or_else(|| {
                     let url = RTSPContext::with_current_context(|c| {
                         c.uri().map(|u| u.request_uri().to_string())
@@ -614,13 +638,40 @@ pub(crate) fn finish_response(
                 }
                 msg.remove_header("Speed");
                 d.start_pending.store(true, Ordering::SeqCst);
+                gst::debug!(
+                    CAT,
+                    "{}: PLAY at {start:.3} s, seq {seq}, rtptime {rtptime}",
+                    d.out.file.display()
+                );
             });
         }
-        METHOD_PAUSE => {
-            DirectSession::with(&sm, DirectSession::pause);
-        }
+        // PAUSE: [`pause_session`] (called for every VOD PAUSE).
         _ => {}
     }
+}
+
+/// A PAUSE answered 200 (gst-rtsp-server names no media in its context then): every direct
+/// session media of the request's session stops where it is.
+pub(crate) fn pause_session(msg: &crate::rtsp::message::Msg) {
+    if msg.status() != Some(200) {
+        return;
+    }
+    let Some(session) = RTSPContext::with_current_context(|c| c.session().cloned()).flatten()
+    else {
+        return;
+    };
+    session.filter(Some(&mut |_, sm| {
+        DirectSession::with(sm, |d| {
+            d.pause();
+            gst::debug!(
+                CAT,
+                "{}: PAUSE at {:.3} s",
+                d.out.file.display(),
+                d.position_ns() as f64 / 1e9
+            );
+        });
+        gst_rtsp_server::RTSPFilterResult::Keep
+    }));
 }
 
 /// `play-request` (the PLAY answer is queued): a direct session answered 200 starts sending.
@@ -643,9 +694,8 @@ pub fn sent_counter(sm: &RTSPSessionMedia) -> Option<Arc<AtomicU64>> {
 fn is_interleaved(trans: &RTSPStreamTransport) -> bool {
     // SAFETY: the transport struct belongs to `trans`, which we hold.
     unsafe {
-        let t = gst_rtsp_server::ffi::gst_rtsp_stream_transport_get_transport(
-            trans.to_glib_none().0,
-        );
+        let t =
+            gst_rtsp_server::ffi::gst_rtsp_stream_transport_get_transport(trans.to_glib_none().0);
         !t.is_null() && (*t).lower_transport == gst_rtsp::ffi::GST_RTSP_LOWER_TRANS_TCP
     }
 }
