@@ -1179,10 +1179,25 @@ fn sample_luma(sample: &gst::Sample) -> f64 {
 
 #[test]
 fn rtspsrc_follows_a_pipeline_seek() {
+    rtspsrc_follows_a_pipeline_seek_on(library("rtspsrc"));
+}
+
+/// [`rtspsrc_follows_a_pipeline_seek`] with the TS file on the direct path: `rtpmp2tdepay !
+/// tsdemux` instead of `rtph264depay`.
+#[test]
+fn rtspsrc_follows_a_pipeline_seek_direct() {
+    rtspsrc_follows_a_pipeline_seek_on(library_direct("rtspsrc-direct"));
+}
+
+fn rtspsrc_follows_a_pipeline_seek_on(lib: Library) {
     use gst::prelude::*;
-    let lib = library("rtspsrc");
+    let depay = if lib.direct {
+        "rtpmp2tdepay ! tsdemux ! h264parse"
+    } else {
+        "rtph264depay"
+    };
     let pipeline = gst::parse::launch(&format!(
-        "rtspsrc name=s location={} protocols=tcp ! rtph264depay ! avdec_h264 ! videoconvert \
+        "rtspsrc name=s location={} protocols=tcp ! {depay} ! avdec_h264 ! videoconvert \
          ! video/x-raw,format=I420 ! appsink name=out sync=false max-buffers=4 drop=false",
         lib.url("x.ts")
     ))

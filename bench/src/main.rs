@@ -151,6 +151,9 @@ enum BenchCommand {
         /// Only the pipeline-free path's file readers (src/vod/pacer.rs), in this process.
         #[arg(long)]
         readers_only: bool,
+        /// The server sends the TS file on the direct path (`[vod] direct`, one MP2T stream).
+        #[arg(long)]
+        direct: bool,
     },
     /// An edge relaying one multiplex to N readers against N readers of a local tuner.
     Relay {
@@ -295,12 +298,14 @@ fn main() -> ExitCode {
             seek_every,
             mbps,
             readers_only,
+            direct,
         } => {
             let opts = vod::Options {
                 sessions,
                 seconds,
                 seek_every,
                 mbps,
+                direct,
             };
             if readers_only {
                 vod::run_readers(&opts)

@@ -9,7 +9,9 @@
 //! answered Range, the random access point used), stalls (no packet for 1 s while playing) and
 //! RTP sequence errors within a play period (the RTP stand-in for TS CC errors: the file goes
 //! out per elementary stream, not as MP2T), threads per session. A PLAY left unanswered for 10 s
-//! fails its session (the run stays bounded).
+//! fails its session (the run stays bounded). With `--direct` the server sends the file as one
+//! MP2T stream from its pipeline-free path (`[vod] direct`) and the TS inside is checked for
+//! continuity errors per PID within each play period as well.
 //!
 //! `--readers-only` measures the pipeline-free path's readers instead ([`run_readers`]): the
 //! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process.
@@ -32,6 +34,9 @@ pub struct Options {
     pub seconds: f64,
     pub seek_every: f64,
     pub mbps: u32,
+    /// The server sends TS files on its direct path (`[vod] direct`): one MP2T RTP stream,
+    /// checked for TS continuity too.
+    pub direct: bool,
 }
 
 /// A gap without packets that counts as a stall.
@@ -125,7 +130,12 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn spawn(dir: &Path, root: &Path, max_sessions: usize) -> anyhow::Result<ServerProc> {
+    fn spawn(
+        dir: &Path,
+        root: &Path,
+        max_sessions: usize,
+        direct: bool,
+    ) -> anyhow::Result<ServerProc> {
         let me = std::env::current_exe().context("path of dvb2ip-bench")?;
         let exe = me.with_file_name("dvb2ip");
         if !exe.is_file() {
@@ -155,6 +165,7 @@ impl ServerProc {
             "roots",
             toml::Value::Array(vec![root.to_string_lossy().into_owned().into()]),
         );
+        set("vod", "direct", direct.into());
         let conf = dir.join("server.toml");
         std::fs::write(&conf, toml::to_string(&t)?)?;
         let log = dir.join("server.log");
@@ -218,8 +229,33 @@ struct Tally {
     distance_s: Vec<f64>,
     stalls: u64,
     seq_errors: u64,
+    /// TS continuity errors within play periods (MP2T only).
+    cc_errors: u64,
     packets: u64,
     failures: Vec<String>,
+}
+
+/// Counts TS continuity errors of the MP2T payload `d` (whole packets) against `last` (per PID,
+/// the last counter of a packet with payload).
+fn check_cc(d: &[u8], last: &mut Vec<(u16, u8)>) -> u64 {
+    let mut errors = 0;
+    for p in d.chunks_exact(188).filter(|p| p[0] == 0x47) {
+        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        if pid == 0x1FFF || p[3] & 0x10 == 0 {
+            continue;
+        }
+        let cc = p[3] & 0x0F;
+        match last.iter_mut().find(|(q, _)| *q == pid) {
+            Some((_, l)) => {
+                if cc != (*l + 1) & 0x0F && cc != *l {
+                    errors += 1;
+                }
+                *l = cc;
+            }
+            None => last.push((pid, cc)),
+        }
+    }
+    errors
 }
 
 /// A tiny PRNG (xorshift) for the seek positions.
@@ -240,9 +276,16 @@ fn npt_start(r: &Response) -> Option<f64> {
 }
 
 /// One session until `end`: PLAY at a random position every `seek_every`.
-fn session(port: u16, id: usize, end: Instant, seek_every: Duration, duration_s: f64) -> Tally {
+fn session(
+    port: u16,
+    id: usize,
+    end: Instant,
+    seek_every: Duration,
+    duration_s: f64,
+    direct: bool,
+) -> Tally {
     let mut t = Tally::default();
-    if let Err(e) = run_session(port, id, end, seek_every, duration_s, &mut t) {
+    if let Err(e) = run_session(port, id, end, seek_every, duration_s, direct, &mut t) {
         t.failures.push(format!("session {id}: {e:#}"));
     }
     t
@@ -254,6 +297,7 @@ fn run_session(
     end: Instant,
     seek_every: Duration,
     duration_s: f64,
+    direct: bool,
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     let mut c = Client::connect(
@@ -303,6 +347,7 @@ fn run_session(
         }
         let mut first = true;
         let mut last_seq: Option<u16> = None;
+        let mut last_cc: Vec<(u16, u8)> = vec![];
         let mut last_at = Instant::now();
         let until = (Instant::now() + seek_every).min(end);
         while Instant::now() < until {
@@ -321,6 +366,10 @@ fn run_session(
                         t.seq_errors += 1;
                     }
                     last_seq = Some(seq);
+                    if direct {
+                        let cc = 12 + 4 * usize::from(d[0] & 0x0F);
+                        t.cc_errors += check_cc(d.get(cc..).unwrap_or(&[]), &mut last_cc);
+                    }
                     last_at = now;
                     t.packets += 1;
                 }
@@ -363,7 +412,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         std::os::unix::fs::symlink(&file, &target)?;
     }
     let duration_s = f64::from(FILE_SECONDS);
-    let server = ServerProc::spawn(&dir, &root, opts.sessions)?;
+    let server = ServerProc::spawn(&dir, &root, opts.sessions, opts.direct)?;
     let pid = server.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = proc_rss_kib(pid).unwrap_or(0);
@@ -377,6 +426,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         opts.seconds,
         server.port
     );
+    if opts.direct {
+        println!("vod: the server's direct path ([vod] direct): one MP2T RTP stream per session");
+    }
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(opts.seconds);
     let seek_every = Duration::from_secs_f64(opts.seek_every);
@@ -385,8 +437,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     for id in 0..opts.sessions {
         let results = results.clone();
         let port = server.port;
+        let direct = opts.direct;
         threads.push(std::thread::spawn(move || {
-            let t = session(port, id, end, seek_every, duration_s);
+            let t = session(port, id, end, seek_every, duration_s, direct);
             results.lock().unwrap().push(t);
         }));
         // Sessions start spread over the first seconds, as viewers would.
@@ -428,6 +481,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     dist.sort_by(f64::total_cmp);
     let stalls: u64 = results.iter().map(|t| t.stalls).sum();
     let seq_errors: u64 = results.iter().map(|t| t.seq_errors).sum();
+    let cc_errors: u64 = results.iter().map(|t| t.cc_errors).sum();
     let packets: u64 = results.iter().map(|t| t.packets).sum();
     let failures: Vec<&String> = results.iter().flat_map(|t| &t.failures).collect();
     let ok_sessions = opts.sessions - failures.len();
@@ -458,7 +512,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         dist.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing, or none after a PLAY), {seq_errors} RTP sequence errors within play periods, {} of {} sessions failed",
+        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing, or none after a PLAY), {seq_errors} RTP sequence errors and {cc_errors} TS continuity errors (MP2T only) within play periods, {} of {} sessions failed",
         STALL.as_secs(),
         failures.len(),
         opts.sessions
@@ -476,8 +530,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         verdict(rss_per <= 256.0)
     );
     println!(
-        "  no stall, no sequence error: {} ({stalls} stalls, {seq_errors} sequence errors, {} failed sessions)",
-        verdict(stalls == 0 && seq_errors == 0 && failures.is_empty()),
+        "  no stall, no sequence or CC error: {} ({stalls} stalls, {seq_errors} sequence errors, {cc_errors} CC errors, {} failed sessions)",
+        verdict(stalls == 0 && seq_errors == 0 && cc_errors == 0 && failures.is_empty()),
         failures.len()
     );
     Ok(())

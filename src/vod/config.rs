@@ -3,6 +3,7 @@
 //! ```toml
 //! [vod]
 //! roots = ["/srv/media", "/home/tv/recordings"]
+//! direct = true   # TS files over RTSP as one MP2T stream, no pipeline per session (default false)
 //! ```
 //!
 //! No section, or no roots, means VOD is off. Every root must be an absolute path to an existing

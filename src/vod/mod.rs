@@ -1,10 +1,10 @@
 //! Files on demand: the `[vod]` section ([`config`]), the one set of path rules every front end
 //! uses to map `/vod/<path>` onto a file under a root ([`path`]), the library listing
 //! ([`library`]), the HTTP routes ([`http`]) and recording channels into the library
-//! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_media`], [`rtsp_npt`],
-//! [`rtsp_reverse`]); the parts of a pipeline-free VOD path for TS files, measured but not yet
-//! serving RTSP: [`ts_file`] (probe, seek to a random access point by PCR) and [`pacer`] (one
-//! thread pacing every session's file by its PCR).
+//! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_npt`]): a pipeline per session
+//! for every format ([`rtsp_media`], [`rtsp_reverse`]), and, with `[vod] direct`, TS files as one
+//! MP2T stream without a pipeline ([`rtsp_direct`]) on [`ts_file`] (probe, seek to a random
+//! access point by PCR) and [`pacer`] (one thread pacing every session's file by its PCR).
 
 pub mod config;
 pub mod http;

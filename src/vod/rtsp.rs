@@ -15,6 +15,9 @@
 //!   where reverse play starts, then [`super::rtsp_reverse`] steps backwards; on a file without
 //!   video it is applied and answered as 1.
 //! * A read error ends the session (after RTCP BYE); see [`super::rtsp_media`].
+//! * With `[vod] direct`, a TS file's mount gets a [`super::rtsp_direct::DirectFactory`] instead
+//!   (one MP2T stream, no pipeline per session); PLAY and the answers of its sessions go to
+//!   [`super::rtsp_direct`].
 
 use std::sync::Arc;
 

@@ -120,7 +120,15 @@ struct OutState {
     /// Scale), ns, and the play clock then.
     npt_base: u64,
     clock_base: Duration,
+    /// After a seek: the PIDs whose first PES start was sent, and how many more packets are
+    /// looked at. Until its PES starts, a PID's packets are left out (the key frame the seek
+    /// found starts the video, but an audio PES is usually cut: a client would decode its tail
+    /// as a broken frame). `None`: everything passes.
+    started: Option<(Vec<u16>, usize)>,
 }
+
+/// Packets after a seek within which every PID's first PES start is waited for.
+const START_WINDOW: usize = 20_000;
 
 impl OutState {
     fn clock(&self, now: Instant) -> Duration {
@@ -269,7 +277,26 @@ impl ChunkSink for Out {
         if matches!(st.dest, Dest::None) {
             return false;
         }
-        st.take(ts, &self.sent);
+        match st.started.take() {
+            None => st.take(ts, &self.sent),
+            Some((mut pids, left)) => {
+                let mut kept = Vec::with_capacity(ts.len());
+                for p in ts.chunks_exact(PACKET_SIZE) {
+                    let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+                    if pids.contains(&pid) {
+                        kept.extend_from_slice(p);
+                    } else if p[1] & 0x40 != 0 && pid != 0x1FFF {
+                        pids.push(pid);
+                        kept.extend_from_slice(p);
+                    }
+                }
+                let n = ts.len() / PACKET_SIZE;
+                if left > n {
+                    st.started = Some((pids, left - n));
+                }
+                st.take(&kept, &self.sent);
+            }
+        }
         true
     }
 
@@ -303,6 +330,7 @@ impl ChunkSink for Out {
     fn seeked(&self) {
         let mut st = self.st.lock().unwrap();
         st.pending.clear();
+        st.started = Some((Vec::new(), START_WINDOW));
     }
 }
 
@@ -337,6 +365,7 @@ impl DirectSession {
                 last_rtcp: None,
                 npt_base: 0,
                 clock_base: Duration::ZERO,
+                started: Some((Vec::new(), START_WINDOW)),
             }),
             fatal: Mutex::new(None),
             file: file.to_path_buf(),
