@@ -1395,14 +1395,27 @@ impl Drop for ErrorLog {
 /// the next client.
 #[test]
 fn a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on() {
-    let disk = FailingDisk::new("eio");
+    read_error_on(false);
+}
+
+/// [`a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on`] with the TS
+/// files on the direct path.
+#[test]
+fn a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on_direct() {
+    read_error_on(true);
+}
+
+fn read_error_on(direct: bool) {
+    let tag = if direct { "eio-direct" } else { "eio" };
+    let disk = FailingDisk::new(tag);
     std::fs::copy(ts_movie(), disk.mount.join("bad.ts")).unwrap();
-    let good = common::temp_dir("vod-eio-good");
+    let good = common::temp_dir(&format!("vod-{tag}-good"));
     std::fs::copy(ts_movie(), good.join("x.ts")).unwrap();
     let mut cfg = Config::embedded();
     cfg.ssdp.enabled = false;
     cfg.server.session_timeout = 60;
     cfg.vod.roots = vec![good.clone(), disk.mount.clone()];
+    cfg.vod.direct = direct;
     let srv = Srv::with_config(&cfg);
     let mut s = Session::open(srv.port, "vod/bad.ts");
     // (The category exists once the server has logged to it.)
