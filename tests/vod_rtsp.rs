@@ -1250,7 +1250,17 @@ fn rtspsrc_follows_a_pipeline_seek_on(lib: Library) {
 /// (gst-rtsp-server 1.22 can abort in client finalize there): it serves the next client.
 #[test]
 fn a_vanished_clients_session_ends_and_the_server_serves_the_next() {
-    let lib = library_with("vanish", 2);
+    vanished_client_on(library_with("vanish", 2));
+}
+
+/// [`a_vanished_clients_session_ends_and_the_server_serves_the_next`] with the TS file on the
+/// direct path.
+#[test]
+fn a_vanished_clients_session_ends_and_the_server_serves_the_next_direct() {
+    vanished_client_on(library_cfg("vanish-direct", 2, true));
+}
+
+fn vanished_client_on(lib: Library) {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let rtp_port = udp.local_addr().unwrap().port();
     let udp_transport = format!("RTP/AVP;unicast;client_port={rtp_port}-{}", rtp_port + 1);
