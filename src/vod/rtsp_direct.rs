@@ -75,7 +75,7 @@ pub fn serves(core: &Core, file: &Path) -> bool {
 
 /// Where a session's packets go.
 enum Dest {
-    Udp(UdpDest),
+    Udp(Box<UdpDest>),
     Tcp(Transport),
     /// The session is gone (nothing more is sent).
     None,
@@ -581,7 +581,7 @@ pub(crate) fn finish_response(
         METHOD_SETUP => {
             let Some(trans) = sm.transport(0) else { return };
             let dest = match UdpDest::of_transport(media, &trans, &core.metrics.rtp_dropped) {
-                Some(d) => Dest::Udp(d),
+                Some(d) => Dest::Udp(Box::new(d)),
                 None if is_interleaved(&trans) => Dest::Tcp(Transport(trans)),
                 None => {
                     gst::warning!(CAT, "direct VOD session without a unicast destination");
