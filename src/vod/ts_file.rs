@@ -9,6 +9,8 @@
 //!   adaptation field's `random_access_indicator`, or an H.264/H.265 IDR/IRAP, SPS or an MPEG-2
 //!   sequence header at the start of the PES). It reads a few windows of 64 KiB and keeps
 //!   nothing.
+//! * [`TsFile::key_frame_after`] finds the next random access point after one (trick play
+//!   forward; backward it seeks to just before a key frame's NPT).
 //! * [`last_pcr`] gives the PCR a chunk ends with, which is what pacing needs.
 //!
 //! Measured with `dvb2ip-bench vod-reader` (README, files on demand): what a session of this
