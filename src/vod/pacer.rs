@@ -54,6 +54,8 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 pub const MAX_SCALE: f64 = 16.0;
 /// Trick play sends at most one key frame per this much wall time (25 a second).
 const MIN_STEP: Duration = Duration::from_millis(40);
+/// The PES that normal play left open at a jump are finished from at most this far on.
+const TAIL: u64 = 2 << 20;
 /// A key frame's packets are looked for at most this far from its start.
 const MAX_FRAME: u64 = 16 << 20;
 /// When a key frame's first chunk carries no PCR, its PTS is this far ahead of the step's PCR.
@@ -113,11 +115,6 @@ struct State {
     jumped: bool,
     /// Normal play sent packets since the last jump: some PES may be open.
     open: bool,
-    /// Where normal play left the file at a jump: the PES it left open are finished from there
-    /// before anything else goes.
-    tail: Option<u64>,
-    /// The counters' jump is yet to come (after the tail).
-    jump: bool,
     /// The NPT of what was sent last, ns.
     npt: u64,
     /// The key frame the last seek landed on, until play passes it (trick play starts there).
@@ -171,8 +168,6 @@ impl Reader {
                 cc: Counters::default(),
                 jumped: false,
                 open: false,
-                tail: None,
-                jump: false,
                 npt: 0,
                 landing: None,
             }),
@@ -193,8 +188,8 @@ impl Reader {
         let landing = self.file.seek(npt_ns)?;
         let psi = self.file.psi_leading_into(landing.offset)?;
         let mut st = self.state.lock().unwrap();
+        self.leave(&mut st);
         st.sink.seeked();
-        Self::leave(&mut st);
         st.offset = landing.offset;
         st.psi = Some(psi);
         st.anchor = None;
@@ -221,7 +216,7 @@ impl Reader {
         let last_key = st.trick.take().and_then(|t| t.last).map(|(l, ..)| l);
         if st.scale != 1.0 {
             if !was_trick {
-                Self::leave(&mut st);
+                self.leave(&mut st);
             }
             let first = match (st.landing, last_key) {
                 (Some(l), _) => First::At(l),
@@ -230,7 +225,7 @@ impl Reader {
             };
             st.trick = Some(Trick::new(st.scale, first));
         } else if let (None, Some(l)) = (st.landing, last_key) {
-            Self::leave(&mut st);
+            self.leave(&mut st);
             st.offset = l.offset;
             st.npt = l.npt_ns;
             st.psi = Some(self.file.info.psi.clone());
@@ -297,26 +292,19 @@ impl Reader {
     }
 
     /// What follows comes from elsewhere in the file (called before the offset moves): the PES
-    /// normal play left open are finished first, then the counters jump.
-    fn leave(st: &mut State) {
-        if st.trick.is_none() && st.open {
-            st.tail = Some(st.offset);
-        }
-        st.open = false;
-        st.jump = true;
-    }
-
-    /// Before a new stretch of the file: finishes the PES that normal play left open (each PID's
-    /// packets from where it stopped up to its next PES start, so a client never gets a PES cut
-    /// short or glued to one from elsewhere), then lets the counters jump (a PID's packets
-    /// after a jump wait for its next PES start). `false`: the session is gone.
-    fn settle(&self, st: &mut State, scratch: &mut Scratch) -> bool {
-        if let Some(from) = st.tail.take() {
+    /// that normal play left open are finished now (each PID's packets from where it stopped
+    /// up to its next PES start, so a client never gets a PES cut short or glued to one from
+    /// elsewhere, and the old play period is whole before a seek's [`ChunkSink::seeked`]);
+    /// then the counters jump (a PID's packets after a jump wait for its next PES start).
+    fn leave(&self, st: &mut State) {
+        if st.trick.is_none() && std::mem::take(&mut st.open) {
             let mut open = st.cc.pids();
-            let Scratch { buf, out } = scratch;
+            let mut buf = vec![0u8; CHUNK];
+            let mut out = Vec::with_capacity(CHUNK);
+            let from = st.offset;
             let mut off = from;
-            while !open.is_empty() && off < from + MAX_FRAME {
-                let Ok(n) = self.file.read_at(buf, off) else {
+            while !open.is_empty() && off < from + TAIL {
+                let Ok(n) = self.file.read_at(&mut buf, off) else {
                     break;
                 };
                 if n == 0 {
@@ -334,16 +322,14 @@ impl Reader {
                         out.extend_from_slice(p);
                     }
                 }
-                if !out.is_empty() && !st.sink.chunk(out) {
-                    return false;
+                if !out.is_empty() && !st.sink.chunk(&out) {
+                    st.playing = false;
+                    break;
                 }
                 off += n as u64;
             }
         }
-        if std::mem::take(&mut st.jump) {
-            st.cc.jump();
-        }
-        true
+        st.cc.jump();
     }
 
     /// Stops play with `error` (`None`: the end).
@@ -370,10 +356,6 @@ impl Reader {
             }
             if st.due > now + LEAD {
                 return Some(st.due - LEAD);
-            }
-            if !self.settle(&mut st, scratch) {
-                st.playing = false;
-                return None;
             }
             if let Some(psi) = st.psi.take() {
                 scratch.out.clear();
@@ -436,10 +418,6 @@ impl Reader {
     ) -> Option<Instant> {
         for _ in 0..4 {
             if !st.playing {
-                return None;
-            }
-            if !self.settle(&mut st, scratch) {
-                st.playing = false;
                 return None;
             }
             let t = st.trick.as_mut().expect("trick play");
@@ -614,7 +592,7 @@ impl Reader {
             st.npt = st.npt.max(self.file.info.duration_ns());
             st.psi = None;
         } else {
-            Self::leave(&mut st);
+            self.leave(&mut st);
             st.offset = self.file.info.start;
             st.npt = 0;
             st.psi = Some(self.file.info.psi.clone());
