@@ -14,7 +14,9 @@
 //! continuity errors per PID within each play period as well.
 //!
 //! `--readers-only` measures the pipeline-free path's readers instead ([`run_readers`]): the
-//! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process.
+//! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process;
+//! every fourth reader plays in trick play (Scale 4, -4, 8, -2 in turn, a new one at each
+//! seek).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -593,16 +595,20 @@ impl dvb2ip::vod::pacer::ChunkSink for ReaderSink {
     }
 
     fn seeked(&self) {
-        let mut t = self.0.lock().unwrap();
-        t.cc.clear();
-        t.last_at = None;
+        // The counters continue across seeks (and scale changes): only the stall clock
+        // restarts.
+        self.0.lock().unwrap().last_at = None;
     }
 }
+
+/// The scales of the readers-only run's trick-play readers, one per seek in turn.
+const TRICK_SCALES: [f64; 4] = [4.0, -4.0, 8.0, -2.0];
 
 /// `dvb2ip-bench vod --readers-only`: the direct path's readers alone, in this process: N
 /// [`dvb2ip::vod::pacer::Reader`]s of the file on one pacing thread, each seeking to a random
 /// position every `seek_every`, their TS checked for continuity by an in-process sink (no RTP,
 /// no sockets, no RTSP: what the file reading and pacing of a pipeline-free session cost).
+/// Every fourth reader seeks into trick play instead ([`TRICK_SCALES`] in turn).
 pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
     use dvb2ip::vod::pacer::{Pacer, Reader};
     use dvb2ip::vod::ts_file::TsFile;
@@ -629,7 +635,7 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let started = Instant::now();
     let mut distance = vec![];
-    for _ in 0..opts.sessions {
+    for i in 0..opts.sessions {
         let sink = Arc::new(ReaderSink(Mutex::new(ReaderTally {
             seek_sent: None,
             cc: vec![],
@@ -644,8 +650,13 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
         let r = Reader::new(&pacer, f, sink.clone())?;
         let want = (next_rand(&mut rng) % (span * 1000.0) as u64) as f64 / 1000.0;
         seek(&r, &sink, want, &mut distance)?;
+        // Every fourth reader: trick play (the count of its seeks picks the scale).
+        let trick = (i % 4 == 3).then_some(0usize);
+        if trick.is_some() {
+            r.set_scale(TRICK_SCALES[0]);
+        }
         r.play();
-        sessions.push((r, sink, Instant::now() + seek_every));
+        sessions.push((r, sink, Instant::now() + seek_every, trick));
         std::thread::sleep(Duration::from_millis(20));
     }
     let end = started + Duration::from_secs_f64(opts.seconds);
@@ -655,10 +666,16 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
     let (mut rss_max, mut threads_max) = (0, 0);
     while Instant::now() < end {
         let now = Instant::now();
-        for (r, sink, next) in &mut sessions {
+        for (r, sink, next, trick) in &mut sessions {
             if now >= *next {
                 let want = (next_rand(&mut rng) % (span * 1000.0) as u64) as f64 / 1000.0;
                 seek(r, sink, want, &mut distance)?;
+                if let Some(k) = trick {
+                    *k += 1;
+                    r.set_scale(TRICK_SCALES[*k % TRICK_SCALES.len()]);
+                    // A trick-play reader may have reached an end: PLAY again.
+                    r.play();
+                }
                 *next = now + seek_every;
             }
         }
@@ -677,16 +694,26 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
         _ => f64::NAN,
     };
     let mut seeks: Vec<f64> = vec![];
+    let mut trick_seeks: Vec<f64> = vec![];
     let (mut cc_errors, mut stalls, mut bytes, mut ended) = (0, 0, 0, 0);
-    for (_, sink, _) in &sessions {
+    let (mut tricks, mut trick_ended) = (0, 0);
+    for (_, sink, _, trick) in &sessions {
         let t = sink.0.lock().unwrap();
-        seeks.extend(t.seek_to_first_ms.iter().map(|&v| f64::from(v)));
+        let ms = t.seek_to_first_ms.iter().map(|&v| f64::from(v));
+        if trick.is_some() {
+            trick_seeks.extend(ms);
+            tricks += 1;
+            trick_ended += usize::from(t.ended);
+        } else {
+            seeks.extend(ms);
+        }
         cc_errors += t.cc_errors;
         stalls += t.stalls;
         bytes += t.bytes;
         ended += usize::from(t.ended);
     }
     seeks.sort_by(f64::total_cmp);
+    trick_seeks.sort_by(f64::total_cmp);
     distance.sort_by(f64::total_cmp);
     let n = opts.sessions.max(1) as f64;
     let rss_per = rss_max.saturating_sub(idle_rss) as f64 / n;
@@ -708,13 +735,19 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
         seeks.last().copied().unwrap_or(f64::NAN)
     );
     println!(
+        "trick play: {tricks} readers (Scale {TRICK_SCALES:?} in turn, a new one at each seek): {} seeks, seek → first key frame median {:.2} ms, p99 {:.2} ms; {trick_ended} reached an end of the file at least once",
+        trick_seeks.len(),
+        percentile(&trick_seeks, 0.5),
+        percentile(&trick_seeks, 0.99)
+    );
+    println!(
         "delivered − requested position: min {:+.3} s, median {:+.3} s, max {:+.3} s (the key frame at or before the target)",
         distance.first().copied().unwrap_or(f64::NAN),
         percentile(&distance, 0.5),
         distance.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivery: {stalls} stalls (> {} s without a chunk while playing), {cc_errors} TS continuity errors within play periods, {ended} sessions reached the end",
+        "delivery: {stalls} stalls (> {} s without a chunk while playing), {cc_errors} TS continuity errors within sessions (across seeks and scale changes), {ended} sessions reached an end of the file at least once",
         STALL.as_secs()
     );
     println!("targets (the reading and pacing part of a session only):");

@@ -4,7 +4,9 @@
 //! ([`record`]), and the RTSP server of files ([`rtsp`], [`rtsp_npt`]): a pipeline per session
 //! for every format ([`rtsp_media`], [`rtsp_reverse`]), and, with `[vod] direct`, TS files as one
 //! MP2T stream without a pipeline ([`rtsp_direct`]) on [`ts_file`] (probe, seek to a random
-//! access point by PCR) and [`pacer`] (one thread pacing every session's file by its PCR).
+//! access point by PCR), [`pacer`] (one thread pacing every session's file by its PCR, trick play
+//! from key frames) and [`trick`] (continuity counters and timestamp rewriting of the reader's
+//! packets).
 
 pub mod config;
 pub mod http;
@@ -17,6 +19,7 @@ pub mod rtsp_direct;
 pub mod rtsp_media;
 pub mod rtsp_npt;
 pub mod rtsp_reverse;
+pub mod trick;
 pub mod ts_file;
 
 /// Debug category of the VOD modules (`GST_DEBUG=dvb2ip-vod:5`).
