@@ -452,10 +452,32 @@ struct Mp2tVideo {
     pid: Option<u16>,
     started: bool,
     es: Vec<u8>,
+    /// Where each PES starts in `es`, with the RTP time of the packet that carried its start.
+    starts: Vec<(usize, u32)>,
 }
 
 impl Mp2tVideo {
     fn push(&mut self, payload: &[u8]) {
+        self.push_at(payload, 0);
+    }
+
+    /// The whole PES so far (not the last, which may go on): RTP time of its start and the
+    /// NAL unit types in it.
+    fn units(&self) -> Vec<(u32, Vec<u8>)> {
+        self.starts
+            .windows(2)
+            .map(|w| {
+                let es = Mp2tVideo {
+                    es: self.es[w[0].0..w[1].0].to_vec(),
+                    ..Default::default()
+                };
+                (w[0].1, es.nal_types())
+            })
+            .collect()
+    }
+
+    /// [`Mp2tVideo::push`] of the payload of an RTP packet with RTP time `ts`.
+    fn push_at(&mut self, payload: &[u8], ts: u32) {
         for (p, pid) in payload.chunks_exact(188).zip(ts_pids(payload)) {
             let pusi = p[1] & 0x40 != 0;
             let afc = (p[3] >> 4) & 3;
@@ -474,6 +496,7 @@ impl Mp2tVideo {
             }
             if pusi {
                 self.started = true;
+                self.starts.push((self.es.len(), ts));
                 let header = 9 + usize::from(data[8]);
                 self.es.extend_from_slice(data.get(header..).unwrap_or(&[]));
             } else if self.started {
@@ -811,6 +834,58 @@ fn scale_4_sends_key_frames_only_at_four_times_the_media_rate() {
     let mut normal = false;
     for _ in 0..500 {
         if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice at Scale 1");
+}
+
+/// [`scale_4_sends_key_frames_only_at_four_times_the_media_rate`] on the direct path: the key
+/// frames are the video PES holding an IDR slice, their RTP time the time they were sent.
+#[test]
+fn scale_4_sends_key_frames_only_at_four_times_the_media_rate_direct() {
+    let lib = library_direct("scale-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=5-"), ("Scale", "4")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("4.000"), "{r:?}");
+    assert_eq!(r.header("Speed"), None, "{r:?}");
+    let mut video = Mp2tVideo::default();
+    let key_ts = |v: &Mp2tVideo| -> Vec<u32> {
+        v.units()
+            .iter()
+            .filter(|(_, t)| t.contains(&5))
+            .map(|(ts, _)| *ts)
+            .collect()
+    };
+    while key_ts(&video).len() < 9 {
+        let p = s.next_rtp();
+        video.push_at(&p.payload, p.ts);
+    }
+    let slices: usize = video
+        .units()
+        .iter()
+        .map(|(_, t)| t.iter().filter(|&&n| n == 1).count())
+        .sum();
+    assert_eq!(slices, 0, "only key frames at Scale 4");
+    let key_ts = key_ts(&video);
+    let span = f64::from(key_ts[8].wrapping_sub(key_ts[0])) / 90_000.0;
+    // 8 s of media in `span` s of RTP time: 4× (a generous bound, no wall clock involved).
+    let rate = 8.0 / span;
+    assert!(
+        (3.0..5.0).contains(&rate),
+        "{rate}× (8 key frames in {span} s)"
+    );
+    // Back to 1: non-key slices again.
+    let r = s.play(&[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("1.000"), "{r:?}");
+    let mut video = Mp2tVideo::default();
+    let mut normal = false;
+    for _ in 0..2000 {
+        video.push(&s.next_rtp().payload);
+        if video.nal_types().contains(&1) {
             normal = true;
             break;
         }
