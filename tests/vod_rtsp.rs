@@ -454,6 +454,8 @@ struct Mp2tVideo {
     es: Vec<u8>,
     /// Where each PES starts in `es`, with the RTP time of the packet that carried its start.
     starts: Vec<(usize, u32)>,
+    /// The PTS of each PES (90 kHz), as `starts`.
+    pts: Vec<Option<u64>>,
 }
 
 impl Mp2tVideo {
@@ -474,6 +476,11 @@ impl Mp2tVideo {
                 (w[0].1, es.nal_types())
             })
             .collect()
+    }
+
+    /// The elementary stream of whole PES `i` (see [`Mp2tVideo::units`]).
+    fn unit_es(&self, i: usize) -> &[u8] {
+        &self.es[self.starts[i].0..self.starts[i + 1].0]
     }
 
     /// [`Mp2tVideo::push`] of the payload of an RTP packet with RTP time `ts`.
@@ -497,6 +504,14 @@ impl Mp2tVideo {
             if pusi {
                 self.started = true;
                 self.starts.push((self.es.len(), ts));
+                let pts = (data[7] & 0x80 != 0 && data.len() >= 14).then(|| {
+                    (u64::from(data[9] >> 1 & 0x07) << 30)
+                        | (u64::from(data[10]) << 22)
+                        | (u64::from(data[11] >> 1) << 15)
+                        | (u64::from(data[12]) << 7)
+                        | u64::from(data[13] >> 1)
+                });
+                self.pts.push(pts);
                 let header = 9 + usize::from(data[8]);
                 self.es.extend_from_slice(data.get(header..).unwrap_or(&[]));
             } else if self.started {
@@ -1005,6 +1020,111 @@ fn reverse_scale_sends_key_frames_backwards_then_scale_1_resumes() {
         .iter()
         .enumerate()
         .map(|(i, (_, v))| key_frame_luma(v, &format!("rev{i}")))
+        .collect();
+    assert_between(
+        lumas[0],
+        ts_luma_at(19.0),
+        ts_luma_at(20.0),
+        "first key frame",
+    );
+    for (i, w) in lumas.windows(2).enumerate() {
+        // One GOP back is 1 s of media: luma 4 lower.
+        assert!(
+            w[1] < w[0] - 2.0,
+            "key frame {} (luma {}) is not before key frame {i} (luma {}): {lumas:?}",
+            i + 1,
+            w[1],
+            w[0]
+        );
+    }
+    // Scale 1 resumed where reverse play had got to: before the last key frame the test saw.
+    let last_seen = lumas[lumas.len() - 1] / LUMA_PER_S;
+    assert!(
+        resumed <= last_seen + 0.5 && resumed < start - 1.0,
+        "resumed at {resumed} s; reverse started at {start} s, last key frame seen at about \
+         {last_seen} s"
+    );
+}
+
+/// [`reverse_scale_sends_key_frames_backwards_then_scale_1_resumes`] on the direct path: the
+/// access units are the video PES (reassembled from MP2T), their RTP time the time they were
+/// sent.
+#[test]
+fn reverse_scale_sends_key_frames_backwards_then_scale_1_resumes_direct() {
+    let lib = library_direct("reverse-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=20-"), ("Scale", "-4")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-4.000"), "{r:?}");
+    assert_eq!(r.header("Speed"), None, "{r:?}");
+    let start = range_start(&r);
+    assert!((19.0..20.01).contains(&start), "Range {start}");
+    let mut video = Mp2tVideo::default();
+    while video.units().len() < 5 {
+        let p = s.next_rtp();
+        video.push_at(&p.payload, p.ts);
+    }
+    // Back to 1 before the reverse run reaches the start (about 5 s at 4×).
+    let (r, late) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("1.000"), "{r:?}");
+    let resumed = range_start(&r);
+    for p in &late {
+        video.push_at(&p.payload, p.ts);
+    }
+    let mut after = Mp2tVideo::default();
+    let mut normal = false;
+    for _ in 0..2000 {
+        after.push(&s.next_rtp().payload);
+        if after.nal_types().contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after Scale 1");
+    // Only key frames in reverse, each an IDR.
+    let units = video.units();
+    let slices: usize = units
+        .iter()
+        .map(|(_, t)| t.iter().filter(|&&n| n == 1).count())
+        .sum();
+    assert_eq!(slices, 0, "only key frames at Scale -4");
+    for (ts, t) in &units {
+        assert!(
+            t.contains(&5),
+            "access unit at RTP time {ts} has no IDR slice: {t:?}"
+        );
+    }
+    // Time keeps growing for the client: in MP2T the pictures' time is their PTS (RTP time is
+    // when the packets left, RFC 2250: several key frames may leave in one burst, never back). A
+    // key frame a second of media back at 4× is a quarter of a second on (more when the run
+    // fell behind and skipped one).
+    for w in units.windows(2) {
+        let step = w[1].0.wrapping_sub(w[0].0);
+        assert!(
+            step < 1 << 31,
+            "RTP time goes back by {} ticks",
+            step.wrapping_neg()
+        );
+    }
+    for (i, w) in video.pts[..units.len()].windows(2).enumerate() {
+        let (Some(a), Some(b)) = (w[0], w[1]) else {
+            panic!("key frame {i} or the next without a PTS");
+        };
+        let step = b.wrapping_sub(a) & ((1 << 33) - 1);
+        assert!(
+            step > 0 && step < 2 * 90_000,
+            "PTS steps by {step} ticks between key frames {i} and {}",
+            i + 1
+        );
+    }
+    // The pictures go back in media time: each key frame shows an earlier time than the last.
+    let lumas: Vec<f64> = (0..units.len())
+        .map(|i| {
+            let f = common::temp_dir("vod-key").join(format!("rev-direct{i}.h264"));
+            std::fs::write(&f, video.unit_es(i)).unwrap();
+            first_frame_luma(&["-f", "h264"], f.to_str().unwrap())
+        })
         .collect();
     assert_between(
         lumas[0],
