@@ -1182,6 +1182,76 @@ fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards() {
     assert!(normal, "no P slice after PLAY");
 }
 
+/// [`pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards`] on the direct path.
+#[test]
+fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards_direct() {
+    let lib = library_direct("reverse-pause-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=40-"), ("Scale", "-2")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-2.000"), "{r:?}");
+    let start = range_start(&r);
+    let mut video = Mp2tVideo::default();
+    while video.units().len() < 3 {
+        video.push(&s.next_rtp().payload);
+    }
+    let (r, _) = s.request("PAUSE", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // PLAY without Scale: forwards at 1 from where reverse play paused (2 key frames back at
+    // least, a few more at most).
+    let (r, _) = s.request("PLAY", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), None, "{r:?}");
+    let at = range_start(&r);
+    assert!(
+        (start - 10.0..=start - 2.0 + 0.01).contains(&at),
+        "resumed at {at} s after reverse from {start} s"
+    );
+    assert!(p_slice_follows(&mut s), "no P slice after PLAY");
+}
+
+/// Whether a non-IDR slice arrives within 2000 MP2T RTP packets.
+fn p_slice_follows(s: &mut Session) -> bool {
+    let mut video = Mp2tVideo::default();
+    for _ in 0..2000 {
+        video.push(&s.next_rtp().payload);
+        if video.nal_types().contains(&1) {
+            return true;
+        }
+    }
+    false
+}
+
+/// [`reverse_play_ends_at_the_start_with_bye_and_the_session_stays`] on the direct path.
+#[test]
+fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays_direct() {
+    let lib = library_direct("reverse-start-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=3-"), ("Scale", "-8")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-8.000"), "{r:?}");
+    // Bounded by the connection's read timeout: the start is 3 s of media (under 1 s) away.
+    let mut video = Mp2tVideo::default();
+    loop {
+        match s.c.next_item() {
+            Item::Frame(1, d) if has_bye(&d) => break,
+            Item::Frame(0, d) => video.push(&rtp_of(&d).payload),
+            Item::Frame(..) => {}
+            Item::Response(r) => panic!("unexpected {r:?}"),
+        }
+    }
+    let types = video.nal_types();
+    assert!(types.contains(&5), "no key frame before BYE: {types:?}");
+    assert!(!types.contains(&1), "only key frames in reverse: {types:?}");
+    let (r, _) = s.request("GET_PARAMETER", &[]);
+    assert_eq!(r.status, 200, "keep-alive after the start: {r:?}");
+    // Forward again from where it stopped.
+    let (r, _) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(range_start(&r) < 1.0, "{r:?}");
+    assert!(p_slice_follows(&mut s), "no P slice after Scale 1");
+}
+
 #[test]
 fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays() {
     let lib = library("reverse-start");

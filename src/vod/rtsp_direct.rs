@@ -517,21 +517,23 @@ pub(crate) fn pre_play(
             }
         }
         d.pause();
-        if let Some(s) = scale {
-            let applied = d.reader.set_scale(s);
-            if applied != s {
-                gst::info!(CAT, "PLAY: Scale {s} not possible, applying {applied}");
-            }
-            let old = std::mem::replace(&mut *d.scale.lock().unwrap(), applied);
-            if old != applied {
-                // Positions count on from where the old rate left it.
-                let at = if old == 1.0 {
-                    d.out.st.lock().unwrap().position_ns(Instant::now())
-                } else {
-                    d.reader.position_ns()
-                };
-                d.out.st.lock().unwrap().rebase(at.min(d.duration_ns));
-            }
+        // PLAY without Scale plays at 1 (after trick play too).
+        let want = scale.unwrap_or(1.0);
+        let applied = d.reader.set_scale(want);
+        if applied != want {
+            gst::info!(CAT, "PLAY: Scale {want} not possible, applying {applied}");
+        }
+        let old = std::mem::replace(&mut *d.scale.lock().unwrap(), applied);
+        if old != applied {
+            // Positions count on from where the old rate left it.
+            let at = if old == 1.0 {
+                d.out.st.lock().unwrap().position_ns(Instant::now())
+            } else {
+                d.reader.position_ns()
+            };
+            d.out.st.lock().unwrap().rebase(at.min(d.duration_ns));
+        }
+        if scale.is_some() {
             request.set_header(SCALE, &format!("{applied:.3}"));
         }
         if let Some(start) = npt.and_then(|n| n.start) {
