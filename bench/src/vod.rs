@@ -7,11 +7,12 @@
 //! new Range. Measured: server CPU and RSS (per session over the idle server), PLAY-with-Range
 //! → first RTP packet of the new position (median, p99), requested vs delivered position (the
 //! answered Range, the random access point used), stalls (no packet for 1 s while playing) and
-//! RTP sequence errors within a play period (the RTP stand-in for TS CC errors: the file goes
-//! out per elementary stream, not as MP2T), threads per session. A PLAY left unanswered for 10 s
-//! fails its session (the run stays bounded). With `--direct` the server sends the file as one
-//! MP2T stream from its pipeline-free path (`[vod] direct`) and the TS inside is checked for
-//! continuity errors per PID within each play period as well.
+//! RTP sequence errors within a play period (with `--pipeline` the RTP stand-in for TS CC
+//! errors: the file goes out per elementary stream there), threads per session. A PLAY left unanswered for 10 s
+//! fails its session (the run stays bounded). The server sends the file as one MP2T stream from
+//! its pipeline-free path (`[vod] direct`, its default), and the TS inside is checked for
+//! continuity errors per PID within each play period as well; `--pipeline` measures the
+//! pipeline per session instead (`[vod] direct = false`).
 //!
 //! `--readers-only` measures the pipeline-free path's readers instead ([`run_readers`]): the
 //! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process;
@@ -428,9 +429,14 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         opts.seconds,
         server.port
     );
-    if opts.direct {
-        println!("vod: the server's direct path ([vod] direct): one MP2T RTP stream per session");
-    }
+    println!(
+        "vod: {}",
+        if opts.direct {
+            "the server's direct path ([vod] direct): one MP2T RTP stream per session"
+        } else {
+            "--pipeline ([vod] direct = false): a pipeline per session, each elementary stream"
+        }
+    );
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(opts.seconds);
     let seek_every = Duration::from_secs_f64(opts.seek_every);
