@@ -653,7 +653,8 @@ fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
     play_with_range_answers_the_key_frame_used_and_rtp_info_on(library("range"));
 }
 
-/// [`play_with_range_answers_the_key_frame_used_and_rtp_info`] with the TS file on the direct path (MP2T).
+/// [`play_with_range_answers_the_key_frame_used_and_rtp_info`]
+/// with the TS file on the direct path (MP2T).
 #[test]
 fn play_with_range_answers_the_key_frame_used_and_rtp_info_direct() {
     play_with_range_answers_the_key_frame_used_and_rtp_info_on(library_direct("range-direct"));
@@ -1352,7 +1353,8 @@ fn every_path_outside_the_library_gets_the_404_of_a_missing_file() {
     every_path_outside_the_library_gets_the_404_of_a_missing_file_on(library("paths"));
 }
 
-/// [`every_path_outside_the_library_gets_the_404_of_a_missing_file`] with the TS file on the direct path (MP2T).
+/// [`every_path_outside_the_library_gets_the_404_of_a_missing_file`]
+/// with the TS file on the direct path (MP2T).
 #[test]
 fn every_path_outside_the_library_gets_the_404_of_a_missing_file_direct() {
     every_path_outside_the_library_gets_the_404_of_a_missing_file_on(library_direct(

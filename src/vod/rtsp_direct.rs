@@ -24,6 +24,8 @@
 //! * RTP time: 90 kHz (RFC 2250), a clock that runs while the session plays, so it continues
 //!   across PAUSE and seeks (RTP-Info of each PLAY says where the new position starts).
 //! * PAUSE stops the reader where it is; PLAY without Range goes on from there.
+//! * `Scale`: the reader's trick play (key frames only, forward and reverse,
+//!   [`Reader::set_scale`]); the answer names the Scale it applies, PLAY without Scale plays at 1.
 //! * End of file: RTCP SR + BYE, the session stays, paused at the end. A read error: logged,
 //!   SR + BYE, and the session ends.
 
@@ -469,7 +471,7 @@ fn session_media_of(
 
 /// A header [`pre_play`] adds to a PLAY it seeked: the key frame's NPT, s.
 const LANDED: &str = "X-Dvb2ip-Direct-Landed";
-/// A header [`pre_play`] adds to every PLAY it let through: the Scale applied.
+/// A header [`pre_play`] adds to a PLAY with `Scale`: the Scale applied.
 const SCALE: &str = "X-Dvb2ip-Direct-Scale";
 
 /// A PLAY on a direct session, before gst-rtsp-server handles it: checks `Range` (400, 457) and
