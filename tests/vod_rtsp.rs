@@ -151,14 +151,25 @@ fn push_frame(movie: &mut Vec<u8>, jpeg: &[u8]) {
 /// a symlink to it inside).
 struct Library {
     srv: Srv,
+    /// TS files go the direct path (`[vod] direct`): one MP2T RTP stream.
+    direct: bool,
 }
 
 fn library(tag: &str) -> Library {
     library_with(tag, 60)
 }
 
+/// [`library`] with TS files on the direct path (one MP2T RTP stream, `[vod] direct`).
+fn library_direct(tag: &str) -> Library {
+    library_cfg(tag, 60, true)
+}
+
 /// [`library`] with sessions that time out after `session_timeout` s.
 fn library_with(tag: &str, session_timeout: u32) -> Library {
+    library_cfg(tag, session_timeout, false)
+}
+
+fn library_cfg(tag: &str, session_timeout: u32, direct: bool) -> Library {
     let base = common::temp_dir(&format!("vod-{tag}"));
     let root = base.join("media");
     std::fs::create_dir_all(root.join("sub")).unwrap();
@@ -174,8 +185,10 @@ fn library_with(tag: &str, session_timeout: u32) -> Library {
     cfg.ssdp.enabled = false;
     cfg.server.session_timeout = session_timeout;
     cfg.vod.roots = vec![root.clone()];
+    cfg.vod.direct = direct;
     Library {
         srv: Srv::with_config(&cfg),
+        direct,
     }
 }
 
@@ -298,9 +311,55 @@ fn describe_announces_the_duration_and_the_streams() {
     assert!((sdp_duration(&sdp) - 10.0).abs() < 0.5, "{sdp}");
 }
 
+/// On the direct path a TS file is one MP2T RTP stream (RFC 2250), as live555 sends it, with
+/// the file's duration.
+#[test]
+fn describe_of_a_ts_on_the_direct_path_announces_one_mp2t_stream() {
+    let lib = library_direct("describe-direct");
+    let mut c = Rtsp::connect(lib.srv.port);
+    let r = c.req("DESCRIBE", "vod/x.ts", &[("Accept", "application/sdp")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    let sdp = r.body.clone();
+    let d = sdp_duration(&sdp);
+    assert!((d - TS_SECONDS).abs() < 1.0, "duration {d}\n{sdp}");
+    assert!(sdp.contains("m=video 0 RTP/AVP 33"), "{sdp}");
+    assert!(sdp.contains("a=rtpmap:33 MP2T/90000"), "{sdp}");
+    assert!(sdp.contains("a=control:stream=0"), "{sdp}");
+    assert!(!sdp.contains("m=audio"), "one stream: {sdp}");
+    // Other formats keep their own streams.
+    let r = c.req(
+        "DESCRIBE",
+        "vod/movie.mjpeg",
+        &[("Accept", "application/sdp")],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("m=video 0 RTP/AVP 26"), "{}", r.body);
+}
+
 #[test]
 fn ffmpeg_seeks_into_a_ts_and_decodes_near_the_target() {
-    let lib = library("ffmpeg-ts");
+    ffmpeg_seeks_into_a_ts_and_decodes_near_the_target_on(library("ffmpeg-ts"));
+}
+
+/// [`ffmpeg_seeks_into_a_ts_and_decodes_near_the_target`] with the TS file on the direct path
+/// (MP2T). Two things differ, both ffmpeg's: its MP2T timestamps are the file's PTS, so `-ss T`
+/// asks for `npt=T + 1.4` (the movie's first PTS is 1.4 s) and lands on the key frame at or
+/// before that; and with `-noaccurate_seek` over UDP it decodes the packets of its first PLAY
+/// still queued in its socket after the seek (stale pictures from the start). So: accurate
+/// seeking, and the first picture within the GOP after the offset target.
+#[test]
+fn ffmpeg_seeks_into_a_ts_and_decodes_near_the_target_direct() {
+    let lib = library_direct("ffmpeg-ts-direct");
+    let luma = first_frame_luma(&["-ss", "30"], &lib.url("x.ts"));
+    assert_between(luma, ts_luma_at(30.0), ts_luma_at(32.0), "UDP -ss 30");
+    let luma = first_frame_luma(
+        &["-rtsp_transport", "tcp", "-noaccurate_seek", "-ss", "45"],
+        &lib.url("x.ts"),
+    );
+    assert_between(luma, ts_luma_at(45.0), ts_luma_at(47.0), "TCP -ss 45");
+}
+
+fn ffmpeg_seeks_into_a_ts_and_decodes_near_the_target_on(lib: Library) {
     // ffmpeg sends `Range: npt=<30 + the stream's start>-`; -noaccurate_seek keeps the first
     // picture the server sends rather than skipping on to the exact target. A key frame every
     // second: the first picture is within one GOP of the target.
@@ -366,6 +425,108 @@ fn nal_types(p: &Rtp) -> Vec<u8> {
         28 if p.payload.len() > 1 && p.payload[1] & 0x80 != 0 => vec![p.payload[1] & 0x1f],
         28 => vec![],
         t => vec![t],
+    }
+}
+
+/// The PIDs of the TS packets of an MP2T RTP payload (RFC 2250: whole 188-byte packets).
+fn ts_pids(payload: &[u8]) -> Vec<u16> {
+    assert_eq!(
+        payload.len() % 188,
+        0,
+        "MP2T payload of {} bytes",
+        payload.len()
+    );
+    payload
+        .chunks_exact(188)
+        .map(|p| {
+            assert_eq!(p[0], 0x47, "TS sync byte");
+            (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2])
+        })
+        .collect()
+}
+
+/// The video elementary stream of MP2T RTP payloads: the PES payloads of the first PID whose
+/// PES is a video stream (stream_id 0xE0–0xEF), from its first PES start on (Annex B for H.264).
+#[derive(Default)]
+struct Mp2tVideo {
+    pid: Option<u16>,
+    started: bool,
+    es: Vec<u8>,
+    /// Where each PES starts in `es`, with the RTP time of the packet that carried its start.
+    starts: Vec<(usize, u32)>,
+    /// The PTS of each PES (90 kHz), as `starts`.
+    pts: Vec<Option<u64>>,
+}
+
+impl Mp2tVideo {
+    fn push(&mut self, payload: &[u8]) {
+        self.push_at(payload, 0);
+    }
+
+    /// The whole PES so far (not the last, which may go on): RTP time of its start and the
+    /// NAL unit types in it.
+    fn units(&self) -> Vec<(u32, Vec<u8>)> {
+        self.starts
+            .windows(2)
+            .map(|w| {
+                let es = Mp2tVideo {
+                    es: self.es[w[0].0..w[1].0].to_vec(),
+                    ..Default::default()
+                };
+                (w[0].1, es.nal_types())
+            })
+            .collect()
+    }
+
+    /// The elementary stream of whole PES `i` (see [`Mp2tVideo::units`]).
+    fn unit_es(&self, i: usize) -> &[u8] {
+        &self.es[self.starts[i].0..self.starts[i + 1].0]
+    }
+
+    /// [`Mp2tVideo::push`] of the payload of an RTP packet with RTP time `ts`.
+    fn push_at(&mut self, payload: &[u8], ts: u32) {
+        for (p, pid) in payload.chunks_exact(188).zip(ts_pids(payload)) {
+            let pusi = p[1] & 0x40 != 0;
+            let afc = (p[3] >> 4) & 3;
+            if afc & 1 == 0 {
+                continue;
+            }
+            let at = if afc == 3 { 5 + usize::from(p[4]) } else { 4 };
+            let Some(data) = p.get(at..) else { continue };
+            let is_video_pes =
+                data.len() >= 9 && data[..3] == [0, 0, 1] && (0xE0..=0xEF).contains(&data[3]);
+            if pusi && is_video_pes && self.pid.is_none() {
+                self.pid = Some(pid);
+            }
+            if Some(pid) != self.pid {
+                continue;
+            }
+            if pusi {
+                self.started = true;
+                self.starts.push((self.es.len(), ts));
+                let pts = (data[7] & 0x80 != 0 && data.len() >= 14).then(|| {
+                    (u64::from(data[9] >> 1 & 0x07) << 30)
+                        | (u64::from(data[10]) << 22)
+                        | (u64::from(data[11] >> 1) << 15)
+                        | (u64::from(data[12]) << 7)
+                        | u64::from(data[13] >> 1)
+                });
+                self.pts.push(pts);
+                let header = 9 + usize::from(data[8]);
+                self.es.extend_from_slice(data.get(header..).unwrap_or(&[]));
+            } else if self.started {
+                self.es.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// The H.264 NAL unit types so far, in order.
+    fn nal_types(&self) -> Vec<u8> {
+        let e = &self.es;
+        (0..e.len().saturating_sub(3))
+            .filter(|&i| e[i..i + 3] == [0, 0, 1])
+            .map(|i| e[i + 3] & 0x1f)
+            .collect()
     }
 }
 
@@ -489,7 +650,17 @@ fn range_start(r: &Resp) -> f64 {
 
 #[test]
 fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
-    let lib = library("range");
+    play_with_range_answers_the_key_frame_used_and_rtp_info_on(library("range"));
+}
+
+/// [`play_with_range_answers_the_key_frame_used_and_rtp_info`]
+/// with the TS file on the direct path (MP2T).
+#[test]
+fn play_with_range_answers_the_key_frame_used_and_rtp_info_direct() {
+    play_with_range_answers_the_key_frame_used_and_rtp_info_on(library_direct("range-direct"));
+}
+
+fn play_with_range_answers_the_key_frame_used_and_rtp_info_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let r = s.play(&[("Range", "npt=20-")]);
     assert_eq!(r.status, 200, "{r:?}");
@@ -504,12 +675,30 @@ fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
         "RTP-Info names the first packet"
     );
     // It starts a key frame: SPS/PPS and IDR before any other slice.
-    let mut types = nal_types(&first);
-    while !types.contains(&5) {
-        let p = s.next_rtp();
-        assert_eq!(p.ts, first.ts, "the first access unit is the key frame");
-        types.extend(nal_types(&p));
-    }
+    let types = if lib.direct {
+        // MP2T: the PAT and PMT first, then the video PES from the key frame on (RTP time is
+        // the packets' sending time here, not the frame's, so it is not compared).
+        let pids = ts_pids(&first.payload);
+        assert_eq!(pids.first(), Some(&0), "the PAT first: {pids:?}");
+        let mut video = Mp2tVideo::default();
+        video.push(&first.payload);
+        while !video.nal_types().contains(&5) {
+            video.push(&s.next_rtp().payload);
+        }
+        // The units of the first access unit: up to its IDR slice.
+        let mut types = video.nal_types();
+        let idr = types.iter().position(|&t| t == 5).unwrap();
+        types.truncate(idr + 1);
+        types
+    } else {
+        let mut types = nal_types(&first);
+        while !types.contains(&5) {
+            let p = s.next_rtp();
+            assert_eq!(p.ts, first.ts, "the first access unit is the key frame");
+            types.extend(nal_types(&p));
+        }
+        types
+    };
     assert!(
         !types.contains(&1),
         "no non-IDR slice before the IDR: {types:?}"
@@ -518,7 +707,16 @@ fn play_with_range_answers_the_key_frame_used_and_rtp_info() {
 
 #[test]
 fn pause_then_play_resumes_where_it_paused() {
-    let lib = library("pause");
+    pause_then_play_resumes_where_it_paused_on(library("pause"));
+}
+
+/// [`pause_then_play_resumes_where_it_paused`] with the TS file on the direct path (MP2T).
+#[test]
+fn pause_then_play_resumes_where_it_paused_direct() {
+    pause_then_play_resumes_where_it_paused_on(library_direct("pause-direct"));
+}
+
+fn pause_then_play_resumes_where_it_paused_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let r = s.play(&[("Range", "npt=10-")]);
     let start = range_start(&r);
@@ -580,7 +778,16 @@ fn pause_then_play_resumes_where_it_paused() {
 
 #[test]
 fn two_clients_on_one_file_seek_independently() {
-    let lib = library("two");
+    two_clients_on_one_file_seek_independently_on(library("two"));
+}
+
+/// [`two_clients_on_one_file_seek_independently`] with the TS file on the direct path (MP2T).
+#[test]
+fn two_clients_on_one_file_seek_independently_direct() {
+    two_clients_on_one_file_seek_independently_on(library_direct("two-direct"));
+}
+
+fn two_clients_on_one_file_seek_independently_on(lib: Library) {
     let mut a = Session::open(lib.srv.port, "vod/x.ts");
     let mut b = Session::open(lib.srv.port, "vod/x.ts");
     let ra = a.play(&[("Range", "npt=10-")]);
@@ -643,6 +850,58 @@ fn scale_4_sends_key_frames_only_at_four_times_the_media_rate() {
     let mut normal = false;
     for _ in 0..500 {
         if nal_types(&s.next_rtp()).contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice at Scale 1");
+}
+
+/// [`scale_4_sends_key_frames_only_at_four_times_the_media_rate`] on the direct path: the key
+/// frames are the video PES holding an IDR slice, their RTP time the time they were sent.
+#[test]
+fn scale_4_sends_key_frames_only_at_four_times_the_media_rate_direct() {
+    let lib = library_direct("scale-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=5-"), ("Scale", "4")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("4.000"), "{r:?}");
+    assert_eq!(r.header("Speed"), None, "{r:?}");
+    let mut video = Mp2tVideo::default();
+    let key_ts = |v: &Mp2tVideo| -> Vec<u32> {
+        v.units()
+            .iter()
+            .filter(|(_, t)| t.contains(&5))
+            .map(|(ts, _)| *ts)
+            .collect()
+    };
+    while key_ts(&video).len() < 9 {
+        let p = s.next_rtp();
+        video.push_at(&p.payload, p.ts);
+    }
+    let slices: usize = video
+        .units()
+        .iter()
+        .map(|(_, t)| t.iter().filter(|&&n| n == 1).count())
+        .sum();
+    assert_eq!(slices, 0, "only key frames at Scale 4");
+    let key_ts = key_ts(&video);
+    let span = f64::from(key_ts[8].wrapping_sub(key_ts[0])) / 90_000.0;
+    // 8 s of media in `span` s of RTP time: 4× (a generous bound, no wall clock involved).
+    let rate = 8.0 / span;
+    assert!(
+        (3.0..5.0).contains(&rate),
+        "{rate}× (8 key frames in {span} s)"
+    );
+    // Back to 1: non-key slices again.
+    let r = s.play(&[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("1.000"), "{r:?}");
+    let mut video = Mp2tVideo::default();
+    let mut normal = false;
+    for _ in 0..2000 {
+        video.push(&s.next_rtp().payload);
+        if video.nal_types().contains(&1) {
             normal = true;
             break;
         }
@@ -788,6 +1047,111 @@ fn reverse_scale_sends_key_frames_backwards_then_scale_1_resumes() {
     );
 }
 
+/// [`reverse_scale_sends_key_frames_backwards_then_scale_1_resumes`] on the direct path: the
+/// access units are the video PES (reassembled from MP2T), their RTP time the time they were
+/// sent.
+#[test]
+fn reverse_scale_sends_key_frames_backwards_then_scale_1_resumes_direct() {
+    let lib = library_direct("reverse-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=20-"), ("Scale", "-4")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-4.000"), "{r:?}");
+    assert_eq!(r.header("Speed"), None, "{r:?}");
+    let start = range_start(&r);
+    assert!((19.0..20.01).contains(&start), "Range {start}");
+    let mut video = Mp2tVideo::default();
+    while video.units().len() < 5 {
+        let p = s.next_rtp();
+        video.push_at(&p.payload, p.ts);
+    }
+    // Back to 1 before the reverse run reaches the start (about 5 s at 4×).
+    let (r, late) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("1.000"), "{r:?}");
+    let resumed = range_start(&r);
+    for p in &late {
+        video.push_at(&p.payload, p.ts);
+    }
+    let mut after = Mp2tVideo::default();
+    let mut normal = false;
+    for _ in 0..2000 {
+        after.push(&s.next_rtp().payload);
+        if after.nal_types().contains(&1) {
+            normal = true;
+            break;
+        }
+    }
+    assert!(normal, "no P slice after Scale 1");
+    // Only key frames in reverse, each an IDR.
+    let units = video.units();
+    let slices: usize = units
+        .iter()
+        .map(|(_, t)| t.iter().filter(|&&n| n == 1).count())
+        .sum();
+    assert_eq!(slices, 0, "only key frames at Scale -4");
+    for (ts, t) in &units {
+        assert!(
+            t.contains(&5),
+            "access unit at RTP time {ts} has no IDR slice: {t:?}"
+        );
+    }
+    // Time keeps growing for the client: in MP2T the pictures' time is their PTS (RTP time is
+    // when the packets left, RFC 2250: several key frames may leave in one burst, never back). A
+    // key frame a second of media back at 4× is a quarter of a second on (more when the run
+    // fell behind and skipped one).
+    for w in units.windows(2) {
+        let step = w[1].0.wrapping_sub(w[0].0);
+        assert!(
+            step < 1 << 31,
+            "RTP time goes back by {} ticks",
+            step.wrapping_neg()
+        );
+    }
+    for (i, w) in video.pts[..units.len()].windows(2).enumerate() {
+        let (Some(a), Some(b)) = (w[0], w[1]) else {
+            panic!("key frame {i} or the next without a PTS");
+        };
+        let step = b.wrapping_sub(a) & ((1 << 33) - 1);
+        assert!(
+            step > 0 && step < 2 * 90_000,
+            "PTS steps by {step} ticks between key frames {i} and {}",
+            i + 1
+        );
+    }
+    // The pictures go back in media time: each key frame shows an earlier time than the last.
+    let lumas: Vec<f64> = (0..units.len())
+        .map(|i| {
+            let f = common::temp_dir("vod-key").join(format!("rev-direct{i}.h264"));
+            std::fs::write(&f, video.unit_es(i)).unwrap();
+            first_frame_luma(&["-f", "h264"], f.to_str().unwrap())
+        })
+        .collect();
+    assert_between(
+        lumas[0],
+        ts_luma_at(19.0),
+        ts_luma_at(20.0),
+        "first key frame",
+    );
+    for (i, w) in lumas.windows(2).enumerate() {
+        // One GOP back is 1 s of media: luma 4 lower.
+        assert!(
+            w[1] < w[0] - 2.0,
+            "key frame {} (luma {}) is not before key frame {i} (luma {}): {lumas:?}",
+            i + 1,
+            w[1],
+            w[0]
+        );
+    }
+    // Scale 1 resumed where reverse play had got to: before the last key frame the test saw.
+    let last_seen = lumas[lumas.len() - 1] / LUMA_PER_S;
+    assert!(
+        resumed <= last_seen + 0.5 && resumed < start - 1.0,
+        "resumed at {resumed} s; reverse started at {start} s, last key frame seen at about \
+         {last_seen} s"
+    );
+}
+
 #[test]
 fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards() {
     let lib = library("reverse-pause");
@@ -817,6 +1181,76 @@ fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards() {
         }
     }
     assert!(normal, "no P slice after PLAY");
+}
+
+/// [`pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards`] on the direct path.
+#[test]
+fn pause_in_reverse_play_keeps_the_position_and_play_resumes_forwards_direct() {
+    let lib = library_direct("reverse-pause-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=40-"), ("Scale", "-2")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-2.000"), "{r:?}");
+    let start = range_start(&r);
+    let mut video = Mp2tVideo::default();
+    while video.units().len() < 3 {
+        video.push(&s.next_rtp().payload);
+    }
+    let (r, _) = s.request("PAUSE", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    // PLAY without Scale: forwards at 1 from where reverse play paused (2 key frames back at
+    // least, a few more at most).
+    let (r, _) = s.request("PLAY", &[]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), None, "{r:?}");
+    let at = range_start(&r);
+    assert!(
+        (start - 10.0..=start - 2.0 + 0.01).contains(&at),
+        "resumed at {at} s after reverse from {start} s"
+    );
+    assert!(p_slice_follows(&mut s), "no P slice after PLAY");
+}
+
+/// Whether a non-IDR slice arrives within 2000 MP2T RTP packets.
+fn p_slice_follows(s: &mut Session) -> bool {
+    let mut video = Mp2tVideo::default();
+    for _ in 0..2000 {
+        video.push(&s.next_rtp().payload);
+        if video.nal_types().contains(&1) {
+            return true;
+        }
+    }
+    false
+}
+
+/// [`reverse_play_ends_at_the_start_with_bye_and_the_session_stays`] on the direct path.
+#[test]
+fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays_direct() {
+    let lib = library_direct("reverse-start-direct");
+    let mut s = Session::open(lib.srv.port, "vod/x.ts");
+    let r = s.play(&[("Range", "npt=3-"), ("Scale", "-8")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("Scale"), Some("-8.000"), "{r:?}");
+    // Bounded by the connection's read timeout: the start is 3 s of media (under 1 s) away.
+    let mut video = Mp2tVideo::default();
+    loop {
+        match s.c.next_item() {
+            Item::Frame(1, d) if has_bye(&d) => break,
+            Item::Frame(0, d) => video.push(&rtp_of(&d).payload),
+            Item::Frame(..) => {}
+            Item::Response(r) => panic!("unexpected {r:?}"),
+        }
+    }
+    let types = video.nal_types();
+    assert!(types.contains(&5), "no key frame before BYE: {types:?}");
+    assert!(!types.contains(&1), "only key frames in reverse: {types:?}");
+    let (r, _) = s.request("GET_PARAMETER", &[]);
+    assert_eq!(r.status, 200, "keep-alive after the start: {r:?}");
+    // Forward again from where it stopped.
+    let (r, _) = s.request("PLAY", &[("Scale", "1")]);
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(range_start(&r) < 1.0, "{r:?}");
+    assert!(p_slice_follows(&mut s), "no P slice after Scale 1");
 }
 
 #[test]
@@ -856,7 +1290,16 @@ fn reverse_play_ends_at_the_start_with_bye_and_the_session_stays() {
 
 #[test]
 fn scale_0_and_bad_ranges_are_refused() {
-    let lib = library("refused");
+    scale_0_and_bad_ranges_are_refused_on(library("refused"));
+}
+
+/// [`scale_0_and_bad_ranges_are_refused`] with the TS file on the direct path (MP2T).
+#[test]
+fn scale_0_and_bad_ranges_are_refused_direct() {
+    scale_0_and_bad_ranges_are_refused_on(library_direct("refused-direct"));
+}
+
+fn scale_0_and_bad_ranges_are_refused_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let (r, _) = s.request("PLAY", &[("Scale", "0")]);
     assert_eq!(r.status, 400, "{r:?}");
@@ -874,7 +1317,16 @@ fn scale_0_and_bad_ranges_are_refused() {
 
 #[test]
 fn end_of_file_sends_bye_and_the_session_stays() {
-    let lib = library("eof");
+    end_of_file_sends_bye_and_the_session_stays_on(library("eof"));
+}
+
+/// [`end_of_file_sends_bye_and_the_session_stays`] with the TS file on the direct path (MP2T).
+#[test]
+fn end_of_file_sends_bye_and_the_session_stays_direct() {
+    end_of_file_sends_bye_and_the_session_stays_on(library_direct("eof-direct"));
+}
+
+fn end_of_file_sends_bye_and_the_session_stays_on(lib: Library) {
     let mut s = Session::open(lib.srv.port, "vod/x.ts");
     let r = s.play(&[("Range", "npt=57-")]);
     assert_eq!(r.status, 200, "{r:?}");
@@ -898,7 +1350,19 @@ fn end_of_file_sends_bye_and_the_session_stays() {
 
 #[test]
 fn every_path_outside_the_library_gets_the_404_of_a_missing_file() {
-    let lib = library("paths");
+    every_path_outside_the_library_gets_the_404_of_a_missing_file_on(library("paths"));
+}
+
+/// [`every_path_outside_the_library_gets_the_404_of_a_missing_file`]
+/// with the TS file on the direct path (MP2T).
+#[test]
+fn every_path_outside_the_library_gets_the_404_of_a_missing_file_direct() {
+    every_path_outside_the_library_gets_the_404_of_a_missing_file_on(library_direct(
+        "paths-direct",
+    ));
+}
+
+fn every_path_outside_the_library_gets_the_404_of_a_missing_file_on(lib: Library) {
     let mut c = Rtsp::connect(lib.srv.port);
     let answer = |c: &mut Rtsp, method: &str, path: &str| {
         let h: &[(&str, &str)] = if method == "SETUP" {
@@ -982,10 +1446,25 @@ fn sample_luma(sample: &gst::Sample) -> f64 {
 
 #[test]
 fn rtspsrc_follows_a_pipeline_seek() {
+    rtspsrc_follows_a_pipeline_seek_on(library("rtspsrc"));
+}
+
+/// [`rtspsrc_follows_a_pipeline_seek`] with the TS file on the direct path: `rtpmp2tdepay !
+/// tsdemux` instead of `rtph264depay`.
+#[test]
+fn rtspsrc_follows_a_pipeline_seek_direct() {
+    rtspsrc_follows_a_pipeline_seek_on(library_direct("rtspsrc-direct"));
+}
+
+fn rtspsrc_follows_a_pipeline_seek_on(lib: Library) {
     use gst::prelude::*;
-    let lib = library("rtspsrc");
+    let depay = if lib.direct {
+        "rtpmp2tdepay ! tsdemux ! h264parse"
+    } else {
+        "rtph264depay"
+    };
     let pipeline = gst::parse::launch(&format!(
-        "rtspsrc name=s location={} protocols=tcp ! rtph264depay ! avdec_h264 ! videoconvert \
+        "rtspsrc name=s location={} protocols=tcp ! {depay} ! avdec_h264 ! videoconvert \
          ! video/x-raw,format=I420 ! appsink name=out sync=false max-buffers=4 drop=false",
         lib.url("x.ts")
     ))
@@ -1038,7 +1517,17 @@ fn rtspsrc_follows_a_pipeline_seek() {
 /// (gst-rtsp-server 1.22 can abort in client finalize there): it serves the next client.
 #[test]
 fn a_vanished_clients_session_ends_and_the_server_serves_the_next() {
-    let lib = library_with("vanish", 2);
+    vanished_client_on(library_with("vanish", 2));
+}
+
+/// [`a_vanished_clients_session_ends_and_the_server_serves_the_next`] with the TS file on the
+/// direct path.
+#[test]
+fn a_vanished_clients_session_ends_and_the_server_serves_the_next_direct() {
+    vanished_client_on(library_cfg("vanish-direct", 2, true));
+}
+
+fn vanished_client_on(lib: Library) {
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let rtp_port = udp.local_addr().unwrap().port();
     let udp_transport = format!("RTP/AVP;unicast;client_port={rtp_port}-{}", rtp_port + 1);
@@ -1183,14 +1672,27 @@ impl Drop for ErrorLog {
 /// the next client.
 #[test]
 fn a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on() {
-    let disk = FailingDisk::new("eio");
+    read_error_on(false);
+}
+
+/// [`a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on`] with the TS
+/// files on the direct path.
+#[test]
+fn a_read_error_mid_stream_ends_the_session_with_bye_and_the_server_goes_on_direct() {
+    read_error_on(true);
+}
+
+fn read_error_on(direct: bool) {
+    let tag = if direct { "eio-direct" } else { "eio" };
+    let disk = FailingDisk::new(tag);
     std::fs::copy(ts_movie(), disk.mount.join("bad.ts")).unwrap();
-    let good = common::temp_dir("vod-eio-good");
+    let good = common::temp_dir(&format!("vod-{tag}-good"));
     std::fs::copy(ts_movie(), good.join("x.ts")).unwrap();
     let mut cfg = Config::embedded();
     cfg.ssdp.enabled = false;
     cfg.server.session_timeout = 60;
     cfg.vod.roots = vec![good.clone(), disk.mount.clone()];
+    cfg.vod.direct = direct;
     let srv = Srv::with_config(&cfg);
     let mut s = Session::open(srv.port, "vod/bad.ts");
     // (The category exists once the server has logged to it.)

@@ -151,6 +151,10 @@ enum BenchCommand {
         /// Only the pipeline-free path's file readers (src/vod/pacer.rs), in this process.
         #[arg(long)]
         readers_only: bool,
+        /// The server sends the TS file per elementary stream from a pipeline per session
+        /// (`[vod] direct = false`) instead of its direct path (one MP2T stream).
+        #[arg(long)]
+        pipeline: bool,
     },
     /// An edge relaying one multiplex to N readers against N readers of a local tuner.
     Relay {
@@ -295,12 +299,14 @@ fn main() -> ExitCode {
             seek_every,
             mbps,
             readers_only,
+            pipeline,
         } => {
             let opts = vod::Options {
                 sessions,
                 seconds,
                 seek_every,
                 mbps,
+                direct: !pipeline,
             };
             if readers_only {
                 vod::run_readers(&opts)

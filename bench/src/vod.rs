@@ -7,12 +7,17 @@
 //! new Range. Measured: server CPU and RSS (per session over the idle server), PLAY-with-Range
 //! → first RTP packet of the new position (median, p99), requested vs delivered position (the
 //! answered Range, the random access point used), stalls (no packet for 1 s while playing) and
-//! RTP sequence errors within a play period (the RTP stand-in for TS CC errors: the file goes
-//! out per elementary stream, not as MP2T), threads per session. A PLAY left unanswered for 10 s
-//! fails its session (the run stays bounded).
+//! RTP sequence errors within a play period (with `--pipeline` the RTP stand-in for TS CC
+//! errors: the file goes out per elementary stream there), threads per session. A PLAY left unanswered for 10 s
+//! fails its session (the run stays bounded). The server sends the file as one MP2T stream from
+//! its pipeline-free path (`[vod] direct`, its default), and the TS inside is checked for
+//! continuity errors per PID within each play period as well; `--pipeline` measures the
+//! pipeline per session instead (`[vod] direct = false`).
 //!
 //! `--readers-only` measures the pipeline-free path's readers instead ([`run_readers`]): the
-//! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process.
+//! file reading, seeking and PCR pacing of `src/vod/{ts_file,pacer}.rs`, in this process;
+//! every fourth reader plays in trick play (Scale 4, -4, 8, -2 in turn, a new one at each
+//! seek).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -32,6 +37,9 @@ pub struct Options {
     pub seconds: f64,
     pub seek_every: f64,
     pub mbps: u32,
+    /// The server sends TS files on its direct path (`[vod] direct`): one MP2T RTP stream,
+    /// checked for TS continuity too.
+    pub direct: bool,
 }
 
 /// A gap without packets that counts as a stall.
@@ -125,7 +133,12 @@ struct ServerProc {
 }
 
 impl ServerProc {
-    fn spawn(dir: &Path, root: &Path, max_sessions: usize) -> anyhow::Result<ServerProc> {
+    fn spawn(
+        dir: &Path,
+        root: &Path,
+        max_sessions: usize,
+        direct: bool,
+    ) -> anyhow::Result<ServerProc> {
         let me = std::env::current_exe().context("path of dvb2ip-bench")?;
         let exe = me.with_file_name("dvb2ip");
         if !exe.is_file() {
@@ -155,6 +168,7 @@ impl ServerProc {
             "roots",
             toml::Value::Array(vec![root.to_string_lossy().into_owned().into()]),
         );
+        set("vod", "direct", direct.into());
         let conf = dir.join("server.toml");
         std::fs::write(&conf, toml::to_string(&t)?)?;
         let log = dir.join("server.log");
@@ -218,8 +232,33 @@ struct Tally {
     distance_s: Vec<f64>,
     stalls: u64,
     seq_errors: u64,
+    /// TS continuity errors within play periods (MP2T only).
+    cc_errors: u64,
     packets: u64,
     failures: Vec<String>,
+}
+
+/// Counts TS continuity errors of the MP2T payload `d` (whole packets) against `last` (per PID,
+/// the last counter of a packet with payload).
+fn check_cc(d: &[u8], last: &mut Vec<(u16, u8)>) -> u64 {
+    let mut errors = 0;
+    for p in d.chunks_exact(188).filter(|p| p[0] == 0x47) {
+        let pid = (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2]);
+        if pid == 0x1FFF || p[3] & 0x10 == 0 {
+            continue;
+        }
+        let cc = p[3] & 0x0F;
+        match last.iter_mut().find(|(q, _)| *q == pid) {
+            Some((_, l)) => {
+                if cc != (*l + 1) & 0x0F && cc != *l {
+                    errors += 1;
+                }
+                *l = cc;
+            }
+            None => last.push((pid, cc)),
+        }
+    }
+    errors
 }
 
 /// A tiny PRNG (xorshift) for the seek positions.
@@ -240,9 +279,16 @@ fn npt_start(r: &Response) -> Option<f64> {
 }
 
 /// One session until `end`: PLAY at a random position every `seek_every`.
-fn session(port: u16, id: usize, end: Instant, seek_every: Duration, duration_s: f64) -> Tally {
+fn session(
+    port: u16,
+    id: usize,
+    end: Instant,
+    seek_every: Duration,
+    duration_s: f64,
+    direct: bool,
+) -> Tally {
     let mut t = Tally::default();
-    if let Err(e) = run_session(port, id, end, seek_every, duration_s, &mut t) {
+    if let Err(e) = run_session(port, id, end, seek_every, duration_s, direct, &mut t) {
         t.failures.push(format!("session {id}: {e:#}"));
     }
     t
@@ -254,6 +300,7 @@ fn run_session(
     end: Instant,
     seek_every: Duration,
     duration_s: f64,
+    direct: bool,
     t: &mut Tally,
 ) -> anyhow::Result<()> {
     let mut c = Client::connect(
@@ -303,6 +350,7 @@ fn run_session(
         }
         let mut first = true;
         let mut last_seq: Option<u16> = None;
+        let mut last_cc: Vec<(u16, u8)> = vec![];
         let mut last_at = Instant::now();
         let until = (Instant::now() + seek_every).min(end);
         while Instant::now() < until {
@@ -321,6 +369,10 @@ fn run_session(
                         t.seq_errors += 1;
                     }
                     last_seq = Some(seq);
+                    if direct {
+                        let cc = 12 + 4 * usize::from(d[0] & 0x0F);
+                        t.cc_errors += check_cc(d.get(cc..).unwrap_or(&[]), &mut last_cc);
+                    }
                     last_at = now;
                     t.packets += 1;
                 }
@@ -363,7 +415,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         std::os::unix::fs::symlink(&file, &target)?;
     }
     let duration_s = f64::from(FILE_SECONDS);
-    let server = ServerProc::spawn(&dir, &root, opts.sessions)?;
+    let server = ServerProc::spawn(&dir, &root, opts.sessions, opts.direct)?;
     let pid = server.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = proc_rss_kib(pid).unwrap_or(0);
@@ -377,6 +429,14 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         opts.seconds,
         server.port
     );
+    println!(
+        "vod: {}",
+        if opts.direct {
+            "the server's direct path ([vod] direct): one MP2T RTP stream per session"
+        } else {
+            "--pipeline ([vod] direct = false): a pipeline per session, each elementary stream"
+        }
+    );
     let started = Instant::now();
     let end = started + Duration::from_secs_f64(opts.seconds);
     let seek_every = Duration::from_secs_f64(opts.seek_every);
@@ -385,8 +445,9 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     for id in 0..opts.sessions {
         let results = results.clone();
         let port = server.port;
+        let direct = opts.direct;
         threads.push(std::thread::spawn(move || {
-            let t = session(port, id, end, seek_every, duration_s);
+            let t = session(port, id, end, seek_every, duration_s, direct);
             results.lock().unwrap().push(t);
         }));
         // Sessions start spread over the first seconds, as viewers would.
@@ -428,6 +489,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
     dist.sort_by(f64::total_cmp);
     let stalls: u64 = results.iter().map(|t| t.stalls).sum();
     let seq_errors: u64 = results.iter().map(|t| t.seq_errors).sum();
+    let cc_errors: u64 = results.iter().map(|t| t.cc_errors).sum();
     let packets: u64 = results.iter().map(|t| t.packets).sum();
     let failures: Vec<&String> = results.iter().flat_map(|t| &t.failures).collect();
     let ok_sessions = opts.sessions - failures.len();
@@ -458,7 +520,7 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         dist.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing, or none after a PLAY), {seq_errors} RTP sequence errors within play periods, {} of {} sessions failed",
+        "delivery: {packets} RTP packets, {stalls} stalls (> {} s without a packet while playing, or none after a PLAY), {seq_errors} RTP sequence errors and {cc_errors} TS continuity errors (MP2T only) within play periods, {} of {} sessions failed",
         STALL.as_secs(),
         failures.len(),
         opts.sessions
@@ -476,8 +538,8 @@ pub fn run(opts: &Options) -> anyhow::Result<()> {
         verdict(rss_per <= 256.0)
     );
     println!(
-        "  no stall, no sequence error: {} ({stalls} stalls, {seq_errors} sequence errors, {} failed sessions)",
-        verdict(stalls == 0 && seq_errors == 0 && failures.is_empty()),
+        "  no stall, no sequence or CC error: {} ({stalls} stalls, {seq_errors} sequence errors, {cc_errors} CC errors, {} failed sessions)",
+        verdict(stalls == 0 && seq_errors == 0 && cc_errors == 0 && failures.is_empty()),
         failures.len()
     );
     Ok(())
@@ -539,16 +601,20 @@ impl dvb2ip::vod::pacer::ChunkSink for ReaderSink {
     }
 
     fn seeked(&self) {
-        let mut t = self.0.lock().unwrap();
-        t.cc.clear();
-        t.last_at = None;
+        // The counters continue across seeks (and scale changes): only the stall clock
+        // restarts.
+        self.0.lock().unwrap().last_at = None;
     }
 }
+
+/// The scales of the readers-only run's trick-play readers, one per seek in turn.
+const TRICK_SCALES: [f64; 4] = [4.0, -4.0, 8.0, -2.0];
 
 /// `dvb2ip-bench vod --readers-only`: the direct path's readers alone, in this process: N
 /// [`dvb2ip::vod::pacer::Reader`]s of the file on one pacing thread, each seeking to a random
 /// position every `seek_every`, their TS checked for continuity by an in-process sink (no RTP,
 /// no sockets, no RTSP: what the file reading and pacing of a pipeline-free session cost).
+/// Every fourth reader seeks into trick play instead ([`TRICK_SCALES`] in turn).
 pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
     use dvb2ip::vod::pacer::{Pacer, Reader};
     use dvb2ip::vod::ts_file::TsFile;
@@ -575,7 +641,7 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let started = Instant::now();
     let mut distance = vec![];
-    for _ in 0..opts.sessions {
+    for i in 0..opts.sessions {
         let sink = Arc::new(ReaderSink(Mutex::new(ReaderTally {
             seek_sent: None,
             cc: vec![],
@@ -590,8 +656,13 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
         let r = Reader::new(&pacer, f, sink.clone())?;
         let want = (next_rand(&mut rng) % (span * 1000.0) as u64) as f64 / 1000.0;
         seek(&r, &sink, want, &mut distance)?;
+        // Every fourth reader: trick play (the count of its seeks picks the scale).
+        let trick = (i % 4 == 3).then_some(0usize);
+        if trick.is_some() {
+            r.set_scale(TRICK_SCALES[0]);
+        }
         r.play();
-        sessions.push((r, sink, Instant::now() + seek_every));
+        sessions.push((r, sink, Instant::now() + seek_every, trick));
         std::thread::sleep(Duration::from_millis(20));
     }
     let end = started + Duration::from_secs_f64(opts.seconds);
@@ -601,10 +672,16 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
     let (mut rss_max, mut threads_max) = (0, 0);
     while Instant::now() < end {
         let now = Instant::now();
-        for (r, sink, next) in &mut sessions {
+        for (r, sink, next, trick) in &mut sessions {
             if now >= *next {
                 let want = (next_rand(&mut rng) % (span * 1000.0) as u64) as f64 / 1000.0;
                 seek(r, sink, want, &mut distance)?;
+                if let Some(k) = trick {
+                    *k += 1;
+                    r.set_scale(TRICK_SCALES[*k % TRICK_SCALES.len()]);
+                    // A trick-play reader may have reached an end: PLAY again.
+                    r.play();
+                }
                 *next = now + seek_every;
             }
         }
@@ -623,16 +700,26 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
         _ => f64::NAN,
     };
     let mut seeks: Vec<f64> = vec![];
+    let mut trick_seeks: Vec<f64> = vec![];
     let (mut cc_errors, mut stalls, mut bytes, mut ended) = (0, 0, 0, 0);
-    for (_, sink, _) in &sessions {
+    let (mut tricks, mut trick_ended) = (0, 0);
+    for (_, sink, _, trick) in &sessions {
         let t = sink.0.lock().unwrap();
-        seeks.extend(t.seek_to_first_ms.iter().map(|&v| f64::from(v)));
+        let ms = t.seek_to_first_ms.iter().map(|&v| f64::from(v));
+        if trick.is_some() {
+            trick_seeks.extend(ms);
+            tricks += 1;
+            trick_ended += usize::from(t.ended);
+        } else {
+            seeks.extend(ms);
+        }
         cc_errors += t.cc_errors;
         stalls += t.stalls;
         bytes += t.bytes;
         ended += usize::from(t.ended);
     }
     seeks.sort_by(f64::total_cmp);
+    trick_seeks.sort_by(f64::total_cmp);
     distance.sort_by(f64::total_cmp);
     let n = opts.sessions.max(1) as f64;
     let rss_per = rss_max.saturating_sub(idle_rss) as f64 / n;
@@ -654,13 +741,19 @@ pub fn run_readers(opts: &Options) -> anyhow::Result<()> {
         seeks.last().copied().unwrap_or(f64::NAN)
     );
     println!(
+        "trick play: {tricks} readers (Scale {TRICK_SCALES:?} in turn, a new one at each seek): {} seeks, seek → first key frame median {:.2} ms, p99 {:.2} ms; {trick_ended} reached an end of the file at least once",
+        trick_seeks.len(),
+        percentile(&trick_seeks, 0.5),
+        percentile(&trick_seeks, 0.99)
+    );
+    println!(
         "delivered − requested position: min {:+.3} s, median {:+.3} s, max {:+.3} s (the key frame at or before the target)",
         distance.first().copied().unwrap_or(f64::NAN),
         percentile(&distance, 0.5),
         distance.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "delivery: {stalls} stalls (> {} s without a chunk while playing), {cc_errors} TS continuity errors within play periods, {ended} sessions reached the end",
+        "delivery: {stalls} stalls (> {} s without a chunk while playing), {cc_errors} TS continuity errors within sessions (across seeks and scale changes), {ended} sessions reached an end of the file at least once",
         STALL.as_secs()
     );
     println!("targets (the reading and pacing part of a session only):");

@@ -1872,6 +1872,12 @@ mod imp {
             self.parent_pre_play_request(ctx)
         }
 
+        /// The PLAY answer is queued: a direct VOD session starts sending after it.
+        fn play_request(&self, ctx: &RTSPContext) {
+            crate::vod::rtsp_direct::play_request();
+            self.parent_play_request(ctx);
+        }
+
         fn pre_pause_request(&self, ctx: &RTSPContext) -> RTSPStatusCode {
             self.not_implemented(ctx)
                 .unwrap_or_else(|| self.parent_pre_pause_request(ctx))

@@ -98,6 +98,10 @@ pub fn of_session(session: &RTSPSession) -> Option<Sent> {
     let relay = glib::WeakRef::new();
     for sm in session.filter(Some(&mut |_, _| gst_rtsp_server::RTSPFilterResult::Ref)) {
         let Some(media) = sm.media() else { continue };
+        // A TS file on the direct VOD path: its session's own packetizer counts.
+        if let Some(c) = crate::vod::rtsp_direct::sent_counter(&sm) {
+            return Some(Sent::counter(c));
+        }
         if let Some(c) = relay_counter(&media) {
             return Some(Sent::counter(c));
         }

@@ -3,6 +3,7 @@
 //! ```toml
 //! [vod]
 //! roots = ["/srv/media", "/home/tv/recordings"]
+//! direct = true   # TS files over RTSP as one MP2T stream, no pipeline per session (default)
 //! ```
 //!
 //! No section, or no roots, means VOD is off. Every root must be an absolute path to an existing
@@ -13,16 +14,35 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VodSection {
     /// Folders served at `rtsp://HOST/vod/<path>` and `http://HOST:PORT/vod/<path>`, searched
     /// in this order; recordings go to the first.
     #[serde(default)]
     pub roots: Vec<PathBuf>,
+    /// MPEG-TS files over RTSP as one MP2T RTP stream on the pipeline-free path
+    /// ([`super::rtsp_direct`], the default); `false`: a pipeline per session sending each
+    /// elementary stream, as other formats go.
+    #[serde(default = "direct_default")]
+    pub direct: bool,
     /// Recordings `dvb2ip serve` starts with (`--record <channel>[:seconds]`; not a file key).
     #[serde(skip)]
     pub record_at_start: Vec<super::record::RecordRequest>,
+}
+
+fn direct_default() -> bool {
+    true
+}
+
+impl Default for VodSection {
+    fn default() -> Self {
+        VodSection {
+            roots: Vec::new(),
+            direct: direct_default(),
+            record_at_start: Vec::new(),
+        }
+    }
 }
 
 impl VodSection {
@@ -94,7 +114,10 @@ mod tests {
         let e = Config::parse("x.toml", "[vod]\nroot = [\"/\"]\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");
         let c = Config::parse("x.toml", &format!("[vod]\nroots = [{dir:?}]\n")).unwrap();
-        assert_eq!(c.vod.roots, vec![dir]);
+        assert_eq!(c.vod.roots, vec![dir.clone()]);
         assert!(c.vod.enabled());
+        assert!(c.vod.direct, "TS files go the direct path by default");
+        let text = format!("[vod]\nroots = [{dir:?}]\ndirect = false\n");
+        assert!(!Config::parse("x.toml", &text).unwrap().vod.direct);
     }
 }

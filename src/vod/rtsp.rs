@@ -15,6 +15,9 @@
 //!   where reverse play starts, then [`super::rtsp_reverse`] steps backwards; on a file without
 //!   video it is applied and answered as 1.
 //! * A read error ends the session (after RTCP BYE); see [`super::rtsp_media`].
+//! * With `[vod] direct`, a TS file's mount gets a [`super::rtsp_direct::DirectFactory`] instead
+//!   (one MP2T stream, no pipeline per session); PLAY and the answers of its sessions go to
+//!   [`super::rtsp_direct`].
 
 use std::sync::Arc;
 
@@ -87,8 +90,20 @@ pub fn make_path(
         .mount_points()
         .ok_or_else(|| Answer::plain(500, "Internal Server Error"))?;
     if crate::rtsp::mounts::mount_of(&mounts, &mount).as_deref() != Some(mount.as_str()) {
-        gst::debug!(CAT, "mounting {mount} → {}", resolved.file.display());
-        mounts.add_factory(&mount, VodFactory::new(core.clone()));
+        if super::rtsp_direct::serves(core, &resolved.file) {
+            gst::debug!(
+                CAT,
+                "mounting {mount} → {} (direct, MP2T)",
+                resolved.file.display()
+            );
+            mounts.add_factory(
+                &mount,
+                super::rtsp_direct::DirectFactory::new(resolved.file),
+            );
+        } else {
+            gst::debug!(CAT, "mounting {mount} → {}", resolved.file.display());
+            mounts.add_factory(&mount, VodFactory::new(core.clone()));
+        }
     }
     let path = vod_path(uri).unwrap_or_default();
     Ok(match split_vod_path(&path).and_then(|(_, c)| c) {
@@ -128,6 +143,9 @@ fn duration_s(media: &RTSPMedia) -> Option<f64> {
 /// rate change without Range seeks to the current position (gst-rtsp-server would only seek
 /// for a trick rate, so a return to 1 would keep the old rate).
 pub(crate) fn pre_play(media: Option<&RTSPMedia>, request: &Msg) -> Result<(), Answer> {
+    if let Some(m) = media.filter(|m| super::rtsp_direct::is_direct(m)) {
+        return super::rtsp_direct::pre_play(m, request);
+    }
     let state = media.and_then(state_of);
     let scale = match request.header("Scale") {
         Some(v) => Some(parse_scale(&v).map_err(|e| {
@@ -250,6 +268,19 @@ pub(crate) fn finish_response(
     media: Option<&RTSPMedia>,
     media_error: Option<glib::Error>,
 ) {
+    if method == crate::rtsp::message::METHOD_PAUSE {
+        super::rtsp_direct::pause_session(msg);
+    }
+    if let Some(m) = media.filter(|m| super::rtsp_direct::is_direct(m)) {
+        let Some(satip) = client
+            .as_ref()
+            .downcast_ref::<crate::rtsp::client::SatipClient>()
+        else {
+            return;
+        };
+        super::rtsp_direct::finish_response(satip.core(), client.as_ref(), msg, request, method, m);
+        return;
+    }
     let status = msg.status().unwrap_or(0);
     match (method, status) {
         // The media could not be prepared: the file is not what its name or first bytes said.

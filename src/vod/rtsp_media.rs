@@ -7,11 +7,13 @@
 //!   `filesrc ! parsebin`, each elementary stream re-payloaded on its own RTP stream
 //!   (`rtph264pay`, `rtpmp4gpay`, `rtpmpapay` …), as gst-rtsp-server's URI factory does.
 //!
-//! MPEG-TS goes per elementary stream rather than as MP2T (`rtpmp2tpay`): seeking, Scale and
-//! RTP-Info need the demuxer's time (a seek lands on the key frame `tsdemux` finds through the
-//! PCR, the RTP timestamps follow the PTS of each stream), which a byte-level MP2T relay of the
-//! file only has with an index (live555's `.tsx`). FFmpeg, VLC and rtspsrc take H.264 + AAC
-//! over RTP as they take MP2T.
+//! MPEG-TS goes this way, per elementary stream, only while `[vod] direct` is off. The reason it
+//! once had to (seeking, Scale and RTP-Info need the file's time, which a byte-level MP2T relay
+//! only has with an index such as live555's `.tsx`) no longer holds: [`super::ts_file`] finds
+//! the key frame at or before an NPT by PCR bisection without an index, and each direct session
+//! has its own packetizer whose sequence number and RTP time name RTP-Info. With `[vod] direct`
+//! TS files go as they are, one MP2T stream per session and no pipeline
+//! ([`super::rtsp_direct`]); this factory keeps every other format and, with `direct` off, TS.
 //!
 //! Trick play: at a rate other than 1 only key frames leave (a probe on each video payloader
 //! drops delta units) and audio is muted; after every flushing seek video starts at a key

@@ -9,6 +9,8 @@
 //!   adaptation field's `random_access_indicator`, or an H.264/H.265 IDR/IRAP, SPS or an MPEG-2
 //!   sequence header at the start of the PES). It reads a few windows of 64 KiB and keeps
 //!   nothing.
+//! * [`TsFile::key_frame_after`] finds the next random access point after one (trick play
+//!   forward; backward it seeks to just before a key frame's NPT).
 //! * [`last_pcr`] gives the PCR a chunk ends with, which is what pacing needs.
 //!
 //! Measured with `dvb2ip-bench vod-reader` (README, files on demand): what a session of this
@@ -25,7 +27,7 @@ use gstdvb2ip::proto::ts::{AdaptationField, PacketView, PesHeader, PACKET_SIZE, 
 /// PCR ticks per second.
 pub const PCR_HZ: u64 = 27_000_000;
 /// PCRs wrap here (33-bit base × 300).
-const PCR_WRAP: u64 = (1 << 33) * 300;
+pub const PCR_WRAP: u64 = (1 << 33) * 300;
 /// The probe looks this far into the file for PAT, PMT, the first PCR and the first video PTS.
 const PROBE_BYTES: u64 = 8 << 20;
 /// How far a frame's PTS may run ahead of the PCR of its packets, ns.
@@ -168,7 +170,7 @@ fn es_starts_key_frame(stream_type: u8, es: &[u8]) -> bool {
 }
 
 /// Whether a packet of the video PID starts a key frame.
-fn is_random_access(pkt: &[u8], video_pid: u16, stream_type: u8) -> bool {
+pub(crate) fn is_random_access(pkt: &[u8], video_pid: u16, stream_type: u8) -> bool {
     let Ok(v) = PacketView::parse(pkt) else {
         return false;
     };
@@ -186,7 +188,7 @@ fn is_random_access(pkt: &[u8], video_pid: u16, stream_type: u8) -> bool {
 }
 
 /// The PTS of a PES starting in `pkt`.
-fn pts_of(pkt: &[u8]) -> Option<u64> {
+pub(crate) fn pts_of(pkt: &[u8]) -> Option<u64> {
     let v = PacketView::parse(pkt).ok()?;
     if !v.header.pusi {
         return None;
@@ -341,6 +343,34 @@ impl TsFile {
         })
     }
 
+    /// The first random access point after the packet at `offset` (`None`: none until the
+    /// end of the file).
+    pub fn key_frame_after(&self, offset: u64) -> io::Result<Option<Landing>> {
+        let Some((video, stream_type)) = self.info.video else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; WINDOW];
+        let mut off = offset + PACKET_SIZE as u64;
+        while off < self.info.end {
+            let n = self.read_at(&mut buf, off)?;
+            if n == 0 {
+                break;
+            }
+            let hit = buf[..n]
+                .chunks_exact(PACKET_SIZE)
+                .enumerate()
+                .find(|(_, p)| is_random_access(p, video, stream_type));
+            if let Some((i, p)) = hit {
+                return Ok(Some(Landing {
+                    offset: off + (i * PACKET_SIZE) as u64,
+                    npt_ns: self.npt_of_pts(pts_of(p)),
+                }));
+            }
+            off += n as u64;
+        }
+        Ok(None)
+    }
+
     /// The file's PAT and PMT packets with continuity counters that lead into what follows
     /// `offset` (the next PAT and PMT of the file, looked for up to 2 MiB on), so a client sees
     /// no continuity error where they meet.
@@ -368,7 +398,13 @@ impl TsFile {
         Ok(crate::relay::ts::primed(&self.info.psi, &next.concat()))
     }
 
-    fn npt_of_pts(&self, pts: Option<u64>) -> u64 {
+    /// The NPT of a PCR (27 MHz): the PTS a frame shown at that PCR has, since the first
+    /// video PTS (0 when before it).
+    pub fn npt_of_pcr(&self, pcr: u64) -> u64 {
+        self.npt_of_pts(Some(pcr / 300))
+    }
+
+    pub(crate) fn npt_of_pts(&self, pts: Option<u64>) -> u64 {
         let pts = pts.unwrap_or(self.info.first_pts);
         let d = (pts + (1 << 33) - self.info.first_pts) % (1 << 33);
         // A PTS a little before the first one (reordered frames) counts as 0.
