@@ -40,6 +40,8 @@ pub struct Core {
     pub metrics: Metrics,
     /// Recordings of channels into the first VOD root.
     pub recordings: crate::vod::record::Recordings,
+    /// The pacing thread of the direct VOD sessions, started by the first one ([`Core::vod_pacer`]).
+    vod_pacer: std::sync::OnceLock<crate::vod::pacer::Pacer>,
     /// The channel database and its scans (src/scan/service.rs).
     pub scans: Arc<crate::scan::service::Scans>,
     /// Descriptor budget: connection caps and the headroom new work needs.
@@ -69,6 +71,12 @@ pub struct Metrics {
 }
 
 impl Core {
+    /// The one pacing thread of the server's direct VOD sessions (src/vod/pacer.rs), started when
+    /// the first one opens.
+    pub fn vod_pacer(&self) -> &crate::vod::pacer::Pacer {
+        self.vod_pacer.get_or_init(crate::vod::pacer::Pacer::new)
+    }
+
     /// A core serving `config` from `pool` (frontends as `pool` has them configured).
     pub fn new(config: Config, pool: Pool) -> Arc<Core> {
         let sessions = Arc::new(Sessions::new(
@@ -79,6 +87,7 @@ impl Core {
             clients: Arc::new(crate::ui::clients_for(&config, &scans)),
             css: Arc::default(),
             recordings: crate::vod::record::Recordings::new(pool.clone(), &config),
+            vod_pacer: std::sync::OnceLock::new(),
             scans,
             relays: Arc::new(crate::relay::Relays::new(&config)),
             publishers: Arc::new(crate::publish::Publishers::new(&config)),

@@ -63,12 +63,6 @@ const NPT_SLACK_S: f64 = 0.002;
 /// RTP payload of a full packet.
 const PAYLOAD: usize = TS_PER_RTP * PACKET_SIZE;
 
-/// The one pacing thread of the server's direct VOD sessions.
-fn pacer() -> &'static Pacer {
-    static PACER: OnceLock<Pacer> = OnceLock::new();
-    PACER.get_or_init(Pacer::new)
-}
-
 /// Whether `file` goes the direct path: `[vod] direct` is on and the file is an MPEG-TS the
 /// probe reads (PAT, PMT, PCRs). Decided when its mount is made.
 pub fn serves(core: &Core, file: &Path) -> bool {
@@ -348,7 +342,7 @@ pub struct DirectSession {
 }
 
 impl DirectSession {
-    fn open(file: &Path, dest: Dest) -> Result<DirectSession, String> {
+    fn open(pacer: &Pacer, file: &Path, dest: Dest) -> Result<DirectSession, String> {
         let ts = TsFile::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let duration_ns = ts.info.duration_ns();
         let r = random();
@@ -375,7 +369,7 @@ impl DirectSession {
         });
         let sink: Arc<dyn ChunkSink> = out.clone();
         let reader =
-            Reader::new(pacer(), ts, sink).map_err(|e| format!("{}: {e}", file.display()))?;
+            Reader::new(pacer, ts, sink).map_err(|e| format!("{}: {e}", file.display()))?;
         Ok(DirectSession {
             reader,
             out,
@@ -608,7 +602,11 @@ pub(crate) fn finish_response(
                     else {
                         return;
                     };
-                    let d = match DirectSession::open(&file, dest.take().unwrap_or(Dest::None)) {
+                    let d = match DirectSession::open(
+                        core.vod_pacer(),
+                        &file,
+                        dest.take().unwrap_or(Dest::None),
+                    ) {
                         Ok(d) => d,
                         Err(e) => {
                             gst::error!(CAT, "SETUP: {e}");
