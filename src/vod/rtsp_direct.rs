@@ -64,9 +64,32 @@ const NPT_SLACK_S: f64 = 0.002;
 const PAYLOAD: usize = TS_PER_RTP * PACKET_SIZE;
 
 /// Whether `file` goes the direct path: `[vod] direct` is on and the file is an MPEG-TS the
-/// probe reads (PAT, PMT, PCRs). Decided when its mount is made.
+/// probe reads (PAT, PMT, PCRs) whose key frames carry their parameter sets (a client joining
+/// at a seek decodes from the file's own bytes). Decided when its mount is made; a TS file
+/// that fails the last test goes the pipeline way (its parsers put SPS/PPS in front of every
+/// key frame), and the log says so.
 pub fn serves(core: &Core, file: &Path) -> bool {
-    core.config.vod.direct && !super::rtsp_media::is_mjpeg(file) && TsFile::open(file).is_ok()
+    if !core.config.vod.direct || super::rtsp_media::is_mjpeg(file) {
+        return false;
+    }
+    let Ok(ts) = TsFile::open(file) else {
+        return false;
+    };
+    match ts.key_frames_carry_parameter_sets() {
+        Ok(true) => true,
+        Ok(false) => {
+            gst::info!(
+                CAT,
+                "{}: key frames without SPS/sequence header: served per elementary stream",
+                file.display()
+            );
+            false
+        }
+        Err(e) => {
+            gst::warning!(CAT, "{}: {e}", file.display());
+            false
+        }
+    }
 }
 
 /// Where a session's packets go.

@@ -346,6 +346,13 @@ mod tests {
             path
         }
 
+        #[test]
+        fn ffmpegs_key_frames_carry_their_parameter_sets() {
+            // libx264 in MPEG-TS repeats SPS/PPS at every key frame: such files go the direct path.
+            let f = TsFile::open(&movie()).unwrap();
+            assert!(f.key_frames_carry_parameter_sets().unwrap());
+        }
+
         /// The bytes, and where each chunk starts in them and when it arrived.
         type Got = (Vec<u8>, Vec<(usize, Instant)>);
 

@@ -143,6 +143,39 @@ fn pid_of(p: &[u8]) -> u16 {
     (u16::from(p[1] & 0x1F) << 8) | u16::from(p[2])
 }
 
+/// Whether the ES bytes of a key frame hold the stream's parameter sets before its first
+/// picture (H.264: SPS before a slice; H.265: SPS before a VCL unit; MPEG-1/2 video: a sequence
+/// header before the picture start code).
+fn parameter_sets_before_picture(stream_type: u8, es: &[u8]) -> bool {
+    let mut i = 0;
+    while i + 3 < es.len() {
+        if es[i] == 0 && es[i + 1] == 0 && es[i + 2] == 1 {
+            let b = es[i + 3];
+            match stream_type {
+                0x1B => match b & 0x1F {
+                    7 => return true,
+                    1..=5 => return false,
+                    _ => {}
+                },
+                0x24 => match (b >> 1) & 0x3F {
+                    33 => return true,
+                    0..=31 => return false,
+                    _ => {}
+                },
+                _ => match b {
+                    0xB3 => return true,
+                    0x00 => return false,
+                    _ => {}
+                },
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// Whether the ES bytes at the start of a PES begin a key frame of `stream_type`.
 fn es_starts_key_frame(stream_type: u8, es: &[u8]) -> bool {
     let mut i = 0;
@@ -341,6 +374,45 @@ impl TsFile {
             offset: at,
             npt_ns: npt_ns.min(self.info.duration_ns()),
         })
+    }
+
+    /// Whether a key frame in the middle of the file carries its parameter sets (H.264 SPS,
+    /// H.265 SPS, an MPEG-2 sequence header) ahead of its first picture. A decoder joining
+    /// at a seek needs them; a file whose muxer sent them only once cannot be joined mid-file
+    /// from its own bytes. Files without
+    /// video, or with a codec this does not know, count as carrying them.
+    pub fn key_frames_carry_parameter_sets(&self) -> io::Result<bool> {
+        let Some((video, stream_type)) = self.info.video else {
+            return Ok(true);
+        };
+        if !matches!(stream_type, 0x01 | 0x02 | 0x1B | 0x24) {
+            return Ok(true);
+        }
+        let landing = self.seek(self.info.duration_ns() / 2)?;
+        let mut buf = vec![0u8; WINDOW];
+        let n = self.read_at(&mut buf, landing.offset)?;
+        // The key frame's elementary stream bytes, up to the next PES start on its PID.
+        let mut es = Vec::new();
+        for (i, p) in buf[..n].chunks_exact(PACKET_SIZE).enumerate() {
+            let Ok(v) = PacketView::parse(p) else {
+                continue;
+            };
+            if v.header.pid != video {
+                continue;
+            }
+            if v.header.pusi {
+                if i > 0 {
+                    break;
+                }
+                match PesHeader::parse(v.payload) {
+                    Ok(h) => es.extend_from_slice(v.payload.get(h.payload_offset..).unwrap_or(&[])),
+                    Err(_) => return Ok(false),
+                }
+            } else if !es.is_empty() {
+                es.extend_from_slice(v.payload);
+            }
+        }
+        Ok(parameter_sets_before_picture(stream_type, &es))
     }
 
     /// The first random access point after the packet at `offset` (`None`: none until the
@@ -628,6 +700,49 @@ pub(crate) mod tests {
             std::env::temp_dir().join(format!("dvb2ip-tsfile-{}-{name}.ts", std::process::id()));
         std::fs::write(&path, data).unwrap();
         path
+    }
+
+    #[test]
+    fn parameter_sets_are_found_only_before_the_first_picture() {
+        let nal = |t: u8| [0u8, 0, 0, 1, t];
+        let es = |units: &[u8]| units.iter().flat_map(|t| nal(*t)).collect::<Vec<u8>>();
+        // H.264: AUD, SPS, PPS, IDR: yes; AUD, IDR: no; SEI, slice, then SPS (next frame): no.
+        assert!(parameter_sets_before_picture(
+            0x1B,
+            &es(&[0x09, 0x67, 0x68, 0x65])
+        ));
+        assert!(!parameter_sets_before_picture(0x1B, &es(&[0x09, 0x65])));
+        assert!(!parameter_sets_before_picture(
+            0x1B,
+            &es(&[0x06, 0x41, 0x67])
+        ));
+        // H.265: VPS (32), SPS (33): yes; IDR_W_RADL (19) first: no.
+        assert!(parameter_sets_before_picture(0x24, &es(&[64, 66, 68, 38])));
+        assert!(!parameter_sets_before_picture(0x24, &es(&[38, 66])));
+        // MPEG-2: sequence header, then picture: yes; GOP header then picture: no.
+        assert!(parameter_sets_before_picture(
+            0x02,
+            &es(&[0xB3, 0xB8, 0x00])
+        ));
+        assert!(!parameter_sets_before_picture(0x02, &es(&[0xB8, 0x00])));
+        assert!(!parameter_sets_before_picture(0x1B, &[]));
+    }
+
+    #[test]
+    fn key_frames_with_and_without_parameter_sets_are_told_apart() {
+        // The synthetic file's key frames are a bare IDR slice: no decoder can join there.
+        let path = file("params");
+        assert!(!TsFile::open(&path)
+            .unwrap()
+            .key_frames_carry_parameter_sets()
+            .unwrap());
+        std::fs::remove_file(path).ok();
+        // The third-party vectors repeat SPS and PPS at every IDR.
+        let dir = gstdvb2ip::proto::vectors::media_dir();
+        for name in ["temi_a_single_timeline.ts", "temi_d_two_programs.ts"] {
+            let f = TsFile::open(&dir.join(name)).unwrap();
+            assert!(f.key_frames_carry_parameter_sets().unwrap(), "{name}");
+        }
     }
 
     #[test]
